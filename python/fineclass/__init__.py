@@ -1,0 +1,36 @@
+"""fineclass: fine-tune small open language models to code text, at scale, reproducibly.
+
+The public API; everything else is internal.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import FineclassError
+from .labels import LabelSpec
+
+_LAZY = {
+    "TrainConfig": ".config",
+    "Classifier": ".classifier",
+    "train": ".train",
+    "load": ".classifier",
+    "classify": ".infer",
+    "evaluate": ".evaluate",
+    "learning_curve": ".curve",
+    "zero_shot": ".methods.generative",
+    "propose": ".crowd",
+    "as_table": ".data",
+}
+
+__all__ = ["FineclassError", "LabelSpec", *_LAZY]
+
+
+def __getattr__(name: str):
+    # heavy modules (torch, transformers) load on first use, so `import fineclass` stays fast
+    if name in _LAZY:
+        import importlib
+        module = importlib.import_module(_LAZY[name], __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fineclass' has no attribute {name!r}")

@@ -1,0 +1,22 @@
+"""The one exception family fineclass raises for problems a user can fix."""
+from __future__ import annotations
+
+
+class FineclassError(ValueError):
+    """A problem with an argument or an input that the user can fix.
+
+    ``argument`` names the argument as the user typed it (``"text"``, ``"data"``,
+    ``"model"``...), so that the R package and the CLI can point at it.
+    """
+
+    def __init__(self, message: str, argument: str | None = None):
+        super().__init__(message)
+        self.argument = argument
+
+
+def preview(values, limit: int = 10) -> str:
+    """A short, readable list of offending values for error messages."""
+    values = list(values)
+    shown = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values[:limit])
+    more = len(values) - limit
+    return shown + (f" (and {more} more)" if more > 0 else "")

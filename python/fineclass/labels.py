@@ -1,0 +1,279 @@
+"""LabelSpec: what a classifier predicts, in one of the paper's three shapes.
+
+- ``single``: one class per document (CAP major topics: 21 integer codes with names).
+- ``multi``: a set of classes per document (Dataverse subjects: up to 3 of 14).
+- ``dimlevel``: for each of several dimensions, absent or one ordered level
+  (human flourishing: 46 dimensions, each absent or low/medium/high).
+
+Classes are stored as strings (their canonical form) together with the type of the
+original values, so that integer codes come back as integers.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import FineclassError, preview
+
+KINDS = ("single", "multi", "dimlevel")
+DEFAULT_LEVELS = ("low", "medium", "high")
+
+
+def _canon(value: Any) -> str:
+    """Canonical string of a label value: 5, 5.0 and "5" are the same code."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return str(value).strip()
+
+
+def _value_type(values: Iterable[Any]) -> str:
+    kinds = set()
+    for v in values:
+        if isinstance(v, bool):
+            kinds.add("str")
+        elif isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer()):
+            kinds.add("int")
+        else:
+            kinds.add("str")
+    return "int" if kinds == {"int"} else "str"
+
+
+def _sort_key(value_type: str):
+    return (lambda s: int(s)) if value_type == "int" else (lambda s: s)
+
+
+@dataclass
+class LabelSpec:
+    """The label set of a task: its shape, its classes and an optional codebook.
+
+    Parameters
+    ----------
+    kind: ``"single"``, ``"multi"`` or ``"dimlevel"``.
+    classes: the class codes (single, multi) or the dimensions (dimlevel), as strings.
+    levels: for ``dimlevel``, the ordered levels (default low, medium, high).
+    names: optional human-readable name per class code (e.g. CAP ``"1" -> "Macroeconomics"``).
+    descriptions: optional codebook text per class code, used in prompts.
+    value_type: ``"int"`` when the codes were integers, so predictions return integers.
+    max_labels: for ``multi``, the most labels one document may carry (``None``: no limit).
+    """
+
+    kind: str
+    classes: list[str]
+    levels: list[str] | None = None
+    names: dict[str, str] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+    value_type: str = "str"
+    max_labels: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise FineclassError(
+                f"`kind` must be one of {', '.join(KINDS)}; got {self.kind!r}.", "kind")
+        self.classes = [_canon(c) for c in self.classes]
+        if len(set(self.classes)) != len(self.classes):
+            dup = sorted({c for c in self.classes if self.classes.count(c) > 1})
+            raise FineclassError(f"`classes` holds duplicates: {preview(dup)}.", "classes")
+        if len(self.classes) < (1 if self.kind == "dimlevel" else 2) and self.kind != "multi":
+            raise FineclassError(
+                f"a {self.kind} label needs at least two classes; found only "
+                f"{preview(self.classes)}. Check the `label` column: it holds a single class.", "label")
+        if self.kind == "multi" and len(self.classes) < 1:
+            raise FineclassError("a multi-label task needs at least one class.", "label")
+        if self.kind == "dimlevel":
+            self.levels = [str(x) for x in (self.levels or DEFAULT_LEVELS)]
+            if len(set(self.levels)) != len(self.levels):
+                raise FineclassError(f"`levels` holds duplicates: {self.levels}.", "levels")
+        elif self.levels:
+            raise FineclassError("`levels` is only used with kind='dimlevel'.", "levels")
+        self.names = {_canon(k): str(v) for k, v in (self.names or {}).items()}
+        self.descriptions = {_canon(k): str(v) for k, v in (self.descriptions or {}).items()}
+        unknown = [k for k in list(self.names) + list(self.descriptions) if k not in self.classes]
+        if unknown:
+            raise FineclassError(
+                f"the codebook describes classes that are not in the label set: {preview(sorted(set(unknown)))}. "
+                f"Known classes: {preview(self.classes)}.", "codebook")
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def infer(cls, values: Sequence[Any], kind: str = "single", levels: Sequence[str] | None = None,
+              codebook: Mapping[Any, Any] | None = None, max_labels: int | None = None) -> "LabelSpec":
+        """Build a spec from observed labels.
+
+        ``values``: for single, one value per document; for multi, one list per document;
+        for dimlevel, one ``{dimension: level}`` mapping per document.
+        ``codebook``: ``{code: name}`` or ``{code: {"name": ..., "description": ...}}``.
+        """
+        if kind == "single":
+            flat = [v for v in values if v is not None]
+        elif kind == "multi":
+            flat = [v for vs in values for v in (vs or [])]
+        elif kind == "dimlevel":
+            flat = [d for m in values for d in (m or {})]
+            seen_levels = {_canon(lv) for m in values for lv in (m or {}).values()}
+            if levels is None:
+                extra = seen_levels - set(DEFAULT_LEVELS)
+                if extra:
+                    raise FineclassError(
+                        f"levels {preview(sorted(extra))} are not low/medium/high. Pass `levels=` with the "
+                        f"ordered list of levels.", "levels")
+                levels = list(DEFAULT_LEVELS)
+            else:
+                extra = seen_levels - {str(x) for x in levels}
+                if extra:
+                    raise FineclassError(
+                        f"the data holds levels {preview(sorted(extra))} that are not in `levels` "
+                        f"({', '.join(map(str, levels))}).", "levels")
+        else:
+            raise FineclassError(f"`kind` must be one of {', '.join(KINDS)}; got {kind!r}.", "kind")
+        vtype = _value_type(flat) if kind != "dimlevel" else "str"
+        classes = set(_canon(v) for v in flat)
+        names, descriptions = _split_codebook(codebook)
+        if codebook:
+            classes |= set(names) | set(descriptions)
+            if kind != "dimlevel" and vtype == "int" and not all(_isint(c) for c in classes):
+                vtype = "str"
+        classes = sorted(classes, key=_sort_key(vtype))
+        return cls(kind=kind, classes=classes, levels=list(levels) if levels else None, names=names,
+                   descriptions=descriptions, value_type=vtype, max_labels=max_labels)
+
+    # ------------------------------------------------------------------ encoding
+    @property
+    def n_outputs(self) -> int:
+        """Width of the model's output layer."""
+        if self.kind == "dimlevel":
+            return len(self.classes) * (len(self.levels) + 1)
+        return len(self.classes)
+
+    def _index(self, argument: str = "label") -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.classes)}
+
+    def _unknown(self, found: Iterable[str], argument: str, what: str = "labels") -> FineclassError:
+        return FineclassError(
+            f"{what} {preview(sorted(set(found)))} are not in the label set ({preview(self.classes)}). "
+            f"Train with these labels, or remove the rows that carry them.", argument)
+
+    def encode(self, values: Sequence[Any], argument: str = "label") -> np.ndarray:
+        """Targets as an array: (n,) class indices; (n, K) 0/1; or (n, D) level index, 0 = absent."""
+        index = self._index()
+        if self.kind == "single":
+            codes = [_canon(v) for v in values]
+            bad = [c for c in codes if c not in index]
+            if bad:
+                raise self._unknown(bad, argument)
+            return np.array([index[c] for c in codes], dtype=np.int64)
+        if self.kind == "multi":
+            out = np.zeros((len(values), len(self.classes)), dtype=np.float32)
+            bad = []
+            for i, vs in enumerate(values):
+                for v in vs or []:
+                    c = _canon(v)
+                    if c in index:
+                        out[i, index[c]] = 1.0
+                    else:
+                        bad.append(c)
+            if bad:
+                raise self._unknown(bad, argument)
+            return out
+        level_index = {lv: j + 1 for j, lv in enumerate(self.levels)}
+        out = np.zeros((len(values), len(self.classes)), dtype=np.int64)
+        bad, bad_levels = [], []
+        for i, m in enumerate(values):
+            for d, lv in (m or {}).items():
+                c = _canon(d)
+                if c not in index:
+                    bad.append(c)
+                elif _canon(lv) not in level_index:
+                    bad_levels.append(_canon(lv))
+                else:
+                    out[i, index[c]] = level_index[_canon(lv)]
+        if bad:
+            raise self._unknown(bad, argument, "dimensions")
+        if bad_levels:
+            raise FineclassError(f"levels {preview(sorted(set(bad_levels)))} are not in the label set's "
+                                 f"levels ({', '.join(self.levels)}).", argument)
+        return out
+
+    def decode_value(self, code: str):
+        """A class code back in the type the user gave (int codes come back as int)."""
+        return int(code) if self.value_type == "int" else code
+
+    def arrow_type(self) -> pa.DataType:
+        return pa.int64() if self.value_type == "int" else pa.string()
+
+    def label_name(self, code: str) -> str:
+        return self.names.get(code, code)
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "classes": list(self.classes), "levels": self.levels,
+                "names": dict(self.names), "descriptions": dict(self.descriptions),
+                "value_type": self.value_type, "max_labels": self.max_labels}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "LabelSpec":
+        known = {"kind", "classes", "levels", "names", "descriptions", "value_type", "max_labels"}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LabelSpec":
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def __repr__(self) -> str:
+        extra = f", levels={self.levels}" if self.kind == "dimlevel" else ""
+        return f"LabelSpec(kind={self.kind!r}, {len(self.classes)} classes{extra})"
+
+
+def _isint(s: str) -> bool:
+    try:
+        int(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _split_codebook(codebook: Mapping[Any, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """``{code: name}`` or ``{code: {"name":..., "description":...}}`` -> (names, descriptions)."""
+    names, descriptions = {}, {}
+    for code, entry in (codebook or {}).items():
+        key = _canon(code)
+        if isinstance(entry, Mapping):
+            if entry.get("name") is not None:
+                names[key] = str(entry["name"])
+            if entry.get("description") is not None:
+                descriptions[key] = str(entry["description"])
+        elif entry is not None:
+            names[key] = str(entry)
+    return names, descriptions
+
+
+def read_codebook(source: Any) -> dict[str, dict[str, str]]:
+    """A codebook from a mapping, a JSON file, or a table/CSV with columns code, name[, description]."""
+    if source is None:
+        return {}
+    if isinstance(source, Mapping):
+        return dict(source)
+    if isinstance(source, (str, Path)) and str(source).endswith(".json"):
+        p = Path(source)
+        if not p.exists():
+            raise FineclassError(f"codebook file {str(p)!r} does not exist.", "codebook")
+        return json.loads(p.read_text(encoding="utf-8"))
+    from .data import read_table
+    t = read_table(source, argument="codebook")
+    cols = t.column_names
+    if "code" not in cols or "name" not in cols:
+        raise FineclassError(f"a codebook table needs columns `code` and `name` (and optionally "
+                             f"`description`); it has: {', '.join(cols)}.", "codebook")
+    rows = t.to_pylist()
+    return {r["code"]: {"name": r["name"], "description": r.get("description")} for r in rows}
