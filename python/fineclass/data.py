@@ -325,3 +325,14 @@ def stream_batches(data: Any, columns: list[str], batch_rows: int = 8192,
         return data.schema, iter(data), None
     table = read_table(data, argument)
     return table.schema, iter(table.to_batches(max_chunksize=batch_rows)), table.num_rows
+
+
+def as_table(data: Any, *, text: str = "text", id: str | None = None, on_empty: str = "error") -> pa.Table:
+    """Any accepted input as one pyarrow.Table with checked ``id`` and ``text`` columns (other columns kept).
+
+    ``id`` names the id column; without one, ``id`` is created as the row number and carried through to every
+    output. Null or blank texts raise an error listing their ids (``on_empty="flag"`` keeps them).
+    """
+    table = with_id(read_table(data), id)
+    table, _ = check_text(table, text, on_empty=on_empty)
+    return table

@@ -1,0 +1,73 @@
+"""Run manifests: what a reviewer needs to replicate a result (versions, seeds, hashes, config, metrics)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+PACKAGES = ("fineclass", "torch", "transformers", "peft", "pyarrow", "numpy", "scikit-learn", "tokenizers")
+
+
+def versions() -> dict:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def hash_rows(*columns: Iterable[Any]) -> str:
+    """A SHA-256 over columns of values, row by row: the same data gives the same hash."""
+    h = hashlib.sha256()
+    for row in zip(*columns):
+        for v in row:
+            h.update(repr(v.tolist() if hasattr(v, "tolist") else v).encode("utf-8"))
+            h.update(b"\x1f")
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def hash_model_folder(path: str) -> str | None:
+    """A fingerprint of a local model folder: names, sizes and the config files' contents."""
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(p.rglob("*")):
+        if f.is_file():
+            h.update(f"{f.relative_to(p)}:{f.stat().st_size}".encode())
+            if f.suffix == ".json" and f.stat().st_size < 5_000_000:
+                h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write JSON to a temporary file in the same folder, fsync it, then rename over the target."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,429 @@
+"""The Python half of the R package's conversion layer.
+
+R cannot hand its vectors to Python without losing missing values (reticulate turns a character NA into
+the string "NA", a logical NA into True and an integer NA into -2**31), so the R package never lets
+reticulate convert a data frame. It sends each column as plain values plus an ``is.na`` mask, and this
+module builds Arrow arrays from them; results travel back the same way: values with nulls filled in, plus
+a null mask, which R turns back into NA.
+
+Column specs (R -> Python), one dict per column, ``kind`` first:
+
+- ``character``: ``chunks`` (a list of str, the column's UTF-8 text pasted together), ``nbytes`` (int32
+  array, bytes per value, 0 for NA), ``mask``;
+- ``integer`` (int32), ``double`` (float64, NaN kept apart from NA), ``logical`` (bool): ``values``, ``mask``;
+- ``factor``: ``codes`` (0-based int32), ``mask``, ``levels`` (a character spec), ``ordered``;
+- ``Date``: ``values`` (float64 days since 1970-01-01), ``mask``;
+- ``POSIXct``: ``values`` (float64 seconds), ``mask``, ``tz``;
+- ``list``: ``lengths`` (int32), ``mask`` (NULL elements), ``child`` (a spec of the concatenated values);
+- ``struct``: ``names``, ``fields`` (specs), ``nrow``.
+
+Python -> R uses the same kinds (see :func:`column_to_r`); whole results go through :func:`export`, which
+replaces every table inside a nested result by a marked dict that the R side rebuilds.
+
+Nothing here models anything: it converts, and :func:`call` turns exceptions into values so that R can
+raise them as R errors with the Python message.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import traceback
+import typing
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import FineclassError
+
+TABLE = "table"
+COLUMN = "column"
+MARK = "__fineclass__"
+_INT32_MIN = -(2 ** 31)  # R's NA_integer_: not a valid R integer value
+_INT32_MAX = 2 ** 31 - 1
+
+
+# --------------------------------------------------------------------------------------------- R -> Arrow
+def _mask(spec: dict, n: int) -> np.ndarray | None:
+    m = spec.get("mask")
+    if m is None:
+        return None
+    m = np.asarray(m, dtype=bool).reshape(-1)
+    if len(m) != n:
+        raise ValueError(f"mask of length {len(m)} for {n} values")
+    return m if m.any() else None
+
+
+def _validity(mask: np.ndarray | None) -> pa.Buffer | None:
+    if mask is None:
+        return None
+    return pa.py_buffer(np.packbits(~mask, bitorder="little"))
+
+
+def _strings(spec: dict) -> pa.Array:
+    nbytes = np.asarray(spec["nbytes"], dtype=np.int64).reshape(-1)
+    n = len(nbytes)
+    chunks = spec.get("chunks") or []
+    if isinstance(chunks, str):
+        chunks = [chunks]
+    data = b"".join(c.encode("utf-8") for c in chunks)
+    total = int(nbytes.sum())
+    if total != len(data):
+        raise ValueError(f"text of {len(data)} bytes for {total} announced")
+    large = total > _INT32_MAX
+    offsets = np.zeros(n + 1, dtype=np.int64 if large else np.int32)
+    np.cumsum(nbytes, out=offsets[1:])
+    mask = _mask(spec, n)
+    typ = pa.large_string() if large else pa.string()
+    return pa.Array.from_buffers(typ, n, [_validity(mask), pa.py_buffer(offsets), pa.py_buffer(data)],
+                                 null_count=int(mask.sum()) if mask is not None else 0)
+
+
+def array_from_r(spec: dict) -> pa.Array:
+    """One Arrow array from one R column spec (see the module docstring)."""
+    kind = spec["kind"]
+    if kind == "character":
+        return _strings(spec)
+    if kind in ("integer", "double", "logical", "Date", "POSIXct"):
+        dtype = {"integer": np.int32, "double": np.float64, "logical": np.bool_,
+                 "Date": np.float64, "POSIXct": np.float64}[kind]
+        values = np.asarray(spec["values"], dtype=dtype).reshape(-1)
+        mask = _mask(spec, len(values))
+        if kind == "Date":
+            days = np.floor(np.where(mask, 0, values) if mask is not None else values)
+            return pa.array(days.astype(np.int32), type=pa.date32(), mask=mask)
+        if kind == "POSIXct":
+            clean = np.where(mask, 0, values) if mask is not None else values
+            micros = np.round(clean * 1e6).astype(np.int64)
+            tz = spec.get("tz") or None
+            return pa.array(micros, type=pa.timestamp("us", tz=tz), mask=mask)
+        return pa.array(values, mask=mask)
+    if kind == "factor":
+        codes = np.asarray(spec["codes"], dtype=np.int32).reshape(-1)
+        mask = _mask(spec, len(codes))
+        if mask is not None:
+            codes = np.where(mask, 0, codes).astype(np.int32)
+        indices = pa.array(codes, type=pa.int32(), mask=mask)
+        levels = array_from_r(spec["levels"])
+        return pa.DictionaryArray.from_arrays(indices, levels, ordered=bool(spec.get("ordered", False)))
+    if kind == "list":
+        lengths = np.asarray(spec["lengths"], dtype=np.int64).reshape(-1)
+        child = array_from_r(spec["child"])
+        large = int(lengths.sum()) > _INT32_MAX
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64 if large else np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        mask = _mask(spec, len(lengths))
+        cls = pa.LargeListArray if large else pa.ListArray
+        return cls.from_arrays(pa.array(offsets), child, mask=pa.array(mask) if mask is not None else None)
+    if kind == "struct":
+        fields = [array_from_r(f) for f in spec["fields"]]
+        names = _names(spec["names"])
+        if not fields:
+            return pa.array([{}] * int(spec.get("nrow", 0)), type=pa.struct([]))
+        return pa.StructArray.from_arrays(fields, names=names)
+    if kind == "null":
+        return pa.nulls(int(spec["n"]))
+    raise ValueError(f"unknown column kind {kind!r}")
+
+
+def _names(names: Any) -> list[str]:
+    if names is None:
+        return []
+    if isinstance(names, str):
+        return [names]
+    return [str(n) for n in names]
+
+
+def table_from_r(names: Any, columns: Sequence[dict], nrow: int) -> pa.Table:
+    """A pyarrow Table from the column specs the R package builds (``fineclass:::r_to_arrow``)."""
+    names = _names(names)
+    if isinstance(columns, dict):
+        columns = [columns]
+    arrays = [array_from_r(c) for c in columns]
+    if not arrays:
+        return pa.table({})
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+# --------------------------------------------------------------------------------------------- Arrow -> R
+def _null_mask(arr: pa.Array) -> np.ndarray | None:
+    if arr.null_count == 0:
+        return None
+    return np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _ints_fit(arr: pa.Array) -> bool:
+    if len(arr) == arr.null_count:
+        return True
+    mm = pc.min_max(arr)
+    lo, hi = mm["min"].as_py(), mm["max"].as_py()
+    return lo > _INT32_MIN and hi <= _INT32_MAX
+
+
+def column_to_r(arr: pa.Array | pa.ChunkedArray) -> dict:
+    """One column for R: values with nulls filled in, a null mask (or None), and what R needs to rebuild it.
+
+    Kinds: character, integer, double, logical, factor, Date, POSIXct, list, struct, null. 64-bit integers
+    come back as R integers when every value fits, as doubles otherwise (R has no 64-bit integer).
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        if pa.types.is_dictionary(arr.type):
+            arr = pa.chunked_array(arr.unify_dictionaries().chunks, type=arr.type) \
+                if hasattr(arr, "unify_dictionaries") else arr
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    t = arr.type
+    n = len(arr)
+    mask = _null_mask(arr)
+    if pa.types.is_null(t):
+        return {"kind": "null", "n": n}
+    if _is_text(t):
+        filled = pc.fill_null(arr, "") if mask is not None else arr
+        values = filled.to_numpy(zero_copy_only=False) if n else np.array([], dtype=object)
+        return {"kind": "character", "values": values, "mask": mask}
+    if pa.types.is_boolean(t):
+        filled = pc.fill_null(arr, False) if mask is not None else arr
+        return {"kind": "logical", "values": np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool),
+                "mask": mask}
+    if pa.types.is_integer(t):
+        small = t in (pa.int8(), pa.int16(), pa.uint8(), pa.uint16())
+        if small or _ints_fit(arr):
+            filled = pc.fill_null(arr, 0) if mask is not None else arr
+            return {"kind": "integer", "values": filled.cast(pa.int32()).to_numpy(zero_copy_only=False),
+                    "mask": mask}
+        t = pa.float64()
+        arr = arr.cast(t)
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        filled = pc.fill_null(arr, 0) if mask is not None else arr
+        return {"kind": "double", "values": filled.cast(pa.float64()).to_numpy(zero_copy_only=False),
+                "mask": mask}
+    if pa.types.is_date(t):
+        days = arr.cast(pa.date32()) if pa.types.is_date64(t) else arr
+        days = pc.fill_null(days, 0) if mask is not None else days
+        return {"kind": "Date", "values": days.cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.float64),
+                "mask": mask}
+    if pa.types.is_timestamp(t):
+        us = arr.cast(pa.timestamp("us", tz=t.tz))
+        us = pc.fill_null(us, 0) if mask is not None else us
+        secs = us.cast(pa.int64()).to_numpy(zero_copy_only=False).astype(np.float64) / 1e6
+        return {"kind": "POSIXct", "values": secs, "mask": mask, "tz": t.tz or ""}
+    if pa.types.is_dictionary(t):
+        indices = arr.indices
+        indices = pc.fill_null(indices, 0) if mask is not None else indices
+        levels = arr.dictionary
+        if not (pa.types.is_string(levels.type) or pa.types.is_large_string(levels.type)):
+            levels = pc.cast(levels, pa.string())
+        return {"kind": "factor", "codes": indices.cast(pa.int32()).to_numpy(zero_copy_only=False),
+                "mask": mask, "levels": column_to_r(levels), "ordered": bool(t.ordered)}
+    if pa.types.is_map(t):
+        arr = pa.ListArray.from_arrays(arr.offsets, pa.StructArray.from_arrays(
+            [arr.keys, arr.items], names=["key", "value"]), mask=arr.is_null())
+        t = arr.type
+    if pa.types.is_fixed_size_list(t):
+        arr = arr.cast(pa.list_(t.value_type))
+        t = arr.type
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        lengths = pc.fill_null(pc.list_value_length(arr), 0).cast(pa.int32()).to_numpy(zero_copy_only=False)
+        return {"kind": "list", "lengths": lengths, "mask": mask, "child": column_to_r(arr.flatten())}
+    if pa.types.is_struct(t):
+        names = [t.field(i).name for i in range(t.num_fields)]
+        fields = [column_to_r(_struct_field(arr, i)) for i in range(t.num_fields)]
+        return {"kind": "struct", "names": names, "fields": fields, "nrow": n}
+    if pa.types.is_time(t) or pa.types.is_duration(t):
+        return column_to_r(arr.cast(pa.int64()).cast(pa.float64()))
+    try:
+        return column_to_r(pc.cast(arr, pa.string()))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # binary that is not UTF-8, and the like
+        return column_to_r(pa.array([None if v is None else repr(v) for v in arr.to_pylist()], pa.string()))
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or \
+        (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(t))
+
+
+def _struct_field(arr: pa.StructArray, i: int) -> pa.Array:
+    # flatten() applies the struct's own nulls to its children, so a null struct reads as nulls
+    return arr.flatten()[i] if arr.null_count else arr.field(i)
+
+
+def table_to_r(table: pa.Table | pa.RecordBatch) -> dict:
+    """A marked dict the R package turns into a tibble (or a data.frame): names, nrow and column specs."""
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    return {MARK: TABLE, "names": list(table.column_names), "nrow": table.num_rows,
+            "columns": [column_to_r(table.column(i)) for i in range(table.num_columns)]}
+
+
+def _as_arrow(obj: Any) -> pa.Table | None:
+    if isinstance(obj, (pa.Table, pa.RecordBatch)):
+        return obj if isinstance(obj, pa.Table) else pa.Table.from_batches([obj])
+    mod = type(obj).__module__ or ""
+    name = type(obj).__name__
+    if mod.startswith("pandas") and name == "DataFrame":
+        return pa.Table.from_pandas(obj, preserve_index=False)
+    if mod.startswith("polars") and name == "DataFrame":
+        return obj.to_arrow()
+    return None
+
+
+def _is_model(obj: Any) -> bool:
+    return hasattr(obj, "predict") and (hasattr(obj, "spec_") or hasattr(obj, "save"))
+
+
+def export(obj: Any, _depth: int = 0) -> Any:
+    """A result made ready for R: tables become marked dicts; objects with ``to_dict()`` become lists.
+
+    A fitted classifier (anything with ``predict`` and ``spec_``) and other objects R cannot use as data
+    pass through unchanged, so R keeps a reference to them.
+    """
+    if _depth > 50:
+        return obj
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    table = _as_arrow(obj)
+    if table is not None:
+        return table_to_r(table)
+    if isinstance(obj, (pa.Array, pa.ChunkedArray)):
+        return {MARK: COLUMN, "column": column_to_r(obj)}
+    if isinstance(obj, pa.Scalar):
+        return export(obj.as_py(), _depth + 1)
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            return [export(v, _depth + 1) for v in obj.tolist()]
+        return obj
+    if isinstance(obj, dict):
+        return {str(k): export(v, _depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [export(v, _depth + 1) for v in obj]
+    if _is_model(obj):
+        return obj
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return export(obj.to_dict(), _depth + 1)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return export(dataclasses.asdict(obj), _depth + 1)
+    return obj
+
+
+# --------------------------------------------------------------------------------------------- calls
+def call(fn: Any, args: Sequence[Any] | None = None, kwargs: dict | None = None, convert: bool = True):
+    """Call ``fn`` (a callable, or the name of a function of the ``fineclass`` module) for R.
+
+    Returns ``("ok", value, warnings)`` or ``("error", type, message, argument, traceback, warnings)``;
+    nothing is raised, so R can turn a FineclassError into an R error that carries its message and the
+    argument it names, without a page of traceback. ``value`` passes through :func:`export` when
+    ``convert`` is true.
+    """
+    caught: list = []
+    try:
+        if isinstance(fn, str):
+            import fineclass
+            if not hasattr(fineclass, fn):
+                raise FineclassError(f"this fineclass core ({getattr(fineclass, '__version__', '?')}) has no "
+                                     f"function `{fn}`; update the Python package (ft_install()).", None)
+            fn = getattr(fineclass, fn)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = fn(*(args or []), **(kwargs or {}))
+            if convert:
+                value = export(value)
+        return ("ok", value, _warning_texts(caught))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # every failure goes back to R as a value
+        argument = getattr(e, "argument", None)
+        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        message = str(e) if str(e) else type(e).__name__
+        if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+            message = (f"{message or 'out of memory'}. Use a smaller batch size (config = list(batch_size = ...)) "
+                       f"or a smaller model.")
+        return ("error", type(e).__name__, message, argument, tb, _warning_texts(caught),
+                isinstance(e, FineclassError))
+
+
+def _warning_texts(caught: list) -> list[str]:
+    out, seen = [], set()
+    for w in caught or []:
+        text = str(w.message)
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out
+
+
+def to_pylist(x: Any) -> list:
+    """An R vector (a scalar when of length one) as a Python list."""
+    if x is None:
+        return []
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    if isinstance(x, np.ndarray):
+        return x.reshape(-1).tolist()
+    return [x]
+
+
+# --------------------------------------------------------------------------------------------- config
+def _coerce(value: Any, hint: Any) -> Any:
+    """R numbers are doubles: 3.0 becomes 3 where the field wants an int (and ints become floats)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union or (sys.version_info >= (3, 10) and type(hint).__name__ == "UnionType"):
+        if value is None:
+            return None
+        allowed = [a for a in args if a is not type(None)]
+        if float in allowed and isinstance(value, float):
+            return value
+        for a in allowed:
+            coerced = _coerce(value, a)
+            if coerced is not value or isinstance(value, a if isinstance(a, type) else object):
+                return coerced
+        return value
+    if origin in (list, tuple, Sequence) or hint in (list, tuple):
+        inner = args[0] if args else Any
+        items = value if isinstance(value, (list, tuple)) else [value]
+        coerced = [_coerce(v, inner) for v in items]
+        return tuple(coerced) if origin is tuple or hint is tuple else coerced
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.reshape(-1).tolist()
+    return value
+
+
+def coerce_fields(cls: Any, values: dict) -> dict:
+    """Values of a dict from R, converted to the types the dataclass ``cls`` declares."""
+    if not dataclasses.is_dataclass(cls):
+        return dict(values)
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # unresolvable annotations: leave the values as they are
+        hints = {}
+    return {k: _coerce(v, hints.get(k, Any)) for k, v in values.items()}
+
+
+def train_config(values: dict | None):
+    """A ``TrainConfig`` from an R named list (numbers coerced by the field types); None passes through."""
+    if values is None:
+        return None
+    import fineclass
+    cls = fineclass.TrainConfig
+    if not isinstance(values, dict):
+        return values
+    known = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else None
+    if known is not None:
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise FineclassError(f"`config` has no setting {', '.join(repr(u) for u in unknown)}; settings are: "
+                                 f"{', '.join(sorted(known))}.", "config")
+    values = coerce_fields(cls, values)
+    if hasattr(cls, "from_dict"):
+        return cls.from_dict(values)
+    return cls(**values)

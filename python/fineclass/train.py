@@ -1,0 +1,351 @@
+"""One training loop for every method: seeds, a validation split, early stopping, class weights,
+a checkpoint per epoch (resumable after a crash) and threshold tuning for multi-label shapes."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .data import Labelled, labelled
+from .errors import FineclassError, preview
+from .manifest import hash_model_folder, hash_rows, now, versions, write_json_atomic
+
+
+def train(data: Any, *, text: str = "text", label: Any = "label", id: str | None = None, labels: Any = None,
+          model: str = "minilm", method: str = "head", codebook: Any = None, config: Any = None,
+          kind: str | None = None, levels=None, trust_remote_code: bool = False, progress: bool = True,
+          resume: bool = False, **settings) -> "Classifier":
+    """Fine-tune ``model`` to predict ``label`` from ``text``; returns a fitted Classifier.
+
+    ``config`` is a TrainConfig or a dict; settings may also be passed as keywords (``epochs=2``).
+    """
+    from .classifier import Classifier
+    cfg = TrainConfig.from_dict(config).to_dict() if config is not None else {}
+    if settings:
+        cfg.update(TrainConfig.from_dict(settings).to_dict() | {k: v for k, v in settings.items()})
+    clf = Classifier(model=model, method=method, config=TrainConfig.from_dict(cfg or None),
+                     trust_remote_code=trust_remote_code)
+    return clf.fit(data, text=text, label=label, id=id, labels=labels, codebook=codebook, kind=kind,
+                   levels=levels, progress=progress, resume=resume)
+
+
+# ---------------------------------------------------------------------- splits
+def split(ds: Labelled, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    n = len(ds)
+    idx = np.arange(n)
+    if share <= 0:
+        return idx, idx[:0]
+    n_val = max(1, int(round(n * share)))
+    rng = np.random.default_rng(seed)
+    if ds.spec.kind == "single":
+        strata = ds.targets
+        counts = np.bincount(strata, minlength=len(ds.spec.classes))
+        too_few = [ds.spec.decode_value(ds.spec.classes[c]) for c in np.flatnonzero(counts < 2)]
+        if too_few:
+            raise FineclassError(
+                f"classes {preview(too_few)} have fewer than 2 examples, too few for a validation split "
+                f"(validation={share}). Add examples, merge these classes, or pass validation=0 in `config`.",
+                "label")
+        val = []
+        for c in np.flatnonzero(counts):
+            members = rng.permutation(np.flatnonzero(strata == c))
+            k = int(round(len(members) * share))
+            k = min(max(k, 1), len(members) - 1)
+            val.extend(members[:k].tolist())
+        val = np.array(sorted(val))
+    else:
+        val = np.sort(rng.permutation(n)[:n_val])
+    train_idx = np.setdiff1d(idx, val)
+    if len(train_idx) == 0:
+        raise FineclassError("no documents are left for training after the validation split; lower "
+                             "`validation` or add documents.", "validation")
+    return train_idx, val
+
+
+def _group_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of similar length (less padding), in a shuffled order: fast and still random."""
+    order = rng.permutation(len(lengths))
+    group = batch_size * 50
+    batches = []
+    for s in range(0, len(order), group):
+        g = order[s:s + group]
+        g = g[np.argsort(-lengths[g], kind="stable")]
+        batches.extend(g[i:i + batch_size] for i in range(0, len(g), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+# ---------------------------------------------------------------------- thresholds
+def _jaccard_at(probs: np.ndarray, targets: np.ndarray, spec, t: float) -> float:
+    if spec.kind == "multi":
+        pred = probs >= t
+        truth = targets > 0.5
+        inter = (pred & truth).sum(1)
+        union = (pred | truth).sum(1)
+        return float(np.where(union == 0, 1.0, inter / np.maximum(union, 1)).mean())
+    d, l1 = len(spec.classes), len(spec.levels) + 1
+    p = probs.reshape(len(probs), d, l1)
+    present = (1 - p[:, :, 0]) >= t
+    level = p[:, :, 1:].argmax(2) + 1
+    pred = np.where(present, level, 0)
+    inter = ((pred == targets) & (targets > 0)).sum(1)
+    union = (pred > 0).sum(1) + (targets > 0).sum(1) - inter
+    return float(np.where(union == 0, 1.0, inter / np.maximum(union, 1)).mean())
+
+
+def tune_threshold(probs: np.ndarray, targets: np.ndarray, spec) -> tuple[float, float]:
+    """The presence threshold that maximises mean per-document Jaccard on the validation split."""
+    grid = np.round(np.arange(0.05, 0.951, 0.025), 3)
+    scores = [_jaccard_at(probs, targets, spec, t) for t in grid]
+    best = int(np.argmax(scores))
+    return float(grid[best]), float(scores[best])
+
+
+# ---------------------------------------------------------------------- checkpoints
+def _trainable_state(module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in module.named_parameters() if v.requires_grad}
+
+
+def _load_trainable(module, state: dict) -> None:
+    params = dict(module.named_parameters())
+    with torch.no_grad():
+        for k, v in state.items():
+            params[k].copy_(v.to(params[k].device))
+
+
+def _optimizer_tensors(opt) -> tuple[dict, dict]:
+    tensors, scalars = {}, {}
+    for i, (p, st) in enumerate(opt.state.items()):
+        pass
+    sd = opt.state_dict()
+    for pid, st in sd["state"].items():
+        for key, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{pid}.{key}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{key}"] = v
+    return tensors, {"scalars": scalars, "param_groups": sd["param_groups"]}
+
+
+def _restore_optimizer(opt, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for name, v in tensors.items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = v
+    for name, v in meta["scalars"].items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(folder: Path, epoch: int, module, opt, sched, best_state, info: dict) -> None:
+    from safetensors.torch import save_file
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".epoch-{epoch}.", dir=str(folder)))
+    try:
+        save_file(_trainable_state(module), str(tmp / "trainable.safetensors"))
+        save_file(best_state, str(tmp / "best.safetensors"))
+        tensors, meta = _optimizer_tensors(opt)
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        write_json_atomic(tmp / "state.json", dict(info, epoch=epoch, optimizer=meta,
+                                                   scheduler=sched.state_dict()))
+        final = folder / f"epoch-{epoch}"
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        write_json_atomic(folder / "latest.json", {"epoch": epoch, "folder": final.name})
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_checkpoint(folder: Path, fingerprint: str):
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    latest = folder / "latest.json"
+    if not latest.exists():
+        return None
+    try:
+        pointer = json.loads(latest.read_text(encoding="utf-8"))
+        name = pointer["folder"]
+        if os.path.basename(name) != name:
+            raise ValueError("checkpoint name outside its folder")
+        ck = folder / name
+        info = json.loads((ck / "state.json").read_text(encoding="utf-8"))
+        tensors = {part: load_file(str(ck / f"{part}.safetensors")) for part in ("trainable", "best", "optimizer")}
+    except (OSError, ValueError, KeyError, SafetensorError) as e:
+        raise FineclassError(f"`checkpoint_dir`: the checkpoint in {str(folder)!r} is damaged ({e}). Delete it to "
+                             f"train from the start.", "checkpoint_dir") from None
+    if info.get("fingerprint") != fingerprint:
+        raise FineclassError(f"`checkpoint_dir` {str(folder)!r} holds a checkpoint of another run (different data, "
+                             f"model or settings). Use another folder, or delete it to start over.", "checkpoint_dir")
+    return info, tensors
+
+
+# ---------------------------------------------------------------------- the loop
+def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels, spec, progress, resume):
+    from .infer import score_ids
+    from .methods import get_method
+    from .methods.base import pick_device
+    from .models import resolve
+    from transformers import get_linear_schedule_with_warmup
+
+    t_start = time.time()
+    cfg = TrainConfig.from_dict(clf.config)
+    ds = labelled(data, text=text, label=label, id=id, labels=labels, spec=spec, kind=kind, codebook=codebook,
+                  levels=levels)
+    if ds.spec.kind == "single" and len(ds.spec.classes) < 2:
+        raise FineclassError("the label column holds a single class; a classifier needs at least two.", "label")
+    method = get_method(clf.method)
+    model_path = resolve(clf.model)
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    module, tok, finetune = method.build(model_path, ds.spec, cfg, device, clf.trust_remote_code)
+    cfg = cfg.resolved(**method.defaults(finetune))
+
+    train_idx, val_idx = split(ds, cfg.validation, cfg.seed)
+    enc = method.encode(tok, ds.texts, cfg.max_length)
+    n_truncated = int(enc.truncated.sum())
+    if n_truncated:
+        warnings.warn(f"{n_truncated} of {len(ds)} training documents are longer than max_length={cfg.max_length} "
+                      f"tokens and were truncated (the same rule applies when classifying).", stacklevel=2)
+    lengths = enc.lengths()
+    targets = torch.from_numpy(ds.targets)
+    weights = None
+    if cfg.class_weights == "balanced":
+        from .methods.head import class_weights
+        weights = class_weights(ds.targets[train_idx], ds.spec).to(device)
+
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(math.ceil(len(train_idx) / cfg.batch_size) / cfg.gradient_accumulation)
+    total_steps = steps_per_epoch * cfg.epochs
+    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total_steps), total_steps)
+
+    fingerprint = hash_rows(ds.ids, ds.texts, [t.tolist() for t in ds.targets]) + ":" + json.dumps(
+        {"model": str(clf.model), "method": clf.method, "config": cfg.to_dict()}, sort_keys=True, default=str)
+    import hashlib
+    fingerprint = hashlib.sha256(fingerprint.encode()).hexdigest()
+    ck_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+    start_epoch, history, best = 0, [], {"loss": float("inf"), "epoch": -1, "bad_epochs": 0}
+    best_state = _trainable_state(module)
+    if ck_dir is not None and resume:
+        found = load_checkpoint(ck_dir, fingerprint)
+        if found is not None:
+            info, tensors = found
+            _load_trainable(module, tensors["trainable"])
+            _restore_optimizer(opt, tensors["optimizer"], info["optimizer"])
+            sched.load_state_dict(info["scheduler"])
+            best_state = tensors["best"]
+            start_epoch, history, best = info["epoch"] + 1, info["history"], info["best"]
+            if progress:
+                print(f"fineclass: resuming from the checkpoint of epoch {info['epoch'] + 1} in {ck_dir}",
+                      file=sys.stderr)
+    elif ck_dir is not None and (ck_dir / "latest.json").exists():
+        raise FineclassError(f"`checkpoint_dir` {str(ck_dir)!r} already holds a checkpoint; pass resume=True to "
+                             f"continue it, or use an empty folder.", "checkpoint_dir")
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=steps_per_epoch * cfg.gradient_accumulation * (cfg.epochs - start_epoch), unit="batch",
+                   desc="training", dynamic_ncols=True, file=sys.stderr)
+    stopped_early = False
+    for epoch in range(start_epoch, cfg.epochs):
+        if best["bad_epochs"] >= (cfg.early_stopping or 10**9):
+            stopped_early = True
+            break
+        rng = np.random.default_rng([cfg.seed, epoch])
+        torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout: the same per epoch, so a resumed run matches
+        module.train()
+        total, count = 0.0, 0
+        batches = _group_batches(lengths[train_idx], cfg.batch_size, rng)
+        opt.zero_grad(set_to_none=True)
+        for b, rel in enumerate(batches):
+            idx = train_idx[rel]
+            batch = method.collate(tok, [enc.ids[i] for i in idx], device)
+            loss = method.loss(module, batch, targets[idx].to(device), ds.spec, weights)
+            (loss / cfg.gradient_accumulation).backward()
+            if (b + 1) % cfg.gradient_accumulation == 0 or b == len(batches) - 1:
+                if cfg.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+            total += loss.item() * len(idx)
+            count += len(idx)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{total / count:.4f}")
+        row = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
+        if len(val_idx):
+            module.eval()
+            row["val_loss"] = _validation_loss(method, module, tok, enc, val_idx, targets, ds.spec, weights,
+                                               device, cfg.batch_size)
+            if row["val_loss"] < best["loss"] - 1e-6:
+                best = {"loss": row["val_loss"], "epoch": epoch + 1, "bad_epochs": 0}
+                best_state = _trainable_state(module)
+            else:
+                best["bad_epochs"] += 1
+        else:
+            best = {"loss": row["train_loss"], "epoch": epoch + 1, "bad_epochs": 0}
+            best_state = _trainable_state(module)
+        history.append(row)
+        if ck_dir is not None:
+            save_checkpoint(ck_dir, epoch, module, opt, sched, best_state,
+                            {"fingerprint": fingerprint, "history": history, "best": best})
+    if bar is not None:
+        bar.close()
+    _load_trainable(module, best_state)
+    module.eval()
+
+    clf.module_, clf.tokenizer_, clf.spec_, clf.device_, clf.method_ = module, tok, ds.spec, device, method
+    clf.thresholds_ = {}
+    clf.manifest_ = {"config": cfg.to_dict()}  # score_ids reads max_length from here
+    val_score = None
+    if ds.spec.kind in ("multi", "dimlevel"):
+        if isinstance(cfg.threshold, (int, float)) and not isinstance(cfg.threshold, bool):
+            clf.thresholds_ = {"presence": float(cfg.threshold)}
+        elif len(val_idx):
+            probs = score_ids(clf, [enc.ids[i] for i in val_idx])
+            t, val_score = tune_threshold(probs, ds.targets[val_idx], ds.spec)
+            clf.thresholds_ = {"presence": t}
+        else:
+            clf.thresholds_ = {"presence": 0.5}
+    clf.config = cfg
+    clf.history_ = history
+    clf.manifest_ = {
+        "method": clf.method, "model": str(clf.model), "model_resolved": model_path,
+        "model_hash": hash_model_folder(model_path), "finetune": finetune, "spec": ds.spec.to_dict(),
+        "config": cfg.to_dict(), "seed": cfg.seed, "thresholds": clf.thresholds_, "history": history,
+        "best_epoch": best["epoch"], "stopped_early": stopped_early, "n_train": int(len(train_idx)),
+        "n_validation": int(len(val_idx)), "n_truncated": n_truncated, "data_hash": hash_rows(ds.ids, ds.texts),
+        "validation_jaccard": val_score, "device": str(device), "trained_at": now(),
+        "seconds": round(time.time() - t_start, 1), "versions": versions(),
+    }
+    clf.manifest_["fingerprint"] = fingerprint
+    if progress:
+        print(f"fineclass: trained {clf.method} on {clf.model} ({finetune}) with {len(train_idx)} documents in "
+              f"{clf.manifest_['seconds']} s; best epoch {best['epoch']}", file=sys.stderr)
+    return clf
+
+
+@torch.no_grad()
+def _validation_loss(method, module, tok, enc, val_idx, targets, spec, weights, device, batch_size) -> float:
+    total = 0.0
+    for s in range(0, len(val_idx), batch_size * 2):
+        idx = val_idx[s:s + batch_size * 2]
+        batch = method.collate(tok, [enc.ids[i] for i in idx], device)
+        total += float(method.loss(module, batch, targets[idx].to(device), spec, weights)) * len(idx)
+    return total / len(val_idx)
