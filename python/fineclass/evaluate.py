@@ -133,7 +133,7 @@ def _key_array(col: pa.ChunkedArray | pa.Array) -> pa.Array:
         t = col.type
     if pa.types.is_integer(t):
         return col.cast(pa.string())
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", bool)(t):
         return pc.utf8_trim_whitespace(col.cast(pa.string()))
     return pa.array([None if v is None else _canon(v) for v in col.to_pylist()], pa.string())
 
@@ -178,6 +178,9 @@ def _layout(table: pa.Table, argument: str, label: Any, kind: str | None) -> _La
         listy = [c for c in ("labels", "label") if c in cols and _is_list(table.schema.field(c).type)]
         scalar = [c for c in ("label", "labels") if c in cols and c not in listy]
         order = (scalar + listy) if kind == "single" else (listy + scalar)
+        if not order and "dimension" in cols and "level" in cols:
+            raise FineclassError(f"`{argument}` has `dimension` and `level` columns, the dimlevel shape, but `kind` "
+                                 f"is {kind!r}. Leave `kind` out or pass kind='dimlevel'.", "kind")
         if not order:
             raise FineclassError(
                 f"`{argument}` has no label column: looked for `label`, `labels`, or `dimension` and `level`; "
@@ -242,6 +245,12 @@ def _read_coded(table: pa.Table, argument: str, layout: _Layout, kind: str, id: 
         uniq = pc.unique(keys)
         outside = pc.filter(uniq, pc.invert(pc.is_in(uniq, value_set=value_set))).to_pylist()
         mask = pc.is_in(keys, value_set=value_set)
+        if outside:  # the ids as the user wrote them, for messages
+            seen_out: dict = {}
+            for k, o in zip(pc.filter(keys, pc.invert(mask)).to_pylist(),
+                            pc.filter(table.column(id), pc.invert(mask)).to_pylist()):
+                seen_out.setdefault(k, o)
+            outside = [seen_out[k] for k in outside]
         table = table.filter(mask)
         keys = pc.filter(keys, mask)
     key_list = keys.to_pylist()
@@ -453,37 +462,33 @@ def _prepare(predictions: Sequence[Any], truth: Any, *, spec: Any, kind: str | N
         else:
             notes.append(f"{len(truth_missing)} of the {len(keys)} scored documents have no rows in `truth`; "
                          f"they count as documents without labels.")
-    if ids is None and kind == "single":
-        for pcd, name in zip(pcs, pred_names):
-            if pcd.outside:
-                msg = (f"`{name}` holds {len(pcd.outside)} documents that are not in `truth` (ids: "
-                       f"{preview(pcd.outside)}).")
-                if on_mismatch == "error":
-                    raise FineclassError(msg + " Pass on_mismatch='intersect' to score only the documents in "
-                                         "both, or `ids=` with the documents to score.", name)
-                notes.append(msg + " They are not scored (on_mismatch='intersect').")
-    elif any(pcd.outside for pcd in pcs):
-        for pcd, name in zip(pcs, pred_names):
-            if pcd.outside:
-                notes.append(f"`{name}` holds {len(pcd.outside)} documents outside the scored set; they are "
-                             f"not scored.")
     n_empty = []
     for pcd, play, name in zip(pcs, layouts, pred_names):
         absent = [k for k in keys if k not in pcd.values and k not in drop]
+        problems = []
         if absent and (strict(play.fmt) or on_mismatch == "intersect"):
-            msg = (f"{len(absent)} of the {len(keys)} documents to score have no prediction in `{name}` (ids: "
-                   f"{preview([original[k] for k in absent])}).")
-            if on_mismatch == "error":
-                raise FineclassError(msg + " Pass on_mismatch='intersect' to score only the documents in both.",
-                                     name)
-            drop |= set(absent)
-            notes.append(msg + " They are not scored (on_mismatch='intersect').")
+            problems.append(f"{len(absent)} of the {len(keys)} documents to score have no prediction in `{name}` "
+                            f"(ids: {preview([original[k] for k in absent])})")
             n_empty.append(0)
         else:
             n_empty.append(len(absent))
             if absent:
                 notes.append(f"{len(absent)} of the {len(keys)} scored documents have no rows in `{name}`; they "
                              f"count as empty predictions (no label).")
+        if pcd.outside:
+            if ids is None and strict(play.fmt):
+                problems.append(f"`{name}` holds {len(pcd.outside)} documents that are not in `truth` (ids: "
+                                f"{preview(pcd.outside)})")
+            else:
+                notes.append(f"`{name}` holds {len(pcd.outside)} documents outside the scored set; they are "
+                             f"not scored.")
+        if problems:
+            msg = "; ".join(problems) + "."
+            if on_mismatch == "error":
+                raise FineclassError(msg + " Pass on_mismatch='intersect' to score only the documents in both, or "
+                                     "`ids=` with the documents to score.", name)
+            drop |= set(absent)
+            notes.append(msg + " They are not scored (on_mismatch='intersect').")
     if drop:
         keys = [k for k in keys if k not in drop]
         if not keys:
@@ -779,10 +784,15 @@ def _resampled(S: np.ndarray, fns: Sequence[Callable], resamples: int, rng: np.r
     step = max(1, cells // max(G, 1))
     for start in range(0, resamples, step):
         b = min(step, resamples - start)
-        draws = rng.integers(0, G, size=(b, G)) + (np.arange(b) * G)[:, None]
-        W = np.bincount(draws.ravel(), minlength=b * G).reshape(b, G).astype(float)
-        sums = W @ U
-        counts = W @ cnt
+        draws = rng.integers(0, G, size=(b, G))
+        if U.shape[1] <= 8:  # few statistics: gathering is cheaper than a weight matrix
+            sums = U[draws].sum(axis=1)
+            counts = cnt[draws].sum(axis=1)
+        else:
+            W = np.bincount((draws + (np.arange(b) * G)[:, None]).ravel(), minlength=b * G)
+            W = W.reshape(b, G).astype(float)
+            sums = W @ U
+            counts = W @ cnt
         for j, f in enumerate(fns):
             out[start:start + b, j] = f(sums, counts)
     return out
@@ -1639,9 +1649,11 @@ def _cli_evaluate(args) -> int:
             it = _split_filter(it, args.split, "--ids-from")
         ids = it
     label = args.label.split(",") if args.label and "," in args.label else args.label
-    ev = evaluate(args.predictions, truth, spec=args.spec, kind=args.kind, id=args.id, label=label, ids=ids,
-                  on_mismatch=args.on_mismatch, bootstrap=args.bootstrap, confidence=args.confidence,
-                  seed=args.seed, cluster=args.cluster)
+    with warnings.catch_warnings():  # what the warnings say is printed with the notes
+        warnings.simplefilter("ignore", EvaluationWarning)
+        ev = evaluate(args.predictions, truth, spec=args.spec, kind=args.kind, id=args.id, label=label, ids=ids,
+                      on_mismatch=args.on_mismatch, bootstrap=args.bootstrap, confidence=args.confidence,
+                      seed=args.seed, cluster=args.cluster)
     print(repr(ev))
     if args.output:
         out = Path(args.output)
@@ -1656,3 +1668,18 @@ def _cli_evaluate(args) -> int:
             raise FineclassError(f"--output must end in .csv or .json; got {str(out)!r}.", "output")
         print(f"written to {out}")
     return 0
+
+
+# ====================================================================== `fineclass.evaluate` stays callable
+class _CallableModule(type(json)):
+    """Importing the submodule ``fineclass.evaluate`` rebinds the package attribute of that name to this
+    module, hiding the function that ``fineclass.evaluate(...)`` means. Calling the module calls the
+    function, so both spellings keep working whichever is imported first."""
+
+    def __call__(self, *args, **kwargs):
+        return evaluate(*args, **kwargs)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule
