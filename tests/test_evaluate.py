@@ -56,7 +56,7 @@ def test_flourishing_reproduces_published_scores(fl, model, jac, accd, f1):
     # the test split keeps its `split` column: evaluate must ignore it
     with pytest.warns(EvaluationWarning) as rec:
         ev = evaluate(fl[model], fl["test"], spec=fl["spec"], bootstrap=200)
-    assert any("not in `spec`" in str(w.message) for w in rec)
+    assert any("outside `spec`" in str(w.message) for w in rec)
     assert ev.kind == "dimlevel" and ev.n == 400
     assert round(ev["jaccard"], 3) == jac
     assert round(ev["accD"], 3) == accd
@@ -258,7 +258,7 @@ def test_labels_outside_the_spec_are_wrong_predictions_with_a_warning():
     spec = LabelSpec(kind="single", classes=["econ", "health", "defence"])
     truth = {"id": [1, 2, 3, 4], "label": ["econ", "health", "defence", "econ"]}
     pred = {"id": [1, 2, 3, 4], "label": ["econ", "culture", "defence", "culture"]}
-    with pytest.warns(EvaluationWarning, match=r"2 labels in 1 class that are not in `spec`: 'culture'"):
+    with pytest.warns(EvaluationWarning, match=r"2 labels outside `spec` \(1 class: 'culture'\)"):
         ev = evaluate(pred, truth, spec=spec, bootstrap=0)
     assert ev["accuracy"] == 0.5
     assert any("culture" in x for x in ev.notes)

@@ -582,9 +582,8 @@ def _unknown_labels(pv: list, kind: str, cset: set, levels: list | None, name: s
             notes.append(msg)
     if bad:
         distinct = _sorted_codes(set(bad))
-        msg = (f"`{name}` holds {_plural(len(bad), 'label')} in {_plural(len(distinct), what)} that are not in "
-               f"{source}: "
-               f"{preview(distinct, 5)}. They are kept as wrong predictions.")
+        msg = (f"`{name}` holds {_plural(len(bad), 'label')} outside {source} ({_plural(len(distinct), what)}: "
+               f"{preview(distinct, 5)}). They are kept as wrong predictions.")
         _warn(msg)
         notes.append(msg)
 
