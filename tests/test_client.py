@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -159,6 +158,15 @@ def test_key_is_sent_but_never_stored(server_factory, tmp_path, monkeypatch):
     with pytest.raises(FineclassError) as e:
         Endpoint(s.url, "m", key_env="sk-live-abc")
     assert e.value.argument == "key_env"
+
+
+def test_redirects_are_not_followed_with_the_key(server_factory, monkeypatch):
+    monkeypatch.setenv("FINECLASS_TEST_KEY", "secret")
+    target = server_factory(ok)
+    s = server_factory(lambda b, t, n: (307, {"Location": target.url + "/chat/completions"}, b""))
+    results, _ = chat_many(Endpoint(s.url, "m", key_env="FINECLASS_TEST_KEY", cache=False), convs(TEXTS[:1]))
+    assert "307" in results[0].error and "not followed" in results[0].error
+    assert target.requests == 0 and s.requests == 1
 
 
 def test_refused_key_raises_naming_the_variable(server_factory, tmp_path, monkeypatch):

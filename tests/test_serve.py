@@ -119,3 +119,45 @@ def test_serves_a_saved_folder_and_warns_off_loopback_without_key(tiny_classifie
         start_server(tiny_classifier, host="0.0.0.0", key="k").stop()
     with pytest.raises(FineclassError):
         start_server(tmp_path / "missing")
+
+
+def test_fineclass_serve_command(tiny_classifier, tmp_path):
+    """`fineclass serve MODEL --port P --key-env VAR` in its own process, stopped with SIGINT (Ctrl-C)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    folder = tiny_classifier.save(tmp_path / "cli-model")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, FINECLASS_TEST_CLI_KEY="cli-key")
+    proc = subprocess.Popen([sys.executable, "-m", "fineclass.cli", "serve", folder, "--port", str(port),
+                             "--key-env", "FINECLASS_TEST_CLI_KEY", "--quiet"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if call(url, "/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the server did not start within 60 s"
+            time.sleep(0.2)
+        body = {"model": "cli-model", "messages": [{"role": "user", "content": "a moving, funny film"}]}
+        assert call(url, "/v1/chat/completions", body)[0] == 401
+        status, resp = call(url, "/v1/chat/completions", body, key="cli-key")
+        assert status == 200 and parse_answer(tiny_classifier.spec_, resp["choices"][0]["message"]["content"])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert proc.returncode == 0 and f"http://127.0.0.1:{port}/v1" in err and "cli-key" not in err

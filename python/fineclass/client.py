@@ -235,6 +235,16 @@ def _extract(body: bytes) -> tuple[str, dict]:
     return content, usage
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: they would carry the key to another address. A 3xx is reported."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def _send(endpoint: Endpoint, messages, key: str | None, stop: threading.Event) -> ChatResult:
     body = json.dumps({"model": endpoint.model, "messages": list(messages), **endpoint.params}).encode("utf-8")
     headers = {"Content-Type": "application/json", "Accept": "application/json",
@@ -252,7 +262,7 @@ def _send(endpoint: Endpoint, messages, key: str | None, stop: threading.Event) 
         wait = None
         try:
             req = urllib.request.Request(endpoint.chat_url, data=body, headers=headers, method="POST")
-            with urllib.request.urlopen(req, timeout=endpoint.timeout) as resp:
+            with _OPENER.open(req, timeout=endpoint.timeout) as resp:
                 raw = resp.read()
             content, usage = _extract(raw)
             result.content = content
@@ -272,6 +282,8 @@ def _send(endpoint: Endpoint, messages, key: str | None, stop: threading.Event) 
                 raise _Abort(f"{endpoint.chat_url} answered 404 Not Found{detail}. Check `url` and `model` "
                              f"({endpoint.model!r}).", "url") from None
             last_error = f"HTTP {e.code}{detail}"
+            if 300 <= e.code < 400:
+                last_error += f" (a redirect to {e.headers.get('Location')!r}, not followed: use that address as `url`)"
             if e.code not in RETRY_STATUS:
                 break
             wait = _retry_after(e.headers)

@@ -20,15 +20,13 @@ import csv
 import glob
 import hashlib
 import json
-import math
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .client import Endpoint, InvalidAnswer, build_messages, chat_many, parse_answer
 from .data import ID, check_text, read_table, with_id
@@ -194,7 +192,7 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
                 for prop in props:
                     add(id_list[k], name, prop, prop.get("confidence"))
                     st["proposals"] += 1
-        else:
+        elif len(keep):
             from .serve import predictions_to_proposals
             sub = pa.table({ID: ids.take(pa.array(keep, pa.int64())), "text": [texts[k] for k in keep]})
             preds = p.predict(sub, text="text", id=ID)
@@ -331,8 +329,9 @@ def export_review(proposals: Any, path: str | Path, *, coders: Sequence[str] | N
     overwrite: replace existing sheets (off by default, so a re-export cannot destroy filled sheets).
 
     Returns the paths written. Sheets have columns ``item, coder, id, [text], dimension, level`` (or
-    ``label``), ``accept`` (fill with Y or N), ``comment`` (free), ``[check]``. In CSV sheets a text that
-    starts with ``= + - @`` gets a leading ``'`` so spreadsheet programs do not run it as a formula.
+    ``label``), ``accept`` (fill with Y or N), ``comment`` (free), ``[check]``. In CSV sheets a cell that
+    starts with ``= + - @`` (or ``'``) gets a leading ``'`` so spreadsheet programs do not run it as a formula;
+    :func:`import_review` removes it. XLSX cells are written as text, never as formulas.
     """
     props = read_table(proposals, "proposals")
     fields = _shape(props, "proposals")
@@ -426,7 +425,13 @@ def export_review(proposals: Any, path: str | Path, *, coders: Sequence[str] | N
 
 
 def _csv_guard(v: str) -> str:
-    return "'" + v if isinstance(v, str) and v.startswith(_FORMULA) else v
+    """A leading ' keeps spreadsheet programs from running a cell as a formula; a cell that starts with '
+    gets one too, so that :func:`_csv_unguard` (drop one leading ') restores every value exactly."""
+    return "'" + v if isinstance(v, str) and v.startswith(_FORMULA + ("'",)) else v
+
+
+def _csv_unguard(v: str) -> str:
+    return v[1:] if v.startswith("'") else v
 
 
 def _write_csv(target: Path, header: list[str], rows: list[list]) -> None:
@@ -477,7 +482,7 @@ def _read_sheet(path: Path) -> tuple[list[str], list[list[str]]]:
     if ext == ".csv":
         try:
             with open(path, newline="", encoding="utf-8-sig") as f:
-                data = list(csv.reader(f))
+                data = [[_csv_unguard(v) for v in row] for row in csv.reader(f)]
         except UnicodeDecodeError:
             raise FineclassError(f"the review sheet {str(path)!r} is not UTF-8 text. Save it as CSV UTF-8 "
                                  f"(or as .xlsx).", "paths") from None
@@ -597,10 +602,7 @@ def import_review(paths: Any, proposals: Any, *, complete: bool = True, errors: 
                     problem(sheet, r, item, f, f"edited proposal: {f} was {v!r}, now {get(f).strip()!r}")
                     ok = False
             if "check" in col and "text" in col and get("check").strip():
-                t = get("text")
-                if t.startswith("'") and t[1:].startswith(_FORMULA) and path.suffix.lower() == ".csv":
-                    t = t[1:]
-                if _text_check(t) != get("check").strip():
+                if _text_check(get("text")) != get("check").strip():
                     problem(sheet, r, item, "text", "edited text: the document's text differs from the one "
                             "exported")
                     ok = False
@@ -717,28 +719,39 @@ def _rate_table(groups: list, acc: np.ndarray, name: str, type_: pa.DataType = p
     })
 
 
-def _agreement(a: list[int], b: list[int]) -> tuple[float | None, str]:
-    """Cohen's kappa between two lists of 0/1 decisions: fineclass.evaluate.agreement when it exists."""
-    if len(a) < 2:
-        return None, "none"
+def _kappa_table(long_rows: list[dict]) -> tuple[list[dict], str]:
+    """Agreement rows (statistic, coder_a, coder_b, estimate, n) for a long table unit/coder/value.
+
+    Uses :func:`fineclass.evaluate.agreement` (Cohen's kappa by scikit-learn, Krippendorff's alpha); falls back to
+    scikit-learn and krippendorff directly when that module cannot be imported.
+    """
+    table = pa.Table.from_pylist(long_rows, schema=pa.schema([("unit", pa.string()), ("coder", pa.string()),
+                                                              ("value", pa.string())]))
+    import warnings
     try:
-        from . import evaluate as _ev  # written in parallel; used when it offers agreement()
-        fn = getattr(_ev, "agreement", None)
-    except Exception:
-        fn = None
-    if fn is not None:
-        try:
-            res = fn(a, b, metric="kappa") if "metric" in fn.__code__.co_varnames else fn(a, b)
-            if isinstance(res, Mapping):
-                res = res.get("kappa", res.get("cohen_kappa"))
-            if res is not None and not isinstance(res, (pa.Table,)):
-                return float(res), "fineclass.evaluate.agreement"
-        except Exception:
-            pass
-    from sklearn.metrics import cohen_kappa_score
-    if len(set(a) | set(b)) < 2:
-        return (1.0 if a == b else None), "sklearn.metrics.cohen_kappa_score"
-    return float(cohen_kappa_score(a, b)), "sklearn.metrics.cohen_kappa_score"
+        from .evaluate import agreement
+    except ImportError:  # pragma: no cover - evaluate.py is part of the package
+        agreement = None
+    if agreement is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # undefined statistics come back as null; the report shows them
+            return agreement(table, unit="unit", coder="coder", value="value").to_pylist(), \
+                "fineclass.evaluate.agreement"
+    from sklearn.metrics import cohen_kappa_score  # pragma: no cover
+    by: dict = {}
+    for r in long_rows:
+        by.setdefault(r["coder"], {})[r["unit"]] = r["value"]
+    rows = []
+    cs = sorted(by)
+    for i, a in enumerate(cs):
+        for b in cs[i + 1:]:
+            joint = [u for u in by[a] if u in by[b]]
+            ya, yb = [by[a][u] for u in joint], [by[b][u] for u in joint]
+            k = float(cohen_kappa_score(ya, yb)) if len(joint) >= 2 and len(set(ya) | set(yb)) > 1 else None
+            rows.append({"statistic": "cohen_kappa", "coder_a": a, "coder_b": b, "estimate": k, "n": len(joint)})
+            rows.append({"statistic": "percent_agreement", "coder_a": a, "coder_b": b,
+                         "estimate": float(np.mean(np.equal(ya, yb))) if joint else None, "n": len(joint)})
+    return rows, "sklearn.metrics.cohen_kappa_score"
 
 
 def _coder_votes(decisions: pa.Table, fields: tuple[str, ...], acc: np.ndarray):
@@ -765,9 +778,10 @@ def acceptance_report(decisions: Any) -> dict[str, pa.Table]:
     - ``proposer``, ``dimension`` (or ``label``), ``coder``: decisions, accepted, rate per group
       (``level`` too for the dimension->level shape);
     - ``agreement``: on the overlap (proposals decided by two or more coders), per coder pair and over
-      all pairs (``coder_a = "all"``): items, agreement (share of equal decisions), kappa (Cohen's, first vs
-      second coder by name), alpha (Krippendorff's, nominal; all coders of an item), and ``method``, the
-      function that computed kappa. A coder who gave one proposal both Y and N (possible when the same label
+      all pairs (``coder_a = "all"``: every pair of decisions on one proposal is one unit): items,
+      agreement (share of equal decisions), kappa (Cohen's), alpha (Krippendorff's, nominal, all coders of
+      a proposal; on the "all" row), and ``method``: the function that computed them
+      (:func:`fineclass.evaluate.agreement`). A coder who gave one proposal both Y and N (possible when the same label
       was proposed twice) is left out of that item's comparison and counted in ``self_conflicts``.
     """
     dec = read_table(decisions, "decisions")
@@ -783,60 +797,55 @@ def acceptance_report(decisions: Any) -> dict[str, pa.Table]:
         out["label"] = _rate_table([_key_str(v) for v in dec.column("label").to_pylist()], acc, "label")
     if "coder" in dec.column_names:
         out["coder"] = _rate_table([_key_str(v) or None for v in dec.column("coder").to_pylist()], acc, "coder")
-    # agreement on the overlap
+    # agreement on the overlap: one vote per coder and proposal
     votes = _coder_votes(dec, fields, acc)
-    pairs: dict[tuple[str, str], list[tuple[int, int]]] = {}
-    alpha_rows: dict[str, list] = {}
+    long_rows, pair_rows = [], []
     self_conflicts = 0
     units = 0
     for key, by_coder in votes.items():
         clean = {}
         for c, vs in by_coder.items():
             if c.startswith("row"):
-                continue
+                continue  # no coder column: nothing to compare
             if len(set(vs)) > 1:
                 self_conflicts += 1
             else:
-                clean[c] = int(vs[0])
+                clean[c] = "Y" if vs[0] else "N"
         if len(clean) < 2:
             continue
         units += 1
-        cs = sorted(clean)
-        for i in range(len(cs)):
+        unit = json.dumps([key[0], *key[1]], ensure_ascii=False)
+        cs = sorted(clean, key=_natural)
+        long_rows += [{"unit": unit, "coder": c, "value": clean[c]} for c in cs]
+        for i in range(len(cs)):  # pooled over pairs: each pair of decisions on one proposal is one unit
             for j in range(i + 1, len(cs)):
-                pairs.setdefault((cs[i], cs[j]), []).append((clean[cs[i]], clean[cs[j]]))
-        for c in clean:
-            alpha_rows.setdefault(c, {})[key] = clean[c]
+                pu = f"{unit}|{cs[i]}|{cs[j]}"
+                pair_rows += [{"unit": pu, "coder": "a", "value": clean[cs[i]]},
+                              {"unit": pu, "coder": "b", "value": clean[cs[j]]}]
     rows = []
-    method = "sklearn.metrics.cohen_kappa_score"
-    all_a, all_b = [], []
-    for (ca, cb), ab in sorted(pairs.items()):
-        a = [x for x, _ in ab]
-        b = [y for _, y in ab]
-        all_a += a
-        all_b += b
-        kappa, method = _agreement(a, b)
-        rows.append({"coder_a": ca, "coder_b": cb, "items": len(ab),
-                     "agreement": float(np.mean(np.array(a) == np.array(b))), "kappa": kappa, "alpha": None,
-                     "self_conflicts": None, "method": method})
-    alpha = None
-    if units >= 2:
-        try:
-            import krippendorff
-            keys = sorted({k for d in alpha_rows.values() for k in d})
-            index = {k: n for n, k in enumerate(keys)}
-            mat = np.full((len(alpha_rows), len(keys)), np.nan)
-            for r, (c, d) in enumerate(sorted(alpha_rows.items())):
-                for k, v in d.items():
-                    mat[r, index[k]] = v
-            alpha = float(krippendorff.alpha(reliability_data=mat, level_of_measurement="nominal"))
-        except Exception:
-            alpha = None
-    kappa_all, method_all = _agreement(all_a, all_b)
-    rows.append({"coder_a": "all", "coder_b": "all", "items": units,
-                 "agreement": float(np.mean(np.array(all_a) == np.array(all_b))) if all_a else None,
-                 "kappa": kappa_all, "alpha": alpha if not (alpha is not None and math.isnan(alpha)) else None,
-                 "self_conflicts": self_conflicts, "method": method_all})
+    alpha, kappa_all, agree_all, method = None, None, None, "fineclass.evaluate.agreement"
+    if units:
+        stats, method = _kappa_table(long_rows)
+        by_pair: dict = {}
+        for r in stats:
+            if r["coder_a"] is None:
+                alpha = r["estimate"]
+            elif r["n"]:
+                pair = tuple(sorted((r["coder_a"], r["coder_b"]), key=_natural))
+                by_pair.setdefault(pair, {})[r["statistic"]] = r
+        for (ca, cb), st in sorted(by_pair.items(), key=lambda kv: (_natural(kv[0][0]), _natural(kv[0][1]))):
+            k = next((v for name, v in st.items() if name.startswith("cohen_kappa")), None)
+            rows.append({"coder_a": ca, "coder_b": cb, "items": st["percent_agreement"]["n"],
+                         "agreement": st["percent_agreement"]["estimate"], "kappa": k["estimate"] if k else None,
+                         "alpha": None, "self_conflicts": None, "method": method})
+        pooled, _ = _kappa_table(pair_rows)
+        for r in pooled:
+            if r["statistic"] == "percent_agreement":
+                agree_all = r["estimate"]
+            elif r["statistic"].startswith("cohen_kappa"):
+                kappa_all = r["estimate"]
+    rows.append({"coder_a": "all", "coder_b": "all", "items": units, "agreement": agree_all, "kappa": kappa_all,
+                 "alpha": alpha, "self_conflicts": self_conflicts, "method": method})
     out["agreement"] = pa.Table.from_pylist(rows, schema=pa.schema([
         ("coder_a", pa.string()), ("coder_b", pa.string()), ("items", pa.int64()), ("agreement", pa.float64()),
         ("kappa", pa.float64()), ("alpha", pa.float64()), ("self_conflicts", pa.int64()), ("method", pa.string())]))

@@ -23,7 +23,6 @@ import threading
 import time
 import uuid
 import warnings
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
