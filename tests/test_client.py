@@ -7,6 +7,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fineclass import FineclassError, LabelSpec
 from fineclass.client import (ChatResult, Endpoint, InvalidAnswer, build_messages, chat_many, format_answer,
@@ -339,3 +341,25 @@ def test_endpoint_validates_settings():
             Endpoint("http://h", "m", key_env=None, **kw)
         assert e.value.argument == arg
     assert isinstance(ChatResult(), ChatResult)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.sampled_from(FLOURISH.classes), st.sampled_from(FLOURISH.levels)),
+       st.sampled_from(["", "```json\n", "  "]))
+def test_any_valid_answer_parses_back(cells, wrap):
+    props = [{"dimension": d, "level": lv, "confidence": None} for d, lv in cells.items()]
+    text = format_answer(FLOURISH, props)
+    if wrap.startswith("```"):
+        text = wrap + text + "\n```"
+    else:
+        text = wrap + text + wrap
+    assert parse_answer(FLOURISH, text) == props
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(min_size=1, max_size=12).filter(lambda s: s.strip().casefold() not in
+                                              {c.casefold() for c in FLOURISH.classes}))
+def test_no_label_outside_the_spec_is_ever_accepted(name):
+    answer = json.dumps({"labels": [{"dimension": name, "level": "high"}]})
+    with pytest.raises(InvalidAnswer):
+        parse_answer(FLOURISH, answer)

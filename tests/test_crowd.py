@@ -14,6 +14,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fineclass
 from fineclass import FineclassError, LabelSpec
@@ -348,7 +350,7 @@ def test_import_reports_problems_never_guesses(sample, tmp_path):
 def test_sheet_names_cannot_escape_the_folder(sample, tmp_path):
     props, _, _ = sample
     out = tmp_path / "out"
-    for bad in [["../evil"], ["a/b"], ["..", "x"], [".hidden"], ["ok", "c:\\x"]]:
+    for bad in [["../evil"], ["a/b"], ["..", "x"], [".hidden"], ["ok", "c:\\x"], ["Ana", "ana"]]:
         with pytest.raises(FineclassError) as e:
             export_review(props, out / "review.csv", coders=bad)
         assert e.value.argument == "coders"
@@ -357,6 +359,14 @@ def test_sheet_names_cannot_escape_the_folder(sample, tmp_path):
     with pytest.raises(FineclassError) as e:
         export_review(props, out / "review.txt", coders=["a"])
     assert e.value.argument == "path"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=20))
+def test_csv_guard_is_reversible(value):
+    from fineclass.crowd import _csv_guard, _csv_unguard
+    guarded = _csv_guard(value)
+    assert _csv_unguard(guarded) == value and not guarded.startswith(("=", "+", "-", "@"))
 
 
 def test_csv_guards_formulas(tmp_path):

@@ -358,7 +358,7 @@ def export_review(proposals: Any, path: str | Path, *, coders: Sequence[str] | N
         if bad:
             raise FineclassError(f"coder names {preview(bad)} cannot be used in file names: use letters, digits, "
                                  f"'_', '-' and '.' (no path separators, no leading dot).", "coders")
-        if len(set(coder_list)) != len(coder_list):
+        if len({c.casefold() for c in coder_list}) != len(coder_list):  # one file each, also on Windows/macOS
             raise FineclassError(f"`coders` holds duplicates: {preview(coder_list)}.", "coders")
     targets = {c: _safe_sheet_path(folder, path.stem, c, ext) for c in coder_list}
     existing = [str(t) for t in targets.values() if t.exists()]
@@ -729,7 +729,7 @@ def _kappa_table(long_rows: list[dict]) -> tuple[list[dict], str]:
                                                               ("value", pa.string())]))
     import warnings
     try:
-        from .evaluate import agreement
+        from .evaluation import agreement
     except ImportError:  # pragma: no cover - evaluate.py is part of the package
         agreement = None
     if agreement is not None:
