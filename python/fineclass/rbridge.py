@@ -8,8 +8,9 @@ a null mask, which R turns back into NA.
 
 Column specs (R -> Python), one dict per column, ``kind`` first:
 
-- ``character``: ``chunks`` (a list of str, the column's UTF-8 text pasted together), ``nbytes`` (int32
-  array, bytes per value, 0 for NA), ``mask``;
+- ``character``: ``raw`` (R's ``writeBin()`` of the values: UTF-8 bytes, each value followed by a NUL;
+  a bytearray or a list of them), ``n``, ``mask``; or, where R's locale is not UTF-8, ``chunks`` (str,
+  the values pasted together) and ``nbytes`` (bytes per value);
 - ``integer`` (int32), ``double`` (float64, NaN kept apart from NA), ``logical`` (bool): ``values``, ``mask``;
 - ``factor``: ``codes`` (0-based int32), ``mask``, ``levels`` (a character spec), ``ordered``;
 - ``Date``: ``values`` (float64 days since 1970-01-01), ``mask``;
@@ -17,7 +18,8 @@ Column specs (R -> Python), one dict per column, ``kind`` first:
 - ``list``: ``lengths`` (int32), ``mask`` (NULL elements), ``child`` (a spec of the concatenated values);
 - ``struct``: ``names``, ``fields`` (specs), ``nrow``.
 
-Python -> R uses the same kinds (see :func:`column_to_r`); whole results go through :func:`export`, which
+Python -> R uses the same kinds (see :func:`column_to_r`; text goes back NUL-separated for R's
+``readBin()``); whole results go through :func:`export`, which
 replaces every table inside a nested result by a marked dict that the R side rebuilds.
 
 Nothing here models anything: it converts, and :func:`call` turns exceptions into values so that R can
@@ -63,30 +65,64 @@ def _validity(mask: np.ndarray | None) -> pa.Buffer | None:
     return pa.py_buffer(np.packbits(~mask, bitorder="little"))
 
 
-def _strings(spec: dict) -> pa.Array:
-    nbytes = np.asarray(spec["nbytes"], dtype=np.int64).reshape(-1)
-    n = len(nbytes)
-    chunks = spec.get("chunks") or []
-    if isinstance(chunks, str):
-        chunks = [chunks]
-    data = b"".join(c.encode("utf-8") for c in chunks)
-    total = int(nbytes.sum())
-    if total != len(data):
-        raise ValueError(f"text of {len(data)} bytes for {total} announced")
-    large = total > _INT32_MAX
-    offsets = np.zeros(n + 1, dtype=np.int64 if large else np.int32)
-    np.cumsum(nbytes, out=offsets[1:])
+def _strings(spec: dict, name: str = "", argument: str = "data") -> pa.Array:
+    mask = None
+    if spec.get("raw") is not None:
+        # R's writeBin(): every string followed by a NUL byte (R strings never hold one)
+        chunks = spec["raw"]
+        if not isinstance(chunks, (list, tuple)):
+            chunks = [chunks]
+        raw = np.frombuffer(b"".join(bytes(c) for c in chunks), dtype=np.uint8) if len(chunks) != 1 \
+            else np.frombuffer(chunks[0], dtype=np.uint8)
+        n = int(spec["n"])
+        ends = np.flatnonzero(raw == 0)
+        if len(ends) != n:
+            raise ValueError(f"{len(ends)} strings received for {n} announced")
+        data = raw[raw != 0]
+        large = len(data) > _INT32_MAX
+        offsets = np.zeros(n + 1, dtype=np.int64 if large else np.int32)
+        offsets[1:] = ends - np.arange(n)
+    else:
+        # pasted text plus byte lengths (used where R's locale is not UTF-8)
+        nbytes = np.asarray(spec["nbytes"], dtype=np.int64).reshape(-1)
+        n = len(nbytes)
+        chunks = spec.get("chunks") or []
+        if isinstance(chunks, str):
+            chunks = [chunks]
+        data = np.frombuffer(b"".join(c.encode("utf-8") for c in chunks), dtype=np.uint8)
+        if int(nbytes.sum()) != len(data):
+            raise ValueError(f"text of {len(data)} bytes for {int(nbytes.sum())} announced")
+        large = len(data) > _INT32_MAX
+        offsets = np.zeros(n + 1, dtype=np.int64 if large else np.int32)
+        np.cumsum(nbytes, out=offsets[1:])
     mask = _mask(spec, n)
     typ = pa.large_string() if large else pa.string()
-    return pa.Array.from_buffers(typ, n, [_validity(mask), pa.py_buffer(offsets), pa.py_buffer(data)],
-                                 null_count=int(mask.sum()) if mask is not None else 0)
+    arr = pa.Array.from_buffers(typ, n, [_validity(mask), pa.py_buffer(offsets), pa.py_buffer(data)],
+                                null_count=int(mask.sum()) if mask is not None else 0)
+    try:
+        arr.validate(full=True)
+    except pa.ArrowInvalid:
+        bad = [i + 1 for i in range(n) if not _utf8(data[offsets[i]:offsets[i + 1]])]
+        shown = ", ".join(str(i) for i in bad[:10]) + (f" (and {len(bad) - 10} more)" if len(bad) > 10 else "")
+        raise FineclassError(
+            f"column `{name}` in `{argument}` holds text that is not valid UTF-8 (rows {shown}). Convert it "
+            f"first, e.g. with iconv(x, from = \"latin1\", to = \"UTF-8\").", argument) from None
+    return arr
 
 
-def array_from_r(spec: dict) -> pa.Array:
+def _utf8(b: np.ndarray) -> bool:
+    try:
+        b.tobytes().decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def array_from_r(spec: dict, name: str = "", argument: str = "data") -> pa.Array:
     """One Arrow array from one R column spec (see the module docstring)."""
     kind = spec["kind"]
     if kind == "character":
-        return _strings(spec)
+        return _strings(spec, name, argument)
     if kind in ("integer", "double", "logical", "Date", "POSIXct"):
         dtype = {"integer": np.int32, "double": np.float64, "logical": np.bool_,
                  "Date": np.float64, "POSIXct": np.float64}[kind]
@@ -107,11 +143,11 @@ def array_from_r(spec: dict) -> pa.Array:
         if mask is not None:
             codes = np.where(mask, 0, codes).astype(np.int32)
         indices = pa.array(codes, type=pa.int32(), mask=mask)
-        levels = array_from_r(spec["levels"])
+        levels = array_from_r(spec["levels"], name, argument)
         return pa.DictionaryArray.from_arrays(indices, levels, ordered=bool(spec.get("ordered", False)))
     if kind == "list":
         lengths = np.asarray(spec["lengths"], dtype=np.int64).reshape(-1)
-        child = array_from_r(spec["child"])
+        child = array_from_r(spec["child"], name, argument)
         large = int(lengths.sum()) > _INT32_MAX
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64 if large else np.int32)
         np.cumsum(lengths, out=offsets[1:])
@@ -119,8 +155,8 @@ def array_from_r(spec: dict) -> pa.Array:
         cls = pa.LargeListArray if large else pa.ListArray
         return cls.from_arrays(pa.array(offsets), child, mask=pa.array(mask) if mask is not None else None)
     if kind == "struct":
-        fields = [array_from_r(f) for f in spec["fields"]]
         names = _names(spec["names"])
+        fields = [array_from_r(f, f"{name}${n}", argument) for f, n in zip(_as_list(spec["fields"]), names)]
         if not fields:
             return pa.array([{}] * int(spec.get("nrow", 0)), type=pa.struct([]))
         return pa.StructArray.from_arrays(fields, names=names)
@@ -137,12 +173,14 @@ def _names(names: Any) -> list[str]:
     return [str(n) for n in names]
 
 
-def table_from_r(names: Any, columns: Sequence[dict], nrow: int) -> pa.Table:
+def _as_list(x: Any) -> list:
+    return [x] if isinstance(x, dict) else list(x or [])
+
+
+def table_from_r(names: Any, columns: Sequence[dict], nrow: int, argument: str = "data") -> pa.Table:
     """A pyarrow Table from the column specs the R package builds (``fineclass:::r_to_arrow``)."""
     names = _names(names)
-    if isinstance(columns, dict):
-        columns = [columns]
-    arrays = [array_from_r(c) for c in columns]
+    arrays = [array_from_r(c, n, argument) for c, n in zip(_as_list(columns), names)]
     if not arrays:
         return pa.table({})
     return pa.Table.from_arrays(arrays, names=names)
@@ -170,9 +208,8 @@ def column_to_r(arr: pa.Array | pa.ChunkedArray) -> dict:
     come back as R integers when every value fits, as doubles otherwise (R has no 64-bit integer).
     """
     if isinstance(arr, pa.ChunkedArray):
-        if pa.types.is_dictionary(arr.type):
-            arr = pa.chunked_array(arr.unify_dictionaries().chunks, type=arr.type) \
-                if hasattr(arr, "unify_dictionaries") else arr
+        if pa.types.is_dictionary(arr.type) and arr.num_chunks > 1:
+            arr = pa.table({"x": arr}).unify_dictionaries().column(0)
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
     t = arr.type
     n = len(arr)
@@ -180,9 +217,7 @@ def column_to_r(arr: pa.Array | pa.ChunkedArray) -> dict:
     if pa.types.is_null(t):
         return {"kind": "null", "n": n}
     if _is_text(t):
-        filled = pc.fill_null(arr, "") if mask is not None else arr
-        values = filled.to_numpy(zero_copy_only=False) if n else np.array([], dtype=object)
-        return {"kind": "character", "values": values, "mask": mask}
+        return _strings_to_r(arr, mask)
     if pa.types.is_boolean(t):
         filled = pc.fill_null(arr, False) if mask is not None else arr
         return {"kind": "logical", "values": np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool),
@@ -242,6 +277,31 @@ def column_to_r(arr: pa.Array | pa.ChunkedArray) -> dict:
 def _is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or \
         (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(t))
+
+
+def _strings_to_r(arr: pa.Array, mask: np.ndarray | None) -> dict:
+    """Text for R's readBin(): the UTF-8 bytes of each value followed by a NUL, in one bytearray.
+
+    Building a million Python str objects for reticulate to convert costs more than the copy; a value
+    that itself holds a NUL (possible in Arrow, impossible in R) makes the whole column go as objects.
+    """
+    n = len(arr)
+    filled = pc.fill_null(arr, "") if mask is not None else arr
+    if not (pa.types.is_string(filled.type) or pa.types.is_large_string(filled.type)):
+        filled = filled.cast(pa.large_string())
+    width = np.int64 if pa.types.is_large_string(filled.type) else np.int32
+    offsets = np.frombuffer(filled.buffers()[1], dtype=width)[filled.offset:filled.offset + n + 1]
+    data = np.frombuffer(filled.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]] \
+        if n and filled.buffers()[2] is not None else np.zeros(0, dtype=np.uint8)
+    if data.size and not data.all():
+        values = filled.to_numpy(zero_copy_only=False)
+        return {"kind": "character", "values": values, "mask": mask}
+    starts = (offsets[:-1] - offsets[0]).astype(np.int64)
+    out = np.zeros(len(data) + n, dtype=np.uint8)
+    keep = np.ones(len(out), dtype=bool)
+    keep[starts + np.diff(offsets) + np.arange(n)] = False
+    out[keep] = data
+    return {"kind": "character", "raw": bytearray(out), "n": n, "mask": mask}
 
 
 def _struct_field(arr: pa.StructArray, i: int) -> pa.Array:
@@ -427,3 +487,28 @@ def train_config(values: dict | None):
     if hasattr(cls, "from_dict"):
         return cls.from_dict(values)
     return cls(**values)
+
+
+# --------------------------------------------------------------------------------------------- models
+_DESCRIBE = ("model", "model_name", "model_name_", "method", "method_", "backbone_", "config_", "manifest_",
+             "history_", "metrics_", "n_train_", "path_", "fitted_at_")
+
+
+def describe(clf: Any) -> dict:
+    """What R's print() and summary() show about a fitted classifier: its label spec and whatever of
+    the usual fitted attributes it has (model, method, config, manifest, history, metrics)."""
+    out: dict = {"class": type(clf).__name__}
+    spec = getattr(clf, "spec_", None)
+    if spec is not None:
+        out["spec"] = export(spec.to_dict() if hasattr(spec, "to_dict") else spec)
+    classes = getattr(clf, "classes_", None)
+    if classes is not None:
+        out["classes"] = export(list(classes))
+    for name in _DESCRIBE:
+        try:
+            value = getattr(clf, name, None)
+        except Exception:  # a property that cannot be computed is simply not shown
+            value = None
+        if value is not None and not callable(value):
+            out[name.rstrip("_")] = export(value)
+    return out
