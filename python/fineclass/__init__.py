@@ -12,10 +12,10 @@ from .labels import LabelSpec
 _LAZY = {
     "TrainConfig": ".config",
     "Classifier": ".classifier",
-    "train": ".train",
+    "train": ".training",
     "load": ".classifier",
     "classify": ".infer",
-    "evaluate": ".evaluate",
+    "evaluate": ".evaluation",
     "learning_curve": ".curve",
     "zero_shot": ".methods.generative",
     "propose": ".crowd",

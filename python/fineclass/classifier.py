@@ -43,7 +43,7 @@ class Classifier:
     def fit(self, data: Any, *, text: str = "text", label: Any = "label", id: str | None = None,
             labels: Any = None, codebook: Any = None, kind: str | None = None, levels=None,
             spec: LabelSpec | None = None, progress: bool = True, resume: bool = False) -> "Classifier":
-        from .train import fit_classifier
+        from .training import fit_classifier
         return fit_classifier(self, data, text=text, label=label, id=id, labels=labels, codebook=codebook,
                               kind=kind, levels=levels, spec=spec, progress=progress, resume=resume)
 

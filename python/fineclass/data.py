@@ -106,7 +106,11 @@ def read_table(data: Any, argument: str = "data", columns: Sequence[str] | None 
             data = data.collect()
         return data.to_arrow()
     if mod.startswith("pandas"):
-        return pa.Table.from_pandas(data, preserve_index=False)
+        try:
+            return pa.Table.from_pandas(data, preserve_index=False)
+        except (pa.ArrowTypeError, pa.ArrowInvalid) as e:
+            raise FineclassError(f"`{argument}`: a column mixes types and cannot become one Arrow column ({e}). "
+                                 f"Give each column one type (e.g. all labels as text).", argument) from None
     if hasattr(data, "__arrow_c_stream__"):
         return pa.table(data)
     if isinstance(data, (list, tuple)) and all(isinstance(x, str) for x in data):

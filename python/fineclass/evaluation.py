@@ -1667,18 +1667,3 @@ def _cli_evaluate(args) -> int:
             raise FineclassError(f"--output must end in .csv or .json; got {str(out)!r}.", "output")
         print(f"written to {out}")
     return 0
-
-
-# ====================================================================== `fineclass.evaluate` stays callable
-class _CallableModule(type(json)):
-    """Importing the submodule ``fineclass.evaluate`` rebinds the package attribute of that name to this
-    module, hiding the function that ``fineclass.evaluate(...)`` means. Calling the module calls the
-    function, so both spellings keep working whichever is imported first."""
-
-    def __call__(self, *args, **kwargs):
-        return evaluate(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule

@@ -24,20 +24,22 @@ from .manifest import hash_model_folder, hash_rows, now, versions, write_json_at
 
 def train(data: Any, *, text: str = "text", label: Any = "label", id: str | None = None, labels: Any = None,
           model: str = "minilm", method: str = "head", codebook: Any = None, config: Any = None,
-          kind: str | None = None, levels=None, trust_remote_code: bool = False, progress: bool = True,
-          resume: bool = False, **settings) -> "Classifier":
+          kind: str | None = None, levels=None, spec=None, trust_remote_code: bool = False,
+          progress: bool = True, resume: bool = False, **settings) -> "Classifier":
     """Fine-tune ``model`` to predict ``label`` from ``text``; returns a fitted Classifier.
 
     ``config`` is a TrainConfig or a dict; settings may also be passed as keywords (``epochs=2``).
+    ``spec`` fixes the label set (a LabelSpec), e.g. so that runs on subsets share one set of classes.
     """
     from .classifier import Classifier
     cfg = TrainConfig.from_dict(config).to_dict() if config is not None else {}
     if settings:
-        cfg.update(TrainConfig.from_dict(settings).to_dict() | {k: v for k, v in settings.items()})
+        TrainConfig.from_dict(settings)  # names an unknown or invalid setting
+        cfg.update(settings)
     clf = Classifier(model=model, method=method, config=TrainConfig.from_dict(cfg or None),
                      trust_remote_code=trust_remote_code)
     return clf.fit(data, text=text, label=label, id=id, labels=labels, codebook=codebook, kind=kind,
-                   levels=levels, progress=progress, resume=resume)
+                   levels=levels, spec=spec, progress=progress, resume=resume)
 
 
 # ---------------------------------------------------------------------- splits

