@@ -19,6 +19,8 @@ _LAZY = {
     "learning_curve": ".curve",
     "zero_shot": ".methods.generative",
     "propose": ".crowd",
+    "Endpoint": ".client",
+    "to_long": ".classifier",
     "as_table": ".data",
 }
 
