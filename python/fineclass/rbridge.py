@@ -490,8 +490,7 @@ def train_config(values: dict | None):
 
 
 # --------------------------------------------------------------------------------------------- models
-_DESCRIBE = ("model", "model_name", "model_name_", "method", "method_", "backbone_", "config_", "manifest_",
-             "history_", "metrics_", "n_train_", "path_", "fitted_at_")
+_DESCRIBE = ("model", "method", "config", "manifest_", "history_", "metrics_", "thresholds_")
 
 
 def describe(clf: Any) -> dict:
@@ -509,6 +508,14 @@ def describe(clf: Any) -> dict:
             value = getattr(clf, name, None)
         except Exception:  # a property that cannot be computed is simply not shown
             value = None
-        if value is not None and not callable(value):
-            out[name.rstrip("_")] = export(value)
+        if value is None or callable(value):
+            continue
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            try:  # e.g. the training history: one dict per epoch -> a table
+                value = pa.Table.from_pylist(value)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                pass
+        value = export(value)
+        if isinstance(value, (str, int, float, bool, dict, list)):  # plain data and tables, not live objects
+            out[name.rstrip("_")] = value
     return out

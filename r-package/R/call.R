@@ -31,6 +31,8 @@ fineclass_error <- function(message, argument = NULL, python_type = NULL, traceb
 #'   module (`"train"`, `"classify"`, ...).
 #' @param ... Arguments; unnamed ones are passed by position, named ones by
 #'   keyword.
+#' @param .args A list of further arguments (named: by keyword), appended to
+#'   `...`.
 #' @param .convert Convert the result for R (`TRUE`), or return the Python
 #'   object (`FALSE`).
 #' @param .call The call to report in an error (the verb that called).
@@ -42,9 +44,9 @@ fineclass_error <- function(message, argument = NULL, python_type = NULL, traceb
 #' }
 #' }
 #' @export
-ft_call <- function(fn, ..., .convert = TRUE, .call = sys.call(-1)) {
+ft_call <- function(fn, ..., .args = NULL, .convert = TRUE, .call = sys.call(-1)) {
   force(.call)
-  args <- list(...)
+  args <- c(list(...), .args)
   nms <- names(args) %||% rep("", length(args))
   keep <- !vapply(args, is.null, logical(1)) | !nzchar(nms)
   args <- args[keep]

@@ -39,6 +39,12 @@ ft_classify <- function(data, model, text = "text", id = NULL, output = NULL, lo
   if (missing(model)) {
     stop(fineclass_error("`model` is missing: pass an ft_model or the path of a saved model.", "model"))
   }
+  if (is.character(model) && length(model) == 1 && !is.na(model) && !dir.exists(path.expand(model))) {
+    stop(fineclass_error(sprintf(paste0(
+      "`model`: the folder '%s' does not exist. Pass an ft_model, or the folder of a model saved ",
+      "with ft_save()."
+    ), model), "model"))
+  }
   docs <- prepare_docs(data, text, id)
   out <- ft_call("classify", docs$data,
     model = prepare_model(model), output = if (is.null(output)) NULL else path.expand(output),
@@ -104,8 +110,8 @@ prepare_docs <- function(data, text = "text", id = NULL, arg = "data") {
     return(list(data = path.expand(data), text = text, id = id))
   }
   if (is.character(data) || is.factor(data)) {
-    data <- as.character(data)
     ids <- names(data) %||% seq_along(data)
+    data <- as.character(data)
     frame <- new_frame(list(id = ids, text = unname(data)), length(data))
     return(list(data = r_to_arrow(frame, arg), text = "text", id = "id"))
   }

@@ -47,11 +47,13 @@
 ft_train <- function(data, text = "text", label = "label", id = NULL, labels = NULL,
                      model = "minilm", method = "head", codebook = NULL, config = NULL, ...) {
   label <- if (length(label) > 1) as.list(label) else label
-  new_ft_model(ft_call("train", prepare_table(data, "data"),
+  # evaluated here, not as a promise inside new_ft_model(): an error must not leave a half-run promise
+  py <- ft_call("train", prepare_table(data, "data"),
     text = text, label = label, id = id, labels = prepare_table(labels, "labels"),
     model = prepare_model(model), method = method, codebook = prepare_codebook(codebook),
     config = py_config(config), ..., .convert = FALSE
-  ))
+  )
+  new_ft_model(py)
 }
 
 py_config <- function(config) {
@@ -151,10 +153,19 @@ print.ft_model <- function(x, ...) {
   if (identical(kind, "dimlevel")) {
     cat("  levels:", paste(unlist(spec$levels), collapse = " < "), "\n")
   }
-  model <- x$info$model_name %||% x$info$model %||% x$info$backbone
-  method <- x$info$method
-  if (!is.null(model) && is.character(model)) cat("  model: ", model, "\n", sep = "")
-  if (!is.null(method) && is.character(method)) cat("  method: ", method, "\n", sep = "")
+  info <- x$info
+  manifest <- info$manifest %||% list()
+  model <- info$model %||% manifest$model
+  method <- info$method %||% manifest$method
+  if (is.character(model)) {
+    how <- c(method, manifest$finetune)
+    cat(sprintf("  model: %s (%s)\n", model, paste(how[nzchar(how)], collapse = ", ")))
+  }
+  if (!is.null(manifest$n_train)) {
+    cat(sprintf("  trained on %s documents (%s held out for validation), best epoch %s\n",
+      format(manifest$n_train, big.mark = ","), format(manifest$n_validation %||% 0, big.mark = ","),
+      format(manifest$best_epoch %||% NA)))
+  }
   invisible(x)
 }
 
@@ -178,10 +189,14 @@ summary.ft_model <- function(object, ...) {
     description = lookup(spec$descriptions %||% list())
   ), length(codes))
   info <- object$info
+  manifest <- info$manifest %||% list()
   structure(list(
     kind = spec$kind, classes = classes, levels = as.character(unlist(spec$levels)),
-    value_type = spec$value_type, model = info$model_name %||% info$model, method = info$method,
-    config = info$config, manifest = info$manifest, history = info$history, metrics = info$metrics
+    value_type = spec$value_type, model = info$model %||% manifest$model,
+    method = info$method %||% manifest$method, finetune = manifest$finetune,
+    n_train = manifest$n_train, n_validation = manifest$n_validation, best_epoch = manifest$best_epoch,
+    validation_jaccard = manifest$validation_jaccard, seconds = manifest$seconds,
+    config = info$config %||% manifest$config, history = info$history, manifest = manifest
   ), class = "summary.ft_model")
 }
 
@@ -189,17 +204,22 @@ summary.ft_model <- function(object, ...) {
 print.summary.ft_model <- function(x, ...) {
   cat("fineclass model:", x$kind %||% "?", "labels\n")
   if (!is.null(x$model)) cat("  model:", format(x$model), "\n")
-  if (!is.null(x$method)) cat("  method:", format(x$method), "\n")
+  if (!is.null(x$method)) cat("  method:", paste(c(x$method, x$finetune), collapse = ", "), "\n")
   if (length(x$levels)) cat("  levels:", paste(x$levels, collapse = " < "), "\n")
-  cat("  classes:\n")
-  print(x$classes)
+  if (!is.null(x$n_train)) {
+    cat(sprintf("  training: %s documents, %s for validation, best epoch %s, %s s\n", x$n_train,
+      x$n_validation %||% 0, format(x$best_epoch %||% NA), format(x$seconds %||% NA)))
+  }
   if (is.list(x$config) && length(x$config)) {
-    settings <- vapply(x$config, function(v) paste(format(unlist(v)), collapse = ","), character(1))
+    set <- x$config[!vapply(x$config, function(v) is.null(v) || length(v) == 0, logical(1))]
+    settings <- vapply(set, function(v) paste(format(unlist(v)), collapse = ","), character(1))
     cat("  config:", paste(names(settings), settings, sep = "=", collapse = ", "), "\n")
   }
-  if (!is.null(x$metrics)) {
-    cat("  metrics:\n")
-    utils::str(x$metrics, give.head = FALSE)
+  cat("  classes:\n")
+  print(x$classes)
+  if (is.data.frame(x$history)) {
+    cat("  history:\n")
+    print(x$history)
   }
   invisible(x)
 }
@@ -271,7 +291,8 @@ ft_save <- function(model, path) {
 #' @export
 ft_load <- function(path) {
   check_path_arg(path)
-  new_ft_model(ft_call("load", path.expand(path), .convert = FALSE))
+  py <- ft_call("load", path.expand(path), .convert = FALSE)
+  new_ft_model(py)
 }
 
 check_path_arg <- function(path, arg = "path") {

@@ -1,0 +1,4 @@
+library(testthat)
+library(fineclass)
+
+test_check("fineclass")
