@@ -58,7 +58,9 @@ def open_dataset(path: str | Path, argument: str = "data") -> ds.Dataset:
     files = resolve_files(path, argument)
     fmt = _format_of(files, argument)
     if fmt == "csv":
-        return ds.dataset(files, format="csv")
+        dset = ds.dataset(files, format="csv")
+        _check_csv_utf8(dset.schema, files, argument)
+        return dset
     fragments_ok = []
     for f in files:
         try:
@@ -94,10 +96,14 @@ def read_table(data: Any, argument: str = "data", columns: Sequence[str] | None 
         except (pa.ArrowInvalid, OSError) as e:
             raise FineclassError(f"`{argument}`: could not read {str(data)!r}: {e}", argument) from None
     if isinstance(data, Mapping):
+        scalar = [str(k) for k, v in data.items() if isinstance(v, (str, bytes))]
+        if scalar:
+            raise FineclassError(f"`{argument}`: the entry `{scalar[0]}` of the dict is a single value, not a "
+                                 f"column; pass a list (e.g. [\"...\"]).", argument)
         try:
             return pa.table({str(k): list(v) if not isinstance(v, (pa.Array, pa.ChunkedArray, np.ndarray)) else v
                              for k, v in data.items()})
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as e:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, UnicodeError) as e:
             raise FineclassError(f"`{argument}`: the dict could not become a table ({e}). Pass lists of equal "
                                  f"length with one type each.", argument) from None
     mod = type(data).__module__
@@ -108,13 +114,18 @@ def read_table(data: Any, argument: str = "data", columns: Sequence[str] | None 
     if mod.startswith("pandas"):
         try:
             return pa.Table.from_pandas(data, preserve_index=False)
+        except UnicodeError as e:
+            raise FineclassError(f"`{argument}`: a text is not valid Unicode ({e}).", argument) from None
         except (pa.ArrowTypeError, pa.ArrowInvalid) as e:
             raise FineclassError(f"`{argument}`: a column mixes types and cannot become one Arrow column ({e}). "
                                  f"Give each column one type (e.g. all labels as text).", argument) from None
     if hasattr(data, "__arrow_c_stream__"):
         return pa.table(data)
     if isinstance(data, (list, tuple)) and all(isinstance(x, str) for x in data):
-        return pa.table({"text": list(data)})
+        try:
+            return pa.table({"text": list(data)})
+        except UnicodeError as e:
+            raise FineclassError(f"`{argument}`: a text is not valid Unicode ({e}).", argument) from None
     raise FineclassError(
         f"`{argument}` must be a table (pyarrow, polars, pandas, a dict of lists) or a path to Parquet/CSV; "
         f"got {type(data).__name__}.", argument)
@@ -129,10 +140,20 @@ def _read_csv(files: list[str], argument: str) -> pa.Table:
         except (pa.ArrowInvalid, UnicodeDecodeError) as e:
             raise FineclassError(f"`{argument}`: could not read the CSV file {f!r} ({e}). Save it as UTF-8, or "
                                  f"read it yourself and pass a table.", argument) from None
+        _check_csv_utf8(tables[-1].schema, [f], argument)
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except pa.ArrowInvalid as e:
         raise FineclassError(f"`{argument}`: the CSV files do not share one schema ({e}).", argument) from None
+
+
+def _check_csv_utf8(schema: pa.Schema, files: list[str], argument: str) -> None:
+    """Arrow reads a CSV column with bytes that are not UTF-8 as binary: say so, rather than 'not text' later."""
+    bad = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    if bad:
+        raise FineclassError(f"`{argument}`: the CSV file {files[0]!r}{' (or another of its files)' if len(files) > 1 else ''} "
+                             f"holds bytes that are not UTF-8 in column `{bad[0]}`. Save it as UTF-8, or read it "
+                             f"yourself with its encoding and pass a table.", argument)
 
 
 def check_column(table: pa.Table, name: str, argument: str, what: str = "") -> None:
@@ -151,6 +172,8 @@ def with_id(table: pa.Table, id: str | None, offset: int = 0) -> pa.Table:
             return table.append_column(ID, pa.array(np.arange(offset, offset + table.num_rows, dtype=np.int64)))
     check_column(table, id, "id")
     col = table.column(id)
+    if pa.types.is_nested(col.type):
+        raise FineclassError(f"the id column `{id}` holds {col.type} values; ids must be numbers or text.", "id")
     if col.null_count:
         raise FineclassError(f"the id column `{id}` holds {col.null_count} missing values; every row needs an id.", "id")
     if id != ID:
@@ -169,7 +192,9 @@ def check_text(table: pa.Table, text: str, on_empty: str = "error") -> tuple[pa.
     check_column(table, text, "text")
     col = table.column(text)
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-        if pa.types.is_dictionary(col.type):
+        if col.null_count == len(col):  # no text at all (no rows, or every text missing), whatever the type
+            col = pa.chunked_array([pa.nulls(len(col), pa.string())])
+        elif pa.types.is_dictionary(col.type):
             col = col.cast(pa.string())
         else:
             raise FineclassError(f"the text column `{text}` holds {col.type} values, not text. Pass `text=` with "
@@ -264,6 +289,18 @@ def check_column_in(table: pa.Table, name: str, argument: str, what: str) -> Non
                              f"{', '.join(table.column_names)}. Pass the name of its {what} column.", argument)
 
 
+def _check_unique_ids(table: pa.Table) -> None:
+    """Training needs one row per document: a repeated id would make its labels ambiguous."""
+    col = table.column(ID)
+    if table.num_rows < 2 or pc.count_distinct(col).as_py() == table.num_rows:
+        return
+    counts = pc.value_counts(col)
+    dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
+    raise FineclassError(f"{len(dup)} ids appear on more than one row (ids: {preview(dup)}); training needs one row "
+                         f"per document. Remove the duplicated rows, give each row its own id, or pass several "
+                         f"labels per document as a long `labels=` table.", "id")
+
+
 def labelled(data: Any, *, text: str = "text", label: Any = "label", id: str | None = None,
              labels: Any = None, spec: LabelSpec | None = None, kind: str | None = None,
              codebook: Any = None, levels: Sequence[str] | None = None) -> Labelled:
@@ -277,6 +314,7 @@ def labelled(data: Any, *, text: str = "text", label: Any = "label", id: str | N
     from .labels import read_codebook
     table = with_id(read_table(data), id)
     table, _ = check_text(table, text, on_empty="error")
+    _check_unique_ids(table)
     if labels is not None:
         values, unknown = _fold_long(table, labels, label)
         kind = kind or ("dimlevel" if isinstance(label, (list, tuple)) else "multi")

@@ -982,10 +982,12 @@ def _tables_single(prep: _Prepared, S: np.ndarray) -> dict:
 def _tables_multi(prep: _Prepared, S: np.ndarray) -> dict:
     K = len(prep.classes)
     Y = S[:, 4 + K:4 + 2 * K]; Z = S[:, 4 + 2 * K:4 + 3 * K]
-    from sklearn.metrics import precision_recall_fscore_support
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prec, rec, f1, sup = precision_recall_fscore_support(Y.astype(int), Z.astype(int), zero_division=np.nan)
+    # per class by hand (scikit-learn's formulas): its multilabel check refuses one class or none
+    Yb, Zb = Y.astype(bool), Z.astype(bool)
+    tp, sup, npred = (Yb & Zb).sum(0).astype(np.float64), Yb.sum(0), Zb.sum(0)
+    prec = np.where(npred > 0, tp / np.maximum(npred, 1), np.nan)
+    rec = np.where(sup > 0, tp / np.maximum(sup, 1), np.nan)
+    f1 = np.where(sup + npred > 0, 2 * tp / np.maximum(sup + npred, 1), np.nan)
     per_class = pa.table({
         "class": pa.array(prep.classes, pa.string()),
         "name": pa.array([prep.names.get(c, c) for c in prep.classes], pa.string()),

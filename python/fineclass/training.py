@@ -166,6 +166,10 @@ def save_checkpoint(folder: Path, epoch: int, module, opt, sched, best_state, in
             shutil.rmtree(final)
         os.replace(tmp, final)
         write_json_atomic(folder / "latest.json", {"epoch": epoch, "folder": final.name})
+        keep = {final.name, f"epoch-{epoch - 1}"}  # the newest two only, so checkpoints take bounded space
+        for old in folder.glob("epoch-*"):
+            if old.name not in keep and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -177,21 +181,35 @@ def load_checkpoint(folder: Path, fingerprint: str):
     latest = folder / "latest.json"
     if not latest.exists():
         return None
+    current = latest  # the file being read, named in the error if it is damaged
     try:
         pointer = json.loads(latest.read_text(encoding="utf-8"))
         name = pointer["folder"]
-        if os.path.basename(name) != name:
-            raise ValueError("checkpoint name outside its folder")
+        if not isinstance(name, str) or os.path.basename(name) != name or not name.startswith("epoch-"):
+            raise ValueError(f"it names the checkpoint {name!r}, which is not a folder inside {str(folder)!r}")
         ck = folder / name
-        info = json.loads((ck / "state.json").read_text(encoding="utf-8"))
-        tensors = {part: load_file(str(ck / f"{part}.safetensors")) for part in ("trainable", "best", "optimizer")}
-    except (OSError, ValueError, KeyError, SafetensorError) as e:
-        raise FineclassError(f"`checkpoint_dir`: the checkpoint in {str(folder)!r} is damaged ({e}). Delete it to "
-                             f"train from the start.", "checkpoint_dir") from None
-    if info.get("fingerprint") != fingerprint:
+        current = ck / "state.json"
+        info = json.loads(current.read_text(encoding="utf-8"))
+        tensors = {}
+        for part in ("trainable", "best", "optimizer"):
+            current = ck / f"{part}.safetensors"
+            tensors[part] = load_file(str(current))
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
+        raise FineclassError(f"`checkpoint_dir`: the checkpoint file {str(current)!r} is damaged or missing ({e}). "
+                             f"Delete the folder {str(folder)!r} to train from the start.", "checkpoint_dir") from None
+    if not isinstance(info, dict) or info.get("fingerprint") != fingerprint:
         raise FineclassError(f"`checkpoint_dir` {str(folder)!r} holds a checkpoint of another run (different data, "
                              f"model or settings). Use another folder, or delete it to start over.", "checkpoint_dir")
     return info, tensors
+
+
+def _check_state(module, state: dict) -> None:
+    """A checkpoint's tensors must be exactly the trainable parameters, shape for shape."""
+    expected = {k: tuple(v.shape) for k, v in module.named_parameters() if v.requires_grad}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if found != expected:
+        odd = sorted(set(expected) ^ set(found)) or sorted(k for k in expected if expected[k] != found[k])
+        raise ValueError(f"its tensors do not match the model's parameters ({preview(odd, 3)})")
 
 
 # ---------------------------------------------------------------------- the loop
@@ -235,8 +253,9 @@ def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels
     total_steps = steps_per_epoch * cfg.epochs
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total_steps), total_steps)
 
+    settings = {k: v for k, v in cfg.to_dict().items() if k != "checkpoint_dir"}  # a moved folder still resumes
     fingerprint = hash_rows(ds.ids, ds.texts, [t.tolist() for t in ds.targets]) + ":" + json.dumps(
-        {"model": str(clf.model), "method": clf.method, "config": cfg.to_dict()}, sort_keys=True, default=str)
+        {"model": str(clf.model), "method": clf.method, "config": settings}, sort_keys=True, default=str)
     import hashlib
     fingerprint = hashlib.sha256(fingerprint.encode()).hexdigest()
     ck_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
@@ -246,11 +265,17 @@ def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels
         found = load_checkpoint(ck_dir, fingerprint)
         if found is not None:
             info, tensors = found
-            _load_trainable(module, tensors["trainable"])
-            _restore_optimizer(opt, tensors["optimizer"], info["optimizer"])
-            sched.load_state_dict(info["scheduler"])
+            try:
+                for part in ("trainable", "best"):
+                    _check_state(module, tensors[part])
+                _load_trainable(module, tensors["trainable"])
+                _restore_optimizer(opt, tensors["optimizer"], info["optimizer"])
+                sched.load_state_dict(info["scheduler"])
+                start_epoch, history, best = info["epoch"] + 1, info["history"], info["best"]
+            except (KeyError, ValueError, TypeError, RuntimeError) as e:
+                raise FineclassError(f"`checkpoint_dir`: the checkpoint in {str(ck_dir)!r} does not fit this model "
+                                     f"({e}). Delete it to train from the start.", "checkpoint_dir") from None
             best_state = tensors["best"]
-            start_epoch, history, best = info["epoch"] + 1, info["history"], info["best"]
             if progress:
                 print(f"fineclass: resuming from the checkpoint of epoch {info['epoch'] + 1} in {ck_dir}",
                       file=sys.stderr)

@@ -26,6 +26,8 @@ class Encoded:
 
 def encode_texts(tokenizer, texts: list[str], max_length: int, add_special_tokens: bool = True) -> Encoded:
     """Token ids per text, truncated to ``max_length``; which documents were cut is recorded, never hidden."""
+    if len(texts) == 0:  # tokenizers fail on an empty batch; no documents, no tokens
+        return Encoded([], np.zeros(0, dtype=bool))
     enc = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=add_special_tokens)
     ids = enc["input_ids"]
     if getattr(enc, "encodings", None):
