@@ -41,6 +41,7 @@ LEDGER = "_ledger.jsonl"
 RUN_FILE = "_run.json"
 DEFAULT_SHARD_ROWS = 20_000
 READ_BATCH_ROWS = 8_192
+ENCODE_ROWS = 2_048
 _TAIL_BYTES = 65_536
 
 
@@ -133,9 +134,21 @@ def _width(clf) -> int:
 
 
 def score_texts(clf, texts: list[str], batch_tokens: int | None = None, progress=None):
-    """(probabilities, truncated flags) for a list of texts, truncated to the model's ``max_length``."""
-    enc = clf.method_.encode(clf.tokenizer_, texts, clf.manifest_["config"]["max_length"])
-    return score_ids(clf, enc.ids, batch_tokens, progress), np.asarray(enc.truncated, dtype=bool)
+    """(probabilities, truncated flags) for a list of texts, truncated to the model's ``max_length``.
+
+    Texts are tokenised a few thousand at a time: the tokenizer's per-document objects (offsets, token
+    strings) are dropped as soon as their ids are taken, which keeps memory flat on large shards.
+    """
+    max_length = clf.manifest_["config"]["max_length"]
+    ids: list = []
+    truncated = []
+    for s in range(0, len(texts), ENCODE_ROWS):
+        enc = clf.method_.encode(clf.tokenizer_, texts[s:s + ENCODE_ROWS], max_length)
+        ids.extend(enc.ids)
+        truncated.append(np.asarray(enc.truncated, dtype=bool))
+        del enc
+    truncated = np.concatenate(truncated) if truncated else np.zeros(0, dtype=bool)
+    return score_ids(clf, ids, batch_tokens, progress), truncated
 
 
 def _prediction_columns(clf, probs: np.ndarray, truncated: np.ndarray, empty: np.ndarray,
@@ -356,8 +369,8 @@ class _FileSource(_Source):
         self.columns, self.argument = columns, argument
         self.kind = "files"
         p = str(path)
-        self.root = p if os.path.isdir(p) else os.path.dirname(os.path.commonpath([os.path.abspath(f)
-                                                                                      for f in self.files]))
+        self.root = p if os.path.isdir(p) else os.path.commonpath([os.path.dirname(os.path.abspath(f))
+                                                                      for f in self.files])
         self.schemas = []
         if self.format == "parquet":
             self.row_groups = []  # per file: rows of each row group
@@ -768,7 +781,9 @@ def read_output(output: str | Path) -> pa.Table:
     """All finished shards of an output folder as one table, in input order (shards in the ledger only).
 
     A shard file that is missing or damaged raises an error naming it (rerun classify with resume=True to redo
-    it); a run not yet finished gives a warning saying how many shards are missing.
+    it); a run not yet finished gives a warning saying how many shards are missing. For outputs larger than
+    memory, scan the shards lazily instead: ``polars.scan_parquet(f"{output}/part-*.parquet")`` or
+    ``pyarrow.dataset.dataset(sorted(Path(output).glob("part-*.parquet")))``.
     """
     folder = Path(output)
     if not folder.is_dir():
