@@ -128,8 +128,16 @@ def load(path: str | Path, *, base_model: str | None = None, device: str = "auto
         raise FineclassError(f"`path` {str(path)!r} does not exist.", "path")
     if not (folder / "fineclass.json").exists():
         raise FineclassError(f"`path` {str(path)!r} is not a saved fineclass model (no fineclass.json).", "path")
-    manifest = json.loads((folder / "fineclass.json").read_text(encoding="utf-8"))
-    spec = LabelSpec.load(folder / "labels.json")
+    try:
+        manifest = json.loads((folder / "fineclass.json").read_text(encoding="utf-8"))
+        spec = LabelSpec.load(folder / "labels.json")
+        if not isinstance(manifest, dict) or "method" not in manifest:
+            raise ValueError("fineclass.json is not a fineclass manifest")
+    except FineclassError:
+        raise
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        raise FineclassError(f"`path` {str(path)!r}: fineclass.json or labels.json is damaged ({e}). Save the model "
+                             f"again.", "path") from None
     weights = manifest.get("weights")
     if weights not in ("model", "adapter") or not (folder / weights).is_dir():
         raise FineclassError(f"`path` {str(path)!r}: the manifest names weights {weights!r} that are not in the "
@@ -139,8 +147,15 @@ def load(path: str | Path, *, base_model: str | None = None, device: str = "auto
     if weights == "adapter":
         base = resolve(base_model or manifest.get("model"))
     method = get_method(manifest["method"])
-    module, tok = method.load(folder, manifest, spec, dev, base, trust_remote_code=trust_remote_code,
-                              allow_pickle=allow_pickle)
+    from safetensors import SafetensorError
+    try:
+        module, tok = method.load(folder, manifest, spec, dev, base, trust_remote_code=trust_remote_code,
+                                  allow_pickle=allow_pickle)
+    except FineclassError:
+        raise
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # damaged weights or tokenizer files
+        raise FineclassError(f"`path` {str(path)!r}: the model files could not be loaded ({type(e).__name__}: "
+                             f"{e}). Save the model again.", "path") from None
     clf = Classifier(model=manifest.get("model"), method=manifest["method"],
                      config=TrainConfig.from_dict(manifest.get("config")), trust_remote_code=trust_remote_code)
     clf.module_, clf.tokenizer_, clf.spec_ = module, tok, spec
