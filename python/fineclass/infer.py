@@ -572,6 +572,7 @@ def _write_shard(folder: Path, k: int, table: pa.Table, input_hash: str) -> dict
             os.fsync(f.fileno())
         size, digest = os.path.getsize(tmp), _sha256_file(Path(tmp))
         os.replace(tmp, folder / name)
+        _fsync_dir(folder)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -583,10 +584,25 @@ def _write_shard(folder: Path, k: int, table: pa.Table, input_hash: str) -> dict
              "truncated": int(pc.sum(table.column("truncated")).as_py() or 0),
              "empty": int(pc.sum(pc.equal(table.column("status"), "empty_text")).as_py() or 0)}
     with open(folder / LEDGER, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
+        # one write per entry; the leading newline keeps it apart from a line a killed process left unfinished
+        f.write("\n" + json.dumps(entry) + "\n")
         f.flush()
         os.fsync(f.fileno())
     return entry
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(str(folder), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _rechunk(batches, rows: int):
