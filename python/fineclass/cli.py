@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output", "-o", default="demo-output")
     d.add_argument("--n-train", dest="n_train", type=int, default=2000)
     d.add_argument("--n-test", dest="n_test", type=int, default=1000)
-    d.add_argument("--epochs", type=int, default=3)
+    d.add_argument("--epochs", type=int, default=2)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_demo)
 

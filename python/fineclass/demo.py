@@ -51,7 +51,7 @@ def tfidf_baseline(train: pa.Table, test: pa.Table, seed: int = 0) -> np.ndarray
     return lr.predict(vec.transform(test.column("text").to_pylist()))
 
 
-def run_demo(output: str = "demo-output", n_train: int = 2000, n_test: int = 1000, epochs: int = 3,
+def run_demo(output: str = "demo-output", n_train: int = 2000, n_test: int = 1000, epochs: int = 2,
              seed: int = 0, model: str = "minilm", max_length: int = 64) -> dict:
     import fineclass
     out = Path(output)
