@@ -16,8 +16,8 @@
 #' @param id Name of the id column. `NULL`: a column called `id` when there is
 #'   one, otherwise row numbers 1, 2, ... (R's convention).
 #' @param output Optional folder: predictions are written there as Parquet
-#'   shards (resumable) and the value returned is what the core reports
-#'   (the folder), not a table.
+#'   shards (resumable; read them with [ft_read_predictions()]) and the value
+#'   returned is the core's summary (rows, seconds, where), not a table.
 #' @param long For multi-label and dimension -> level models: return one row
 #'   per predicted label, (id, label) or (id, dimension, level, confidence),
 #'   instead of a list column.
@@ -51,8 +51,26 @@ ft_classify <- function(data, model, text = "text", id = NULL, output = NULL, lo
     text = docs$text, id = docs$id, ..., .convert = FALSE
   )
   if (!is.null(output) && !is_py_table(out)) {
-    return(invisible(arrow_to_r(out)))
+    return(arrow_to_r(out))
   }
+  prediction_to_r(out, long)
+}
+
+#' Read the predictions that ft_classify() wrote to a folder
+#'
+#' Calls `fineclass.infer.read_output()`: every finished shard of an output
+#' folder as one table, in input order. A run that is not finished yet gives a
+#' warning saying how many shards are missing.
+#'
+#' @param output The folder given to `ft_classify(output = )`.
+#' @inheritParams ft_classify
+#' @return A tibble, as [ft_classify()] returns.
+#' @export
+ft_read_predictions <- function(output, long = FALSE) {
+  check_path_arg(output, "output")
+  fc()
+  infer <- reticulate::import("fineclass.infer", convert = FALSE)
+  out <- ft_call(infer$read_output, path.expand(output), .convert = FALSE)
   prediction_to_r(out, long)
 }
 

@@ -45,6 +45,13 @@ ft_install <- function(envname = default_envname(), source = Sys.getenv("FINECLA
       ), argument = "source"))
     }
   }
+  # R's own LD_LIBRARY_PATH can make a Python child process load another libpython (seen with pyenv
+  # builds: "undefined symbol" in _ssl, so pip cannot reach an index); Python needs none of it
+  ld <- Sys.getenv("LD_LIBRARY_PATH", NA)
+  if (!is.na(ld)) {
+    Sys.unsetenv("LD_LIBRARY_PATH")
+    on.exit(Sys.setenv(LD_LIBRARY_PATH = ld), add = TRUE)
+  }
   if (reticulate::virtualenv_exists(envname)) {
     message("Reusing the virtual environment '", envname, "'.")
   } else {

@@ -5,8 +5,9 @@
 #' [ft_classify()], [ft_evaluate()]) and brings the results back as tibbles.
 #'
 #' Which Python is used: the binary named by the environment variable
-#' `FINECLASS_PYTHON` (for example `/path/to/.venv/bin/python`), else the one
-#' named by `RETICULATE_PYTHON`, else the virtual environment made by
+#' `FINECLASS_PYTHON` (for example `/path/to/.venv/bin/python`; the package
+#' then sets `RETICULATE_PYTHON` to it for the session), else the one named by
+#' `RETICULATE_PYTHON`, else the virtual environment made by
 #' [ft_install()] (default name `"fineclass"`), else whatever reticulate finds.
 #' [ft_doctor()] says which one was chosen and what is missing.
 #'
@@ -42,6 +43,10 @@ choose_python <- function() {
       return(sprintf("FINECLASS_PYTHON is set to '%s', which does not exist.", python))
     }
     ok <- tryCatch({
+      if (!reticulate::py_available(initialize = FALSE)) {
+        # reticulate reads RETICULATE_PYTHON before anything else (and then skips its project look-ups)
+        Sys.setenv(RETICULATE_PYTHON = python)
+      }
       reticulate::use_python(python, required = TRUE)
       TRUE
     }, error = function(e) conditionMessage(e))

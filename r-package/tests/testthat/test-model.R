@@ -60,6 +60,23 @@ test_that("ft_classify takes a data frame, a character vector or a Parquet path"
   expect_equal(from_file$p_pos, from_df$p_pos, tolerance = 1e-6)
 })
 
+test_that("ft_classify writes Parquet shards to a folder, and ft_read_predictions reads them back", {
+  skip_if_no_fineclass()
+  m <- fitted_model()
+  docs <- reviews()
+  out <- file.path(withr::local_tempdir(), "predictions")
+  summary <- ft_classify(docs, m, text = "review", id = "doc", output = out, progress = FALSE)
+  expect_type(summary, "list")
+  expect_true(dir.exists(out))
+  back <- ft_read_predictions(out)
+  direct <- ft_classify(docs, m, text = "review", id = "doc", progress = FALSE)
+  expect_identical(back$id, direct$id)
+  expect_identical(back$label, direct$label)
+  expect_equal(back$p_pos, direct$p_pos, tolerance = 1e-6)
+  err <- expect_error(ft_read_predictions(file.path(out, "nope")), class = "fineclass_error")
+  expect_identical(err$argument, "output")
+})
+
 test_that("missing texts are reported with their ids, not dropped", {
   skip_if_no_fineclass()
   docs <- reviews()
