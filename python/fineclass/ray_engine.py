@@ -92,8 +92,9 @@ def _reader_source(source, shard_rows: int, ray) -> dict:
     elif isinstance(source, _FileSource):  # CSV has no row index to seek to: read once, here, in order
         parts = [chunk for _, chunk in source.shards(shard_rows, lambda k: True)]
         table = pa.concat_tables(parts, promote_options="permissive") if parts else None
-    else:  # a RecordBatchReader can be read once only
-        table = pa.Table.from_batches(list(source.reader), schema=source.reader.schema).select(source.columns)
+    else:  # a RecordBatchReader can be read once only: read it here, in order
+        parts = [chunk for _, chunk in source.shards(shard_rows, lambda k: True)]
+        table = pa.concat_tables(parts, promote_options="permissive") if parts else None
     if table is None or table.num_rows == 0:
         return {"total": 0}
     return {"table": ray.put(table), "columns": source.columns, "id_column": source.id_column,
@@ -104,7 +105,8 @@ def _append_ledger(folder: Path, entry: dict) -> None:
     import json
     from .infer import LEDGER
     with open(folder / LEDGER, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
+        # as the local engine writes it: the leading newline keeps it apart from a line a killed process left
+        f.write("\n" + json.dumps(entry) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
@@ -160,7 +162,7 @@ def _maybe_fail(k: int, when: str) -> None:
 
 def _write_part(folder: Path, k: int, table: pa.Table, input_hash: str) -> dict:
     """The shard file, written atomically, and its ledger entry (the local engine's fields); no ledger write."""
-    from .infer import _sha256_file, _shard_name
+    from .infer import _fsync_dir, _sha256_file, _shard_name
     name = _shard_name(k)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=str(folder))
     os.close(fd)
@@ -170,6 +172,7 @@ def _write_part(folder: Path, k: int, table: pa.Table, input_hash: str) -> dict:
             os.fsync(f.fileno())
         size, digest = os.path.getsize(tmp), _sha256_file(Path(tmp))
         os.replace(tmp, folder / name)
+        _fsync_dir(folder)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -308,12 +311,14 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
             ray.init(address=address, **init)
         except ConnectionError as e:
             raise FineclassError(f"`address` {address!r}: no Ray cluster answered ({e}). Start one with "
-                                 f"`ray start --head` (see docs/scale-out.md), or pass address=None for a local "
-                                 f"instance.", "address") from None
+                                 f"`ray start --head` (see docs/scale-out.md), or leave `address` out for a Ray "
+                                 f"instance on this machine alone.", "address") from None
         started = True
     try:
         manifest, model_path, model_files = _model_source(model, ray)
         n_actors, gpus = _resources(ray, num_actors, gpus_per_actor, cpus_per_actor)
+        # the input's identity first: a stream's is its first shard, read ahead before the rest is read
+        identity = source.identity(shard_rows) if output is not None else None
         reader = _reader_source(source, shard_rows, ray)
         total = reader.pop("total")
         stream_table = reader.pop("local", None) if source.total is None else None
@@ -327,7 +332,7 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
         if output is not None:
             folder = Path(output)
             fingerprint = {"model": _model_identity(SimpleNamespace(manifest_=manifest)),
-                           "input": source.identity(shard_rows), "text": text, "id": id, "shard_rows": shard_rows}
+                           "input": identity, "text": text, "id": id, "shard_rows": shard_rows}
             _claim_folder(folder, fingerprint, resume)
             for k, e in _read_ledger(folder).items():
                 if mine(k):
