@@ -20,7 +20,12 @@ if [ ! -x "$FINECLASS_PYTHON" ]; then
 fi
 
 echo "== roxygen2"
-Rscript -e "roxygen2::roxygenise('$here')" 2>&1 | grep -v '^Loading' || true
+if ! Rscript -e "roxygen2::roxygenise('$here')" > "${TMPDIR:-/tmp}/fineclass-roxygen.log" 2>&1; then
+  cat "${TMPDIR:-/tmp}/fineclass-roxygen.log" >&2
+  echo "roxygen2 failed" >&2
+  exit 1
+fi
+grep -v '^Loading' "${TMPDIR:-/tmp}/fineclass-roxygen.log" || true
 if git -C "$repo" rev-parse --git-dir >/dev/null 2>&1 && \
    ! git -C "$repo" diff --quiet -- r-package/NAMESPACE r-package/man; then
   echo "roxygen2 changed NAMESPACE or man/: commit the regenerated files." >&2
