@@ -303,7 +303,7 @@ split_list <- function(col) {
   out
 }
 
-# long rows: the list column's values, each with the other scalar columns of its row (id first)
+# long rows: one per value of the list column, with its row's id
 unnest_column <- function(cols, unnest, n) {
   col <- cols[[unnest]]
   if (!inherits(col, "fc_list")) {
@@ -311,9 +311,8 @@ unnest_column <- function(cols, unnest, n) {
       argument = "long"
     ))
   }
-  keep <- names(cols)[vapply(cols, function(c) !inherits(c, "fc_list") && !is.data.frame(c), logical(1))]
-  keep <- intersect(c("id", setdiff(keep, "id")), keep)
-  keep <- keep[!startsWith(keep, "p_") & !keep %in% c("n_labels", "confidence")]
+  # like the core's to_long(): the id, then the label fields; per-document columns stay in the wide table
+  keep <- intersect("id", names(cols))
   rows <- rep.int(seq_len(n), col$lengths)
   out <- lapply(cols[keep], function(v) v[rows])
   child <- col$child

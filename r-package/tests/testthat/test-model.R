@@ -169,3 +169,27 @@ test_that("ft_zero_shot scores every label with the packaged SmolLM2", {
   expect_identical(out$id, c("a", "b"))
   expect_equal(out$p_positive + out$p_negative, c(1, 1), tolerance = 1e-6)
 })
+
+test_that("a dimension -> level model predicts a list column, or long rows", {
+  skip_if_no_fineclass()
+  skip_if_not(identical(Sys.getenv("FINECLASS_SLOW_TESTS"), "true"), "set FINECLASS_SLOW_TESTS=true")
+  docs <- reviews()
+  labels <- data.frame(id = docs$doc, dimension = ifelse(docs$sentiment == "pos", "joy", "anger"),
+                       level = rep(c("low", "medium", "high"), 8))
+  m <- ft_train(docs, text = "review", id = "doc", labels = labels, label = c("dimension", "level"),
+                model = "minilm", config = list(epochs = 1, max_length = 16, validation = 0, threshold = 0.3),
+                progress = FALSE)
+  expect_output(print(m), "dimension -> level classifier, 2 dimensions: anger, joy")
+  wide <- predict(m, docs, text = "review", id = "doc")
+  expect_identical(wide$id, docs$doc)
+  expect_type(wide$labels, "list")
+  long <- predict(m, docs, text = "review", id = "doc", long = TRUE)
+  expect_identical(names(long), c("id", "dimension", "level", "confidence"))
+  expect_identical(nrow(long), sum(wide$n_labels))
+  expect_true(all(long$dimension %in% c("anger", "joy")))
+  expect_true(all(long$level %in% c("low", "medium", "high")))
+  first <- which(wide$n_labels > 0)[1]
+  if (!is.na(first)) {
+    expect_identical(long$dimension[long$id == wide$id[first]], wide$labels[[first]]$dimension)
+  }
+})
