@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import collections
 import os
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 class ExampleCounter:

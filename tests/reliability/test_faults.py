@@ -1,7 +1,7 @@
 """Faults: a training process killed with SIGKILL and resumed; damaged checkpoints and shards; a full disk.
 
-SIGKILL and resume of `classify` itself is tested in tests/test_infer.py; checkpoint resume within one process in
-tests/test_train.py. Here the training process really dies, and the disk really fills up.
+SIGKILL and resume of `classify` itself, and damaged output shards, are tested in tests/test_infer.py; checkpoint
+resume within one process in tests/test_train.py. Here the training process really dies, and the disk really fills.
 """
 from __future__ import annotations
 
@@ -149,23 +149,6 @@ def test_leftovers_of_a_kill_during_a_checkpoint_write_are_ignored(tiny_bert, re
     resumed = fineclass.train(reviews_small, model=tiny_bert, config=config, resume=True, progress=False)
     assert [h["epoch"] for h in resumed.history_] == [1, 2, 3]
     assert_same_predictions(full.predict(reviews_small), resumed.predict(reviews_small))
-
-
-# ---------------------------------------------------------------------- damaged output shards
-def test_a_damaged_output_shard_is_named_and_redone(tiny_classifier, reviews_small, tmp_path):
-    out = tmp_path / "out"
-    data = reviews_small.select("id", "text")
-    fineclass.classify(data, model=tiny_classifier, output=out, shard_rows=60, progress=False)
-    first = read_output(out)
-    _truncate(out / "part-000001.parquet")  # a disk error after the ledger recorded it
-    with pytest.raises(FineclassError, match="part-000001.parquet") as e:
-        read_output(out)
-    assert e.value.argument == "output"
-    # a well-formed file with the wrong number of rows is no better
-    pq.write_table(pq.read_table(out / "part-000002.parquet").slice(0, 5), out / "part-000002.parquet")
-    again = fineclass.classify(data, model=tiny_classifier, output=out, shard_rows=60, progress=False)
-    assert again["shards_written"] == 2 and again["shards_skipped"] == 2
-    assert_same_predictions(first, read_output(out), atol=0)
 
 
 # ---------------------------------------------------------------------- a full disk

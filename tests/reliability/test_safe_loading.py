@@ -179,11 +179,27 @@ def test_a_ledger_cannot_name_a_file_outside_its_folder(finished_output, tiny_cl
     (tmp_path / "x.parquet").write_bytes((out / "part-000000.parquet").read_bytes())  # a real shard, outside
     with open(out / LEDGER, "a") as f:
         f.write(json.dumps({"shard": 0, "file": name, "rows": 5, "truncated": 0}) + "\n")
-    with pytest.raises(FineclassError) as e:
+    with pytest.raises(FineclassError, match="outside") as e:
         read_output(out)
     assert e.value.argument == "output"
-    with pytest.raises(FineclassError) as e:
+    with pytest.raises(FineclassError, match="outside") as e:
         fineclass.classify(data, model=tiny_classifier, output=out, shard_rows=5, progress=False)
+    assert e.value.argument == "output"
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
+    "infer.py (owned by another helper): _check_shard calls os.path.basename on the ledger's `file` value without "
+    "checking that it is a string, so a ledger line with \"file\": 7 or null raises TypeError, not FineclassError. "
+    "Fix: `if not isinstance(name, str) or os.path.basename(name) != name or ...`"))
+@pytest.mark.parametrize("name", [7, None])
+def test_a_ledger_line_whose_file_is_not_text_is_named(finished_output, tiny_classifier, tmp_path, name):
+    data, source = finished_output
+    out = tmp_path / "out"
+    shutil.copytree(source, out)
+    with open(out / LEDGER, "a") as f:
+        f.write(json.dumps({"shard": 0, "file": name, "rows": 5, "truncated": 0}) + "\n")
+    with pytest.raises(FineclassError) as e:
+        read_output(out)
     assert e.value.argument == "output"
 
 
