@@ -11,6 +11,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def pytest_configure(config):
+    """Torch threads for the whole test run: FINECLASS_TEST_THREADS (default 1; 0 keeps torch's default).
+    On a shared 2-core machine, two contending threads made a tiny BERT's training about 18 times slower than
+    one; subprocesses started by tests inherit OMP_NUM_THREADS."""
+    n = int(os.environ.get("FINECLASS_TEST_THREADS", "1"))
+    if n > 0:
+        os.environ.setdefault("OMP_NUM_THREADS", str(n))
+        import torch
+        torch.set_num_threads(n)
+
+
 def flourishing_dir() -> Path:
     return Path(os.environ.get("FINECLASS_DATA", REPO.parent / "shared" / "data" / "flourishing"))
 

@@ -7,7 +7,6 @@ is printed at the end of the run, so the README can say how many bad inputs were
 from __future__ import annotations
 
 import collections
-import os
 
 import pytest
 
@@ -55,27 +54,3 @@ def reviews_parquet(reviews_small, tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("reviews") / "reviews.parquet"
     reviews_small.write_parquet(path)
     return str(path)
-
-
-_THREADS_BEFORE: list[int] = []
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item):
-    """One torch thread for this folder's tests and the fixtures they build (FINECLASS_TEST_THREADS to change;
-    0 keeps torch's default). On a shared 2-core machine under load, two contending threads made a tiny BERT's
-    training about 18 times slower than one. Subprocesses started by the tests get OMP_NUM_THREADS the same way.
-    (A hook rather than a fixture, so that session fixtures from tests/conftest.py are built single-threaded too;
-    runtest hooks in this conftest only see this folder's tests.)"""
-    n = int(os.environ.get("FINECLASS_TEST_THREADS", "1"))
-    if n > 0:
-        import torch
-        _THREADS_BEFORE.append(torch.get_num_threads())
-        torch.set_num_threads(n)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_teardown(item, nextitem):
-    if _THREADS_BEFORE:
-        import torch
-        torch.set_num_threads(_THREADS_BEFORE.pop())
