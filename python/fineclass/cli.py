@@ -29,10 +29,16 @@ def _classify(args) -> int:
     from .infer import classify
     result = classify(args.input, model=args.model, output=args.output, text=args.text, id=args.id,
                       batch_tokens=args.batch_tokens, resume=not args.no_resume, shard=args.shard,
-                      shard_rows=args.shard_rows, engine=args.engine,
-                      **({"address": args.address} if args.engine == "ray" and args.address else {}))
+                      shard_rows=args.shard_rows, engine=args.engine, **_ray_options(args))
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _ray_options(args) -> dict:
+    if args.engine != "ray":
+        return {}
+    names = ("address", "num_actors", "gpus_per_actor", "cpus_per_actor", "max_retries")
+    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
 
 def _demo(args) -> int:
@@ -86,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-resume", action="store_true", help="refuse to continue an existing output folder")
     c.add_argument("--engine", default="local", choices=["local", "ray"])
     c.add_argument("--address", default=None, help="Ray cluster address (with --engine ray), e.g. auto")
+    c.add_argument("--num-actors", dest="num_actors", type=int, default=None, help="Ray: predictors in the pool")
+    c.add_argument("--gpus-per-actor", dest="gpus_per_actor", type=float, default=None)
+    c.add_argument("--cpus-per-actor", dest="cpus_per_actor", type=float, default=None)
+    c.add_argument("--max-retries", dest="max_retries", type=int, default=None, help="Ray: retries of a failed shard")
     c.set_defaults(func=_classify)
 
     d = sub.add_parser("demo", help="fine-tune on movie reviews and compare with TF-IDF + logistic regression")
