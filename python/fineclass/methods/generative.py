@@ -13,8 +13,9 @@ Prediction does not generate. Every allowed continuation is scored in one forwar
 - each row then holds its own text, and after it a *tree* of all candidate continuations (common prefixes
   merged, e.g. ``Answer = [`` once), with a 4-D attention mask so that each candidate sees the prompt and its
   own earlier tokens only, and position ids that restart after the prompt for every candidate;
-- a candidate's score is the sum of its tokens' log-probabilities; a softmax over a group of candidates gives
-  the probabilities: single-label, one group over the classes (a proper distribution over complete answers);
+- a candidate's score is the sum of its tokens' log-probabilities, up to the token that tells it apart from
+  the other candidates of its group (from there on constrained decoding would force the rest; ``scoring="full"``
+  in ``config.extra`` scores whole answers instead); a softmax over a group of candidates gives the probabilities: single-label, one group over the classes (a proper distribution over complete answers);
   multi-label, one group per class (``name: no`` / ``name: yes``); dimension->level, one group per dimension
   (``dimension: absent`` / ``dimension: low`` ...). For the last two shapes training adds these per-class blocks
   (each attending to the prompt only) next to the paper-form answer, so the model learns both: the paper's
@@ -54,6 +55,7 @@ _LOGIT_ELEMENTS = 1 << 25      # at most this many logits (rows x vocabulary) in
 _CPU_ROW_TOKENS = 24_576       # at most this many tokens (rows x row length) per forward pass on CPU
 _GPU_ROW_TOKENS = 262_144
 BASE_ONLY = "fineclass_base_only.json"
+SCORING = ("prefix", "full")   # score each label up to its decisive token, or its whole answer
 
 
 # ====================================================================== the plan: everything tokenised once
@@ -61,7 +63,10 @@ class Plan:
     """Prompt pieces, answers and the candidate tree for one tokenizer, label set and prompt template."""
 
     def __init__(self, tokenizer, spec: LabelSpec, template: str, chat: bool | None = None,
-                 argument: str = "label"):
+                 argument: str = "label", scoring: str = "prefix"):
+        if scoring not in SCORING:
+            raise FineclassError(f"`scoring` must be one of {', '.join(SCORING)}; got {scoring!r}.", "scoring")
+        self.scoring = scoring
         self.spec = spec
         self.tokenizer = tokenizer
         self.template = fill_template(template, spec)
@@ -97,21 +102,24 @@ class Plan:
         for g, texts in enumerate(groups):
             toks = [self._ids(tokenizer, t) for t in texts]
             seen: dict[tuple, int] = {}
+            names = spec.classes if spec.kind == "single" else block_options(spec)
             for j, t in enumerate(toks):
                 if tuple(t) in seen:
-                    a, b = texts[seen[tuple(t)]], texts[j]
-                    what = ("labels" if spec.kind == "single" else
-                            "classes" if spec.kind == "multi" else "levels")
+                    a, b = names[seen[tuple(t)]], names[j]
+                    what = "labels" if spec.kind == "single" else "levels"
                     raise FineclassError(
-                        f"the {what} in {a!r} and {b!r} cannot be told apart by this model's tokenizer (both become "
-                        f"the tokens {t}). Rename them (`{argument}`), or use a model whose tokenizer keeps them "
-                        f"distinct.", argument)
+                        f"the {what} {a!r} and {b!r} cannot be told apart by this model's tokenizer (their answers "
+                        f"{texts[seen[tuple(t)]]!r} and {texts[j]!r} become the same tokens). Rename them "
+                        f"(`{argument}`), or use a model whose tokenizer keeps them distinct.",
+                        argument if spec.kind == "single" else "levels")
                 seen[tuple(t)] = j
             cp = _common_prefix(toks)
-            if any(len(t) == cp for t in toks):  # one answer is a prefix of another: close each with the end token
-                scored = [t + [self.end_id] for t in toks]
+            if any(a is not b and b[:len(a)] == a for a in toks for b in toks):
+                scored = [t + [self.end_id] for t in toks]  # one answer is a prefix of another: close them all
             else:
-                scored = toks
+                scored = [list(t) for t in toks]
+            if self.scoring == "prefix":
+                scored = [t[:_decisive_length(t, scored, cp)] for t in scored]
             self.cand_tokens.append(toks)
             self.common.append(cp)
             self.scored_tokens.append(scored)
@@ -186,7 +194,7 @@ class Plan:
         return got
 
     def to_dict(self) -> dict:
-        return {"format": PLAN_FORMAT, "template": self.template, "chat": self.chat}
+        return {"format": PLAN_FORMAT, "template": self.template, "chat": self.chat, "scoring": self.scoring}
 
     def max_answer_tokens(self) -> int:
         """A generous cap for free generation: the longest valid answer, plus room to see what else comes."""
@@ -198,6 +206,15 @@ class Plan:
         else:
             longest = max(len(self.answer_ids(np.full(len(spec.classes), k + 1))) for k in range(len(spec.levels)))
         return min(longest + 16, 1024)
+
+
+def _decisive_length(seq: list[int], group: list[list[int]], start: int) -> int:
+    """Tokens of ``seq`` up to the first one that no other candidate of its group shares: from there on the
+    label is decided, and constrained decoding would force the remaining tokens."""
+    k = start + 1
+    while k < len(seq) and any(o is not seq and o[:k] == seq[:k] for o in group):
+        k += 1
+    return k
 
 
 def _common_prefix(seqs: list[list[int]]) -> int:
@@ -318,6 +335,20 @@ def _load_causal_lm(path: str, dtype, trust_remote_code: bool, argument: str = "
         raise load_error(path, e) from None
 
 
+def _check_causal(path: str, trust_remote_code: bool, argument: str = "model") -> None:
+    """Refuse an encoder (BERT and the like) before anything else is loaded."""
+    from transformers import AutoConfig
+    from .base import is_decoder
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise load_error(path, e) from None
+    if not is_decoder(config):
+        raise FineclassError(f"`{argument}`: {path!r} is not a causal (decoder) language model "
+                             f"({config.model_type}), which the generative method needs; use method='head' for "
+                             f"encoders such as BERT.", argument)
+
+
 def _load_tokenizer(path: str, trust_remote_code: bool):
     from transformers import AutoTokenizer
     try:
@@ -339,15 +370,22 @@ class GenerativeMethod:
 
     def __init__(self):
         self.plan: Plan | None = None
+        self.absent_blocks: int | None = None
 
     # ------------------------------------------------------------------ model
     def build(self, model_path: str, spec: LabelSpec, config, device, trust_remote_code: bool = False):
         quiet_transformers()
         check_no_pickle(model_path, config.extra.get("allow_pickle", False), "model")
         check_codebook_covers(spec)
+        _check_causal(model_path, trust_remote_code)
         tok = _load_tokenizer(model_path, trust_remote_code)
         template = config.prompt if config.prompt is not None else default_template(spec)
-        plan = Plan(tok, spec, template, argument="label")
+        plan = Plan(tok, spec, template, argument="label", scoring=config.extra.get("scoring", "prefix"))
+        k = config.extra.get("absent_blocks")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, float)) or k < 0 or int(k) != k):
+            raise FineclassError(f"`absent_blocks` (in `config.extra`) must be a whole number of at least 0; got "
+                                 f"{k!r}.", "absent_blocks")
+        self.absent_blocks = None if k is None else int(k)
         kwargs = {}
         quantized = config.finetune == "qlora" and device.type == "cuda"
         if quantized:
@@ -413,14 +451,17 @@ class GenerativeMethod:
             w_answer = float(wnp[int(target)]) if (wnp is not None and spec.kind == "single") else 1.0
             segments.append((plan.answer_ids(target) + [plan.end_id], 0, w_answer))
             if spec.kind != "single":
-                for g in range(len(spec.classes)):
-                    opt = int(target[g] > 0.5) if spec.kind == "multi" else int(target[g])
+                options = (target > 0.5).astype(int) if spec.kind == "multi" else target.astype(int)
+                groups, scale = self._blocks_to_train(options, module.training)
+                for g in groups:
+                    opt = int(options[g])
                     if wnp is None:
                         w = 1.0
                     elif spec.kind == "multi":
                         w = float(wnp[g]) if opt == 1 else 1.0
                     else:
                         w = float(wnp[opt])
+                    w *= scale if opt == 0 else 1.0
                     segments.append((plan.cand_tokens[g][opt] + [plan.end_id], plan.common[g], w))
             toks, segs, offs, sup, ws = [], [], [], [], []
             for k, (seq, first, w) in enumerate(segments):
@@ -458,6 +499,23 @@ class GenerativeMethod:
         nll = F.cross_entropy(logits, torch.from_numpy(tokens[rows, nodes]).to(device), reduction="none")
         w = torch.from_numpy(ws[rows, nodes]).to(device)
         return (nll * w).sum() / w.sum().clamp_min(1e-8)
+
+    def _blocks_to_train(self, options: np.ndarray, training: bool) -> tuple[list[int], float]:
+        """Which per-class blocks one document trains on, and the weight of each absent one.
+
+        All blocks by default. With ``absent_blocks=k`` (TrainConfig.extra) and in training mode: every present
+        class plus k absent ones drawn at random (torch's generator, so seeded like the rest of the run), each
+        weighted (number absent) / k, which keeps the expected loss equal to the loss over all blocks. Validation
+        and scoring always use all blocks.
+        """
+        every = list(range(len(options)))
+        k = self.absent_blocks
+        absent = [g for g in every if options[g] == 0]
+        if not training or k is None or k >= len(absent):
+            return every, 1.0
+        chosen = [absent[int(i)] for i in torch.randperm(len(absent))[:k]] if k > 0 else []
+        keep = sorted([g for g in every if options[g] != 0] + chosen)
+        return keep, (len(absent) / k if k > 0 else 0.0)
 
     @torch.no_grad()
     def probabilities(self, module, batch, spec: LabelSpec) -> np.ndarray:
@@ -516,7 +574,15 @@ class GenerativeMethod:
                 warnings.warn(f"the base model in {base_path!r} differs from the one this classifier was made with "
                               f"(its files changed); predictions may differ.", stacklevel=3)
             tok = _load_tokenizer(str(folder / "adapter"), trust_remote_code)
-            base = _load_causal_lm(base_path, dtype, trust_remote_code, "base_model")
+            kwargs = {}
+            if manifest.get("finetune") == "qlora":  # the adapter was trained on the 4-bit base: use it again
+                if device.type == "cuda":
+                    kwargs = {"quantization_config": quantization_config(), "device_map": {"": device.index or 0}}
+                else:
+                    warnings.warn("this adapter was trained with QLoRA on a 4-bit base; without a CUDA GPU it is "
+                                  "applied to the unquantized base, so predictions can differ slightly.",
+                                  stacklevel=3)
+            base = _load_causal_lm(base_path, dtype, trust_remote_code, "base_model", **kwargs)
             if (folder / "adapter" / "adapter_config.json").exists():
                 from peft import PeftModel
                 module = PeftModel.from_pretrained(base, str(folder / "adapter"))
@@ -528,9 +594,11 @@ class GenerativeMethod:
         if not info.get("template"):
             raise FineclassError(f"`path` {str(folder)!r}: the manifest records no prompt for this generative "
                                  f"model; it cannot be used.", "path")
-        self.plan = Plan(tok, spec, info["template"], chat=info.get("chat"))
+        self.plan = Plan(tok, spec, info["template"], chat=info.get("chat"), scoring=info.get("scoring", "full"))
         module._fineclass_generative = self.plan.to_dict()
-        return module.to(device).eval(), tok
+        if not getattr(module, "is_loaded_in_4bit", False) and not getattr(module, "hf_device_map", None):
+            module = module.to(device)
+        return module.eval(), tok
 
 
 def _candidate_probabilities(module, plan: Plan, hidden: torch.Tensor, r: int) -> np.ndarray:
@@ -694,13 +762,15 @@ def _zero_shot_spec(labels, codebook, kind: str, levels) -> LabelSpec:
 def zero_shot_classifier(model: str = "smollm2-135m", *, labels: Sequence[Any] | None = None, codebook: Any = None,
                          kind: str = "single", levels: Sequence[str] | None = None, prompt: str | None = None,
                          max_length: int = 256, threshold: float = 0.5, device: str = "auto",
-                         trust_remote_code: bool = False, allow_pickle: bool = False):
+                         scoring: str = "prefix", trust_remote_code: bool = False, allow_pickle: bool = False):
     """A Classifier that prompts ``model`` without training; it predicts, saves and loads like a trained one.
 
     ``labels``: the class codes (the dimensions for ``kind="dimlevel"``), or taken from ``codebook``.
     ``codebook``: ``{code: name}``, ``{code: {"name":..., "description":...}}``, a JSON file or a table.
     ``prompt``: a template with the slot ``{text}`` (and optionally ``{codebook}``, ``{labels}``, ``{levels}``).
     ``threshold``: the presence threshold for the multi-label and dimension->level shapes.
+    ``scoring``: ``"prefix"`` scores each label's tokens up to the first one that tells it apart from the other
+    labels (the rest would be forced by constrained decoding); ``"full"`` scores the whole answer.
     """
     import time
     from ..classifier import Classifier
@@ -717,8 +787,10 @@ def zero_shot_classifier(model: str = "smollm2-135m", *, labels: Sequence[Any] |
     dev = pick_device(device)
     quiet_transformers()
     check_no_pickle(path, allow_pickle, "model")
+    _check_causal(path, trust_remote_code)
     tok = _load_tokenizer(path, trust_remote_code)
-    plan = Plan(tok, spec, prompt if prompt is not None else default_template(spec), argument="labels")
+    plan = Plan(tok, spec, prompt if prompt is not None else default_template(spec), argument="labels",
+                scoring=scoring)
     module = _load_causal_lm(path, inference_dtype(dev), trust_remote_code).to(dev).eval()
     module._fineclass_zero_shot = True
     module._fineclass_generative = plan.to_dict()
@@ -743,16 +815,16 @@ def zero_shot(data: Any, model: str = "smollm2-135m", labels: Sequence[Any] | No
               kind: str = "single", text: str = "text", id: str | None = None, prompt: str | None = None, *,
               levels: Sequence[str] | None = None, generate: bool = False, max_length: int = 256,
               threshold: float = 0.5, batch_tokens: int | None = None, device: str = "auto",
-              trust_remote_code: bool = False, progress: bool = False) -> pa.Table:
+              scoring: str = "prefix", trust_remote_code: bool = False, progress: bool = False) -> pa.Table:
     """Classify ``data`` by prompting ``model`` without training.
 
     Returns the same table as ``Classifier.predict`` (probabilities from scoring every label; for single-label
     they sum to one per document). With ``generate=True``: free generation parsed strictly, as ``generate()``.
     """
     clf = zero_shot_classifier(model, labels=labels, codebook=codebook, kind=kind, levels=levels, prompt=prompt,
-                               max_length=max_length, threshold=threshold, device=device,
+                               max_length=max_length, threshold=threshold, device=device, scoring=scoring,
                                trust_remote_code=trust_remote_code)
-    if generate:
+    if generate:  # the argument hides the module's generate()
         return globals()["generate"](clf, data, text=text, id=id, progress=progress)
     return clf.predict(data, text=text, id=id, batch_tokens=batch_tokens, progress=progress)
 
@@ -808,3 +880,82 @@ def export_merged(classifier, path: str | Path, *, overwrite: bool = False) -> s
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return str(path)
+
+
+# ====================================================================== command line
+def _cli_labels(value: str | None):
+    if value is None:
+        return None
+    items = [x.strip() for x in value.split(",") if x.strip()]
+    return [int(x) for x in items] if all(x.lstrip("-").isdigit() for x in items) else items
+
+
+def _write_or_print(table: pa.Table, output: str | None) -> None:
+    if output:
+        import pyarrow.parquet as pq
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, output)
+        print(f"wrote {table.num_rows} rows to {output}")
+    else:
+        print(table.to_pandas().to_string(max_rows=40))
+
+
+def _cli_zero_shot(args) -> int:
+    clf = zero_shot_classifier(args.model, labels=_cli_labels(args.labels), codebook=args.codebook, kind=args.kind,
+                               levels=_cli_labels(args.levels), prompt=args.prompt, max_length=args.max_length)
+    if args.save:
+        print(f"saved the zero-shot classifier to {clf.save(args.save, overwrite=args.overwrite)}")
+    table = (generate(clf, args.input, text=args.text, id=args.id, progress=True) if args.generate else
+             clf.predict(args.input, text=args.text, id=args.id, progress=True))
+    _write_or_print(table, args.output)
+    return 0
+
+
+def _cli_generate(args) -> int:
+    from ..classifier import load
+    table = generate(load(args.model), args.input, text=args.text, id=args.id, max_new_tokens=args.max_new_tokens,
+                     batch_size=args.batch_size, progress=True)
+    print(json.dumps(generation_summary(table)))
+    _write_or_print(table, args.output)
+    return 0
+
+
+def _cli_export(args) -> int:
+    from ..classifier import load
+    print(f"wrote the merged model to {export_merged(load(args.model), args.path, overwrite=args.overwrite)}")
+    return 0
+
+
+def add_cli(subparsers) -> None:
+    z = subparsers.add_parser("zero-shot", help="classify by prompting a causal LM without training")
+    z.add_argument("input", help="Parquet/CSV file, glob or folder")
+    z.add_argument("--model", default="smollm2-135m")
+    z.add_argument("--labels", default=None, help="comma-separated class codes (dimensions with --kind dimlevel)")
+    z.add_argument("--codebook", default=None, help="JSON file or table with code, name[, description]")
+    z.add_argument("--kind", default="single", choices=["single", "multi", "dimlevel"])
+    z.add_argument("--levels", default=None, help="comma-separated ordered levels (dimlevel)")
+    z.add_argument("--prompt", default=None, help="template with {text} (and optionally {codebook})")
+    z.add_argument("--max-length", dest="max_length", type=int, default=256)
+    z.add_argument("--text", default="text")
+    z.add_argument("--id", default=None)
+    z.add_argument("--generate", action="store_true", help="free generation, parsed strictly (the paper's way)")
+    z.add_argument("--output", "-o", default=None, help="Parquet file for the predictions")
+    z.add_argument("--save", default=None, help="also save the zero-shot classifier to this folder")
+    z.add_argument("--overwrite", action="store_true")
+    z.set_defaults(func=_cli_zero_shot)
+
+    g = subparsers.add_parser("generate", help="free generation with a saved generative classifier")
+    g.add_argument("model", help="folder of a saved generative classifier")
+    g.add_argument("input", help="Parquet/CSV file, glob or folder")
+    g.add_argument("--output", "-o", default=None, help="Parquet file for answers and parsed labels")
+    g.add_argument("--text", default="text")
+    g.add_argument("--id", default=None)
+    g.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=None)
+    g.add_argument("--batch-size", dest="batch_size", type=int, default=8)
+    g.set_defaults(func=_cli_generate)
+
+    e = subparsers.add_parser("export", help="write a generative classifier with its adapter merged (safetensors)")
+    e.add_argument("model", help="folder of a saved generative classifier")
+    e.add_argument("path", help="output folder (for vLLM, or llama.cpp's convert_hf_to_gguf.py)")
+    e.add_argument("--overwrite", action="store_true")
+    e.set_defaults(func=_cli_export)
