@@ -8,6 +8,7 @@ prints documents/s for each, the ratio, and whether the predicted labels are ide
 
     python bench/bench_infer_cpu.py                    # 2,000 reviews, half IMDB, half Rotten Tomatoes
     python bench/bench_infer_cpu.py --imdb-share 0.75  # the corpus' own mix (75% long IMDB reviews)
+    python bench/bench_infer_cpu.py --rounds 2 --ablation  # A B B A on a busy machine; what sorting is worth
 
 The fitted model is trained once (1 epoch on 300 short reviews, about a minute) and kept in ``--model-dir``.
 """
@@ -65,51 +66,53 @@ def fitted_model(model_dir: Path, df) -> Path:
     return model_dir
 
 
-def run_fineclass(model_dir: Path, table, batch_tokens: int | None, repeat: int):
+def fineclass_runner(model_dir: Path, table, batch_tokens: int | None):
     import fineclass
     clf = fineclass.load(model_dir, device="cpu")
-    warm = table.slice(0, 64)
-    fineclass.classify(warm, model=clf, progress=False, batch_tokens=batch_tokens)
-    best, out = None, None
-    for _ in range(repeat):
-        t, c = time.perf_counter(), time.process_time()
+    fineclass.classify(table.slice(0, 64), model=clf, progress=False, batch_tokens=batch_tokens)  # warm-up
+
+    def run():
         out = fineclass.classify(table, model=clf, progress=False, batch_tokens=batch_tokens)
-        s = (time.perf_counter() - t, time.process_time() - c)
-        best = s if best is None or s[0] < best[0] else best
-    names = clf.probability_names()
-    probs = np.column_stack([out.column(c).to_numpy() for c in names])
-    return best, probs.argmax(axis=1), out
+        probs = np.column_stack([out.column(c).to_numpy() for c in clf.probability_names()])
+        return probs.argmax(axis=1), int(np.asarray(out.column("truncated")).sum())
+    return run
 
 
-def run_unsorted(model_dir: Path, texts: list[str]):
+def unsorted_runner(model_dir: Path, texts: list[str]):
     """Ablation: fineclass's model loop, but batches of 32 in input order (no length sorting, no budget)."""
     import fineclass
     import torch
     clf = fineclass.load(model_dir, device="cpu")
-    t, c = time.perf_counter(), time.process_time()
-    enc = clf.method_.encode(clf.tokenizer_, texts, MAX_LENGTH)
-    preds = []
-    with torch.inference_mode():
-        for s in range(0, len(texts), 32):
-            batch = clf.method_.collate(clf.tokenizer_, enc.ids[s:s + 32], clf.device_)
-            preds.append(clf.method_.probabilities(clf.module_, batch, clf.spec_).argmax(axis=1))
-    return (time.perf_counter() - t, time.process_time() - c), np.concatenate(preds)
+
+    def run():
+        enc = clf.method_.encode(clf.tokenizer_, texts, MAX_LENGTH)
+        preds = []
+        with torch.inference_mode():
+            for s in range(0, len(texts), 32):
+                batch = clf.method_.collate(clf.tokenizer_, enc.ids[s:s + 32], clf.device_)
+                preds.append(clf.method_.probabilities(clf.module_, batch, clf.spec_).argmax(axis=1))
+        return np.concatenate(preds), None
+    return run
 
 
-def run_pipeline(model_dir: Path, texts: list[str], repeat: int):
+def pipeline_runner(model_dir: Path, texts: list[str]):
     import torch
     from transformers import pipeline
     pipe = pipeline("text-classification", model=str(model_dir / "model"), tokenizer=str(model_dir / "model"),
                     device=torch.device("cpu"))
-    pipe(texts[:64], batch_size=32, truncation=True, max_length=MAX_LENGTH)
-    best, res = None, None
-    for _ in range(repeat):
-        t, c = time.perf_counter(), time.process_time()
-        res = pipe(texts, batch_size=32, truncation=True, max_length=MAX_LENGTH)
-        s = (time.perf_counter() - t, time.process_time() - c)
-        best = s if best is None or s[0] < best[0] else best
+    pipe(texts[:64], batch_size=32, truncation=True, max_length=MAX_LENGTH)  # warm-up
     label2id = pipe.model.config.label2id
-    return best, np.array([label2id[r["label"]] for r in res])
+
+    def run():
+        res = pipe(texts, batch_size=32, truncation=True, max_length=MAX_LENGTH)
+        return np.array([label2id[r["label"]] for r in res]), None
+    return run
+
+
+def timed(run):
+    t, c = time.perf_counter(), time.process_time()
+    preds, extra = run()
+    return time.perf_counter() - t, time.process_time() - c, preds, extra
 
 
 def main(argv=None) -> int:
@@ -118,7 +121,9 @@ def main(argv=None) -> int:
     ap.add_argument("--imdb-share", type=float, default=0.5, help="share of long IMDB reviews (default 0.5)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--batch-tokens", type=int, default=None, help="fineclass token budget (default: its own)")
-    ap.add_argument("--repeat", type=int, default=1, help="timed repetitions of each (the best is kept)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="timed rounds of each, alternating the order (2 = A B B A); times are summed")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's own)")
     ap.add_argument("--model-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "fineclass-bench-minilm")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--ablation", action="store_true",
@@ -127,6 +132,8 @@ def main(argv=None) -> int:
 
     import torch
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     df = reviews()
     model_dir = fitted_model(args.model_dir, df)
     data = sample(df, args.n, args.imdb_share, args.seed)
@@ -135,30 +142,48 @@ def main(argv=None) -> int:
     print(f"{len(texts)} reviews ({args.imdb_share:.0%} IMDB), max_length={MAX_LENGTH}, "
           f"torch threads={torch.get_num_threads()}", file=sys.stderr)
 
-    (fc_s, fc_cpu), fc_pred, out = run_fineclass(model_dir, table, args.batch_tokens, args.repeat)
-    (pl_s, pl_cpu), pl_pred = run_pipeline(model_dir, texts, args.repeat)
+    runners = {"fineclass": fineclass_runner(model_dir, table, args.batch_tokens),
+               "pipeline": pipeline_runner(model_dir, texts)}
+    if args.ablation:
+        runners["unsorted32"] = unsorted_runner(model_dir, texts)
+    names = list(runners)
+    # rounds alternate the order (A B, B A, ...) so that a machine busy with other work slows both alike
+    order = [n for r in range(args.rounds) for n in (names if r % 2 == 0 else names[::-1])]
+    wall = dict.fromkeys(names, 0.0)
+    cpu = dict.fromkeys(names, 0.0)
+    preds, truncated = {}, None
+    for name in order:
+        w, c, p, extra = timed(runners[name])
+        wall[name] += w
+        cpu[name] += c
+        preds[name] = p
+        truncated = extra if extra is not None else truncated
+        print(f"  {name:>10}: {len(texts) / w:6.1f} docs/s ({w:.1f} s, {c:.0f} CPU-s)", file=sys.stderr, flush=True)
+    n_docs = len(texts) * args.rounds
+    fc_pred, pl_pred = preds["fineclass"], preds["pipeline"]
     same = bool((fc_pred == pl_pred).all())
-    ablation = run_unsorted(model_dir, texts) if args.ablation else None
     result = {
-        "documents": len(texts), "imdb_share": args.imdb_share, "max_length": MAX_LENGTH,
-        "threads": torch.get_num_threads(), "truncated": int(np.asarray(out.column("truncated")).sum()),
-        "fineclass_seconds": round(fc_s, 2), "fineclass_docs_per_s": round(len(texts) / fc_s, 1),
-        "pipeline_seconds": round(pl_s, 2), "pipeline_docs_per_s": round(len(texts) / pl_s, 1),
-        "ratio": round(pl_s / fc_s, 2), "fineclass_cpu_seconds": round(fc_cpu, 1),
-        "pipeline_cpu_seconds": round(pl_cpu, 1), "cpu_time_ratio": round(pl_cpu / fc_cpu, 2),
+        "documents": len(texts), "rounds": args.rounds, "imdb_share": args.imdb_share, "max_length": MAX_LENGTH,
+        "threads": torch.get_num_threads(), "truncated": truncated,
+        "fineclass_seconds": round(wall["fineclass"], 2), "fineclass_docs_per_s": round(n_docs / wall["fineclass"], 1),
+        "pipeline_seconds": round(wall["pipeline"], 2), "pipeline_docs_per_s": round(n_docs / wall["pipeline"], 1),
+        "ratio": round(wall["pipeline"] / wall["fineclass"], 2), "fineclass_cpu_seconds": round(cpu["fineclass"], 1),
+        "pipeline_cpu_seconds": round(cpu["pipeline"], 1), "cpu_time_ratio": round(cpu["pipeline"] / cpu["fineclass"], 2),
         "load_average": os.getloadavg()[0], "identical_labels": same,
         "label_disagreements": int((fc_pred != pl_pred).sum()),
     }
-    print(f"fineclass  {result['fineclass_docs_per_s']:8.1f} docs/s  ({fc_s:.1f} s, {fc_cpu:.0f} CPU-s)")
-    print(f"pipeline   {result['pipeline_docs_per_s']:8.1f} docs/s  ({pl_s:.1f} s, {pl_cpu:.0f} CPU-s, batch_size=32)")
+    print(f"fineclass  {result['fineclass_docs_per_s']:8.1f} docs/s  ({wall['fineclass']:.1f} s, "
+          f"{cpu['fineclass']:.0f} CPU-s)")
+    print(f"pipeline   {result['pipeline_docs_per_s']:8.1f} docs/s  ({wall['pipeline']:.1f} s, "
+          f"{cpu['pipeline']:.0f} CPU-s, batch_size=32)")
     print(f"ratio      {result['ratio']:.2f}x wall-clock, {result['cpu_time_ratio']:.2f}x CPU time   "
           f"identical labels: {same}   truncated: {result['truncated']}   load average: {result['load_average']:.1f}")
-    if ablation is not None:
-        (ab_s, ab_cpu), ab_pred = ablation
-        result.update(unsorted32_docs_per_s=round(len(texts) / ab_s, 1), unsorted32_cpu_seconds=round(ab_cpu, 1),
-                      unsorted32_identical_labels=bool((ab_pred == fc_pred).all()))
-        print(f"ablation   {result['unsorted32_docs_per_s']:8.1f} docs/s  ({ab_s:.1f} s, {ab_cpu:.0f} CPU-s): "
-              f"fineclass's loop with unsorted batches of 32")
+    if args.ablation:
+        result.update(unsorted32_docs_per_s=round(n_docs / wall["unsorted32"], 1),
+                      unsorted32_cpu_seconds=round(cpu["unsorted32"], 1),
+                      unsorted32_identical_labels=bool((preds["unsorted32"] == fc_pred).all()))
+        print(f"ablation   {result['unsorted32_docs_per_s']:8.1f} docs/s  ({wall['unsorted32']:.1f} s, "
+              f"{cpu['unsorted32']:.0f} CPU-s): fineclass's loop with unsorted batches of 32")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0 if same else 1

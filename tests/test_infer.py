@@ -301,7 +301,17 @@ def test_unreadable_parquet_files_are_named(tiny_classifier, corpus, tmp_path):
         classify(str(d), model=tiny_classifier, output=tmp_path / "o", id="doc", progress=False)
     with pytest.raises(FineclassError, match="cut.parquet"):
         classify(str(d / "*.parquet"), model=tiny_classifier, id="doc", progress=False)
-    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").glob("part-*"))
+    (d / "cut.parquet").unlink()
+    # a file whose footer is intact but whose first data page is damaged fails while it is read, and is named
+    meta = pq.ParquetFile(tmp_path / "whole.parquet").metadata
+    column = meta.row_group(0).column(meta.schema.names.index("text"))
+    raw = bytearray((tmp_path / "whole.parquet").read_bytes())
+    for j in range(column.data_page_offset, column.data_page_offset + 64):
+        raw[j] ^= 0x5A
+    (d / "pages.parquet").write_bytes(bytes(raw))
+    with pytest.raises(FineclassError, match="pages.parquet.*could not be read"):
+        classify(str(d), model=tiny_classifier, output=tmp_path / "o", id="doc", progress=False)
+    assert not any((tmp_path / "o").glob("part-*"))  # the shard that holds the damaged file was not written
 
 
 # ---------------------------------------------------------------------- flags in the output
