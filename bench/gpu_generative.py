@@ -256,6 +256,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="also write the results to this file")
     args = ap.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cuda.matmul.allow_tf32 = True    # fp32 LoRA weights: TF32 where autocast does not reach
     if args.smoke:
         args.models, args.batch, args.score_batch, args.score_docs = "tiny", 4, 8, 16
         args.generate_docs, args.train_seconds, args.max_steps, args.warmup, args.doc_tokens = 2, 5.0, 3, 1, 24

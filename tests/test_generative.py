@@ -250,12 +250,36 @@ def test_free_generation_matches_the_paper_form(tiny_generative):
     assert counts["ok"] >= 10                  # the fine-tuned model answers in the trained form
 
 
-def test_lora_export_merges_the_adapter(tiny_llama, reviews_small, tmp_path):
-    from transformers import AutoModelForCausalLM
+@pytest.fixture(scope="module")
+def tiny_lora(tiny_llama, reviews_small):
     clf = fineclass.train(reviews_small.sample(64, seed=0), model=tiny_llama, method="generative", progress=False,
                           config={"epochs": 1, "max_length": 24, "lora_r": 4, "learning_rate": 5e-2,
                                   "validation": 0})
     assert clf.manifest_["finetune"] == "lora" and clf.manifest_["config"]["lora_r"] == 4
+    return clf
+
+
+def test_merge_for_inference_keeps_the_model(tiny_lora, reviews_small, tmp_path):
+    from fineclass.methods.generative import merge_for_inference
+    clf = fineclass.load(tiny_lora.save(tmp_path / "copy"))
+    data = reviews_small.head(16)
+    before = clf.predict_proba(data).column("p_1").to_numpy()
+    merge_for_inference(clf)
+    assert not hasattr(clf.module_, "peft_config")
+    np.testing.assert_allclose(clf.predict_proba(data).column("p_1").to_numpy(), before, atol=1e-5)
+    merge_for_inference(clf, dtype="bfloat16")
+    assert next(clf.module_.parameters()).dtype == torch.bfloat16
+    np.testing.assert_allclose(clf.predict_proba(data).column("p_1").to_numpy(), before, atol=0.05)
+    again = fineclass.load(clf.save(tmp_path / "merged"))          # full merged weights now
+    assert again.manifest_["weights"] == "model"
+    with pytest.raises(FineclassError) as e:
+        merge_for_inference(clf, dtype="int3")
+    assert e.value.argument == "dtype"
+
+
+def test_lora_export_merges_the_adapter(tiny_lora, tiny_llama, tmp_path):
+    from transformers import AutoModelForCausalLM
+    clf = tiny_lora
     out = Path(export_merged(clf, tmp_path / "merged"))
     assert (out / "model.safetensors").exists() and (out / "labels.json").exists()
     assert json.loads((out / "fineclass_prompt.json").read_text())["template"] == clf.method_.plan.template

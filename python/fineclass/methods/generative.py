@@ -360,6 +360,12 @@ def _load_tokenizer(path: str, trust_remote_code: bool):
     return tok
 
 
+def _autocast(device):
+    """bf16 autocast on GPUs that have it (a bf16 base with fp32 LoRA weights then runs in bf16), else nothing."""
+    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def _row_budget(device) -> int:
     return _GPU_ROW_TOKENS if device.type == "cuda" else _CPU_ROW_TOKENS
 
@@ -489,13 +495,14 @@ class GenerativeMethod:
         valid = segs >= 0
         anc = (segs[:, :, None] == segs[:, None, :]) & (offs[:, None, :] <= offs[:, :, None]) & valid[:, None, :]
         device = batch["device"]
-        hidden, r = forward_hidden(module, plan, batch["rest"], (tokens, offs, valid, anc), device)
         rows, nodes = np.nonzero(sup)
-        # the distribution for a node comes from its predecessor: the end of the prompt for a segment's first token
-        pred_col = np.where(offs[rows, nodes] == 0, r - 1, r + nodes - 1)
-        h = hidden[torch.from_numpy(rows).to(device), torch.from_numpy(pred_col).to(device)]
-        _, _, head = _parts(module)
-        logits = head(h).float()
+        with _autocast(device):
+            hidden, r = forward_hidden(module, plan, batch["rest"], (tokens, offs, valid, anc), device)
+            # a node's distribution comes from its predecessor: the end of the prompt for a segment's first token
+            pred_col = np.where(offs[rows, nodes] == 0, r - 1, r + nodes - 1)
+            h = hidden[torch.from_numpy(rows).to(device), torch.from_numpy(pred_col).to(device)]
+            _, _, head = _parts(module)
+            logits = head(h).float()
         nll = F.cross_entropy(logits, torch.from_numpy(tokens[rows, nodes]).to(device), reduction="none")
         w = torch.from_numpy(ws[rows, nodes]).to(device)
         return (nll * w).sum() / w.sum().clamp_min(1e-8)
@@ -529,8 +536,9 @@ class GenerativeMethod:
         out = []
         for s in range(0, len(rests), step):
             chunk = rests[s:s + step]
-            hidden, r = forward_hidden(module, plan, chunk, _tree_arrays(plan, len(chunk)), device)
-            out.append(_candidate_probabilities(module, plan, hidden, r))
+            with _autocast(device):
+                hidden, r = forward_hidden(module, plan, chunk, _tree_arrays(plan, len(chunk)), device)
+                out.append(_candidate_probabilities(module, plan, hidden, r))
         return np.concatenate(out, axis=0)
 
 
@@ -827,6 +835,37 @@ def zero_shot(data: Any, model: str = "smollm2-135m", labels: Sequence[Any] | No
     if generate:  # the argument hides the module's generate()
         return globals()["generate"](clf, data, text=text, id=id, progress=progress)
     return clf.predict(data, text=text, id=id, batch_tokens=batch_tokens, progress=progress)
+
+
+# ====================================================================== faster inference
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def merge_for_inference(classifier, *, dtype: str | None = None):
+    """Merge the LoRA adapter into the weights, and optionally cast them to ``dtype``, for faster prediction.
+
+    Merging gives the same model without the adapter's extra matrix products. ``dtype="bfloat16"`` is about 2-3x
+    faster on GPUs and on CPUs with AMX (recent Xeons), at bf16 precision (probabilities agree to about 1e-2).
+    Changes ``classifier`` in place and returns it; ``save()`` afterwards writes the full merged weights.
+    """
+    _generative_parts(classifier)
+    if dtype is not None and dtype not in _DTYPES:
+        raise FineclassError(f"`dtype` must be one of {', '.join(_DTYPES)}; got {dtype!r}.", "dtype")
+    module = classifier.module_
+    info = getattr(module, "_fineclass_generative", None)
+    zero_shot = getattr(module, "_fineclass_zero_shot", False)
+    if hasattr(module, "peft_config"):
+        if getattr(module, "is_loaded_in_4bit", False):
+            raise FineclassError("this classifier's base is quantized to 4 bits (QLoRA); merge it with "
+                                 "export_merged() instead, which loads the base unquantized.", "classifier")
+        module = module.merge_and_unload()
+    if dtype is not None:
+        module = module.to(_DTYPES[dtype])
+    module._fineclass_generative = info
+    if zero_shot:
+        module._fineclass_zero_shot = True
+    classifier.module_ = module.eval()
+    return classifier
 
 
 # ====================================================================== export
