@@ -548,7 +548,7 @@ def _sha256_file(path: Path) -> str:
 def _check_shard(folder: Path, entry: dict) -> bool:
     """A finished shard is trusted only if its file is there with the recorded size, SHA-256 and row count."""
     name = entry.get("file", "")
-    if os.path.basename(name) != name or not name.startswith("part-"):
+    if not isinstance(name, str) or os.path.basename(name) != name or not name.startswith("part-"):
         raise FineclassError(f"`output`: the ledger names a file {name!r} outside the output folder; the ledger "
                              f"is damaged. Delete {LEDGER} and rerun.", "output")
     path = folder / name

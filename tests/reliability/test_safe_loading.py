@@ -187,10 +187,6 @@ def test_a_ledger_cannot_name_a_file_outside_its_folder(finished_output, tiny_cl
     assert e.value.argument == "output"
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "infer.py (owned by another helper): _check_shard calls os.path.basename on the ledger's `file` value without "
-    "checking that it is a string, so a ledger line with \"file\": 7 or null raises TypeError, not FineclassError. "
-    "Fix: `if not isinstance(name, str) or os.path.basename(name) != name or ...`"))
 @pytest.mark.parametrize("name", [7, None])
 def test_a_ledger_line_whose_file_is_not_text_is_named(finished_output, tiny_classifier, tmp_path, name):
     data, source = finished_output
