@@ -75,6 +75,9 @@ def compare(clf, data, name: str) -> dict:
         "valid": int(ok.sum()), "counts": counts,
         "agree": float(np.mean(s_label[ok] == g_label[ok])) if ok.any() else float("nan"),
         "bad_examples": [a[:70] for a, o in zip(gen.column("answer").to_pylist(), ok) if not o][:2],
+        # how sure scoring was where the two paths disagree (near 0.5: a coin-flip document)
+        "disagree_conf": sorted(round(c, 3) for c, s_, g_, o in zip(scored.column("confidence").to_pylist(),
+                                                                      s_label, g_label, ok) if o and s_ != g_),
     }
 
 
@@ -140,6 +143,7 @@ def main(argv=None) -> int:
     for r in runs:
         print(f"{r['name']}: scoring is {r['gen_s'] / r['score_s']:.1f}x faster (documents/s); same label on "
               f"{r['agree']:.1%} of the {r['valid']} documents where generation produced a valid label"
+              + (f"; where they differ, scoring's confidence was {r['disagree_conf']}" if r["disagree_conf"] else "")
               + (f"; not valid, e.g.: {r['bad_examples']}" if r["bad_examples"] else ""))
     return 0
 

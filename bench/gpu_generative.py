@@ -9,7 +9,7 @@ code measured is fineclass's own: GenerativeMethod.loss (prompt head computed on
 and GenerativeMethod.probabilities (every label continuation scored in one pass), on a CAP-style task: 21 policy
 topics with names in the prompt's codebook, documents of about --doc-tokens tokens. For reference it also times
 one `generate()` call per document (the paper's way; the anchor on an H200 with plain transformers was 2.7
-documents/s for 8B).
+documents/s for 8B). Scoring and generation run on the LoRA-merged bf16 model (as merge_for_inference leaves it).
 
 FLOPs: 2 N per token processed for a forward pass (N = parameters without the embedding table; the output layer
 is counted where it is applied), 4 N per token for LoRA training (forward plus the backward pass through the
@@ -186,7 +186,7 @@ def run_model(shape: str, args, device, results: list) -> None:
                     "tflops": flops / t_train / 1e12, "mfu": flops / t_train / peak, "loss": loss.item()})
     print(f"[{shape}] training: {steps} steps, {tokens / t_train:,.0f} tokens/s", flush=True)
     del opt
-    model.eval()
+    model = model.merge_and_unload().eval()            # deployment form for prediction (merge_for_inference)
     if device.type == "cuda":
         torch.cuda.empty_cache()
 

@@ -164,6 +164,32 @@ def lowercasing_llama(tiny_llama, tmp_path_factory) -> str:
     return str(folder)
 
 
+@pytest.fixture(scope="module")
+def plain_llama(tiny_llama, tmp_path_factory) -> str:
+    """The tiny Llama whose tokenizer has no chat template (a base model): prompts are plain text."""
+    from transformers import AutoTokenizer
+    folder = tmp_path_factory.mktemp("plain-llama")
+    for f in Path(tiny_llama).iterdir():
+        if f.suffix in (".json", ".safetensors") and not f.name.startswith("tokenizer"):
+            shutil.copy(f, folder / f.name)
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    tok.chat_template = None
+    tok.save_pretrained(str(folder))
+    for f in folder.glob("chat_template.*"):
+        f.unlink()
+    return str(folder)
+
+
+def test_plain_prompt_without_chat_template(plain_llama):
+    clf = zero_shot_classifier(plain_llama, labels=["neg", "pos"], prompt="Review: {text}\nSentiment (neg or pos)?")
+    plan, tok = clf.method_.plan, clf.tokenizer_
+    assert plan.chat is False
+    assert tok.decode(plan.encode(tok, ["fine"], 16).ids[0]) == "Review: fine\nSentiment (neg or pos)?\n"
+    fast = clf.predict_proba({"text": TEXTS})
+    probs = np.column_stack([fast.column(c).to_numpy() for c in ("p_neg", "p_pos")])
+    np.testing.assert_allclose(probs, _naive_scores(clf, TEXTS), atol=1e-5)
+
+
 def test_labels_the_tokenizer_cannot_tell_apart(lowercasing_llama):
     with pytest.raises(FineclassError) as e:
         zero_shot_classifier(lowercasing_llama, labels=["Pos", "pos"])

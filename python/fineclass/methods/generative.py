@@ -13,16 +13,22 @@ Prediction does not generate. Every allowed continuation is scored in one forwar
 - each row then holds its own text, and after it a *tree* of all candidate continuations (common prefixes
   merged, e.g. ``Answer = [`` once), with a 4-D attention mask so that each candidate sees the prompt and its
   own earlier tokens only, and position ids that restart after the prompt for every candidate;
-- a candidate's score is the sum of its tokens' log-probabilities, up to the token that tells it apart from
-  the other candidates of its group (from there on constrained decoding would force the rest; ``scoring="full"``
-  in ``config.extra`` scores whole answers instead); a softmax over a group of candidates gives the probabilities: single-label, one group over the classes (a proper distribution over complete answers);
-  multi-label, one group per class (``name: no`` / ``name: yes``); dimension->level, one group per dimension
-  (``dimension: absent`` / ``dimension: low`` ...). For the last two shapes training adds these per-class blocks
-  (each attending to the prompt only) next to the paper-form answer, so the model learns both: the paper's
-  answer for free generation, and a distribution per class for scoring.
+- a candidate's score is the sum of its tokens' log-probabilities up to the token that tells it apart from the
+  other candidates of its group (from there on constrained decoding would force the rest; ``scoring="full"`` in
+  ``config.extra`` scores whole answers instead); a softmax within each group gives the probabilities.
+  Single-label: one group over the classes. Multi-label: one group per class (``name: no`` / ``name: yes``).
+  Dimension->level: one group per dimension (``dimension: absent`` / ``dimension: low`` ...). For these two
+  shapes training adds the per-class blocks (each attending to the prompt only) next to the paper-form answer,
+  so the model learns both: the paper's answer for free generation, and a distribution per class for scoring.
+  ``absent_blocks=k`` in ``config.extra`` trains on the present classes plus k absent ones per document,
+  reweighted (for long codebooks on small budgets).
 
 Free generation (``generate()``) remains, to match the paper: answers are parsed strictly, and unparseable
 answers or labels outside the label set are counted and reported, never mapped to a nearby label.
+
+Also here: ``zero_shot()`` / ``zero_shot_classifier()`` (prompting without training, the same scorer),
+``merge_for_inference()`` (LoRA merged, optionally bf16) and ``export_merged()`` (safetensors for vLLM or
+llama.cpp), and the ``zero-shot``, ``generate`` and ``export`` subcommands (``add_cli``).
 """
 from __future__ import annotations
 
@@ -619,9 +625,13 @@ def _candidate_probabilities(module, plan: Plan, hidden: torch.Tensor, r: int) -
     per_doc = max(1, _LOGIT_ELEMENTS // max(1, p * vocab))
     pred_index = torch.from_numpy(plan.pred_index).to(device)
     node_tokens = torch.from_numpy(plan.tree_tokens[plan.scored_nodes]).to(device)
+    # the output layer in fp32 even for a bf16 model: bf16 logits are coarse enough to tie two labels exactly
+    weight = head.weight if head.weight.dtype == torch.float32 else head.weight.float()
+    bias = None if getattr(head, "bias", None) is None else head.bias.float()
     lps = []
     for s in range(0, n, per_doc):
-        logits = head(h[s:s + per_doc]).float()                          # (b, P, V)
+        with torch.autocast(device.type, enabled=False):
+            logits = F.linear(h[s:s + per_doc].float(), weight, bias)   # (b, P, V)
         lse = torch.logsumexp(logits, dim=-1)                            # (b, P)
         lp = logits[:, pred_index, node_tokens] - lse[:, pred_index]     # (b, scored nodes)
         lps.append(lp)
