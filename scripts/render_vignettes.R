@@ -23,8 +23,8 @@ VIGNETTES <- c("getting-started", "python", "rethinking-scale")
 QUICK <- list(
   "getting-started" = list(n_train = 64, n_corpus = 48, epochs = 1),
   "python" = list(n_train = 64, n_corpus = 48, epochs = 1),
-  "rethinking-scale" = list(head_epochs = 1, curve_sizes = c(20, 40, 60), curve_seeds = 0, curve_epochs = 1,
-                            generative_train = 4, generative_test = 4, max_length = 32)
+  "rethinking-scale" = list(head_train = 64, head_epochs = 1, curve_sizes = c(16, 24, 32), curve_seeds = 0,
+                            curve_epochs = 1, generative_train = 3, generative_test = 2, max_length = 32)
 )
 
 # --------------------------------------------------------------------------------------------- checks
@@ -97,10 +97,10 @@ check_classifier_page <- function(name, rec, dir, quick) {
                                          rec$figures[[fig]] %||% "missing")
   }
   if (!quick) {
-    out[[length(out) + 1]] <- result_row(name, "accuracy >= 0.70 (MiniLM on Rotten Tomatoes)",
-                                         num(rec$accuracy$estimate) >= 0.70,
+    out[[length(out) + 1]] <- result_row(name, "accuracy >= 0.65 (MiniLM on Rotten Tomatoes; chance is 0.5)",
+                                         num(rec$accuracy$estimate) >= 0.65,
                                          sprintf("%.3f", num(rec$accuracy$estimate)))
-    out[[length(out) + 1]] <- result_row(name, "kappa >= 0.40", num(rec$kappa$estimate) >= 0.40,
+    out[[length(out) + 1]] <- result_row(name, "kappa >= 0.30", num(rec$kappa$estimate) >= 0.30,
                                          sprintf("%.3f", num(rec$kappa$estimate)))
   }
   if (identical(name, "python")) {
@@ -260,7 +260,7 @@ self_test <- function() {
   for (n in c("getting-started", "python")) expect(paste(n, "good record"), n, classifier(n), NULL)
   expect("rethinking-scale good record", "rethinking-scale", rs, NULL)
   bad <- classifier("python"); bad$accuracy$estimate <- 0.55; bad$accuracy$lower <- 0.5; bad$accuracy$upper <- 0.6
-  expect("low accuracy", "python", bad, "accuracy >= 0.70")
+  expect("low accuracy", "python", bad, "accuracy >= 0.65")
   bad <- classifier("python"); bad$accuracy$lower <- 0.80
   expect("estimate outside its interval", "python", bad, "accuracy has a 95% interval")
   bad <- classifier("getting-started"); bad$figures$confusion <- "figures/bad.png"
