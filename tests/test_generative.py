@@ -343,6 +343,25 @@ def test_dimlevel_on_flourishing(tiny_llama, flourishing):
     assert set(gen.column("status").to_pylist()) <= {"ok", "unparseable", "invalid_label"}
 
 
+def test_multi_label_training(tiny_llama, flourishing):
+    import pyarrow.parquet as pq
+    labels = pq.read_table(flourishing / "labels.parquet").to_pandas()
+    tweets = pq.read_table(flourishing / "tweets.parquet").to_pandas()
+    labels = labels[labels.dimension.isin(["happiness", "expressing empathy", "having hope"])]
+    ids = labels[labels.split == "train"].id.unique()[:40]
+    docs = tweets[tweets.id.isin(ids)]
+    clf = fineclass.train(docs, labels=labels[labels.id.isin(ids)][["id", "dimension"]], label="dimension",
+                          model=tiny_llama, method="generative", progress=False,
+                          config={"epochs": 2, "max_length": 32, "finetune": "full", "learning_rate": 3e-3,
+                                  "validation": 0.25})
+    assert clf.spec_.kind == "multi" and clf.history_[-1]["train_loss"] < clf.history_[0]["train_loss"]
+    pred = clf.predict(docs.head(5))
+    assert pred.column_names[:3] == ["id", "labels", "n_labels"]
+    gen = generate(clf, docs.head(3), warn=False)
+    for answer, status, got in zip(*(gen.column(c).to_pylist() for c in ("answer", "status", "labels"))):
+        assert status != "ok" or (answer.startswith("Answer = [") and set(got) <= set(clf.classes_))
+
+
 def test_multi_label_zero_shot_layout(tiny_llama):
     out = zero_shot({"text": TEXTS}, model=tiny_llama, labels=["econ", "health", "war"], kind="multi")
     assert out.column_names[:3] == ["id", "labels", "n_labels"]
