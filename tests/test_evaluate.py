@@ -543,3 +543,17 @@ def test_public_functions_are_not_hidden_by_submodules():
         importlib.import_module(m.name)
     for name in ("train", "evaluate", "classify", "load", "learning_curve", "zero_shot", "propose"):
         assert callable(getattr(fineclass, name)) and not isinstance(getattr(fineclass, name), type(fineclass)), name
+
+
+def test_labels_needed_refuses_a_curve_that_does_not_improve():
+    """Scores that fall with more labels never 'reach' a higher target: null with a warning, not a tiny n."""
+    sizes = np.repeat([20, 40, 80], 2)
+    falling = 0.03 + 0.2 * sizes ** -0.5 + np.tile([0.001, -0.001], 3)
+    fit = fit_curve(sizes, falling, resamples=50)
+    assert fit.b < 0
+    with pytest.warns(EvaluationWarning, match="does not rise"):
+        row = labels_needed(fit, 0.45).to_pylist()[0]
+    assert row["labels"] is None and row["reachable_share"] == 0.0
+    # the same falling curve, read as an error rate, does reach a lower target
+    row = labels_needed(fit, 0.045, higher_is_better=False).to_pylist()[0]
+    assert row["labels"] == pytest.approx((0.2 / 0.015) ** 2, rel=0.05)

@@ -16,6 +16,7 @@ import pyarrow as pa
 from .errors import FineclassError
 
 HEADLINE = {"single": "accuracy", "multi": "jaccard", "dimlevel": "jaccard"}
+LOWER_IS_BETTER = {"hamming_loss"}
 
 
 class LearningCurve:
@@ -58,12 +59,17 @@ def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), se
                    test: Any = None, test_share: float = 0.2, text: str = "text", label: Any = "label",
                    id: str | None = None, labels: Any = None, model: str = "minilm", method: str = "head",
                    config: Any = None, metric: str | None = None, target: float | None = None,
-                   plot: str | Path | None = "learning-curve.png", progress: bool = True) -> LearningCurve:
+                   plot: str | Path | None = "learning-curve.png", progress: bool = True,
+                   checkpoint: str | Path | None = None) -> LearningCurve:
     """Train at each size x seed, score on one fixed test split, fit a curve, estimate labels needed.
 
     ``test``: the test documents (a table with ids, or a list of ids in ``data``); without it, a seeded
     ``test_share`` of ``data`` is held out. Training subsets are nested: for a seed, the 200-document set
     contains the 100-document set.
+
+    ``checkpoint``: a JSON-lines file that records each finished run as it ends. Run the same call again
+    after an interruption and the recorded runs are reused, so only the missing sizes and seeds are trained.
+    A checkpoint written with other data, test split, model, method or settings is refused.
     """
     from .config import TrainConfig
     from .data import labelled, read_table, with_id
@@ -99,11 +105,19 @@ def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), se
     test_docs = _subset(table, test_ids)
     truth = _truth(table, ds, test_ids, label, labels)
     base = TrainConfig.from_dict(config).to_dict()
+    key = _fingerprint(all_ids, test_ids, model, method, base, metric, text, label)
+    done = _read_checkpoint(checkpoint, key) if checkpoint is not None else {}
     rows = []
     t0 = time.time()
     for seed in seeds:
         order = np.random.default_rng(seed).permutation(len(pool))
         for size in sizes:
+            if (size, seed) in done:
+                rows.append(done[(size, seed)])
+                if progress:
+                    print(f"learning curve: n={size} seed={seed} {metric}={rows[-1]['score']:.3f} "
+                          f"(from the checkpoint)", file=sys.stderr)
+                continue
             ids = [pool[i] for i in order[:size]]
             clf = train(_subset(table, ids), text=text, label=label, labels=labels, model=model, method=method,
                         config={**base, "seed": seed}, progress=False, spec=ds.spec)
@@ -115,6 +129,8 @@ def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), se
                                      f"{', '.join(ev.metrics.column('metric').to_pylist())}.", "metric")
             rows.append({"size": size, "seed": seed, "score": float(score), "metric": metric,
                          "seconds": round(time.time() - t0, 1)})
+            if checkpoint is not None:
+                _append_checkpoint(checkpoint, key, rows[-1])
             if progress:
                 print(f"learning curve: n={size} seed={seed} {metric}={score:.3f} ({rows[-1]['seconds']} s)",
                       file=sys.stderr)
@@ -123,14 +139,66 @@ def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), se
     if len(sizes) >= 3:
         fit = fit_curve(result.column("size").to_numpy(), result.column("score").to_numpy(), seed=seeds[0])
         if target is not None:
-            needed = labels_needed(fit, float(target))
+            needed = labels_needed(fit, float(target), higher_is_better=metric not in LOWER_IS_BETTER)
     elif target is not None:
         raise FineclassError("estimating the labels needed for `target` takes at least 3 training sizes.", "sizes")
     plot_path = _plot(result, fit, metric, target, plot) if plot else None
     return LearningCurve(result, metric, fit, needed, plot_path)
 
 
+def _fingerprint(all_ids, test_ids, model, method, config, metric, text, label) -> str:
+    """What makes two runs comparable: the documents, the test split, the model and every setting."""
+    import hashlib
+    import json
+    h = hashlib.sha256()
+    h.update(json.dumps([[str(i) for i in all_ids], sorted(str(i) for i in test_ids), str(model), str(method),
+                         {k: config[k] for k in sorted(config) if k != "seed"}, metric, text, str(label)],
+                        default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def _read_checkpoint(path, key) -> dict:
+    import json
+    path = Path(path)
+    if not path.exists():
+        return {}
+    done = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            row = rec["run"]
+            rec_key = rec["key"]
+        except (ValueError, KeyError, TypeError):
+            # a line cut short by a crash while it was written: that run is simply trained again
+            continue
+        if rec_key != key:
+            raise FineclassError(f"the checkpoint {str(path)!r} (line {n}) was written by a learning curve with "
+                                 f"other data, test split, model or settings; give another `checkpoint` file, or "
+                                 f"delete this one to start over.", "checkpoint")
+        done[(int(row["size"]), int(row["seed"]))] = row
+    return done
+
+
+def _append_checkpoint(path, key, row) -> None:
+    import json
+    import os
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torn = False
+    if path.exists() and path.stat().st_size:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"  # a line cut short by a crash: start a fresh line after it
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(("\n" if torn else "") + json.dumps({"key": key, "run": row}) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def _truth(table, ds, test_ids, label, labels):
+    from .data import read_table
     if labels is not None:
         return read_table(labels, "labels")
     return _subset(table, test_ids).select(["id", label]).rename_columns(["id", "label"])
@@ -180,6 +248,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--target", type=float, default=None)
     p.add_argument("--plot", default="learning-curve.png")
     p.add_argument("--output", default=None, help="write the runs table to this CSV or Parquet file")
+    p.add_argument("--checkpoint", default=None,
+                   help="JSON-lines file recording finished runs; rerun the same command to resume")
     p.set_defaults(func=_cli)
 
 
@@ -191,7 +261,8 @@ def _cli(args) -> int:
     lc = learning_curve(args.data, sizes=[int(s) for s in args.sizes.split(",")],
                         seeds=[int(s) for s in args.seeds.split(",")], test=test, text=args.text, label=label,
                         id=args.id, labels=args.labels, model=args.model, method=args.method,
-                        config=json.loads(args.config) if args.config else None, target=args.target, plot=args.plot)
+                        config=json.loads(args.config) if args.config else None, target=args.target, plot=args.plot,
+                        checkpoint=args.checkpoint)
     print(lc)
     if args.output:
         import pyarrow.csv as pcsv

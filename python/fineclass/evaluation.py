@@ -1559,19 +1559,25 @@ def fit_curve(sizes: Any, scores: Any, *, resamples: int = 200, seed: int = 0) -
     return CurveFit(float(a[0]), float(b[0]), float(c[0]), n, y, rmse, boot, notes)
 
 
-def _invert(a, b, c, target):
+def _invert(a, b, c, target, higher_is_better=True):
+    """Training size at which the curve reaches ``target``; NaN where it never does, or where the curve moves
+    the wrong way (a score that falls with more labels never "reaches" a higher target)."""
+    a, b, c = np.asarray(a, dtype=float), np.asarray(b, dtype=float), np.asarray(c, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        ratio = (np.asarray(a) - target) / np.asarray(b)
-        return np.where(ratio > 0, ratio ** (-1.0 / np.asarray(c)), np.nan)
+        ratio = (a - target) / b
+        right_way = b > 0 if higher_is_better else b < 0
+        return np.where((ratio > 0) & right_way, ratio ** (-1.0 / c), np.nan)
 
 
-def labels_needed(fit: CurveFit, target: float, *, confidence: float = 0.95, far: float = 2.0) -> pa.Table:
+def labels_needed(fit: CurveFit, target: float, *, confidence: float = 0.95, far: float = 2.0,
+                  higher_is_better: bool = True) -> pa.Table:
     """How many labelled documents the fitted curve needs to reach ``target``, with an interval.
 
-    Returns one row: target, labels (null when the curve's asymptote does not reach the target), lower,
-    upper (null when more than half the tail of resampled curves never reaches it), largest_size,
-    extrapolation (labels / largest size trained), reachable_share (of the resampled curves).
-    Warns when the answer lies more than ``far`` times beyond the largest size trained.
+    Returns one row: target, labels (null when the curve's asymptote does not reach the target, or when the
+    curve does not improve with more labels), lower, upper (null when more than half the tail of resampled
+    curves never reaches it), largest_size, extrapolation (labels / largest size trained), reachable_share
+    (of the resampled curves). Warns when the answer lies more than ``far`` times beyond the largest size
+    trained. ``higher_is_better=False`` for losses and error rates, which must fall to the target.
     """
     if not isinstance(fit, CurveFit):
         raise FineclassError("`fit` must be the result of fit_curve().", "fit")
@@ -1581,12 +1587,17 @@ def labels_needed(fit: CurveFit, target: float, *, confidence: float = 0.95, far
         raise FineclassError(f"`target` must be a number; got {target!r}.", "target") from None
     conf = _confidence_arg(confidence)
     largest = float(fit.sizes.max())
-    est = _num(_invert(fit.a, fit.b, fit.c, target))
-    if est is None:
+    better = bool(higher_is_better)
+    est = _num(_invert(fit.a, fit.b, fit.c, target, better))
+    if est is None and (fit.b > 0) != better:
+        _warn(f"the fitted curve does not {'rise' if better else 'fall'} with more labels (these runs score "
+              f"{'no better' if better else 'no lower'} at larger sizes), so it cannot say how many labels reach "
+              f"{target:g}; labels needed is null. Check the training settings, or train at larger sizes.")
+    elif est is None:
         _warn(f"the fitted curve levels off at {fit.a:.4g} and never reaches {target:g}; labels needed is null.")
     lo = hi = share = None
     if len(fit.boot):
-        vals = _invert(fit.boot[:, 0], fit.boot[:, 1], fit.boot[:, 2], target)
+        vals = _invert(fit.boot[:, 0], fit.boot[:, 1], fit.boot[:, 2], target, better)
         reach = np.isfinite(vals)
         share = float(reach.mean())
         alpha = (1 - conf) / 2

@@ -104,6 +104,9 @@ print.ft_evaluation <- function(x, ...) {
 #'   be needed.
 #' @param plot A PNG path for the core's own plot, or `NULL` for none (use
 #'   [ft_plot_learning_curve()] in R).
+#' @param checkpoint A file (JSON lines) that records each finished run. Call
+#'   again with the same arguments after an interruption and only the missing
+#'   runs are trained; `NULL` for none.
 #' @param ... Further arguments of `fineclass.learning_curve()`.
 #' @return A list of class `ft_learning_curve`: `runs` (one row per size and
 #'   seed), `summary` (mean, min, max per size) and, with a `target`,
@@ -112,7 +115,7 @@ print.ft_evaluation <- function(x, ...) {
 ft_learning_curve <- function(data, sizes = c(100, 200, 400, 800), seeds = 0:2, text = "text",
                               label = "label", id = NULL, labels = NULL, model = "minilm",
                               method = "head", config = NULL, test = NULL, test_share = 0.2,
-                              metric = NULL, target = NULL, plot = NULL, ...) {
+                              metric = NULL, target = NULL, plot = NULL, checkpoint = NULL, ...) {
   if (length(label) > 1) label <- as.list(label)
   if (is.atomic(test) && !is.null(test)) test <- as_py_list(test)
   out <- ft_call("learning_curve", prepare_table(data, "data"),
@@ -121,6 +124,7 @@ ft_learning_curve <- function(data, sizes = c(100, 200, 400, 800), seeds = 0:2, 
     text = text, label = label, id = id, labels = prepare_table(labels, "labels"),
     model = prepare_model(model), method = method, config = py_config(config), metric = metric,
     target = target, plot = if (is.null(plot)) reticulate::py_none() else path.expand(plot),
+    checkpoint = if (is.null(checkpoint)) reticulate::py_none() else path.expand(checkpoint),
     .args = convert_counts(list(...))
   )
   if (is.list(out) && !is.data.frame(out)) class(out) <- c("ft_learning_curve", "list")

@@ -156,6 +156,18 @@ test_that("ft_learning_curve trains at each size and plots", {
   expect_s3_class(curve, "ft_learning_curve")
   expect_identical(sort(unique(curve$runs$size)), c(8L, 16L))
   expect_true(all(curve$runs$score >= 0 & curve$runs$score <= 1))
+  # with a checkpoint, a second call reuses the recorded runs and trains only the new size
+  ck <- tempfile(fileext = ".jsonl")
+  first <- ft_learning_curve(reviews(), sizes = c(8, 16), seeds = 0, text = "review", label = "sentiment",
+                             id = "doc", test_share = 0.25, checkpoint = ck,
+                             config = list(epochs = 1, max_length = 16, validation = 0), progress = FALSE)
+  expect_length(readLines(ck), 2L)
+  again <- ft_learning_curve(reviews(), sizes = c(8, 12, 16), seeds = 0, text = "review", label = "sentiment",
+                             id = "doc", test_share = 0.25, checkpoint = ck,
+                             config = list(epochs = 1, max_length = 16, validation = 0), progress = FALSE)
+  expect_length(readLines(ck), 3L)
+  expect_identical(again$runs$size, c(8L, 12L, 16L))
+  expect_identical(again$runs$seconds[c(1, 3)], first$runs$seconds)
   skip_if_not_installed("ggplot2")
   g <- ft_plot_learning_curve(curve)
   expect_s3_class(g, "ggplot")

@@ -1,0 +1,68 @@
+"""Learning curve on the flourishing train split: how Jaccard grows with the number of coded tweets.
+
+Trains the head method on nested subsets of the 1,600 train tweets (sizes x seeds), scores each run on the
+400 test tweets with fineclass.evaluate, fits score = a - b * n^(-c), estimates the labels needed for a
+target Jaccard, and writes the runs table, the summary and the plot.
+
+    python bench/learning_curve.py [--sizes 100,200,400,800,1600] [--seeds 0,1,2] [--model minilm]
+                                   [--epochs 4] [--target 0.45] [--out bench/results]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import polars as pl
+
+import fineclass
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="100,200,400,800,1600")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--model", default="minilm")
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--max-length", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--target", type=float, default=0.45)
+    ap.add_argument("--out", default=str(REPO / "bench" / "results"))
+    args = ap.parse_args()
+    d = Path(os.environ.get("FINECLASS_DATA", REPO.parent / "shared" / "data" / "flourishing"))
+    tweets = pl.read_parquet(d / "tweets.parquet")
+    split = pl.read_parquet(d / "labeled_ids.parquet")
+    labels = pl.read_parquet(d / "labels.parquet").select("id", "dimension", "level")
+    labelled = tweets.join(split, on="id").sort("id")
+    test_ids = labelled.filter(pl.col("split") == "test")["id"].to_list()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    warnings.simplefilter("ignore")
+    t0 = time.time()
+    lc = fineclass.learning_curve(
+        labelled.select("id", "text"), labels=labels, label=("dimension", "level"), test=test_ids,
+        sizes=[int(s) for s in args.sizes.split(",")], seeds=[int(s) for s in args.seeds.split(",")],
+        model=args.model, method="head", target=args.target, plot=out / "learning-curve-flourishing.png",
+        config={"epochs": args.epochs, "max_length": args.max_length, "learning_rate": args.lr,
+                "validation": 0.1, "early_stopping": 2})
+    seconds = round(time.time() - t0, 1)
+    print(lc)
+    print(f"total {seconds} s")
+    fit = lc.fit
+    result = {"command": "python bench/learning_curve.py " + " ".join(
+                  f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+              "seconds": seconds, "metric": lc.metric, "runs": lc.table.to_pylist(),
+              "summary": lc.summary().to_pylist(), "plot": lc.plot,
+              "fit": None if fit is None else {"a": fit.a, "b": fit.b, "c": fit.c},
+              "needed": None if lc.needed is None else lc.needed.to_pylist()}
+    (out / "learning-curve-flourishing.json").write_text(json.dumps(result, indent=2, default=str))
+    print(f"written to {out / 'learning-curve-flourishing.json'}")
+
+
+if __name__ == "__main__":
+    main()
