@@ -276,6 +276,47 @@ def test_free_generation_matches_the_paper_form(tiny_generative):
     assert counts["ok"] >= 10                  # the fine-tuned model answers in the trained form
 
 
+def test_generation_in_bf16_follows_the_scores(tiny_generative, tmp_path):
+    """bf16 logits are coarse (steps of 0.125 near 20): greedy generation must still pick the label the model
+    scores higher, so generate() computes the output layer in fp32, as scoring does."""
+    from fineclass.methods.generative import merge_for_inference
+    clf, test = tiny_generative
+    bf16 = fineclass.load(clf.save(tmp_path / "copy"))
+    merge_for_inference(bf16, dtype="bfloat16")
+    docs = test.head(60)
+    scored = bf16.predict(docs)
+    out = generate(bf16, docs, warn=False)
+    ok = [i for i, st in enumerate(out.column("status").to_pylist()) if st == "ok"]
+    assert len(ok) >= 50
+    gen, sco = out.column("label").to_pylist(), scored.column("label").to_pylist()
+    assert [gen[i] for i in ok] == [sco[i] for i in ok]
+    head = bf16.module_.get_output_embeddings()
+    assert "forward" not in head.__dict__ and head.weight.dtype == torch.bfloat16   # the model is left as it was
+
+
+def test_fp32_output_layer_breaks_bf16_ties(tiny_generative, tmp_path):
+    """On the real (bf16-merged) output layer: bf16 logits near 20 tie and pick the wrong token; inside
+    _fp32_logits the layer returns the fp32 product, whose argmax is the model's true choice."""
+    from fineclass.methods.generative import _fp32_logits, merge_for_inference
+    clf, _ = tiny_generative
+    bf16 = fineclass.load(clf.save(tmp_path / "copy"))
+    merge_for_inference(bf16, dtype="bfloat16")
+    head = bf16.module_.get_output_embeddings()
+    w = head.weight.float()
+    x = torch.randn(4096, w.shape[1], generator=torch.Generator().manual_seed(0))
+    x = (x * (20.0 / (x @ w.T).abs().amax(dim=1, keepdim=True))).to(torch.bfloat16)   # logits up to about 20
+    exact = x.float() @ w.T
+    with torch.no_grad():
+        coarse = head(x)
+        with _fp32_logits(bf16.module_):
+            fine = head(x)
+        after = head(x)
+    assert coarse.dtype == torch.bfloat16 and fine.dtype == torch.float32 and after.dtype == torch.bfloat16
+    assert (coarse.argmax(1) != exact.argmax(1)).sum() > 0           # the bf16 layer does get some rows wrong
+    assert torch.equal(fine.argmax(1), exact.argmax(1))
+    torch.testing.assert_close(fine, exact, rtol=1e-5, atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def tiny_lora(tiny_llama, reviews_small):
     clf = fineclass.train(reviews_small.sample(64, seed=0), model=tiny_llama, method="generative", progress=False,

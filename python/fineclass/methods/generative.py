@@ -32,6 +32,8 @@ llama.cpp), and the ``zero-shot``, ``generate`` and ``export`` subcommands (``ad
 """
 from __future__ import annotations
 
+import contextlib
+
 import inspect
 import json
 import shutil
@@ -659,6 +661,32 @@ def _generative_parts(classifier, argument: str = "classifier"):
 
 
 @torch.no_grad()
+@contextlib.contextmanager
+def _fp32_logits(module):
+    """The output layer in fp32 while generating, as in scoring (_candidate_probabilities).
+
+    With bf16 weights or bf16 autocast, logits of about 20 are rounded to steps of 0.125: two labels whose
+    log-probabilities differ by less than that tie exactly, and greedy decoding then picks the lower token id
+    instead of the likelier label. Computing the last layer in fp32 makes the greedy choice follow the model.
+    """
+    head = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None
+    if not isinstance(head, torch.nn.Linear):
+        yield
+        return
+    weight = head.weight if head.weight.dtype == torch.float32 else head.weight.detach().float()
+    bias = None if head.bias is None else head.bias.detach().float()
+
+    def forward(x):
+        with torch.autocast(x.device.type, enabled=False):
+            return F.linear(x.float(), weight, bias)
+
+    head.forward = forward
+    try:
+        yield
+    finally:
+        head.__dict__.pop("forward", None)
+
+
 def generate(classifier, data: Any, *, text: str = "text", id: str | None = None, max_new_tokens: int | None = None,
              batch_size: int = 8, progress: bool = False, warn: bool = True) -> pa.Table:
     """Generate one answer per document (greedy) and parse it strictly, as in the paper.
@@ -701,7 +729,7 @@ def generate(classifier, data: Any, *, text: str = "text", id: str | None = None
         for k, i in enumerate(idx):  # left padding: every row's answer starts at the same column
             ids[k, width - len(enc.ids[i]):] = torch.tensor(enc.ids[i])
             mask[k, width - len(enc.ids[i]):] = 1
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast), _fp32_logits(module):
             out = module.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gcfg)
         for k, i in enumerate(idx):
             answers[i] = tok.decode(out[k, width:], skip_special_tokens=True)
