@@ -270,7 +270,19 @@ def main(argv=None) -> int:
         if shape not in SHAPES:
             print(f"unknown model shape {shape!r}; choose from {', '.join(SHAPES)}", file=sys.stderr)
             return 2
-        run_model(shape, args, device, results)
+        try:
+            run_model(shape, args, device, results)
+        except Exception as e:  # report and go on with the next shape: one failure must not lose the others
+            import traceback
+            traceback.print_exc()
+            results.append({"model": shape, "phase": f"failed: {type(e).__name__}: {str(e)[:200]}", "batch": 0,
+                            "steps": 0, "tokens_per_s": float("nan"), "docs_per_s": float("nan"),
+                            "tflops": float("nan"), "mfu": float("nan")})
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        if args.json:
+            Path(args.json).write_text(json.dumps({"device": peak_flops(device, args.peak_tflops)[1],
+                                                   "results": results}, indent=2))
     peak, name = peak_flops(device, args.peak_tflops)
     print(f"\ncommand: python {' '.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))}")
     print(f"device: {name if device.type == 'cuda' else platform.processor() or 'cpu'}; dense bf16 peak "

@@ -10,7 +10,13 @@ capped at --max-length) three ways:
 - ``packed``:  no padding at all: documents packed end to end into rows of up to --budget tokens, positions
                restarting at each document, attention kept inside each document by a variable-length kernel
                (``torch.nn.attention.varlen.varlen_attn``, or flash-attn's ``flash_attn_varlen_func``), and the
-               classification head applied to each document's last token.
+               classification head applied to each document's last token;
+- ``fineclass``: the library's own path, ``fineclass.infer.score_ids`` (length-sorted token-budget batches,
+               bf16 autocast, probabilities back on the CPU), on the same model and documents.
+
+After the models, an out-of-memory check caps the process's GPU memory (weights + --oom-headroom-gb) and asks
+fineclass for 4x the token budget: it must halve the budget (with a warning) until batches fit, and return the
+labels of the uncapped run.
 
 The FLOP rate counts useful work only (no padding): per document 2 x (matmul parameters) x tokens plus causal
 attention 2 x layers x tokens^2 x (heads x head_dim). The device's dense bf16 peak is looked up by name
@@ -32,6 +38,10 @@ import json
 import math
 import sys
 import time
+
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))  # a checkout without `pip install`
 
 import numpy as np
 import torch
@@ -249,7 +259,72 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def library_scorer(model, device):
+    """fineclass's own inference path (infer.score_ids: collate, bf16 autocast, OOM halving) around this model."""
+    from types import SimpleNamespace
+    from fineclass.infer import score_ids
+    from fineclass.labels import LabelSpec
+    from fineclass.methods.head import HeadMethod
+    clf = SimpleNamespace(method_=HeadMethod(), module_=model, device_=device,
+                          spec_=LabelSpec(kind="single", classes=[f"c{i}" for i in range(N_LABELS)]),
+                          tokenizer_=SimpleNamespace(pad_token_id=0))
+    return clf, score_ids
+
+
+def run_library(model, docs, lengths, args, device):
+    """Time fineclass.infer.score_ids over the documents; probabilities come back on the CPU, in input order."""
+    clf, score_ids = library_scorer(model, device)
+    ids = [d.tolist() for d in docs]
+    score_ids(clf, ids[:64], batch_tokens=args.budget)               # warm-up
+    sync(device)
+    t = time.perf_counter()
+    probs = score_ids(clf, ids, batch_tokens=args.budget)
+    sync(device)
+    seconds = time.perf_counter() - t
+    batches = token_budget_batches(lengths, args.budget)
+    padded = sum(len(b) * int(lengths[b].max()) for b in batches)
+    return seconds, torch.from_numpy(np.log(np.clip(probs, 1e-30, None))).float(), len(batches), padded
+
+
+def oom_check(args, device) -> dict:
+    """Cap this process's GPU memory so that the token budget cannot fit, and check that fineclass halves it
+    (with a warning) and still returns the labels of an uncapped run."""
+    import warnings
+    device = torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
+    model = build_model(args.oom_model, device, torch.bfloat16)
+    lengths = document_lengths(512, args.median, args.max_length, args.seed + 1)
+    docs = [d.tolist() for d in documents(lengths, model.config.vocab_size, args.seed + 1)]
+    clf, score_ids = library_scorer(model, device)
+    with torch.inference_mode():
+        reference = score_ids(clf, docs, batch_tokens=args.budget)
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(device).total_memory
+    weights = torch.cuda.memory_allocated(device)
+    fraction = min(1.0, (weights + args.oom_headroom_gb * 2**30) / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    try:
+        with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
+            warnings.simplefilter("always")
+            capped = score_ids(clf, docs, batch_tokens=4 * args.budget)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, device)
+    notes = [str(w.message) for w in caught if "out of memory" in str(w.message)]
+    same = float((capped.argmax(1) == reference.argmax(1)).mean())
+    row = {"model": args.oom_model, "check": "out-of-memory halving", "cap_gb": round(fraction * total / 2**30, 1),
+           "budget_start": 4 * args.budget, "halvings": len(notes), "last_message": notes[-1] if notes else None,
+           "label_agreement": same, "max_prob_diff": float(np.abs(capped - reference).max())}
+    print(f"\noom check ({args.oom_model}, memory capped at {row['cap_gb']} GB, budget {4 * args.budget}): "
+          f"{len(notes)} halvings; labels agree with the uncapped run on {same:.1%}; "
+          f"max |prob diff| {row['max_prob_diff']:.1e}" + (f"; last: {notes[-1]}" if notes else ""), flush=True)
+    del model, clf
+    torch.cuda.empty_cache()
+    return row
+
+
 def run_mode(mode, model, docs, lengths, args, device):
+    if mode == "fineclass":
+        with torch.inference_mode():
+            return run_library(model, docs, lengths, args, device)
     if mode == "batch8":
         batches = [np.arange(s, min(s + 8, len(docs))) for s in range(0, len(docs), 8)]
         fn = padded_logits
@@ -289,8 +364,14 @@ def peak_tflops(device, override):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["0.5b", "1b", "8b"], choices=list(SHAPES))
-    ap.add_argument("--modes", nargs="+", default=["batch8", "sorted", "packed"],
-                    choices=["batch8", "sorted", "packed"])
+    ap.add_argument("--modes", nargs="+", default=["batch8", "sorted", "packed", "fineclass"],
+                    choices=["batch8", "sorted", "packed", "fineclass"])
+    ap.add_argument("--oom-model", default="1b", choices=list(SHAPES),
+                    help="model for the out-of-memory check (GPU only; 'none' skips it)")
+    ap.add_argument("--no-oom-check", dest="oom_check", action="store_false")
+    ap.add_argument("--oom-only", action="store_true", help="run only the out-of-memory check")
+    ap.add_argument("--oom-headroom-gb", type=float, default=1.0,
+                    help="GPU memory left beside the weights in the out-of-memory check")
     ap.add_argument("--docs", type=int, default=2048)
     ap.add_argument("--median", type=int, default=160, help="median document length in tokens")
     ap.add_argument("--max-length", type=int, default=1024)
@@ -322,7 +403,7 @@ def main(argv=None) -> int:
     print(f"{args.docs} documents: median {int(np.median(lengths))} tokens, mean {lengths.mean():.0f}, "
           f"p90 {int(np.percentile(lengths, 90))}, max {lengths.max()}; token budget {args.budget}")
     results, failures = [], []
-    for name in args.models:
+    for name in ([] if args.oom_only else args.models):
         t = time.perf_counter()
         model = build_model(name, device, dtype)
         docs = documents(lengths, model.config.vocab_size, args.seed)
@@ -356,7 +437,9 @@ def main(argv=None) -> int:
             if reference is None:
                 reference = logits
             else:
-                row["max_logit_diff"] = float((logits - reference).abs().max())
+                # fineclass returns probabilities (compared as log-probabilities), the other modes logits
+                ref = reference.log_softmax(1) if mode == "fineclass" else reference
+                row["max_logit_diff"] = float((logits - ref).abs().max())
                 row["label_agreement"] = float((logits.argmax(1) == reference.argmax(1)).float().mean())
             if device.type == "cuda":
                 row["peak_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
@@ -372,6 +455,12 @@ def main(argv=None) -> int:
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    if args.oom_check and device.type == "cuda":
+        try:
+            results.append(oom_check(args, device))
+        except Exception as e:
+            print(f"oom check failed: {type(e).__name__}: {str(e)[:300]}")
+            failures.append(f"oom check: {type(e).__name__}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
