@@ -18,6 +18,11 @@ def doctor() -> dict:
             report["device"] = "mps (Apple GPU)"
         else:
             report["device"] = f"cpu ({torch.get_num_threads()} threads)"
+        from . import TORCH_BLAS
+        report["blas"] = TORCH_BLAS
+        if TORCH_BLAS.startswith("torch was imported first"):
+            problems.append("torch was imported before fineclass in a process with another BLAS, so its matrix "
+                            "products may be many times slower: restart and import fineclass first")
     except ImportError:
         report["torch"] = None
         problems.append("torch is missing: pip install torch (CPU: pip install torch --index-url "

@@ -158,6 +158,11 @@ ft_doctor <- function() {
   if (is.na(report$torch)) {
     problem("torch is missing: run ft_install() (gpu = TRUE for a CUDA build).")
   } else {
+    report$blas <- tryCatch(as.character(reticulate::py_to_r(fc()$TORCH_BLAS)), error = function(e) NA_character_)
+    if (!is.na(report$blas) && startsWith(report$blas, "torch was imported first")) {
+      problem("torch was imported before fineclass in this R session, so it may use R's BLAS and train many ",
+        "times slower: restart R and call a fineclass function before anything imports torch.")
+    }
     torch <- reticulate::import("torch")
     cuda <- isTRUE(tryCatch(torch$cuda$is_available(), error = function(e) FALSE))
     mps <- isTRUE(tryCatch(torch$backends$mps$is_available(), error = function(e) FALSE))
@@ -190,6 +195,7 @@ print.ft_doctor <- function(x, ...) {
   line("fineclass", x$fineclass)
   line("torch", x$torch)
   line("device", x$device)
+  if (!is.null(x$blas)) line("blas", x$blas)
   line("numpy", x$numpy)
   line("pyarrow", x$pyarrow)
   line("reticulate", as.character(utils::packageVersion("reticulate")))
