@@ -115,7 +115,12 @@ def main(argv=None) -> int:
     ap.add_argument("--codebook", choices=["short", "protocol"], default="short",
                     help="short: one line per label; protocol: definitions with decision rules, as coding "
                          "protocols in content analysis have (a longer shared prompt)")
+    ap.add_argument("--configs", default="unmerged,merged,bf16",
+                    help="which fine-tuned configurations to compare (comma-separated: unmerged, merged, bf16)")
     args = ap.parse_args(argv)
+    configs = {c.strip() for c in args.configs.split(",") if c.strip()}
+    if not configs <= {"unmerged", "merged", "bf16"}:
+        ap.error(f"--configs: choose from unmerged, merged, bf16 (got {args.configs!r})")
     codebook = PROTOCOL if args.codebook == "protocol" else CODEBOOK
     import torch
     if args.threads:
@@ -135,13 +140,15 @@ def main(argv=None) -> int:
                                   config={"epochs": 1, "max_length": 64, "batch_size": 8, "lora_r": 8,
                                           "learning_rate": 3e-3, "validation": 0, "device": "cpu"})
         print(f"fine-tuned on {args.train} reviews in {time.time() - t0:.0f} s", flush=True)
-        runs.append(compare(clf, data, f"fine-tuned (LoRA r=8, {args.train} reviews), fp32, adapter unmerged"))
+        if "unmerged" in configs:
+            runs.append(compare(clf, data, f"fine-tuned (LoRA r=8, {args.train} reviews), fp32, adapter unmerged"))
         from fineclass.methods.generative import merge_for_inference
         merge_for_inference(clf)
-        runs.append(compare(clf, data, "the same, LoRA merged, fp32 weights"))
-        if not args.no_bf16:
+        if "merged" in configs:
+            runs.append(compare(clf, data, f"fine-tuned (LoRA r=8, {args.train} reviews), LoRA merged, fp32 weights"))
+        if not args.no_bf16 and "bf16" in configs:
             merge_for_inference(clf, dtype="bfloat16")
-            runs.append(compare(clf, data, "the same, LoRA merged, bf16 weights"))
+            runs.append(compare(clf, data, f"fine-tuned (LoRA r=8, {args.train} reviews), LoRA merged, bf16 weights"))
     if args.zero_shot or not args.train:
         clf = zero_shot_classifier(args.model, labels=list(codebook), codebook=codebook, device="cpu",
                                    max_length=64)
