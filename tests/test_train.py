@@ -157,3 +157,19 @@ def test_pickle_weights_are_refused(tiny_classifier, tmp_path):
     with pytest.raises(FineclassError, match="pickle") as e:
         fineclass.load(folder)
     assert e.value.argument == "path"
+
+
+def test_warnings_point_at_the_callers_line(tiny_bert, reviews_small):
+    """A warning names the user's file and line, not a line inside fineclass, whether the call goes through
+    fineclass.train() or Classifier.fit()."""
+    import warnings
+    data = pl.concat([reviews_small.head(24), reviews_small.tail(24)])
+    for fit in (lambda: fineclass.train(data, model=tiny_bert, config={**FAST, "max_length": 8}, progress=False),
+                lambda: fineclass.Classifier(model=tiny_bert, config={**FAST, "max_length": 8})
+                .fit(data, progress=False)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit()
+        truncation = [w for w in caught if "were truncated" in str(w.message)]
+        assert truncation, [str(w.message) for w in caught]
+        assert truncation[0].filename == __file__

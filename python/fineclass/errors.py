@@ -20,3 +20,18 @@ def preview(values, limit: int = 10) -> str:
     shown = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values[:limit])
     more = len(values) - limit
     return shown + (f" (and {more} more)" if more > 0 else "")
+
+
+def warn_user(message: str, category: type = UserWarning) -> None:
+    """Warn, pointing at the user's line: the first frame outside the fineclass package (Python shows that file
+    and line beside the message, not a line inside fineclass)."""
+    import os
+    import sys
+    import warnings
+    from pathlib import Path
+    here = str(Path(__file__).resolve().parent) + os.sep
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(here):
+        level += 1
+        frame = frame.f_back
+    warnings.warn(message, category, stacklevel=level)

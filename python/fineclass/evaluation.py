@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import FineclassError, preview
+from .errors import FineclassError, preview, warn_user
 from .labels import DEFAULT_LEVELS, KINDS, LabelSpec, _canon
 
 __all__ = ["evaluate", "Evaluation", "paired_bootstrap", "bootstrap_ci", "agreement", "model_vs_coders",
@@ -55,13 +55,7 @@ class EvaluationWarning(UserWarning):
 
 def _warn(message: str) -> None:
     """Warn, pointing at the user's line: the first frame outside the fineclass package."""
-    import sys
-    here = str(Path(__file__).resolve().parent)
-    level, frame = 2, sys._getframe(1)
-    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(here):
-        level += 1
-        frame = frame.f_back
-    warnings.warn(message, EvaluationWarning, stacklevel=level)
+    warn_user(message, EvaluationWarning)
 
 
 def _plural(n: int, word: str) -> str:

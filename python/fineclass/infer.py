@@ -24,7 +24,6 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -35,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from .errors import FineclassError
+from .errors import FineclassError, warn_user
 
 LEDGER = "_ledger.jsonl"
 RUN_FILE = "_run.json"
@@ -120,8 +119,8 @@ def score_ids(clf, ids_list: list, batch_tokens: int | None = None, progress=Non
                 budget = max(budget // 2, 1)
                 rest = np.concatenate([idx, *pending])
                 pending = deque(rest[b] for b in token_budget_batches(lengths[rest], budget))
-                warnings.warn(f"out of memory on {device}: the token budget is now {budget} tokens per batch.",
-                              RuntimeWarning, stacklevel=2)
+                warn_user(f"out of memory on {device}: the token budget is now {budget} tokens per batch.",
+                          RuntimeWarning)
                 continue
             out[idx] = probs
             if progress is not None:
@@ -741,8 +740,8 @@ def classify(data: Any, model: Any = None, output: str | Path | None = None, *, 
         if mine(k):
             (done.__setitem__(k, e) if _check_shard(folder, e) else damaged.append(e.get("file", str(k))))
     if damaged:
-        warnings.warn(f"{len(damaged)} finished shard file(s) in {str(folder)!r} are missing or damaged "
-                      f"({', '.join(damaged[:3])}); they are classified again.", RuntimeWarning, stacklevel=2)
+        warn_user(f"{len(damaged)} finished shard file(s) in {str(folder)!r} are missing or damaged "
+                  f"({', '.join(damaged[:3])}); they are classified again.", RuntimeWarning)
     _remove_stale_temporaries(folder, mine)
 
     def check(k: int, chunk: pa.Table) -> None:  # a stream's finished shards must hold the same input
@@ -820,6 +819,6 @@ def read_output(output: str | Path) -> pa.Table:
     except (OSError, KeyError, TypeError, ValueError, AttributeError):
         expected = None
     if expected is not None and len(entries) < expected:
-        warnings.warn(f"{str(folder)!r} holds {len(entries)} of {expected} shards; the run is not finished "
-                      f"(rerun classify with resume=True).", RuntimeWarning, stacklevel=2)
+        warn_user(f"{str(folder)!r} holds {len(entries)} of {expected} shards; the run is not finished "
+                  f"(rerun classify with resume=True).", RuntimeWarning)
     return pa.concat_tables(tables, promote_options="permissive")

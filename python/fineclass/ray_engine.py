@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import FineclassError
+from .errors import FineclassError, warn_user
 
 INSTALL_HINT = "pip install fineclass[ray]"
 # Fault injection, for tests and drills: a file ``crash-<shard>-<before|after>`` in this folder makes the actor
@@ -344,9 +344,8 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
                         raise FineclassError(f"`output` {str(folder)!r} holds shards of another run (a different "
                                              f"input: shard {k} differs). Use a new output folder.", "output")
             if damaged:
-                warnings.warn(f"{len(damaged)} finished shard file(s) in {str(folder)!r} are missing or damaged "
-                              f"({', '.join(damaged[:3])}); they are classified again.", RuntimeWarning,
-                              stacklevel=3)
+                warn_user(f"{len(damaged)} finished shard file(s) in {str(folder)!r} are missing or damaged "
+                          f"({', '.join(damaged[:3])}); they are classified again.", RuntimeWarning)
             _remove_stale_temporaries(folder, mine)
         todo = [k for k in range(n_shards) if mine(k) and k not in done]
         n_actors = max(1, min(n_actors, len(todo)))

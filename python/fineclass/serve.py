@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 import uuid
-import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 from .client import format_answer
-from .errors import FineclassError
+from .errors import FineclassError, warn_user
 
 __all__ = ["serve", "start_server", "ServerHandle", "add_cli", "predictions_to_proposals"]
 
@@ -305,8 +304,8 @@ def start_server(model_or_path: Any, host: str = "127.0.0.1", port: int = 0, *, 
         name = Path(model_or_path).name if isinstance(model_or_path, (str, Path)) else \
             (getattr(model, "name_", None) or "fineclass")
     if not _is_loopback(host) and key is None:
-        warnings.warn(f"serving on {host} without a key: anyone who can reach this machine can use the model. "
-                      f"Pass a key (`--key-env`) or bind 127.0.0.1.", stacklevel=2)
+        warn_user(f"serving on {host} without a key: anyone who can reach this machine can use the model. "
+                  f"Pass a key (`--key-env`) or bind 127.0.0.1.")
     state = {"requests": 0, "completions": 0, "created": int(time.time())}
     lock = threading.Lock()
     handler = _make_handler(model, str(name), key, state, lock, quiet)

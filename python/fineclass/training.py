@@ -9,7 +9,6 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import torch
 
 from .config import TrainConfig
 from .data import Labelled, labelled
-from .errors import FineclassError, preview
+from .errors import FineclassError, preview, warn_user
 from .manifest import hash_model_folder, hash_rows, now, versions, write_json_atomic
 
 
@@ -238,8 +237,8 @@ def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels
     enc = method.encode(tok, ds.texts, cfg.max_length)
     n_truncated = int(enc.truncated.sum())
     if n_truncated:
-        warnings.warn(f"{n_truncated} of {len(ds)} training documents are longer than max_length={cfg.max_length} "
-                      f"tokens and were truncated (the same rule applies when classifying).", stacklevel=2)
+        warn_user(f"{n_truncated} of {len(ds)} training documents are longer than max_length={cfg.max_length} "
+                  f"tokens and were truncated (the same rule applies when classifying).")
     lengths = enc.lengths()
     targets = torch.from_numpy(ds.targets)
     weights = None

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import FineclassError
+from ..errors import FineclassError, warn_user
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
@@ -117,8 +117,8 @@ def is_decoder(config) -> bool:
 
 def resolve_finetune(finetune: str, module, device: torch.device) -> str:
     if finetune == "qlora" and device.type != "cuda":
-        warnings.warn("QLoRA's 4-bit base needs a CUDA GPU and bitsandbytes; on this device fineclass trains "
-                      "the same LoRA adapter on the unquantized model instead.", stacklevel=3)
+        warn_user("QLoRA's 4-bit base needs a CUDA GPU and bitsandbytes; on this device fineclass trains "
+                  "the same LoRA adapter on the unquantized model instead.")
         return "lora"
     if finetune != "auto":
         return finetune

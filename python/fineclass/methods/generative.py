@@ -39,7 +39,6 @@ import json
 import shutil
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,7 +47,7 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from ..errors import FineclassError, preview
+from ..errors import FineclassError, preview, warn_user
 from ..labels import LabelSpec
 from ..models import load_error
 from ..prompts import (block_options, candidate_texts, check_codebook_covers, default_template, fill_template,
@@ -587,17 +586,16 @@ class GenerativeMethod:
             check_no_pickle(base_path, allow_pickle, "base_model")
             expected = manifest.get("model_hash")
             if expected and hash_model_folder(base_path) not in (None, expected):
-                warnings.warn(f"the base model in {base_path!r} differs from the one this classifier was made with "
-                              f"(its files changed); predictions may differ.", stacklevel=3)
+                warn_user(f"the base model in {base_path!r} differs from the one this classifier was made with "
+                          f"(its files changed); predictions may differ.")
             tok = _load_tokenizer(str(folder / "adapter"), trust_remote_code)
             kwargs = {}
             if manifest.get("finetune") == "qlora":  # the adapter was trained on the 4-bit base: use it again
                 if device.type == "cuda":
                     kwargs = {"quantization_config": quantization_config(), "device_map": {"": device.index or 0}}
                 else:
-                    warnings.warn("this adapter was trained with QLoRA on a 4-bit base; without a CUDA GPU it is "
-                                  "applied to the unquantized base, so predictions can differ slightly.",
-                                  stacklevel=3)
+                    warn_user("this adapter was trained with QLoRA on a 4-bit base; without a CUDA GPU it is "
+                              "applied to the unquantized base, so predictions can differ slightly.")
             base = _load_causal_lm(base_path, dtype, trust_remote_code, "base_model", **kwargs)
             if (folder / "adapter" / "adapter_config.json").exists():
                 from peft import PeftModel
@@ -764,9 +762,9 @@ def generate(classifier, data: Any, *, text: str = "text", id: str | None = None
     out = pa.table(cols).replace_schema_metadata({"fineclass.generation": json.dumps(counts)})
     bad = counts["unparseable"] + counts["invalid_label"]
     if warn and bad:
-        warnings.warn(f"fineclass: of {counts['n']} generated answers, {counts['unparseable']} could not be parsed "
-                      f"and {counts['invalid_label']} named labels outside the label set; those rows have that "
-                      f"status and no label (nothing was mapped to a nearby label).", stacklevel=2)
+        warn_user(f"fineclass: of {counts['n']} generated answers, {counts['unparseable']} could not be parsed "
+                  f"and {counts['invalid_label']} named labels outside the label set; those rows have that "
+                  f"status and no label (nothing was mapped to a nearby label).")
     return out
 
 
