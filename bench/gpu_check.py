@@ -152,18 +152,18 @@ def main(argv=None) -> int:
                               config={"epochs": 2, "max_length": 48, "batch_size": 8, "learning_rate": 3e-3,
                                       "validation": 0, "device": device})
         assert clf.device_.type == want
-        proba = clf.predict_proba(test)
-        cols = [k for k in proba.column_names if k.startswith("p_")]
-        p = np.column_stack([np.asarray(proba.column(k).to_pylist(), dtype=float) for k in cols])
+        pred = clf.predict(test)
+        cols = [k for k in pred.column_names if k.startswith("p_")]
+        p = np.column_stack([np.asarray(pred.column(k).to_pylist(), dtype=float) for k in cols])
         assert np.abs(p.sum(1) - 1).max() < 1e-3, "label probabilities do not sum to one"
         sums = f"; probabilities ({', '.join(cols)}) sum to 1 within {np.abs(p.sum(1) - 1).max():.1e}"
-        scored = clf.predict(test.slice(0, 24))
+        scored = pred.slice(0, 24)                      # predict keeps the input order
         gen = generate(clf, test.slice(0, 24), batch_size=1, warn=False)
         ok = np.array([s == "ok" for s in gen.column("status").to_pylist()])
         same = np.array(scored.column("label").to_pylist()) == np.array(gen.column("label").to_pylist(), dtype=object)
         clf.save(tmp / "gen-model")
         again = fineclass.load(tmp / "gen-model", base_model=llama, device=device)
-        reload_same = again.predict(test).column("label").to_pylist() == clf.predict(test).column("label").to_pylist()
+        reload_same = again.predict(test).column("label").to_pylist() == pred.column("label").to_pylist()
         assert reload_same, "generative labels changed after save/load"
         return (f"generative LoRA on {clf.device_}{sums}; generate() valid on {ok.sum()}/24, same label as scoring "
                 f"on {same[ok].mean() if ok.any() else float('nan'):.1%} of those; reload identical")

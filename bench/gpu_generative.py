@@ -280,7 +280,7 @@ def main(argv=None) -> int:
                             "tflops": float("nan"), "mfu": float("nan")})
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-        if args.json:
+        if args.json:  # after each shape, so a later failure or timeout keeps what was measured
             Path(args.json).write_text(json.dumps({"device": peak_flops(device, args.peak_tflops)[1],
                                                    "results": results}, indent=2))
     peak, name = peak_flops(device, args.peak_tflops)
@@ -294,8 +294,6 @@ def main(argv=None) -> int:
         fmt = (lambda v, spec: "-" if (v is None or (isinstance(v, float) and math.isnan(v))) else format(v, spec))
         print(f"| {r['model']} | {r['phase']} | {r['batch']} | {fmt(r['docs_per_s'], ',.1f')} | "
               f"{fmt(r['tokens_per_s'], ',.0f')} | {fmt(r['tflops'], '.1f')} | {fmt(r['mfu'], '.1%')} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"device": name, "results": results}, indent=2))
     return 0
 
 

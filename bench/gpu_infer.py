@@ -38,7 +38,6 @@ import json
 import math
 import sys
 import time
-
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python"))  # a checkout without `pip install`
@@ -367,7 +366,7 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", nargs="+", default=["batch8", "sorted", "packed", "fineclass"],
                     choices=["batch8", "sorted", "packed", "fineclass"])
     ap.add_argument("--oom-model", default="1b", choices=list(SHAPES),
-                    help="model for the out-of-memory check (GPU only; 'none' skips it)")
+                    help="model for the out-of-memory check (GPU only; --no-oom-check skips it)")
     ap.add_argument("--no-oom-check", dest="oom_check", action="store_false")
     ap.add_argument("--oom-only", action="store_true", help="run only the out-of-memory check")
     ap.add_argument("--oom-headroom-gb", type=float, default=1.0,
