@@ -7,7 +7,6 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-
 def _keep_torch_blas() -> str:
     """Import torch so that it keeps calling its own BLAS when the host process already exported one.
 
