@@ -56,6 +56,61 @@ def test_scoring_equals_one_forward_per_candidate(tiny_llama, kind, labels):
         np.testing.assert_allclose(probs.reshape(len(TEXTS), 2, 4).sum(2), 1.0, atol=1e-6)
 
 
+def test_shared_prefix_attention_matches_the_cache(tiny_llama, monkeypatch):
+    """On CPU, scoring attends to one copy of the prompt head (shared-prefix attention) instead of a cache copied
+    into every row; the probabilities are those of the cache path, the head is computed once per call whatever
+    the number of batches, and the model's own attention is back afterwards."""
+    import threading
+    from fineclass.methods import generative as gen
+    clf = zero_shot_classifier(tiny_llama, labels=[0, 1, 12], codebook={0: "none", 1: "economy", 12: "law"})
+    lm, decoder, _ = gen._parts(clf.module_)
+    head_len = len(clf.method_.plan.head_ids)
+    seen, head_runs = [], []
+    hooks = [decoder.layers[0].self_attn.register_forward_pre_hook(
+                 lambda m, a: seen.append(m.config._attn_implementation)),
+             decoder.register_forward_pre_hook(
+                 lambda m, a, kw: head_runs.append(kw["input_ids"].shape) if kw["input_ids"].shape[1] == head_len
+                 else None, with_kwargs=True)]
+    texts = TEXTS * 6 + ["a much longer text " * 8]
+    shared = clf.predict_proba({"text": texts}, batch_tokens=head_len * 4)     # several batches
+    # the head itself once, with the model's attention; then every batch with the shared-prefix attention
+    assert seen[0] == "sdpa" and set(seen[1:]) == {gen._PREFIX_NAME} and len(seen) > 2, seen
+    assert len(head_runs) == 1, head_runs
+    assert lm.config._attn_implementation == "sdpa"
+    seen.clear()
+    monkeypatch.setattr(gen, "_PREFIX_MODELS", ())                            # the cache path
+    cached = clf.predict_proba({"text": texts}, batch_tokens=head_len * 4)
+    assert set(seen) == {"sdpa"}
+    for c in shared.column_names[1:]:
+        np.testing.assert_allclose(shared.column(c).to_numpy(), cached.column(c).to_numpy(), atol=1e-6)
+    for h in hooks:
+        h.remove()
+    # the hidden states themselves (the random model's probabilities are too flat to show small errors)
+    plan = clf.method_.plan
+    rests = [ids[head_len:] for ids in plan.encode(clf.tokenizer_, texts, 64).ids]
+    with torch.no_grad():
+        via_cache, r = gen.forward_hidden(clf.module_, plan, rests, gen._tree_arrays(plan, len(rests)), clf.device_)
+        monkeypatch.setattr(gen, "_PREFIX_MODELS", ("llama",))
+        via_prefix, r2 = gen.forward_hidden(clf.module_, plan, rests, gen._tree_arrays(plan, len(rests)),
+                                            clf.device_)
+    real = np.concatenate([np.arange(r - len(x), r) for x in rests])      # columns that are not padding
+    rows = np.repeat(np.arange(len(rests)), [len(x) for x in rests])
+    assert r == r2
+    torch.testing.assert_close(via_prefix[rows, real], via_cache[rows, real], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(via_prefix[:, r:], via_cache[:, r:], rtol=1e-5, atol=1e-5)
+    # while one thread scores, the model's plain forward in another thread is untouched
+    ids = torch.tensor([clf.method_.plan.head_ids[:12]])
+    with torch.no_grad():
+        plain = lm(ids).logits
+        results = []
+        with gen._prefix_attention(lm, []):
+            assert lm.config._attn_implementation == gen._PREFIX_NAME
+            worker = threading.Thread(target=lambda: results.append(lm(ids).logits))
+            worker.start()
+            worker.join()
+    assert torch.equal(results[0], plain) and lm.config._attn_implementation == "sdpa"
+
+
 def test_loss_is_answer_tokens_only(tiny_llama):
     """The batched loss (cached prompt head, per-class blocks) equals the plain per-sequence answer NLL."""
     for kind, labels, targets in [
@@ -342,6 +397,49 @@ def test_merge_for_inference_keeps_the_model(tiny_lora, reviews_small, tmp_path)
     with pytest.raises(FineclassError) as e:
         merge_for_inference(clf, dtype="int3")
     assert e.value.argument == "dtype"
+
+
+def test_bf16_weights_with_fp32_activations(tiny_lora, reviews_small, tmp_path):
+    """merge_for_inference(dtype="bfloat16", activations="float32"): the linear layers hold bf16 weights, the rest
+    stays fp32. Scoring (shared prompt head, candidate tree) then equals one plain forward pass per candidate
+    almost to fp32 precision, where bf16 throughout drifts apart by rounding; that drift is what flips near-ties
+    between scoring and generate(). save() records the precision and load() restores it."""
+    from fineclass.methods.generative import LowPrecisionLinear, merge_for_inference
+    texts = [t[:32] for t in reviews_small["text"].head(32).to_list()]    # within max_length: no truncation
+    mixed = merge_for_inference(fineclass.load(tiny_lora.save(tmp_path / "m")), dtype="bfloat16",
+                                activations="float32")
+    layers = [m for m in mixed.module_.modules() if isinstance(m, LowPrecisionLinear)]
+    assert len(layers) == 7 * mixed.module_.config.num_hidden_layers          # q k v o gate up down
+    assert all(m.weight.dtype == torch.bfloat16 for m in layers)
+    assert mixed.module_.get_output_embeddings().weight.dtype == torch.float32
+    assert mixed.module_.get_input_embeddings().weight.dtype == torch.float32
+    pure = merge_for_inference(fineclass.load(tiny_lora.save(tmp_path / "p")), dtype="bfloat16")
+    drift = {}
+    for name, clf in (("mixed", mixed), ("pure", pure)):
+        fast = clf.predict_proba({"text": texts})
+        probs = np.column_stack([fast.column(c).to_numpy() for c in fast.column_names[1:]])
+        drift[name] = np.abs(probs - _naive_scores(clf, texts)).max()
+    assert drift["mixed"] < 2e-6 and drift["pure"] > 100 * drift["mixed"], drift     # 1.8e-7 and 3.2e-4 here
+    data = {"text": texts}
+    p_mixed = mixed.predict_proba(data).column("p_1").to_numpy()
+    p_pure = pure.predict_proba(data).column("p_1").to_numpy()
+    # both round trips give the same model again, not an fp32 upcast of it
+    for clf, p, name in ((mixed, p_mixed, "mixed"), (pure, p_pure, "pure")):
+        again = fineclass.load(clf.save(tmp_path / f"{name}-saved"))
+        assert again.manifest_["precision"] == clf.module_._fineclass_precision
+        np.testing.assert_array_equal(again.predict_proba(data).column("p_1").to_numpy(), p)
+    # switching to bf16 throughout, or back to fp32, undoes the mixed layout
+    merge_for_inference(mixed, dtype="bfloat16")
+    assert not any(isinstance(m, LowPrecisionLinear) for m in mixed.module_.modules())
+    assert {p.dtype for p in mixed.module_.parameters()} == {torch.bfloat16}
+    merge_for_inference(mixed, dtype="float32")
+    assert not any(isinstance(m, LowPrecisionLinear) for m in mixed.module_.modules())
+    assert {p.dtype for p in mixed.module_.parameters()} == {torch.float32}
+    for kwargs, argument in (({"activations": "float32"}, "activations"),
+                             ({"dtype": "bfloat16", "activations": "int8"}, "activations")):
+        with pytest.raises(FineclassError) as e:
+            merge_for_inference(mixed, **kwargs)
+        assert e.value.argument == argument
 
 
 def test_lora_export_merges_the_adapter(tiny_lora, tiny_llama, tmp_path):

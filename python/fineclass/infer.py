@@ -17,6 +17,8 @@ size. A folder holding finished shards of another run is refused, so results of 
 """
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import math
@@ -99,7 +101,10 @@ def score_ids(clf, ids_list: list, batch_tokens: int | None = None, progress=Non
     module.eval()
     pending = deque(token_budget_batches(lengths, budget))
     autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+    # a method may keep work shared by all batches of this call (the generative method: the prompt head)
+    session = getattr(method, "scoring_session", None)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast), \
+            (session() if session is not None else contextlib.nullcontext()):
         while pending:
             idx = pending.popleft()
             try:
