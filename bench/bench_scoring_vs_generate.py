@@ -10,11 +10,14 @@ head once per batch, every label continuation in one tree, length-sorted batches
 fineclass.methods.generative.generate with batch_size=1, i.e. one greedy `model.generate()` per document, parsed
 strictly (the paper's way).
 
-The fine-tuned model is compared three times: as trained (fp32, LoRA adapter applied on the fly), after
-merge_for_inference() (the adapter folded into fp32 weights, what a CPU deployment uses), and after
-merge_for_inference(dtype="bfloat16") (both paths then use the merged bf16 weights; on CPUs with AMX, bf16 matrix
-products are 2-3x faster, but bf16 rounding in the trunk flips near-ties between the two paths). Reported: documents/s for each path and their ratio, how often generation produced a valid label, how often the two
-agree on those documents, and accuracy against the reviews' labels.
+The fine-tuned model is compared up to four times (--configs): as trained (`unmerged`: fp32, LoRA adapter applied
+on the fly), after merge_for_inference() (`merged`: the adapter folded into fp32 weights), after
+merge_for_inference(dtype="bfloat16", activations="float32") (`bf16-weights`: the linear layers' weights in bf16,
+everything else in fp32; on CPUs with AMX their matrix products run on bf16 tiles), and after
+merge_for_inference(dtype="bfloat16") (`bf16`: bf16 throughout, whose rounding in the trunk flips near-ties
+between the two paths). Both paths always use the same model object. Reported: documents/s for each path and
+their ratio, the ratio against the fastest generate() of the run (whatever its weights), how often generation
+produced a valid label, how often the two agree on those documents, and accuracy against the reviews' labels.
 """
 from __future__ import annotations
 
@@ -67,7 +70,7 @@ def reviews(n: int, max_chars: int, seed: int):
                              .alias("label"))
 
 
-def compare(clf, data, name: str) -> dict:
+def compare(clf, data, name: str, short: str) -> dict:
     """Time scoring and one-generate()-per-document on the same documents; compare their labels."""
     import warnings
     from fineclass.methods.generative import generate, generation_summary
@@ -88,7 +91,8 @@ def compare(clf, data, name: str) -> dict:
     counts = generation_summary(gen)
     n = len(data)
     return {
-        "name": name, "n": n, "score_rate": n / t_score, "score_s": t_score, "gen_rate": n / t_gen, "gen_s": t_gen,
+        "name": name, "short": short, "n": n, "score_rate": n / t_score, "score_s": t_score, "gen_rate": n / t_gen,
+        "gen_s": t_gen,
         "score_acc": float(np.mean(s_label == truth)),
         "gen_acc": float(np.mean(g_label[ok] == truth[ok])) if ok.any() else float("nan"),
         "valid": int(ok.sum()), "counts": counts,
@@ -107,7 +111,7 @@ def main(argv=None) -> int:
                     help="fine-tune on this many other reviews first (12 LoRA steps); 0: zero-shot only")
     ap.add_argument("--zero-shot", dest="zero_shot", action="store_true", help="also compare the untrained model")
     ap.add_argument("--no-bf16", dest="no_bf16", action="store_true",
-                    help="skip the second comparison (LoRA merged into bf16 weights, both paths)")
+                    help="skip the bf16 comparisons (bf16-weights and bf16)")
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--max-chars", type=int, default=200, help="keep reviews up to this many characters")
     ap.add_argument("--seed", type=int, default=0)
@@ -115,12 +119,13 @@ def main(argv=None) -> int:
     ap.add_argument("--codebook", choices=["short", "protocol"], default="short",
                     help="short: one line per label; protocol: definitions with decision rules, as coding "
                          "protocols in content analysis have (a longer shared prompt)")
-    ap.add_argument("--configs", default="unmerged,merged,bf16",
-                    help="which fine-tuned configurations to compare (comma-separated: unmerged, merged, bf16)")
+    ap.add_argument("--configs", default="unmerged,merged,bf16-weights,bf16",
+                    help="which fine-tuned configurations to compare (comma-separated: unmerged, merged, "
+                         "bf16-weights, bf16)")
     args = ap.parse_args(argv)
     configs = {c.strip() for c in args.configs.split(",") if c.strip()}
-    if not configs <= {"unmerged", "merged", "bf16"}:
-        ap.error(f"--configs: choose from unmerged, merged, bf16 (got {args.configs!r})")
+    if not configs <= {"unmerged", "merged", "bf16-weights", "bf16"}:
+        ap.error(f"--configs: choose from unmerged, merged, bf16-weights, bf16 (got {args.configs!r})")
     codebook = PROTOCOL if args.codebook == "protocol" else CODEBOOK
     import torch
     if args.threads:
@@ -140,19 +145,24 @@ def main(argv=None) -> int:
                                   config={"epochs": 1, "max_length": 64, "batch_size": 8, "lora_r": 8,
                                           "learning_rate": 3e-3, "validation": 0, "device": "cpu"})
         print(f"fine-tuned on {args.train} reviews in {time.time() - t0:.0f} s", flush=True)
+        tuned = f"fine-tuned (LoRA r=8, {args.train} reviews)"
         if "unmerged" in configs:
-            runs.append(compare(clf, data, f"fine-tuned (LoRA r=8, {args.train} reviews), fp32, adapter unmerged"))
+            runs.append(compare(clf, data, f"{tuned}, fp32, adapter unmerged", "fp32, adapter unmerged"))
         from fineclass.methods.generative import merge_for_inference
         merge_for_inference(clf)
         if "merged" in configs:
-            runs.append(compare(clf, data, f"fine-tuned (LoRA r=8, {args.train} reviews), LoRA merged, fp32 weights"))
+            runs.append(compare(clf, data, f"{tuned}, LoRA merged, fp32 weights", "merged fp32"))
+        if not args.no_bf16 and "bf16-weights" in configs:
+            merge_for_inference(clf, dtype="bfloat16", activations="float32")
+            runs.append(compare(clf, data, f"{tuned}, LoRA merged, bf16 weights with fp32 activations",
+                                "merged bf16 weights, fp32 activations"))
         if not args.no_bf16 and "bf16" in configs:
             merge_for_inference(clf, dtype="bfloat16")
-            runs.append(compare(clf, data, f"fine-tuned (LoRA r=8, {args.train} reviews), LoRA merged, bf16 weights"))
+            runs.append(compare(clf, data, f"{tuned}, LoRA merged, bf16 throughout", "merged bf16 throughout"))
     if args.zero_shot or not args.train:
         clf = zero_shot_classifier(args.model, labels=list(codebook), codebook=codebook, device="cpu",
                                    max_length=64)
-        runs.append(compare(clf, data, "zero-shot"))
+        runs.append(compare(clf, data, "zero-shot", "zero-shot"))
 
     plan, tok = clf.method_.plan, clf.tokenizer_
     lengths = np.array([len(x) for x in plan.encode(tok, data["text"].to_list(), 64).ids])
@@ -172,8 +182,11 @@ def main(argv=None) -> int:
               f"{r['gen_acc']:.3f} | {c['ok']}/{r['n']} valid, {c['unparseable']} unparseable, "
               f"{c['invalid_label']} invalid |")
     print()
+    fastest = max(runs, key=lambda r: r["gen_rate"])
     for r in runs:
-        print(f"{r['name']}: scoring is {r['gen_s'] / r['score_s']:.1f}x faster (documents/s); same label on "
+        print(f"{r['name']}: scoring is {r['gen_s'] / r['score_s']:.1f}x faster (documents/s), "
+              f"{r['score_rate'] / fastest['gen_rate']:.1f}x the fastest generate() of this run "
+              f"({fastest['gen_rate']:.2f} docs/s, {fastest['short']}); same label on "
               f"{r['agree']:.1%} of the {r['valid']} documents where generation produced a valid label"
               + (f"; where they differ, scoring's confidence was {r['disagree_conf']}" if r["disagree_conf"] else "")
               + (f"; not valid, e.g.: {r['bad_examples']}" if r["bad_examples"] else ""))
