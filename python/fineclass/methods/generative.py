@@ -288,7 +288,7 @@ _HEAD_KV: contextvars.ContextVar = contextvars.ContextVar("fineclass_head_kv", d
 _PREFIX_NAME = "fineclass_shared_prefix"
 _PREFIX_MODELS = ("llama", "mistral", "qwen2", "qwen3")
 _PREFIX_LOCK = threading.Lock()
-_PREFIX_USERS: dict = {}          # id(config) -> [number of scoring passes using the switch, original name]
+_PREFIX_USERS: dict = {}          # id(config) -> [scoring passes now using the switch, the name it replaced]
 
 
 def _attend(q, k, v, mask, scale):
@@ -314,14 +314,10 @@ def _shared_prefix_attention(module, query, key, value, attention_mask, scaling=
     another thread generating with the same model) it is the model's own attention function.
     """
     state = _PREFIX_KV.get()
-    if state is None:
+    if state is None:   # the switch is only made for models whose own attention is sdpa
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-        original = _PREFIX_USERS.get(id(module.config), [0, "sdpa"])[1]
-        if original == "eager":
-            from transformers.models.llama.modeling_llama import eager_attention_forward as fallback
-        else:
-            fallback = ALL_ATTENTION_FUNCTIONS[original]
-        return fallback(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+        return ALL_ATTENTION_FUNCTIONS["sdpa"](module, query, key, value, attention_mask, scaling=scaling,
+                                               dropout=dropout, **kwargs)
     kh, vh = state[module.layer_idx]                                     # (1, kv heads, h, d)
     n, heads, s, d = query.shape
     kvh = key.shape[1]
@@ -347,7 +343,7 @@ def _prefix_attention_ok(lm, device, total_length: int) -> bool:
     config = lm.config
     if device.type != "cpu" or getattr(config, "model_type", None) not in _PREFIX_MODELS:
         return False
-    if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager", _PREFIX_NAME):
+    if getattr(config, "_attn_implementation", None) not in ("sdpa", _PREFIX_NAME):
         return False
     window = getattr(config, "sliding_window", None)
     if window is not None and getattr(config, "use_sliding_window", True) and window < total_length:
