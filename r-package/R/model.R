@@ -295,6 +295,53 @@ ft_load <- function(path) {
   new_ft_model(py)
 }
 
+#' Merge a generative model's adapter, and choose its precision, for prediction
+#'
+#' Calls `fineclass.methods.generative.merge_for_inference()` on a generative
+#' model (`method = "generative"` or a zero-shot classifier): the LoRA adapter
+#' is folded into the weights and, with `dtype`, the weights are cast. With
+#' `dtype = "bfloat16", activations = "float32"` the linear layers keep their
+#' weights in bf16 and everything else stays in fp32: on CPUs with AMX
+#' (recent Xeons) scoring runs about twice as fast as in fp32, with far less
+#' rounding than bf16 throughout. The model is changed in place;
+#' [ft_save()] records the precision and [ft_load()] restores it.
+#'
+#' @param model A generative `ft_model`.
+#' @param dtype `NULL` (keep), `"float32"`, `"bfloat16"` or `"float16"`: the
+#'   precision of the weights.
+#' @param activations `NULL` (the same as `dtype`) or `"float32"`: keep
+#'   everything but the linear layers' weights in fp32.
+#' @return `model`, invisibly.
+#' @examples
+#' \donttest{
+#' if (ft_available()) {
+#'   m <- ft_train(data.frame(text = c("great", "awful", "superb", "dull"),
+#'                            label = c("pos", "neg", "pos", "neg")),
+#'                 model = "smollm2-135m", method = "generative",
+#'                 config = list(epochs = 1, validation = 0))
+#'   ft_merge_for_inference(m, dtype = "bfloat16", activations = "float32")
+#'   predict(m, "what a film")
+#' }
+#' }
+#' @export
+ft_merge_for_inference <- function(model, dtype = NULL, activations = NULL) {
+  if (!inherits(model, "ft_model")) {
+    stop(fineclass_error(sprintf("`model` must be an ft_model (from ft_train() or ft_load()); got %s.",
+      describe_value(model)), argument = "model"))
+  }
+  method <- model$info$method %||% model$info$manifest$method
+  if (!identical(method, "generative")) {
+    stop(fineclass_error(sprintf(paste0(
+      "`model` uses the %s method; merging and choosing a precision need a generative model ",
+      "(ft_train(method = \"generative\"))."), if (is.null(method)) "unknown" else dQuote(method, FALSE)),
+      argument = "model"))
+  }
+  fc()
+  generative <- reticulate::import("fineclass.methods.generative", convert = FALSE)
+  ft_call(generative$merge_for_inference, model$py, dtype = dtype, activations = activations, .convert = FALSE)
+  invisible(model)
+}
+
 check_path_arg <- function(path, arg = "path") {
   if (!is.character(path) || length(path) != 1 || is.na(path) || !nzchar(path)) {
     stop(fineclass_error(sprintf("`%s` must be one folder path (a string); got %s.", arg,

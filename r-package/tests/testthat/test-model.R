@@ -205,3 +205,27 @@ test_that("a dimension -> level model predicts a list column, or long rows", {
     expect_identical(long$dimension[long$id == wide$id[first]], wide$labels[[first]]$dimension)
   }
 })
+
+test_that("ft_merge_for_inference gives a generative model bf16 weights that save and load", {
+  skip_if_no_fineclass()
+  generative <- reticulate::import("fineclass.methods.generative", convert = FALSE)
+  m <- new_ft_model(ft_call(generative$zero_shot_classifier, "smollm2-135m",
+    labels = as_py_list(c("negative", "positive")), max_length = 32L, .convert = FALSE))
+  docs <- c(a = "a wonderful, moving film", b = "a boring mess", c = "not bad at all")
+  before <- predict(m, docs, type = "prob")
+  expect_identical(ft_merge_for_inference(m, dtype = "bfloat16", activations = "float32"), m)
+  layers <- reticulate::py_eval("lambda m: sorted({type(x).__name__ for x in m.modules()})")
+  expect_true("LowPrecisionLinear" %in% unlist(layers(m$py$module_)))
+  after <- predict(m, docs, type = "prob")
+  expect_equal(after$p_positive, before$p_positive, tolerance = 0.05)
+  expect_false(identical(after$p_positive, before$p_positive))      # the weights did change precision
+  path <- file.path(withr::local_tempdir(), "merged")
+  ft_save(m, path)
+  again <- ft_load(path)
+  expect_identical(predict(again, docs, type = "prob")$p_positive, after$p_positive)
+  err <- expect_error(ft_merge_for_inference(m, activations = "int8"), class = "fineclass_error")
+  expect_identical(err$argument, "activations")
+  err <- expect_error(ft_merge_for_inference(fitted_model()), class = "fineclass_error")
+  expect_identical(err$argument, "model")
+  expect_match(conditionMessage(err), "generative")
+})
