@@ -18,7 +18,6 @@ size. A folder holding finished shards of another run is refused, so results of 
 from __future__ import annotations
 
 import contextlib
-
 import hashlib
 import json
 import math

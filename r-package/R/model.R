@@ -278,10 +278,7 @@ prediction_to_r <- function(out, long) {
 #' }
 #' @export
 ft_save <- function(model, path) {
-  if (!inherits(model, "ft_model")) {
-    stop(fineclass_error(sprintf("`model` must be an ft_model (from ft_train() or ft_load()); got %s.",
-      describe_value(model)), argument = "model"))
-  }
+  check_ft_model(model)
   check_path_arg(path)
   ft_call(reticulate::py_get_attr(model$py, "save"), path.expand(path))
   invisible(path)
@@ -325,10 +322,7 @@ ft_load <- function(path) {
 #' }
 #' @export
 ft_merge_for_inference <- function(model, dtype = NULL, activations = NULL) {
-  if (!inherits(model, "ft_model")) {
-    stop(fineclass_error(sprintf("`model` must be an ft_model (from ft_train() or ft_load()); got %s.",
-      describe_value(model)), argument = "model"))
-  }
+  check_ft_model(model)
   method <- model$info$method %||% model$info$manifest$method
   if (!identical(method, "generative")) {
     stop(fineclass_error(sprintf(paste0(
@@ -340,6 +334,13 @@ ft_merge_for_inference <- function(model, dtype = NULL, activations = NULL) {
   generative <- reticulate::import("fineclass.methods.generative", convert = FALSE)
   ft_call(generative$merge_for_inference, model$py, dtype = dtype, activations = activations, .convert = FALSE)
   invisible(model)
+}
+
+check_ft_model <- function(model) {
+  if (!inherits(model, "ft_model")) {
+    stop(fineclass_error(sprintf("`model` must be an ft_model (from ft_train() or ft_load()); got %s.",
+      describe_value(model)), argument = "model"))
+  }
 }
 
 check_path_arg <- function(path, arg = "path") {

@@ -292,18 +292,15 @@ _PREFIX_USERS: dict = {}          # id(config) -> [scoring passes now using the 
 
 
 def _attend(q, k, v, mask, scale):
-    """softmax(q k^T scale, where ``mask``) v and the log-sum-exp of each query's scores; (B, H, L, d) tensors."""
-    if q.device.type == "cpu" and hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
-        if mask is not None:   # this kernel takes an additive mask of the query's dtype
-            mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
-        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=mask,
-                                                                              scale=scale)
-        return out.float(), lse.float().unsqueeze(-1)
-    sc = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale
-    if mask is not None:
-        sc = sc.masked_fill(~mask, float("-inf"))
-    lse = torch.logsumexp(sc, -1, keepdim=True)
-    return torch.matmul(torch.exp(sc - lse), v.float()), lse
+    """softmax(q k^T scale, where ``mask``) v and the log-sum-exp of each query's scores; (B, H, L, d) tensors.
+
+    torch's CPU flash-attention kernel, which returns the log-sum-exp beside the output (see _prefix_attention_ok).
+    """
+    if mask is not None:   # this kernel takes an additive mask of the query's dtype
+        mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=mask,
+                                                                          scale=scale)
+    return out.float(), lse.float().unsqueeze(-1)
 
 
 def _shared_prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -343,6 +340,8 @@ def _prefix_attention_ok(lm, device, total_length: int) -> bool:
     config = lm.config
     if device.type != "cpu" or getattr(config, "model_type", None) not in _PREFIX_MODELS:
         return False
+    if not hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):   # older torch: keep the cache
+        return False
     if getattr(config, "_attn_implementation", None) not in ("sdpa", _PREFIX_NAME):
         return False
     window = getattr(config, "sliding_window", None)
@@ -362,9 +361,9 @@ def _prefix_attention(lm, pairs: list):
         if _PREFIX_NAME not in ALL_ATTENTION_FUNCTIONS:
             ALL_ATTENTION_FUNCTIONS.register(_PREFIX_NAME, _shared_prefix_attention)
             ALL_MASK_ATTENTION_FUNCTIONS.register(_PREFIX_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
-        users = _PREFIX_USERS.setdefault(id(config), [0, config._attn_implementation])
-        if users[0] == 0:
-            users[1] = config._attn_implementation
+        users = _PREFIX_USERS.get(id(config))
+        if users is None:            # the first pass on this model: make the switch
+            users = _PREFIX_USERS[id(config)] = [0, config._attn_implementation]
             config._attn_implementation = _PREFIX_NAME
         users[0] += 1
     token = _PREFIX_KV.set(pairs)
