@@ -62,6 +62,9 @@ _LAZY = {
     "Endpoint": ".client",
     "to_long": ".classifier",
     "as_table": ".data",
+    "read_output": ".infer",
+    "merge_for_inference": ".methods.generative",
+    "generate": ".methods.generative",
 }
 
 __all__ = ["FineclassError", "LabelSpec", *_LAZY]
