@@ -65,6 +65,13 @@ _LAZY = {
     "read_output": ".infer",
     "merge_for_inference": ".methods.generative",
     "generate": ".methods.generative",
+    "zero_shot_classifier": ".methods.generative",
+    "read_table": ".data",
+    "paired_bootstrap": ".evaluation",
+    "export_review": ".crowd",
+    "import_review": ".crowd",
+    "acceptance_report": ".crowd",
+    "assemble_training_set": ".crowd",
 }
 
 __all__ = ["FineclassError", "LabelSpec", *_LAZY]

@@ -20,10 +20,13 @@ LOWER_IS_BETTER = {"hamming_loss"}
 
 
 class LearningCurve:
-    """The result of :func:`learning_curve`: ``table`` (one row per size and seed), ``fit``, ``needed``, ``plot``."""
+    """The result of :func:`learning_curve`: ``table`` (one row per size and seed), ``metric``, ``fit``,
+    ``needed``, ``target``, ``plot``."""
 
-    def __init__(self, table: pa.Table, metric: str, fit, needed: pa.Table | None, plot: str | None):
+    def __init__(self, table: pa.Table, metric: str, fit, needed: pa.Table | None, plot: str | None,
+                 target: float | None = None):
         self.table, self.metric, self.fit, self.needed, self.plot = table, metric, fit, needed, plot
+        self.target = target
 
     def summary(self) -> pa.Table:
         """Mean, min and max of the metric per training size."""
@@ -32,8 +35,22 @@ class LearningCurve:
             pl.col("score").mean().alias("mean"), pl.col("score").min().alias("min"),
             pl.col("score").max().alias("max"), pl.len().alias("runs")).sort("size").to_arrow())
 
+    def fitted(self, points: int = 100) -> pa.Table | None:
+        """The fitted curve on a grid of sizes (log-spaced from the smallest size to 4 times the largest):
+        size, score. None when fewer than three sizes were trained (no curve is fitted)."""
+        if self.fit is None:
+            return None
+        sizes = self.table.column("size").to_numpy()
+        grid = np.geomspace(float(sizes.min()), float(sizes.max()) * 4, points)
+        return pa.table({"size": grid, "score": np.asarray(self.fit.predict(grid), dtype=float)})
+
     def to_dict(self) -> dict:
-        out = {"runs": self.table, "summary": self.summary()}
+        """Tables by name for R: runs, summary, metric, target, and with a fitted curve fit (its parameters),
+        fitted (the curve on a grid) and, with a target, needed."""
+        out = {"runs": self.table, "summary": self.summary(), "metric": self.metric, "target": self.target}
+        if self.fit is not None:
+            out["fit"] = self.fit.to_dict()
+            out["fitted"] = self.fitted()
         if self.needed is not None:
             out["needed"] = self.needed
         return out
@@ -143,7 +160,8 @@ def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), se
     elif target is not None:
         raise FineclassError("estimating the labels needed for `target` takes at least 3 training sizes.", "sizes")
     plot_path = _plot(result, fit, metric, target, plot) if plot else None
-    return LearningCurve(result, metric, fit, needed, plot_path)
+    return LearningCurve(result, metric, fit, needed, plot_path,
+                         target=None if target is None else float(target))
 
 
 def _fingerprint(all_ids, test_ids, model, method, config, metric, text, label) -> str:
