@@ -3,7 +3,8 @@
 #   1. roxygen2 (NAMESPACE and man/; in CI, fails when the committed files differ)
 #   2. tools/bundle.sh: the Python core (inst/python) and the precomputed vignettes go into the package
 #   3. R CMD build
-#   4. R CMD check --as-cran on the tarball, twice: once with no Python core reachable (examples and tests
+#   4. R CMD check --as-cran --no-manual on the tarball (no LaTeX here for the PDF manual; the HTML manual is
+#      validated, with HTML Tidy), twice: once with no Python core reachable (examples and tests
 #      skip), once with the core (FINECLASS_PYTHON) where the examples and the whole testthat suite run.
 #      Each fails on any ERROR or WARNING, and on a NOTE that README.md does not list ("NOTEs" section).
 #   5. pkgdown::build_site() into a temporary folder (no core: the examples are not run)
@@ -19,16 +20,17 @@ export FINECLASS_PYTHON="${FINECLASS_PYTHON:-$repo/.venv/bin/python}"
 export FINECLASS_SLOW_TESTS="${FINECLASS_SLOW_TESTS:-true}"
 CHECKS="${FINECLASS_CHECKS:-nocore core pkgdown}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# torch keeps a compiler cache in $TMPDIR/torchinductor_<user>, which R CMD check reports as detritus in the
+# temporary folder: keep it in the build folder instead (it is only a cache)
 # R CMD check stays off the network: no remote CRAN incoming checks, no clock look-up
 export _R_CHECK_CRAN_INCOMING_REMOTE_=false _R_CHECK_FUTURE_FILE_TIMESTAMPS_=false _R_CHECK_SYSTEM_CLOCK_=false
-# quanteda (an optional input type) is not in Debian; the package reads corpora without it
-export _R_CHECK_FORCE_SUGGESTS_=false
 if [ ! -x "$FINECLASS_PYTHON" ]; then
   echo "FINECLASS_PYTHON=$FINECLASS_PYTHON is not an executable Python; set it (the tests need the core)." >&2
   exit 1
 fi
 build="${FINECLASS_BUILD_DIR:-$repo/.cache/r-build}"
 mkdir -p "$build"
+export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-$build/torchinductor}"
 log() { echo "== $* ($(date +%H:%M:%S))"; }
 
 log "roxygen2"
@@ -73,7 +75,7 @@ run_check() {
   cp "$tarball" "$work/$name/"
   log "R CMD check --as-cran $tarball ($name)"
   local status=0
-  (cd "$work/$name" && env "$@" R CMD check --as-cran "$tarball" > check.out 2>&1) || status=$?
+  (cd "$work/$name" && env "$@" R CMD check --as-cran --no-manual "$tarball" > check.out 2>&1) || status=$?
   local dir="$work/$name/fineclass.Rcheck"
   local checklog="$dir/00check.log"
   cp "$checklog" "$build/check-$name.log" 2>/dev/null || true
@@ -137,7 +139,8 @@ if [[ " $CHECKS " == *" pkgdown "* ]]; then
   cp "$here/_pkgdown.yml" "$here/README.md" "$work/site/fineclass/"
   if env -u FINECLASS_PYTHON -u PYTHONPATH FINECLASS_ENV=fineclass-not-installed \
       RETICULATE_PYTHON="$python_without_core" R_LIBS="$work/lib:${R_LIBS:-}" \
-      Rscript -e "pkgdown::build_site('$work/site/fineclass', override = list(destination = '$work/site/docs'),
+      Rscript -e "options(pkgdown.internet = FALSE)  # no CRAN look-up for the sidebar's links
+                  pkgdown::build_site('$work/site/fineclass', override = list(destination = '$work/site/docs'),
                                        new_process = FALSE, install = FALSE, preview = FALSE)" \
       > "$build/pkgdown.log" 2>&1; then
     echo "pkgdown: $(find "$work/site/docs" -name '*.html' | wc -l) pages; reference index groups:" \

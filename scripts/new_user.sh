@@ -57,7 +57,8 @@ links=""
 for d in $wheels; do [ -d "$d" ] && links="$links $d"; done
 pipenv=()
 if [ -n "$links" ]; then
-  pipenv=(PIP_NO_INDEX=1 "PIP_FIND_LINKS=${links# }")
+  # (PIP_NO_COMPILE: no .pyc for torch's thousands of files at install time; Python writes them when used)
+  pipenv=(PIP_NO_INDEX=1 "PIP_FIND_LINKS=${links# }" PIP_NO_COMPILE=1)
   echo "== pip offline, from:$links"
 fi
 run_r() {  # title, R code

@@ -34,10 +34,11 @@ if [ "$WITH_R" = 1 ]; then
   need=()
   # the R package's Imports (reticulate, cli, generics, rlang, tibble), what its tests and checks use (testthat,
   # withr, callr, roxygen2, knitr, rmarkdown, pandoc, pkgdown, ggplot2, jsonlite) and the column classes its
-  # tests convert (glue, haven, bit64); quanteda and R's torch are not in Debian
+  # tests convert (glue, haven, bit64); HTML Tidy and qpdf for R CMD check --as-cran's manual and vignette
+  # checks; quanteda and R's torch are not in Debian
   for pkg in r-base-core r-cran-reticulate r-cran-cli r-cran-generics r-cran-rlang r-cran-tibble r-cran-testthat \
              r-cran-withr r-cran-callr r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown pandoc r-cran-pkgdown \
-             r-cran-ggplot2 r-cran-jsonlite r-cran-glue r-cran-haven r-cran-bit64 r-cran-rstudioapi; do
+             r-cran-ggplot2 r-cran-jsonlite r-cran-glue r-cran-haven r-cran-bit64 r-cran-rstudioapi tidy qpdf; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then

@@ -46,7 +46,7 @@ fineclass_error <- function(message, argument = NULL, python_type = NULL, traceb
 #' @examplesIf ft_available()
 #' try(ft_call("load", "no/such/folder"))
 #' @export
-ft_call <- function(fn, ..., .args = NULL, .convert = TRUE, .call = sys.call(-1), .quiet = FALSE) {
+ft_call <- function(fn, ..., .args = NULL, .convert = TRUE, .call = sys.call(-1), .quiet = default_quiet()) {
   force(.call)
   args <- c(list(...), .args)
   nms <- names(args) %||% rep("", length(args))

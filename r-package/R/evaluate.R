@@ -171,12 +171,16 @@ scoring_call <- function(fn, predictions, truth, label, id, bootstrap, seed, spe
 #' @return A list of class `ft_learning_curve`: `runs` (one row per size and
 #'   seed), `summary` (mean, min, max per size), `metric`, `target`, and with
 #'   three sizes or more `fit` (the curve's parameters), `fitted` (the curve on
-#'   a grid of sizes) and, with a `target`, `needed`.
+#'   a grid of sizes) and, with a `target`, `needed`. `tidy()` gives the runs;
+#'   `glance()` one row: the metric, the fitted curve's parameters and the
+#'   labels needed with their interval; `autoplot()` (ggplot2) draws it.
 #' @examplesIf ft_available()
 #' curve <- ft_learning_curve(film_reviews[1:60, ], label = "sentiment", sizes = c(8, 16, 24),
 #'                            seeds = 0, config = ft_config(epochs = 1, max_length = 16),
 #'                            target = 0.8, quiet = TRUE)
 #' curve
+#' tidy(curve)
+#' glance(curve)
 #' @export
 ft_learning_curve <- function(data, sizes = c(100, 200, 400, 800), seeds = 0:2, text = "text",
                               label = "label", id = NULL, labels = NULL, model = "minilm",

@@ -16,8 +16,10 @@
 ft_example_model <- function() {
   cached <- .fc$example_model
   if (is.null(cached) || !model_loaded(cached)) {
-    .fc$example_model <- ft_train(film_reviews[1:100, ], label = "sentiment", model = "minilm", epochs = 1,
-      max_length = 32, seed = 1, quiet = TRUE)
+    data <- new.env()
+    utils::data("film_reviews", package = "fineclass", envir = data)
+    .fc$example_model <- ft_train(data$film_reviews[1:100, ], label = "sentiment", model = "minilm",
+      epochs = 1, max_length = 32, seed = 1, quiet = TRUE)
   }
   .fc$example_model
 }

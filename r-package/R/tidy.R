@@ -91,15 +91,9 @@ glance.ft_model <- function(x, ...) {
   ), 1L)
 }
 
-#' Tidy a learning curve
-#'
-#' `tidy()` gives the runs, one row per training size and seed; `glance()` one
-#' row: the metric, the fitted curve's parameters and, with a target, the
-#' labels needed with their interval.
-#'
-#' @param x An `ft_learning_curve` from [ft_learning_curve()].
+#' @rdname ft_learning_curve
+#' @param x An `ft_learning_curve`.
 #' @param ... Not used: an argument given here is an error naming it.
-#' @return A tibble.
 #' @method tidy ft_learning_curve
 #' @export
 tidy.ft_learning_curve <- function(x, ...) {
@@ -107,7 +101,7 @@ tidy.ft_learning_curve <- function(x, ...) {
   x$runs
 }
 
-#' @rdname tidy.ft_learning_curve
+#' @rdname ft_learning_curve
 #' @method glance ft_learning_curve
 #' @export
 glance.ft_learning_curve <- function(x, ...) {

@@ -184,8 +184,9 @@ test_that("a quanteda corpus trains and predicts with its docnames and docvars",
   skip_if_not_installed("quanteda")
   skip_if_no_fineclass()
   docs <- reviews()
-  corp <- quanteda::corpus(data.frame(doc_id = docs$doc, text = as.character(docs$review),
-                                      sentiment = as.character(docs$sentiment)))
+  corpus <- getExportedValue("quanteda", "corpus")   # quanteda is optional, and not in Debian
+  corp <- corpus(data.frame(doc_id = docs$doc, text = as.character(docs$review),
+                            sentiment = as.character(docs$sentiment)))
   frame <- fineclass:::as_docs_frame(corp)
   expect_identical(frame$id, docs$doc)
   expect_identical(frame$sentiment, as.character(docs$sentiment))

@@ -24,6 +24,8 @@ test_that("torch's matrix products inside R do not run on R's reference BLAS", {
   a <- matrix(stats::rnorm(n * n), n)
   b <- matrix(stats::rnorm(n * n), n)
   r_seconds <- min(vapply(1:3, function(i) system.time(for (k in 1:5) a %*% b)[["elapsed"]] / 5, numeric(1)))
-  # netlib's product of two 384 x 384 matrices takes tens of milliseconds; torch's own well under one
-  expect_lt(torch_seconds, r_seconds / 5)
+  # netlib's product of two 384 x 384 matrices takes tens of milliseconds; torch's own well under one (on R's
+  # copy it takes as long as R's; a loaded machine slows torch's two threads more than R's one, hence 3 and
+  # not the 50 measured on an idle machine)
+  expect_lt(torch_seconds, r_seconds / 3)
 })
