@@ -117,8 +117,10 @@ print.ft_classify_run <- function(x, ...) {
   cat(sprintf("<ft_classify_run> %s documents classified in %s s%s\n",
     format(x$rows_written %||% 0, big.mark = ","), format(x$seconds %||% NA),
     if (!is.null(x$docs_per_second)) sprintf(" (%s docs/s)", format(x$docs_per_second)) else ""))
-  cat(sprintf("  %s of %s shards finished%s; %s truncated, %s empty\n",
-    format(x$shards_written + x$shards_skipped), format(x$shards_total %||% "?"),
+  done <- x$shards_written + x$shards_skipped
+  cat(sprintf("  %s%s finished%s; %s truncated, %s empty\n",
+    format(done), if (is.null(x$shards_total)) if (done == 1) " shard" else " shards" else
+      sprintf(" of %s shards", format(x$shards_total)),
     if (isTRUE(x$complete)) "" else " (not complete: run again to resume)",
     format(x$truncated_total %||% 0), format(x$empty_total %||% 0)))
   cat(sprintf("  output: %s (read it with ft_read_predictions())\n", x$output))

@@ -181,8 +181,16 @@ default_torch_index <- function(gpu, sysname = Sys.info()[["sysname"]]) {
   if (!gpu && identical(sysname, "Linux")) "https://download.pytorch.org/whl/cpu" else NULL
 }
 
-# A Python whose version satisfies `spec` (">=3.9,<3.12"), from the usual names on the PATH.
+# A Python whose version satisfies `spec` (">=3.9,<3.12"): reticulate's own search where it has one
+# (virtualenv_starter(), reticulate 1.31 and later), else the usual names on the PATH.
 find_python <- function(spec = default_python_version()) {
+  starter <- tryCatch(getExportedValue("reticulate", "virtualenv_starter"), error = function(e) NULL)
+  if (is.function(starter)) {
+    found <- tryCatch(starter(spec), error = function(e) NULL)
+    if (is.character(found) && length(found) == 1 && nzchar(found)) {
+      return(found)
+    }
+  }
   candidates <- c(Sys.which(c("python3.11", "python3.10", "python3.12", "python3.13", "python3.9", "python3")))
   candidates <- unique(candidates[nzchar(candidates)])
   for (python in candidates) {

@@ -164,6 +164,14 @@ test_that("the installer's choices follow reticulate and the machine", {
   expect_null(fineclass:::default_torch_index(TRUE, "Linux"))
   expect_null(fineclass:::default_torch_index(FALSE, "Darwin"))
   expect_type(fineclass:::has_nvidia_gpu(), "logical")
+  err <- expect_error(fineclass:::find_python(">=9.0"), class = "fineclass_error")
+  expect_identical(err$argument, "python_version")
+  python <- tryCatch(fineclass:::find_python(">=3.9"), error = function(e) NULL)
+  if (!is.null(python)) {
+    version <- system2(python, c("-c", shQuote("import sys; print('%d.%d.%d' % sys.version_info[:3])")),
+                       stdout = TRUE)
+    expect_true(fineclass:::version_ok(version, ">=3.9"))
+  }
   dir <- withr::local_tempdir()
   err <- expect_error(ft_install(envname = file.path(dir, "env"), source = dir), class = "fineclass_error")
   expect_identical(err$argument, "source")
