@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from fineclass import FineclassError, LabelSpec
-from fineclass.data import as_table, labelled, read_table
+from fineclass.data import labelled
+from fineclass.tables import as_table, read_table
 
 ROWS = {"doc": ["a b", "c d", "e f"], "body": ["first text", "second text", "third text"], "y": [1, 2, 1]}
 

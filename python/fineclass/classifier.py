@@ -6,14 +6,13 @@ in ``_``; ``predict`` / ``predict_proba`` return tables with the input's id carr
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from ._fs import atomic_folder, check_replaceable
 from .config import TrainConfig
 from .errors import FineclassError
 from .labels import LabelSpec
@@ -85,28 +84,14 @@ class Classifier:
         from .manifest import write_json_atomic
         self._check_fitted()
         path = Path(path)
-        if path.exists() and any(path.iterdir()):
-            if not overwrite:
-                raise FineclassError(f"`path` {str(path)!r} exists and is not empty; pass overwrite=True or choose "
-                                     f"another folder.", "path")
-            if not (path / "fineclass.json").exists():
-                raise FineclassError(f"`path` {str(path)!r} holds files that are not a fineclass model; refusing "
-                                     f"to overwrite them.", "path")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=str(path.parent)))
-        try:
+        check_replaceable(path, overwrite, "fineclass.json", "a fineclass model")
+        with atomic_folder(path) as tmp:
             weights = get_method(self.method).save(self.module_, self.tokenizer_, tmp)
             self.spec_.save(tmp / "labels.json")
             manifest = dict(self.manifest_)
             manifest.update(weights)
             manifest["format_version"] = FORMAT_VERSION
             write_json_atomic(tmp / "fineclass.json", manifest)
-            if path.exists():
-                shutil.rmtree(path)
-            tmp.rename(path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return str(path)
 
     def __repr__(self) -> str:
@@ -201,7 +186,7 @@ def decode(probs: np.ndarray, spec: LabelSpec, thresholds: dict) -> dict:
 
 def to_long(predictions: Any) -> pa.Table:
     """Multi-label or dimension->level predictions as long rows: (id, label) or (id, dimension, level, confidence)."""
-    from .data import read_table
+    from .tables import read_table
     t = read_table(predictions, "predictions")
     if "labels" not in t.column_names or "id" not in t.column_names:
         raise FineclassError("`predictions` needs columns `id` and `labels` (the output of predict() for a "

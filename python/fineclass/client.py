@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ._fs import atomic_file
 from .errors import FineclassError
-from .labels import LabelSpec, _canon
+from .labels import LabelSpec, canon
 
 __all__ = ["Endpoint", "ChatResult", "chat_many", "build_messages", "parse_answer", "format_answer",
            "default_cache_dir", "InvalidAnswer"]
@@ -211,10 +212,8 @@ def _read_cache(path: Path) -> dict | None:
 
 
 def _write_cache(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_file(path, durable=False) as tmp:  # a cache: a lost entry after a crash is asked again
+        tmp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
 
 
 def _extract(body: bytes) -> tuple[str, dict]:
@@ -503,7 +502,7 @@ def parse_answer(spec: LabelSpec, content: str) -> list[dict]:
     def code_of(value, what="label") -> str:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise InvalidAnswer(f"{what} {value!r} is not a label")
-        c = lookup.get(_canon(value).casefold())
+        c = lookup.get(canon(value).casefold())
         if c is None:
             raise InvalidAnswer(f"{what} {value!r} is not in the label set")
         return c

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Optional
 
+from ._checks import whole_number
 from .errors import FineclassError
 
 FINETUNE = ("auto", "full", "lora", "qlora")
@@ -40,24 +41,11 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        def positive_int(name, allow_none=False):
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if isinstance(v, float) and v.is_integer():
-                v = int(v)  # R passes numbers as doubles
-                setattr(self, name, v)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise FineclassError(f"`{name}` must be a whole number of at least 1; got {v!r}.", name)
-
         for name in ("epochs", "batch_size", "max_length", "gradient_accumulation"):
-            positive_int(name)
+            setattr(self, name, whole_number(getattr(self, name), name))
         for name in ("lora_r", "lora_alpha", "early_stopping"):
-            positive_int(name, allow_none=True)
-        if isinstance(self.seed, float) and self.seed.is_integer():
-            self.seed = int(self.seed)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise FineclassError(f"`seed` must be a whole number; got {self.seed!r}.", "seed")
+            setattr(self, name, whole_number(getattr(self, name), name, allow_none=True))
+        self.seed = whole_number(self.seed, "seed", minimum=None)
         if self.learning_rate is not None and not (0 < float(self.learning_rate) < 1):
             raise FineclassError(f"`learning_rate` must be between 0 and 1; got {self.learning_rate!r}.",
                                  "learning_rate")

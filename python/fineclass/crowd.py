@@ -28,10 +28,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
+from ._fs import atomic_file
 from .client import Endpoint, InvalidAnswer, build_messages, chat_many, parse_answer
-from .data import ID, check_text, read_table, with_id
+from .tables import ID, check_text, read_table, with_id
 from .errors import FineclassError, preview
-from .labels import LabelSpec, _canon
+from .labels import LabelSpec, canon
 
 __all__ = ["propose", "proposal_stats", "export_review", "import_review", "acceptance_report",
            "assemble_training_set", "add_cli", "RULES", "CONFLICTS"]
@@ -106,7 +107,7 @@ def _check_proposal(spec: LabelSpec, p: Mapping[str, Any]) -> str | None:
         if p["level"] not in (spec.levels or []):
             return f"level {p['level']!r} is not one of {', '.join(spec.levels)}"
         return None
-    return None if _canon(p["label"]) in spec.classes else f"label {p['label']!r} is not in the label set"
+    return None if canon(p["label"]) in spec.classes else f"label {p['label']!r} is not in the label set"
 
 
 def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = None, spec: Any = None,
@@ -216,7 +217,7 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
         cols["dimension"] = pa.array(rows["dimension"], pa.string())
         cols["level"] = pa.array(rows["level"], pa.string())
     else:
-        cols["label"] = pa.array([None if v is None else spec.decode_value(_canon(v)) for v in rows["label"]],
+        cols["label"] = pa.array([None if v is None else spec.decode_value(canon(v)) for v in rows["label"]],
                                  ltype)
     cols["proposer"] = pa.array(rows["proposer"], pa.string())
     cols["confidence"] = pa.array(rows["confidence"], pa.float64())
@@ -260,7 +261,7 @@ def _shape(table: pa.Table, argument: str) -> tuple[str, ...]:
 
 
 def _key_str(v: Any) -> str:
-    return "" if v is None else _canon(v)
+    return "" if v is None else canon(v)
 
 
 def _item_id(doc: str, label: Sequence[str]) -> str:
@@ -435,13 +436,11 @@ def _csv_unguard(v: str) -> str:
 
 
 def _write_csv(target: Path, header: list[str], rows: list[list]) -> None:
-    tmp = target.with_name(target.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8-sig") as f:
+    with atomic_file(target) as tmp, open(tmp, "w", newline="", encoding="utf-8-sig") as f:
         w = csv.writer(f)
         w.writerow(header)
         for r in rows:
             w.writerow([_csv_guard(v) for v in r])
-    tmp.replace(target)
 
 
 def _write_xlsx(target: Path, header: list[str], rows: list[list], coder: str | None) -> None:
@@ -471,9 +470,8 @@ def _write_xlsx(target: Path, header: list[str], rows: list[list], coder: str | 
     if rows:
         dv.add(f"{col}2:{col}{len(rows) + 1}")
     ws.freeze_panes = "A2"
-    tmp = target.with_name(target.name + ".tmp")
-    wb.save(tmp)
-    tmp.replace(target)
+    with atomic_file(target) as tmp:
+        wb.save(tmp)
 
 
 # ================================================================================================ import

@@ -72,7 +72,8 @@ def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), se
     A checkpoint written with other data, test split, model, method or settings is refused.
     """
     from .config import TrainConfig
-    from .data import labelled, read_table, with_id
+    from .data import labelled
+    from .tables import read_table, with_id
     from .evaluation import evaluate, fit_curve, labels_needed
     from .training import train
 
@@ -198,7 +199,7 @@ def _append_checkpoint(path, key, row) -> None:
 
 
 def _truth(table, ds, test_ids, label, labels):
-    from .data import read_table
+    from .tables import read_table
     if labels is not None:
         return read_table(labels, "labels")
     return _subset(table, test_ids).select(["id", label]).rename_columns(["id", "label"])
@@ -255,7 +256,7 @@ def add_cli(subparsers) -> None:
 
 def _cli(args) -> int:
     import json
-    from .data import read_table
+    from .tables import read_table
     label = args.label.split(",") if args.labels and "," in args.label else args.label
     test = read_table(args.test_ids, "test").column("id").to_pylist() if args.test_ids else None
     lc = learning_curve(args.data, sizes=[int(s) for s in args.sizes.split(",")],

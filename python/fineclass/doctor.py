@@ -18,7 +18,7 @@ def doctor() -> dict:
             report["device"] = "mps (Apple GPU)"
         else:
             report["device"] = f"cpu ({torch.get_num_threads()} threads)"
-        from . import TORCH_BLAS
+        from ._blas import TORCH_BLAS
         report["blas"] = TORCH_BLAS
         if TORCH_BLAS.startswith("torch was imported first"):
             problems.append("torch was imported before fineclass in a process with another BLAS, so its matrix "

@@ -40,8 +40,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._checks import whole_number
 from .errors import FineclassError, preview, warn_user
-from .labels import DEFAULT_LEVELS, KINDS, LabelSpec, _canon
+from .labels import DEFAULT_LEVELS, KINDS, LabelSpec, canon
 
 __all__ = ["evaluate", "Evaluation", "paired_bootstrap", "bootstrap_ci", "agreement", "model_vs_coders",
            "label_shares", "fit_curve", "CurveFit", "labels_needed", "EvaluationWarning", "add_cli"]
@@ -63,19 +64,6 @@ def _plural(n: int, word: str) -> str:
 
 
 # ====================================================================== argument checks
-def _int_arg(value: Any, name: str, minimum: int = 0) -> int:
-    """An integer argument; R passes doubles, so 1000.0 is accepted."""
-    if isinstance(value, bool) or value is None:
-        raise FineclassError(f"`{name}` must be a whole number; got {value!r}.", name)
-    if isinstance(value, (float, np.floating)):
-        if not float(value).is_integer():
-            raise FineclassError(f"`{name}` must be a whole number; got {value!r}.", name)
-        value = int(value)
-    if not isinstance(value, (int, np.integer)) or int(value) < minimum:
-        raise FineclassError(f"`{name}` must be a whole number >= {minimum}; got {value!r}.", name)
-    return int(value)
-
-
 def _confidence_arg(confidence: Any) -> float:
     try:
         c = float(confidence)
@@ -110,7 +98,7 @@ def _resolve_spec(spec: Any) -> LabelSpec | None:
 
 
 def _read(data: Any, argument: str) -> pa.Table:
-    from .data import read_table
+    from .tables import read_table
     if data is None:
         raise FineclassError(f"`{argument}` is missing: pass a table or the path of a Parquet/CSV file.", argument)
     return read_table(data, argument)
@@ -129,7 +117,7 @@ def _key_array(col: pa.ChunkedArray | pa.Array) -> pa.Array:
         return col.cast(pa.string())
     if pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", bool)(t):
         return pc.utf8_trim_whitespace(col.cast(pa.string()))
-    return pa.array([None if v is None else _canon(v) for v in col.to_pylist()], pa.string())
+    return pa.array([None if v is None else canon(v) for v in col.to_pylist()], pa.string())
 
 
 def _float_or_nan(v: Any) -> float:
@@ -273,7 +261,7 @@ def _read_coded(table: pa.Table, argument: str, layout: _Layout, kind: str, id: 
         col = table.column(layout.columns[0]).to_pylist()
         best_conf: dict = {}
         for r, (k, v) in enumerate(zip(key_list, col)):
-            code = None if v is None or (isinstance(v, float) and math.isnan(v)) else _canon(v)
+            code = None if v is None or (isinstance(v, float) and math.isnan(v)) else canon(v)
             c = conf[r] if conf else float("nan")
             if k in out.values:
                 if out.values[k] != code:
@@ -289,7 +277,7 @@ def _read_coded(table: pa.Table, argument: str, layout: _Layout, kind: str, id: 
         col = table.column(layout.columns[0]).to_pylist()
         for k, v in zip(key_list, col):
             if layout.fmt == "document":
-                codes = {_canon(x) for x in (v or []) if x is not None}
+                codes = {canon(x) for x in (v or []) if x is not None}
                 if k in out.values and out.values[k] != codes:
                     conflict(f"document {out.original[k]!r}", sorted(out.values[k]), sorted(codes))
                     continue  # document-level duplicates: the first row wins
@@ -297,7 +285,7 @@ def _read_coded(table: pa.Table, argument: str, layout: _Layout, kind: str, id: 
             else:
                 s = out.values.setdefault(k, set())
                 if v is not None and not (isinstance(v, float) and math.isnan(v)):
-                    s.add(_canon(v))
+                    s.add(canon(v))
         return out
     # dimlevel
     best: dict = {}
@@ -315,8 +303,8 @@ def _read_coded(table: pa.Table, argument: str, layout: _Layout, kind: str, id: 
         m = out.values.setdefault(k, {})
         if d is None:
             continue
-        d = _canon(d)
-        lv = None if lv is None else _canon(lv)
+        d = canon(d)
+        lv = None if lv is None else canon(lv)
         if d in m:
             if m[d] != lv:
                 conflict(f"document {out.original[k]!r}, dimension {d!r}", m[d], lv)
@@ -345,7 +333,7 @@ def _scored_ids(ids: Any, id: str) -> tuple[list, dict]:
         raise FineclassError("`ids` holds missing values; pass the ids of the documents to score.", "ids")
     keys, original = [], {}
     for v in values:
-        k = _canon(v)
+        k = canon(v)
         if k not in original:
             original[k] = v
             keys.append(k)
@@ -819,7 +807,7 @@ def bootstrap_ci(values: Any, *, statistic: Callable | None = None, resamples: i
     if cluster is not None:
         _, clusters = np.unique(np.asarray(cluster, dtype=object).astype(str), return_inverse=True)
     est = float(fn(S.sum(0)[None, :], np.array([float(S.shape[0])]))[0])
-    vals = _resampled(S, [fn], _int_arg(resamples, "resamples", 1), np.random.default_rng(seed), clusters)[:, 0]
+    vals = _resampled(S, [fn], whole_number(resamples, "resamples", minimum=1), np.random.default_rng(seed), clusters)[:, 0]
     lo, hi, _ = _percentile(vals, _confidence_arg(confidence))
     return est, lo, hi
 
@@ -1034,9 +1022,9 @@ def evaluate(predictions: Any, truth: Any, *, spec: Any = None, kind: str | None
     presence_micro_f1, presence_macro_f1, pair_micro_f1, level_accuracy. Macro averages run over the
     classes of the label set that occur in the truth or the predictions.
     """
-    resamples = _int_arg(bootstrap, "bootstrap", 0)
+    resamples = whole_number(bootstrap, "bootstrap", minimum=0)
     conf = _confidence_arg(confidence)
-    seed = _int_arg(seed, "seed", 0)
+    seed = whole_number(seed, "seed", minimum=0)
     prep = _prepare([predictions], truth, spec=spec, kind=kind, id=id, label=label, ids=ids,
                     on_mismatch=on_mismatch, cluster=cluster)
     if prep.kind == "dimlevel" and not prep.classes:
@@ -1069,9 +1057,9 @@ def paired_bootstrap(pred_a: Any, pred_b: Any, truth: Any, *, metric: str | Sequ
     resampled differences on either side of zero (capped at 1): a bootstrap analogue of a two-sided
     p-value for "no difference". ``metric``: one name or a list; default every headline metric.
     """
-    resamples = _int_arg(bootstrap, "bootstrap", 1)
+    resamples = whole_number(bootstrap, "bootstrap", minimum=1)
     conf = _confidence_arg(confidence)
-    seed = _int_arg(seed, "seed", 0)
+    seed = whole_number(seed, "seed", minimum=0)
     prep = _prepare([pred_a, pred_b], truth, spec=spec, kind=kind, id=id, label=label, ids=ids,
                     on_mismatch=on_mismatch, cluster=cluster, pred_names=("pred_a", "pred_b"))
     sa, _ = _stats_for(prep, 0)
@@ -1165,10 +1153,10 @@ def _value_codes(cells: dict, level: str, order: Sequence | None) -> tuple[dict,
             return {k: float(v) for k, v in cells.items()}, sorted({float(v) for v in values})
         except (TypeError, ValueError):
             raise FineclassError(f"level={level!r} needs numeric values; found e.g. {values[0]!r}.", "level") from None
-    canon = {k: _canon(v) for k, v in cells.items()}
+    canon = {k: canon(v) for k, v in cells.items()}
     distinct = set(canon.values())
     if order is not None:
-        ordered = [_canon(o) for o in order]
+        ordered = [canon(o) for o in order]
         missing = distinct - set(ordered)
         if missing:
             raise FineclassError(f"`order` lacks values found in the data: {preview(sorted(missing))}.", "order")
@@ -1302,7 +1290,7 @@ def model_vs_coders(predictions: Any, coders: Any, *, unit: str = "id", coder: A
     if pc_.conflicts:
         _warn(f"`predictions` gives different labels for the same document {pc_.conflicts} times; the first row "
               f"(or the most confident) was kept.")
-    ukey = {_canon(u): u for u in units}
+    ukey = {canon(u): u for u in units}
     covered = [k for k in ukey if k in pc_.values and pc_.values[k] is not None]
     if not covered:
         raise FineclassError(f"no unit of `coders` has a prediction: check that `{unit}` in `coders` and `{id}` "
@@ -1355,9 +1343,9 @@ def label_shares(predictions: Any, groups: Any = None, by: Any = (), *, id: str 
     Documents are resampled within each group (clusters, when ``cluster`` names a column of ``groups``).
     Returns: the ``by`` columns, label, documents (in the group), n (carrying the label), share, lower, upper.
     """
-    resamples = _int_arg(bootstrap, "bootstrap", 0)
+    resamples = whole_number(bootstrap, "bootstrap", minimum=0)
     conf = _confidence_arg(confidence)
-    seed = _int_arg(seed, "seed", 0)
+    seed = whole_number(seed, "seed", minimum=0)
     by = [by] if isinstance(by, str) else [str(b) for b in (by or [])]
     spec = _resolve_spec(spec)
     if spec is not None:
@@ -1532,7 +1520,7 @@ def fit_curve(sizes: Any, scores: Any, *, resamples: int = 200, seed: int = 0) -
     if distinct.size < 3:
         raise FineclassError(f"a learning curve needs at least three different training sizes; got "
                              f"{distinct.size}.", "sizes")
-    resamples = _int_arg(resamples, "resamples", 0)
+    resamples = whole_number(resamples, "resamples", minimum=0)
     a, b, c, sse = _profile_fit(n, y[None, :])
     notes = []
     if c[0] in (_C_GRID[0], _C_GRID[-1]):

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -35,6 +34,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from ._checks import whole_number
+from ._fs import atomic_file
 from .errors import FineclassError, warn_user
 
 LEDGER = "_ledger.jsonl"
@@ -174,7 +175,7 @@ def _prediction_columns(clf, probs: np.ndarray, truncated: np.ndarray, empty: np
 def predict_batch(clf, table: pa.Table, batch_tokens: int | None = None, probabilities: bool = True,
                   progress=None) -> pa.Table:
     """Predictions for a table that already has `id` and `text` columns (null or blank texts are flagged)."""
-    from .data import check_text
+    from .tables import check_text
     _, empty = check_text(table, "text", on_empty="flag")
     n = table.num_rows
     col = table.column("text")
@@ -201,7 +202,7 @@ def predict_batch(clf, table: pa.Table, batch_tokens: int | None = None, probabi
 def predict_table(clf, data: Any, *, text: str = "text", id: str | None = None, batch_tokens: int | None = None,
                   probabilities: bool = True, progress: bool = False) -> pa.Table:
     """Predictions for an in-memory input (one table out, in input order)."""
-    from .data import check_text, read_table, with_id
+    from .tables import check_text, read_table, with_id
     batch_tokens = _check_batch_tokens(batch_tokens)
     table = with_id(read_table(data), id)
     table, _ = check_text(table, text, on_empty="flag")
@@ -222,14 +223,7 @@ def _bar(total, enabled, initial: int = 0):
 
 
 def _check_batch_tokens(batch_tokens):
-    if batch_tokens is None:
-        return None
-    if isinstance(batch_tokens, float) and batch_tokens.is_integer():
-        batch_tokens = int(batch_tokens)  # R passes numbers as doubles
-    if not isinstance(batch_tokens, int) or isinstance(batch_tokens, bool) or batch_tokens < 1:
-        raise FineclassError(f"`batch_tokens` must be a positive whole number (tokens per batch, e.g. 8192); got "
-                             f"{batch_tokens!r}.", "batch_tokens")
-    return batch_tokens
+    return whole_number(batch_tokens, "batch_tokens", allow_none=True, hint=" (tokens per batch, e.g. 8192)")
 
 
 # ---------------------------------------------------------------------- shards
@@ -366,9 +360,9 @@ class _FileSource(_Source):
     """Parquet files read row group by row group (only the groups that hold wanted shards), or CSV files."""
 
     def __init__(self, path, columns: list[str], argument: str = "data"):
-        from .data import _format_of, resolve_files
+        from .tables import file_format, resolve_files
         self.files = resolve_files(path, argument)
-        self.format = _format_of(self.files, argument)
+        self.format = file_format(self.files, argument)
         self.columns, self.argument = columns, argument
         self.kind = "files"
         p = str(path)
@@ -494,8 +488,8 @@ def _open_source(data: Any, text: str, id: str | None) -> _Source:
     Without ``id``, an input column named ``id`` is used as the id (as in ``predict``); without one either,
     the id is the row number in the input.
     """
-    from .data import ID, _is_path, read_table
-    if _is_path(data):
+    from .tables import ID, is_path, read_table
+    if is_path(data):
         source = _FileSource(data, [text] + ([id] if id else []))
         if id is None and source.has_column(ID):
             source = _FileSource(data, [text, ID])
@@ -567,21 +561,9 @@ def _check_shard(folder: Path, entry: dict) -> bool:
 
 def _write_shard(folder: Path, k: int, table: pa.Table, input_hash: str) -> dict:
     name = _shard_name(k)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=str(folder))
-    os.close(fd)
-    try:
+    with atomic_file(folder / name) as tmp:
         pq.write_table(table, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        size, digest = os.path.getsize(tmp), _sha256_file(Path(tmp))
-        os.replace(tmp, folder / name)
-        _fsync_dir(folder)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        size, digest = os.path.getsize(tmp), _sha256_file(tmp)
     entry = {"shard": k, "file": name, "rows": table.num_rows, "bytes": size, "sha256": digest,
              "input_sha256": input_hash,
              "truncated": int(pc.sum(table.column("truncated")).as_py() or 0),
@@ -592,20 +574,6 @@ def _write_shard(folder: Path, k: int, table: pa.Table, input_hash: str) -> dict
         f.flush()
         os.fsync(f.fileno())
     return entry
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(str(folder), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _rechunk(batches, rows: int):
@@ -707,7 +675,7 @@ def classify(data: Any, model: Any = None, output: str | Path | None = None, *, 
     documents/s, where the output is). Read the result back with ``read_output(DIR)``.
     """
     from .classifier import Classifier, load
-    from .data import check_text, with_id
+    from .tables import check_text, with_id
 
     if engine != "local":
         if engine == "ray":
@@ -719,10 +687,7 @@ def classify(data: Any, model: Any = None, output: str | Path | None = None, *, 
     if model is None:
         raise FineclassError("`model` is required: a fitted Classifier or the folder of a saved one.", "model")
     batch_tokens = _check_batch_tokens(batch_tokens)
-    if isinstance(shard_rows, float) and shard_rows.is_integer():
-        shard_rows = int(shard_rows)
-    if not isinstance(shard_rows, int) or isinstance(shard_rows, bool) or shard_rows < 1:
-        raise FineclassError(f"`shard_rows` must be a positive whole number; got {shard_rows!r}.", "shard_rows")
+    shard_rows = whole_number(shard_rows, "shard_rows")
     i, n = parse_shard(shard)
     source = _open_source(data, text, id) if output is not None else None  # bad input fails before any work
     clf = model if isinstance(model, Classifier) else load(model, device=device)

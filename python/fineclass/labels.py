@@ -19,12 +19,13 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import FineclassError, preview
+from .tables import read_table
 
 KINDS = ("single", "multi", "dimlevel")
 DEFAULT_LEVELS = ("low", "medium", "high")
 
 
-def _canon(value: Any) -> str:
+def canon(value: Any) -> str:
     """Canonical string of a label value: 5, 5.0 and "5" are the same code."""
     if isinstance(value, bool):
         return str(value).lower()
@@ -78,7 +79,7 @@ class LabelSpec:
         if self.kind not in KINDS:
             raise FineclassError(
                 f"`kind` must be one of {', '.join(KINDS)}; got {self.kind!r}.", "kind")
-        self.classes = [_canon(c) for c in self.classes]
+        self.classes = [canon(c) for c in self.classes]
         if len(set(self.classes)) != len(self.classes):
             dup = sorted({c for c in self.classes if self.classes.count(c) > 1})
             raise FineclassError(f"`classes` holds duplicates: {preview(dup)}.", "classes")
@@ -94,8 +95,8 @@ class LabelSpec:
                 raise FineclassError(f"`levels` holds duplicates: {self.levels}.", "levels")
         elif self.levels:
             raise FineclassError("`levels` is only used with kind='dimlevel'.", "levels")
-        self.names = {_canon(k): str(v) for k, v in (self.names or {}).items()}
-        self.descriptions = {_canon(k): str(v) for k, v in (self.descriptions or {}).items()}
+        self.names = {canon(k): str(v) for k, v in (self.names or {}).items()}
+        self.descriptions = {canon(k): str(v) for k, v in (self.descriptions or {}).items()}
         unknown = [k for k in list(self.names) + list(self.descriptions) if k not in self.classes]
         if unknown:
             raise FineclassError(
@@ -118,7 +119,7 @@ class LabelSpec:
             flat = [v for vs in values for v in (vs or [])]
         elif kind == "dimlevel":
             flat = [d for m in values for d in (m or {})]
-            seen_levels = {_canon(lv) for m in values for lv in (m or {}).values()}
+            seen_levels = {canon(lv) for m in values for lv in (m or {}).values()}
             if levels is None:
                 extra = seen_levels - set(DEFAULT_LEVELS)
                 if extra:
@@ -135,7 +136,7 @@ class LabelSpec:
         else:
             raise FineclassError(f"`kind` must be one of {', '.join(KINDS)}; got {kind!r}.", "kind")
         vtype = _value_type(flat) if kind != "dimlevel" else "str"
-        classes = set(_canon(v) for v in flat)
+        classes = set(canon(v) for v in flat)
         names, descriptions = _split_codebook(codebook)
         if codebook:
             classes |= set(names) | set(descriptions)
@@ -165,7 +166,7 @@ class LabelSpec:
         """Targets as an array: (n,) class indices; (n, K) 0/1; or (n, D) level index, 0 = absent."""
         index = self._index()
         if self.kind == "single":
-            codes = [_canon(v) for v in values]
+            codes = [canon(v) for v in values]
             bad = [c for c in codes if c not in index]
             if bad:
                 raise self._unknown(bad, argument)
@@ -175,7 +176,7 @@ class LabelSpec:
             bad = []
             for i, vs in enumerate(values):
                 for v in vs or []:
-                    c = _canon(v)
+                    c = canon(v)
                     if c in index:
                         out[i, index[c]] = 1.0
                     else:
@@ -188,13 +189,13 @@ class LabelSpec:
         bad, bad_levels = [], []
         for i, m in enumerate(values):
             for d, lv in (m or {}).items():
-                c = _canon(d)
+                c = canon(d)
                 if c not in index:
                     bad.append(c)
-                elif _canon(lv) not in level_index:
-                    bad_levels.append(_canon(lv))
+                elif canon(lv) not in level_index:
+                    bad_levels.append(canon(lv))
                 else:
-                    out[i, index[c]] = level_index[_canon(lv)]
+                    out[i, index[c]] = level_index[canon(lv)]
         if bad:
             raise self._unknown(bad, argument, "dimensions")
         if bad_levels:
@@ -247,7 +248,7 @@ def _split_codebook(codebook: Mapping[Any, Any] | None) -> tuple[dict[str, str],
     """``{code: name}`` or ``{code: {"name":..., "description":...}}`` -> (names, descriptions)."""
     names, descriptions = {}, {}
     for code, entry in (codebook or {}).items():
-        key = _canon(code)
+        key = canon(code)
         if isinstance(entry, Mapping):
             if entry.get("name") is not None:
                 names[key] = str(entry["name"])
@@ -269,7 +270,6 @@ def read_codebook(source: Any) -> dict[str, dict[str, str]]:
         if not p.exists():
             raise FineclassError(f"codebook file {str(p)!r} does not exist.", "codebook")
         return json.loads(p.read_text(encoding="utf-8"))
-    from .data import read_table
     t = read_table(source, argument="codebook")
     cols = t.column_names
     if "code" not in cols or "name" not in cols:
@@ -277,3 +277,4 @@ def read_codebook(source: Any) -> dict[str, dict[str, str]]:
                              f"`description`); it has: {', '.join(cols)}.", "codebook")
     rows = t.to_pylist()
     return {r["code"]: {"name": r["name"], "description": r.get("description")} for r in rows}
+

@@ -11,10 +11,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
+from ._fs import atomic_folder
 from .errors import FineclassError
 
 ALIASES = {
@@ -57,7 +56,7 @@ def _smollm2() -> str:
     if importlib.util.find_spec("gguf") is None:
         raise FineclassError("converting 'smollm2-135m' from GGUF needs the gguf package once: pip install gguf",
                              "model")
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = ggufs[0].name
     tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf)
@@ -67,19 +66,9 @@ def _smollm2() -> str:
         del config.quantization_config
     fresh = AutoModelForCausalLM.from_config(config)
     fresh.load_state_dict(loaded.state_dict())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=str(target.parent)))
-    try:
+    with atomic_folder(target, replace=False) as tmp:  # a parallel conversion that finished first is kept
         fresh.save_pretrained(str(tmp), safe_serialization=True)
         tok.save_pretrained(str(tmp))
-        try:
-            os.rename(tmp, target)  # atomic: a parallel conversion that won the race is kept
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    del AutoConfig
     return str(target)
 
 

@@ -28,7 +28,7 @@ import re
 from typing import Any, Sequence
 
 from .errors import FineclassError
-from .labels import LabelSpec, _canon
+from .labels import LabelSpec
 
 TEXT_SLOT = "{text}"
 ABSENT = "absent"
@@ -271,7 +271,3 @@ def summarize(statuses: Sequence[str]) -> dict:
         counts[s] = counts.get(s, 0) + 1
     counts["n"] = len(statuses)
     return counts
-
-
-def canon(value) -> str:
-    return _canon(value)

@@ -38,6 +38,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ._checks import whole_number
+from ._fs import atomic_file
 from .errors import FineclassError, warn_user
 
 INSTALL_HINT = "pip install fineclass[ray]"
@@ -111,17 +113,6 @@ def _append_ledger(folder: Path, entry: dict) -> None:
         os.fsync(f.fileno())
 
 
-def _whole(value: Any, name: str, minimum: int = 1, allow_none: bool = True):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # R passes numbers as doubles
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        what = "a positive whole number" if minimum == 1 else f"a whole number, {minimum} or more"
-        raise FineclassError(f"`{name}` must be {what}; got {value!r}.", name)
-    return int(value)
-
-
 def _resources(ray, num_actors, gpus_per_actor, cpus_per_actor) -> tuple[int, float]:
     """Fill in the defaults from the cluster (one actor per GPU, else per CPU) and check that they fit."""
     res = ray.cluster_resources()
@@ -162,23 +153,11 @@ def _maybe_fail(k: int, when: str) -> None:
 
 def _write_part(folder: Path, k: int, table: pa.Table, input_hash: str) -> dict:
     """The shard file, written atomically, and its ledger entry (the local engine's fields); no ledger write."""
-    from .infer import _fsync_dir, _sha256_file, _shard_name
+    from .infer import _sha256_file, _shard_name
     name = _shard_name(k)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=str(folder))
-    os.close(fd)
-    try:
+    with atomic_file(folder / name) as tmp:
         pq.write_table(table, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        size, digest = os.path.getsize(tmp), _sha256_file(Path(tmp))
-        os.replace(tmp, folder / name)
-        _fsync_dir(folder)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        size, digest = os.path.getsize(tmp), _sha256_file(tmp)
     return {"shard": k, "file": name, "rows": table.num_rows, "bytes": size, "sha256": digest,
             "input_sha256": input_hash, **_counts(table)}
 
@@ -222,7 +201,7 @@ class ShardPredictor:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def _one(self, k: int) -> dict:
-        from .data import check_text, with_id
+        from .tables import check_text, with_id
         from .infer import _hash_input, predict_batch
         t0 = time.time()
         found = [chunk for j, chunk in self.source.shards(self.shard_rows, lambda j: j == k)]
@@ -293,10 +272,10 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
                         _model_identity, _open_source, _read_ledger, _remove_stale_temporaries, parse_shard)
     ray = _import_ray()
     batch_tokens = _check_batch_tokens(batch_tokens)
-    shard_rows = _whole(DEFAULT_SHARD_ROWS if shard_rows is None else shard_rows, "shard_rows", allow_none=False)
-    num_actors = _whole(num_actors, "num_actors")
-    cpus_per_actor = _whole(cpus_per_actor, "cpus_per_actor", allow_none=False)
-    max_retries = _whole(max_retries, "max_retries", minimum=0, allow_none=False)
+    shard_rows = whole_number(DEFAULT_SHARD_ROWS if shard_rows is None else shard_rows, "shard_rows")
+    num_actors = whole_number(num_actors, "num_actors", allow_none=True)
+    cpus_per_actor = whole_number(cpus_per_actor, "cpus_per_actor")
+    max_retries = whole_number(max_retries, "max_retries", minimum=0)
     if address is not None and not isinstance(address, str):
         raise FineclassError(f"`address` must be None (a local Ray instance), 'auto' (the cluster this machine "
                              f"joined) or 'ray://host:port'; got {address!r}.", "address")

@@ -7,7 +7,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._fs import atomic_folder
 from .config import TrainConfig
 from .data import Labelled, labelled
 from .errors import FineclassError, preview, warn_user
@@ -126,8 +126,6 @@ def _load_trainable(module, state: dict) -> None:
 
 def _optimizer_tensors(opt) -> tuple[dict, dict]:
     tensors, scalars = {}, {}
-    for i, (p, st) in enumerate(opt.state.items()):
-        pass
     sd = opt.state_dict()
     for pid, st in sd["state"].items():
         for key, v in st.items():
@@ -151,27 +149,19 @@ def _restore_optimizer(opt, tensors: dict, meta: dict) -> None:
 
 def save_checkpoint(folder: Path, epoch: int, module, opt, sched, best_state, info: dict) -> None:
     from safetensors.torch import save_file
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".epoch-{epoch}.", dir=str(folder)))
-    try:
+    final = folder / f"epoch-{epoch}"
+    with atomic_folder(final) as tmp:
         save_file(_trainable_state(module), str(tmp / "trainable.safetensors"))
         save_file(best_state, str(tmp / "best.safetensors"))
         tensors, meta = _optimizer_tensors(opt)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         write_json_atomic(tmp / "state.json", dict(info, epoch=epoch, optimizer=meta,
                                                    scheduler=sched.state_dict()))
-        final = folder / f"epoch-{epoch}"
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        write_json_atomic(folder / "latest.json", {"epoch": epoch, "folder": final.name})
-        keep = {final.name, f"epoch-{epoch - 1}"}  # the newest two only, so checkpoints take bounded space
-        for old in folder.glob("epoch-*"):
-            if old.name not in keep and old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    write_json_atomic(folder / "latest.json", {"epoch": epoch, "folder": final.name})
+    keep = {final.name, f"epoch-{epoch - 1}"}  # the newest two only, so checkpoints take bounded space
+    for old in folder.glob("epoch-*"):
+        if old.name not in keep and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def load_checkpoint(folder: Path, fingerprint: str):

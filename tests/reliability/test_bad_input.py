@@ -26,9 +26,10 @@ from hypothesis import strategies as st
 
 import fineclass
 from fineclass import FineclassError
-from fineclass.data import as_table, labelled
+from fineclass.data import labelled
+from fineclass.tables import as_table
 from fineclass.infer import read_output
-from fineclass.labels import _canon
+from fineclass.labels import canon
 
 pytestmark = pytest.mark.reliability
 
@@ -214,7 +215,7 @@ def test_train_learns_what_it_was_given_or_names_the_argument(hypothesis_example
         return
     hypothesis_examples.outcome("train succeeded")
     assert not blank and not (duplicate_ids and n >= 2)
-    assert {str(c) for c in clf.classes_} == {_canon(lab) for lab in labels}  # exactly the classes given
+    assert {str(c) for c in clf.classes_} == {canon(lab) for lab in labels}  # exactly the classes given
     out = clf.predict(columns)
     assert out.num_rows == n and out.column("id").to_pylist() == columns.get("id", list(range(n)))
 
@@ -227,7 +228,7 @@ def test_train_on_any_clean_input_learns_exactly_its_classes(hypothesis_examples
     """Random Unicode texts (none blank), unique ids of any kind, at least two classes: training must succeed."""
     hypothesis_examples.add("train: random Unicode texts that must train")
     texts = data.draw(st.lists(GOOD_TEXT, min_size=n, max_size=n))
-    labels = data.draw(st.lists(LABELS[family], min_size=2, max_size=2, unique_by=_canon))
+    labels = data.draw(st.lists(LABELS[family], min_size=2, max_size=2, unique_by=canon))
     labels += data.draw(st.lists(LABELS[family], min_size=n - 2, max_size=n - 2))
     columns = {"text": texts, "label": labels}
     if id_kind != "none":
@@ -238,7 +239,7 @@ def test_train_on_any_clean_input_learns_exactly_its_classes(hypothesis_examples
                     model=tiny_bert, progress=False, config={"epochs": 1, "max_length": 16, "batch_size": 4,
                                                              "validation": 0})
     assert err is None, err
-    assert {str(c) for c in clf.classes_} == {_canon(lab) for lab in labels}
+    assert {str(c) for c in clf.classes_} == {canon(lab) for lab in labels}
     out = clf.predict(container(kind, columns), id=None if id_kind == "none" else "doc")
     assert out.num_rows == n and out.column("id").to_pylist() == columns.get("doc", list(range(n)))
     assert set(out.column("label").to_pylist()) <= set(clf.classes_)

@@ -37,9 +37,7 @@ import contextlib
 import contextvars
 import inspect
 import json
-import shutil
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -49,6 +47,8 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
+from .._checks import whole_number
+from .._fs import atomic_folder, check_replaceable
 from ..errors import FineclassError, preview, warn_user
 from ..labels import LabelSpec
 from ..models import load_error
@@ -513,11 +513,8 @@ class GenerativeMethod:
         tok = _load_tokenizer(model_path, trust_remote_code)
         template = config.prompt if config.prompt is not None else default_template(spec)
         plan = Plan(tok, spec, template, argument="label", scoring=config.extra.get("scoring", "prefix"))
-        k = config.extra.get("absent_blocks")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, float)) or k < 0 or int(k) != k):
-            raise FineclassError(f"`absent_blocks` (in `config.extra`) must be a whole number of at least 0; got "
-                                 f"{k!r}.", "absent_blocks")
-        self.absent_blocks = None if k is None else int(k)
+        self.absent_blocks = whole_number(config.extra.get("absent_blocks"), "absent_blocks", minimum=0,
+                                          allow_none=True, hint=" (in `config.extra`)")
         kwargs = {}
         quantized = config.finetune == "qlora" and device.type == "cuda"
         if quantized:
@@ -829,14 +826,11 @@ def generate(classifier, data: Any, *, text: str = "text", id: str | None = None
     answer is not ok carry no label; the counts are in the table's schema metadata (``fineclass.generation``) and,
     when some answers failed, in a warning. Scoring with ``predict()`` is faster and always yields a valid label.
     """
-    from ..data import check_text, read_table, with_id
+    from ..tables import check_text, read_table, with_id
     from transformers import GenerationConfig
     plan = _generative_parts(classifier)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise FineclassError(f"`batch_size` must be a whole number of at least 1; got {batch_size!r}.", "batch_size")
-    if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
-        raise FineclassError(f"`max_new_tokens` must be a whole number of at least 1; got {max_new_tokens!r}.",
-                             "max_new_tokens")
+    batch_size = whole_number(batch_size, "batch_size")
+    max_new_tokens = whole_number(max_new_tokens, "max_new_tokens", allow_none=True)
     table = with_id(read_table(data), id)
     table, empty = check_text(table, text, on_empty="flag")
     texts = [t if not e else "" for t, e in zip(table.column("text").to_pylist(), empty)]
@@ -914,7 +908,7 @@ def generation_summary(table: pa.Table) -> dict:
 
 # ====================================================================== zero-shot
 def _zero_shot_spec(labels, codebook, kind: str, levels) -> LabelSpec:
-    from ..labels import KINDS, _canon, _split_codebook, _value_type, read_codebook
+    from ..labels import KINDS, canon, _split_codebook, _value_type, read_codebook
     if kind not in KINDS:
         raise FineclassError(f"`kind` must be one of {', '.join(KINDS)}; got {kind!r}.", "kind")
     book = read_codebook(codebook)
@@ -931,7 +925,7 @@ def _zero_shot_spec(labels, codebook, kind: str, levels) -> LabelSpec:
     names, descriptions = _split_codebook(book)
     vtype = _value_type(labels) if kind != "dimlevel" else "str"
     try:
-        return LabelSpec(kind=kind, classes=[_canon(v) for v in labels], levels=list(levels) if levels else None,
+        return LabelSpec(kind=kind, classes=[canon(v) for v in labels], levels=list(levels) if levels else None,
                          names=names, descriptions=descriptions, value_type=vtype)
     except FineclassError as e:
         arg = e.argument if e.argument in ("codebook", "levels") else "labels"
@@ -1124,13 +1118,7 @@ def export_merged(classifier, path: str | Path, *, overwrite: bool = False) -> s
     from ..models import resolve
     plan = _generative_parts(classifier)
     path = Path(path)
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise FineclassError(f"`path` {str(path)!r} exists and is not empty; pass overwrite=True or choose another "
-                                 f"folder.", "path")
-        if not (path / "fineclass_prompt.json").exists():
-            raise FineclassError(f"`path` {str(path)!r} holds files that are not an exported fineclass model; "
-                                 f"refusing to overwrite them.", "path")
+    check_replaceable(path, overwrite, "fineclass_prompt.json", "an exported fineclass model")
     module = classifier.module_
     base_path = classifier.manifest_.get("model_resolved") or resolve(classifier.model)
     quiet_transformers()
@@ -1145,9 +1133,7 @@ def export_merged(classifier, path: str | Path, *, overwrite: bool = False) -> s
         merged = _load_causal_lm(base_path, "auto", classifier.trust_remote_code)
     else:
         merged = module
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=str(path.parent)))
-    try:
+    with atomic_folder(path) as tmp:
         merged.save_pretrained(str(tmp), safe_serialization=True)
         classifier.tokenizer_.save_pretrained(str(tmp))
         classifier.spec_.save(tmp / "labels.json")
@@ -1160,12 +1146,6 @@ def export_merged(classifier, path: str | Path, *, overwrite: bool = False) -> s
             "example_user_message": example, "max_length_tokens": classifier.manifest_["config"]["max_length"],
             "source_model": str(classifier.model), "thresholds": classifier.thresholds_,
         })
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return str(path)
 
 
