@@ -150,6 +150,27 @@ def test_cli_evaluate_on_flourishing(fl, tmp_path, capsys):
     assert round(metrics.column("estimate")[1].as_py(), 3) == 0.490  # jaccard, with labeled_ids' 400 test ids
 
 
+def test_spec_is_a_saved_models_folder(tiny_classifier, reviews_small, tmp_path, capsys):
+    """`spec=MODEL_DIR` and `fineclass evaluate --spec MODEL_DIR` read the label set a saved model keeps in
+    labels.json (they looked for label_spec.json, which no model writes, and failed with IsADirectoryError)."""
+    from fineclass.cli import main as cli_main
+    folder = tiny_classifier.save(tmp_path / "model")
+    docs = reviews_small.to_arrow().select(["id", "text", "label"]).slice(0, 60)
+    pred = tiny_classifier.predict(docs, probabilities=False).select(["id", "label"])
+    truth = docs.select(["id", "label"])
+    ev = evaluate(pred, truth, spec=folder, bootstrap=0)
+    assert ev.n == 60 and ev.spec.classes == tiny_classifier.spec_.classes
+    assert ev.get("accuracy") == evaluate(pred, truth, spec=tiny_classifier.spec_, bootstrap=0).get("accuracy")
+    pq.write_table(pred, tmp_path / "pred.parquet")
+    pq.write_table(truth, tmp_path / "truth.parquet")
+    assert cli_main(["evaluate", str(tmp_path / "pred.parquet"), str(tmp_path / "truth.parquet"), "--spec", folder,
+                     "--bootstrap", "0"]) == 0
+    assert "single, 60 documents" in capsys.readouterr().out
+    with pytest.raises(FineclassError) as e:
+        evaluate(pred, truth, spec=tmp_path)  # a folder that is not a saved model
+    assert e.value.argument == "spec" and "labels.json" in str(e.value)
+
+
 # ------------------------------------------------------------------------------ single and multi-label
 def _random_single(n=300, k=4, seed=1, acc=0.7):
     rng = np.random.default_rng(seed)

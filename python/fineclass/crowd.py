@@ -32,7 +32,7 @@ from ._fs import atomic_file
 from .client import Endpoint, InvalidAnswer, build_messages, chat_many, parse_answer
 from .tables import ID, check_text, read_table, with_id
 from .errors import FineclassError, preview
-from .labels import LabelSpec, canon
+from .labels import LabelSpec, as_spec, canon
 
 __all__ = ["propose", "proposal_stats", "export_review", "import_review", "acceptance_report",
            "assemble_training_set", "add_cli", "RULES", "CONFLICTS"]
@@ -45,22 +45,6 @@ _NO = {"n", "no", "0", "false"}
 
 
 # ================================================================================================ propose
-def _resolve_spec(spec: Any) -> LabelSpec | None:
-    if spec is None or isinstance(spec, LabelSpec):
-        return spec
-    if isinstance(spec, Mapping):
-        return LabelSpec.from_dict(spec)
-    if isinstance(spec, (str, Path)):
-        p = Path(spec)
-        if p.is_dir() and (p / "labels.json").exists():
-            p = p / "labels.json"  # a saved model's folder
-        if not p.exists():
-            raise FineclassError(f"`spec` {str(spec)!r} does not exist; pass a LabelSpec, a dict or a JSON file "
-                                 f"written by LabelSpec.save().", "spec")
-        return LabelSpec.load(p)
-    raise FineclassError(f"`spec` must be a LabelSpec, a dict or a JSON path; got {type(spec).__name__}.", "spec")
-
-
 def _is_classifier(p: Any) -> bool:
     return hasattr(p, "spec_") and callable(getattr(p, "predict", None))
 
@@ -134,7 +118,7 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
     the reason in ``error``. A valid empty answer gives no rows.
     """
     named = _named_proposers(proposers)
-    spec = _resolve_spec(spec)
+    spec = as_spec(spec)
     if spec is None:
         first = next((p for _, p in named if _is_classifier(p)), None)
         if first is None:

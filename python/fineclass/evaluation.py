@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 
 from ._checks import whole_number
 from .errors import FineclassError, preview, warn_user
-from .labels import DEFAULT_LEVELS, KINDS, LabelSpec, canon
+from .labels import DEFAULT_LEVELS, KINDS, LabelSpec, as_spec, canon
 
 __all__ = ["evaluate", "Evaluation", "paired_bootstrap", "bootstrap_ci", "agreement", "model_vs_coders",
            "label_shares", "fit_curve", "CurveFit", "labels_needed", "EvaluationWarning", "add_cli"]
@@ -73,28 +73,6 @@ def _confidence_arg(confidence: Any) -> float:
         raise FineclassError(f"`confidence` must be between 0 and 1 (e.g. 0.95); got {confidence!r}.",
                              "confidence")
     return c
-
-
-def _resolve_spec(spec: Any) -> LabelSpec | None:
-    if spec is None or isinstance(spec, LabelSpec):
-        return spec
-    if hasattr(spec, "spec_"):  # a fitted Classifier
-        return spec.spec_
-    if isinstance(spec, Mapping):
-        return LabelSpec.from_dict(spec)
-    if isinstance(spec, (str, Path)):
-        p = Path(spec)
-        if p.is_dir() and (p / "label_spec.json").exists():
-            p = p / "label_spec.json"
-        if not p.exists():
-            raise FineclassError(f"`spec`: the file {str(spec)!r} does not exist. Pass a LabelSpec, a dict, "
-                                 f"or the path of a label spec JSON file.", "spec")
-        try:
-            return LabelSpec.load(p)
-        except (json.JSONDecodeError, TypeError) as e:
-            raise FineclassError(f"`spec`: {str(spec)!r} is not a label spec JSON file ({e}).", "spec") from None
-    raise FineclassError(f"`spec` must be a LabelSpec, a dict, a path to its JSON file or a fitted "
-                         f"Classifier; got {type(spec).__name__}.", "spec")
 
 
 def _read(data: Any, argument: str) -> pa.Table:
@@ -374,7 +352,7 @@ def _prepare(predictions: Sequence[Any], truth: Any, *, spec: Any, kind: str | N
         raise FineclassError(f"`on_mismatch` must be 'error' or 'intersect'; got {on_mismatch!r}.", "on_mismatch")
     if kind is not None and kind not in KINDS:
         raise FineclassError(f"`kind` must be one of {', '.join(KINDS)}; got {kind!r}.", "kind")
-    spec = _resolve_spec(spec)
+    spec = as_spec(spec)
     if spec is not None:
         if kind is not None and kind != spec.kind:
             raise FineclassError(f"`kind` is {kind!r} but `spec` is a {spec.kind} label set; leave `kind` out.",
@@ -1347,7 +1325,7 @@ def label_shares(predictions: Any, groups: Any = None, by: Any = (), *, id: str 
     conf = _confidence_arg(confidence)
     seed = whole_number(seed, "seed", minimum=0)
     by = [by] if isinstance(by, str) else [str(b) for b in (by or [])]
-    spec = _resolve_spec(spec)
+    spec = as_spec(spec)
     if spec is not None:
         kind = spec.kind
     ptab = _read(predictions, "predictions")

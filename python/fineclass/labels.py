@@ -278,3 +278,43 @@ def read_codebook(source: Any) -> dict[str, dict[str, str]]:
     rows = t.to_pylist()
     return {r["code"]: {"name": r["name"], "description": r.get("description")} for r in rows}
 
+
+def as_spec(spec: Any, argument: str = "spec") -> LabelSpec | None:
+    """The label set from any form users pass as ``spec``.
+
+    Args:
+        spec: a LabelSpec; its dict; the path of its JSON file; the folder of a saved model (its
+            ``labels.json``); or a fitted Classifier (its ``spec_``). ``None`` stays ``None``.
+        argument: the argument's name, for errors.
+
+    Returns:
+        A LabelSpec, or ``None``.
+
+    Raises:
+        FineclassError: naming ``argument`` when the path is neither a label spec file nor a model's folder,
+            or the value is of another type.
+
+    Example:
+        >>> as_spec({"kind": "single", "classes": ["a", "b"]})
+        LabelSpec(kind='single', 2 classes)
+    """
+    if spec is None or isinstance(spec, LabelSpec):
+        return spec
+    if hasattr(spec, "spec_"):  # a fitted Classifier
+        return spec.spec_
+    if isinstance(spec, Mapping):
+        return LabelSpec.from_dict(spec)
+    if isinstance(spec, (str, Path)):
+        p = Path(spec)
+        if p.is_dir():
+            p = p / "labels.json"  # what a saved model holds
+        if not p.is_file():
+            raise FineclassError(f"`{argument}`: {str(spec)!r} is neither a label spec JSON file nor the folder of a "
+                                 f"saved model (which holds labels.json). Pass a LabelSpec, a dict, or such a path.",
+                                 argument)
+        try:
+            return LabelSpec.load(p)
+        except (ValueError, TypeError, AttributeError) as e:
+            raise FineclassError(f"`{argument}`: {str(p)!r} is not a label spec JSON file ({e}).", argument) from None
+    raise FineclassError(f"`{argument}` must be a LabelSpec, a dict, a path to its JSON file or a saved model's "
+                         f"folder, or a fitted Classifier; got {type(spec).__name__}.", argument)
