@@ -1131,8 +1131,8 @@ def _value_codes(cells: dict, level: str, order: Sequence | None) -> tuple[dict,
             return {k: float(v) for k, v in cells.items()}, sorted({float(v) for v in values})
         except (TypeError, ValueError):
             raise FineclassError(f"level={level!r} needs numeric values; found e.g. {values[0]!r}.", "level") from None
-    canon = {k: canon(v) for k, v in cells.items()}
-    distinct = set(canon.values())
+    canonical = {k: canon(v) for k, v in cells.items()}
+    distinct = set(canonical.values())
     if order is not None:
         ordered = [canon(o) for o in order]
         missing = distinct - set(ordered)
@@ -1150,7 +1150,7 @@ def _value_codes(cells: dict, level: str, order: Sequence | None) -> tuple[dict,
     else:
         ordered = _sorted_codes(distinct)
     rank = {v: i for i, v in enumerate(ordered)}
-    return {k: float(rank[v]) for k, v in canon.items()}, list(range(len(ordered)))
+    return {k: float(rank[v]) for k, v in canonical.items()}, list(range(len(ordered)))
 
 
 def _alpha(codes: dict, units: list, coders: list, level: str, domain: list) -> tuple[float | None, int]:
