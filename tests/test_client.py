@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fineclass import FineclassError, LabelSpec
-from fineclass.client import (ChatResult, Endpoint, InvalidAnswer, build_messages, chat_many, format_answer,
-                              parse_answer)
+from fineclass.client import ChatResult, Endpoint, chat_many
+from fineclass.protocol import InvalidAnswer, build_messages, format_answer, parse_answer
 
 SPEC = LabelSpec(kind="single", classes=["0", "1"], names={"0": "negative", "1": "positive"}, value_type="int")
 FLOURISH = LabelSpec(kind="dimlevel", classes=["happiness", "anxiety", "belief in god"])
@@ -363,3 +363,44 @@ def test_no_label_outside_the_spec_is_ever_accepted(name):
     answer = json.dumps({"labels": [{"dimension": name, "level": "high"}]})
     with pytest.raises(InvalidAnswer):
         parse_answer(FLOURISH, answer)
+
+
+def test_one_reader_for_both_forms_and_one_rule_for_letter_case():
+    """The JSON form and the paper's form are read by the same parse_answer, with the same rules."""
+    cap = LabelSpec(kind="single", classes=["1", "5"], names={"5": "Labour"}, value_type="int")
+    assert parse_answer(cap, "Answer = [5]") == parse_answer(cap, '{"label": 5}') == [{"label": "5", "confidence": None}]
+    assert parse_answer(cap, "Answer = [LABOUR]") == parse_answer(cap, '{"label": "LABOUR"}')
+    multi = LabelSpec(kind="multi", classes=["a", "b", "c"], max_labels=2)
+    assert parse_answer(multi, "Sure. Answer = [c, A]") == parse_answer(multi, '{"labels": ["c", "A"]}')
+    for bad in ["Answer = [a, b, c]", '{"labels": ["a", "b", "c"]}', "Answer = [a, zzz]"]:
+        with pytest.raises(InvalidAnswer) as e:
+            parse_answer(multi, bad)
+        assert e.value.status == "invalid_label"
+    # the paper's dimension->level answer is a dictionary of the dimensions present
+    assert parse_answer(FLOURISH, '{"Happiness": "HIGH", "anxiety": "absent"}') == \
+        parse_answer(FLOURISH, '{"labels": [{"dimension": "happiness", "level": "high"}]}')
+    # a code is matched as written first, so two codes that differ only by case stay apart
+    cased = LabelSpec(kind="single", classes=["A", "a"])
+    assert parse_answer(cased, "Answer = [a]")[0]["label"] == "a" and parse_answer(cased, '{"label": "A"}')[0][
+        "label"] == "A"
+    for text, status in [("The answer is 5", "unparseable"), ('{"label": 5', "unparseable"),
+                         ("Answer = [7]", "invalid_label"), ("Answer = [1, 5]", "invalid_label")]:
+        with pytest.raises(InvalidAnswer) as e:
+            parse_answer(cap, text)
+        assert e.value.status == status, text
+
+
+def test_an_endpoint_answering_in_the_papers_form_is_a_proposer(server_factory):
+    """A fineclass model exported and served by vLLM or llama.cpp answers `Answer = [...]`: propose reads it."""
+    import fineclass
+    paper = server_factory(lambda body, text, nth: (200, {}, completion(
+        "Answer = [1]" if "good" in text else "Answer = [negative]")))
+    ep = Endpoint(paper.url, "exported", key_env=None, cache=False)
+    props = fineclass.propose({"id": [1, 2, 3], "text": ["good film", "bad film", "good plot"]}, [ep], spec=SPEC)
+    assert props.column("label").to_pylist() == [1, 0, 1] and props.column("error").null_count == 3
+    dims = server_factory(lambda body, text, nth: (200, {}, completion('{"happiness": "high"}' if "joy" in text
+                                                                       else "{}")))
+    props = fineclass.propose({"id": [1, 2], "text": ["joy", "rain"]}, [Endpoint(dims.url, "m", key_env=None,
+                                                                                cache=False)], spec=FLOURISH)
+    assert props.to_pylist() == [{"id": 1, "dimension": "happiness", "level": "high", "proposer": "m",
+                                  "confidence": None, "error": None}]

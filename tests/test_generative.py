@@ -18,7 +18,8 @@ import fineclass
 from fineclass import FineclassError, LabelSpec
 from fineclass.methods.generative import (export_merged, generate, generation_summary, zero_shot,
                                           zero_shot_classifier)
-from fineclass.prompts import answer_text, fill_template, parse_answer
+from fineclass.prompts import answer_text, fill_template
+from fineclass.protocol import read_answer
 
 TEXTS = ["a wonderful film, truly great", "boring and far too long.", "Text: a colon inside", "ok"]
 
@@ -167,24 +168,24 @@ def test_answers_in_the_paper_form():
 
 def test_parsing_is_strict():
     single = LabelSpec(kind="single", classes=["1", "5"], value_type="int", names={"5": "Labour"})
-    assert parse_answer(single, "Answer = [5]") == ("ok", "5")
-    assert parse_answer(single, "Sure! Answer = [ labour ]") == ("ok", "5")   # the codebook name is in the spec
-    assert parse_answer(single, "Answer = [7]") == ("invalid_label", None)
-    assert parse_answer(single, "Answer = [banana]") == ("invalid_label", None)
-    assert parse_answer(single, "Answer = [1, 5]") == ("invalid_label", None)
-    assert parse_answer(single, "The answer is 5") == ("unparseable", None)
-    assert parse_answer(single, "") == ("unparseable", None)
+    assert read_answer(single, "Answer = [5]") == ("ok", "5")
+    assert read_answer(single, "Sure! Answer = [ labour ]") == ("ok", "5")   # the codebook name is in the spec
+    assert read_answer(single, "Answer = [7]") == ("invalid_label", None)
+    assert read_answer(single, "Answer = [banana]") == ("invalid_label", None)
+    assert read_answer(single, "Answer = [1, 5]") == ("invalid_label", None)
+    assert read_answer(single, "The answer is 5") == ("unparseable", None)
+    assert read_answer(single, "") == ("unparseable", None)
     multi = LabelSpec(kind="multi", classes=["a", "b"])
-    assert parse_answer(multi, "Answer = [b, a]") == ("ok", ["a", "b"])
-    assert parse_answer(multi, "Answer = []") == ("ok", [])
-    assert parse_answer(multi, "Answer = [a, zzz]") == ("invalid_label", None)
+    assert read_answer(multi, "Answer = [b, a]") == ("ok", ["a", "b"])
+    assert read_answer(multi, "Answer = []") == ("ok", [])
+    assert read_answer(multi, "Answer = [a, zzz]") == ("invalid_label", None)
     dims = LabelSpec(kind="dimlevel", classes=["happiness", "hope"])
-    assert parse_answer(dims, '{"hope": "high", "happiness": "low"}') == ("ok", {"happiness": "low", "hope": "high"})
-    assert parse_answer(dims, "{}") == ("ok", {})
-    assert parse_answer(dims, '{"hope": "extreme"}') == ("invalid_label", None)
-    assert parse_answer(dims, '{"greed": "high"}') == ("invalid_label", None)
-    assert parse_answer(dims, '{"hope": "high"') == ("unparseable", None)
-    assert parse_answer(dims, "hope is high") == ("unparseable", None)
+    assert read_answer(dims, '{"hope": "high", "happiness": "low"}') == ("ok", {"happiness": "low", "hope": "high"})
+    assert read_answer(dims, "{}") == ("ok", {})
+    assert read_answer(dims, '{"hope": "extreme"}') == ("invalid_label", None)
+    assert read_answer(dims, '{"greed": "high"}') == ("invalid_label", None)
+    assert read_answer(dims, '{"hope": "high"') == ("unparseable", None)
+    assert read_answer(dims, "hope is high") == ("unparseable", None)
 
 
 # ---------------------------------------------------------------------- bad input

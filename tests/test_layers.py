@@ -52,9 +52,7 @@ KNOWN = {
     'private: fineclass.ray_engine imports fineclass.infer._sha256_file',
     'private: fineclass.ray_engine imports fineclass.infer._shard_name',
     'upward: fineclass.classifier (L5) imports fineclass.infer (L6)',
-    'upward: fineclass.crowd (L6) imports fineclass (L7)',
     'upward: fineclass.methods.generative (L3) imports fineclass.classifier (L5)',
-    'upward: fineclass.serve (L6) imports fineclass (L7)',
     'upward: fineclass.training (L4) imports fineclass.classifier (L5)',
     'upward: fineclass.training (L4) imports fineclass.infer (L6)',
 }

@@ -11,7 +11,8 @@ import pyarrow as pa
 import pytest
 
 from fineclass import FineclassError
-from fineclass.client import Endpoint, build_messages, chat_many, parse_answer
+from fineclass.client import Endpoint, chat_many
+from fineclass.protocol import build_messages, parse_answer
 from fineclass.serve import add_cli, start_server
 
 

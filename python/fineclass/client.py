@@ -1,15 +1,9 @@
-"""A small client for OpenAI-compatible chat endpoints, and the answer protocol proposers share.
+"""A small client for OpenAI-compatible chat endpoints (HTTP only; the answer protocol is in protocol.py).
 
-Two parts:
-
-- :class:`Endpoint` and :func:`chat_many`: send many chat requests to one endpoint (OpenAI, or a local
-  server such as Ollama, vLLM, llama.cpp or ``fineclass serve``) with a timeout, retries with
-  exponential backoff on 429 / 5xx / timeouts / malformed responses, a concurrency limit and an on-disk
-  response cache. A failed item is reported in its result (``error``), never raised, so one bad answer
-  does not end a run.
-- the protocol: :func:`build_messages` writes the prompt that asks for a JSON answer,
-  :func:`parse_answer` reads an answer strictly against a :class:`~fineclass.labels.LabelSpec`, and
-  :func:`format_answer` writes one (used by ``fineclass serve``).
+:class:`Endpoint` and :func:`chat_many` send many chat requests to one endpoint (OpenAI, or a local server such
+as Ollama, vLLM, llama.cpp or ``fineclass serve``) with a timeout, retries with exponential backoff on 429 /
+5xx / timeouts / malformed responses, a concurrency limit and an on-disk response cache. A failed item is
+reported in its result (``error``), never raised, so one bad answer does not end a run.
 
 The API key is read from an environment variable each time a request is sent. It is never stored on the
 endpoint, never written to the cache, to logs or to manifests, and never part of a cache key.
@@ -20,10 +14,8 @@ import email.utils
 import hashlib
 import http.client
 import json
-import math
 import os
 import random
-import re
 import socket
 import threading
 import time
@@ -37,10 +29,8 @@ from typing import Any, Mapping, Sequence
 
 from ._fs import atomic_file
 from .errors import FineclassError
-from .labels import LabelSpec, canon
 
-__all__ = ["Endpoint", "ChatResult", "chat_many", "build_messages", "parse_answer", "format_answer",
-           "default_cache_dir", "InvalidAnswer"]
+__all__ = ["Endpoint", "ChatResult", "chat_many", "default_cache_dir"]
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
@@ -401,179 +391,3 @@ def _progress(total: int, name: str):
         return tqdm(total=total, desc=f"propose: {name}", unit="req", leave=False)
     except ImportError:  # pragma: no cover
         return None
-
-
-# ---------------------------------------------------------------------------------------------- protocol
-DEFAULT_INSTRUCTIONS = (
-    "You code texts for social science research. Read the text the user sends and code it with the label "
-    "set below. Use only the labels listed, spelled exactly as listed.\n\n{labels}\n\n{format}"
-)
-
-
-def _label_lines(spec: LabelSpec) -> str:
-    lines = []
-    for c in spec.classes:
-        name = spec.names.get(c)
-        desc = spec.descriptions.get(c)
-        line = f"- {c}"
-        if name and name != c:
-            line += f" ({name})"
-        if desc:
-            line += f": {desc}"
-        lines.append(line)
-    head = {"single": "Labels (choose exactly one):",
-            "multi": "Labels (choose every label that applies, possibly none):" if not spec.max_labels else
-            f"Labels (choose every label that applies, at most {spec.max_labels}):",
-            "dimlevel": f"Dimensions (for each dimension present in the text give its level: "
-                        f"{', '.join(spec.levels or [])}):"}[spec.kind]
-    return head + "\n" + "\n".join(lines)
-
-
-def _format_line(spec: LabelSpec) -> str:
-    if spec.kind == "single":
-        ex = '{"label": "<label>", "confidence": <0 to 1>}'
-    elif spec.kind == "multi":
-        ex = '{"labels": ["<label>", ...]}'
-    else:
-        levels = "|".join(spec.levels or [])
-        ex = '{"labels": [{"dimension": "<dimension>", "level": "<' + levels + '>"}, ...]}'
-    extra = "" if spec.kind == "single" else " List only what is present; give an empty list if nothing is."
-    return f"Answer with one JSON object and nothing else, in this form: {ex}.{extra}"
-
-
-def build_messages(spec: LabelSpec, text: str, prompt: str | None = None) -> list[dict]:
-    """The chat messages for one document: the instructions as the system message, the text as the user's.
-
-    ``prompt`` replaces the default instructions; it may contain ``{labels}`` (the label list) and
-    ``{format}`` (the answer format) placeholders. The document is always the last user message on its own,
-    which is how ``fineclass serve`` finds it.
-    """
-    template = DEFAULT_INSTRUCTIONS if prompt is None else str(prompt)
-    try:
-        system = template.replace("{labels}", _label_lines(spec)).replace("{format}", _format_line(spec))
-    except Exception as e:  # pragma: no cover
-        raise FineclassError(f"`prompt` could not be filled in: {e}", "prompt") from None
-    if prompt is not None and "{format}" not in template:
-        system += "\n\n" + _format_line(spec)
-    return [{"role": "system", "content": system}, {"role": "user", "content": text}]
-
-
-class InvalidAnswer(ValueError):
-    """An answer that is not valid JSON in the expected form, or names labels outside the label set."""
-
-
-_FENCE = re.compile(r"^```(?:json|JSON)?\s*\n?(.*?)\n?```$", re.S)
-
-
-def _lookup(spec: LabelSpec) -> dict[str, str]:
-    """Accepted spellings -> class code: the code itself, or its name, compared without case."""
-    table: dict[str, str] = {}
-    for c in spec.classes:
-        table.setdefault(c.casefold(), c)
-    for c, n in spec.names.items():
-        table.setdefault(n.strip().casefold(), c)
-    return table
-
-
-def parse_answer(spec: LabelSpec, content: str) -> list[dict]:
-    """Read an answer strictly; returns a list of proposals or raises :class:`InvalidAnswer`.
-
-    The content must be one JSON object (optionally inside one ```json fence): ``{"label": ...}`` for
-    single, ``{"labels": [...]}`` for multi, ``{"labels": [{"dimension":..., "level":...}]}`` for dimlevel.
-    Labels match a class code or name after trimming, without regard to case; anything else - an unknown
-    label, an unknown level, two levels for one dimension, several labels for a single-label task - makes
-    the whole answer invalid: labels outside the label set are never accepted.
-    Each proposal is ``{"label": code}`` or ``{"dimension": d, "level": l}`` plus ``confidence`` (or None).
-    """
-    if not isinstance(content, str):
-        raise InvalidAnswer("the answer is empty")
-    text = content.strip()
-    m = _FENCE.match(text)
-    if m:
-        text = m.group(1).strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise InvalidAnswer(f"the answer is not JSON: {content[:80]!r}") from None
-    if not isinstance(data, dict):
-        raise InvalidAnswer("the answer is not a JSON object")
-    lookup = _lookup(spec)
-
-    def code_of(value, what="label") -> str:
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise InvalidAnswer(f"{what} {value!r} is not a label")
-        c = lookup.get(canon(value).casefold())
-        if c is None:
-            raise InvalidAnswer(f"{what} {value!r} is not in the label set")
-        return c
-
-    def conf(value):
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1 and \
-                math.isfinite(value):
-            return float(value)
-        return None
-
-    if spec.kind == "single":
-        if "label" not in data:
-            if isinstance(data.get("labels"), list) and len(data["labels"]) == 1:
-                value = data["labels"][0]
-            else:
-                raise InvalidAnswer("the answer has no `label`")
-        else:
-            value = data["label"]
-        if isinstance(value, list):
-            raise InvalidAnswer("a single-label answer gave a list")
-        return [{"label": code_of(value), "confidence": conf(data.get("confidence"))}]
-
-    items = data.get("labels")
-    if not isinstance(items, list):
-        if spec.kind == "dimlevel" and isinstance(items, dict):  # {"dimension": "level"} form
-            items = [{"dimension": k, "level": v} for k, v in items.items()]
-        else:
-            raise InvalidAnswer("the answer has no `labels` list")
-    out, seen = [], {}
-    if spec.kind == "multi":
-        for it in items:
-            c_conf = None
-            if isinstance(it, dict):
-                c_conf = conf(it.get("confidence"))
-                it = it.get("label")
-            c = code_of(it)
-            if c in seen:
-                continue
-            seen[c] = True
-            out.append({"label": c, "confidence": c_conf})
-        if spec.max_labels and len(out) > spec.max_labels:
-            raise InvalidAnswer(f"the answer gives {len(out)} labels; at most {spec.max_labels} are allowed")
-        return out
-    levels = {lv.casefold(): lv for lv in spec.levels or []}
-    for it in items:
-        if not isinstance(it, dict):
-            raise InvalidAnswer(f"an entry of `labels` is not an object: {it!r}")
-        d = code_of(it.get("dimension"), "dimension")
-        raw_level = it.get("level")
-        lv = levels.get(str(raw_level).strip().casefold()) if isinstance(raw_level, str) else None
-        if lv is None:
-            raise InvalidAnswer(f"level {raw_level!r} of dimension {d!r} is not one of {', '.join(spec.levels)}")
-        if d in seen:
-            if seen[d] != lv:
-                raise InvalidAnswer(f"dimension {d!r} has two levels ({seen[d]!r} and {lv!r})")
-            continue
-        seen[d] = lv
-        out.append({"dimension": d, "level": lv, "confidence": conf(it.get("confidence"))})
-    return out
-
-
-def format_answer(spec: LabelSpec, proposals: Sequence[Mapping[str, Any]]) -> str:
-    """The JSON answer :func:`parse_answer` reads, from proposals as it returns them."""
-    def r(x):
-        return None if x is None else round(float(x), 4)
-    if spec.kind == "single":
-        p = proposals[0]
-        return json.dumps({"label": p["label"], "confidence": r(p.get("confidence"))}, ensure_ascii=False)
-    if spec.kind == "multi":
-        return json.dumps({"labels": [{"label": p["label"], "confidence": r(p.get("confidence"))}
-                                      for p in proposals]}, ensure_ascii=False)
-    return json.dumps({"labels": [{"dimension": p["dimension"], "level": p["level"],
-                                   "confidence": r(p.get("confidence"))} for p in proposals]},
-                      ensure_ascii=False)

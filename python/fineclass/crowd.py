@@ -29,10 +29,11 @@ import numpy as np
 import pyarrow as pa
 
 from ._fs import atomic_file
-from .client import Endpoint, InvalidAnswer, build_messages, chat_many, parse_answer
+from .client import Endpoint, chat_many
 from .tables import ID, check_text, read_table, with_id
 from .errors import FineclassError, preview
 from .labels import LabelSpec, as_spec, canon
+from .protocol import InvalidAnswer, build_messages, parse_answer, predictions_to_proposals
 
 __all__ = ["propose", "proposal_stats", "export_review", "import_review", "acceptance_report",
            "assemble_training_set", "add_cli", "RULES", "CONFLICTS"]
@@ -106,7 +107,7 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
     spec: the label set endpoints are asked about and answers are checked against; default: the
         first classifier's ``spec_``. Required when every proposer is an endpoint (a LabelSpec, a dict, a
         JSON file or a saved model's folder).
-    prompt: instructions replacing the default ones (see :func:`fineclass.client.build_messages`).
+    prompt: instructions replacing the default ones (see :func:`fineclass.protocol.build_messages`).
     return_stats: also return the per-proposer stats table (it is also kept in the table's metadata;
         read it with :func:`proposal_stats`).
 
@@ -178,7 +179,6 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
                     add(id_list[k], name, prop, prop.get("confidence"))
                     st["proposals"] += 1
         elif len(keep):
-            from .serve import predictions_to_proposals
             sub = pa.table({ID: ids.take(pa.array(keep, pa.int64())), "text": [texts[k] for k in keep]})
             preds = p.predict(sub, text="text", id=ID)
             if preds.column(ID).to_pylist() != sub.column(ID).to_pylist():
@@ -1020,9 +1020,9 @@ def _print_table(t: pa.Table, title: str) -> None:
 def _cli_propose(args) -> int:
     proposers: dict[str, Any] = {}
     if args.model:
-        import fineclass
+        from .classifier import load
         for m in args.model:
-            proposers[Path(m).name] = fineclass.load(m)
+            proposers[Path(m).name] = load(m)
     for url, model in args.endpoint or []:
         ep = Endpoint(url, model, key_env=None if args.key_env.lower() == "none" else args.key_env,
                       timeout=args.timeout, concurrency=args.concurrency,

@@ -23,6 +23,7 @@ from .tables import read_table
 
 KINDS = ("single", "multi", "dimlevel")
 DEFAULT_LEVELS = ("low", "medium", "high")
+ABSENT = "absent"  # a dimension->level cell without a level
 
 
 def canon(value: Any) -> str:

@@ -18,22 +18,17 @@ continuation of the prompt, so every class gets its own distribution from one fo
 methods/generative.py). The blocks use a different form from the answer on purpose: the same context must never
 be taught two different continuations.
 
-Parsing is strict: an answer that does not have the expected form is *unparseable*; a well-formed answer that
-names a label, dimension or level outside the label set is *invalid_label*. Nothing is mapped to a nearby label.
+Answers are read by :func:`fineclass.protocol.parse_answer`, strictly.
 """
 from __future__ import annotations
 
 import json
-import re
-from typing import Any, Sequence
 
-from .errors import FineclassError
-from .labels import LabelSpec
+from .errors import FineclassError, preview
+from .labels import ABSENT, LabelSpec
 
 TEXT_SLOT = "{text}"
-ABSENT = "absent"
 YES, NO = "yes", "no"
-STATUSES = ("ok", "unparseable", "invalid_label", "empty_text")
 
 INSTRUCTIONS = {
     "single": ("Classify the text into exactly one category of the codebook below. Reply with the category code "
@@ -101,7 +96,6 @@ def check_codebook_covers(spec: LabelSpec) -> None:
         return
     missing = [c for c in spec.classes if c not in spec.names and c not in spec.descriptions]
     if missing:
-        from .errors import preview
         what = "dimensions" if spec.kind == "dimlevel" else "labels"
         raise FineclassError(
             f"`codebook` has no entry for the {what} {preview(missing)}, which occur in the data; the prompt would "
@@ -190,84 +184,3 @@ def candidate_texts(spec: LabelSpec) -> list[list[str]]:
     if spec.kind == "single":
         return [[answer_text(spec, k) for k in range(len(spec.classes))]]
     return [[block_text(spec, c, j) for j in range(len(block_options(spec)))] for c in spec.classes]
-
-
-# ---------------------------------------------------------------------- parsing
-_ANSWER = re.compile(r"Answer\s*=\s*\[([^\[\]\n]*)\]")
-
-
-def _lookup(spec: LabelSpec) -> tuple[dict[str, str], dict[str, str]]:
-    """Accepted spellings of each class: its code exactly, or its name (case-insensitive)."""
-    names = {}
-    for c in spec.classes:
-        name = spec.names.get(c)
-        if name:
-            names.setdefault(name.strip().casefold(), c)
-    return {c: c for c in spec.classes}, names
-
-
-def _match(table: tuple[dict[str, str], dict[str, str]], raw: str):
-    s = raw.strip().strip("'\"").strip()
-    codes, names = table
-    if s in codes:
-        return codes[s]
-    return names.get(s.casefold())
-
-
-def parse_answer(spec: LabelSpec, output: str) -> tuple[str, Any]:
-    """Parse one generated answer strictly: (status, value).
-
-    status is ``ok``, ``unparseable`` (no answer of the expected form) or ``invalid_label`` (a well-formed answer
-    naming something outside the label set). value: a class code (single), a list of codes (multi) or a
-    ``{dimension: level}`` dict (dimlevel); None unless the status is ``ok``.
-    """
-    if output is None:
-        return "unparseable", None
-    if spec.kind in ("single", "multi"):
-        m = _ANSWER.search(output)
-        if m is None:
-            return "unparseable", None
-        table = _lookup(spec)
-        inner = m.group(1).strip()
-        if spec.kind == "single":
-            if not inner or "," in inner:
-                return ("invalid_label" if inner else "unparseable"), None
-            code = _match(table, inner)
-            return ("ok", code) if code is not None else ("invalid_label", None)
-        items = [x for x in (p.strip() for p in inner.split(",")) if x] if inner else []
-        codes = [_match(table, x) for x in items]
-        if any(c is None for c in codes):
-            return "invalid_label", None
-        chosen = set(codes)
-        return "ok", [c for c in spec.classes if c in chosen]
-    start = output.find("{")
-    if start < 0:
-        return "unparseable", None
-    try:
-        obj, _ = json.JSONDecoder().raw_decode(output[start:])
-    except json.JSONDecodeError:
-        return "unparseable", None
-    if not isinstance(obj, dict):
-        return "unparseable", None
-    dims = _lookup(spec)
-    levels = {lv.casefold(): lv for lv in spec.levels}
-    out = {}
-    for k, v in obj.items():
-        d = _match(dims, str(k))
-        if d is None or not isinstance(v, str):
-            return "invalid_label", None
-        lv = v.strip().casefold()
-        if lv == ABSENT:
-            continue
-        if lv not in levels:
-            return "invalid_label", None
-        out[d] = levels[lv]
-    return "ok", {d: out[d] for d in spec.classes if d in out}
-
-
-def summarize(statuses: Sequence[str]) -> dict:
-    counts = {s: 0 for s in STATUSES}
-    for s in statuses:
-        counts[s] = counts.get(s, 0) + 1
-    counts["n"] = len(statuses)
-    return counts

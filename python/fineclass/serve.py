@@ -5,7 +5,7 @@ client as a closed model. Standard library only (``http.server``).
 
 - ``GET /v1/models``: the served model.
 - ``POST /v1/chat/completions``: the last user message is the document; the answer's content is the
-  classifier's label(s) as JSON, in the form :func:`fineclass.client.parse_answer` reads, with ``usage``.
+  classifier's label(s) as JSON, in the form :func:`fineclass.protocol.parse_answer` reads, with ``usage``.
 - ``GET /health``: ``{"status": "ok"}`` (no key needed).
 
 The server binds 127.0.0.1 unless told otherwise. With a key, every ``/v1`` request must carry
@@ -28,10 +28,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from .client import format_answer
+from .protocol import format_answer, predictions_to_proposals
 from .errors import FineclassError, warn_user
 
-__all__ = ["serve", "start_server", "ServerHandle", "add_cli", "predictions_to_proposals"]
+__all__ = ["serve", "start_server", "ServerHandle", "add_cli"]
 
 MAX_BODY = 4 * 1024 * 1024
 
@@ -44,36 +44,10 @@ def _load(model_or_path: Any):
         if not p.exists():
             raise FineclassError(f"`model` {str(p)!r} does not exist. Pass a fitted Classifier or the folder "
                                  f"a Classifier was saved to.", "model")
-        import fineclass
-        return fineclass.load(p)
+        from .classifier import load
+        return load(p)
     raise FineclassError(f"`model` must be a fitted Classifier or the folder it was saved to; got "
                          f"{type(model_or_path).__name__}.", "model")
-
-
-def predictions_to_proposals(spec, predictions: pa.Table) -> list[list[dict]]:
-    """Per document, the proposals of a classifier's prediction table (see :func:`client.parse_answer`)."""
-    n = predictions.num_rows
-    out: list[list[dict]] = [[] for _ in range(n)]
-    cols = predictions.column_names
-    if spec.kind == "single":
-        labels = predictions.column("label").to_pylist()
-        confs = predictions.column("confidence").to_pylist() if "confidence" in cols else [None] * n
-        for i in range(n):
-            if labels[i] is not None:
-                out[i].append({"label": str(labels[i]), "confidence": confs[i]})
-        return out
-    labels = predictions.column("labels").to_pylist()
-    if spec.kind == "multi":
-        for i in range(n):
-            for lab in labels[i] or []:
-                col = f"p_{lab}"
-                c = predictions.column(col)[i].as_py() if col in cols else None
-                out[i].append({"label": str(lab), "confidence": c})
-        return out
-    for i in range(n):
-        for s in labels[i] or []:
-            out[i].append({"dimension": s["dimension"], "level": s["level"], "confidence": s.get("confidence")})
-    return out
 
 
 def _last_user_text(messages) -> str | None:

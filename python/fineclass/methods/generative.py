@@ -52,10 +52,11 @@ from .._fs import atomic_folder, check_replaceable
 from ..errors import FineclassError, preview, warn_user
 from ..labels import LabelSpec
 from ..models import load_error
-from ..prompts import (block_options, candidate_texts, check_codebook_covers, default_template, fill_template,
-                       answer_text, parse_answer, split_prompt, summarize, turn_end)
-from .base import (Encoded, check_no_pickle, encode_texts, inference_dtype, quantization_config, quiet_transformers,
-                   resolve_finetune)
+from ..prompts import (answer_text, block_options, candidate_texts, check_codebook_covers, default_template,
+                       fill_template, split_prompt, turn_end)
+from ..protocol import EMPTY_TEXT, read_answer, summarize
+from .base import (Encoded, check_no_pickle, encode_texts, inference_dtype, quantization_config,
+                   quiet_transformers, resolve_finetune)
 
 GEN_DEFAULTS = {"learning_rate_lora": 2e-4, "learning_rate_full": 2e-5, "warmup_ratio": 0.03,
                 "max_grad_norm": 0.3, "lora_r": 64, "lora_alpha": 16}
@@ -866,11 +867,7 @@ def generate(classifier, data: Any, *, text: str = "text", id: str | None = None
         bar.close()
     statuses, values = [], []
     for a, e in zip(answers, empty):
-        if e:
-            statuses.append("empty_text")
-            values.append(None)
-            continue
-        st, v = parse_answer(spec, a)
+        st, v = (EMPTY_TEXT, None) if e else read_answer(spec, a)
         statuses.append(st)
         values.append(v)
     cols = {"id": table.column("id"), "answer": pa.array([None if e else a for a, e in zip(answers, empty)],
