@@ -173,3 +173,40 @@ def test_warnings_point_at_the_callers_line(tiny_bert, reviews_small):
         truncation = [w for w in caught if "were truncated" in str(w.message)]
         assert truncation, [str(w.message) for w in caught]
         assert truncation[0].filename == __file__
+
+
+def test_a_method_registered_by_name_trains_saves_and_loads(tiny_bert, reviews_small, tmp_path):
+    """The core reaches methods through the registry only: a new method needs no edit of the training loop, the
+    scorer, save or load. Its scoring_session is the Method default unless it declares one."""
+    from fineclass.methods import Method, get_method, method_names, register
+    from fineclass.methods.head import HeadMethod
+
+    calls = []
+
+    @register("head-recorded")
+    class Recorded(HeadMethod):
+        def probabilities(self, module, batch, spec):
+            calls.append(len(batch["input_ids"]))
+            return super().probabilities(module, batch, spec)
+
+    try:
+        assert "head-recorded" in method_names() and isinstance(get_method("head-recorded"), Recorded)
+        clf = fineclass.train(reviews_small, model=tiny_bert, method="head-recorded", config={**FAST, "epochs": 1},
+                              progress=False)
+        first = clf.predict(reviews_small.head(20))
+        assert sum(calls) >= 20 and clf.manifest_["method"] == "head-recorded"
+        again = fineclass.load(clf.save(tmp_path / "m"))
+        assert isinstance(again.method_, Recorded)
+        _same_predictions(first, again.predict(reviews_small.head(20)))
+    finally:
+        from fineclass.methods import base
+        base._METHODS.pop("head-recorded", None)
+    with pytest.raises(FineclassError) as e:
+        fineclass.train(reviews_small, model=tiny_bert, method="head-recorded", progress=False)
+    assert e.value.argument == "method" and "generative" in str(e.value)
+
+    class Incomplete(Method):
+        def build(self, *a, **k):
+            return None
+    with pytest.raises(TypeError):
+        Incomplete()  # the interface is declared: a method that lacks part of it cannot be made

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--labels", default=None, help="a long label table (id + label, or id + dimension + level)")
     t.add_argument("--id", default=None)
     t.add_argument("--model", default="minilm", help="alias (minilm, smollm2-135m), folder or hub id")
-    t.add_argument("--method", default="head", choices=["head", "generative"])
+    t.add_argument("--method", default="head", help="head or generative (a registered method)")
     t.add_argument("--codebook", default=None, help="JSON file or table with code, name[, description]")
     t.add_argument("--config", default=None, help="TrainConfig settings as JSON, e.g. '{\"epochs\": 2}'")
     t.add_argument("--epochs", type=int)

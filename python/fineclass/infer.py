@@ -17,7 +17,6 @@ size. A folder holding finished shards of another run is refused, so results of 
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -102,9 +101,8 @@ def score_ids(clf, ids_list: list, batch_tokens: int | None = None, progress=Non
     pending = deque(token_budget_batches(lengths, budget))
     autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
     # a method may keep work shared by all batches of this call (the generative method: the prompt head)
-    session = getattr(method, "scoring_session", None)
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast), \
-            (session() if session is not None else contextlib.nullcontext()):
+            method.scoring_session():
         while pending:
             idx = pending.popleft()
             try:

@@ -86,6 +86,22 @@ def _group_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def class_weights(targets: np.ndarray, spec) -> torch.Tensor:
+    """Weights against imbalance: balanced for single-label; pos_weight for multi; sqrt-balanced for levels."""
+    if spec.kind == "single":
+        counts = np.bincount(targets, minlength=len(spec.classes)).astype(np.float64)
+        w = len(targets) / (len(counts) * np.maximum(counts, 1))
+    elif spec.kind == "multi":
+        pos = targets.sum(axis=0)
+        w = np.clip((len(targets) - pos) / np.maximum(pos, 1), 1.0, 50.0)
+    else:
+        l1 = len(spec.levels) + 1
+        counts = np.bincount(targets.reshape(-1), minlength=l1).astype(np.float64)
+        w = np.sqrt(counts.sum() / (l1 * np.maximum(counts, 1)))
+        w = w / w[0]
+    return torch.tensor(w, dtype=torch.float32)
+
+
 # ---------------------------------------------------------------------- thresholds
 def _jaccard_at(probs: np.ndarray, targets: np.ndarray, spec, t: float) -> float:
     if spec.kind == "multi":
@@ -233,7 +249,6 @@ def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels
     targets = torch.from_numpy(ds.targets)
     weights = None
     if cfg.class_weights == "balanced":
-        from .methods.head import class_weights
         weights = class_weights(ds.targets[train_idx], ds.spec).to(device)
 
     trainable = [p for p in module.parameters() if p.requires_grad]

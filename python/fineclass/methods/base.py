@@ -1,16 +1,21 @@
-"""Pieces shared by the methods: tokenising with a truncation count, devices, LoRA set-up, safe loading."""
+"""The Method interface and its registry, and pieces shared by the methods: tokenising with a truncation count,
+devices, LoRA set-up, safe loading."""
 from __future__ import annotations
 
+import abc
+import contextlib
 import logging
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import torch
 
 from ..errors import FineclassError, warn_user
+from ..labels import LabelSpec
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
@@ -22,6 +27,193 @@ class Encoded:
 
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
+
+
+class Method(abc.ABC):
+    """How a backbone turns text into label probabilities: what the training loop and the scorer call.
+
+    A method registers itself under a name with :func:`register`; ``TrainConfig``'s callers and saved models
+    name it (``method="head"``), and :func:`get_method` makes a fresh instance. Probabilities share one layout
+    for every method: single (n, K) summing to one per row; multi (n, K) per-class probabilities; dimlevel
+    (n, D * (L + 1)): for each dimension, P(absent), P(level 1), ..., P(level L).
+    """
+
+    name: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def build(self, model_path: str, spec: LabelSpec, config: Any, device: torch.device,
+              trust_remote_code: bool = False) -> tuple[Any, Any, str]:
+        """A fresh trainable model.
+
+        Args:
+            model_path: a local folder or hub id (see ``models.resolve``).
+            spec: the label set.
+            config: the run's ``TrainConfig``.
+            device: where the model goes.
+            trust_remote_code: let transformers run the model's own code.
+
+        Returns:
+            ``(module, tokenizer, finetune)``, ``finetune`` being what was chosen: ``"full"``, ``"lora"`` or
+            ``"qlora"``.
+        """
+
+    @abc.abstractmethod
+    def defaults(self, finetune: str) -> dict:
+        """The settings this method uses where ``TrainConfig`` leaves them at ``None``.
+
+        Args:
+            finetune: the fine-tuning mode :meth:`build` chose.
+
+        Returns:
+            ``{setting: value}`` (learning_rate, warmup_ratio, max_grad_norm, lora_r, lora_alpha, ...).
+        """
+
+    @abc.abstractmethod
+    def encode(self, tokenizer: Any, texts: list[str], max_length: int) -> "Encoded":
+        """Token ids per document, cut to ``max_length``, with a flag per document that was cut.
+
+        Args:
+            tokenizer: the model's tokenizer.
+            texts: the documents.
+            max_length: the most tokens of a document the model reads.
+
+        Returns:
+            An :class:`Encoded`.
+        """
+
+    @abc.abstractmethod
+    def collate(self, tokenizer: Any, ids_list: list, device: torch.device) -> Any:
+        """One batch for :meth:`loss` and :meth:`probabilities`, from encoded documents.
+
+        Args:
+            tokenizer: the model's tokenizer.
+            ids_list: token ids per document, as :meth:`encode` made them.
+            device: where the batch goes.
+
+        Returns:
+            Whatever this method's :meth:`loss` and :meth:`probabilities` take.
+        """
+
+    @abc.abstractmethod
+    def loss(self, module: Any, batch: Any, targets: torch.Tensor, spec: LabelSpec,
+             weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The training loss of one batch.
+
+        Args:
+            module: the model.
+            batch: from :meth:`collate`.
+            targets: the encoded labels (``LabelSpec.encode``).
+            spec: the label set.
+            weights: class weights against imbalance, or None.
+
+        Returns:
+            A scalar tensor.
+        """
+
+    @abc.abstractmethod
+    def probabilities(self, module: Any, batch: Any, spec: LabelSpec) -> np.ndarray:
+        """Label probabilities of one batch, in the layout described on the class.
+
+        Args:
+            module: the model.
+            batch: from :meth:`collate`.
+            spec: the label set.
+
+        Returns:
+            An array (documents, ``spec.n_outputs``).
+        """
+
+    @abc.abstractmethod
+    def save(self, module: Any, tokenizer: Any, folder: Path) -> dict:
+        """Write the weights and tokenizer into ``folder``.
+
+        Args:
+            module: the model.
+            tokenizer: its tokenizer.
+            folder: the model folder being written.
+
+        Returns:
+            Entries for the manifest, at least ``{"weights": "model" | "adapter"}``.
+        """
+
+    @abc.abstractmethod
+    def load(self, folder: Path, manifest: dict, spec: LabelSpec, device: torch.device, base_path: str | None,
+             trust_remote_code: bool = False, allow_pickle: bool = False) -> tuple[Any, Any]:
+        """Read back what :meth:`save` wrote.
+
+        Args:
+            folder: the saved model's folder.
+            manifest: its ``fineclass.json``.
+            spec: its label set.
+            device: where the model goes.
+            base_path: the base model (for an adapter), or None.
+            trust_remote_code: let transformers run the model's own code.
+            allow_pickle: accept pickle weight files.
+
+        Returns:
+            ``(module, tokenizer)``, the module in evaluation mode.
+        """
+
+    @contextlib.contextmanager
+    def scoring_session(self) -> Iterator[None]:
+        """The span of one ``predict()`` or ``classify()`` call: work shared by all its batches may be kept here.
+
+        Nothing by default; the generative method computes the prompt head once per session.
+
+        Yields:
+            Nothing.
+        """
+        yield
+
+
+_METHODS: dict[str, type[Method]] = {}
+
+
+def register(name: str) -> Callable[[type[Method]], type[Method]]:
+    """A class decorator: make a :class:`Method` available under ``name``.
+
+    Args:
+        name: what users pass as ``method=`` and what saved models record.
+
+    Returns:
+        The decorator, which returns the class unchanged (with ``name`` set).
+
+    Example:
+        >>> @register("head")  # doctest: +SKIP
+        ... class HeadMethod(Method): ...
+    """
+    def add(cls: type[Method]) -> type[Method]:
+        cls.name = name
+        _METHODS[name] = cls
+        return cls
+    return add
+
+
+def method_names() -> tuple[str, ...]:
+    """The names of the registered methods.
+
+    Returns:
+        The names, in the order they were registered.
+    """
+    return tuple(_METHODS)
+
+
+def get_method(name: str) -> Method:
+    """A fresh instance of the method registered as ``name``.
+
+    Args:
+        name: the method's name (``"head"``, ``"generative"``).
+
+    Returns:
+        A new :class:`Method` instance.
+
+    Raises:
+        FineclassError: naming ``method`` when no method has that name.
+    """
+    cls = _METHODS.get(name)
+    if cls is None:
+        raise FineclassError(f"`method` must be one of {', '.join(_METHODS)}; got {name!r}.", "method")
+    return cls()
 
 
 def encode_texts(tokenizer, texts: list[str], max_length: int, add_special_tokens: bool = True) -> Encoded:

@@ -55,8 +55,9 @@ from ..models import load_error
 from ..prompts import (answer_text, block_options, candidate_texts, check_codebook_covers, default_template,
                        fill_template, split_prompt, turn_end)
 from ..protocol import EMPTY_TEXT, read_answer, summarize
-from .base import (Encoded, check_no_pickle, encode_texts, inference_dtype, quantization_config,
-                   quiet_transformers, resolve_finetune)
+from .base import (Encoded, Method, check_no_pickle, encode_texts, inference_dtype, quantization_config,
+                   quiet_transformers, register,
+                   resolve_finetune)
 
 GEN_DEFAULTS = {"learning_rate_lora": 2e-4, "learning_rate_full": 2e-5, "warmup_ratio": 0.03,
                 "max_grad_norm": 0.3, "lora_r": 64, "lora_alpha": 16}
@@ -498,8 +499,9 @@ def _row_budget(device) -> int:
 
 
 # ====================================================================== the method
-class GenerativeMethod:
-    name = "generative"
+@register("generative")
+class GenerativeMethod(Method):
+    """The label as text, scored (see the module's description)."""
 
     def __init__(self):
         self.plan: Plan | None = None

@@ -14,15 +14,16 @@ import torch.nn.functional as F
 from ..errors import FineclassError
 from ..labels import LabelSpec
 from ..models import load_error
-from .base import (Encoded, check_no_pickle, encode_texts, pad_batch, quantization_config, quiet_transformers,
-                   resolve_finetune)
+from .base import (Encoded, Method, check_no_pickle, encode_texts, pad_batch, quantization_config,
+                   quiet_transformers, register, resolve_finetune)
 
 HEAD_DEFAULTS = {"learning_rate_full": 5e-5, "learning_rate_lora": 2e-4, "warmup_ratio": 0.06,
                  "max_grad_norm": 1.0, "lora_r": 16, "lora_alpha": 32}
 
 
-class HeadMethod:
-    name = "head"
+@register("head")
+class HeadMethod(Method):
+    """A sequence-classification head on the backbone (see the module's description)."""
 
     # ------------------------------------------------------------------ model
     def build(self, model_path: str, spec: LabelSpec, config, device, trust_remote_code: bool = False):
@@ -133,19 +134,3 @@ def head_probabilities(logits: torch.Tensor, spec: LabelSpec) -> torch.Tensor:
         return torch.sigmoid(logits)
     d, l1 = len(spec.classes), len(spec.levels) + 1
     return torch.softmax(logits.view(-1, d, l1), dim=-1).reshape(logits.shape[0], d * l1)
-
-
-def class_weights(targets: np.ndarray, spec: LabelSpec) -> torch.Tensor:
-    """Weights against imbalance: balanced for single-label; pos_weight for multi; sqrt-balanced for levels."""
-    if spec.kind == "single":
-        counts = np.bincount(targets, minlength=len(spec.classes)).astype(np.float64)
-        w = len(targets) / (len(counts) * np.maximum(counts, 1))
-    elif spec.kind == "multi":
-        pos = targets.sum(axis=0)
-        w = np.clip((len(targets) - pos) / np.maximum(pos, 1), 1.0, 50.0)
-    else:
-        l1 = len(spec.levels) + 1
-        counts = np.bincount(targets.reshape(-1), minlength=l1).astype(np.float64)
-        w = np.sqrt(counts.sum() / (l1 * np.maximum(counts, 1)))
-        w = w / w[0]
-    return torch.tensor(w, dtype=torch.float32)
