@@ -11,7 +11,7 @@ capped at --max-length) three ways:
                restarting at each document, attention kept inside each document by a variable-length kernel
                (``torch.nn.attention.varlen.varlen_attn``, or flash-attn's ``flash_attn_varlen_func``), and the
                classification head applied to each document's last token;
-- ``fineclass``: the library's own path, ``fineclass.infer.score_ids`` (length-sorted token-budget batches,
+- ``fineclass``: the library's own path, ``fineclass.scoring.Scorer.score_ids`` (length-sorted token-budget batches,
                bf16 autocast, probabilities back on the CPU), on the same model and documents.
 
 After the models, an out-of-memory check caps the process's GPU memory (weights + --oom-headroom-gb) and asks
@@ -118,7 +118,7 @@ def documents(lengths: np.ndarray, vocab: int, seed: int) -> list[torch.Tensor]:
 # ---------------------------------------------------------------------- batching
 def token_budget_batches(lengths: np.ndarray, budget: int, max_rows: int = 1024) -> list[np.ndarray]:
     try:  # the library's own planner, when fineclass is importable here
-        from fineclass.infer import token_budget_batches as plan
+        from fineclass.scoring import token_budget_batches as plan
         return plan(lengths, budget, max_rows)
     except ImportError:
         order = np.argsort(-lengths, kind="stable")
@@ -259,25 +259,26 @@ def sync(device):
 
 
 def library_scorer(model, device):
-    """fineclass's own inference path (infer.score_ids: collate, bf16 autocast, OOM halving) around this model."""
+    """fineclass's own inference path (scoring.Scorer.score_ids: collate, bf16 autocast, OOM halving) around
+    this model."""
     from types import SimpleNamespace
-    from fineclass.infer import score_ids
     from fineclass.labels import LabelSpec
     from fineclass.methods.head import HeadMethod
-    clf = SimpleNamespace(method_=HeadMethod(), module_=model, device_=device,
-                          spec_=LabelSpec(kind="single", classes=[f"c{i}" for i in range(N_LABELS)]),
-                          tokenizer_=SimpleNamespace(pad_token_id=0))
-    return clf, score_ids
+    from fineclass.scoring import Scorer
+    scorer = Scorer(method=HeadMethod(), module=model, tokenizer=SimpleNamespace(pad_token_id=0), device=device,
+                    spec=LabelSpec(kind="single", classes=[f"c{i}" for i in range(N_LABELS)]), max_length=512)
+    return scorer, scorer.score_ids
 
 
 def run_library(model, docs, lengths, args, device):
-    """Time fineclass.infer.score_ids over the documents; probabilities come back on the CPU, in input order."""
-    clf, score_ids = library_scorer(model, device)
+    """Time fineclass.scoring.Scorer.score_ids over the documents; probabilities come back on the CPU, in
+    input order."""
+    _, score_ids = library_scorer(model, device)
     ids = [d.tolist() for d in docs]
-    score_ids(clf, ids[:64], batch_tokens=args.budget)               # warm-up
+    score_ids(ids[:64], batch_tokens=args.budget)               # warm-up
     sync(device)
     t = time.perf_counter()
-    probs = score_ids(clf, ids, batch_tokens=args.budget)
+    probs = score_ids(ids, batch_tokens=args.budget)
     sync(device)
     seconds = time.perf_counter() - t
     batches = token_budget_batches(lengths, args.budget)
@@ -293,9 +294,9 @@ def oom_check(args, device) -> dict:
     model = build_model(args.oom_model, device, torch.bfloat16)
     lengths = document_lengths(512, args.median, args.max_length, args.seed + 1)
     docs = [d.tolist() for d in documents(lengths, model.config.vocab_size, args.seed + 1)]
-    clf, score_ids = library_scorer(model, device)
+    _, score_ids = library_scorer(model, device)
     with torch.inference_mode():
-        reference = score_ids(clf, docs, batch_tokens=args.budget)
+        reference = score_ids(docs, batch_tokens=args.budget)
     torch.cuda.empty_cache()
     total = torch.cuda.get_device_properties(device).total_memory
     weights = torch.cuda.memory_allocated(device)
@@ -304,7 +305,7 @@ def oom_check(args, device) -> dict:
     try:
         with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
             warnings.simplefilter("always")
-            capped = score_ids(clf, docs, batch_tokens=4 * args.budget)
+            capped = score_ids(docs, batch_tokens=4 * args.budget)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, device)
     notes = [str(w.message) for w in caught if "out of memory" in str(w.message)]

@@ -134,7 +134,6 @@ def test_in_memory_and_streamed_inputs_match_the_parquet_run(tiny_classifier, co
 
 def test_out_of_memory_halves_the_budget_and_finishes(tiny_classifier, corpus):
     """A device that cannot hold more than 2,000 tokens per batch (the error a real one raises is simulated)."""
-    from fineclass.infer import score_texts
 
     class LimitedMemory:
         def __init__(self, real, limit):
@@ -150,13 +149,13 @@ def test_out_of_memory_halves_the_budget_and_finishes(tiny_classifier, corpus):
             return getattr(self.real, name)
 
     texts = [t for t in corpus.column("text").to_pylist()[:400] if t and t.strip()]
-    expected, _ = score_texts(tiny_classifier, texts, batch_tokens=100_000)
+    expected, _ = tiny_classifier.scorer().score_texts(texts, batch_tokens=100_000)
     real = tiny_classifier.method_
     limited = LimitedMemory(real, 2000)
     tiny_classifier.method_ = limited
     try:
         with pytest.warns(RuntimeWarning, match="out of memory"):
-            got, _ = score_texts(tiny_classifier, texts, batch_tokens=100_000)
+            got, _ = tiny_classifier.scorer().score_texts(texts, batch_tokens=100_000)
     finally:
         tiny_classifier.method_ = real
     assert 1 <= limited.ooms <= 8  # the budget is halved and kept, not re-tried batch after batch

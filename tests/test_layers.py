@@ -33,28 +33,12 @@ LAYERS = [
 ]
 
 KNOWN = {
+    'cycle: fineclass.classifier <-> fineclass.methods <-> fineclass.methods.generative <-> fineclass.scoring <-> fineclass.training',
     "big: fineclass.evaluation holds more than 12% of the package's lines",
-    "big: fineclass.methods.generative holds more than 12% of the package's lines",
-    'cycle: fineclass.classifier <-> fineclass.infer <-> fineclass.methods <-> fineclass.methods.generative <-> fineclass.ray_engine <-> fineclass.training',
     'private: fineclass.methods.generative imports fineclass.labels._split_codebook',
     'private: fineclass.methods.generative imports fineclass.labels._value_type',
-    'private: fineclass.ray_engine imports fineclass.infer._FileSource',
-    'private: fineclass.ray_engine imports fineclass.infer._TableSource',
-    'private: fineclass.ray_engine imports fineclass.infer._bar',
-    'private: fineclass.ray_engine imports fineclass.infer._check_batch_tokens',
-    'private: fineclass.ray_engine imports fineclass.infer._check_shard',
-    'private: fineclass.ray_engine imports fineclass.infer._claim_folder',
-    'private: fineclass.ray_engine imports fineclass.infer._hash_input',
-    'private: fineclass.ray_engine imports fineclass.infer._model_identity',
-    'private: fineclass.ray_engine imports fineclass.infer._open_source',
-    'private: fineclass.ray_engine imports fineclass.infer._read_ledger',
-    'private: fineclass.ray_engine imports fineclass.infer._remove_stale_temporaries',
-    'private: fineclass.ray_engine imports fineclass.infer._sha256_file',
-    'private: fineclass.ray_engine imports fineclass.infer._shard_name',
-    'upward: fineclass.classifier (L5) imports fineclass.infer (L6)',
     'upward: fineclass.methods.generative (L3) imports fineclass.classifier (L5)',
     'upward: fineclass.training (L4) imports fineclass.classifier (L5)',
-    'upward: fineclass.training (L4) imports fineclass.infer (L6)',
 }
 
 

@@ -16,6 +16,7 @@ from ._fs import atomic_folder, check_replaceable
 from .config import TrainConfig
 from .errors import FineclassError
 from .labels import LabelSpec
+from .scoring import Scorer, probability_names
 
 FORMAT_VERSION = 1
 
@@ -57,13 +58,24 @@ class Classifier:
         return [self.spec_.decode_value(c) for c in self.spec_.classes]
 
     # ------------------------------------------------------------------ predicting
+    def scorer(self) -> Scorer:
+        """The fitted parts that scoring uses (the model as it is now, e.g. after ``merge_for_inference``).
+
+        Returns:
+            A :class:`fineclass.scoring.Scorer`.
+
+        Raises:
+            FineclassError: naming ``model`` when this Classifier is not fitted.
+        """
+        self._check_fitted()
+        return Scorer(self.method_, self.module_, self.tokenizer_, self.spec_, self.device_,
+                      int(self.manifest_["config"]["max_length"]), self.thresholds_)
+
     def predict(self, data: Any, *, text: str = "text", id: str | None = None, batch_tokens: int | None = None,
                 probabilities: bool = True, progress: bool = False) -> pa.Table:
         """One row per document: id, the predicted label(s), confidence, a truncation flag, probabilities."""
-        from .infer import predict_table
-        self._check_fitted()
-        return predict_table(self, data, text=text, id=id, batch_tokens=batch_tokens,
-                             probabilities=probabilities, progress=progress)
+        return self.scorer().predict(data, text=text, id=id, batch_tokens=batch_tokens,
+                                     probabilities=probabilities, progress=progress)
 
     def predict_proba(self, data: Any, *, text: str = "text", id: str | None = None,
                       batch_tokens: int | None = None) -> pa.Table:
@@ -72,10 +84,7 @@ class Classifier:
         return out.select(["id"] + [c for c in out.column_names if c.startswith("p_")])
 
     def probability_names(self) -> list[str]:
-        spec = self.spec_
-        if spec.kind == "dimlevel":
-            return [f"p_{d}={lv}" for d in spec.classes for lv in ["absent", *spec.levels]]
-        return [f"p_{c}" for c in spec.classes]
+        return probability_names(self.spec_)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, overwrite: bool = False) -> str:
@@ -149,39 +158,6 @@ def load(path: str | Path, *, base_model: str | None = None, device: str = "auto
     clf.manifest_ = manifest
     clf.method_ = method
     return clf
-
-
-# ---------------------------------------------------------------------- decoding
-def decode(probs: np.ndarray, spec: LabelSpec, thresholds: dict) -> dict:
-    """Probabilities -> prediction columns (a dict of pyarrow arrays) for one of the three shapes."""
-    n = probs.shape[0]
-    if spec.kind == "single":
-        idx = probs.argmax(axis=1)
-        labels = [spec.decode_value(spec.classes[i]) for i in idx]
-        return {"label": pa.array(labels, type=spec.arrow_type()),
-                "confidence": pa.array(probs[np.arange(n), idx].astype(np.float64))}
-    t = float(thresholds.get("presence", 0.5))
-    if spec.kind == "multi":
-        chosen = probs >= t
-        if spec.max_labels:
-            order = np.argsort(-probs, axis=1)[:, :spec.max_labels]
-            keep = np.zeros_like(chosen)
-            np.put_along_axis(keep, order, True, axis=1)
-            chosen &= keep
-        labels = [[spec.decode_value(spec.classes[j]) for j in np.flatnonzero(row)] for row in chosen]
-        return {"labels": pa.array(labels, type=pa.list_(spec.arrow_type())),
-                "n_labels": pa.array(chosen.sum(axis=1).astype(np.int64))}
-    d, l1 = len(spec.classes), len(spec.levels) + 1
-    p = probs.reshape(n, d, l1)
-    presence = 1.0 - p[:, :, 0]
-    level = p[:, :, 1:].argmax(axis=2)
-    chosen = presence >= t
-    rows = []
-    for i in range(n):
-        rows.append([{"dimension": spec.classes[j], "level": spec.levels[level[i, j]],
-                      "confidence": float(p[i, j, 1 + level[i, j]])} for j in np.flatnonzero(chosen[i])])
-    typ = pa.list_(pa.struct([("dimension", pa.string()), ("level", pa.string()), ("confidence", pa.float64())]))
-    return {"labels": pa.array(rows, type=typ), "n_labels": pa.array(chosen.sum(axis=1).astype(np.int64))}
 
 
 def to_long(predictions: Any) -> pa.Table:

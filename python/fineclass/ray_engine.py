@@ -8,39 +8,38 @@ by one engine can be finished by the other, and ``shard="i/n"`` splits the shard
 How the work is cut. Ray Data's Parquet reader cuts the input into blocks of its own choosing and does not
 say where in the corpus a block starts, so it can give neither a shard its identity nor a row without an id
 column its row number. The driver therefore plans the shards from the Parquet footers (row counts per file
-and row group, no data read; the local engine's ``_open_source``), and the Ray dataset it builds holds one
+and row group, no data read; ``sources.open_source``), and the Ray dataset it builds holds one
 row per shard still to do. An actor pool (``map_batches`` with a callable class and a fixed-size
 ``ActorPoolStrategy``) takes one shard number at a time, reads exactly that shard's rows with pyarrow (only
-the row groups that hold them), scores them with the local engine's token-budget batching
-(``infer.predict_batch``) and writes the shard file atomically. Only the driver appends to the ledger, once
+the row groups that hold them), scores them with the token-budget batching of ``scoring.Scorer`` and writes
+the shard file atomically (``ledger.write_shard``). Only the driver appends to the ledger, once
 per shard as the results stream back, so workers on many machines never append to one file at once (appends
 from several NFS clients can overwrite each other). An actor that dies is restarted by Ray and its shard is
 retried; a shard file written twice is replaced whole, and its ledger line is written once.
 
-Ray stays optional: nothing else in fineclass imports this module, and it imports ``ray`` only when called.
+Ray stays optional: this module imports ``ray`` only when called (``infer.ENGINES`` names it as ``"ray"``).
 """
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import socket
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ._checks import whole_number
-from ._fs import atomic_file
-from .errors import FineclassError, warn_user
+from .classifier import Classifier, load
+from .errors import FineclassError
+from .ledger import DEFAULT_SHARD_ROWS, Run, model_identity, parse_shard, remove_stale_temporaries, report, write_shard
+from .scoring import check_batch_tokens, progress_bar
+from .sources import FileSource, TableSource, hash_input, in_memory, open_source
 
 INSTALL_HINT = "pip install fineclass[ray]"
 # Fault injection, for tests and drills: a file ``crash-<shard>-<before|after>`` in this folder makes the actor
@@ -61,12 +60,9 @@ def _import_ray():
 # ---------------------------------------------------------------------- driver side
 def _model_source(model: Any, ray) -> tuple[dict, str | None, Any]:
     """The manifest (for the run fingerprint), and a model folder path or the saved files in the object store."""
-    import json
-    from .classifier import Classifier
     if model is None:
         raise FineclassError("`model` is required: a fitted Classifier or the folder of a saved one.", "model")
     if isinstance(model, Classifier):
-        model._check_fitted()
         with tempfile.TemporaryDirectory(prefix="fineclass-ray-") as tmp:
             folder = Path(model.save(Path(tmp) / "model"))
             files = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
@@ -84,33 +80,15 @@ def _model_source(model: Any, ray) -> tuple[dict, str | None, Any]:
     return manifest, str(folder.resolve()), None
 
 
-def _reader_source(source, shard_rows: int, ray) -> dict:
-    """What actors read shards from: Parquet files by row group (as planned), or one table in the object store."""
-    from .infer import _FileSource, _TableSource
-    if isinstance(source, _FileSource) and source.format == "parquet":
-        return {"source": source, "total": source.total}
-    if isinstance(source, _TableSource):
-        table = source.table
-    elif isinstance(source, _FileSource):  # CSV has no row index to seek to: read once, here, in order
-        parts = [chunk for _, chunk in source.shards(shard_rows, lambda k: True)]
-        table = pa.concat_tables(parts, promote_options="permissive") if parts else None
-    else:  # a RecordBatchReader can be read once only: read it here, in order
-        parts = [chunk for _, chunk in source.shards(shard_rows, lambda k: True)]
-        table = pa.concat_tables(parts, promote_options="permissive") if parts else None
-    if table is None or table.num_rows == 0:
-        return {"total": 0}
-    return {"table": ray.put(table), "columns": source.columns, "id_column": source.id_column,
-            "total": table.num_rows, "local": table}
-
-
-def _append_ledger(folder: Path, entry: dict) -> None:
-    import json
-    from .infer import LEDGER
-    with open(folder / LEDGER, "a", encoding="utf-8") as f:
-        # as the local engine writes it: the leading newline keeps it apart from a line a killed process left
-        f.write("\n" + json.dumps(entry) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+def _reader_source(source, shard_rows: int, ray) -> tuple[dict, TableSource | None]:
+    """What actors read shards from: Parquet files by row group (as planned), or one table in the object store;
+    and the table read here when the input had to be read whole (a stream or CSV files)."""
+    if isinstance(source, FileSource) and source.format == "parquet":
+        return {"source": source, "total": source.total}, None
+    table = in_memory(source, shard_rows)  # CSV has no row index to seek to, a stream can be read once only
+    if table is None:
+        return {"total": 0}, None
+    return {"table": ray.put(table.table), "columns": table.columns, "total": table.total}, table
 
 
 def _resources(ray, num_actors, gpus_per_actor, cpus_per_actor) -> tuple[int, float]:
@@ -151,31 +129,13 @@ def _maybe_fail(k: int, when: str) -> None:
     os._exit(17)
 
 
-def _write_part(folder: Path, k: int, table: pa.Table, input_hash: str) -> dict:
-    """The shard file, written atomically, and its ledger entry (the local engine's fields); no ledger write."""
-    from .infer import _sha256_file, _shard_name
-    name = _shard_name(k)
-    with atomic_file(folder / name) as tmp:
-        pq.write_table(table, tmp)
-        size, digest = os.path.getsize(tmp), _sha256_file(tmp)
-    return {"shard": k, "file": name, "rows": table.num_rows, "bytes": size, "sha256": digest,
-            "input_sha256": input_hash, **_counts(table)}
-
-
-def _counts(table: pa.Table) -> dict:
-    return {"truncated": int(pc.sum(table.column("truncated")).as_py() or 0),
-            "empty": int(pc.sum(pc.equal(table.column("status"), "empty_text")).as_py() or 0)}
-
-
 class ShardPredictor:
     """One fineclass predictor per actor: loads the model once, then classifies whole shards by number."""
 
-    def __init__(self, *, model_path: str | None, model_files: Any, reader: dict, text: str, shard_rows: int,
+    def __init__(self, *, model_path: str | None, model_files: Any, reader: dict, shard_rows: int,
                  batch_tokens: int | None, probabilities: bool, output: str | None, device: str, threads: int):
         import ray
         import torch
-        from .classifier import load
-        from .infer import _TableSource
         if device == "cpu":
             torch.set_num_threads(max(1, threads))
         self._tmp = None
@@ -187,36 +147,28 @@ class ShardPredictor:
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.write_bytes(blob)
             model_path = self._tmp.name
-        self.clf = load(model_path, device=device)
+        self.scorer = load(model_path, device=device).scorer()
         if "table" in reader:
             ref = reader["table"]
-            table = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
-            self.source = _TableSource(table, reader["columns"])
-            self.source.id_column = reader["id_column"]
+            self.source = TableSource(ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref, reader["columns"])
         else:
             self.source = reader["source"]
-        self.text, self.shard_rows = text, shard_rows
-        self.batch_tokens, self.probabilities = batch_tokens, probabilities
+        self.shard_rows, self.batch_tokens, self.probabilities = shard_rows, batch_tokens, probabilities
         self.output = Path(output) if output is not None else None
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def _one(self, k: int) -> dict:
-        from .tables import check_text, with_id
-        from .infer import _hash_input, predict_batch
         t0 = time.time()
         found = [chunk for j, chunk in self.source.shards(self.shard_rows, lambda j: j == k)]
         if len(found) != 1:
             raise RuntimeError(f"fineclass: shard {k} could not be read from the input (found {len(found)} pieces)")
-        chunk = found[0]
-        input_hash = _hash_input(chunk, self.source.columns)
-        chunk = with_id(chunk, self.source.id_column, offset=k * self.shard_rows)
-        chunk, _ = check_text(chunk, self.text, on_empty="flag")
-        out = predict_batch(self.clf, chunk.select(["id", "text"]), self.batch_tokens, self.probabilities, None)
+        docs, input_hash = self.source.documents(k, found[0], self.shard_rows)
+        out = self.scorer.predict_batch(docs, self.batch_tokens, self.probabilities, None)
         _maybe_fail(k, "before")
         if self.output is not None:
-            entry, payload = _write_part(self.output, k, out, input_hash), b""
+            entry, payload = write_shard(self.output, k, out, input_hash), b""
         else:
-            entry = {"shard": k, "file": "", "rows": out.num_rows, **_counts(out)}
+            entry = {"shard": k}
             sink = io.BytesIO()
             with pa.ipc.new_stream(sink, out.schema) as w:
                 w.write_table(out)
@@ -225,7 +177,6 @@ class ShardPredictor:
         return {"entry": entry, "table": payload, "seconds": time.time() - t0, "worker": self.worker}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import json
         results = []
         for k in batch.column("shard").to_pylist():
             try:
@@ -268,10 +219,8 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
     With ``output=DIR``: the local engine's summary (plus ``engine``, ``actors`` and ``workers``, the number of
     worker processes that delivered shards). With ``output=None``: the prediction table, in input order.
     """
-    from .infer import (DEFAULT_SHARD_ROWS, _bar, _check_batch_tokens, _check_shard, _claim_folder, _hash_input,
-                        _model_identity, _open_source, _read_ledger, _remove_stale_temporaries, parse_shard)
     ray = _import_ray()
-    batch_tokens = _check_batch_tokens(batch_tokens)
+    batch_tokens = check_batch_tokens(batch_tokens)
     shard_rows = whole_number(DEFAULT_SHARD_ROWS if shard_rows is None else shard_rows, "shard_rows")
     num_actors = whole_number(num_actors, "num_actors", allow_none=True)
     cpus_per_actor = whole_number(cpus_per_actor, "cpus_per_actor")
@@ -280,7 +229,10 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
         raise FineclassError(f"`address` must be None (a local Ray instance), 'auto' (the cluster this machine "
                              f"joined) or 'ray://host:port'; got {address!r}.", "address")
     i, n = parse_shard(shard)
-    source = _open_source(data, text, id)  # bad input fails here, before Ray starts
+    source = open_source(data, text, id)  # bad input fails here, before Ray starts
+
+    def mine(k: int) -> bool:
+        return k % n == i
 
     started = False
     if not ray.is_initialized():
@@ -298,34 +250,18 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
         n_actors, gpus = _resources(ray, num_actors, gpus_per_actor, cpus_per_actor)
         # the input's identity first: a stream's is its first shard, read ahead before the rest is read
         identity = source.identity(shard_rows) if output is not None else None
-        reader = _reader_source(source, shard_rows, ray)
+        reader, whole = _reader_source(source, shard_rows, ray)
         total = reader.pop("total")
-        stream_table = reader.pop("local", None) if source.total is None else None
-        reader.pop("local", None)
         n_shards = math.ceil(total / shard_rows)
-
-        def mine(k: int) -> bool:
-            return k % n == i
-
-        folder, done, damaged = None, {}, []
+        run = None
         if output is not None:
-            folder = Path(output)
-            fingerprint = {"model": _model_identity(SimpleNamespace(manifest_=manifest)),
-                           "input": identity, "text": text, "id": id, "shard_rows": shard_rows}
-            _claim_folder(folder, fingerprint, resume)
-            for k, e in _read_ledger(folder).items():
-                if mine(k):
-                    (done.__setitem__(k, e) if _check_shard(folder, e) else damaged.append(e.get("file", str(k))))
-            if stream_table is not None:  # a stream's identity is its content: check the finished shards hold it
-                for k, e in done.items():
-                    piece = stream_table.slice(k * shard_rows, shard_rows)
-                    if e.get("input_sha256") and e["input_sha256"] != _hash_input(piece, source.columns):
-                        raise FineclassError(f"`output` {str(folder)!r} holds shards of another run (a different "
-                                             f"input: shard {k} differs). Use a new output folder.", "output")
-            if damaged:
-                warn_user(f"{len(damaged)} finished shard file(s) in {str(folder)!r} are missing or damaged "
-                          f"({', '.join(damaged[:3])}); they are classified again.", RuntimeWarning)
-            _remove_stale_temporaries(folder, mine)
+            fingerprint = {"model": model_identity(manifest), "input": identity, "text": text, "id": id,
+                           "shard_rows": shard_rows}
+            run = Run.start(output, fingerprint, resume, mine)
+            if source.total is None and whole is not None:  # a stream's finished shards must hold the same input
+                for k in run.done:
+                    run.check_input(k, hash_input(whole.table.slice(k * shard_rows, shard_rows), source.columns))
+        done = run.done if run is not None else {}
         todo = [k for k in range(n_shards) if mine(k) and k not in done]
         n_actors = max(1, min(n_actors, len(todo)))
         if device == "auto":
@@ -334,17 +270,16 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
         def rows_of(ks):
             return sum(min(shard_rows, total - k * shard_rows) for k in ks)
 
-        bar = _bar(rows_of([k for k in range(n_shards) if mine(k)]), progress,
-                   initial=rows_of([k for k in done if k < n_shards]))
+        bar = progress_bar(rows_of([k for k in range(n_shards) if mine(k)]), progress,
+                           initial=rows_of([k for k in done if k < n_shards]))
         t0 = time.time()
         tables: dict[int, bytes] = {}
-        counts = {"rows": 0, "truncated": 0, "empty": 0, "written": 0}
         workers: set[str] = set()
         try:
             if todo:
-                kwargs = dict(model_path=model_path, model_files=model_files, reader=reader, text=text,
-                              shard_rows=shard_rows, batch_tokens=batch_tokens, probabilities=probabilities,
-                              output=str(folder.resolve()) if folder is not None else None, device=device,
+                kwargs = dict(model_path=model_path, model_files=model_files, reader=reader, shard_rows=shard_rows,
+                              batch_tokens=batch_tokens, probabilities=probabilities,
+                              output=str(run.folder.resolve()) if run is not None else None, device=device,
                               threads=cpus_per_actor)
                 for k, entry, table, worker in _run_pool(todo, n_actors=n_actors, gpus=gpus, cpus=cpus_per_actor,
                                                          max_retries=max_retries, kwargs=kwargs):
@@ -352,56 +287,34 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
                         continue  # a second result for one shard: the ledger keeps one line per shard
                     tables[k] = table
                     workers.add(worker)
-                    if folder is not None:
-                        _append_ledger(folder, entry)
-                    counts["rows"] += entry["rows"]
-                    counts["truncated"] += entry["truncated"]
-                    counts["empty"] += entry["empty"]
-                    counts["written"] += 1
+                    if run is not None:
+                        run.record(entry)
                     if bar is not None:
-                        bar.update(entry["rows"])
+                        bar.update(rows_of([k]))
         finally:
             if bar is not None:
                 bar.close()
         seconds = time.time() - t0
-        if folder is not None:
-            _remove_stale_temporaries(folder, mine)  # left by actors that died while writing (their shards are done)
+        if run is not None:  # left by actors that died while writing (their shards are done)
+            remove_stale_temporaries(run.folder, mine)
     finally:
         if started:
             ray.shutdown()
 
-    if folder is None:
+    if run is None:
         if not tables:  # no rows: the local engine's empty table
-            from .infer import predict_table
-            return predict_table(_load_for_empty(model), pa.table({"text": pa.array([], pa.string())}),
-                                 probabilities=probabilities)
+            clf = model if isinstance(model, Classifier) else load(model, device="cpu")
+            return clf.predict(pa.table({"text": pa.array([], pa.string())}), probabilities=probabilities)
         return pa.concat_tables([pa.ipc.open_stream(tables[k]).read_all() for k in sorted(tables)])
-    ledger = _read_ledger(folder)
-    rows = counts["rows"]
-    summary = {"output": str(folder.resolve()), "rows_written": rows, "shards_written": counts["written"],
-               "shards_skipped": len(done), "shards_redone": len(damaged), "truncated": counts["truncated"],
-               "empty": counts["empty"], "rows_total": sum(e["rows"] for e in ledger.values()),
-               "truncated_total": sum(e.get("truncated", 0) for e in ledger.values()),
-               "empty_total": sum(e.get("empty", 0) for e in ledger.values()),
-               "shards_total": n_shards, "complete": len(ledger) == n_shards,
-               "seconds": round(seconds, 2), "docs_per_second": round(rows / seconds, 1) if rows and seconds else None,
-               "shard": f"{i}/{n}", "engine": "ray", "actors": n_actors if todo else 0, "workers": len(workers)}
+    summary = run.summary(n_shards, n, f"{i}/{n}", seconds, engine="ray", actors=n_actors if todo else 0,
+                          workers=len(workers))
     if progress:
-        rate = f" ({summary['docs_per_second']} docs/s)" if rows else ""
-        print(f"fineclass: {rows} documents classified with Ray ({summary['actors']} actors) in {summary['seconds']} s"
-              f"{rate}; {counts['truncated']} truncated to max_length, {counts['empty']} empty; {len(done)} shards "
-              f"already done; output in {summary['output']}", file=sys.stderr)
+        report(summary, f" with Ray ({summary['actors']} actors)")
     return summary
-
-
-def _load_for_empty(model):
-    from .classifier import Classifier, load
-    return model if isinstance(model, Classifier) else load(model, device="cpu")
 
 
 def _run_pool(todo: list[int], *, n_actors: int, gpus: float, cpus: int, max_retries: int, kwargs: dict):
     """The actor pool's results, one (shard, ledger entry, table bytes, worker) per finished shard, as they come."""
-    import json
     import ray.data as rd
     ctx = rd.DataContext.get_current()
     saved = ctx.enable_progress_bars

@@ -19,6 +19,7 @@ from .config import TrainConfig
 from .data import Labelled, labelled
 from .errors import FineclassError, preview, warn_user
 from .manifest import hash_model_folder, hash_rows, now, versions, write_json_atomic
+from .scoring import Scorer
 
 
 def train(data: Any, *, text: str = "text", label: Any = "label", id: str | None = None, labels: Any = None,
@@ -219,7 +220,6 @@ def _check_state(module, state: dict) -> None:
 
 # ---------------------------------------------------------------------- the loop
 def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels, spec, progress, resume):
-    from .infer import score_ids
     from .methods import get_method
     from .methods.base import pick_device
     from .models import resolve
@@ -343,13 +343,13 @@ def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels
 
     clf.module_, clf.tokenizer_, clf.spec_, clf.device_, clf.method_ = module, tok, ds.spec, device, method
     clf.thresholds_ = {}
-    clf.manifest_ = {"config": cfg.to_dict()}  # score_ids reads max_length from here
     val_score = None
     if ds.spec.kind in ("multi", "dimlevel"):
         if isinstance(cfg.threshold, (int, float)) and not isinstance(cfg.threshold, bool):
             clf.thresholds_ = {"presence": float(cfg.threshold)}
         elif len(val_idx):
-            probs = score_ids(clf, [enc.ids[i] for i in val_idx])
+            scorer = Scorer(method, module, tok, ds.spec, device, cfg.max_length)
+            probs = scorer.score_ids([enc.ids[i] for i in val_idx])
             t, val_score = tune_threshold(probs, ds.targets[val_idx], ds.spec)
             clf.thresholds_ = {"presence": t}
         else:
