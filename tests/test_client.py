@@ -51,12 +51,16 @@ class ScriptedServer:
                     text = body["messages"][-1]["content"]
                     outer.seen[text] = outer.seen.get(text, 0) + 1
                     nth = outer.seen[text]
+                busy = True
                 try:
                     reply = outer.respond(body, text, nth)
                     status, headers, payload = reply[:3]
                     if len(reply) > 3:
                         time.sleep(reply[3])
                     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                    with outer.lock:  # done before the answer leaves: the client may send its next request at once
+                        outer.in_flight -= 1
+                        busy = False
                     self.send_response(status)
                     for k, v in headers.items():
                         self.send_header(k, v)
@@ -66,8 +70,9 @@ class ScriptedServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 finally:
-                    with outer.lock:
-                        outer.in_flight -= 1
+                    if busy:
+                        with outer.lock:
+                            outer.in_flight -= 1
 
         class S(ThreadingHTTPServer):
             daemon_threads = True

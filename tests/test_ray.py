@@ -166,6 +166,11 @@ def test_table_in_and_out_with_a_fitted_classifier(ray_local, reviews_small, tin
                            shard_rows=100, max_retries=0)
     assert e.value.argument == "id"
     assert 1 not in {x["shard"] for x in _ledger(tmp_path / "o")}  # the shard with the missing id is not recorded
+    # every setting of classify() reaches the engine: shard="1/2" of 3 shards is shard 1 alone
+    half = fineclass.classify(data, model=tiny_classifier, output=tmp_path / "half", engine="ray", num_actors=1,
+                              shard_rows=100, shard="1/2", progress=False)
+    assert half["shards_written"] == 1 and half["shard"] == "1/2" and not half["complete"]
+    assert [x["shard"] for x in _ledger(tmp_path / "half")] == [1]
 
 
 @needs_ray
