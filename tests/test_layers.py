@@ -38,7 +38,6 @@ KNOWN = {
     'private: fineclass.methods.generative imports fineclass.labels._split_codebook',
     'private: fineclass.methods.generative imports fineclass.labels._value_type',
     'upward: fineclass.methods.generative (L3) imports fineclass.classifier (L5)',
-    'upward: fineclass.training (L4) imports fineclass.classifier (L5)',
 }
 
 

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "TrainConfig": ".config",
     "Classifier": ".classifier",
-    "train": ".training",
+    "train": ".classifier",
     "load": ".classifier",
     "classify": ".infer",
     "evaluate": ".evaluation",

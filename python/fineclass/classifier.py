@@ -1,7 +1,8 @@
-"""Classifier: a fitted model with its label spec; predict, save and load.
+"""The fitted model: ``Classifier``, and the two ways to get one, ``train()`` and ``load()``.
 
-Follows scikit-learn's habits: the constructor stores settings; ``fit`` returns self; fitted attributes end
-in ``_``; ``predict`` / ``predict_proba`` return tables with the input's id carried through.
+Follows scikit-learn's habits: the constructor stores settings; ``fit`` returns self; fitted attributes end in
+``_``; ``predict`` / ``predict_proba`` return tables with the input's id carried through. Training itself is
+``training.fit``; scoring is ``scoring.Scorer``; a Classifier holds what they produce and saves it.
 """
 from __future__ import annotations
 
@@ -16,7 +17,13 @@ from ._fs import atomic_folder, check_replaceable
 from .config import TrainConfig
 from .errors import FineclassError
 from .labels import LabelSpec
+from .manifest import write_json_atomic
+from .methods import Method, get_method
+from .methods.base import pick_device
+from .models import resolve
 from .scoring import Scorer, probability_names
+from .tables import read_table
+from .training import fit
 
 FORMAT_VERSION = 1
 
@@ -24,12 +31,23 @@ FORMAT_VERSION = 1
 class Classifier:
     """A text classifier fine-tuned from a small open model.
 
-    Parameters
-    ----------
-    model: a built-in alias (``"minilm"``, ``"smollm2-135m"``), a local folder or a hub id.
-    method: ``"head"`` (a classification head) or ``"generative"`` (the label as text, scored).
-    config: a :class:`TrainConfig` or a dict of its settings.
-    trust_remote_code: let transformers run a model's own Python code (off unless you trust it).
+    Args:
+        model: a built-in alias (``"minilm"``, ``"smollm2-135m"``), a local folder or a hub id.
+        method: ``"head"`` (a classification head) or ``"generative"`` (the label as text, scored); any
+            registered method's name.
+        config: a :class:`TrainConfig` or a dict of its settings.
+        trust_remote_code: let transformers run a model's own Python code (off unless you trust it).
+
+    Attributes:
+        classes_: the classes (or dimensions), in the type the labels had.
+        spec_: the label set (a ``LabelSpec``).
+        manifest_: what a reviewer needs to replicate the model: versions, seeds, hashes, config, metrics.
+        history_: the loss per epoch.
+        thresholds_: the presence threshold of the multi-label shapes.
+
+    Example:
+        >>> clf = Classifier(model="minilm").fit(train_table, label="topic")  # doctest: +SKIP
+        >>> clf.predict(new_docs)  # doctest: +SKIP
     """
 
     def __init__(self, model: str = "minilm", method: str = "head", config: TrainConfig | dict | None = None,
@@ -41,19 +59,36 @@ class Classifier:
 
     # ------------------------------------------------------------------ fitting
     def fit(self, data: Any, *, text: str = "text", label: Any = "label", id: str | None = None,
-            labels: Any = None, codebook: Any = None, kind: str | None = None, levels=None,
+            labels: Any = None, codebook: Any = None, kind: str | None = None, levels: Any = None,
             spec: LabelSpec | None = None, progress: bool = True, resume: bool = False) -> "Classifier":
-        from .training import fit_classifier
-        return fit_classifier(self, data, text=text, label=label, id=id, labels=labels, codebook=codebook,
-                              kind=kind, levels=levels, spec=spec, progress=progress, resume=resume)
+        """Fine-tune on ``data``; see :func:`train` for the arguments.
 
-    def _check_fitted(self):
+        Returns:
+            This Classifier, fitted.
+        """
+        trained = fit(data, model=self.model, method=self.method, config=self.config,
+                      trust_remote_code=self.trust_remote_code, text=text, label=label, id=id, labels=labels,
+                      codebook=codebook, kind=kind, levels=levels, spec=spec, progress=progress, resume=resume)
+        self.config = trained.config
+        return self._adopt(method=trained.method, module=trained.module, tokenizer=trained.tokenizer,
+                           spec=trained.spec, device=trained.device, thresholds=trained.thresholds,
+                           manifest=trained.manifest, history=trained.history)
+
+    def _adopt(self, *, method: Method, module: Any, tokenizer: Any, spec: LabelSpec, device: Any,
+               thresholds: dict, manifest: dict, history: list) -> "Classifier":
+        """The one place that makes a Classifier fitted: used by fit() (so train()), load() and zero-shot."""
+        self.method_, self.module_, self.tokenizer_, self.spec_, self.device_ = method, module, tokenizer, spec, device
+        self.thresholds_, self.manifest_, self.history_ = dict(thresholds), manifest, list(history)
+        return self
+
+    def _check_fitted(self) -> None:
         if not hasattr(self, "module_"):
             raise FineclassError("this Classifier is not fitted yet: call fit() or fineclass.train() first, or "
                                  "fineclass.load() a saved one.", "model")
 
     @property
     def classes_(self) -> list:
+        """The classes (or the dimensions), in the type the labels had (integer codes come back as int)."""
         self._check_fitted()
         return [self.spec_.decode_value(c) for c in self.spec_.classes]
 
@@ -73,29 +108,70 @@ class Classifier:
 
     def predict(self, data: Any, *, text: str = "text", id: str | None = None, batch_tokens: int | None = None,
                 probabilities: bool = True, progress: bool = False) -> pa.Table:
-        """One row per document: id, the predicted label(s), confidence, a truncation flag, probabilities."""
+        """Predict the labels of documents.
+
+        Args:
+            data: the documents: any table, or a Parquet/CSV path (for large corpora use ``fineclass.classify``
+                with ``output=``).
+            text: the text column.
+            id: the id column (None: a column named ``id``, else the row number).
+            batch_tokens: tokens per batch (rows x longest row); None for the device's default.
+            probabilities: add one probability column per output.
+            progress: show a progress bar.
+
+        Returns:
+            One row per document, in input order: id, ``label`` and ``confidence`` (single-label) or ``labels``
+            and ``n_labels``, ``truncated`` (the text was cut to max_length), ``status`` (``ok`` or
+            ``empty_text``), and ``p_<class>`` (or ``p_<dimension>=<level>``) columns.
+
+        Raises:
+            FineclassError: naming ``model`` when not fitted, or the argument at fault.
+
+        Example:
+            >>> clf.predict({"text": ["a fine film", "dull"]})  # doctest: +SKIP
+        """
         return self.scorer().predict(data, text=text, id=id, batch_tokens=batch_tokens,
                                      probabilities=probabilities, progress=progress)
 
     def predict_proba(self, data: Any, *, text: str = "text", id: str | None = None,
                       batch_tokens: int | None = None) -> pa.Table:
-        """id plus one probability column per output (``p_<class>``, or ``p_<dimension>=<level>``)."""
+        """The probabilities alone; see :meth:`predict`.
+
+        Returns:
+            id plus one probability column per output (``p_<class>``, or ``p_<dimension>=<level>``).
+        """
         out = self.predict(data, text=text, id=id, batch_tokens=batch_tokens)
         return out.select(["id"] + [c for c in out.column_names if c.startswith("p_")])
 
     def probability_names(self) -> list[str]:
+        """The names of the probability columns, in the order of the model's outputs.
+
+        Returns:
+            ``p_<class>`` per class, or ``p_<dimension>=<level>`` for the dimension->level shape.
+        """
+        self._check_fitted()
         return probability_names(self.spec_)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, overwrite: bool = False) -> str:
-        """Save to a folder: weights (safetensors), tokenizer, labels.json and fineclass.json (the manifest)."""
-        from .methods import get_method
-        from .manifest import write_json_atomic
+        """Save to a folder: weights (safetensors), tokenizer, labels.json and fineclass.json (the manifest).
+
+        Args:
+            path: the folder; written atomically (a reader sees the old model or the new one).
+            overwrite: replace a folder that holds a saved model.
+
+        Returns:
+            The folder's path.
+
+        Raises:
+            FineclassError: naming ``path`` when the folder is not empty and ``overwrite`` is false, or holds
+                files that are not a fineclass model; naming ``model`` when not fitted.
+        """
         self._check_fitted()
         path = Path(path)
         check_replaceable(path, overwrite, "fineclass.json", "a fineclass model")
         with atomic_folder(path) as tmp:
-            weights = get_method(self.method).save(self.module_, self.tokenizer_, tmp)
+            weights = self.method_.save(self.module_, self.tokenizer_, tmp)
             self.spec_.save(tmp / "labels.json")
             manifest = dict(self.manifest_)
             manifest.update(weights)
@@ -111,12 +187,72 @@ class Classifier:
                 f"finetune={m.get('finetune')!r}, trained on {m.get('n_train')} documents)")
 
 
+def train(data: Any, *, text: str = "text", label: Any = "label", id: str | None = None, labels: Any = None,
+          model: str = "minilm", method: str = "head", codebook: Any = None, config: Any = None,
+          kind: str | None = None, levels: Any = None, spec: LabelSpec | None = None, trust_remote_code: bool = False,
+          progress: bool = True, resume: bool = False, **settings: Any) -> Classifier:
+    """Fine-tune ``model`` to predict ``label`` from ``text``.
+
+    Args:
+        data: the training documents: any table, or a Parquet/CSV path.
+        text: the text column.
+        label: the label column: scalars (single-label) or lists (multi-label); with ``labels``, the label
+            column of that table, or a pair (dimension, level) for the dimension->level shape.
+        id: the id column (None: a column named ``id``, else the row number).
+        labels: a long label table (one row per id and label, or per id, dimension and level).
+        model: a built-in alias (``"minilm"``, ``"smollm2-135m"``), a local folder or a hub id.
+        method: ``"head"`` or ``"generative"`` (any registered method).
+        codebook: names and descriptions of the classes: ``{code: name}``, ``{code: {"name", "description"}}``,
+            a JSON file or a table with code, name[, description].
+        config: a :class:`TrainConfig` or a dict of its settings.
+        kind: ``"single"``, ``"multi"`` or ``"dimlevel"``; inferred from the data when None.
+        levels: the ordered levels of the dimension->level shape (default low, medium, high).
+        spec: a fixed label set (a LabelSpec), e.g. so that runs on subsets share one set of classes.
+        trust_remote_code: let transformers run a model's own Python code.
+        progress: show a progress bar and a closing line.
+        resume: continue from the checkpoint in ``config.checkpoint_dir``.
+        **settings: ``TrainConfig`` settings as keywords (``epochs=2``), on top of ``config``.
+
+    Returns:
+        A fitted :class:`Classifier`.
+
+    Raises:
+        FineclassError: naming the argument or setting at fault.
+
+    Example:
+        >>> clf = fineclass.train(tweets, label="topic", model="minilm", epochs=2)  # doctest: +SKIP
+    """
+    cfg = TrainConfig.from_dict(config).to_dict() if config is not None else {}
+    if settings:
+        TrainConfig.from_dict(settings)  # names an unknown or invalid setting
+        cfg.update(settings)
+    clf = Classifier(model=model, method=method, config=TrainConfig.from_dict(cfg or None),
+                     trust_remote_code=trust_remote_code)
+    return clf.fit(data, text=text, label=label, id=id, labels=labels, codebook=codebook, kind=kind,
+                   levels=levels, spec=spec, progress=progress, resume=resume)
+
+
 def load(path: str | Path, *, base_model: str | None = None, device: str = "auto",
          trust_remote_code: bool = False, allow_pickle: bool = False) -> Classifier:
-    """Load a Classifier saved with ``save()``. Pickle weights are refused unless ``allow_pickle=True``."""
-    from .methods import get_method
-    from .methods.base import pick_device
-    from .models import resolve
+    """Load a Classifier saved with ``save()``.
+
+    Args:
+        path: the saved model's folder.
+        base_model: the base model of a LoRA adapter, where the one recorded in the manifest is not found.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        trust_remote_code: let transformers run a model's own Python code.
+        allow_pickle: accept pickle weight files (they can run code when loaded; refused by default).
+
+    Returns:
+        A fitted :class:`Classifier`, predicting as the saved one did.
+
+    Raises:
+        FineclassError: naming ``path`` when the folder is not a saved model or its files are damaged;
+            ``base_model`` when the base of an adapter is missing.
+
+    Example:
+        >>> clf = fineclass.load("models/topics")  # doctest: +SKIP
+    """
     folder = Path(path)
     if not folder.exists():
         raise FineclassError(f"`path` {str(path)!r} does not exist.", "path")
@@ -152,17 +288,26 @@ def load(path: str | Path, *, base_model: str | None = None, device: str = "auto
                              f"{e}). Save the model again.", "path") from None
     clf = Classifier(model=manifest.get("model"), method=manifest["method"],
                      config=TrainConfig.from_dict(manifest.get("config")), trust_remote_code=trust_remote_code)
-    clf.module_, clf.tokenizer_, clf.spec_ = module, tok, spec
-    clf.thresholds_ = manifest.get("thresholds", {})
-    clf.device_ = dev
-    clf.manifest_ = manifest
-    clf.method_ = method
-    return clf
+    return clf._adopt(method=method, module=module, tokenizer=tok, spec=spec, device=dev,
+                      thresholds=manifest.get("thresholds", {}), manifest=manifest,
+                      history=manifest.get("history", []))
 
 
 def to_long(predictions: Any) -> pa.Table:
-    """Multi-label or dimension->level predictions as long rows: (id, label) or (id, dimension, level, confidence)."""
-    from .tables import read_table
+    """Multi-label or dimension->level predictions as long rows.
+
+    Args:
+        predictions: what ``predict()`` returns for a multi-label or dimension->level model (a table or path).
+
+    Returns:
+        ``(id, label)`` rows, or ``(id, dimension, level, confidence)`` rows: one per predicted label.
+
+    Raises:
+        FineclassError: naming ``predictions`` when it has no ``id`` and ``labels`` columns.
+
+    Example:
+        >>> to_long(clf.predict(tweets))  # doctest: +SKIP
+    """
     t = read_table(predictions, "predictions")
     if "labels" not in t.column_names or "id" not in t.column_names:
         raise FineclassError("`predictions` needs columns `id` and `labels` (the output of predict() for a "

@@ -75,7 +75,7 @@ def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), se
     from .data import labelled
     from .tables import read_table, with_id
     from .evaluation import evaluate, fit_curve, labels_needed
-    from .training import train
+    from .classifier import train
 
     sizes = sorted({int(s) for s in sizes})
     if not sizes or sizes[0] < 2:

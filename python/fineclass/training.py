@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +19,12 @@ from ._fs import atomic_folder
 from .config import TrainConfig
 from .data import Labelled, labelled
 from .errors import FineclassError, preview, warn_user
+from .labels import LabelSpec
 from .manifest import hash_model_folder, hash_rows, now, versions, write_json_atomic
+from .methods import Method, get_method
+from .methods.base import pick_device
+from .models import resolve
 from .scoring import Scorer
-
-
-def train(data: Any, *, text: str = "text", label: Any = "label", id: str | None = None, labels: Any = None,
-          model: str = "minilm", method: str = "head", codebook: Any = None, config: Any = None,
-          kind: str | None = None, levels=None, spec=None, trust_remote_code: bool = False,
-          progress: bool = True, resume: bool = False, **settings) -> "Classifier":
-    """Fine-tune ``model`` to predict ``label`` from ``text``; returns a fitted Classifier.
-
-    ``config`` is a TrainConfig or a dict; settings may also be passed as keywords (``epochs=2``).
-    ``spec`` fixes the label set (a LabelSpec), e.g. so that runs on subsets share one set of classes.
-    """
-    from .classifier import Classifier
-    cfg = TrainConfig.from_dict(config).to_dict() if config is not None else {}
-    if settings:
-        TrainConfig.from_dict(settings)  # names an unknown or invalid setting
-        cfg.update(settings)
-    clf = Classifier(model=model, method=method, config=TrainConfig.from_dict(cfg or None),
-                     trust_remote_code=trust_remote_code)
-    return clf.fit(data, text=text, label=label, id=id, labels=labels, codebook=codebook, kind=kind,
-                   levels=levels, spec=spec, progress=progress, resume=resume)
 
 
 # ---------------------------------------------------------------------- splits
@@ -219,24 +204,65 @@ def _check_state(module, state: dict) -> None:
 
 
 # ---------------------------------------------------------------------- the loop
-def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels, spec, progress, resume):
-    from .methods import get_method
-    from .methods.base import pick_device
-    from .models import resolve
+@dataclass
+class Trained:
+    """What a training run produces: the fitted parts of a Classifier, and its manifest."""
+
+    method: Method
+    module: Any
+    tokenizer: Any
+    spec: LabelSpec
+    device: torch.device
+    config: TrainConfig
+    thresholds: dict
+    history: list
+    manifest: dict
+
+
+def fit(data: Any, *, model: str, method: str, config: Any, trust_remote_code: bool, text: str, label: Any,
+        id: str | None, labels: Any, codebook: Any, kind: str | None, levels: Any, spec: LabelSpec | None,
+        progress: bool, resume: bool) -> Trained:
+    """Fine-tune ``model`` with ``method`` on ``data``: the one training loop of every method.
+
+    Args:
+        data: the training table (any input ``tables.read_table`` reads).
+        model: a built-in alias, a local folder or a hub id.
+        method: a registered method's name.
+        config: a ``TrainConfig``, its dict, or None (the defaults).
+        trust_remote_code: let transformers run the model's own code.
+        text: the text column.
+        label: the label column, or a (dimension, level) pair with ``labels``.
+        id: the id column (None: a column named ``id``, else the row number).
+        labels: a long label table (see ``data.labelled``), or None.
+        codebook: names and descriptions of the classes, or None.
+        kind: ``"single"``, ``"multi"`` or ``"dimlevel"``; inferred when None.
+        levels: the ordered levels of the dimension->level shape.
+        spec: a fixed label set, or None (inferred from the data).
+        progress: show a progress bar and a closing line.
+        resume: continue from the checkpoint in ``config.checkpoint_dir``.
+
+    Returns:
+        A :class:`Trained`: the best epoch's model (on the validation split), tuned thresholds, the history and
+        the manifest.
+
+    Raises:
+        FineclassError: naming the argument at fault.
+    """
     from transformers import get_linear_schedule_with_warmup
 
+    name = method
     t_start = time.time()
-    cfg = TrainConfig.from_dict(clf.config)
+    cfg = TrainConfig.from_dict(config)
     ds = labelled(data, text=text, label=label, id=id, labels=labels, spec=spec, kind=kind, codebook=codebook,
                   levels=levels)
     if ds.spec.kind == "single" and len(ds.spec.classes) < 2:
         raise FineclassError("the label column holds a single class; a classifier needs at least two.", "label")
-    method = get_method(clf.method)
-    model_path = resolve(clf.model)
+    method = get_method(name)
+    model_path = resolve(model)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-    module, tok, finetune = method.build(model_path, ds.spec, cfg, device, clf.trust_remote_code)
+    module, tok, finetune = method.build(model_path, ds.spec, cfg, device, trust_remote_code)
     cfg = cfg.resolved(**method.defaults(finetune))
 
     train_idx, val_idx = split(ds, cfg.validation, cfg.seed)
@@ -259,7 +285,7 @@ def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels
 
     settings = {k: v for k, v in cfg.to_dict().items() if k != "checkpoint_dir"}  # a moved folder still resumes
     fingerprint = hash_rows(ds.ids, ds.texts, [t.tolist() for t in ds.targets]) + ":" + json.dumps(
-        {"model": str(clf.model), "method": clf.method, "config": settings}, sort_keys=True, default=str)
+        {"model": str(model), "method": name, "config": settings}, sort_keys=True, default=str)
     import hashlib
     fingerprint = hashlib.sha256(fingerprint.encode()).hexdigest()
     ck_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
@@ -341,35 +367,31 @@ def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels
     _load_trainable(module, best_state)
     module.eval()
 
-    clf.module_, clf.tokenizer_, clf.spec_, clf.device_, clf.method_ = module, tok, ds.spec, device, method
-    clf.thresholds_ = {}
+    thresholds = {}
     val_score = None
     if ds.spec.kind in ("multi", "dimlevel"):
         if isinstance(cfg.threshold, (int, float)) and not isinstance(cfg.threshold, bool):
-            clf.thresholds_ = {"presence": float(cfg.threshold)}
+            thresholds = {"presence": float(cfg.threshold)}
         elif len(val_idx):
             scorer = Scorer(method, module, tok, ds.spec, device, cfg.max_length)
             probs = scorer.score_ids([enc.ids[i] for i in val_idx])
             t, val_score = tune_threshold(probs, ds.targets[val_idx], ds.spec)
-            clf.thresholds_ = {"presence": t}
+            thresholds = {"presence": t}
         else:
-            clf.thresholds_ = {"presence": 0.5}
-    clf.config = cfg
-    clf.history_ = history
-    clf.manifest_ = {
-        "method": clf.method, "model": str(clf.model), "model_resolved": model_path,
+            thresholds = {"presence": 0.5}
+    manifest = {
+        "method": name, "model": str(model), "model_resolved": model_path,
         "model_hash": hash_model_folder(model_path), "finetune": finetune, "spec": ds.spec.to_dict(),
-        "config": cfg.to_dict(), "seed": cfg.seed, "thresholds": clf.thresholds_, "history": history,
+        "config": cfg.to_dict(), "seed": cfg.seed, "thresholds": thresholds, "history": history,
         "best_epoch": best["epoch"], "stopped_early": stopped_early, "n_train": int(len(train_idx)),
         "n_validation": int(len(val_idx)), "n_truncated": n_truncated, "data_hash": hash_rows(ds.ids, ds.texts),
         "validation_jaccard": val_score, "device": str(device), "trained_at": now(),
-        "seconds": round(time.time() - t_start, 1), "versions": versions(),
+        "seconds": round(time.time() - t_start, 1), "versions": versions(), "fingerprint": fingerprint,
     }
-    clf.manifest_["fingerprint"] = fingerprint
     if progress:
-        print(f"fineclass: trained {clf.method} on {clf.model} ({finetune}) with {len(train_idx)} documents in "
-              f"{clf.manifest_['seconds']} s; best epoch {best['epoch']}", file=sys.stderr)
-    return clf
+        print(f"fineclass: trained {name} on {model} ({finetune}) with {len(train_idx)} documents in "
+              f"{manifest['seconds']} s; best epoch {best['epoch']}", file=sys.stderr)
+    return Trained(method, module, tok, ds.spec, device, cfg, thresholds, history, manifest)
 
 
 @torch.no_grad()

@@ -969,17 +969,17 @@ def zero_shot_classifier(model: str = "smollm2-135m", *, labels: Sequence[Any] |
     method = GenerativeMethod()
     method.plan = plan
     cfg = cfg.resolved(prompt=plan.template)
-    clf = Classifier(model=model, method="generative", config=cfg, trust_remote_code=trust_remote_code)
-    clf.module_, clf.tokenizer_, clf.spec_, clf.device_, clf.method_ = module, tok, spec, dev, method
-    clf.thresholds_ = {} if kind == "single" else {"presence": float(threshold)}
-    clf.history_ = []
-    clf.manifest_ = {
+    thresholds = {} if kind == "single" else {"presence": float(threshold)}
+    manifest = {
         "method": "generative", "zero_shot": True, "model": str(model), "model_resolved": path,
         "model_hash": hash_model_folder(path), "finetune": "none", "spec": spec.to_dict(), "config": cfg.to_dict(),
-        "seed": cfg.seed, "thresholds": clf.thresholds_, "history": [], "n_train": 0, "n_validation": 0,
+        "seed": cfg.seed, "thresholds": thresholds, "history": [], "n_train": 0, "n_validation": 0,
         "device": str(dev), "trained_at": now(), "seconds": round(time.time() - t0, 1), "versions": versions(),
         "generative": plan.to_dict(),
     }
+    clf = Classifier(model=model, method="generative", config=cfg, trust_remote_code=trust_remote_code)
+    clf._adopt(method=method, module=module, tokenizer=tok, spec=spec, device=dev, thresholds=thresholds,
+               manifest=manifest, history=[])
     return clf
 
 
