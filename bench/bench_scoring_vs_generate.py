@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     import warnings
     import fineclass
-    from fineclass.methods.generative import zero_shot_classifier
+    from fineclass.zeroshot import zero_shot_classifier
 
     pool = reviews(args.n + args.train, args.max_chars, args.seed)
     data, train = pool.head(args.n), pool.tail(args.train)

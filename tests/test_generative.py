@@ -16,8 +16,8 @@ import torch
 
 import fineclass
 from fineclass import FineclassError, LabelSpec
-from fineclass.methods.generative import (export_merged, generate, generation_summary, zero_shot,
-                                          zero_shot_classifier)
+from fineclass.methods.generative import export_merged, generate, generation_summary
+from fineclass.zeroshot import zero_shot, zero_shot_classifier
 from fineclass.prompts import answer_text, fill_template
 from fineclass.protocol import read_answer
 
@@ -62,9 +62,9 @@ def test_shared_prefix_attention_matches_the_cache(tiny_llama, monkeypatch):
     into every row; the probabilities are those of the cache path, the head is computed once per call whatever
     the number of batches, and the model's own attention is back afterwards."""
     import threading
-    from fineclass.methods import generative as gen
+    from fineclass.methods.generative import forward as gen
     clf = zero_shot_classifier(tiny_llama, labels=[0, 1, 12], codebook={0: "none", 1: "economy", 12: "law"})
-    lm, decoder, _ = gen._parts(clf.module_)
+    lm, decoder, _ = gen.model_parts(clf.module_)
     head_len = len(clf.method_.plan.head_ids)
     seen, head_runs = [], []
     hooks = [decoder.layers[0].self_attn.register_forward_pre_hook(
@@ -90,9 +90,9 @@ def test_shared_prefix_attention_matches_the_cache(tiny_llama, monkeypatch):
     plan = clf.method_.plan
     rests = [ids[head_len:] for ids in plan.encode(clf.tokenizer_, texts, 64).ids]
     with torch.no_grad():
-        via_cache, r = gen.forward_hidden(clf.module_, plan, rests, gen._tree_arrays(plan, len(rests)), clf.device_)
+        via_cache, r = gen.forward_hidden(clf.module_, plan, rests, gen.tree_arrays(plan, len(rests)), clf.device_)
         monkeypatch.setattr(gen, "_PREFIX_MODELS", ("llama",))
-        via_prefix, r2 = gen.forward_hidden(clf.module_, plan, rests, gen._tree_arrays(plan, len(rests)),
+        via_prefix, r2 = gen.forward_hidden(clf.module_, plan, rests, gen.tree_arrays(plan, len(rests)),
                                             clf.device_)
     real = np.concatenate([np.arange(r - len(x), r) for x in rests])      # columns that are not padding
     rows = np.repeat(np.arange(len(rests)), [len(x) for x in rests])
@@ -353,7 +353,8 @@ def test_generation_in_bf16_follows_the_scores(tiny_generative, tmp_path):
 def test_fp32_output_layer_breaks_bf16_ties(tiny_generative, tmp_path):
     """On the real (bf16-merged) output layer: bf16 logits near 20 tie and pick the wrong token; inside
     _fp32_logits the layer returns the fp32 product, whose argmax is the model's true choice."""
-    from fineclass.methods.generative import _fp32_logits, merge_for_inference
+    from fineclass.methods.generative import merge_for_inference
+    from fineclass.methods.generative.generation import _fp32_logits
     clf, _ = tiny_generative
     bf16 = fineclass.load(clf.save(tmp_path / "copy"))
     merge_for_inference(bf16, dtype="bfloat16")
@@ -604,21 +605,22 @@ def test_absent_blocks_are_subsampled_only_in_training(tiny_llama, reviews_small
 
 
 def test_command_line(tiny_llama, tmp_path):
-    import argparse
+    """zero-shot, generate and export are subcommands of the `fineclass` command itself (they were defined but
+    never registered, so the command could not reach them)."""
+    import json
     import pyarrow.parquet as pq
-    from fineclass.methods.generative import add_cli
-    parser = argparse.ArgumentParser(prog="fineclass")
-    add_cli(parser.add_subparsers(dest="command", required=True))
+    from fineclass.cli import main
     pa.csv.write_csv(pa.table({"doc": ["a", "b"], "text": TEXTS[:2]}), tmp_path / "in.csv")
-    args = parser.parse_args(["zero-shot", str(tmp_path / "in.csv"), "--model", tiny_llama, "--labels", "neg,pos",
-                              "--id", "doc", "--output", str(tmp_path / "out.parquet"), "--save",
-                              str(tmp_path / "zs")])
-    assert args.func(args) == 0
+    assert main(["zero-shot", str(tmp_path / "in.csv"), "--model", tiny_llama, "--labels", "neg,pos", "--id", "doc",
+                 "--output", str(tmp_path / "out.parquet"), "--save", str(tmp_path / "zs")]) == 0
     out = pq.read_table(tmp_path / "out.parquet")
     assert out.column("id").to_pylist() == ["a", "b"] and set(out.column("label").to_pylist()) <= {"neg", "pos"}
-    args = parser.parse_args(["generate", str(tmp_path / "zs"), str(tmp_path / "in.csv"), "--max-new-tokens", "4",
-                              "--output", str(tmp_path / "gen.parquet")])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert args.func(args) == 0
+        assert main(["generate", str(tmp_path / "zs"), str(tmp_path / "in.csv"), "--max-new-tokens", "4",
+                     "--output", str(tmp_path / "gen.parquet")]) == 0
     assert pq.read_table(tmp_path / "gen.parquet").num_rows == 2
+    assert main(["export", str(tmp_path / "zs"), str(tmp_path / "exported")]) == 0
+    prompt = json.loads((tmp_path / "exported" / "fineclass_prompt.json").read_text())
+    assert prompt["kind"] == "single" and "{text}" in prompt["template"]
+    assert main(["export", str(tmp_path / "zs"), str(tmp_path / "exported")]) == 2  # not empty: refused

@@ -33,11 +33,7 @@ LAYERS = [
 ]
 
 KNOWN = {
-    'cycle: fineclass.classifier <-> fineclass.methods <-> fineclass.methods.generative <-> fineclass.scoring <-> fineclass.training',
     "big: fineclass.evaluation holds more than 12% of the package's lines",
-    'private: fineclass.methods.generative imports fineclass.labels._split_codebook',
-    'private: fineclass.methods.generative imports fineclass.labels._value_type',
-    'upward: fineclass.methods.generative (L3) imports fineclass.classifier (L5)',
 }
 
 

@@ -19,7 +19,7 @@ _LAZY = {
     "classify": ".infer",
     "evaluate": ".evaluation",
     "learning_curve": ".curve",
-    "zero_shot": ".methods.generative",
+    "zero_shot": ".zeroshot",
     "propose": ".crowd",
     "Endpoint": ".client",
     "to_long": ".classifier",

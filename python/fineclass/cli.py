@@ -58,6 +58,89 @@ def _doctor(args) -> int:
     return 0 if report.get("problems") in (None, "none") else 1
 
 
+def _cli_labels(value: str | None):
+    if value is None:
+        return None
+    items = [x.strip() for x in value.split(",") if x.strip()]
+    return [int(x) for x in items] if all(x.lstrip("-").isdigit() for x in items) else items
+
+
+def _write_or_print(table: "pyarrow.Table", output: str | None) -> None:
+    if output:
+        import pyarrow.parquet as pq
+        from pathlib import Path
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, output)
+        print(f"wrote {table.num_rows} rows to {output}")
+    else:
+        print(table.to_pandas().to_string(max_rows=40))
+
+
+def _cli_zero_shot(args) -> int:
+    from .methods.generative import generate
+    from .zeroshot import zero_shot_classifier
+    clf = zero_shot_classifier(args.model, labels=_cli_labels(args.labels), codebook=args.codebook, kind=args.kind,
+                               levels=_cli_labels(args.levels), prompt=args.prompt, max_length=args.max_length)
+    if args.save:
+        print(f"saved the zero-shot classifier to {clf.save(args.save, overwrite=args.overwrite)}")
+    table = (generate(clf, args.input, text=args.text, id=args.id, progress=True) if args.generate else
+             clf.predict(args.input, text=args.text, id=args.id, progress=True))
+    _write_or_print(table, args.output)
+    return 0
+
+
+def _cli_generate(args) -> int:
+    from .classifier import load
+    from .methods.generative import generate, generation_summary
+    table = generate(load(args.model), args.input, text=args.text, id=args.id, max_new_tokens=args.max_new_tokens,
+                     batch_size=args.batch_size, progress=True)
+    print(json.dumps(generation_summary(table)))
+    _write_or_print(table, args.output)
+    return 0
+
+
+def _cli_export(args) -> int:
+    from .classifier import load
+    from .methods.generative import export_merged
+    print(f"wrote the merged model to {export_merged(load(args.model), args.path, overwrite=args.overwrite)}")
+    return 0
+
+
+def _add_generative(subparsers) -> None:
+    z = subparsers.add_parser("zero-shot", help="classify by prompting a causal LM without training")
+    z.add_argument("input", help="Parquet/CSV file, glob or folder")
+    z.add_argument("--model", default="smollm2-135m")
+    z.add_argument("--labels", default=None, help="comma-separated class codes (dimensions with --kind dimlevel)")
+    z.add_argument("--codebook", default=None, help="JSON file or table with code, name[, description]")
+    z.add_argument("--kind", default="single", choices=["single", "multi", "dimlevel"])
+    z.add_argument("--levels", default=None, help="comma-separated ordered levels (dimlevel)")
+    z.add_argument("--prompt", default=None, help="template with {text} (and optionally {codebook})")
+    z.add_argument("--max-length", dest="max_length", type=int, default=256)
+    z.add_argument("--text", default="text")
+    z.add_argument("--id", default=None)
+    z.add_argument("--generate", action="store_true", help="free generation, parsed strictly (the paper's way)")
+    z.add_argument("--output", "-o", default=None, help="Parquet file for the predictions")
+    z.add_argument("--save", default=None, help="also save the zero-shot classifier to this folder")
+    z.add_argument("--overwrite", action="store_true")
+    z.set_defaults(func=_cli_zero_shot)
+
+    g = subparsers.add_parser("generate", help="free generation with a saved generative classifier")
+    g.add_argument("model", help="folder of a saved generative classifier")
+    g.add_argument("input", help="Parquet/CSV file, glob or folder")
+    g.add_argument("--output", "-o", default=None, help="Parquet file for answers and parsed labels")
+    g.add_argument("--text", default="text")
+    g.add_argument("--id", default=None)
+    g.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=None)
+    g.add_argument("--batch-size", dest="batch_size", type=int, default=8)
+    g.set_defaults(func=_cli_generate)
+
+    e = subparsers.add_parser("export", help="write a generative classifier with its adapter merged (safetensors)")
+    e.add_argument("model", help="folder of a saved generative classifier")
+    e.add_argument("path", help="output folder (for vLLM, or llama.cpp's convert_hf_to_gguf.py)")
+    e.add_argument("--overwrite", action="store_true")
+    e.set_defaults(func=_cli_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fineclass", description="Fine-tune small open models to code text.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -110,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", action="store_true")
     o.set_defaults(func=_doctor)
 
+    _add_generative(sub)
     for name in PLUGINS:
         try:
             module = import_module(name)

@@ -37,7 +37,15 @@ def canon(value: Any) -> str:
     return str(value).strip()
 
 
-def _value_type(values: Iterable[Any]) -> str:
+def value_type(values: Iterable[Any]) -> str:
+    """``"int"`` when every value is a whole number (5, 5.0, numpy ints), else ``"str"``.
+
+    Args:
+        values: label values as the user gave them.
+
+    Returns:
+        ``"int"`` or ``"str"``.
+    """
     kinds = set()
     for v in values:
         if isinstance(v, bool):
@@ -136,9 +144,9 @@ class LabelSpec:
                         f"({', '.join(map(str, levels))}).", "levels")
         else:
             raise FineclassError(f"`kind` must be one of {', '.join(KINDS)}; got {kind!r}.", "kind")
-        vtype = _value_type(flat) if kind != "dimlevel" else "str"
+        vtype = value_type(flat) if kind != "dimlevel" else "str"
         classes = set(canon(v) for v in flat)
-        names, descriptions = _split_codebook(codebook)
+        names, descriptions = split_codebook(codebook)
         if codebook:
             classes |= set(names) | set(descriptions)
             if kind != "dimlevel" and vtype == "int" and not all(_isint(c) for c in classes):
@@ -245,8 +253,15 @@ def _isint(s: str) -> bool:
         return False
 
 
-def _split_codebook(codebook: Mapping[Any, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
-    """``{code: name}`` or ``{code: {"name":..., "description":...}}`` -> (names, descriptions)."""
+def split_codebook(codebook: Mapping[Any, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """A codebook's names and descriptions, keyed by canonical code.
+
+    Args:
+        codebook: ``{code: name}`` or ``{code: {"name": ..., "description": ...}}`` (or None).
+
+    Returns:
+        ``(names, descriptions)``.
+    """
     names, descriptions = {}, {}
     for code, entry in (codebook or {}).items():
         key = canon(code)
