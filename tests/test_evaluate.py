@@ -1,7 +1,6 @@
 """Evaluation: the paper's numbers on real data, agreement statistics, intervals, bad inputs, CLI."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import warnings
@@ -16,8 +15,9 @@ from sklearn.metrics import (accuracy_score, cohen_kappa_score, confusion_matrix
                              jaccard_score, precision_recall_fscore_support)
 
 from fineclass.errors import FineclassError
-from fineclass.evaluation import (CurveFit, EvaluationWarning, add_cli, agreement, bootstrap_ci, evaluate,
-                                fit_curve, label_shares, labels_needed, model_vs_coders, paired_bootstrap)
+from fineclass.cli import main as cli_main
+from fineclass.evaluation import (CurveFit, EvaluationWarning, agreement, bootstrap_ci, evaluate, fit_curve,
+                                  label_shares, labels_needed, model_vs_coders, paired_bootstrap)
 from fineclass.labels import LabelSpec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,22 +128,18 @@ def test_paired_bootstrap_gpt4_vs_llama(fl):
 
 
 def test_cli_evaluate_on_flourishing(fl, tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="fineclass")
-    add_cli(parser.add_subparsers(dest="command"))
     out = tmp_path / "scores.json"
-    args = parser.parse_args(["evaluate", str(fl["llama"]), str(DATA / "labels.parquet"), "--split", "test",
-                              "--bootstrap", "50", "--output", str(out)])
-    assert _quiet(args.func, args) == 0
+    assert _quiet(cli_main, ["evaluate", str(fl["llama"]), str(DATA / "labels.parquet"), "--split", "test",
+                             "--bootstrap", "50", "--output", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "dimlevel, 400 documents" in printed and "jaccard" in printed and "0.559" in printed
     payload = json.loads(out.read_text())
     assert {"metrics", "per_dimension", "per_document", "notes"} <= set(payload)
     assert round([r for r in payload["metrics"] if r["metric"] == "accD"][0]["estimate"], 3) == 0.938
     csv = tmp_path / "scores.csv"
-    args = parser.parse_args(["evaluate", str(fl["gpt4"]), str(DATA / "labels.parquet"), "--split", "test",
-                              "--ids-from", str(DATA / "labeled_ids.parquet"), "--bootstrap", "0",
-                              "--output", str(csv)])
-    _quiet(args.func, args)
+    assert _quiet(cli_main, ["evaluate", str(fl["gpt4"]), str(DATA / "labels.parquet"), "--split", "test",
+                             "--ids-from", str(DATA / "labeled_ids.parquet"), "--bootstrap", "0",
+                             "--output", str(csv)]) == 0
     import pyarrow.csv as pcsv
     metrics = pcsv.read_csv(csv)
     assert metrics.column_names == ["metric", "estimate", "lower", "upper", "n"]
@@ -153,7 +149,6 @@ def test_cli_evaluate_on_flourishing(fl, tmp_path, capsys):
 def test_spec_is_a_saved_models_folder(tiny_classifier, reviews_small, tmp_path, capsys):
     """`spec=MODEL_DIR` and `fineclass evaluate --spec MODEL_DIR` read the label set a saved model keeps in
     labels.json (they looked for label_spec.json, which no model writes, and failed with IsADirectoryError)."""
-    from fineclass.cli import main as cli_main
     folder = tiny_classifier.save(tmp_path / "model")
     docs = reviews_small.to_arrow().select(["id", "text", "label"]).slice(0, 60)
     pred = tiny_classifier.predict(docs, probabilities=False).select(["id", "label"])

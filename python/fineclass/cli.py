@@ -8,7 +8,7 @@ import sys
 from importlib import import_module
 
 # modules that register their own subcommands with add_cli(subparsers)
-PLUGINS = ("fineclass.evaluation", "fineclass.curve", "fineclass.crowd", "fineclass.serve")
+PLUGINS = ("fineclass.curve", "fineclass.crowd", "fineclass.serve")
 
 
 def _train(args) -> int:
@@ -141,6 +141,78 @@ def _add_generative(subparsers) -> None:
     e.set_defaults(func=_cli_export)
 
 
+def _add_evaluate(subparsers) -> None:
+    """Register ``fineclass evaluate PREDICTIONS TRUTH``."""
+    p = subparsers.add_parser("evaluate", help="score predictions against human codes",
+                              description="Score predictions against human codes and print the metrics with "
+                                          "bootstrap intervals.")
+    p.add_argument("predictions", help="predictions: a Parquet/CSV file, glob or folder")
+    p.add_argument("truth", help="human codes: a Parquet/CSV file, glob or folder")
+    p.add_argument("--kind", choices=("single", "multi", "dimlevel"), help="label shape (default: inferred)")
+    p.add_argument("--spec", help="a label spec JSON file (or a saved model folder)")
+    p.add_argument("--id", default="id", help="id column (default: id)")
+    p.add_argument("--label", help="label column, or DIMENSION,LEVEL columns")
+    p.add_argument("--ids-from", dest="ids_from", help="a table whose id column lists the documents to score")
+    p.add_argument("--split", help="keep only rows of TRUTH (and --ids-from) whose `split` column equals this")
+    p.add_argument("--on-mismatch", dest="on_mismatch", choices=("error", "intersect"), default="error")
+    p.add_argument("--bootstrap", type=int, default=1000, help="resamples for the intervals (0: none)")
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cluster", help="a column of TRUTH with each document's cluster")
+    p.add_argument("--output", help="write the result: .csv (the metrics table) or .json (every table)")
+    p.set_defaults(func=_cli_evaluate)
+
+
+def _split_filter(t, split: str | None, argument: str):
+    if split is None:
+        return t
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from .errors import FineclassError
+    if "split" not in t.column_names:
+        raise FineclassError(f"--split needs a `split` column in {argument}; columns are: "
+                             f"{', '.join(t.column_names)}.", "split")
+    out = t.filter(pc.equal(t.column("split").cast(pa.string()), split))
+    if out.num_rows == 0:
+        raise FineclassError(f"no row of {argument} has split == {split!r}.", "split")
+    return out
+
+
+def _cli_evaluate(args) -> int:
+    import warnings
+    from pathlib import Path
+    from .errors import FineclassError
+    from .evaluation import EvaluationWarning, evaluate
+    from .tables import read_table
+    truth = _split_filter(read_table(args.truth, "truth"), args.split, "TRUTH")
+    ids = None
+    if args.ids_from:
+        it = read_table(args.ids_from, "ids")
+        if "split" in it.column_names:
+            it = _split_filter(it, args.split, "--ids-from")
+        ids = it
+    label = args.label.split(",") if args.label and "," in args.label else args.label
+    with warnings.catch_warnings():  # what the warnings say is printed with the notes
+        warnings.simplefilter("ignore", EvaluationWarning)
+        ev = evaluate(args.predictions, truth, spec=args.spec, kind=args.kind, id=args.id, label=label, ids=ids,
+                      on_mismatch=args.on_mismatch, bootstrap=args.bootstrap, confidence=args.confidence,
+                      seed=args.seed, cluster=args.cluster)
+    print(repr(ev))
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".json":
+            payload = {name: t.to_pylist() for name, t in ev.to_dict().items()}
+            out.write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
+        elif out.suffix.lower() == ".csv":
+            import pyarrow.csv as pcsv
+            pcsv.write_csv(ev.metrics, str(out))
+        else:
+            raise FineclassError(f"--output must end in .csv or .json; got {str(out)!r}.", "output")
+        print(f"written to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fineclass", description="Fine-tune small open models to code text.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -194,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.set_defaults(func=_doctor)
 
     _add_generative(sub)
+    _add_evaluate(sub)
     for name in PLUGINS:
         try:
             module = import_module(name)
