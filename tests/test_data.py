@@ -1,7 +1,6 @@
 """Data in: every accepted input type, ids created and carried, label shapes, and bad input."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa

@@ -1,7 +1,6 @@
 """`fineclass serve`: a real HTTP server on loopback around a fitted tiny classifier."""
 from __future__ import annotations
 
-import argparse
 import json
 import urllib.error
 import urllib.request
@@ -13,7 +12,8 @@ import pytest
 from fineclass import FineclassError
 from fineclass.client import Endpoint, chat_many
 from fineclass.protocol import build_messages, parse_answer
-from fineclass.serve import add_cli, start_server
+from fineclass.cli import build_parser
+from fineclass.serve import start_server
 
 
 def call(url, path, body=None, key=None, method=None):
@@ -41,8 +41,7 @@ def test_binds_loopback_by_default(served):
     assert served.host == "127.0.0.1"
     assert served.url.startswith("http://127.0.0.1:") and served.url.endswith("/v1")
     assert served._httpd.socket.getsockname()[0] == "127.0.0.1"
-    parser = argparse.ArgumentParser()
-    add_cli(parser.add_subparsers(dest="cmd"))
+    parser = build_parser()
     args = parser.parse_args(["serve", "some/model"])
     assert args.host == "127.0.0.1" and args.port == 8000 and args.key_env is None and callable(args.func)
     args = parser.parse_args(["serve", "m", "--host", "0.0.0.0", "--port", "9000", "--key-env", "MY_KEY"])

@@ -31,7 +31,7 @@ import pyarrow as pa
 from .protocol import format_answer, predictions_to_proposals
 from .errors import FineclassError, warn_user
 
-__all__ = ["serve", "start_server", "ServerHandle", "add_cli"]
+__all__ = ["serve", "start_server", "ServerHandle"]
 
 MAX_BODY = 4 * 1024 * 1024
 
@@ -307,22 +307,3 @@ def serve(model_or_path: Any, host: str = "127.0.0.1", port: int = 8000, *, key:
         pass
     finally:
         handle.stop()
-
-
-def _cli(args) -> int:
-    serve(args.model, host=args.host, port=args.port, key_env=args.key_env, name=args.name, quiet=args.quiet)
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register ``fineclass serve MODEL [--host --port --key-env --name --quiet]``."""
-    p = subparsers.add_parser("serve", help="serve a fitted classifier as an OpenAI-compatible endpoint",
-                              description="Serve a fitted classifier at /v1/chat/completions and /v1/models.")
-    p.add_argument("model", help="folder of a saved classifier")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--key-env", default=None, metavar="VAR",
-                   help="name of an environment variable holding the bearer key clients must send")
-    p.add_argument("--name", default=None, help="model name to serve (default: the folder's name)")
-    p.add_argument("--quiet", action="store_true", help="do not log requests")
-    p.set_defaults(func=_cli)
