@@ -270,15 +270,16 @@ def _doctor(args) -> int:
 
 # ---------------------------------------------------------------------- the table
 DATA = "Parquet/CSV file, glob or folder"
+COLUMNS = [arg("--text", default="text", help="the text column (default: text)"),
+           arg("--id", default=None, help="the id column (default: a column named id, else the row number)")]
 
 COMMANDS = [
     Command("train", "fine-tune a classifier and save it to a folder", _train, [
         arg("data", help=f"training data: {DATA}"),
         arg("--output", "-o", required=True, help="folder for the fitted classifier"),
-        arg("--text", default="text"),
+        *COLUMNS,
         arg("--label", default="label", help="label column; 'dimension,level' with --labels for that shape"),
         arg("--labels", default=None, help="a long label table (id + label, or id + dimension + level)"),
-        arg("--id", default=None),
         arg("--model", default="minilm", help="alias (minilm, smollm2-135m), folder or hub id"),
         arg("--method", default="head", help="head or generative (a registered method)"),
         arg("--codebook", default=None, help="JSON file or table with code, name[, description]"),
@@ -292,8 +293,7 @@ COMMANDS = [
         arg("model", help="folder of a saved classifier"),
         arg("input", help=DATA),
         arg("--output", "-o", required=True, help="output folder for Parquet shards"),
-        arg("--text", default="text"),
-        arg("--id", default=None),
+        *COLUMNS,
         arg("--batch-tokens", dest="batch_tokens", type=int, default=None),
         arg("--shard", default=None, help="i/n: this job's share of the shards (e.g. a SLURM array)"),
         arg("--shard-rows", dest="shard_rows", type=int, default=20_000),
@@ -324,8 +324,7 @@ COMMANDS = [
         arg("data", help="training data: Parquet/CSV with id and text (and the label column)"),
         arg("--labels", default=None, help="long label table (id + label, or id + dimension + level)"),
         arg("--label", default="label", help="label column, or 'dimension,level' with --labels"),
-        arg("--text", default="text"),
-        arg("--id", default=None),
+        *COLUMNS,
         arg("--sizes", default="100,200,400,800"),
         arg("--seeds", default="0,1,2"),
         arg("--test-ids", dest="test_ids", default=None, help="Parquet/CSV with the test ids (column id)"),
@@ -346,8 +345,7 @@ COMMANDS = [
         arg("--levels", default=None, help="comma-separated ordered levels (dimlevel)"),
         arg("--prompt", default=None, help="template with {text} (and optionally {codebook})"),
         arg("--max-length", dest="max_length", type=int, default=256),
-        arg("--text", default="text"),
-        arg("--id", default=None),
+        *COLUMNS,
         arg("--generate", action="store_true", help="free generation, parsed strictly (the paper's way)"),
         arg("--output", "-o", default=None, help="Parquet file for the predictions"),
         arg("--save", default=None, help="also save the zero-shot classifier to this folder"),
@@ -356,8 +354,7 @@ COMMANDS = [
         arg("model", help="folder of a saved generative classifier"),
         arg("input", help=DATA),
         arg("--output", "-o", default=None, help="Parquet file for answers and parsed labels"),
-        arg("--text", default="text"),
-        arg("--id", default=None),
+        *COLUMNS,
         arg("--max-new-tokens", dest="max_new_tokens", type=int, default=None),
         arg("--batch-size", dest="batch_size", type=int, default=8)]),
     Command("export", "write a generative classifier with its adapter merged (safetensors)", _export, [
@@ -374,8 +371,7 @@ COMMANDS = [
             help="variable holding the endpoints' key (default OPENAI_API_KEY; 'none' for no key)"),
         arg("--spec", help="label spec JSON (needed when every proposer is an endpoint)"),
         arg("--prompt", help="file with instructions replacing the default prompt"),
-        arg("--text", default="text"),
-        arg("--id", default=None),
+        *COLUMNS,
         arg("--timeout", type=float, default=60.0),
         arg("--concurrency", type=int, default=4),
         arg("--cache", default=None, help="response cache folder (default ~/.cache/fineclass/chat)")],
@@ -388,8 +384,7 @@ COMMANDS = [
             arg("--overlap", type=float, default=0.1),
             arg("--seed", type=int, default=0),
             arg("--texts", default=None, help="documents, to show each text beside its proposals"),
-            arg("--text", default="text"),
-            arg("--id", default=None),
+            *COLUMNS,
             arg("--overwrite", action="store_true")]),
         Command("import", "read filled sheets, validate, report acceptance", _review_import, [
             arg("sheets", nargs="+", help="filled review sheets (.csv/.xlsx; globs allowed)"),

@@ -130,6 +130,16 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
         for k in np.flatnonzero(empty):
             add(id_list[k], name, err="the text is empty")
             st["errors"] += 1
+
+        def answered(k, props, invalid=None):
+            if invalid is not None:
+                add(id_list[k], name, err=f"invalid answer: {invalid}")
+                st["invalid"] += 1
+                return
+            for prop in props:
+                add(id_list[k], name, prop, prop.get("confidence"))
+                st["proposals"] += 1
+
         if isinstance(p, Endpoint):
             convs = [build_messages(spec, texts[k], prompt) for k in keep]
             results, cst = chat_many(p, convs, progress=progress)
@@ -141,14 +151,9 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
                     st["errors"] += 1
                     continue
                 try:
-                    props = parse_answer(spec, r.content)
+                    answered(k, parse_answer(spec, r.content))
                 except InvalidAnswer as e:
-                    add(id_list[k], name, err=f"invalid answer: {e}")
-                    st["invalid"] += 1
-                    continue
-                for prop in props:
-                    add(id_list[k], name, prop, prop.get("confidence"))
-                    st["proposals"] += 1
+                    answered(k, [], str(e))
         elif len(keep):
             sub = pa.table({ID: ids.take(pa.array(keep, pa.int64())), "text": [texts[k] for k in keep]})
             preds = p.predict(sub, text="text", id=ID)
@@ -157,13 +162,7 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
                                      f"given; check its predict().", "proposers")
             for k, props in zip(keep, predictions_to_proposals(spec, preds)):
                 bad = [m for m in (_check_proposal(spec, q) for q in props) if m]
-                if bad:
-                    add(id_list[k], name, err=f"invalid answer: {bad[0]}")
-                    st["invalid"] += 1
-                    continue
-                for prop in props:
-                    add(id_list[k], name, prop, prop.get("confidence"))
-                    st["proposals"] += 1
+                answered(k, props, bad[0] if bad else None)
         st["seconds"] = round(time.monotonic() - start, 3)
         stats.append(st)
     ltype = spec.arrow_type()
