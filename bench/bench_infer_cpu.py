@@ -48,8 +48,9 @@ def sample(df, n: int, imdb_share: float, seed: int):
 
 def fitted_model(model_dir: Path, df) -> Path:
     """A MiniLM classifier with a fitted head, trained once (1 epoch) and saved; reused on later runs."""
-    import fineclass
     import polars as pl
+
+    import fineclass
     if (model_dir / "fineclass.json").exists():
         return model_dir
     rt = df.filter(pl.col("source") == "rotten_tomatoes")
@@ -80,8 +81,9 @@ def fineclass_runner(model_dir: Path, table, batch_tokens: int | None):
 
 def unsorted_runner(model_dir: Path, texts: list[str]):
     """Ablation: fineclass's model loop, but batches of 32 in input order (no length sorting, no budget)."""
-    import fineclass
     import torch
+
+    import fineclass
     clf = fineclass.load(model_dir, device="cpu")
 
     def run():
@@ -168,7 +170,8 @@ def main(argv=None) -> int:
         "fineclass_seconds": round(wall["fineclass"], 2), "fineclass_docs_per_s": round(n_docs / wall["fineclass"], 1),
         "pipeline_seconds": round(wall["pipeline"], 2), "pipeline_docs_per_s": round(n_docs / wall["pipeline"], 1),
         "ratio": round(wall["pipeline"] / wall["fineclass"], 2), "fineclass_cpu_seconds": round(cpu["fineclass"], 1),
-        "pipeline_cpu_seconds": round(cpu["pipeline"], 1), "cpu_time_ratio": round(cpu["pipeline"] / cpu["fineclass"], 2),
+        "pipeline_cpu_seconds": round(cpu["pipeline"], 1),
+        "cpu_time_ratio": round(cpu["pipeline"] / cpu["fineclass"], 2),
         "load_average": os.getloadavg()[0], "identical_labels": same,
         "label_disagreements": int((fc_pred != pl_pred).sum()),
     }

@@ -141,7 +141,8 @@ def main(argv=None) -> int:
             return done.returncode
         r = json.loads(done.stdout.strip().splitlines()[-1])
         results.append(r)
-        print(f"{r['rows']:>10,} rows  peak RSS {r['peak_rss_mb']:7.1f} MB  (after imports {r['rss_after_imports_mb']} MB,"
+        print(f"{r['rows']:>10,} rows  peak RSS {r['peak_rss_mb']:7.1f} MB  "
+              f"(after imports {r['rss_after_imports_mb']} MB,"
               f" model loaded {r['rss_after_model_load_mb']} MB)  {r['seconds']} s  {r['docs_per_second']:,} docs/s",
               flush=True)
     if len(results) >= 2:

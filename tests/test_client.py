@@ -373,7 +373,8 @@ def test_no_label_outside_the_spec_is_ever_accepted(name):
 def test_one_reader_for_both_forms_and_one_rule_for_letter_case():
     """The JSON form and the paper's form are read by the same parse_answer, with the same rules."""
     cap = LabelSpec(kind="single", classes=["1", "5"], names={"5": "Labour"}, value_type="int")
-    assert parse_answer(cap, "Answer = [5]") == parse_answer(cap, '{"label": 5}') == [{"label": "5", "confidence": None}]
+    assert parse_answer(cap, "Answer = [5]") == parse_answer(cap, '{"label": 5}') == \
+        [{"label": "5", "confidence": None}]
     assert parse_answer(cap, "Answer = [LABOUR]") == parse_answer(cap, '{"label": "LABOUR"}')
     multi = LabelSpec(kind="multi", classes=["a", "b", "c"], max_labels=2)
     assert parse_answer(multi, "Sure. Answer = [c, A]") == parse_answer(multi, '{"labels": ["c", "A"]}')

@@ -18,10 +18,16 @@ from hypothesis import strategies as st
 
 import fineclass
 from fineclass import FineclassError, LabelSpec
-from fineclass.client import Endpoint
 from fineclass.cli import main as cli_main
-from fineclass.crowd import (acceptance_report, assemble_training_set, export_review, import_review,
-                             proposal_stats, propose)
+from fineclass.client import Endpoint
+from fineclass.crowd import (
+    acceptance_report,
+    assemble_training_set,
+    export_review,
+    import_review,
+    proposal_stats,
+    propose,
+)
 from fineclass.serve import start_server
 from test_client import ScriptedServer, completion
 
@@ -54,7 +60,8 @@ def test_acceptance_report_reproduces_the_rates(flour):
         assert got == ref
     coder_rates = {r["coder"]: round(r["rate"], 3) for r in rep["coder"].to_pylist()}
     assert coder_rates == {"1": 0.409, "2": 0.282, "3": 0.433, "8": 0.447, "9": 0.436}
-    assert rep["dimension"].num_rows == 46 and set(rep["level"].column("level").to_pylist()) == {"low", "medium", "high"}
+    assert rep["dimension"].num_rows == 46
+    assert set(rep["level"].column("level").to_pylist()) == {"low", "medium", "high"}
     # the overlap: proposals that two coders decided; kappa by sklearn (or fineclass.evaluate when present)
     overall = [r for r in rep["agreement"].to_pylist() if r["coder_a"] == "all"][0]
     assert overall["items"] == 982 and overall["agreement"] == pytest.approx(0.697, abs=0.001)
@@ -300,7 +307,7 @@ def test_xlsx_round_trip_keeps_ids_and_texts(sample, tmp_path):
         for row in ws.iter_rows(min_row=2):
             assert row[header.index("id")].data_type == "s" and len(row[header.index("id")].value) >= 18
             assert row[header.index("text")].data_type == "s"  # never a formula
-            key = (row[header.index("id")].value, row[header.index("dimension")].value, row[header.index("level")].value)
+            key = tuple(row[header.index(c)].value for c in ("id", "dimension", "level"))
             row[header.index("accept")].value = "Y" if key in gold else "N"
         wb.save(p)
     dec = import_review(paths, props)
@@ -377,7 +384,8 @@ def test_csv_guards_formulas(tmp_path):
     assert sorted(r[header.index("text")] for r in rows) == ["''quoted", "'=1+2"]
     _fill_csv(p, lambda r, h: "1")
     dec = import_review(p, props)
-    assert sorted(dec.column("label").to_pylist()) == ["neg", "pos"] and set(dec.column("accepted").to_pylist()) == {"Y"}
+    assert sorted(dec.column("label").to_pylist()) == ["neg", "pos"]
+    assert set(dec.column("accepted").to_pylist()) == {"Y"}
 
 
 # ============================================================================ proposers

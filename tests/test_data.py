@@ -114,7 +114,8 @@ def test_multi_label_from_list_column_and_from_long_table():
 def test_dimension_level_from_the_flourishing_long_table(flourishing):
     labels = pq.read_table(flourishing / "labels.parquet")
     tweets = pq.read_table(flourishing / "tweets.parquet")
-    ids = pq.read_table(flourishing / "labeled_ids.parquet").filter(pa.compute.equal(pa.compute.field("split"), "train"))
+    ids = pq.read_table(flourishing / "labeled_ids.parquet")
+    ids = ids.filter(pa.compute.equal(pa.compute.field("split"), "train"))
     docs = tweets.join(ids, "id", join_type="inner")
     ds = labelled(docs, labels=labels, label=("dimension", "level"))
     assert ds.spec.kind == "dimlevel" and len(ds.spec.classes) == 46 and ds.spec.levels == ["low", "medium", "high"]

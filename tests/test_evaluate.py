@@ -11,13 +11,30 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from sklearn.metrics import (accuracy_score, cohen_kappa_score, confusion_matrix, f1_score, hamming_loss,
-                             jaccard_score, precision_recall_fscore_support)
+from sklearn.metrics import (
+    accuracy_score,
+    cohen_kappa_score,
+    confusion_matrix,
+    f1_score,
+    hamming_loss,
+    jaccard_score,
+    precision_recall_fscore_support,
+)
 
-from fineclass.errors import FineclassError
 from fineclass.cli import main as cli_main
-from fineclass.evaluation import (CurveFit, EvaluationWarning, agreement, bootstrap_ci, evaluate, fit_curve,
-                                  label_shares, labels_needed, model_vs_coders, paired_bootstrap)
+from fineclass.errors import FineclassError
+from fineclass.evaluation import (
+    CurveFit,
+    EvaluationWarning,
+    agreement,
+    bootstrap_ci,
+    evaluate,
+    fit_curve,
+    label_shares,
+    labels_needed,
+    model_vs_coders,
+    paired_bootstrap,
+)
 from fineclass.labels import LabelSpec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,7 +115,8 @@ def test_document_level_predictions_match_long(fl):
             return None
     for r in long.to_pylist():
         if r["id"] in per:
-            per[r["id"]].append({"dimension": r["dimension"], "level": r["level"], "confidence": number(r["confidence"])})
+            per[r["id"]].append({"dimension": r["dimension"], "level": r["level"],
+                                 "confidence": number(r["confidence"])})
     doc = pa.table({"id": test_ids, "labels": [per[i] for i in test_ids], "n_labels": [len(per[i]) for i in test_ids]})
     a = _quiet(evaluate, fl["gpt4"], fl["test"], spec=fl["spec"], bootstrap=0)
     b = _quiet(evaluate, doc, fl["test"], spec=fl["spec"], bootstrap=0)
@@ -224,11 +242,13 @@ def test_multi_label_matches_scikit_learn_long_and_document_tables():
     n, k = 200, 5
     Y = (rng.random((n, k)) < 0.3).astype(int)
     Z = np.where(rng.random((n, k)) < 0.8, Y, 1 - Y)
-    Y[:5] = 0; Z[:3] = 0  # some documents without labels, some both empty
+    Y[:5] = 0
+    Z[:3] = 0  # some documents without labels, some both empty
     classes = ["a", "b", "c", "d", "e"]
     ids = list(range(n))
     # truth in long form (one row per label; documents without labels come in through ids=)
-    truth = {"id": [i for i in ids for j in range(k) if Y[i, j]], "label": [classes[j] for i in ids for j in range(k) if Y[i, j]]}
+    truth = {"id": [i for i in ids for j in range(k) if Y[i, j]],
+             "label": [classes[j] for i in ids for j in range(k) if Y[i, j]]}
     pred_doc = {"id": ids, "labels": [[classes[j] for j in range(k) if Z[i, j]] for i in ids]}
     ev = evaluate(pred_doc, truth, ids=ids, kind="multi", bootstrap=100)
     assert ev.kind == "multi" and ev.n == n
@@ -287,7 +307,8 @@ def test_labels_outside_the_spec_are_wrong_predictions_with_a_warning():
     # dimlevel: an invented dimension and an invented level are kept, wrong, and counted
     dspec = LabelSpec(kind="dimlevel", classes=["joy", "trust"])
     dtruth = {"id": [1, 1, 2], "dimension": ["joy", "trust", "joy"], "level": ["high", "low", "low"]}
-    dpred = {"id": [1, 1, 2, 2], "dimension": ["joy", "trust", "joy", "hope"], "level": ["high", "vitality", "low", "high"]}
+    dpred = {"id": [1, 1, 2, 2], "dimension": ["joy", "trust", "joy", "hope"],
+             "level": ["high", "vitality", "low", "high"]}
     with pytest.warns(EvaluationWarning) as rec:
         ev = evaluate(dpred, dtruth, spec=dspec, bootstrap=0)
     msgs = " ".join(str(w.message) for w in rec)
@@ -306,7 +327,8 @@ def test_one_class_data_gives_null_not_nan():
     assert ev["kappa"] is None and ev["accuracy"] == 1.0
     row = [r for r in ev.metrics.to_pylist() if r["metric"] == "kappa"][0]
     assert row["lower"] is None and row["upper"] is None
-    _no_nan(ev.metrics); _no_nan(ev.per_class)
+    _no_nan(ev.metrics)
+    _no_nan(ev.per_class)
     # agreement: coders who always give the same single value
     with pytest.warns(EvaluationWarning, match="undefined"):
         t = agreement({"id": [1, 2, 1, 2], "coder": ["x", "x", "y", "y"], "label": [1, 1, 1, 1]})
@@ -554,6 +576,7 @@ def test_public_functions_are_not_hidden_by_submodules():
     """Importing every submodule must not rebind fineclass.train / evaluate to a module."""
     import importlib
     import pkgutil
+
     import fineclass
     for m in pkgutil.walk_packages(fineclass.__path__, "fineclass."):
         importlib.import_module(m.name)

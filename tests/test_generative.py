@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.csv  # noqa: F401  (pa.csv)
+import pyarrow.csv
 import pytest
 import torch
 
 import fineclass
 from fineclass import FineclassError, LabelSpec
 from fineclass.methods.generative import export_merged, generate, generation_summary
-from fineclass.zeroshot import zero_shot, zero_shot_classifier
 from fineclass.prompts import answer_text, fill_template
 from fineclass.protocol import read_answer
+from fineclass.zeroshot import zero_shot, zero_shot_classifier
 
 TEXTS = ["a wonderful film, truly great", "boring and far too long.", "Text: a colon inside", "ok"]
 
@@ -62,6 +62,7 @@ def test_shared_prefix_attention_matches_the_cache(tiny_llama, monkeypatch):
     into every row; the probabilities are those of the cache path, the head is computed once per call whatever
     the number of batches, and the model's own attention is back afterwards."""
     import threading
+
     from fineclass.methods.generative import forward as gen
     clf = zero_shot_classifier(tiny_llama, labels=[0, 1, 12], codebook={0: "none", 1: "economy", 12: "law"})
     lm, decoder, _ = gen.model_parts(clf.module_)
@@ -608,7 +609,9 @@ def test_command_line(tiny_llama, tmp_path):
     """zero-shot, generate and export are subcommands of the `fineclass` command itself (they were defined but
     never registered, so the command could not reach them)."""
     import json
+
     import pyarrow.parquet as pq
+
     from fineclass.cli import main
     pa.csv.write_csv(pa.table({"doc": ["a", "b"], "text": TEXTS[:2]}), tmp_path / "in.csv")
     assert main(["zero-shot", str(tmp_path / "in.csv"), "--model", tiny_llama, "--labels", "neg,pos", "--id", "doc",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent / "python" / "fineclass"
 PACKAGE = "fineclass"
 MAX_SHARE = 0.12

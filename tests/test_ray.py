@@ -154,6 +154,7 @@ def test_table_in_and_out_with_a_fitted_classifier(ray_local, reviews_small, tin
     """An in-memory table (with its own id column) and output=None: the table the local engine returns. A problem
     found inside a worker (a missing id) comes back as the FineclassError the local engine raises."""
     import polars as pl
+
     import fineclass
     data = reviews_small.with_columns((reviews_small["id"] * 10 + 3).alias("id"))
     got = fineclass.classify(data, model=tiny_classifier, engine="ray", num_actors=1, shard_rows=100)

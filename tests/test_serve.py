@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 
 from fineclass import FineclassError
+from fineclass.cli import build_parser
 from fineclass.client import Endpoint, chat_many
 from fineclass.protocol import build_messages, parse_answer
-from fineclass.cli import build_parser
 from fineclass.serve import start_server
 
 

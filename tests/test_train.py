@@ -107,7 +107,8 @@ def test_checkpoint_resume_reaches_the_same_model(tiny_bert, reviews_small, tmp_
                            config={**cfg, "epochs": 3, "checkpoint_dir": str(tmp_path / "b")}, progress=False)
     assert (tmp_path / "b" / "epoch-2" / "trainable.safetensors").exists()
     # drop the last epoch's checkpoint, as if the run had died during epoch 3, then resume
-    import json, shutil
+    import json
+    import shutil
     shutil.rmtree(tmp_path / "b" / "epoch-2")
     (tmp_path / "b" / "latest.json").write_text(json.dumps({"epoch": 1, "folder": "epoch-1"}))
     resumed = fineclass.train(reviews_small, model=tiny_bert, resume=True,

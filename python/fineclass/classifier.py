@@ -61,7 +61,20 @@ class Classifier:
     def fit(self, data: Any, *, text: str = "text", label: Any = "label", id: str | None = None,
             labels: Any = None, codebook: Any = None, kind: str | None = None, levels: Any = None,
             spec: LabelSpec | None = None, progress: bool = True, resume: bool = False) -> "Classifier":
-        """Fine-tune on ``data``; see :func:`train` for the arguments.
+        """Fine-tune on ``data``; :func:`train` describes every argument.
+
+        Args:
+            data: the training documents.
+            text: the text column.
+            label: the label column (or a (dimension, level) pair with ``labels``).
+            id: the id column.
+            labels: a long label table.
+            codebook: names and descriptions of the classes.
+            kind: the shape, when the data leave it open.
+            levels: the ordered levels (dimlevel).
+            spec: a fixed label set.
+            progress: show a progress bar.
+            resume: continue from the checkpoint in ``config.checkpoint_dir``.
 
         Returns:
             This Classifier, fitted.
@@ -136,6 +149,12 @@ class Classifier:
     def predict_proba(self, data: Any, *, text: str = "text", id: str | None = None,
                       batch_tokens: int | None = None) -> pa.Table:
         """The probabilities alone; see :meth:`predict`.
+
+        Args:
+            data: the documents.
+            text: the text column.
+            id: the id column.
+            batch_tokens: tokens per batch.
 
         Returns:
             id plus one probability column per output (``p_<class>``, or ``p_<dimension>=<level>``).

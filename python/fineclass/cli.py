@@ -16,6 +16,7 @@ from typing import Any, Callable
 from .crowd.acceptance import CONFLICTS, RULES
 from .labels import KINDS
 
+
 def arg(*flags: str, **options: Any) -> tuple[tuple[str, ...], dict]:
     """One argument of a subcommand, as ``argparse.add_argument`` takes it.
 
@@ -106,6 +107,7 @@ def _classify(args) -> int:
 def _split_filter(table: Any, split: str | None, argument: str) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
+
     from .errors import FineclassError
     if split is None:
         return table
@@ -120,6 +122,7 @@ def _split_filter(table: Any, split: str | None, argument: str) -> Any:
 
 def _evaluate(args) -> int:
     import warnings
+
     from .errors import FineclassError
     from .evaluation import EvaluationWarning, evaluate
     from .tables import read_table

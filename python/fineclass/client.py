@@ -36,7 +36,11 @@ RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 def default_cache_dir() -> Path:
-    """Where responses are cached when ``cache=True``: ``$FINECLASS_CACHE/chat`` or ``~/.cache/fineclass/chat``."""
+    """Where responses are cached when ``cache=True``.
+
+    Returns:
+        ``$FINECLASS_CACHE/chat``, else ``$XDG_CACHE_HOME/fineclass/chat`` or ``~/.cache/fineclass/chat``.
+    """
     base = os.environ.get("FINECLASS_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fineclass")
     return Path(base) / "chat"
@@ -131,6 +135,11 @@ class Endpoint:
         return self.name or self.model
 
     def cache_dir(self) -> Path | None:
+        """The folder of this endpoint's response cache.
+
+        Returns:
+            The folder, or None when caching is off.
+        """
         if self.cache is True:
             return default_cache_dir()
         if self.cache in (False, None):
@@ -149,13 +158,27 @@ class Endpoint:
         return key
 
     def cache_key(self, messages: Sequence[Mapping[str, Any]]) -> str:
-        """The hash that names a request's cached response: URL, model, messages and parameters (never the key)."""
+        """The hash that names a request's cached response: URL, model, messages and parameters (never the key).
+
+        Args:
+            messages: the request's chat messages.
+
+        Returns:
+            A hex SHA-256.
+        """
         blob = json.dumps({"url": self.chat_url, "model": self.model, "messages": list(messages),
                            "params": self.params}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def chat(self, messages: Sequence[Mapping[str, Any]]) -> "ChatResult":
-        """One request (through the cache); failures are reported in the result's ``error``."""
+        """One request (through the cache); failures are reported in the result's ``error``.
+
+        Args:
+            messages: the chat messages.
+
+        Returns:
+            A :class:`ChatResult`.
+        """
         return chat_many(self, [messages])[0][0]
 
 
@@ -322,11 +345,26 @@ def _int_or_none(v) -> int | None:
 
 def chat_many(endpoint: Endpoint, conversations: Sequence[Sequence[Mapping[str, Any]]], *,
               progress: bool = False) -> tuple[list[ChatResult], dict]:
-    """Send many conversations to one endpoint; returns (results in input order, stats).
+    """Send many conversations to one endpoint.
 
-    Cached responses are used without a request. Each failed item carries its ``error``; only an
-    error that concerns every request (key refused, 404) raises :class:`FineclassError`.
-    ``stats`` has: requests (HTTP tries sent), cached, errors, prompt_tokens, completion_tokens, seconds.
+    Cached responses are used without a request. Each failed item carries its ``error``; only an error that
+    concerns every request (key refused, 404) raises.
+
+    Args:
+        endpoint: the endpoint.
+        conversations: one list of chat messages per item.
+        progress: show a progress bar.
+
+    Returns:
+        ``(results, stats)``: one :class:`ChatResult` per conversation, in input order; and the run's requests
+        (HTTP tries sent), cached, errors, prompt_tokens, completion_tokens, seconds.
+
+    Raises:
+        FineclassError: naming ``key_env`` or ``url`` when the endpoint refuses the key or does not exist.
+
+    Example:
+        >>> results, stats = chat_many(Endpoint("http://127.0.0.1:8000/v1", "m", key_env=None),
+        ...                            [[{"role": "user", "content": "hi"}]])  # doctest: +SKIP
     """
     cache_dir = endpoint.cache_dir()
     results: list[ChatResult | None] = [None] * len(conversations)

@@ -17,6 +17,47 @@ FINETUNE = ("auto", "full", "lora", "qlora")
 
 @dataclass
 class TrainConfig:
+    """Every setting of a fine-tuning run.
+
+    Settings left at ``None`` take the method's default (see the module's description); the resolved values are
+    recorded in the model's manifest. Whole numbers may come as doubles (R passes them so).
+
+    Attributes:
+        epochs: passes over the training documents (at least 1).
+        batch_size: documents per batch.
+        learning_rate: the peak learning rate of AdamW (linear warm-up, then linear decay); None: the method's
+            default (head: 5e-5 full, 2e-4 LoRA; generative: 2e-4).
+        weight_decay: AdamW's weight decay.
+        warmup_ratio: the share of steps spent warming up, in [0, 1); None: the method's default.
+        max_grad_norm: the gradient norm clipped to; None: the method's default.
+        max_length: the most tokens of a document the model reads, in training and prediction (longer ones are
+            cut, and flagged ``truncated``).
+        finetune: ``"auto"`` (LoRA for decoders and models above 300M parameters, else full), ``"full"``,
+            ``"lora"`` or ``"qlora"`` (LoRA on a 4-bit base; CUDA and bitsandbytes only).
+        lora_r: LoRA's rank; None: the method's default (head 16, generative 64).
+        lora_alpha: LoRA's scaling; None: the method's default (head 32, generative 16).
+        lora_dropout: dropout on LoRA's input.
+        lora_targets: the modules LoRA adapts (names or one name); None: every linear layer.
+        class_weights: ``"balanced"`` (weights against class imbalance in the loss) or None.
+        validation: the share of training documents held out for early stopping and threshold tuning, in
+            [0, 0.9); 0 trains on every document and keeps the last epoch.
+        early_stopping: stop after this many epochs without a better validation loss; None: never.
+        threshold: the presence threshold of the multi-label shapes: ``"tune"`` (best mean Jaccard on the
+            validation split) or a number in (0, 1).
+        seed: the seed of every random step (split, shuffling, dropout, initialisation).
+        device: ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        gradient_accumulation: batches whose gradients are summed before each optimiser step.
+        checkpoint_dir: a folder for a checkpoint after each epoch (the newest two are kept), so that a run
+            killed part-way can continue with ``resume=True``.
+        prompt: the generative method's prompt template, with the slot ``{text}`` (and optionally
+            ``{codebook}``, ``{labels}``, ``{levels}``); None: the default prompt.
+        extra: method-specific settings: ``allow_pickle`` (accept pickle weights), ``scoring`` (generative:
+            ``"prefix"`` or ``"full"``), ``absent_blocks`` (generative: absent classes trained per document).
+
+    Example:
+        >>> TrainConfig(epochs=2.0, finetune="lora").epochs
+        2
+    """
     epochs: int = 3
     batch_size: int = 16
     learning_rate: Optional[float] = None
@@ -71,10 +112,26 @@ class TrainConfig:
             self.lora_targets = [self.lora_targets]
 
     def to_dict(self) -> dict:
+        """Every setting as plain data (what a saved model's manifest records).
+
+        Returns:
+            ``{setting: value}``.
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "TrainConfig":
+        """A TrainConfig from a dict of settings (R passes a named list).
+
+        Args:
+            d: ``{setting: value}``; a TrainConfig is returned as it is; None gives the defaults.
+
+        Returns:
+            The TrainConfig.
+
+        Raises:
+            FineclassError: naming ``config`` for an unknown setting, or the setting whose value is invalid.
+        """
         if d is None:
             return cls()
         if isinstance(d, TrainConfig):
@@ -87,7 +144,14 @@ class TrainConfig:
         return cls(**dict(d))
 
     def resolved(self, **defaults) -> "TrainConfig":
-        """A copy with the ``None`` settings filled in from a method's defaults."""
+        """A copy with the ``None`` settings filled in from a method's defaults.
+
+        Args:
+            **defaults: ``{setting: value}`` (``Method.defaults``).
+
+        Returns:
+            A new TrainConfig.
+        """
         values = self.to_dict()
         for k, v in defaults.items():
             if values.get(k) is None:

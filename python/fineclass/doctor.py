@@ -5,6 +5,12 @@ import sys
 
 
 def doctor() -> dict:
+    """What a user (or a bug report) needs to know about this installation.
+
+    Returns:
+        python, fineclass, torch, device, blas, the versions of transformers, peft, pyarrow, numpy and
+        scikit-learn, the built-in models installed, and ``problems`` (``"none"``, or what to fix).
+    """
     from .manifest import versions
     v = versions()
     report = {"python": f"{v['python']} ({sys.executable})", "fineclass": v["fineclass"]}

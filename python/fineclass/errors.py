@@ -15,7 +15,15 @@ class FineclassError(ValueError):
 
 
 def preview(values, limit: int = 10) -> str:
-    """A short, readable list of offending values for error messages."""
+    """A short, readable list of offending values for error messages.
+
+    Args:
+        values: the values.
+        limit: how many to show; the rest are counted.
+
+    Returns:
+        e.g. ``"'a', 'b' (and 3 more)"``.
+    """
     values = list(values)
     shown = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values[:limit])
     more = len(values) - limit
@@ -23,8 +31,15 @@ def preview(values, limit: int = 10) -> str:
 
 
 def warn_user(message: str, category: type = UserWarning) -> None:
-    """Warn, pointing at the user's line: the first frame outside the fineclass package (Python shows that file
-    and line beside the message, not a line inside fineclass)."""
+    """Warn, pointing at the user's line.
+
+    The warning is attributed to the first frame outside the fineclass package, so Python shows the user's file
+    and line beside the message, not a line inside fineclass.
+
+    Args:
+        message: the warning.
+        category: its class (``UserWarning`` unless said).
+    """
     import os
     import sys
     import warnings

@@ -17,8 +17,17 @@ from typing import Any, Callable
 from ._checks import whole_number
 from .classifier import Classifier, load
 from .errors import FineclassError
-from .ledger import (DEFAULT_SHARD_ROWS, LEDGER, RUN_FILE, Run, model_identity, parse_shard, read_output,
-                     report, write_shard)
+from .ledger import (
+    DEFAULT_SHARD_ROWS,
+    LEDGER,
+    RUN_FILE,
+    Run,
+    model_identity,
+    parse_shard,
+    read_output,
+    report,
+    write_shard,
+)
 from .ray_engine import classify_ray
 from .scoring import check_batch_tokens, progress_bar
 from .sources import hash_input, open_source

@@ -27,7 +27,14 @@ ABSENT = "absent"  # a dimension->level cell without a level
 
 
 def canon(value: Any) -> str:
-    """Canonical string of a label value: 5, 5.0 and "5" are the same code."""
+    """The canonical string of a label value: 5, 5.0 and "5" are the same code.
+
+    Args:
+        value: a label value (int, float, str, bool, numpy scalar).
+
+    Returns:
+        Its canonical string (whole floats lose their ``.0``, strings are trimmed).
+    """
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
@@ -118,9 +125,19 @@ class LabelSpec:
               codebook: Mapping[Any, Any] | None = None, max_labels: int | None = None) -> "LabelSpec":
         """Build a spec from observed labels.
 
-        ``values``: for single, one value per document; for multi, one list per document;
-        for dimlevel, one ``{dimension: level}`` mapping per document.
-        ``codebook``: ``{code: name}`` or ``{code: {"name": ..., "description": ...}}``.
+        Args:
+            values: for single, one value per document; for multi, one list per document; for dimlevel, one
+                ``{dimension: level}`` mapping per document.
+            kind: ``"single"``, ``"multi"`` or ``"dimlevel"``.
+            levels: the ordered levels (dimlevel; default low, medium, high).
+            codebook: ``{code: name}`` or ``{code: {"name": ..., "description": ...}}``; its classes join the label set.
+            max_labels: for multi, the most labels a document may carry.
+
+        Returns:
+            The LabelSpec (classes sorted: numerically for integer codes).
+
+        Raises:
+            FineclassError: naming ``levels`` or ``kind`` when they do not fit the values.
         """
         if kind == "single":
             flat = [v for v in values if v is not None]
@@ -172,7 +189,18 @@ class LabelSpec:
             f"Train with these labels, or remove the rows that carry them.", argument)
 
     def encode(self, values: Sequence[Any], argument: str = "label") -> np.ndarray:
-        """Targets as an array: (n,) class indices; (n, K) 0/1; or (n, D) level index, 0 = absent."""
+        """The targets of a training set, encoded.
+
+        Args:
+            values: one value, list or ``{dimension: level}`` mapping per document (as for :meth:`infer`).
+            argument: the argument's name, for errors.
+
+        Returns:
+            (n,) class indices (single); (n, K) 0/1 (multi); or (n, D) level indices, 0 = absent (dimlevel).
+
+        Raises:
+            FineclassError: naming ``argument`` for labels, dimensions or levels outside the label set.
+        """
         index = self._index()
         if self.kind == "single":
             codes = [canon(v) for v in values]
@@ -213,31 +241,77 @@ class LabelSpec:
         return out
 
     def decode_value(self, code: str):
-        """A class code back in the type the user gave (int codes come back as int)."""
+        """A class code back in the type the user gave (integer codes come back as int).
+
+        Args:
+            code: a canonical class code.
+
+        Returns:
+            An int or a str.
+        """
         return int(code) if self.value_type == "int" else code
 
     def arrow_type(self) -> pa.DataType:
+        """The Arrow type of this label set's values.
+
+        Returns:
+            ``int64`` for integer codes, else ``string``.
+        """
         return pa.int64() if self.value_type == "int" else pa.string()
 
     def label_name(self, code: str) -> str:
+        """A class's name from the codebook, or its code.
+
+        Args:
+            code: a canonical class code.
+
+        Returns:
+            The name.
+        """
         return self.names.get(code, code)
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
+        """The spec as plain data (what ``labels.json`` holds).
+
+        Returns:
+            A JSON-able dict.
+        """
         return {"kind": self.kind, "classes": list(self.classes), "levels": self.levels,
                 "names": dict(self.names), "descriptions": dict(self.descriptions),
                 "value_type": self.value_type, "max_labels": self.max_labels}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "LabelSpec":
+        """A spec from :meth:`to_dict`'s form (unknown keys are ignored).
+
+        Args:
+            d: the dict.
+
+        Returns:
+            The LabelSpec.
+        """
         known = {"kind", "classes", "levels", "names", "descriptions", "value_type", "max_labels"}
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def save(self, path: str | Path) -> None:
+        """Write the spec as JSON.
+
+        Args:
+            path: the file (a saved model keeps it as ``labels.json``).
+        """
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> "LabelSpec":
+        """Read a spec written by :meth:`save`.
+
+        Args:
+            path: the JSON file.
+
+        Returns:
+            The LabelSpec.
+        """
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def __repr__(self) -> str:
@@ -276,7 +350,18 @@ def split_codebook(codebook: Mapping[Any, Any] | None) -> tuple[dict[str, str], 
 
 
 def read_codebook(source: Any) -> dict[str, dict[str, str]]:
-    """A codebook from a mapping, a JSON file, or a table/CSV with columns code, name[, description]."""
+    """A codebook from a mapping, a JSON file, or a table/CSV with columns code, name[, description].
+
+    Args:
+        source: ``{code: name}`` or ``{code: {"name", "description"}}``, a ``.json`` path, or any table or path
+            ``tables.read_table`` reads; None gives an empty codebook.
+
+    Returns:
+        ``{code: name}`` or ``{code: {"name": ..., "description": ...}}``.
+
+    Raises:
+        FineclassError: naming ``codebook`` when the file does not exist or the table lacks ``code`` and ``name``.
+    """
     if source is None:
         return {}
     if isinstance(source, Mapping):

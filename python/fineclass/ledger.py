@@ -78,6 +78,14 @@ def model_identity(manifest: dict) -> str:
 
 
 def read_ledger(folder: Path) -> dict[int, dict]:
+    """The finished shards a folder's ledger records (a line cut by a crash is skipped: its shard is redone).
+
+    Args:
+        folder: the output folder.
+
+    Returns:
+        ``{shard number: entry}``; a later line for the same shard wins.
+    """
     done = {}
     path = folder / LEDGER
     if path.exists():
@@ -94,10 +102,26 @@ def read_ledger(folder: Path) -> dict[int, dict]:
 
 
 def shard_name(k: int) -> str:
+    """The file name of shard ``k``.
+
+    Args:
+        k: the shard's number.
+
+    Returns:
+        ``part-{k:06d}.parquet``.
+    """
     return f"part-{k:06d}.parquet"
 
 
 def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The hex digest.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -106,7 +130,18 @@ def sha256_file(path: Path) -> str:
 
 
 def check_shard(folder: Path, entry: dict) -> bool:
-    """A finished shard is trusted only if its file is there with the recorded size, SHA-256 and row count."""
+    """Whether a finished shard's file is there with the recorded size, SHA-256 and row count.
+
+    Args:
+        folder: the output folder.
+        entry: the shard's ledger entry.
+
+    Returns:
+        True when the file can be trusted.
+
+    Raises:
+        FineclassError: naming ``output`` when the ledger names a file outside the folder.
+    """
     name = entry.get("file", "")
     if not isinstance(name, str) or os.path.basename(name) != name or not name.startswith("part-"):
         raise FineclassError(f"`output`: the ledger names a file {name!r} outside the output folder; the ledger "
@@ -148,7 +183,17 @@ def _describe_difference(old: dict, new: dict) -> str:
 
 
 def claim_folder(folder: Path, fingerprint: dict, resume: bool) -> None:
-    """Make ``folder`` this run's output folder, or refuse if it holds finished work of another run."""
+    """Make ``folder`` this run's output folder, or refuse if it holds finished work of another run.
+
+    Args:
+        folder: the output folder (made when missing).
+        fingerprint: the run's identity, written into the run record.
+        resume: whether this run's own shards may be continued.
+
+    Raises:
+        FineclassError: naming ``output`` when the folder is a file, holds another run's shards or shards without a
+            run record, or this run's shards and ``resume`` is false.
+    """
     if folder.exists() and not folder.is_dir():
         raise FineclassError(f"`output` {str(folder)!r} is a file; pass a folder for the Parquet shards.", "output")
     folder.mkdir(parents=True, exist_ok=True)
@@ -170,7 +215,8 @@ def claim_folder(folder: Path, fingerprint: dict, resume: bool) -> None:
             return
         if work:
             raise FineclassError(
-                f"`output` {str(folder)!r} holds shards of another run ({_describe_difference(old or {}, fingerprint)})."
+                f"`output` {str(folder)!r} holds shards of another run "
+                f"({_describe_difference(old or {}, fingerprint)})."
                 f" Results of two runs are never mixed: use a new output folder, or delete this one to start "
                 f"over.", "output")
     elif work:
@@ -180,7 +226,12 @@ def claim_folder(folder: Path, fingerprint: dict, resume: bool) -> None:
 
 
 def remove_stale_temporaries(folder: Path, mine: Callable[[int], bool]) -> None:
-    """Temporary shard files left by a killed run (only this job's shards: other jobs may be writing)."""
+    """Remove temporary shard files left by a killed run (only this job's: other jobs may be writing).
+
+    Args:
+        folder: the output folder.
+        mine: which shard numbers this job writes.
+    """
     for p in folder.glob(".part-*.tmp"):
         try:
             k = int(p.name.split("-", 1)[1].split(".", 1)[0])

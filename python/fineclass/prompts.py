@@ -45,7 +45,14 @@ DEFAULT_TEMPLATE = "{instruction}\n\nCodebook:\n{codebook}\n\nText:\n{text}"
 
 # ---------------------------------------------------------------------- templates
 def render_codebook(spec: LabelSpec) -> str:
-    """One line per class: ``[code] name: description`` (dimensions: ``- dimension: description``)."""
+    """The codebook as the prompt shows it.
+
+    Args:
+        spec: the label set.
+
+    Returns:
+        One line per class: ``[code] name: description`` (dimensions: ``- dimension: description``).
+    """
     lines = []
     for c in spec.classes:
         name, desc = spec.names.get(c), spec.descriptions.get(c)
@@ -58,7 +65,14 @@ def render_codebook(spec: LabelSpec) -> str:
 
 
 def default_template(spec: LabelSpec) -> str:
-    """The default prompt for a label set, with the codebook filled in and the ``{text}`` slot left open."""
+    """The default prompt for a label set, with the codebook filled in and the ``{text}`` slot left open.
+
+    Args:
+        spec: the label set.
+
+    Returns:
+        The template.
+    """
     if spec.kind == "dimlevel":
         example = json.dumps({spec.classes[0]: spec.levels[-1]}, ensure_ascii=False)
         instruction = INSTRUCTIONS["dimlevel"].format(levels=", ".join(spec.levels), example=example)
@@ -71,6 +85,18 @@ def fill_template(template: str, spec: LabelSpec, argument: str = "prompt") -> s
     """Fill ``{codebook}``, ``{labels}`` and ``{levels}``; check that ``{text}`` appears exactly once.
 
     Only these named slots are replaced, so other braces (a JSON example, say) stay as written.
+
+    Args:
+        template: the prompt template.
+        spec: the label set.
+        argument: the argument that gave the template, for errors.
+
+    Returns:
+        The template with only ``{text}`` left open.
+
+    Raises:
+        FineclassError: naming ``argument`` when ``{text}`` is missing or repeated, ``codebook`` when the codebook
+            itself holds it.
     """
     if not isinstance(template, str):
         raise FineclassError(f"`{argument}` must be a string with the slot {{text}}; got {type(template).__name__}.",
@@ -85,13 +111,20 @@ def fill_template(template: str, spec: LabelSpec, argument: str = "prompt") -> s
     if spec.kind == "dimlevel":
         out = out.replace("{levels}", ", ".join(spec.levels))
     if out.count(TEXT_SLOT) != 1:
-        raise FineclassError(f"the codebook itself contains the slot {{text}}; remove it from the label names or "
-                             f"descriptions (`codebook`).", "codebook")
+        raise FineclassError("the codebook itself contains the slot {text}; remove it from the label names or "
+                             "descriptions (`codebook`).", "codebook")
     return out
 
 
 def check_codebook_covers(spec: LabelSpec) -> None:
-    """When a codebook is given, it must name or describe every class (a class seen only in the data is an error)."""
+    """When a codebook is given, it must name or describe every class (a class seen only in the data is an error).
+
+    Args:
+        spec: the label set.
+
+    Raises:
+        FineclassError: naming ``codebook`` with the classes it lacks.
+    """
     if not (spec.names or spec.descriptions):
         return
     missing = [c for c in spec.classes if c not in spec.names and c not in spec.descriptions]
@@ -107,14 +140,33 @@ _SENTINEL = "\x1eFINECLASS_TEXT_SLOT\x1e"
 
 
 def has_chat_template(tokenizer) -> bool:
+    """Whether a tokenizer has a chat template.
+
+    Args:
+        tokenizer: the tokenizer.
+
+    Returns:
+        True when it has one.
+    """
     return bool(getattr(tokenizer, "chat_template", None))
 
 
 def split_prompt(tokenizer, user_message: str, use_chat: bool | None = None) -> tuple[str, str, bool]:
     """The rendered prompt as (head, tail) around the text: head + text + tail is what the model reads.
 
-    With a chat template: the user message through ``apply_chat_template(..., add_generation_prompt=True)``, so
-    the tail ends where the assistant's answer begins. Without one: the message, then a newline.
+    With a chat template: the user message through ``apply_chat_template(..., add_generation_prompt=True)``, so the
+    tail ends where the assistant's answer begins. Without one: the message, then a newline.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        user_message: the filled template (with ``{text}``).
+        use_chat: use the chat template (None: when the tokenizer has one).
+
+    Returns:
+        ``(head, tail, chat)``.
+
+    Raises:
+        FineclassError: naming ``model`` or ``prompt`` when the chat template cannot render the prompt.
     """
     chat = has_chat_template(tokenizer) if use_chat is None else use_chat
     message = user_message.replace(TEXT_SLOT, _SENTINEL)
@@ -135,7 +187,18 @@ def split_prompt(tokenizer, user_message: str, use_chat: bool | None = None) -> 
 
 
 def turn_end(tokenizer, chat: bool) -> int:
-    """The token that ends an answer: the chat template's end of turn when it is one token, else EOS."""
+    """The token that ends an answer: the chat template's end of turn when it is one token, else EOS.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        chat: whether prompts go through its chat template.
+
+    Returns:
+        The token id.
+
+    Raises:
+        FineclassError: naming ``model`` when the tokenizer has no EOS token.
+    """
     eos = tokenizer.eos_token_id
     if chat:
         try:
@@ -156,7 +219,15 @@ def turn_end(tokenizer, chat: bool) -> int:
 
 # ---------------------------------------------------------------------- answers and blocks
 def answer_text(spec: LabelSpec, target) -> str:
-    """The answer in the paper's form for one encoded target (class index; 0/1 row; level index per dimension)."""
+    """The answer in the paper's form for one encoded target.
+
+    Args:
+        spec: the label set.
+        target: a class index (single), a 0/1 row (multi) or a level index per dimension (dimlevel).
+
+    Returns:
+        ``Answer = [5]``, ``Answer = [3, 7]``, or a JSON dictionary of the dimensions present.
+    """
     if spec.kind == "single":
         return f"Answer = [{spec.classes[int(target)]}]"
     if spec.kind == "multi":
@@ -167,20 +238,53 @@ def answer_text(spec: LabelSpec, target) -> str:
 
 
 def block_key(spec: LabelSpec, code: str) -> str:
+    """What names a class in its scoring block: the dimension (dimlevel), else the class's name.
+
+    Args:
+        spec: the label set.
+        code: the class code.
+
+    Returns:
+        The key.
+    """
     return code if spec.kind == "dimlevel" else spec.label_name(code)
 
 
 def block_options(spec: LabelSpec) -> list[str]:
-    """The values a block can take, in the probability layout's order (multi: no, yes; dimlevel: absent, levels)."""
+    """The values a block can take, in the probability layout's order.
+
+    Args:
+        spec: the label set.
+
+    Returns:
+        multi: ``["no", "yes"]``; dimlevel: ``["absent", *levels]``.
+    """
     return [NO, YES] if spec.kind == "multi" else [ABSENT, *spec.levels]
 
 
 def block_text(spec: LabelSpec, code: str, option: int) -> str:
+    """One option of a class's scoring block, e.g. ``happiness: high``.
+
+    Args:
+        spec: the label set.
+        code: the class code.
+        option: the option's index in :func:`block_options`.
+
+    Returns:
+        The block's text.
+    """
     return f"{block_key(spec, code)}: {block_options(spec)[option]}"
 
 
 def candidate_texts(spec: LabelSpec) -> list[list[str]]:
-    """Per output group, the candidate continuations whose likelihoods are compared (softmax within the group)."""
+    """Per output group, the candidate continuations whose likelihoods are compared (softmax within the group).
+
+    Args:
+        spec: the label set.
+
+    Returns:
+        One list of texts per group: the answers (single), or each class's block options.
+    """
     if spec.kind == "single":
         return [[answer_text(spec, k) for k in range(len(spec.classes))]]
     return [[block_text(spec, c, j) for j in range(len(block_options(spec)))] for c in spec.classes]

@@ -50,7 +50,7 @@ FAULT_ENV = "FINECLASS_RAY_FAULT_DIR"
 def _import_ray():
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError as e:
         raise FineclassError(f"engine='ray' needs Ray, which is not installed here ({e}). Install it with "
                              f"`{INSTALL_HINT}`, or use engine='local'.", "engine") from None
@@ -81,8 +81,10 @@ def _model_source(model: Any, ray) -> tuple[dict, str | None, Any]:
 
 
 def _reader_source(source, shard_rows: int, ray) -> tuple[dict, TableSource | None]:
-    """What actors read shards from: Parquet files by row group (as planned), or one table in the object store;
-    and the table read here when the input had to be read whole (a stream or CSV files)."""
+    """What actors read shards from: Parquet files by row group (as planned), or one table in the object store.
+
+    Also returns the table read here when the input had to be read whole (a stream or CSV files).
+    """
     if isinstance(source, FileSource) and source.format == "parquet":
         return {"source": source, "total": source.total}, None
     table = in_memory(source, shard_rows)  # CSV has no row index to seek to, a stream can be read once only
@@ -177,6 +179,17 @@ class ShardPredictor:
         return {"entry": entry, "table": payload, "seconds": time.time() - t0, "worker": self.worker}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        """Classify the shards of one Ray batch (one shard number per row).
+
+        A problem in the input comes back as data (Ray keeps no exception chain), raised again by the driver.
+
+        Args:
+            batch: a table with a ``shard`` column.
+
+        Returns:
+            One row per shard: shard, entry (its ledger entry, JSON), error, table (Arrow IPC bytes when there is no
+            output folder), seconds, worker.
+        """
         results = []
         for k in batch.column("shard").to_pylist():
             try:
@@ -203,21 +216,37 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
                  ray_init: dict | None = None) -> Any:
     """Classify a corpus with a pool of Ray actors; the same output as the local engine.
 
-    Settings beyond the local engine's:
+    Args:
+        data: see ``fineclass.classify``.
+        model: a fitted Classifier (sent to the actors through the object store) or a saved model's folder (on a
+            cluster, on a file system every node sees).
+        output: see ``fineclass.classify``.
+        text: see ``fineclass.classify``.
+        id: see ``fineclass.classify``.
+        batch_tokens: see ``fineclass.classify``.
+        resume: see ``fineclass.classify``.
+        shard_rows: see ``fineclass.classify``.
+        probabilities: see ``fineclass.classify``.
+        address: None starts a local Ray instance for this call (or uses the one this process already
+            initialised); ``"auto"`` joins the cluster this machine belongs to (``ray start`` ran here);
+            ``"ray://host:10001"`` connects through Ray Client.
+        num_actors: predictors to run; default one per GPU in the cluster (``gpus_per_actor=1``), or one per
+            ``cpus_per_actor`` CPUs when the cluster has no GPU.
+        gpus_per_actor: GPUs each actor holds (default 1 where the cluster has GPUs, else 0; 0.5 puts two actors
+            on one GPU).
+        cpus_per_actor: CPUs each actor holds; on CPU workers also its number of torch threads.
+        max_retries: how many times a shard is retried after its actor died (a lost machine, a killed process).
+        shard: see ``fineclass.classify``.
+        progress: see ``fineclass.classify``.
+        device: the actors' device (``"auto"``: CUDA when they hold GPUs, else CPU).
+        ray_init: extra keyword arguments for ``ray.init`` (e.g. ``{"num_cpus": 8}``), when this call starts Ray.
 
-    address: ``None`` starts a local Ray instance for this call (or uses the one this process already
-        initialised); ``"auto"`` joins the cluster this machine belongs to (``ray start`` ran here);
-        ``"ray://host:10001"`` connects through Ray Client.
-    num_actors: predictors to run; default one per GPU in the cluster (``gpus_per_actor=1``), or one per
-        ``cpus_per_actor`` CPUs when the cluster has no GPU.
-    gpus_per_actor: GPUs each actor holds (default 1 where the cluster has GPUs, else 0; 0.5 puts two actors
-        on one GPU).
-    cpus_per_actor: CPUs each actor holds; on CPU workers also its number of torch threads.
-    max_retries: how many times a shard is retried after its actor died (a lost machine, a killed process).
-    ray_init: extra keyword arguments for ``ray.init`` (e.g. ``{"num_cpus": 8}``), when this call starts Ray.
+    Returns:
+        With ``output=DIR``: the local engine's summary, plus ``engine``, ``actors`` and ``workers`` (the worker
+        processes that delivered shards). With ``output=None``: the prediction table, in input order.
 
-    With ``output=DIR``: the local engine's summary (plus ``engine``, ``actors`` and ``workers``, the number of
-    worker processes that delivered shards). With ``output=None``: the prediction table, in input order.
+    Raises:
+        FineclassError: naming the argument at fault (``engine`` when Ray is not installed).
     """
     ray = _import_ray()
     batch_tokens = check_batch_tokens(batch_tokens)

@@ -28,8 +28,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from .protocol import format_answer, predictions_to_proposals
 from .errors import FineclassError, warn_user
+from .protocol import format_answer, predictions_to_proposals
 
 __all__ = ["serve", "start_server", "ServerHandle"]
 
@@ -99,6 +99,7 @@ class ServerHandle:
         return self._state["completions"]
 
     def stop(self) -> None:
+        """Stop the server and wait for its thread (at most 5 s)."""
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -267,10 +268,28 @@ def _resolve_key(key: str | None, key_env: str | None) -> str | None:
 
 def start_server(model_or_path: Any, host: str = "127.0.0.1", port: int = 0, *, key: str | None = None,
                  key_env: str | None = None, name: str | None = None, quiet: bool = True) -> ServerHandle:
-    """Serve a classifier from a background thread; returns a handle with ``.url`` and ``.stop()``.
+    """Serve a classifier from a background thread.
 
-    ``port=0`` picks a free port. ``key`` (or ``key_env``, the name of a variable holding it) turns on
-    bearer-key checks. Binding anything but a loopback address without a key warns.
+    Binding anything but a loopback address without a key warns.
+
+    Args:
+        model_or_path: a fitted Classifier or a saved model's folder.
+        host: the address to bind.
+        port: the port (0: a free one).
+        key: a bearer key clients must send.
+        key_env: the name of an environment variable holding the key (instead of ``key``).
+        name: the model name served (default: the folder's name).
+        quiet: do not log requests.
+
+    Returns:
+        A :class:`ServerHandle` with ``.url`` (ending in ``/v1``) and ``.stop()``.
+
+    Raises:
+        FineclassError: naming ``model``, ``key``, ``key_env`` or ``port`` when they do not fit.
+
+    Example:
+        >>> with start_server("models/topics") as server:  # doctest: +SKIP
+        ...     fineclass.propose(docs, [fineclass.Endpoint(server.url, "topics", key_env=None)], spec="models/topics")
     """
     model = _load(model_or_path)
     key = _resolve_key(key, key_env)
@@ -296,7 +315,17 @@ def start_server(model_or_path: Any, host: str = "127.0.0.1", port: int = 0, *, 
 
 def serve(model_or_path: Any, host: str = "127.0.0.1", port: int = 8000, *, key: str | None = None,
           key_env: str | None = None, name: str | None = None, quiet: bool = False) -> None:
-    """Serve a classifier until interrupted (Ctrl-C). See :func:`start_server`."""
+    """Serve a classifier until interrupted (Ctrl-C); see :func:`start_server`.
+
+    Args:
+        model_or_path: a fitted Classifier or a saved model's folder.
+        host: the address to bind.
+        port: the port.
+        key: a bearer key clients must send.
+        key_env: the name of an environment variable holding the key.
+        name: the model name served.
+        quiet: do not log requests.
+    """
     handle = start_server(model_or_path, host, port, key=key, key_env=key_env, name=name, quiet=quiet)
     print(f"fineclass: serving {handle.name!r} at {handle.url} "
           f"({'bearer key required' if key or key_env else 'no key'}); Ctrl-C stops.", file=sys.stderr)

@@ -235,6 +235,14 @@ class FileSource(Source):
             self.total = None
 
     def has_column(self, name: str) -> bool:
+        """Whether every file has a column.
+
+        Args:
+            name: the column.
+
+        Returns:
+            True when all do.
+        """
         return all(name in s.names for s in self.schemas)
 
     def identity(self, shard_rows: int) -> dict:

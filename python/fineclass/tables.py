@@ -21,11 +21,30 @@ ID = "id"
 
 
 def is_path(data: Any) -> bool:
+    """Whether ``data`` names files (a str or a Path) rather than holding a table.
+
+    Args:
+        data: any input.
+
+    Returns:
+        True for a str or a ``pathlib.Path``.
+    """
     return isinstance(data, (str, Path))
 
 
 def resolve_files(path: str | Path, argument: str = "data") -> list[str]:
-    """Files behind a path, a glob or a folder, sorted so that every run reads them in one order."""
+    """Files behind a path, a glob or a folder, sorted so that every run reads them in one order.
+
+    Args:
+        path: a file, a glob (``data/*.parquet``) or a folder (its .parquet, .pq and .csv files, recursively).
+        argument: the argument's name, for errors.
+
+    Returns:
+        The file paths, sorted.
+
+    Raises:
+        FineclassError: naming ``argument`` when the path does not exist or matches no file.
+    """
     s = str(path)
     if any(ch in s for ch in "*?["):
         files = sorted(f for f in _glob.glob(s, recursive=True) if Path(f).is_file())
@@ -45,6 +64,18 @@ def resolve_files(path: str | Path, argument: str = "data") -> list[str]:
 
 
 def file_format(files: list[str], argument: str) -> str:
+    """The format of a set of input files.
+
+    Args:
+        files: the files.
+        argument: the argument's name, for errors.
+
+    Returns:
+        ``"csv"`` or ``"parquet"``.
+
+    Raises:
+        FineclassError: naming ``argument`` when the files mix both.
+    """
     kinds = {("csv" if f.lower().endswith((".csv", ".tsv", ".csv.gz")) else "parquet") for f in files}
     if len(kinds) > 1:
         raise FineclassError(f"`{argument}` mixes CSV and Parquet files; pass one kind.", argument)
@@ -52,7 +83,19 @@ def file_format(files: list[str], argument: str) -> str:
 
 
 def open_dataset(path: str | Path, argument: str = "data") -> ds.Dataset:
-    """A pyarrow dataset over the files behind ``path``; a corrupt file is named in the error."""
+    """A pyarrow dataset over the files behind ``path``; a corrupt file is named in the error.
+
+    Args:
+        path: a file, a glob or a folder.
+        argument: the argument's name, for errors.
+
+    Returns:
+        A ``pyarrow.dataset.Dataset``.
+
+    Raises:
+        FineclassError: naming ``argument`` for an unreadable file, text that is not UTF-8, or Parquet files of
+            different schemas.
+    """
     files = resolve_files(path, argument)
     fmt = file_format(files, argument)
     if fmt == "csv":
@@ -63,7 +106,7 @@ def open_dataset(path: str | Path, argument: str = "data") -> ds.Dataset:
     for f in files:
         try:
             import pyarrow.parquet as pq
-            pq.ParquetFile(f).schema_arrow  # reads the footer: catches truncated files early
+            _ = pq.ParquetFile(f).schema_arrow  # reads the footer: catches truncated files early
             fragments_ok.append(f)
         except Exception as e:  # pyarrow raises several types for damaged files
             raise FineclassError(f"`{argument}`: the file {f!r} is not a readable Parquet file ({e}). "
@@ -75,7 +118,26 @@ def open_dataset(path: str | Path, argument: str = "data") -> ds.Dataset:
 
 
 def read_table(data: Any, argument: str = "data", columns: Sequence[str] | None = None) -> pa.Table:
-    """Read any accepted input into one pyarrow.Table."""
+    """Read any accepted input into one pyarrow.Table.
+
+    Args:
+        data: a pyarrow Table, RecordBatch, RecordBatchReader or Dataset; a polars DataFrame or LazyFrame; a pandas
+            DataFrame; a dict of lists; a list of texts; anything with ``__arrow_c_stream__``; or a path (Parquet
+            or CSV file, glob, folder of Parquet files).
+        argument: the argument's name, for errors.
+        columns: for datasets and Parquet paths, the columns to read (None: all).
+
+    Returns:
+        The table.
+
+    Raises:
+        FineclassError: naming ``argument`` for an input of another kind, an unreadable file, or a column that
+            cannot become one Arrow column.
+
+    Example:
+        >>> read_table({"text": ["a", "b"]}).num_rows
+        2
+    """
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):
@@ -149,7 +211,8 @@ def _check_csv_utf8(schema: pa.Schema, files: list[str], argument: str) -> None:
     """Arrow reads a CSV column with bytes that are not UTF-8 as binary: say so, rather than 'not text' later."""
     bad = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
     if bad:
-        raise FineclassError(f"`{argument}`: the CSV file {files[0]!r}{' (or another of its files)' if len(files) > 1 else ''} "
+        others = " (or another of its files)" if len(files) > 1 else ""
+        raise FineclassError(f"`{argument}`: the CSV file {files[0]!r}{others} "
                              f"holds bytes that are not UTF-8 in column `{bad[0]}`. Save it as UTF-8, or read it "
                              f"yourself with its encoding and pass a table.", argument)
 
@@ -189,7 +252,19 @@ def check_column(table: pa.Table, name: str, argument: str, what: str = "") -> N
 
 
 def with_id(table: pa.Table, id: str | None, offset: int = 0) -> pa.Table:
-    """Return the table with an ``id`` column: the user's (renamed) or a row number starting at ``offset``."""
+    """The table with an ``id`` column: the user's (renamed) or a row number starting at ``offset``.
+
+    Args:
+        table: the documents.
+        id: the id column (None: a column named ``id``, else the row number).
+        offset: the first row's number, for a table that is a shard of a larger input.
+
+    Returns:
+        The table with an ``id`` column.
+
+    Raises:
+        FineclassError: naming ``id`` when the column is missing, nested, or holds missing values.
+    """
     if id is None:
         if ID in table.column_names:
             id = ID
@@ -200,7 +275,8 @@ def with_id(table: pa.Table, id: str | None, offset: int = 0) -> pa.Table:
     if pa.types.is_nested(col.type):
         raise FineclassError(f"the id column `{id}` holds {col.type} values; ids must be numbers or text.", "id")
     if col.null_count:
-        raise FineclassError(f"the id column `{id}` holds {col.null_count} missing values; every row needs an id.", "id")
+        raise FineclassError(f"the id column `{id}` holds {col.null_count} missing values; every row needs an id.",
+                             "id")
     if id != ID:
         if ID in table.column_names:
             table = table.drop_columns([ID])
@@ -209,10 +285,21 @@ def with_id(table: pa.Table, id: str | None, offset: int = 0) -> pa.Table:
 
 
 def check_text(table: pa.Table, text: str, on_empty: str = "error") -> tuple[pa.Table, np.ndarray]:
-    """Check the text column; returns the table with a ``text`` column and a mask of empty/null rows.
+    """Check the text column, and find the documents without text.
 
-    ``on_empty="error"`` raises with the ids of null or blank texts; ``"flag"`` returns the mask so the
-    caller keeps those rows and marks them.
+    Args:
+        table: the documents.
+        text: the text column.
+        on_empty: ``"error"`` raises with the ids of null or blank texts; ``"flag"`` keeps them, for the caller to
+            mark.
+
+    Returns:
+        ``(table, empty)``: the table with the text in a string column named ``text``, and a bool per row that is
+        null or blank.
+
+    Raises:
+        FineclassError: naming ``text`` when the column is missing or does not hold text, or (with
+            ``on_empty="error"``) some texts are missing.
     """
     check_column(table, text, "text")
     col = table.column(text)
@@ -228,7 +315,10 @@ def check_text(table: pa.Table, text: str, on_empty: str = "error") -> tuple[pa.
     empty = pc.or_kleene(pc.is_null(col), pc.equal(pc.utf8_length(stripped), 0))
     mask = np.asarray(pc.fill_null(empty, True).to_numpy(zero_copy_only=False), dtype=bool)
     if mask.any() and on_empty == "error":
-        ids = np.asarray(table.column(ID).to_pylist(), dtype=object)[mask] if ID in table.column_names else np.flatnonzero(mask)
+        if ID in table.column_names:
+            ids = np.asarray(table.column(ID).to_pylist(), dtype=object)[mask]
+        else:
+            ids = np.flatnonzero(mask)
         raise FineclassError(f"{int(mask.sum())} documents have a missing or empty text (ids: {preview(ids)}). "
                              f"Remove them or fill them in before training.", "text")
     if text != "text":
@@ -243,8 +333,21 @@ def check_text(table: pa.Table, text: str, on_empty: str = "error") -> tuple[pa.
 def as_table(data: Any, *, text: str = "text", id: str | None = None, on_empty: str = "error") -> pa.Table:
     """Any accepted input as one pyarrow.Table with checked ``id`` and ``text`` columns (other columns kept).
 
-    ``id`` names the id column; without one, ``id`` is created as the row number and carried through to every
-    output. Null or blank texts raise an error listing their ids (``on_empty="flag"`` keeps them).
+    Args:
+        data: any input :func:`read_table` reads.
+        text: the text column (renamed ``text``).
+        id: the id column (renamed ``id``); without one, ``id`` is the row number, carried through to every output.
+        on_empty: ``"error"`` (null or blank texts raise an error listing their ids) or ``"flag"`` (kept).
+
+    Returns:
+        The table.
+
+    Raises:
+        FineclassError: naming the argument at fault.
+
+    Example:
+        >>> fineclass.as_table({"doc": ["a", "b"], "body": ["one", "two"]}, text="body", id="doc").column_names
+        ['id', 'text']
     """
     table = with_id(read_table(data), id)
     table, _ = check_text(table, text, on_empty=on_empty)

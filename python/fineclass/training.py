@@ -1,5 +1,9 @@
-"""One training loop for every method: seeds, a validation split, early stopping, class weights,
-a checkpoint per epoch (resumable after a crash) and threshold tuning for multi-label shapes."""
+"""One training loop for every method.
+
+Seeds, a validation split, early stopping, class weights, a checkpoint per epoch (resumable after a crash) and
+threshold tuning for the multi-label shapes. ``fit`` returns a ``Trained`` record; ``classifier.train()`` makes a
+Classifier of it (this module never imports ``classifier``).
+"""
 from __future__ import annotations
 
 import json
@@ -29,6 +33,20 @@ from .scoring import Scorer
 
 # ---------------------------------------------------------------------- splits
 def split(ds: Labelled, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation documents: a seeded split, stratified by class for single-label tasks.
+
+    Args:
+        ds: the training set.
+        share: the share held out (0: none).
+        seed: the seed.
+
+    Returns:
+        ``(train_idx, val_idx)``.
+
+    Raises:
+        FineclassError: naming ``label`` when a class has fewer than two documents, ``validation`` when no document
+            is left for training.
+    """
     n = len(ds)
     idx = np.arange(n)
     if share <= 0:
@@ -73,7 +91,16 @@ def _group_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
 
 
 def class_weights(targets: np.ndarray, spec) -> torch.Tensor:
-    """Weights against imbalance: balanced for single-label; pos_weight for multi; sqrt-balanced for levels."""
+    """Weights against class imbalance in the loss.
+
+    Args:
+        targets: the encoded labels of the training documents.
+        spec: the label set.
+
+    Returns:
+        Balanced class weights (single); pos_weight per class, capped at 50 (multi); square-root balanced weights
+        of absent and the levels, relative to absent (dimlevel).
+    """
     if spec.kind == "single":
         counts = np.bincount(targets, minlength=len(spec.classes)).astype(np.float64)
         w = len(targets) / (len(counts) * np.maximum(counts, 1))
@@ -107,7 +134,16 @@ def _jaccard_at(probs: np.ndarray, targets: np.ndarray, spec, t: float) -> float
 
 
 def tune_threshold(probs: np.ndarray, targets: np.ndarray, spec) -> tuple[float, float]:
-    """The presence threshold that maximises mean per-document Jaccard on the validation split."""
+    """The presence threshold that maximises mean per-document Jaccard on the validation split.
+
+    Args:
+        probs: the validation documents' probabilities.
+        targets: their encoded labels.
+        spec: the label set (multi or dimlevel).
+
+    Returns:
+        ``(threshold, jaccard)``.
+    """
     grid = np.round(np.arange(0.05, 0.951, 0.025), 3)
     scores = [_jaccard_at(probs, targets, spec, t) for t in grid]
     best = int(np.argmax(scores))
@@ -150,6 +186,17 @@ def _restore_optimizer(opt, tensors: dict, meta: dict) -> None:
 
 
 def save_checkpoint(folder: Path, epoch: int, module, opt, sched, best_state, info: dict) -> None:
+    """Write an epoch's checkpoint atomically and point ``latest.json`` at it (the newest two are kept).
+
+    Args:
+        folder: the checkpoint folder.
+        epoch: the epoch just finished (0-based).
+        module: the model (its trainable parameters are saved).
+        opt: the optimiser.
+        sched: the learning-rate schedule.
+        best_state: the best epoch's trainable parameters.
+        info: the run's fingerprint, history and best-epoch record.
+    """
     from safetensors.torch import save_file
     final = folder / f"epoch-{epoch}"
     with atomic_folder(final) as tmp:
@@ -167,6 +214,18 @@ def save_checkpoint(folder: Path, epoch: int, module, opt, sched, best_state, in
 
 
 def load_checkpoint(folder: Path, fingerprint: str):
+    """The newest checkpoint of a run, if there is one.
+
+    Args:
+        folder: the checkpoint folder.
+        fingerprint: this run's fingerprint; a checkpoint of another run is refused.
+
+    Returns:
+        ``(info, tensors)``, or None when the folder holds no checkpoint.
+
+    Raises:
+        FineclassError: naming ``checkpoint_dir`` when the checkpoint is damaged or belongs to another run.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
     latest = folder / "latest.json"

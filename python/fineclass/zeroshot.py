@@ -52,12 +52,29 @@ def zero_shot_classifier(model: str = "smollm2-135m", *, labels: Sequence[Any] |
                          scoring: str = "prefix", trust_remote_code: bool = False, allow_pickle: bool = False):
     """A Classifier that prompts ``model`` without training; it predicts, saves and loads like a trained one.
 
-    ``labels``: the class codes (the dimensions for ``kind="dimlevel"``), or taken from ``codebook``.
-    ``codebook``: ``{code: name}``, ``{code: {"name":..., "description":...}}``, a JSON file or a table.
-    ``prompt``: a template with the slot ``{text}`` (and optionally ``{codebook}``, ``{labels}``, ``{levels}``).
-    ``threshold``: the presence threshold for the multi-label and dimension->level shapes.
-    ``scoring``: ``"prefix"`` scores each label's tokens up to the first one that tells it apart from the other
-    labels (the rest would be forced by constrained decoding); ``"full"`` scores the whole answer.
+    Args:
+        model: a causal language model (an alias, a folder or a hub id).
+        labels: the class codes (the dimensions for ``kind="dimlevel"``), or taken from ``codebook``.
+        codebook: ``{code: name}``, ``{code: {"name": ..., "description": ...}}``, a JSON file or a table.
+        kind: ``"single"``, ``"multi"`` or ``"dimlevel"``.
+        levels: the ordered levels (dimlevel).
+        prompt: a template with the slot ``{text}`` (and optionally ``{codebook}``, ``{labels}``, ``{levels}``).
+        max_length: the most tokens of a document in the prompt.
+        threshold: the presence threshold for the multi-label and dimension->level shapes.
+        device: see ``TrainConfig.device``.
+        scoring: ``"prefix"`` scores each label's tokens up to the first one that tells it apart from the other
+            labels (the rest would be forced by constrained decoding); ``"full"`` scores the whole answer.
+        trust_remote_code: let transformers run the model's own code.
+        allow_pickle: accept pickle weight files.
+
+    Returns:
+        A fitted generative Classifier.
+
+    Raises:
+        FineclassError: naming the argument at fault (``labels``, ``kind``, ``threshold``, ``model``...).
+
+    Example:
+        >>> clf = zero_shot_classifier("smollm2-135m", labels=["pos", "neg"])  # doctest: +SKIP
     """
     t0 = time.time()
     spec = _zero_shot_spec(labels, codebook, kind, levels)
@@ -99,8 +116,34 @@ def zero_shot(data: Any, model: str = "smollm2-135m", labels: Sequence[Any] | No
               scoring: str = "prefix", trust_remote_code: bool = False, progress: bool = False) -> pa.Table:
     """Classify ``data`` by prompting ``model`` without training.
 
-    Returns the same table as ``Classifier.predict`` (probabilities from scoring every label; for single-label
-    they sum to one per document). With ``generate=True``: free generation parsed strictly, as ``generate()``.
+    Args:
+        data: the documents (any table or path).
+        model: a causal language model (an alias, a folder or a hub id).
+        labels: the class codes (dimensions for dimlevel), or taken from ``codebook``.
+        codebook: names and descriptions of the classes.
+        kind: ``"single"``, ``"multi"`` or ``"dimlevel"``.
+        text: the text column.
+        id: the id column.
+        prompt: a template with the slot ``{text}``.
+        levels: the ordered levels (dimlevel).
+        generate: free generation parsed strictly (as ``generate()``), instead of scoring.
+        max_length: the most tokens of a document in the prompt.
+        threshold: the presence threshold (multi, dimlevel).
+        batch_tokens: tokens per batch (scoring).
+        device: see ``TrainConfig.device``.
+        scoring: see :func:`zero_shot_classifier`.
+        trust_remote_code: let transformers run the model's own code.
+        progress: show a progress bar.
+
+    Returns:
+        The table ``Classifier.predict`` returns (probabilities from scoring every label; for single-label they sum
+        to one per document), or with ``generate=True`` the table ``generate()`` returns.
+
+    Raises:
+        FineclassError: naming the argument at fault.
+
+    Example:
+        >>> fineclass.zero_shot({"text": ["great film"]}, labels=["pos", "neg"])  # doctest: +SKIP
     """
     clf = zero_shot_classifier(model, labels=labels, codebook=codebook, kind=kind, levels=levels, prompt=prompt,
                                max_length=max_length, threshold=threshold, device=device, scoring=scoring,

@@ -11,7 +11,6 @@ import collections
 import pytest
 
 
-
 class ExampleCounter:
     def __init__(self):
         self.counts: collections.Counter = collections.Counter()

@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 import fineclass
 from fineclass import FineclassError
 from fineclass.data import labelled
-from fineclass.tables import as_table
 from fineclass.infer import read_output
 from fineclass.labels import canon
+from fineclass.tables import as_table
 
 pytestmark = pytest.mark.reliability
 

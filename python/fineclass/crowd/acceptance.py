@@ -44,7 +44,7 @@ def _natural(k: Any):
     return (k is None, not s.isdigit(), int(s) if s.isdigit() else 0, s)
 
 
-def _rate_table(groups: list, acc: np.ndarray, name: str, type_: pa.DataType = pa.string()) -> pa.Table:
+def _rate_table(groups: list, acc: np.ndarray, name: str) -> pa.Table:
     keys: dict = {}
     for g, a in zip(groups, acc):
         n = keys.setdefault(g, [0, 0])
@@ -52,7 +52,7 @@ def _rate_table(groups: list, acc: np.ndarray, name: str, type_: pa.DataType = p
         n[1] += int(a)
     order = sorted(keys, key=_natural)
     return pa.table({
-        name: pa.array(order, type_),
+        name: pa.array(order, pa.string()),
         "decisions": pa.array([keys[k][0] for k in order], pa.int64()),
         "accepted": pa.array([keys[k][1] for k in order], pa.int64()),
         "rate": pa.array([keys[k][1] / keys[k][0] for k in order], pa.float64()),
@@ -60,8 +60,10 @@ def _rate_table(groups: list, acc: np.ndarray, name: str, type_: pa.DataType = p
 
 
 def _agreement_rows(long_rows: list[dict]) -> list[dict]:
-    """Agreement rows (statistic, coder_a, coder_b, estimate, n) of :func:`fineclass.evaluation.agreement` for a
-    long table unit/coder/value; undefined statistics come back as null, which the report shows."""
+    """Agreement rows (statistic, coder_a, coder_b, estimate, n) for a long table unit/coder/value.
+
+    They come from :func:`fineclass.evaluation.agreement`; undefined statistics are null, which the report shows.
+    """
     table = pa.Table.from_pylist(long_rows, schema=pa.schema([("unit", pa.string()), ("coder", pa.string()),
                                                               ("value", pa.string())]))
     with warnings.catch_warnings():
@@ -88,16 +90,18 @@ def _coder_votes(decisions: pa.Table, fields: tuple[str, ...], acc: np.ndarray):
 def acceptance_report(decisions: Any) -> dict[str, pa.Table]:
     """How often proposals were accepted, and how far coders agree.
 
-    Rates are computed over the decision rows present. Returns a dict of tables:
+    Rates are computed over the decision rows present. A coder who gave one proposal both Y and N (possible when
+    the same label was proposed twice) is left out of that item's comparison and counted in ``self_conflicts``.
 
-    - ``proposer``, ``dimension`` (or ``label``), ``coder``: decisions, accepted, rate per group
-      (``level`` too for the dimension->level shape);
-    - ``agreement``: on the overlap (proposals decided by two or more coders), per coder pair and over
-      all pairs (``coder_a = "all"``: every pair of decisions on one proposal is one unit): items,
-      agreement (share of equal decisions), kappa (Cohen's), alpha (Krippendorff's, nominal, all coders of
-      a proposal; on the "all" row), and ``method``: the function that computed them
-      (:func:`fineclass.evaluation.agreement`). A coder who gave one proposal both Y and N (possible when the same label
-      was proposed twice) is left out of that item's comparison and counted in ``self_conflicts``.
+    Args:
+        decisions: what :func:`import_review` returns (or a table of the same shape: the paper's record).
+
+    Returns:
+        A dict of tables: ``proposer``, ``dimension`` (or ``label``), ``level`` (dimension->level) and ``coder``:
+        decisions, accepted and rate per group; ``agreement``: on the overlap (proposals decided by two or more
+        coders), per coder pair and over all pairs (``coder_a = "all"``: every pair of decisions on one proposal is
+        one unit): items, agreement (share of equal decisions), kappa (Cohen's), alpha (Krippendorff's, nominal,
+        all coders of a proposal; on the "all" row), and ``method`` (:func:`fineclass.evaluation.agreement`).
     """
     dec = read_table(decisions, "decisions")
     fields = shape(dec, "decisions")
@@ -174,29 +178,35 @@ def assemble_training_set(decisions: Any, *, rule: str = "any-accept", conflict:
                           keep_empty: bool = True, return_conflicts: bool = False):
     """The accepted labels as a long training table, with explicit rules for disagreement.
 
-    Each coder casts one vote per proposal (document + label): accept if they accepted it in any of their
-    rows (a label proposed by two proposers appears twice), reject otherwise.
+    Each coder casts one vote per proposal (document + label): accept if they accepted it in any of their rows (a
+    label proposed by two proposers appears twice), reject otherwise.
 
-    rule: when a proposal is accepted, given its votes:
-        ``"any-accept"``: at least one coder accepted it (the paper's workflow: one coder per tweet, and an
-        accept by either coder of the overlap counts);
-        ``"majority"``: more coders accepted than rejected (a tie rejects);
-        ``"unanimous"``: every coder who decided accepted.
-    conflict: two or more accepted levels for one dimension of one document (dimension->level shape), or
-        two or more accepted labels for one document (``kind="single"``):
-        ``"priority"``: keep the label proposed by the earliest proposer in ``priority`` (default: the order
-        in which proposers first appear in ``decisions``); a tie falls back to ``"votes"``;
-        ``"votes"``: keep the label with the most accepting coders; a tie falls back to ``priority``; a
-        tie on both drops the cell;
-        ``"drop"``: drop the cell; ``"error"``: raise, listing the conflicts.
-    kind: ``"dimlevel"`` when ``decisions`` has ``dimension``/``level``; otherwise ``"multi"`` (every
-        accepted label kept) unless ``"single"`` is passed.
-    keep_empty: keep documents that were reviewed but got no accepted label, as one row with null labels
-        (training reads them as documents with no label present); never for ``kind="single"``.
-    return_conflicts: also return a table of the resolved conflicts (id, dimension, candidates, chosen,
-        reason).
+    Args:
+        decisions: what :func:`import_review` returns.
+        rule: when a proposal is accepted, given its votes: ``"any-accept"``: at least one coder accepted it (the
+            paper's workflow: one coder per tweet, and an accept by either coder of the overlap counts);
+            ``"majority"``: more coders accepted than rejected (a tie rejects); ``"unanimous"``: every coder who
+            decided accepted.
+        conflict: what happens to two or more accepted levels for one dimension of one document (dimension->level
+            shape), or two or more accepted labels for one document (``kind="single"``): ``"priority"``: keep the
+            label proposed by the earliest proposer in ``priority``, a tie falling back to ``"votes"``;
+            ``"votes"``: keep the label with the most accepting coders, a tie falling back to ``priority``, a tie on
+            both dropping the cell; ``"drop"``: drop the cell; ``"error"``: raise, listing the conflicts.
+        priority: proposers, most trusted first (default: the order in which they first appear in ``decisions``).
+        kind: ``"dimlevel"`` when ``decisions`` has ``dimension``/``level``; otherwise ``"multi"`` (every accepted
+            label kept) unless ``"single"`` is passed.
+        keep_empty: keep documents that were reviewed but got no accepted label, as one row with null labels
+            (training reads them as documents with no label present); never for ``kind="single"``.
+        return_conflicts: also return a table of the resolved conflicts (id, dimension, candidates, chosen,
+            reason).
 
-    Returns ``id, dimension, level`` (or ``id, label``), ``accepts``, ``rejects`` (coder votes).
+    Returns:
+        ``id, dimension, level`` (or ``id, label``), ``accepts``, ``rejects`` (coder votes); with
+        ``return_conflicts``: ``(table, conflicts)``.
+
+    Raises:
+        FineclassError: naming ``rule``, ``conflict`` or ``kind`` when they do not fit, or ``conflict`` with the
+            conflicts found (``conflict="error"``).
     """
     if rule not in RULES:
         raise FineclassError(f"`rule` must be one of {', '.join(RULES)}; got {rule!r}.", "rule")
@@ -256,7 +266,7 @@ def assemble_training_set(decisions: Any, *, rule: str = "any-accept", conflict:
             continue
         cand = sorted(labs)
 
-        def prank(lab):
+        def prank(lab, doc=doc):
             ps = proposers_of.get((doc, lab), [])
             return min((rank.get(p, len(rank)) for p in ps), default=len(rank))
 
@@ -264,7 +274,9 @@ def assemble_training_set(decisions: Any, *, rule: str = "any-accept", conflict:
             top = min(keyfn(lab) for lab in pool)
             return [lab for lab in pool if keyfn(lab) == top]
 
-        by_votes = lambda lab: -accepted[(doc, lab)][0]  # noqa: E731
+        def by_votes(lab, doc=doc):
+            return -accepted[(doc, lab)][0]
+
         if conflict == "error":
             conflicts.append((cell, cand, None, "error"))
             continue

@@ -16,6 +16,18 @@ _NO = {"n", "no", "0", "false"}
 
 
 def shape(table: pa.Table, argument: str) -> tuple[str, ...]:
+    """The label columns of a proposals or decisions table.
+
+    Args:
+        table: the table.
+        argument: its argument's name, for errors.
+
+    Returns:
+        ``("dimension", "level")`` or ``("label",)``.
+
+    Raises:
+        FineclassError: naming ``argument`` when it has no ``id`` or no label columns.
+    """
     cols = table.column_names
     if ID not in cols:
         raise FineclassError(f"`{argument}` has no `id` column; columns are: {', '.join(cols)}.", argument)
@@ -28,6 +40,14 @@ def shape(table: pa.Table, argument: str) -> tuple[str, ...]:
 
 
 def key_str(v: Any) -> str:
+    """A value as the text key items and votes are matched by (its canonical string; "" for None).
+
+    Args:
+        v: an id, label, dimension, level or coder.
+
+    Returns:
+        The key.
+    """
     return "" if v is None else canon(v)
 
 
@@ -37,11 +57,27 @@ def _item_id(doc: str, label: Sequence[str]) -> str:
 
 
 def text_check(text: str) -> str:
+    """A short hash of a document's text, written beside it in a review sheet to detect edits.
+
+    Args:
+        text: the text.
+
+    Returns:
+        10 hex digits.
+    """
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
 
 
 def proposal_items(proposals: pa.Table, fields: tuple[str, ...]):
-    """Distinct proposals -> {item: {"id": original id, "doc": str id, "label": (..), "proposers": [...]}}."""
+    """The distinct proposals of a table, each a review item named by a hash of its document and label.
+
+    Args:
+        proposals: the proposals (rows without a label, errors, are skipped).
+        fields: its label columns (see :func:`shape`).
+
+    Returns:
+        ``{item: {"id": the id as given, "doc": its key, "label": (..), "proposers": [...]}}``.
+    """
     ids = proposals.column(ID).to_pylist()
     labs = [proposals.column(f).to_pylist() for f in fields]
     props = proposals.column("proposer").to_pylist() if "proposer" in proposals.column_names else \
@@ -62,6 +98,14 @@ def proposal_items(proposals: pa.Table, fields: tuple[str, ...]):
 
 
 def parse_accept(v: str) -> str | None:
+    """A review decision, read leniently: Y/N, yes/no, 1/0, true/false, in any case.
+
+    Args:
+        v: the cell's text.
+
+    Returns:
+        ``"Y"``, ``"N"``, or None when it is none of these.
+    """
     s = (v or "").strip().casefold()
     if s in _YES:
         return "Y"

@@ -68,26 +68,33 @@ def _check_proposal(spec: LabelSpec, p: Mapping[str, Any]) -> str | None:
 
 def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = None, spec: Any = None,
             prompt: str | None = None, return_stats: bool = False, progress: bool = False):
-    """Ask each proposer for labels; returns a long table of proposals.
+    """Ask each proposer for labels.
 
-    Parameters
-    ----------
-    data: the documents (any table or path :func:`fineclass.data.read_table` reads).
-    proposers: a list (or ``{name: proposer}`` dict) of fitted classifiers and ``Endpoint`` objects.
-        Names: an endpoint's ``name`` (default its model), a classifier's ``name_`` or ``model1``, ...
-    spec: the label set endpoints are asked about and answers are checked against; default: the
-        first classifier's ``spec_``. Required when every proposer is an endpoint (a LabelSpec, a dict, a
-        JSON file or a saved model's folder).
-    prompt: instructions replacing the default ones (see :func:`fineclass.protocol.build_messages`).
-    return_stats: also return the per-proposer stats table (it is also kept in the table's metadata;
-        read it with :func:`proposal_stats`).
+    Args:
+        data: the documents (any table or path ``tables.read_table`` reads).
+        proposers: a list (or ``{name: proposer}`` dict) of fitted classifiers and ``Endpoint`` objects. Names: an
+            endpoint's ``name`` (default its model), a classifier's ``name_`` or ``model1``, ...
+        text: the text column.
+        id: the id column.
+        spec: the label set endpoints are asked about and answers are checked against; default: the first
+            classifier's ``spec_``. Required when every proposer is an endpoint (a LabelSpec, a dict, a JSON file
+            or a saved model's folder).
+        prompt: instructions replacing the default ones (see :func:`fineclass.protocol.build_messages`).
+        return_stats: also return the per-proposer stats table (it is also kept in the table's metadata; read it
+            with :func:`proposal_stats`).
+        progress: show a progress bar per endpoint.
 
-    Returns
-    -------
-    ``id, dimension, level`` (or ``id, label``), ``proposer``, ``confidence`` (null where unknown) and
-    ``error``. One row per proposal; a document a proposer could not answer - a failed request, an
-    answer that is not valid JSON or names labels outside the label set - gets one row with null labels and
-    the reason in ``error``. A valid empty answer gives no rows.
+    Returns:
+        A long table: ``id, dimension, level`` (or ``id, label``), ``proposer``, ``confidence`` (null where
+        unknown) and ``error``; one row per proposal. A document a proposer could not answer (a failed request,
+        an answer of neither protocol form, labels outside the label set) gets one row with null labels and the
+        reason in ``error``; a valid empty answer gives no rows. With ``return_stats``: ``(table, stats)``.
+
+    Raises:
+        FineclassError: naming ``proposers`` or ``spec`` when they do not fit, or what an endpoint refused.
+
+    Example:
+        >>> fineclass.propose(tweets, [clf, fineclass.Endpoint(url, "llama3")], spec=clf.spec_)  # doctest: +SKIP
     """
     named = _named_proposers(proposers)
     spec = as_spec(spec)
@@ -121,6 +128,16 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
         rows["error"].append(err)
 
     id_list = ids.to_pylist()
+
+    def answered(name, st, k, props, invalid=None):  # one document's answer from one proposer, or why it is invalid
+        if invalid is not None:
+            add(id_list[k], name, err=f"invalid answer: {invalid}")
+            st["invalid"] += 1
+            return
+        for prop in props:
+            add(id_list[k], name, prop, prop.get("confidence"))
+            st["proposals"] += 1
+
     stats = []
     for name, p in named:
         start = time.monotonic()
@@ -130,15 +147,6 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
         for k in np.flatnonzero(empty):
             add(id_list[k], name, err="the text is empty")
             st["errors"] += 1
-
-        def answered(k, props, invalid=None):
-            if invalid is not None:
-                add(id_list[k], name, err=f"invalid answer: {invalid}")
-                st["invalid"] += 1
-                return
-            for prop in props:
-                add(id_list[k], name, prop, prop.get("confidence"))
-                st["proposals"] += 1
 
         if isinstance(p, Endpoint):
             convs = [build_messages(spec, texts[k], prompt) for k in keep]
@@ -151,9 +159,9 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
                     st["errors"] += 1
                     continue
                 try:
-                    answered(k, parse_answer(spec, r.content))
+                    answered(name, st, k, parse_answer(spec, r.content))
                 except InvalidAnswer as e:
-                    answered(k, [], str(e))
+                    answered(name, st, k, [], str(e))
         elif len(keep):
             sub = pa.table({ID: ids.take(pa.array(keep, pa.int64())), "text": [texts[k] for k in keep]})
             preds = p.predict(sub, text="text", id=ID)
@@ -162,7 +170,7 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
                                      f"given; check its predict().", "proposers")
             for k, props in zip(keep, predictions_to_proposals(spec, preds)):
                 bad = [m for m in (_check_proposal(spec, q) for q in props) if m]
-                answered(k, props, bad[0] if bad else None)
+                answered(name, st, k, props, bad[0] if bad else None)
         st["seconds"] = round(time.monotonic() - start, 3)
         stats.append(st)
     ltype = spec.arrow_type()
@@ -193,7 +201,17 @@ def _stats_table(stats: list[dict]) -> pa.Table:
 
 
 def proposal_stats(proposals: pa.Table) -> pa.Table:
-    """Per proposer: items, proposals, invalid answers, errors, requests sent, cache hits, tokens, seconds."""
+    """The per-proposer stats that :func:`propose` keeps in its table's metadata.
+
+    Args:
+        proposals: the table :func:`propose` returned (or read back from its Parquet file).
+
+    Returns:
+        Per proposer: items, proposals, invalid answers, errors, requests sent, cache hits, tokens, seconds.
+
+    Raises:
+        FineclassError: naming ``proposals`` when it carries no stats.
+    """
     meta = proposals.schema.metadata or {}
     if STATS_KEY not in meta:
         raise FineclassError("`proposals` carries no stats (they are kept in the metadata of the table "

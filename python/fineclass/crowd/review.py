@@ -17,7 +17,6 @@ from ..errors import FineclassError, preview
 from ..tables import ID, check_text, read_table, with_id
 from .items import key_str, parse_accept, proposal_items, shape, text_check
 
-
 _CODER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
@@ -36,26 +35,32 @@ def export_review(proposals: Any, path: str | Path, *, coders: Sequence[str] | N
                   id: str | None = None, overwrite: bool = False) -> list[Path]:
     """Write review sheets for coders: one file per coder, one row per proposal, an empty ``accept`` column.
 
-    Parameters
-    ----------
-    proposals: the table :func:`propose` returns (or any long table with ``id`` and ``dimension``/``level``
-        or ``label``; a ``proposer`` column is used when present). Rows without a label (errors) are skipped.
-        The same label proposed by several proposers is one row: each proposal is reviewed once, blind to
-        who proposed it, and the decision counts for every proposer that made it.
-    path: ``folder/review.csv`` or ``folder/review.xlsx``; each coder's sheet is ``folder/review-<coder>.ext``.
-    coders: coder names (letters, digits, ``_ - .``); default one sheet without a coder name.
-    overlap: the share of documents (rounded, at least one when > 0) that a second coder also reviews.
-        Documents, not single proposals, are assigned, so a coder sees all proposals for a text together.
-        Needs two or more coders; with one it is ignored.
-    seed: makes the assignment reproducible.
-    texts: a table (or path) with the documents (``id`` + ``text`` columns, or pass ``text=``/``id=``) to
-        show the text beside each proposal; a ``check`` column then detects edited texts on import.
-    overwrite: replace existing sheets (off by default, so a re-export cannot destroy filled sheets).
+    In CSV sheets a cell that starts with ``= + - @`` (or ``'``) gets a leading ``'`` so spreadsheet programs do not
+    run it as a formula; :func:`import_review` removes it. XLSX cells are written as text, never as formulas.
 
-    Returns the paths written. Sheets have columns ``item, coder, id, [text], dimension, level`` (or
-    ``label``), ``accept`` (fill with Y or N), ``comment`` (free), ``[check]``. In CSV sheets a cell that
-    starts with ``= + - @`` (or ``'``) gets a leading ``'`` so spreadsheet programs do not run it as a formula;
-    :func:`import_review` removes it. XLSX cells are written as text, never as formulas.
+    Args:
+        proposals: the table :func:`propose` returns (or any long table with ``id`` and ``dimension``/``level`` or
+            ``label``; a ``proposer`` column is used when present). Rows without a label (errors) are skipped. The
+            same label proposed by several proposers is one row: each proposal is reviewed once, blind to who
+            proposed it, and the decision counts for every proposer that made it.
+        path: ``folder/review.csv`` or ``folder/review.xlsx``; each coder's sheet is ``folder/review-<coder>.ext``.
+        coders: coder names (letters, digits, ``_ - .``); default one sheet without a coder name.
+        overlap: the share of documents (rounded, at least one when > 0) that a second coder also reviews.
+            Documents, not single proposals, are assigned, so a coder sees all proposals for a text together.
+            Needs two or more coders; with one it is ignored.
+        seed: makes the assignment reproducible.
+        texts: a table (or path) with the documents, to show the text beside each proposal; a ``check`` column
+            then detects edited texts on import.
+        text: the text column of ``texts``.
+        id: the id column of ``texts``.
+        overwrite: replace existing sheets (off by default, so a re-export cannot destroy filled sheets).
+
+    Returns:
+        The paths written. Sheets have columns ``item, coder, id, [text], dimension, level`` (or ``label``),
+        ``accept`` (fill with Y or N), ``comment`` (free), ``[check]``.
+
+    Raises:
+        FineclassError: naming ``path``, ``coders``, ``overlap``, ``texts`` or ``proposals`` when they do not fit.
     """
     props = read_table(proposals, "proposals")
     fields = shape(props, "proposals")
@@ -149,8 +154,11 @@ def export_review(proposals: Any, path: str | Path, *, coders: Sequence[str] | N
 
 
 def _csv_guard(v: str) -> str:
-    """A leading ' keeps spreadsheet programs from running a cell as a formula; a cell that starts with '
-    gets one too, so that :func:`_csv_unguard` (drop one leading ') restores every value exactly."""
+    """A leading ' keeps spreadsheet programs from running a cell as a formula.
+
+    A cell that starts with ' gets one too, so that :func:`_csv_unguard` (drop one leading ') restores every
+    value exactly.
+    """
     return "'" + v if isinstance(v, str) and v.startswith(_FORMULA + ("'",)) else v
 
 
@@ -261,17 +269,24 @@ def _expand_paths(paths: Any) -> list[Path]:
 def import_review(paths: Any, proposals: Any, *, complete: bool = True, errors: str = "raise"):
     """Read filled review sheets into a decisions table, checking every row.
 
-    ``accept`` takes Y or N; yes/no, 1/0 and true/false are read as Y/N too, in any case. Reported
-    problems (never guessed): a missing column, an unknown ``item``, an edited id, label or text (the
-    ``check`` column), an empty, invalid or duplicate decision (the same item decided twice by one coder),
-    a row without a coder, and - with ``complete=True`` - proposals that are in no sheet.
+    ``accept`` takes Y or N; yes/no, 1/0 and true/false are read as Y/N too, in any case. Reported problems (never
+    guessed): a missing column, an unknown ``item``, an edited id, label or text (the ``check`` column), an empty,
+    invalid or duplicate decision (the same item decided twice by one coder), a row without a coder, and - with
+    ``complete=True`` - proposals that are in no sheet.
 
-    ``errors="raise"`` (default) raises one :class:`FineclassError` listing the problems by file and row;
-    ``errors="report"`` returns ``(decisions, problems)`` where ``decisions`` holds the valid rows only.
+    Args:
+        paths: the filled sheets (.csv or .xlsx; globs allowed).
+        proposals: the proposals the sheets were exported from.
+        complete: report proposals that are in no sheet.
+        errors: ``"raise"`` raises one error listing the problems by file and row; ``"report"`` returns them.
 
-    Returns ``id, dimension, level`` (or ``id, label``), ``proposer, coder, accepted`` (Y/N), ``item``,
-    ``sheet``, ``row``: one row per decision and proposer (a proposal made by two proposers gives two rows
-    with the same decision).
+    Returns:
+        ``id, dimension, level`` (or ``id, label``), ``proposer, coder, accepted`` (Y/N), ``item``, ``sheet``,
+        ``row``: one row per decision and proposer (a proposal made by two proposers gives two rows with the same
+        decision). With ``errors="report"``: ``(decisions, problems)``, ``decisions`` holding the valid rows.
+
+    Raises:
+        FineclassError: naming ``paths`` with every problem found (``errors="raise"``).
     """
     if errors not in ("raise", "report"):
         raise FineclassError(f"`errors` must be 'raise' or 'report'; got {errors!r}.", "errors")
@@ -296,7 +311,7 @@ def import_review(paths: Any, proposals: Any, *, complete: bool = True, errors: 
             continue
         col = {h: k for k, h in enumerate(header) if h}
         for r, values in enumerate(rows, start=2):
-            def get(name):
+            def get(name, values=values, col=col):
                 k = col.get(name)
                 return (values[k] if k is not None and k < len(values) else "") or ""
             if not any(v.strip() for v in values):

@@ -16,6 +16,7 @@ from .common import plural, read, warn
 
 @dataclass
 class Prepared:
+    """An evaluation made ready: the scored documents, their values in truth and in each model, the label set."""
     kind: str
     keys: list
     original: dict
@@ -33,6 +34,26 @@ class Prepared:
 def prepare(predictions: Sequence[Any], truth: Any, *, spec: Any, kind: str | None, id: str, label: Any,
              ids: Any, on_mismatch: str, cluster: str | None,
              pred_names: Sequence[str] = ("predictions",)) -> Prepared:
+    """Predictions and truth aligned on the scored documents, with the label set fixed.
+
+    Args:
+        predictions: one table (or path) per model.
+        truth: the human codes.
+        spec: the label set (anything ``labels.as_spec`` reads), or None.
+        kind: the shape, or None (inferred).
+        id: the id column of every table.
+        label: the label column, or a (dimension, level) pair, or None (found).
+        ids: the documents to score, or None (those of ``truth``).
+        on_mismatch: ``"error"`` or ``"intersect"``.
+        cluster: a column of ``truth`` with each document's cluster, or None.
+        pred_names: the predictions' argument names, for messages.
+
+    Returns:
+        A :class:`Prepared`: keys, values per document for truth and each model, classes, levels and notes.
+
+    Raises:
+        FineclassError: naming the argument at fault.
+    """
     if on_mismatch not in ("error", "intersect"):
         raise FineclassError(f"`on_mismatch` must be 'error' or 'intersect'; got {on_mismatch!r}.", "on_mismatch")
     if kind is not None and kind not in KINDS:

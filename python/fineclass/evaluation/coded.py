@@ -15,7 +15,14 @@ from .common import read
 
 
 def key_array(col: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """Ids as canonical strings, so that 7, 7.0 and "7" match across tables."""
+    """Ids as canonical strings, so that 7, 7.0 and "7" match across tables.
+
+    Args:
+        col: an id column.
+
+    Returns:
+        A string array.
+    """
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     t = col.type
@@ -39,12 +46,28 @@ def _float_or_nan(v: Any) -> float:
 
 @dataclass
 class Layout:
+    """Where a table keeps its labels: its shape, its form (document-level or long) and its label columns."""
     kind: str | None   # single | multi | dimlevel | None ("scalar": single or long multi)
     fmt: str           # "document" (one row per document) or "long"
     columns: tuple     # (label,) or (dimension, level)
 
 
 def layout(table: pa.Table, argument: str, label: Any, kind: str | None) -> Layout:
+    """Where a table keeps its labels, and in which shape.
+
+    Args:
+        table: predictions or truth.
+        argument: its argument's name, for errors.
+        label: the label column, a (dimension, level) pair, or None (``label``/``labels``, or ``dimension`` and
+            ``level``, are looked for).
+        kind: the expected shape, or None.
+
+    Returns:
+        A :class:`Layout` (kind None: a scalar column that may be single- or long multi-label).
+
+    Raises:
+        FineclassError: naming ``label`` or ``kind`` when the columns are missing or do not fit the shape.
+    """
     cols = table.column_names
 
     def need(c: str) -> None:
@@ -58,7 +81,8 @@ def layout(table: pa.Table, argument: str, label: Any, kind: str | None) -> Layo
         if len(pair) != 2:
             raise FineclassError(f"`label` must be one column name or a pair (dimension, level); got {label!r}.",
                                  "label")
-        need(pair[0]); need(pair[1])
+        need(pair[0])
+        need(pair[1])
         if kind not in (None, "dimlevel"):
             raise FineclassError(f"`label` names a (dimension, level) pair, which is the dimlevel shape, but "
                                  f"`kind` is {kind!r}.", "kind")
@@ -121,7 +145,24 @@ class Coded:
 
 def read_coded(table: pa.Table, argument: str, layout: Layout, kind: str, id: str,
                 scored: set | None, role: str) -> Coded:
-    """Fold a table into per-document values; ``role`` is "truth" (conflicts raise) or "predictions"."""
+    """Fold a table into values per document.
+
+    Args:
+        table: predictions or truth.
+        argument: its argument's name, for errors.
+        layout: from :func:`layout`.
+        kind: the shape.
+        id: the id column.
+        scored: the keys of the documents scored (rows of others are set aside), or None for all.
+        role: ``"truth"`` (two different values for one cell raise) or ``"predictions"`` (the most confident
+            row, else the first, wins; the conflicts are counted).
+
+    Returns:
+        A :class:`Coded`.
+
+    Raises:
+        FineclassError: naming ``id`` or ``argument`` for a missing id column, missing ids, or conflicts in truth.
+    """
     if id not in table.column_names:
         raise FineclassError(f"column `{id}` not found in `{argument}`; columns are: "
                              f"{', '.join(table.column_names)}. Pass `id=` with the name of the id column.", "id")
@@ -201,7 +242,8 @@ def read_coded(table: pa.Table, argument: str, layout: Layout, kind: str, id: st
     if layout.fmt == "long":
         dims = table.column(layout.columns[0]).to_pylist()
         levels = table.column(layout.columns[1]).to_pylist()
-        rows = ((k, d, lv, conf[r] if conf else float("nan")) for r, (k, d, lv) in enumerate(zip(key_list, dims, levels)))
+        rows = ((k, d, lv, conf[r] if conf else float("nan"))
+                for r, (k, d, lv) in enumerate(zip(key_list, dims, levels)))
     else:
         lists = table.column(layout.columns[0]).to_pylist()
         for k in key_list:  # a document-level row with an empty list is a document without labels
@@ -225,7 +267,18 @@ def read_coded(table: pa.Table, argument: str, layout: Layout, kind: str, id: st
 
 
 def scored_ids(ids: Any, id: str) -> tuple[list, dict]:
-    """The ``ids=`` argument as (keys, original) in the given order."""
+    """The ``ids=`` argument as keys, in the given order.
+
+    Args:
+        ids: a list, array or Series of ids, or a table with an ``id`` column.
+        id: the id column's name.
+
+    Returns:
+        ``(keys, original)``: the canonical keys, and ``{key: the id as given}``.
+
+    Raises:
+        FineclassError: naming ``ids`` when it is empty, holds missing values or has no ``id`` column.
+    """
     if isinstance(ids, (pa.Array, pa.ChunkedArray)):
         values = ids.to_pylist()
     elif isinstance(ids, np.ndarray) or type(ids).__name__ == "Series":
@@ -252,6 +305,14 @@ def scored_ids(ids: Any, id: str) -> tuple[list, dict]:
 
 
 def sorted_codes(codes: set) -> list:
+    """Class codes in a natural order: numerically when all are whole numbers, else alphabetically.
+
+    Args:
+        codes: the codes (None is left out).
+
+    Returns:
+        A sorted list.
+    """
     codes = [c for c in codes if c is not None]
     try:
         return sorted(codes, key=int)

@@ -48,11 +48,13 @@ def _coded_matrix(table: Any, unit: str, coder: Any, value: str, argument: str =
             raise FineclassError(f"`{argument}` has rows without a unit or a coder.", argument)
         c = str(c)
         if c not in seen_c:
-            seen_c.add(c); coders.append(c)
+            seen_c.add(c)
+            coders.append(c)
         if v is None or (isinstance(v, float) and math.isnan(v)):
             continue  # missing value: the coder did not code this unit
         if u not in seen_u:
-            seen_u.add(u); units.append(u)
+            seen_u.add(u)
+            units.append(u)
         key = (u, c)
         if key in cells and cells[key] != v:
             raise FineclassError(f"coder {c!r} gave unit {u!r} two different values ({cells[key]!r} and {v!r}) in "
@@ -163,15 +165,28 @@ def agreement(table: Any, *, unit: str = "id", coder: Any = "coder", value: str 
               level: str = "nominal", order: Sequence | None = None, weights: str | None = None) -> pa.Table:
     """Agreement among coders: Cohen's kappa and percent agreement per pair, Krippendorff's alpha overall.
 
-    ``table``: long (one row per unit and coder: ``unit``, ``coder``, ``value``) or wide (``coder=`` a list
-    of columns, one per coder). Missing values (null, or no row) mean the coder did not code the unit.
-    ``level``: nominal, ordinal, interval or ratio (for alpha; kappa is unweighted unless ``weights=``
-    'linear' or 'quadratic'). ``order``: the values from lowest to highest, for ordinal non-numeric values.
-    Kappa uses the units both coders coded (scikit-learn's ``cohen_kappa_score``); alpha uses every
-    pairable value (the ``krippendorff`` package). Undefined statistics are null, with a warning.
+    Kappa uses the units both coders coded (scikit-learn's ``cohen_kappa_score``); alpha uses every pairable value
+    (the ``krippendorff`` package). Undefined statistics are null, with a warning.
 
-    Returns a table: statistic, coder_a, coder_b, estimate, n (jointly coded units; for alpha, the units
-    coded by at least two coders).
+    Args:
+        table: long (one row per unit and coder: ``unit``, ``coder``, ``value``) or wide (``coder=`` a list of
+            columns, one per coder). Missing values (null, or no row) mean the coder did not code the unit.
+        unit: the column that identifies the coded items.
+        coder: the coder column, or a list of coder columns (wide).
+        value: the value column (long).
+        level: nominal, ordinal, interval or ratio (for alpha).
+        order: the values from lowest to highest, for ordinal non-numeric values.
+        weights: None (unweighted kappa), ``"linear"`` or ``"quadratic"``.
+
+    Returns:
+        A table: statistic, coder_a, coder_b, estimate, n (jointly coded units; for alpha, the units coded by at
+        least two coders).
+
+    Raises:
+        FineclassError: naming the argument at fault (fewer than two coders, a missing column...).
+
+    Example:
+        >>> agreement({"id": [1, 1, 2, 2], "coder": ["a", "b", "a", "b"], "label": [1, 1, 0, 1]})  # doctest: +SKIP
     """
     _agreement_args(level, weights)
     units, coders, cells = _coded_matrix(table, unit, coder, value)
@@ -190,11 +205,28 @@ def model_vs_coders(predictions: Any, coders: Any, *, unit: str = "id", coder: A
                     weights: str | None = None, model_name: str = "model") -> pa.Table:
     """A model's agreement with each human coder, next to the coders' agreement with each other.
 
-    ``predictions``: single-label predictions (``id`` and ``label``, as ``Classifier.predict`` returns them).
-    ``coders``: the coders' codes (long or wide, as in :func:`agreement`). The model is scored on the units
-    the coders coded. Rows: kappa and percent agreement of the model with each coder and between coders;
-    the mean kappa of model-coder and coder-coder pairs (coder_b ``"(mean)"``); Krippendorff's alpha among
-    the coders (coder_a ``"coders"``) and with the model as one more coder (``"coders+model"``).
+    The model is scored on the units the coders coded.
+
+    Args:
+        predictions: single-label predictions (``id`` and ``label``, as ``Classifier.predict`` returns them).
+        coders: the coders' codes (long or wide, as in :func:`agreement`).
+        unit: the unit column of ``coders``.
+        coder: the coder column (or columns) of ``coders``.
+        value: the value column of ``coders``.
+        id: the id column of ``predictions``.
+        label: the label column of ``predictions`` (None: found).
+        level: the level of measurement (see :func:`agreement`).
+        order: the values from lowest to highest (ordinal).
+        weights: kappa's weights (see :func:`agreement`).
+        model_name: the model's name in the rows.
+
+    Returns:
+        The rows of :func:`agreement`: kappa and percent agreement of the model with each coder and between coders;
+        the mean kappa of model-coder and coder-coder pairs (coder_b ``"(mean)"``); Krippendorff's alpha among the
+        coders (coder_a ``"coders"``) and with the model as one more coder (``"coders+model"``).
+
+    Raises:
+        FineclassError: naming the argument at fault.
     """
     _agreement_args(level, weights)
     units, names, cells = _coded_matrix(coders, unit, coder, value, "coders")

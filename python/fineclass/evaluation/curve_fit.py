@@ -29,10 +29,23 @@ class CurveFit:
     notes: list = field(default_factory=list)
 
     def predict(self, sizes: Any) -> np.ndarray:
+        """The fitted curve at some training sizes.
+
+        Args:
+            sizes: numbers of labelled documents.
+
+        Returns:
+            The scores the curve gives them.
+        """
         n = np.asarray(sizes, dtype=float)
         return self.a - self.b * n ** (-self.c)
 
     def to_dict(self) -> dict:
+        """The fit as plain data.
+
+        Returns:
+            model, a, b, c, rmse, sizes, scores, resamples and notes.
+        """
         return {"model": "a - b * n^(-c)", "a": self.a, "b": self.b, "c": self.c, "rmse": self.rmse,
                 "sizes": self.sizes.tolist(), "scores": self.scores.tolist(), "resamples": int(len(self.boot)),
                 "notes": list(self.notes)}
@@ -66,9 +79,24 @@ def _profile_fit(n: np.ndarray, Y: np.ndarray, grid: np.ndarray = _C_GRID):
 def fit_curve(sizes: Any, scores: Any, *, resamples: int = 200, seed: int = 0) -> CurveFit:
     """Fit ``score = a - b * n^(-c)`` to learning-curve runs (one row per size and seed).
 
-    ``sizes`` and ``scores`` are equal-length vectors (repeat a size once per seed). The uncertainty comes
-    from the spread of the runs around the curve (seed to seed, and lack of fit): a residual bootstrap adds
-    resampled residuals to the fitted curve and refits it ``resamples`` times.
+    The uncertainty comes from the spread of the runs around the curve (seed to seed, and lack of fit): a residual
+    bootstrap adds resampled residuals to the fitted curve and refits it ``resamples`` times.
+
+    Args:
+        sizes: the training size of each run (repeat a size once per seed).
+        scores: each run's score.
+        resamples: residual-bootstrap refits.
+        seed: their seed.
+
+    Returns:
+        A :class:`CurveFit`.
+
+    Raises:
+        FineclassError: naming ``sizes`` or ``scores`` when they differ in length, hold undefined values, or cover
+            fewer than three sizes.
+
+    Example:
+        >>> fit_curve([100, 200, 400, 800], [0.60, 0.66, 0.70, 0.72]).a  # doctest: +SKIP
     """
     n = np.asarray(sizes, dtype=float).ravel()
     y = np.asarray(scores, dtype=float).ravel()
@@ -104,8 +132,11 @@ def fit_curve(sizes: Any, scores: Any, *, resamples: int = 200, seed: int = 0) -
 
 
 def _invert(a, b, c, target, higher_is_better=True):
-    """Training size at which the curve reaches ``target``; NaN where it never does, or where the curve moves
-    the wrong way (a score that falls with more labels never "reaches" a higher target)."""
+    """Training size at which the curve reaches ``target``.
+
+    NaN where it never does, or where the curve moves the wrong way (a score that falls with more labels never
+    "reaches" a higher target).
+    """
     a, b, c = np.asarray(a, dtype=float), np.asarray(b, dtype=float), np.asarray(c, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         ratio = (a - target) / b
@@ -117,11 +148,23 @@ def labels_needed(fit: CurveFit, target: float, *, confidence: float = 0.95, far
                   higher_is_better: bool = True) -> pa.Table:
     """How many labelled documents the fitted curve needs to reach ``target``, with an interval.
 
-    Returns one row: target, labels (null when the curve's asymptote does not reach the target, or when the
-    curve does not improve with more labels), lower, upper (null when more than half the tail of resampled
-    curves never reaches it), largest_size, extrapolation (labels / largest size trained), reachable_share
-    (of the resampled curves). Warns when the answer lies more than ``far`` times beyond the largest size
-    trained. ``higher_is_better=False`` for losses and error rates, which must fall to the target.
+    Warns when the answer lies more than ``far`` times beyond the largest size trained.
+
+    Args:
+        fit: from :func:`fit_curve`.
+        target: the score to reach.
+        confidence: the level of the interval.
+        far: how far beyond the largest size trained an answer may lie before it is warned about.
+        higher_is_better: False for losses and error rates, which must fall to the target.
+
+    Returns:
+        One row: target, labels (null when the curve's asymptote does not reach the target, or when the curve does
+        not improve with more labels), lower, upper (null when more than half the tail of resampled curves never
+        reaches it), largest_size, extrapolation (labels / largest size trained), reachable_share (of the resampled
+        curves).
+
+    Raises:
+        FineclassError: naming ``fit``, ``target`` or ``confidence`` when they are not what it takes.
     """
     if not isinstance(fit, CurveFit):
         raise FineclassError("`fit` must be the result of fit_curve().", "fit")
@@ -150,7 +193,8 @@ def labels_needed(fit: CurveFit, target: float, *, confidence: float = 0.95, far
             v = np.where(reach, vals, np.inf)
             with np.errstate(invalid="ignore"):
                 lo_, hi_ = np.quantile(v, [alpha, 1 - alpha])
-            lo = num(lo_); hi = num(hi_)
+            lo = num(lo_)
+            hi = num(hi_)
     ext = None if est is None else est / largest
     if ext is not None and ext > far:
         warn(f"reaching {target:g} needs about {est:,.0f} labels, {ext:.1f} times the largest training size "

@@ -45,7 +45,17 @@ class Evaluation:
         self.n = per_document.num_rows if per_document is not None else None
 
     def get(self, metric: str) -> float | None:
-        """The estimate of one headline metric (None when undefined)."""
+        """The estimate of one headline metric.
+
+        Args:
+            metric: its name (see :func:`evaluate`).
+
+        Returns:
+            The estimate, or None when undefined.
+
+        Raises:
+            FineclassError: naming ``metric`` when this evaluation has no such metric.
+        """
         names = self.metrics.column("metric").to_pylist()
         if metric not in names:
             raise FineclassError(f"no metric {metric!r}; this evaluation has: {', '.join(names)}.", "metric")
@@ -55,7 +65,11 @@ class Evaluation:
         return self.get(metric)
 
     def to_dict(self) -> dict:
-        """Every table by name (for R: a named list of data frames); notes as a one-column table."""
+        """Every table by name (for R: a named list of data frames); notes as a one-column table.
+
+        Returns:
+            ``{"metrics": ..., "per_class": ..., ..., "notes": ...}``.
+        """
         out = {"metrics": self.metrics}
         for name in ("per_class", "confusion", "per_dimension", "per_document"):
             t = getattr(self, name)
@@ -107,8 +121,11 @@ def _metric_table(stats: Stats, n: int, resamples: int, confidence: float, seed:
             if bad:
                 notes.append(f"{name}: {bad} of {resamples} resamples left it undefined; its interval comes "
                              f"from the others.")
-        rows["metric"].append(name); rows["estimate"].append(e)
-        rows["lower"].append(lo); rows["upper"].append(hi); rows["n"].append(n)
+        rows["metric"].append(name)
+        rows["estimate"].append(e)
+        rows["lower"].append(lo)
+        rows["upper"].append(hi)
+        rows["n"].append(n)
     return pa.table({"metric": pa.array(rows["metric"], pa.string()),
                      "estimate": pa.array(rows["estimate"], pa.float64()),
                      "lower": pa.array(rows["lower"], pa.float64()),
@@ -160,7 +177,8 @@ def _tables_single(prep: Prepared, S: np.ndarray) -> dict:
 
 def _tables_multi(prep: Prepared, S: np.ndarray) -> dict:
     K = len(prep.classes)
-    Y = S[:, 4 + K:4 + 2 * K]; Z = S[:, 4 + 2 * K:4 + 3 * K]
+    Y = S[:, 4 + K:4 + 2 * K]
+    Z = S[:, 4 + 2 * K:4 + 3 * K]
     # per class by hand (scikit-learn's formulas): its multilabel check refuses one class or none
     Yb, Zb = Y.astype(bool), Z.astype(bool)
     tp, sup, npred = (Yb & Zb).sum(0).astype(np.float64), Yb.sum(0), Zb.sum(0)
@@ -198,26 +216,39 @@ def evaluate(predictions: Any, truth: Any, *, spec: Any = None, kind: str | None
              confidence: float = 0.95, seed: int = 0, cluster: str | None = None) -> Evaluation:
     """Score predictions against human codes.
 
-    Parameters
-    ----------
-    predictions, truth: tables or paths. Document-level (``id, label`` or ``id, labels``) or long
-        (``id, label`` one row per label; ``id, dimension, level[, confidence]``). Other columns
-        (e.g. ``split``) are ignored: filter ``truth`` yourself to score one split.
-    spec: the LabelSpec (or its dict, its JSON path, or a fitted Classifier). Without it the label
-        set is the classes (or dimensions) found in ``truth``.
-    kind: ``"single"``, ``"multi"`` or ``"dimlevel"``; inferred from ``spec`` or ``truth`` when left out
-        (a scalar label column with repeated ids is multi-label).
-    id: the name of the id column in both tables. label: the label column, or a (dimension, level) pair.
-    ids: the documents to score (a list, or a table with an ``id`` column); default: the ids of ``truth``.
-    on_mismatch: ``"error"`` (default) raises when predictions and truth cover different documents
-        (for single-label, or document-level tables); ``"intersect"`` scores the documents in both.
-    bootstrap: resamples for the percentile intervals (0: none). confidence: their level. seed: their seed.
-    cluster: a column of ``truth`` naming each document's cluster; clusters are resampled whole.
+    Headline metrics: single: accuracy, macro_f1, weighted_f1, kappa (Cohen's, model vs truth); multi:
+    exact_match, hamming_loss, jaccard, micro_f1, macro_f1; dimlevel: accD, jaccard, presence_micro_f1,
+    presence_macro_f1, pair_micro_f1, level_accuracy. Macro averages run over the classes of the label set that
+    occur in the truth or the predictions.
 
-    Headline metrics: single: accuracy, macro_f1, weighted_f1, kappa (Cohen's, model vs truth);
-    multi: exact_match, hamming_loss, jaccard, micro_f1, macro_f1; dimlevel: accD, jaccard,
-    presence_micro_f1, presence_macro_f1, pair_micro_f1, level_accuracy. Macro averages run over the
-    classes of the label set that occur in the truth or the predictions.
+    Args:
+        predictions: a table or path: document-level (``id, label`` or ``id, labels``) or long (``id, label`` one
+            row per label; ``id, dimension, level[, confidence]``). Other columns (e.g. ``split``) are ignored.
+        truth: the human codes, in any of the same forms; filter it yourself to score one split.
+        spec: the LabelSpec (or its dict, its JSON path, a saved model's folder, or a fitted Classifier). Without
+            it the label set is the classes (or dimensions) found in ``truth``.
+        kind: ``"single"``, ``"multi"`` or ``"dimlevel"``; inferred from ``spec`` or ``truth`` when left out (a
+            scalar label column with repeated ids is multi-label).
+        id: the name of the id column in both tables.
+        label: the label column, or a (dimension, level) pair.
+        ids: the documents to score (a list, or a table with an ``id`` column); default: the ids of ``truth``.
+        on_mismatch: ``"error"`` raises when predictions and truth cover different documents (for single-label,
+            or document-level tables); ``"intersect"`` scores the documents in both.
+        bootstrap: resamples for the percentile intervals (0: none).
+        confidence: the intervals' level.
+        seed: their seed.
+        cluster: a column of ``truth`` naming each document's cluster; clusters are resampled whole.
+
+    Returns:
+        An :class:`Evaluation`: ``metrics`` (metric, estimate, lower, upper, n), ``per_class`` or
+        ``per_dimension``, ``confusion`` (single), ``per_document`` and ``notes``.
+
+    Raises:
+        FineclassError: naming the argument at fault.
+
+    Example:
+        >>> ev = fineclass.evaluate(clf.predict(test), test, spec=clf)  # doctest: +SKIP
+        >>> ev.get("macro_f1")  # doctest: +SKIP
     """
     resamples = whole_number(bootstrap, "bootstrap", minimum=0)
     conf = check_confidence(confidence)
@@ -249,10 +280,31 @@ def paired_bootstrap(pred_a: Any, pred_b: Any, truth: Any, *, metric: str | Sequ
                      confidence: float = 0.95, seed: int = 0, cluster: str | None = None) -> pa.Table:
     """The difference between two models (a - b) on the same documents, with a paired bootstrap.
 
-    Both models are scored on the same resamples of the same documents. Returns a table with columns
-    metric, a, b, difference, lower, upper, p_value, n. ``p_value`` is twice the smaller share of
-    resampled differences on either side of zero (capped at 1): a bootstrap analogue of a two-sided
-    p-value for "no difference". ``metric``: one name or a list; default every headline metric.
+    Both models are scored on the same resamples of the same documents. ``p_value`` is twice the smaller share of
+    resampled differences on either side of zero (capped at 1): a bootstrap analogue of a two-sided p-value for
+    "no difference".
+
+    Args:
+        pred_a: the first model's predictions.
+        pred_b: the second model's predictions.
+        truth: the human codes.
+        metric: one headline metric or a list; default every headline metric.
+        spec: see :func:`evaluate`.
+        kind: see :func:`evaluate`.
+        id: see :func:`evaluate`.
+        label: see :func:`evaluate`.
+        ids: see :func:`evaluate`.
+        on_mismatch: see :func:`evaluate`.
+        bootstrap: resamples (at least 1).
+        confidence: the intervals' level.
+        seed: their seed.
+        cluster: see :func:`evaluate`.
+
+    Returns:
+        A table: metric, a, b, difference, lower, upper, p_value, n.
+
+    Raises:
+        FineclassError: naming the argument at fault.
     """
     resamples = whole_number(bootstrap, "bootstrap", minimum=1)
     conf = check_confidence(confidence)
@@ -277,7 +329,8 @@ def paired_bootstrap(pred_a: Any, pred_b: Any, truth: Any, *, metric: str | Sequ
     boot = resampled(S, fns, resamples, np.random.default_rng(seed), prep.cluster)
     rows = []
     for j, w in enumerate(wanted):
-        a = num(fa[w](full[:, :m], cnt)[0]); b = num(fa[w](full[:, m:], cnt)[0])
+        a = num(fa[w](full[:, :m], cnt)[0])
+        b = num(fa[w](full[:, m:], cnt)[0])
         d = None if a is None or b is None else a - b
         lo, hi, _ = percentile(boot[:, j], conf) if d is not None else (None, None, 0)
         ok = boot[np.isfinite(boot[:, j]), j]

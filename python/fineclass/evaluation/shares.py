@@ -1,6 +1,7 @@
 """The share of documents per label, by group, with bootstrap intervals."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,12 +21,30 @@ def label_shares(predictions: Any, groups: Any = None, by: Any = (), *, id: str 
                  confidence: float = 0.95, seed: int = 0, cluster: str | None = None) -> pa.Table:
     """The share of documents carrying each label, by group, with percentile bootstrap intervals.
 
-    ``predictions``: single, multi or dimlevel predictions (document-level or long). ``groups``: a table
-    with ``id`` and the ``by`` columns (e.g. party, year); without it the ``by`` columns are read from
-    ``predictions``. The documents counted are those of ``groups`` (a document without rows in a long
-    ``predictions`` table carries no label). For dimlevel the label is the dimension (present at any level).
     Documents are resampled within each group (clusters, when ``cluster`` names a column of ``groups``).
-    Returns: the ``by`` columns, label, documents (in the group), n (carrying the label), share, lower, upper.
+
+    Args:
+        predictions: single, multi or dimlevel predictions (document-level or long). For dimlevel the label is the
+            dimension (present at any level).
+        groups: a table with ``id`` and the ``by`` columns (e.g. party, year); without it the ``by`` columns are
+            read from ``predictions``. The documents counted are those of ``groups`` (a document without rows in a
+            long ``predictions`` table carries no label).
+        by: the grouping columns (one name or a list; none: one group).
+        id: the id column.
+        label: the label column (None: found).
+        kind: the shape (None: inferred).
+        spec: the label set (its labels get rows even where no document carries them).
+        on_mismatch: ``"error"`` or ``"intersect"`` for documents of ``groups`` without a prediction.
+        bootstrap: resamples (0: no intervals).
+        confidence: the intervals' level.
+        seed: their seed.
+        cluster: a column of ``groups`` with each document's cluster.
+
+    Returns:
+        The ``by`` columns, label, documents (in the group), n (carrying the label), share, lower, upper.
+
+    Raises:
+        FineclassError: naming the argument at fault.
     """
     resamples = whole_number(bootstrap, "bootstrap", minimum=0)
     conf = check_confidence(confidence)
@@ -101,7 +120,7 @@ def label_shares(predictions: Any, groups: Any = None, by: Any = (), *, id: str 
     seqs = np.random.SeedSequence(seed).spawn(max(len(gs), 1))
     out = {b: [] for b in by}
     out.update({"label": [], "documents": [], "n": [], "share": [], "lower": [], "upper": []})
-    fns = [(lambda j: (lambda s, c: s[:, j] / c))(j) for j in range(len(labels))]
+    fns = [partial(_share, j) for j in range(len(labels))]
     for gi, g in enumerate(gs):
         rows = np.flatnonzero(gidx == gi)
         Xg = X[rows]
@@ -123,7 +142,8 @@ def label_shares(predictions: Any, groups: Any = None, by: Any = (), *, id: str 
             lo = hi = None
             if boot is not None:
                 lo, hi, _ = percentile(boot[:, j], conf)
-            out["lower"].append(lo); out["upper"].append(hi)
+            out["lower"].append(lo)
+            out["upper"].append(hi)
     cols = {b: pa.array(out[b]) if out[b] else pa.array([], gtab.schema.field(b).type) for b in by}
     cols["label"] = pa.array(out["label"], pa.string())
     cols["documents"] = pa.array(out["documents"], pa.int64())
@@ -131,3 +151,8 @@ def label_shares(predictions: Any, groups: Any = None, by: Any = (), *, id: str 
     for c in ("share", "lower", "upper"):
         cols[c] = pa.array(out[c], pa.float64())
     return pa.table(cols)
+
+
+def _share(j: int, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The share of documents carrying label ``j``, from a resample's column sums and document counts."""
+    return sums[:, j] / counts

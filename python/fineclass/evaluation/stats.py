@@ -21,6 +21,16 @@ class Stats:
 
 
 def f1(tp, t, p):
+    """F1 from true positives, true and predicted counts (NaN where both counts are zero).
+
+    Args:
+        tp: true positives.
+        t: true counts.
+        p: predicted counts.
+
+    Returns:
+        2 tp / (t + p), elementwise.
+    """
     with np.errstate(invalid="ignore", divide="ignore"):
         d = t + p
         return np.where(d > 0, 2.0 * tp / np.where(d > 0, d, 1), np.nan)
@@ -35,6 +45,15 @@ def _macro(tp, t, p):
 
 
 def ratio(num, den):
+    """Elementwise num / den, NaN where den is zero.
+
+    Args:
+        num: numerators.
+        den: denominators.
+
+    Returns:
+        The ratios.
+    """
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
@@ -55,7 +74,9 @@ def _stats_single(truth: list, pred: list, classes: list) -> Stats:
     S[rows[ok], 1 + K + p[ok]] = 1.0
     hit = ok & (t == p)
     S[rows[hit], 1 + 2 * K + p[hit]] = 1.0
-    T = slice(1, 1 + K); P = slice(1 + K, 1 + 2 * K); TP = slice(1 + 2 * K, 1 + 3 * K)
+    T = slice(1, 1 + K)
+    P = slice(1 + K, 1 + 2 * K)
+    TP = slice(1 + 2 * K, 1 + 3 * K)
 
     def accuracy(s, c):
         return ratio(s[:, 0], c)
@@ -84,8 +105,11 @@ def _stats_multi(truth: list, pred: list, classes: list) -> Stats:
     K = len(classes)
     idx = {c: i for i, c in enumerate(classes)}
     n = len(truth)
-    Y = np.zeros((n, K)); Z = np.zeros((n, K)); U = np.zeros(n)
-    jac = np.zeros(n); exact = np.zeros(n)
+    Y = np.zeros((n, K))
+    Z = np.zeros((n, K))
+    U = np.zeros(n)
+    jac = np.zeros(n)
+    exact = np.zeros(n)
     for i, (ts, ps) in enumerate(zip(truth, pred)):
         for c in ts:
             Y[i, idx[c]] = 1
@@ -99,7 +123,9 @@ def _stats_multi(truth: list, pred: list, classes: list) -> Stats:
         exact[i] = float(ts == ps)
     ham = ((Y != Z).sum(1) + U) / max(K, 1)
     S = np.column_stack([exact, ham, jac, U, Y * Z, Y, Z])
-    TP = slice(4, 4 + K); T = slice(4 + K, 4 + 2 * K); P = slice(4 + 2 * K, 4 + 3 * K)
+    TP = slice(4, 4 + K)
+    T = slice(4 + K, 4 + 2 * K)
+    P = slice(4 + 2 * K, 4 + 3 * K)
     return Stats(S, [
         ("exact_match", lambda s, c: ratio(s[:, 0], c), "no documents"),
         ("hamming_loss", lambda s, c: ratio(s[:, 1], c), "no documents"),
@@ -117,7 +143,8 @@ def _stats_dimlevel(truth: list, pred: list, dims: list) -> tuple[Stats, np.ndar
     cols = np.zeros((n, 10))
     perdim = np.zeros((n, 4 * D))  # presence tp, truth, pred; pair tp
     for i, (tm, pm) in enumerate(zip(truth, pred)):
-        tpairs = set(tm.items()); ppairs = set(pm.items())
+        tpairs = set(tm.items())
+        ppairs = set(pm.items())
         union = len(tpairs | ppairs)
         inter = len(tpairs & ppairs)
         cols[i, 1] = 1.0 if union == 0 else inter / union
@@ -125,9 +152,14 @@ def _stats_dimlevel(truth: list, pred: list, dims: list) -> tuple[Stats, np.ndar
         mism = sum(1 for d in set(tm) | set(pm) if d in idx and tm.get(d) != pm.get(d))
         cols[i, 0] = 1.0 - mism / D if D else np.nan
         both = set(tm) & set(pm)
-        cols[i, 2] = len(both); cols[i, 3] = len(tm); cols[i, 4] = len(pm)
-        cols[i, 5] = inter; cols[i, 6] = len(tpairs); cols[i, 7] = len(ppairs)
-        cols[i, 8] = sum(1 for d in both if tm[d] == pm[d]); cols[i, 9] = len(both)
+        cols[i, 2] = len(both)
+        cols[i, 3] = len(tm)
+        cols[i, 4] = len(pm)
+        cols[i, 5] = inter
+        cols[i, 6] = len(tpairs)
+        cols[i, 7] = len(ppairs)
+        cols[i, 8] = sum(1 for d in both if tm[d] == pm[d])
+        cols[i, 9] = len(both)
         for d in tm:
             perdim[i, D + idx[d]] = 1
         for d in pm:
@@ -139,7 +171,9 @@ def _stats_dimlevel(truth: list, pred: list, dims: list) -> tuple[Stats, np.ndar
                 if tm[d] == pm[d]:
                     perdim[i, 3 * D + idx[d]] = 1
     S = np.column_stack([cols, perdim[:, :3 * D]])
-    TP = slice(10, 10 + D); T = slice(10 + D, 10 + 2 * D); P = slice(10 + 2 * D, 10 + 3 * D)
+    TP = slice(10, 10 + D)
+    T = slice(10 + D, 10 + 2 * D)
+    P = slice(10 + 2 * D, 10 + 3 * D)
     return Stats(S, [
         ("accD", lambda s, c: ratio(s[:, 0], c), "no documents or no dimensions"),
         ("jaccard", lambda s, c: ratio(s[:, 1], c), "no documents"),
@@ -154,6 +188,15 @@ def _stats_dimlevel(truth: list, pred: list, dims: list) -> tuple[Stats, np.ndar
 
 
 def stats_for(prep: Prepared, m: int):
+    """The per-document statistics of one model's predictions.
+
+    Args:
+        prep: the prepared evaluation.
+        m: the model's index in ``prep.preds``.
+
+    Returns:
+        ``(stats, per_dimension)``: a :class:`Stats`, and for dimlevel the per-dimension counts (else None).
+    """
     if prep.kind == "single":
         return _stats_single(prep.truth, prep.preds[m], prep.classes), None
     if prep.kind == "multi":
@@ -173,7 +216,19 @@ def _units(S: np.ndarray, clusters: np.ndarray | None) -> tuple[np.ndarray, np.n
 
 def resampled(S: np.ndarray, fns: Sequence[Callable], resamples: int, rng: np.random.Generator,
                clusters: np.ndarray | None = None, cells: int = 4_000_000) -> np.ndarray:
-    """(resamples, len(fns)) metric values, each from one resample of the units with replacement."""
+    """Metric values on bootstrap resamples of the units (documents, or clusters) with replacement.
+
+    Args:
+        S: per-document statistics (n, m).
+        fns: metrics, each ``fn(sums (B, m), counts (B,)) -> (B,)``.
+        resamples: how many resamples.
+        rng: the random generator.
+        clusters: each document's cluster (resampled whole), or None.
+        cells: the most resample-by-unit cells held at once.
+
+    Returns:
+        (resamples, len(fns)) values.
+    """
     U, cnt = _units(S, clusters)
     G = U.shape[0]
     out = np.empty((resamples, len(fns)))
@@ -195,6 +250,15 @@ def resampled(S: np.ndarray, fns: Sequence[Callable], resamples: int, rng: np.ra
 
 
 def percentile(values: np.ndarray, confidence: float) -> tuple[float | None, float | None, int]:
+    """A percentile interval from resampled values; undefined ones are left out and counted.
+
+    Args:
+        values: the resampled values.
+        confidence: the interval's level.
+
+    Returns:
+        ``(lower, upper, undefined)``; lower and upper are None when no value is defined.
+    """
     ok = values[np.isfinite(values)]
     if ok.size == 0:
         return None, None, values.size
@@ -207,10 +271,25 @@ def bootstrap_ci(values: Any, *, statistic: Callable | None = None, resamples: i
                  confidence: float = 0.95, seed: int = 0, cluster: Any = None) -> tuple:
     """Percentile bootstrap interval of a statistic of per-document values.
 
-    ``values``: (n,) or (n, m) per-document values. ``statistic(sums, counts)`` maps the column sums of a
-    resample (B, m) and its document counts (B,) to (B,) values; by default the mean of the first column.
-    ``cluster``: optional (n,) cluster labels; clusters are resampled whole.
-    Returns ``(estimate, lower, upper)``; this is the engine behind every interval in :func:`evaluate`.
+    This is the engine behind every interval in :func:`evaluate`.
+
+    Args:
+        values: (n,) or (n, m) per-document values.
+        statistic: ``statistic(sums, counts)`` maps the column sums of a resample (B, m) and its document counts
+            (B,) to (B,) values; by default the mean of the first column.
+        resamples: how many resamples.
+        confidence: the interval's level.
+        seed: the seed.
+        cluster: optional (n,) cluster labels; clusters are resampled whole.
+
+    Returns:
+        ``(estimate, lower, upper)``.
+
+    Raises:
+        FineclassError: naming ``values``, ``resamples`` or ``confidence`` when they are not what it takes.
+
+    Example:
+        >>> bootstrap_ci([1, 0, 1, 1, 0, 1], resamples=200)  # doctest: +SKIP
     """
     S = np.asarray(values, dtype=float)
     if S.ndim == 1:
@@ -222,6 +301,7 @@ def bootstrap_ci(values: Any, *, statistic: Callable | None = None, resamples: i
     if cluster is not None:
         _, clusters = np.unique(np.asarray(cluster, dtype=object).astype(str), return_inverse=True)
     est = float(fn(S.sum(0)[None, :], np.array([float(S.shape[0])]))[0])
-    vals = resampled(S, [fn], whole_number(resamples, "resamples", minimum=1), np.random.default_rng(seed), clusters)[:, 0]
+    resamples = whole_number(resamples, "resamples", minimum=1)
+    vals = resampled(S, [fn], resamples, np.random.default_rng(seed), clusters)[:, 0]
     lo, hi, _ = percentile(vals, check_confidence(confidence))
     return est, lo, hi

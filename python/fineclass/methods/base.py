@@ -1,11 +1,12 @@
-"""The Method interface and its registry, and pieces shared by the methods: tokenising with a truncation count,
-devices, LoRA set-up, safe loading."""
+"""The Method interface and its registry, and pieces shared by the methods.
+
+Shared pieces: tokenising with a truncation count, devices, LoRA set-up, safe loading.
+"""
 from __future__ import annotations
 
 import abc
 import contextlib
 import logging
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,21 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 @dataclass
 class Encoded:
+    """Documents as token ids, with a flag per document that was cut to ``max_length``.
+
+    Attributes:
+        ids: a list of token ids per document.
+        truncated: a bool per document.
+    """
     ids: list            # list of lists of token ids, truncated to max_length
     truncated: np.ndarray  # bool per document
 
     def lengths(self) -> np.ndarray:
+        """Tokens per document.
+
+        Returns:
+            An int64 array.
+        """
         return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
 
 
@@ -217,7 +229,17 @@ def get_method(name: str) -> Method:
 
 
 def encode_texts(tokenizer, texts: list[str], max_length: int, add_special_tokens: bool = True) -> Encoded:
-    """Token ids per text, truncated to ``max_length``; which documents were cut is recorded, never hidden."""
+    """Token ids per text, cut to ``max_length``; which documents were cut is recorded, never hidden.
+
+    Args:
+        tokenizer: a transformers tokenizer.
+        texts: the documents.
+        max_length: the most tokens kept per document.
+        add_special_tokens: add the model's special tokens ([CLS], BOS...).
+
+    Returns:
+        An :class:`Encoded`.
+    """
     if len(texts) == 0:  # tokenizers fail on an empty batch; no documents, no tokens
         return Encoded([], np.zeros(0, dtype=bool))
     enc = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=add_special_tokens)
@@ -231,6 +253,17 @@ def encode_texts(tokenizer, texts: list[str], max_length: int, add_special_token
 
 
 def pad_batch(ids_list: list, pad_id: int, device, side: str = "right") -> dict:
+    """Token ids padded into a batch of tensors.
+
+    Args:
+        ids_list: token ids per document.
+        pad_id: the padding token.
+        device: where the tensors go.
+        side: ``"right"`` or ``"left"`` padding.
+
+    Returns:
+        ``{"input_ids": (n, width), "attention_mask": (n, width)}``.
+    """
     n = len(ids_list)
     width = max(len(x) for x in ids_list)
     input_ids = np.full((n, width), pad_id, dtype=np.int64)
@@ -246,7 +279,17 @@ def pad_batch(ids_list: list, pad_id: int, device, side: str = "right") -> dict:
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """CUDA, then Apple MPS, then CPU; or what the user asked for."""
+    """The device to run on: CUDA, then Apple MPS, then CPU; or what the user asked for.
+
+    Args:
+        requested: ``"auto"`` or a torch device name (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
+
+    Returns:
+        A ``torch.device``.
+
+    Raises:
+        FineclassError: naming ``device`` when the name is not a device, or asks for CUDA where there is none.
+    """
     if requested and requested != "auto":
         try:
             dev = torch.device(requested)
@@ -264,7 +307,14 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 def inference_dtype(device: torch.device):
-    """bf16 on GPUs that support it, fp32 elsewhere."""
+    """The dtype a model is loaded in for prediction.
+
+    Args:
+        device: where it runs.
+
+    Returns:
+        bf16 on GPUs that support it, fp32 elsewhere.
+    """
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
@@ -283,7 +333,16 @@ def quiet_transformers():
 
 
 def check_no_pickle(folder: str | Path, allow_pickle: bool = False, argument: str = "path") -> None:
-    """Refuse a model folder whose weights are pickle files (they can run code when loaded)."""
+    """Refuse a model folder whose weights are pickle files (they can run code when loaded).
+
+    Args:
+        folder: the model's folder (a hub id is not checked).
+        allow_pickle: let them through.
+        argument: the argument that named the folder, for the error.
+
+    Raises:
+        FineclassError: naming ``argument`` when the folder holds pickle files and ``allow_pickle`` is false.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return
@@ -296,18 +355,45 @@ def check_no_pickle(folder: str | Path, allow_pickle: bool = False, argument: st
 
 
 def count_parameters(module: torch.nn.Module) -> tuple[int, int]:
+    """A model's parameters.
+
+    Args:
+        module: the model.
+
+    Returns:
+        ``(total, trainable)``.
+    """
     total = sum(p.numel() for p in module.parameters())
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     return total, trainable
 
 
 def is_decoder(config) -> bool:
+    """Whether a model is a causal (decoder) language model, by its config.
+
+    Args:
+        config: a transformers config.
+
+    Returns:
+        True for decoders (``is_decoder``, a ``*CausalLM`` architecture, or a known decoder family).
+    """
     archs = getattr(config, "architectures", None) or []
     return bool(getattr(config, "is_decoder", False)) or any("CausalLM" in a for a in archs) or \
         getattr(config, "model_type", "") in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gpt2", "phi3")
 
 
 def resolve_finetune(finetune: str, module, device: torch.device) -> str:
+    """The fine-tuning mode a run uses.
+
+    Args:
+        finetune: ``"auto"``, ``"full"``, ``"lora"`` or ``"qlora"``.
+        module: the freshly loaded model.
+        device: where it trains.
+
+    Returns:
+        ``"auto"`` resolved (LoRA for decoders and models above 300M parameters, else full); QLoRA becomes LoRA,
+        with a warning, off CUDA.
+    """
     if finetune == "qlora" and device.type != "cuda":
         warn_user("QLoRA's 4-bit base needs a CUDA GPU and bitsandbytes; on this device fineclass trains "
                   "the same LoRA adapter on the unquantized model instead.")
@@ -319,7 +405,14 @@ def resolve_finetune(finetune: str, module, device: torch.device) -> str:
 
 
 def quantization_config():
-    """The paper's 4-bit NF4 base for QLoRA (CUDA + bitsandbytes only)."""
+    """The paper's 4-bit NF4 base for QLoRA (CUDA and bitsandbytes only).
+
+    Returns:
+        A transformers ``BitsAndBytesConfig``.
+
+    Raises:
+        FineclassError: naming ``finetune`` when bitsandbytes is missing.
+    """
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
@@ -328,7 +421,3 @@ def quantization_config():
     from transformers import BitsAndBytesConfig
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                               bnb_4bit_compute_dtype=torch.bfloat16)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -14,8 +14,17 @@ import torch.nn.functional as F
 from ..errors import FineclassError
 from ..labels import LabelSpec
 from ..models import load_error
-from .base import (Encoded, Method, check_no_pickle, encode_texts, pad_batch, quantization_config,
-                   quiet_transformers, register, resolve_finetune)
+from .base import (
+    Encoded,
+    Method,
+    check_no_pickle,
+    encode_texts,
+    pad_batch,
+    quantization_config,
+    quiet_transformers,
+    register,
+    resolve_finetune,
+)
 
 HEAD_DEFAULTS = {"learning_rate_full": 5e-5, "learning_rate_lora": 2e-4, "warmup_ratio": 0.06,
                  "max_grad_norm": 1.0, "lora_r": 16, "lora_alpha": 32}
@@ -72,6 +81,15 @@ class HeadMethod(Method):
 
     # ------------------------------------------------------------------ maths
     def logits(self, module, batch) -> torch.Tensor:
+        """The head's raw outputs for one batch, in fp32.
+
+        Args:
+            module: the model.
+            batch: from :meth:`collate`.
+
+        Returns:
+            (documents, outputs) logits.
+        """
         return module(**batch).logits.float()
 
     def loss(self, module, batch, targets: torch.Tensor, spec: LabelSpec, weights=None) -> torch.Tensor:
@@ -119,6 +137,18 @@ class HeadMethod(Method):
 
 
 def head_loss(logits: torch.Tensor, targets: torch.Tensor, spec: LabelSpec, weights=None) -> torch.Tensor:
+    """The loss of the head method for one batch.
+
+    Args:
+        logits: (documents, outputs).
+        targets: the encoded labels.
+        spec: the label set.
+        weights: class weights, or None.
+
+    Returns:
+        Cross-entropy (single; per dimension over absent and the levels, dimlevel) or binary cross-entropy
+        (multi).
+    """
     if spec.kind == "single":
         return F.cross_entropy(logits, targets, weight=weights)
     if spec.kind == "multi":
@@ -128,6 +158,15 @@ def head_loss(logits: torch.Tensor, targets: torch.Tensor, spec: LabelSpec, weig
 
 
 def head_probabilities(logits: torch.Tensor, spec: LabelSpec) -> torch.Tensor:
+    """The head's logits as probabilities in the layout of ``Method.probabilities``.
+
+    Args:
+        logits: (documents, outputs).
+        spec: the label set.
+
+    Returns:
+        Softmax (single; per dimension, dimlevel) or sigmoid (multi) probabilities.
+    """
     if spec.kind == "single":
         return torch.softmax(logits, dim=-1)
     if spec.kind == "multi":

@@ -18,11 +18,25 @@ def merge_for_inference(classifier, *, dtype: str | None = None, activations: st
 
     Merging gives the same model without the adapter's extra matrix products. ``dtype="bfloat16"`` is about 2-3x
     faster on GPUs and on CPUs with AMX (recent Xeons), at bf16 precision (probabilities agree to about 1e-2).
-    ``dtype="bfloat16", activations="float32"`` stores the weights of the linear layers in bf16 and keeps
-    everything else in fp32 (see ``LowPrecisionLinear``): on an AMX CPU about 2x faster than fp32, and with far
-    less rounding than bf16 throughout, whose rounding makes scoring and ``generate()`` flip more near-ties.
-    Changes ``classifier`` in place and returns it; ``save()`` afterwards writes the full merged weights and the
-    precision, and ``fineclass.load()`` restores both.
+    ``dtype="bfloat16", activations="float32"`` stores the weights of the linear layers in bf16 and keeps everything
+    else in fp32 (see ``LowPrecisionLinear``): on an AMX CPU about 2x faster than fp32, and with far less rounding
+    than bf16 throughout, whose rounding makes scoring and ``generate()`` flip more near-ties. ``save()`` afterwards
+    writes the full merged weights and the precision, and ``fineclass.load()`` restores both.
+
+    Args:
+        classifier: a fitted generative Classifier; changed in place.
+        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``, or None (keep the precision).
+        activations: ``"float32"`` with a lower ``dtype``: only the linear layers' weights take ``dtype``.
+
+    Returns:
+        ``classifier``.
+
+    Raises:
+        FineclassError: naming ``classifier`` when it is not generative or its base is 4-bit, ``dtype`` or
+            ``activations`` when they are not one of the values above.
+
+    Example:
+        >>> fineclass.merge_for_inference(clf, dtype="bfloat16", activations="float32")  # doctest: +SKIP
     """
     generative_plan(classifier)
     if dtype is not None and dtype not in DTYPES:
@@ -54,8 +68,27 @@ def merge_for_inference(classifier, *, dtype: str | None = None, activations: st
 
 
 def export_merged(classifier, path: str | Path, *, overwrite: bool = False) -> str:
-    """Write the model with its LoRA adapter merged: safetensors, tokenizer (with chat template), labels.json and
-    fineclass_prompt.json (the prompt and answer format), ready for vLLM or llama.cpp's conversion script."""
+    """Write the model with its LoRA adapter merged, ready for vLLM or llama.cpp's conversion script.
+
+    The folder holds safetensors weights, the tokenizer (with its chat template), labels.json and
+    fineclass_prompt.json (the prompt and the answer format). A model so served answers in the paper's form,
+    which ``fineclass.propose`` reads (``protocol.parse_answer``).
+
+    Args:
+        classifier: a fitted generative Classifier (trained, loaded, or zero-shot).
+        path: the folder to write (atomically).
+        overwrite: replace a folder that holds an exported model.
+
+    Returns:
+        The folder's path.
+
+    Raises:
+        FineclassError: naming ``classifier`` when it is not generative, or ``path`` when the folder is not
+            empty and ``overwrite`` is false (or holds files that are not an exported model).
+
+    Example:
+        >>> export_merged(fineclass.load("models/gen"), "exported/gen")  # doctest: +SKIP
+    """
     plan = generative_plan(classifier)
     path = Path(path)
     check_replaceable(path, overwrite, "fineclass_prompt.json", "an exported fineclass model")

@@ -24,6 +24,14 @@ _GPU_ROW_TOKENS = 262_144
 
 
 def model_parts(module):
+    """The parts of a causal LM scoring uses (through a LoRA wrapper when there is one).
+
+    Args:
+        module: the model, with or without a peft wrapper.
+
+    Returns:
+        ``(lm, decoder, output_layer)``.
+    """
     lm = module.get_base_model() if hasattr(module, "peft_config") else module
     return lm, lm.get_decoder(), lm.get_output_embeddings()
 
@@ -48,6 +56,15 @@ def _expanded_cache(pairs: list, n: int):
 
 
 def tree_arrays(plan: Plan, n: int):
+    """The candidate tree of a plan, as the arrays :func:`forward_hidden` takes for ``n`` rows.
+
+    Args:
+        plan: the prompt plan.
+        n: the rows of the batch.
+
+    Returns:
+        ``(tokens, depths, valid, ancestors)``: (n, T), (n, T), (n, T) and (1, T, T).
+    """
     t = len(plan.tree_tokens)
     return (np.broadcast_to(plan.tree_tokens, (n, t)), np.broadcast_to(plan.tree_depths, (n, t)),
             np.ones((n, t), dtype=bool), plan.tree_anc[None])
@@ -159,9 +176,20 @@ def _prefix_attention(lm, pairs: list):
 def forward_hidden(module, plan: Plan, rests: list, tree, device) -> tuple[torch.Tensor, int]:
     """Hidden states for rows laid out as [left padding | text + tail | candidate tree].
 
-    The shared head is run once and its cache expanded over the rows. ``tree`` = (tokens, depths, valid, anc):
-    arrays (n, T), (n, T), (n, T) and (n or 1, T, T) with anc[i, t, u] true when node u is t or an ancestor of t.
-    Returns the hidden states (n, R + T, d) and R, the width of the text part (the prompt ends at column R - 1).
+    The shared prompt head is run once: on CPU for Llama-type decoders through the shared-prefix attention (once
+    per scoring session), elsewhere as a cache expanded over the rows.
+
+    Args:
+        module: the model.
+        plan: the prompt plan (its head ids).
+        rests: per row, the token ids after the head (text and tail).
+        tree: ``(tokens, depths, valid, anc)``: arrays (n, T), (n, T), (n, T) and (n or 1, T, T), with
+            ``anc[i, t, u]`` true when node u is t or an ancestor of t.
+        device: where the model runs.
+
+    Returns:
+        ``(hidden, r)``: hidden states (n, R + T, d), and R, the width of the text part (the prompt ends at
+        column R - 1).
     """
     lm, decoder, _ = model_parts(module)
     tree_tokens, tree_depths, tree_valid, tree_anc = tree
@@ -221,16 +249,45 @@ def forward_hidden(module, plan: Plan, rests: list, tree, device) -> tuple[torch
 
 
 def autocast(device):
-    """bf16 autocast on GPUs that have it (a bf16 base with fp32 LoRA weights then runs in bf16), else nothing."""
+    """bf16 autocast on GPUs that have it (a bf16 base with fp32 LoRA weights then runs in bf16), else nothing.
+
+    Args:
+        device: where the model runs.
+
+    Returns:
+        A ``torch.autocast`` context.
+    """
     enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def row_budget(device) -> int:
+    """The most tokens (rows x row length) of one forward pass.
+
+    Args:
+        device: where the model runs.
+
+    Returns:
+        A larger budget on CUDA than on CPUs.
+    """
     return _GPU_ROW_TOKENS if device.type == "cuda" else _CPU_ROW_TOKENS
 
 
 def candidate_probabilities(module, plan: Plan, hidden: torch.Tensor, r: int) -> np.ndarray:
+    """The probabilities of the candidates, from the hidden states of one forward pass.
+
+    A candidate's score is the sum of its scored tokens' log-probabilities (the output layer in fp32); a softmax
+    within each group gives the probabilities.
+
+    Args:
+        module: the model.
+        plan: the prompt plan (its tree and groups).
+        hidden: from :func:`forward_hidden`.
+        r: the width of the text part (see :func:`forward_hidden`).
+
+    Returns:
+        (rows, outputs) probabilities in the layout of ``Method.probabilities``.
+    """
     _, _, head = model_parts(module)
     device = hidden.device
     cols = np.where(plan.pred_nodes < 0, r - 1, r + plan.pred_nodes)

@@ -72,10 +72,29 @@ def generate(classifier, data: Any, *, text: str = "text", id: str | None = None
              batch_size: int = 8, progress: bool = False, warn: bool = True) -> pa.Table:
     """Generate one answer per document (greedy) and parse it strictly, as in the paper.
 
-    Returns one row per document: ``id``, ``answer`` (the raw text), the parsed ``label`` (single) or ``labels``
-    (multi, dimlevel), ``status`` (ok, unparseable, invalid_label, empty_text) and ``truncated``. Rows whose
-    answer is not ok carry no label; the counts are in the table's schema metadata (``fineclass.generation``) and,
-    when some answers failed, in a warning. Scoring with ``predict()`` is faster and always yields a valid label.
+    Rows whose answer is not ok carry no label; the counts are in the table's schema metadata
+    (``fineclass.generation``) and, when some answers failed, in a warning. Scoring with ``predict()`` is faster and
+    always yields a valid label.
+
+    Args:
+        classifier: a fitted generative Classifier.
+        data: the documents (any table or path).
+        text: the text column.
+        id: the id column.
+        max_new_tokens: the most tokens generated per answer (None: the longest valid answer, plus room).
+        batch_size: documents per ``generate()`` call.
+        progress: show a progress bar.
+        warn: warn when some answers could not be parsed or named labels outside the label set.
+
+    Returns:
+        One row per document: ``id``, ``answer`` (the raw text), the parsed ``label`` (single) or ``labels`` (multi,
+        dimlevel), ``status`` (ok, unparseable, invalid_label, empty_text) and ``truncated``.
+
+    Raises:
+        FineclassError: naming ``classifier``, ``batch_size`` or ``max_new_tokens`` when they do not fit.
+
+    Example:
+        >>> table = fineclass.generate(clf, tweets)  # doctest: +SKIP
     """
     from transformers import GenerationConfig
     plan = generative_plan(classifier)
@@ -144,7 +163,14 @@ def generate(classifier, data: Any, *, text: str = "text", id: str | None = None
 
 
 def generation_summary(table: pa.Table) -> dict:
-    """The counts of a table returned by ``generate()``: n, ok, unparseable, invalid_label, empty_text."""
+    """The counts of a table returned by ``generate()``.
+
+    Args:
+        table: what ``generate()`` returned.
+
+    Returns:
+        ``{"n", "ok", "unparseable", "invalid_label", "empty_text"}``.
+    """
     meta = table.schema.metadata or {}
     raw = meta.get(b"fineclass.generation")
     if raw is None:

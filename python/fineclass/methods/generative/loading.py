@@ -7,6 +7,21 @@ from ..base import is_decoder
 
 
 def load_causal_lm(path: str, dtype, trust_remote_code: bool, argument: str = "model", **kwargs):
+    """A causal language model, with sdpa attention where the model has it.
+
+    Args:
+        path: a folder or hub id.
+        dtype: the torch dtype of its weights.
+        trust_remote_code: let transformers run the model's own code.
+        argument: the argument that named it, for errors.
+        **kwargs: more ``from_pretrained`` arguments (a quantization config, a device map).
+
+    Returns:
+        The model.
+
+    Raises:
+        FineclassError: naming ``argument`` when it is not a causal LM or cannot be loaded.
+    """
     from transformers import AutoModelForCausalLM
     try:
         try:
@@ -26,7 +41,16 @@ def load_causal_lm(path: str, dtype, trust_remote_code: bool, argument: str = "m
 
 
 def check_causal(path: str, trust_remote_code: bool, argument: str = "model") -> None:
-    """Refuse an encoder (BERT and the like) before anything else is loaded."""
+    """Refuse an encoder (BERT and the like) before anything else is loaded.
+
+    Args:
+        path: a folder or hub id.
+        trust_remote_code: let transformers run the model's own code.
+        argument: the argument that named it, for errors.
+
+    Raises:
+        FineclassError: naming ``argument`` when the model is not a causal (decoder) language model.
+    """
     from transformers import AutoConfig
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -39,6 +63,18 @@ def check_causal(path: str, trust_remote_code: bool, argument: str = "model") ->
 
 
 def load_tokenizer(path: str, trust_remote_code: bool):
+    """A model's tokenizer, with a padding token (its EOS or UNK when it has none).
+
+    Args:
+        path: a folder or hub id.
+        trust_remote_code: let transformers run the model's own code.
+
+    Returns:
+        The tokenizer.
+
+    Raises:
+        FineclassError: naming ``model`` when it cannot be loaded.
+    """
     from transformers import AutoTokenizer
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)

@@ -13,8 +13,16 @@ from ...errors import FineclassError, warn_user
 from ...labels import LabelSpec
 from ...manifest import hash_model_folder
 from ...prompts import check_codebook_covers, default_template
-from ..base import (Encoded, Method, check_no_pickle, inference_dtype, quantization_config, quiet_transformers,
-                    register, resolve_finetune)
+from ..base import (
+    Encoded,
+    Method,
+    check_no_pickle,
+    inference_dtype,
+    quantization_config,
+    quiet_transformers,
+    register,
+    resolve_finetune,
+)
 from .forward import autocast, candidate_probabilities, forward_hidden, head_cache, model_parts, row_budget, tree_arrays
 from .loading import check_causal, load_causal_lm, load_tokenizer
 from .plan import Plan
@@ -98,7 +106,21 @@ class GenerativeMethod(Method):
 
     # ------------------------------------------------------------------ maths
     def loss(self, module, batch, targets: torch.Tensor, spec: LabelSpec, weights=None) -> torch.Tensor:
-        """Mean negative log-likelihood of the answer tokens (weighted by class when ``weights`` is given)."""
+        """Mean negative log-likelihood of the answer tokens (weighted by class when ``weights`` is given).
+
+        The paper-form answer is trained; for the multi-label shapes the per-class blocks too (see the package's
+        description), each attending to the prompt only.
+
+        Args:
+            module: the model.
+            batch: from :meth:`collate`.
+            targets: the encoded labels.
+            spec: the label set.
+            weights: class weights, or None.
+
+        Returns:
+            A scalar tensor.
+        """
         plan = self._need_plan()
         tok_lists, seg_lists, off_lists, sup_lists, w_lists = [], [], [], [], []
         tnp = targets.detach().cpu().numpy()
@@ -182,7 +204,16 @@ class GenerativeMethod(Method):
 
     @torch.no_grad()
     def probabilities(self, module, batch, spec: LabelSpec) -> np.ndarray:
-        """Scores of every candidate continuation -> probabilities in the layout of methods/__init__.py."""
+        """Scores of every candidate continuation -> probabilities, in one forward pass per chunk of rows.
+
+        Args:
+            module: the model.
+            batch: from :meth:`collate`.
+            spec: the label set.
+
+        Returns:
+            (documents, outputs) probabilities in the layout of ``Method.probabilities``.
+        """
         plan = self._need_plan()
         rests = batch["rest"]
         device = batch["device"]
@@ -200,7 +231,18 @@ class GenerativeMethod(Method):
 
     # ------------------------------------------------------------------ persistence
     def save(self, module, tokenizer, folder: Path) -> dict:
-        """LoRA adapter (or full weights) with the tokenizer; the prompt plan goes into the manifest."""
+        """Write the LoRA adapter (or full weights) with the tokenizer; the prompt plan goes into the manifest.
+
+        A zero-shot model saves its tokenizer and a note only: its base is referenced, not copied.
+
+        Args:
+            module: the model.
+            tokenizer: its tokenizer.
+            folder: the model folder being written.
+
+        Returns:
+            Manifest entries: ``weights``, ``generative`` (the plan) and ``precision`` (from ``merge_for_inference``).
+        """
         plan = getattr(module, "_fineclass_generative", None)
         if hasattr(module, "peft_config"):
             module.save_pretrained(str(folder / "adapter"), safe_serialization=True)

@@ -7,7 +7,7 @@ import numpy as np
 
 from ...errors import FineclassError
 from ...labels import LabelSpec
-from ...prompts import (answer_text, block_options, candidate_texts, fill_template, split_prompt, turn_end)
+from ...prompts import answer_text, block_options, candidate_texts, fill_template, split_prompt, turn_end
 from ..base import Encoded, encode_texts
 
 PLAN_FORMAT = 1
@@ -54,7 +54,7 @@ class Plan:
         self.cand_tokens: list[list[list[int]]] = []   # [group][option] -> token ids (no end token)
         self.common: list[int] = []                    # per group: shared prefix length (teacher-forced)
         self.scored_tokens: list[list[list[int]]] = []  # [group][option] -> ids scored at prediction time
-        for g, texts in enumerate(groups):
+        for texts in groups:
             toks = [self._ids(tokenizer, t) for t in texts]
             seen: dict[tuple, int] = {}
             names = spec.classes if spec.kind == "single" else block_options(spec)
@@ -132,14 +132,30 @@ class Plan:
 
     # ------------------------------------------------------------------ prompts and answers
     def encode(self, tokenizer, texts: Sequence[str], max_length: int) -> Encoded:
-        """Full prompt ids per document (head + text + tail); only the text is cut to ``max_length`` tokens."""
+        """Full prompt ids per document (head + text + tail); only the text is cut to ``max_length`` tokens.
+
+        Args:
+            tokenizer: the model's tokenizer.
+            texts: the documents.
+            max_length: the most tokens of a document's text.
+
+        Returns:
+            An ``Encoded``.
+        """
         body = encode_texts(tokenizer, [self.text_prefix + (t or "") for t in texts], max_length,
                             add_special_tokens=False)
         ids = [self.head_ids + list(b) + self.tail_ids for b in body.ids]
         return Encoded(ids, body.truncated)
 
     def answer_ids(self, target) -> list[int]:
-        """Token ids of the paper-form answer for one encoded target (without the end token)."""
+        """Token ids of the paper-form answer for one encoded target (without the end token).
+
+        Args:
+            target: a class index (single), a 0/1 row (multi) or a level index per dimension (dimlevel).
+
+        Returns:
+            The token ids.
+        """
         if self.spec.kind == "single":
             return self.cand_tokens[0][int(target)]
         text = answer_text(self.spec, target)
@@ -149,10 +165,19 @@ class Plan:
         return got
 
     def to_dict(self) -> dict:
+        """What a saved model's manifest keeps of the plan, to build it again.
+
+        Returns:
+            ``{"format", "template", "chat", "scoring"}``.
+        """
         return {"format": PLAN_FORMAT, "template": self.template, "chat": self.chat, "scoring": self.scoring}
 
     def max_answer_tokens(self) -> int:
-        """A generous cap for free generation: the longest valid answer, plus room to see what else comes."""
+        """A generous cap for free generation: the longest valid answer, plus room to see what else comes.
+
+        Returns:
+            A number of tokens (at most 1024).
+        """
         spec = self.spec
         if spec.kind == "single":
             longest = max(len(t) for t in self.cand_tokens[0])
@@ -164,8 +189,10 @@ class Plan:
 
 
 def _decisive_length(seq: list[int], group: list[list[int]], start: int) -> int:
-    """Tokens of ``seq`` up to the first one that no other candidate of its group shares: from there on the
-    label is decided, and constrained decoding would force the remaining tokens."""
+    """Tokens of ``seq`` up to the first one that no other candidate of its group shares.
+
+    From there on the label is decided, and constrained decoding would force the remaining tokens.
+    """
     k = start + 1
     while k < len(seq) and any(o is not seq and o[:k] == seq[:k] for o in group):
         k += 1

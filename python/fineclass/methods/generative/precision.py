@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -25,10 +24,23 @@ class LowPrecisionLinear(torch.nn.Module):
                      else torch.nn.Parameter(linear.bias.detach().float(), requires_grad=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's product in the weight's dtype, handed back in fp32.
+
+        Args:
+            x: the input (any float dtype).
+
+        Returns:
+            The output, fp32.
+        """
         y = F.linear(x.to(self.weight.dtype), self.weight).float()
         return y if self.bias is None else y + self.bias
 
     def extra_repr(self) -> str:
+        """The layer's shape and weight dtype, for ``print(model)``.
+
+        Returns:
+            e.g. ``"in_features=576, out_features=576, weight=torch.bfloat16"``.
+        """
         return f"in_features={self.in_features}, out_features={self.out_features}, weight={self.weight.dtype}"
 
 
@@ -58,7 +70,15 @@ def _plain_linear(layer):
 
 
 def set_precision(module, precision: dict | None):
-    """Cast ``module`` to ``precision`` ({"dtype": ..., "activations": ...}) and record it for save()."""
+    """Cast ``module`` to a precision and record it for ``save()``.
+
+    Args:
+        module: the model.
+        precision: ``{"dtype": ..., "activations": ...}``, or None (nothing changes).
+
+    Returns:
+        The model, cast.
+    """
     if not precision:
         return module
     dtype, activations = DTYPES[precision["dtype"]], precision.get("activations")
