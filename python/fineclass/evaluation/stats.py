@@ -58,6 +58,11 @@ def ratio(num, den):
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
+def _blocks(start: int, width: int) -> tuple[slice, slice, slice]:
+    """Three adjacent blocks of ``width`` columns of the statistics matrix, the first at column ``start``."""
+    return tuple(slice(start + k * width, start + (k + 1) * width) for k in range(3))
+
+
 def _stats_single(truth: list, pred: list, classes: list) -> Stats:
     K = len(classes)
     idx = {c: i for i, c in enumerate(classes)}
@@ -74,9 +79,7 @@ def _stats_single(truth: list, pred: list, classes: list) -> Stats:
     S[rows[ok], 1 + K + p[ok]] = 1.0
     hit = ok & (t == p)
     S[rows[hit], 1 + 2 * K + p[hit]] = 1.0
-    T = slice(1, 1 + K)
-    P = slice(1 + K, 1 + 2 * K)
-    TP = slice(1 + 2 * K, 1 + 3 * K)
+    T, P, TP = _blocks(1, K)
 
     def accuracy(s, c):
         return ratio(s[:, 0], c)
@@ -123,9 +126,7 @@ def _stats_multi(truth: list, pred: list, classes: list) -> Stats:
         exact[i] = float(ts == ps)
     ham = ((Y != Z).sum(1) + U) / max(K, 1)
     S = np.column_stack([exact, ham, jac, U, Y * Z, Y, Z])
-    TP = slice(4, 4 + K)
-    T = slice(4 + K, 4 + 2 * K)
-    P = slice(4 + 2 * K, 4 + 3 * K)
+    TP, T, P = _blocks(4, K)
     return Stats(S, [
         ("exact_match", lambda s, c: ratio(s[:, 0], c), "no documents"),
         ("hamming_loss", lambda s, c: ratio(s[:, 1], c), "no documents"),
@@ -171,9 +172,7 @@ def _stats_dimlevel(truth: list, pred: list, dims: list) -> tuple[Stats, np.ndar
                 if tm[d] == pm[d]:
                     perdim[i, 3 * D + idx[d]] = 1
     S = np.column_stack([cols, perdim[:, :3 * D]])
-    TP = slice(10, 10 + D)
-    T = slice(10 + D, 10 + 2 * D)
-    P = slice(10 + 2 * D, 10 + 3 * D)
+    TP, T, P = _blocks(10, D)
     return Stats(S, [
         ("accD", lambda s, c: ratio(s[:, 0], c), "no documents or no dimensions"),
         ("jaccard", lambda s, c: ratio(s[:, 1], c), "no documents"),
