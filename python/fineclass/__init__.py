@@ -24,7 +24,7 @@ _LAZY = {
     "Endpoint": ".client",
     "to_long": ".classifier",
     "as_table": ".tables",
-    "read_output": ".infer",
+    "read_output": ".ledger",
     "merge_for_inference": ".methods.generative",
     "generate": ".methods.generative",
 }
