@@ -19,6 +19,8 @@ DEEP_PATHS = [
     ("fineclass.infer", "classify"),
     ("fineclass.methods.generative", "merge_for_inference"),
     ("fineclass.methods.generative", "generate"),
+    ("fineclass.methods.generative", "zero_shot_classifier"),   # the R package's tests
+    ("fineclass.zeroshot", "zero_shot_classifier"),
     ("fineclass.client", "Endpoint"),
     ("fineclass.rbridge", "call"),
     ("fineclass.rbridge", "table_from_r"),

@@ -13,7 +13,12 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
+from .classifier import train
+from .config import TrainConfig
+from .data import labelled
 from .errors import FineclassError
+from .evaluation import evaluate, fit_curve, labels_needed
+from .tables import read_table, with_id
 
 HEADLINE = {"single": "accuracy", "multi": "jaccard", "dimlevel": "jaccard"}
 LOWER_IS_BETTER = {"hamming_loss"}
@@ -116,12 +121,6 @@ def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), se
     Example:
         >>> lc = fineclass.learning_curve(tweets, sizes=[100, 200, 400], seeds=[0, 1], target=0.6)  # doctest: +SKIP
     """
-    from .classifier import train
-    from .config import TrainConfig
-    from .data import labelled
-    from .evaluation import evaluate, fit_curve, labels_needed
-    from .tables import read_table, with_id
-
     sizes = sorted({int(s) for s in sizes})
     if not sizes or sizes[0] < 2:
         raise FineclassError(f"`sizes` must be training sizes of at least 2; got {list(sizes)}.", "sizes")
@@ -244,7 +243,6 @@ def _append_checkpoint(path, key, row) -> None:
 
 
 def _truth(table, ds, test_ids, label, labels):
-    from .tables import read_table
     if labels is not None:
         return read_table(labels, "labels")
     return _subset(table, test_ids).select(["id", label]).rename_columns(["id", "label"])

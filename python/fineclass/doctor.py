@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import sys
 
+from ._blas import TORCH_BLAS
+from .manifest import versions
+
 
 def doctor() -> dict:
     """What a user (or a bug report) needs to know about this installation.
@@ -11,7 +14,6 @@ def doctor() -> dict:
         python, fineclass, torch, device, blas, the versions of transformers, peft, pyarrow, numpy and
         scikit-learn, the built-in models installed, and ``problems`` (``"none"``, or what to fix).
     """
-    from .manifest import versions
     v = versions()
     report = {"python": f"{v['python']} ({sys.executable})", "fineclass": v["fineclass"]}
     problems = []
@@ -24,7 +26,6 @@ def doctor() -> dict:
             report["device"] = "mps (Apple GPU)"
         else:
             report["device"] = f"cpu ({torch.get_num_threads()} threads)"
-        from ._blas import TORCH_BLAS
         report["blas"] = TORCH_BLAS
         if TORCH_BLAS.startswith("torch was imported first"):
             problems.append("torch was imported before fineclass in a process with another BLAS, so its matrix "

@@ -28,6 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .classifier import load
 from .errors import FineclassError, warn_user
 from .protocol import format_answer, predictions_to_proposals
 
@@ -44,7 +45,6 @@ def _load(model_or_path: Any):
         if not p.exists():
             raise FineclassError(f"`model` {str(p)!r} does not exist. Pass a fitted Classifier or the folder "
                                  f"a Classifier was saved to.", "model")
-        from .classifier import load
         return load(p)
     raise FineclassError(f"`model` must be a fitted Classifier or the folder it was saved to; got "
                          f"{type(model_or_path).__name__}.", "model")

@@ -45,3 +45,16 @@ from .precision import LowPrecisionLinear
 
 __all__ = ["GenerativeMethod", "Plan", "GEN_DEFAULTS", "generate", "generation_summary", "generative_plan",
            "merge_for_inference", "export_merged", "LowPrecisionLinear", "forward_hidden"]
+
+
+def __getattr__(name: str):
+    """The old path of zero-shot, ``fineclass.methods.generative.zero_shot_classifier``, still works.
+
+    Zero-shot lives in ``fineclass.zeroshot`` (layer 6: it makes a Classifier). The R package's tests and older
+    scripts reach it here; it is imported on first use, so this package does not depend on it
+    (tests/test_layers.py lists this one lazy edge in ``COMPAT``).
+    """
+    if name in ("zero_shot", "zero_shot_classifier"):
+        import importlib
+        return getattr(importlib.import_module("fineclass.zeroshot"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
