@@ -1,4 +1,5 @@
 """Data in: every accepted input type, ids created and carried, label shapes, and bad input."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -22,15 +23,22 @@ def _inputs(tmp_path):
     pq.write_table(t.slice(2), tmp_path / "parts" / "b.parquet")
     pd.DataFrame(ROWS).to_csv(tmp_path / "one.csv", index=False)
     return {
-        "arrow": t, "reader": pa.RecordBatchReader.from_batches(t.schema, t.to_batches()),
-        "polars": pl.DataFrame(ROWS), "lazy": pl.DataFrame(ROWS).lazy(), "pandas": pd.DataFrame(ROWS),
-        "dict": dict(ROWS), "parquet": str(tmp_path / "one.parquet"), "csv": str(tmp_path / "one.csv"),
-        "glob": str(tmp_path / "parts" / "*.parquet"), "folder": str(tmp_path / "parts"),
+        "arrow": t,
+        "reader": pa.RecordBatchReader.from_batches(t.schema, t.to_batches()),
+        "polars": pl.DataFrame(ROWS),
+        "lazy": pl.DataFrame(ROWS).lazy(),
+        "pandas": pd.DataFrame(ROWS),
+        "dict": dict(ROWS),
+        "parquet": str(tmp_path / "one.parquet"),
+        "csv": str(tmp_path / "one.csv"),
+        "glob": str(tmp_path / "parts" / "*.parquet"),
+        "folder": str(tmp_path / "parts"),
     }
 
 
-@pytest.mark.parametrize("kind", ["arrow", "reader", "polars", "lazy", "pandas", "dict", "parquet", "csv", "glob",
-                                  "folder"])
+@pytest.mark.parametrize(
+    "kind", ["arrow", "reader", "polars", "lazy", "pandas", "dict", "parquet", "csv", "glob", "folder"]
+)
 def test_as_table_accepts_every_input(tmp_path, kind):
     t = as_table(_inputs(tmp_path)[kind], text="body", id="doc")
     assert t.column("id").to_pylist() == ROWS["doc"]

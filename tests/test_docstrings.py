@@ -1,6 +1,7 @@
 """Google-style docstrings on the public API: every public function and method says its arguments (``Args:``) and
 what it returns (``Returns:`` or ``Yields:``); the package's root functions show an example; every TrainConfig
 setting is described. A method that implements an interface inherits the interface's docstring."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -6,6 +6,7 @@ with ``_`` stays in its module; no module holds more than MAX_SHARE of the packa
 violations that the redesign has not removed yet: a new violation fails, and so does an entry that no longer
 occurs (delete it as the step that removes it lands).
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,16 +18,38 @@ MAX_SHARE = 0.12
 
 # bottom to top; a module belongs to the layer of the longest name here that is itself or one of its packages
 LAYERS = [
-    ("L0 utilities", ["fineclass.errors", "fineclass._blas", "fineclass.manifest", "fineclass._checks",
-                      "fineclass._fs"]),
+    (
+        "L0 utilities",
+        ["fineclass.errors", "fineclass._blas", "fineclass.manifest", "fineclass._checks", "fineclass._fs"],
+    ),
     ("L1 data model", ["fineclass.tables", "fineclass.labels"]),
-    ("L2 task definitions", ["fineclass.config", "fineclass.models", "fineclass.prompts", "fineclass.protocol",
-                             "fineclass.client", "fineclass.data", "fineclass.evaluation"]),
+    (
+        "L2 task definitions",
+        [
+            "fineclass.config",
+            "fineclass.models",
+            "fineclass.prompts",
+            "fineclass.protocol",
+            "fineclass.client",
+            "fineclass.data",
+            "fineclass.evaluation",
+        ],
+    ),
     ("L3 methods", ["fineclass.methods"]),
     ("L4 engines", ["fineclass.scoring", "fineclass.sources", "fineclass.ledger", "fineclass.training"]),
     ("L5 fitted model", ["fineclass.classifier"]),
-    ("L6 workflows", ["fineclass.zeroshot", "fineclass.infer", "fineclass.ray_engine", "fineclass.curve",
-                      "fineclass.crowd", "fineclass.serve", "fineclass.estimate"]),
+    (
+        "L6 workflows",
+        [
+            "fineclass.zeroshot",
+            "fineclass.infer",
+            "fineclass.ray_engine",
+            "fineclass.curve",
+            "fineclass.crowd",
+            "fineclass.serve",
+            "fineclass.estimate",
+        ],
+    ),
     ("L7 front ends", ["fineclass", "fineclass.doctor", "fineclass.demo", "fineclass.rbridge", "fineclass.cli"]),
 ]
 
@@ -35,8 +58,10 @@ KNOWN: set[str] = set()  # was 35 violations at 37a484b; each step of the redesi
 # upward references made on purpose, by importlib at first use, to keep an old public path working; they are not
 # edges of the import graph (no cycle), and an entry that no longer occurs fails like a stale KNOWN entry
 COMPAT = {
-    ("fineclass.methods.generative", "fineclass.zeroshot"):
-        "fineclass.methods.generative.zero_shot_classifier, the path the R package's tests use (issue 15)",
+    (
+        "fineclass.methods.generative",
+        "fineclass.zeroshot",
+    ): "fineclass.methods.generative.zero_shot_classifier, the path the R package's tests use (issue 15)",
 }
 
 
@@ -82,8 +107,13 @@ def imports(mods: dict[str, Path]) -> list[tuple[str, str, str | None]]:
                         target = target.rpartition(".")[0]
                     if target:
                         out.append((name, target, None))
-            elif isinstance(node, ast.Call) and ast.unparse(node.func) in ("importlib.import_module", "import_module") \
-                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            elif (
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func) in ("importlib.import_module", "import_module")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
                 target = node.args[0].value
                 while target and target not in mods:
                     target = target.rpartition(".")[0]
@@ -92,7 +122,7 @@ def imports(mods: dict[str, Path]) -> list[tuple[str, str, str | None]]:
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     parts = package.split(".")
-                    base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                    base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
                 else:
                     base = node.module or ""
                 if not (base == PACKAGE or base.startswith(PACKAGE + ".")):
@@ -190,13 +220,16 @@ def test_the_checks_see_what_they_must(tmp_path, monkeypatch):
     (pkg / "methods").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "methods" / "__init__.py").write_text("def helper():\n    from ..classifier import Classifier\n")
-    (pkg / "classifier.py").write_text("from .methods import helper\nfrom .errors import _secret\n"
-                                       "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                                       "    from .cli import main\n")
+    (pkg / "classifier.py").write_text(
+        "from .methods import helper\nfrom .errors import _secret\n"
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from .cli import main\n"
+    )
     (pkg / "errors.py").write_text("_secret = 1\n" + "x = 1\n" * 40)
     (pkg / "cli.py").write_text("")
-    (pkg / "labels.py").write_text("def late():\n    import importlib\n"
-                                   "    return importlib.import_module('fineclass.cli')\n")
+    (pkg / "labels.py").write_text(
+        "def late():\n    import importlib\n    return importlib.import_module('fineclass.cli')\n"
+    )
     monkeypatch.setattr(__import__(__name__), "ROOT", pkg)
     found = violations()
     assert "cycle: fineclass.classifier <-> fineclass.methods" in found

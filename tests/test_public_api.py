@@ -1,5 +1,6 @@
 """The public API survives the redesign: every root name of `fineclass`, and the deep paths that the R package, the
 vignettes and the README use (../shared/REDESIGN.md), import and are what they were."""
+
 from __future__ import annotations
 
 import importlib
@@ -9,9 +10,25 @@ import pytest
 
 import fineclass
 
-ROOT_NAMES = ["FineclassError", "LabelSpec", "TrainConfig", "Classifier", "train", "load", "classify", "evaluate",
-              "learning_curve", "zero_shot", "propose", "Endpoint", "to_long", "as_table", "read_output",
-              "merge_for_inference", "generate"]
+ROOT_NAMES = [
+    "FineclassError",
+    "LabelSpec",
+    "TrainConfig",
+    "Classifier",
+    "train",
+    "load",
+    "classify",
+    "evaluate",
+    "learning_curve",
+    "zero_shot",
+    "propose",
+    "Endpoint",
+    "to_long",
+    "as_table",
+    "read_output",
+    "merge_for_inference",
+    "generate",
+]
 
 # (module, name): the deep paths the R package, the vignettes and the README reach
 DEEP_PATHS = [
@@ -19,7 +36,7 @@ DEEP_PATHS = [
     ("fineclass.infer", "classify"),
     ("fineclass.methods.generative", "merge_for_inference"),
     ("fineclass.methods.generative", "generate"),
-    ("fineclass.methods.generative", "zero_shot_classifier"),   # the R package's tests
+    ("fineclass.methods.generative", "zero_shot_classifier"),  # the R package's tests
     ("fineclass.zeroshot", "zero_shot_classifier"),
     ("fineclass.client", "Endpoint"),
     ("fineclass.rbridge", "call"),
@@ -65,9 +82,38 @@ def test_root_and_deep_paths_are_the_same_objects():
 
 def test_signatures_of_the_main_entry_points():
     """The arguments R and users pass by name are still accepted."""
-    assert {"data", "text", "label", "id", "labels", "model", "method", "codebook", "config", "kind", "levels",
-            "spec", "trust_remote_code", "progress", "resume"} <= set(inspect.signature(fineclass.train).parameters)
-    assert {"data", "model", "output", "text", "id", "batch_tokens", "resume", "shard", "shard_rows",
-            "probabilities", "progress", "device", "engine"} <= set(inspect.signature(fineclass.classify).parameters)
-    assert {"path", "base_model", "device", "trust_remote_code", "allow_pickle"} <= \
-        set(inspect.signature(fineclass.load).parameters)
+    assert {
+        "data",
+        "text",
+        "label",
+        "id",
+        "labels",
+        "model",
+        "method",
+        "codebook",
+        "config",
+        "kind",
+        "levels",
+        "spec",
+        "trust_remote_code",
+        "progress",
+        "resume",
+    } <= set(inspect.signature(fineclass.train).parameters)
+    assert {
+        "data",
+        "model",
+        "output",
+        "text",
+        "id",
+        "batch_tokens",
+        "resume",
+        "shard",
+        "shard_rows",
+        "probabilities",
+        "progress",
+        "device",
+        "engine",
+    } <= set(inspect.signature(fineclass.classify).parameters)
+    assert {"path", "base_model", "device", "trust_remote_code", "allow_pickle"} <= set(
+        inspect.signature(fineclass.load).parameters
+    )

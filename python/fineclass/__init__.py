@@ -2,6 +2,7 @@
 
 The public API; everything else is internal.
 """
+
 from __future__ import annotations
 
 # first: inside R, torch must be loaded with its own BLAS before anything else imports it (see _blas.py)
@@ -36,6 +37,7 @@ def __getattr__(name: str):
     # heavy modules (torch, transformers) load on first use, so `import fineclass` stays fast
     if name in _LAZY:
         import importlib
+
         module = importlib.import_module(_LAZY[name], __name__)
         value = getattr(module, name)
         globals()[name] = value

@@ -1,4 +1,5 @@
 """Import torch so that, inside R, its matrix products keep torch's own BLAS (done once, when fineclass loads)."""
+
 from __future__ import annotations
 
 import os
@@ -27,15 +28,19 @@ def keep_torch_blas() -> str:
         return "not needed (no RTLD_DEEPBIND on this platform)"
     try:
         import ctypes
+
         host_blas = hasattr(ctypes.CDLL(None), "sgemm_")
     except OSError:
         return "not checked"
     if not host_blas:
         return "not needed (no BLAS in the host process)"
     if "torch" in sys.modules:
-        warn_user("torch was imported before fineclass in a process that holds another BLAS (R's, for example): "
-                  "its matrix products may run many times slower. Restart the session and load fineclass before "
-                  "anything imports torch.", RuntimeWarning)
+        warn_user(
+            "torch was imported before fineclass in a process that holds another BLAS (R's, for example): "
+            "its matrix products may run many times slower. Restart the session and load fineclass before "
+            "anything imports torch.",
+            RuntimeWarning,
+        )
         return "torch was imported first: it may use the host's BLAS"
     flags = sys.getdlopenflags()
     sys.setdlopenflags(flags | os.RTLD_DEEPBIND)

@@ -1,4 +1,5 @@
 """Argument checks shared by the whole package (one rule each, so that every argument is checked alike)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,8 +9,9 @@ import numpy as np
 from .errors import FineclassError
 
 
-def whole_number(value: Any, name: str, *, minimum: int | None = 1, allow_none: bool = False,
-                 hint: str = "") -> int | None:
+def whole_number(
+    value: Any, name: str, *, minimum: int | None = 1, allow_none: bool = False, hint: str = ""
+) -> int | None:
     """An argument that must be a whole number, as an ``int``.
 
     R passes every number as a double, so ``3.0`` is read as ``3``; a fraction, a bool, a string or a number
@@ -36,8 +38,7 @@ def whole_number(value: Any, name: str, *, minimum: int | None = 1, allow_none: 
         return None
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
-            (minimum is not None and value < minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (minimum is not None and value < minimum):
         if minimum is None:
             rule = "a whole number"
         elif minimum == 1:

@@ -1,4 +1,5 @@
 """Writing files and folders atomically: a reader sees the old content or the new one, never half of either."""
+
 from __future__ import annotations
 
 import contextlib
@@ -115,8 +116,10 @@ def check_replaceable(path: str | Path, overwrite: bool, marker: str, what: str)
     path = Path(path)
     if path.exists() and any(path.iterdir()):
         if not overwrite:
-            raise FineclassError(f"`path` {str(path)!r} exists and is not empty; pass overwrite=True or choose "
-                                 f"another folder.", "path")
+            raise FineclassError(
+                f"`path` {str(path)!r} exists and is not empty; pass overwrite=True or choose another folder.", "path"
+            )
         if not (path / marker).exists():
-            raise FineclassError(f"`path` {str(path)!r} holds files that are not {what}; refusing to overwrite "
-                                 f"them.", "path")
+            raise FineclassError(
+                f"`path` {str(path)!r} holds files that are not {what}; refusing to overwrite them.", "path"
+            )

@@ -4,6 +4,7 @@ Follows scikit-learn's habits: the constructor stores settings; ``fit`` returns 
 ``_``; ``predict`` / ``predict_proba`` return tables with the input's id carried through. Training itself is
 ``training.fit``; scoring is ``scoring.Scorer``; a Classifier holds what they produce and saves it.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,17 +51,34 @@ class Classifier:
         >>> clf.predict(new_docs)  # doctest: +SKIP
     """
 
-    def __init__(self, model: str = "minilm", method: str = "head", config: TrainConfig | dict | None = None,
-                 trust_remote_code: bool = False):
+    def __init__(
+        self,
+        model: str = "minilm",
+        method: str = "head",
+        config: TrainConfig | dict | None = None,
+        trust_remote_code: bool = False,
+    ):
         self.model = model
         self.method = method
         self.config = config
         self.trust_remote_code = trust_remote_code
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, data: Any, *, text: str = "text", label: Any = "label", id: str | None = None,
-            labels: Any = None, codebook: Any = None, kind: str | None = None, levels: Any = None,
-            spec: LabelSpec | None = None, progress: bool = True, resume: bool = False) -> "Classifier":
+    def fit(
+        self,
+        data: Any,
+        *,
+        text: str = "text",
+        label: Any = "label",
+        id: str | None = None,
+        labels: Any = None,
+        codebook: Any = None,
+        kind: str | None = None,
+        levels: Any = None,
+        spec: LabelSpec | None = None,
+        progress: bool = True,
+        resume: bool = False,
+    ) -> "Classifier":
         """Fine-tune on ``data``; :func:`train` describes every argument.
 
         Args:
@@ -79,16 +97,47 @@ class Classifier:
         Returns:
             This Classifier, fitted.
         """
-        trained = fit(data, model=self.model, method=self.method, config=self.config,
-                      trust_remote_code=self.trust_remote_code, text=text, label=label, id=id, labels=labels,
-                      codebook=codebook, kind=kind, levels=levels, spec=spec, progress=progress, resume=resume)
+        trained = fit(
+            data,
+            model=self.model,
+            method=self.method,
+            config=self.config,
+            trust_remote_code=self.trust_remote_code,
+            text=text,
+            label=label,
+            id=id,
+            labels=labels,
+            codebook=codebook,
+            kind=kind,
+            levels=levels,
+            spec=spec,
+            progress=progress,
+            resume=resume,
+        )
         self.config = trained.config
-        return self._adopt(method=trained.method, module=trained.module, tokenizer=trained.tokenizer,
-                           spec=trained.spec, device=trained.device, thresholds=trained.thresholds,
-                           manifest=trained.manifest, history=trained.history)
+        return self._adopt(
+            method=trained.method,
+            module=trained.module,
+            tokenizer=trained.tokenizer,
+            spec=trained.spec,
+            device=trained.device,
+            thresholds=trained.thresholds,
+            manifest=trained.manifest,
+            history=trained.history,
+        )
 
-    def _adopt(self, *, method: Method, module: Any, tokenizer: Any, spec: LabelSpec, device: Any,
-               thresholds: dict, manifest: dict, history: list) -> "Classifier":
+    def _adopt(
+        self,
+        *,
+        method: Method,
+        module: Any,
+        tokenizer: Any,
+        spec: LabelSpec,
+        device: Any,
+        thresholds: dict,
+        manifest: dict,
+        history: list,
+    ) -> "Classifier":
         """The one place that makes a Classifier fitted: used by fit() (so train()), load() and zero-shot."""
         self.method_, self.module_, self.tokenizer_, self.spec_, self.device_ = method, module, tokenizer, spec, device
         self.thresholds_, self.manifest_, self.history_ = dict(thresholds), manifest, list(history)
@@ -96,8 +145,11 @@ class Classifier:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "module_"):
-            raise FineclassError("this Classifier is not fitted yet: call fit() or fineclass.train() first, or "
-                                 "fineclass.load() a saved one.", "model")
+            raise FineclassError(
+                "this Classifier is not fitted yet: call fit() or fineclass.train() first, or "
+                "fineclass.load() a saved one.",
+                "model",
+            )
 
     @property
     def classes_(self) -> list:
@@ -116,11 +168,26 @@ class Classifier:
             FineclassError: naming ``model`` when this Classifier is not fitted.
         """
         self._check_fitted()
-        return Scorer(self.method_, self.module_, self.tokenizer_, self.spec_, self.device_,
-                      int(self.manifest_["config"]["max_length"]), self.thresholds_)
+        return Scorer(
+            self.method_,
+            self.module_,
+            self.tokenizer_,
+            self.spec_,
+            self.device_,
+            int(self.manifest_["config"]["max_length"]),
+            self.thresholds_,
+        )
 
-    def predict(self, data: Any, *, text: str = "text", id: str | None = None, batch_tokens: int | None = None,
-                probabilities: bool = True, progress: bool = False) -> pa.Table:
+    def predict(
+        self,
+        data: Any,
+        *,
+        text: str = "text",
+        id: str | None = None,
+        batch_tokens: int | None = None,
+        probabilities: bool = True,
+        progress: bool = False,
+    ) -> pa.Table:
         """Predict the labels of documents.
 
         Args:
@@ -143,11 +210,13 @@ class Classifier:
         Example:
             >>> clf.predict({"text": ["a fine film", "dull"]})  # doctest: +SKIP
         """
-        return self.scorer().predict(data, text=text, id=id, batch_tokens=batch_tokens,
-                                     probabilities=probabilities, progress=progress)
+        return self.scorer().predict(
+            data, text=text, id=id, batch_tokens=batch_tokens, probabilities=probabilities, progress=progress
+        )
 
-    def predict_proba(self, data: Any, *, text: str = "text", id: str | None = None,
-                      batch_tokens: int | None = None) -> pa.Table:
+    def predict_proba(
+        self, data: Any, *, text: str = "text", id: str | None = None, batch_tokens: int | None = None
+    ) -> pa.Table:
         """The probabilities alone; see :meth:`predict`.
 
         Args:
@@ -202,14 +271,31 @@ class Classifier:
         if not hasattr(self, "module_"):
             return f"Classifier(model={self.model!r}, method={self.method!r}) [not fitted]"
         m = self.manifest_
-        return (f"Classifier(model={self.model!r}, method={self.method!r}, {self.spec_!r}, "
-                f"finetune={m.get('finetune')!r}, trained on {m.get('n_train')} documents)")
+        return (
+            f"Classifier(model={self.model!r}, method={self.method!r}, {self.spec_!r}, "
+            f"finetune={m.get('finetune')!r}, trained on {m.get('n_train')} documents)"
+        )
 
 
-def train(data: Any, *, text: str = "text", label: Any = "label", id: str | None = None, labels: Any = None,
-          model: str = "minilm", method: str = "head", codebook: Any = None, config: Any = None,
-          kind: str | None = None, levels: Any = None, spec: LabelSpec | None = None, trust_remote_code: bool = False,
-          progress: bool = True, resume: bool = False, **settings: Any) -> Classifier:
+def train(
+    data: Any,
+    *,
+    text: str = "text",
+    label: Any = "label",
+    id: str | None = None,
+    labels: Any = None,
+    model: str = "minilm",
+    method: str = "head",
+    codebook: Any = None,
+    config: Any = None,
+    kind: str | None = None,
+    levels: Any = None,
+    spec: LabelSpec | None = None,
+    trust_remote_code: bool = False,
+    progress: bool = True,
+    resume: bool = False,
+    **settings: Any,
+) -> Classifier:
     """Fine-tune ``model`` to predict ``label`` from ``text``.
 
     Args:
@@ -245,14 +331,32 @@ def train(data: Any, *, text: str = "text", label: Any = "label", id: str | None
     if settings:
         TrainConfig.from_dict(settings)  # names an unknown or invalid setting
         cfg.update(settings)
-    clf = Classifier(model=model, method=method, config=TrainConfig.from_dict(cfg or None),
-                     trust_remote_code=trust_remote_code)
-    return clf.fit(data, text=text, label=label, id=id, labels=labels, codebook=codebook, kind=kind,
-                   levels=levels, spec=spec, progress=progress, resume=resume)
+    clf = Classifier(
+        model=model, method=method, config=TrainConfig.from_dict(cfg or None), trust_remote_code=trust_remote_code
+    )
+    return clf.fit(
+        data,
+        text=text,
+        label=label,
+        id=id,
+        labels=labels,
+        codebook=codebook,
+        kind=kind,
+        levels=levels,
+        spec=spec,
+        progress=progress,
+        resume=resume,
+    )
 
 
-def load(path: str | Path, *, base_model: str | None = None, device: str = "auto",
-         trust_remote_code: bool = False, allow_pickle: bool = False) -> Classifier:
+def load(
+    path: str | Path,
+    *,
+    base_model: str | None = None,
+    device: str = "auto",
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+) -> Classifier:
     """Load a Classifier saved with ``save()``.
 
     Args:
@@ -285,31 +389,49 @@ def load(path: str | Path, *, base_model: str | None = None, device: str = "auto
     except FineclassError:
         raise
     except (OSError, ValueError, TypeError, AttributeError) as e:
-        raise FineclassError(f"`path` {str(path)!r}: fineclass.json or labels.json is damaged ({e}). Save the model "
-                             f"again.", "path") from None
+        raise FineclassError(
+            f"`path` {str(path)!r}: fineclass.json or labels.json is damaged ({e}). Save the model again.", "path"
+        ) from None
     weights = manifest.get("weights")
     if weights not in ("model", "adapter") or not (folder / weights).is_dir():
-        raise FineclassError(f"`path` {str(path)!r}: the manifest names weights {weights!r} that are not in the "
-                             f"folder.", "path")
+        raise FineclassError(
+            f"`path` {str(path)!r}: the manifest names weights {weights!r} that are not in the folder.", "path"
+        )
     dev = pick_device(device)
     base = None
     if weights == "adapter":
         base = resolve(base_model or manifest.get("model"))
     method = get_method(manifest["method"])
     from safetensors import SafetensorError
+
     try:
-        module, tok = method.load(folder, manifest, spec, dev, base, trust_remote_code=trust_remote_code,
-                                  allow_pickle=allow_pickle)
+        module, tok = method.load(
+            folder, manifest, spec, dev, base, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+        )
     except FineclassError:
         raise
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # damaged weights or tokenizer files
-        raise FineclassError(f"`path` {str(path)!r}: the model files could not be loaded ({type(e).__name__}: "
-                             f"{e}). Save the model again.", "path") from None
-    clf = Classifier(model=manifest.get("model"), method=manifest["method"],
-                     config=TrainConfig.from_dict(manifest.get("config")), trust_remote_code=trust_remote_code)
-    return clf._adopt(method=method, module=module, tokenizer=tok, spec=spec, device=dev,
-                      thresholds=manifest.get("thresholds", {}), manifest=manifest,
-                      history=manifest.get("history", []))
+        raise FineclassError(
+            f"`path` {str(path)!r}: the model files could not be loaded ({type(e).__name__}: "
+            f"{e}). Save the model again.",
+            "path",
+        ) from None
+    clf = Classifier(
+        model=manifest.get("model"),
+        method=manifest["method"],
+        config=TrainConfig.from_dict(manifest.get("config")),
+        trust_remote_code=trust_remote_code,
+    )
+    return clf._adopt(
+        method=method,
+        module=module,
+        tokenizer=tok,
+        spec=spec,
+        device=dev,
+        thresholds=manifest.get("thresholds", {}),
+        manifest=manifest,
+        history=manifest.get("history", []),
+    )
 
 
 def to_long(predictions: Any) -> pa.Table:
@@ -329,8 +451,11 @@ def to_long(predictions: Any) -> pa.Table:
     """
     t = read_table(predictions, "predictions")
     if "labels" not in t.column_names or "id" not in t.column_names:
-        raise FineclassError("`predictions` needs columns `id` and `labels` (the output of predict() for a "
-                             "multi-label or dimension->level model).", "predictions")
+        raise FineclassError(
+            "`predictions` needs columns `id` and `labels` (the output of predict() for a "
+            "multi-label or dimension->level model).",
+            "predictions",
+        )
     ids = t.column("id")
     lab = t.column("labels").combine_chunks()
     lengths = np.diff(lab.offsets.to_numpy())

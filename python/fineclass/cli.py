@@ -3,6 +3,7 @@
 Each handler converts the parsed arguments, calls one function of the core, and prints or writes its result; a
 FineclassError ends the command with status 2 and its message.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,6 +48,7 @@ def _write_table(table: Any, path: str) -> None:
     """A table to a .csv file, or else a Parquet file."""
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
+
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     (pcsv.write_csv if p.suffix.lower() == ".csv" else pq.write_table)(table, str(p))
@@ -81,25 +83,46 @@ def _label_arg(label: str, long_table: Any) -> Any:
 # ---------------------------------------------------------------------- handlers
 def _train(args) -> int:
     from .classifier import train
+
     config = json.loads(args.config) if args.config else {}
     for key in ("epochs", "max_length", "batch_size", "seed"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
-    clf = train(args.data, text=args.text, label=_label_arg(args.label, args.labels), id=args.id,
-                labels=args.labels, model=args.model, method=args.method, codebook=args.codebook, config=config)
+    clf = train(
+        args.data,
+        text=args.text,
+        label=_label_arg(args.label, args.labels),
+        id=args.id,
+        labels=args.labels,
+        model=args.model,
+        method=args.method,
+        codebook=args.codebook,
+        config=config,
+    )
     print(f"saved the fitted classifier to {clf.save(args.output, overwrite=args.overwrite)}")
     return 0
 
 
 def _classify(args) -> int:
     from .infer import classify
+
     options = {}
     if args.engine == "ray":
         names = ("address", "num_actors", "gpus_per_actor", "cpus_per_actor", "max_retries")
         options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    result = classify(args.input, model=args.model, output=args.output, text=args.text, id=args.id,
-                      batch_tokens=args.batch_tokens, resume=not args.no_resume, shard=args.shard,
-                      shard_rows=args.shard_rows, engine=args.engine, **options)
+    result = classify(
+        args.input,
+        model=args.model,
+        output=args.output,
+        text=args.text,
+        id=args.id,
+        batch_tokens=args.batch_tokens,
+        resume=not args.no_resume,
+        shard=args.shard,
+        shard_rows=args.shard_rows,
+        engine=args.engine,
+        **options,
+    )
     print(json.dumps(result, indent=2))
     return 0
 
@@ -109,11 +132,13 @@ def _split_filter(table: Any, split: str | None, argument: str) -> Any:
     import pyarrow.compute as pc
 
     from .errors import FineclassError
+
     if split is None:
         return table
     if "split" not in table.column_names:
-        raise FineclassError(f"--split needs a `split` column in {argument}; columns are: "
-                             f"{', '.join(table.column_names)}.", "split")
+        raise FineclassError(
+            f"--split needs a `split` column in {argument}; columns are: {', '.join(table.column_names)}.", "split"
+        )
     out = table.filter(pc.equal(table.column("split").cast(pa.string()), split))
     if out.num_rows == 0:
         raise FineclassError(f"no row of {argument} has split == {split!r}.", "split")
@@ -126,6 +151,7 @@ def _evaluate(args) -> int:
     from .errors import FineclassError
     from .evaluation import EvaluationWarning, evaluate
     from .tables import read_table
+
     truth = _split_filter(read_table(args.truth, "truth"), args.split, "TRUTH")
     ids = None
     if args.ids_from:
@@ -135,9 +161,20 @@ def _evaluate(args) -> int:
     label = args.label.split(",") if args.label and "," in args.label else args.label
     with warnings.catch_warnings():  # what the warnings say is printed with the notes
         warnings.simplefilter("ignore", EvaluationWarning)
-        ev = evaluate(args.predictions, truth, spec=args.spec, kind=args.kind, id=args.id, label=label, ids=ids,
-                      on_mismatch=args.on_mismatch, bootstrap=args.bootstrap, confidence=args.confidence,
-                      seed=args.seed, cluster=args.cluster)
+        ev = evaluate(
+            args.predictions,
+            truth,
+            spec=args.spec,
+            kind=args.kind,
+            id=args.id,
+            label=label,
+            ids=ids,
+            on_mismatch=args.on_mismatch,
+            bootstrap=args.bootstrap,
+            confidence=args.confidence,
+            seed=args.seed,
+            cluster=args.cluster,
+        )
     print(repr(ev))
     if args.output:
         out = Path(args.output)
@@ -156,12 +193,24 @@ def _evaluate(args) -> int:
 def _curve(args) -> int:
     from .curve import learning_curve
     from .tables import read_table
+
     test = read_table(args.test_ids, "test").column("id").to_pylist() if args.test_ids else None
-    lc = learning_curve(args.data, sizes=[int(s) for s in args.sizes.split(",")],
-                        seeds=[int(s) for s in args.seeds.split(",")], test=test, text=args.text,
-                        label=_label_arg(args.label, args.labels), id=args.id, labels=args.labels, model=args.model,
-                        method=args.method, config=json.loads(args.config) if args.config else None,
-                        target=args.target, plot=args.plot, checkpoint=args.checkpoint)
+    lc = learning_curve(
+        args.data,
+        sizes=[int(s) for s in args.sizes.split(",")],
+        seeds=[int(s) for s in args.seeds.split(",")],
+        test=test,
+        text=args.text,
+        label=_label_arg(args.label, args.labels),
+        id=args.id,
+        labels=args.labels,
+        model=args.model,
+        method=args.method,
+        config=json.loads(args.config) if args.config else None,
+        target=args.target,
+        plot=args.plot,
+        checkpoint=args.checkpoint,
+    )
     print(lc)
     if args.output:
         _write_table(lc.table, args.output)
@@ -171,12 +220,23 @@ def _curve(args) -> int:
 def _zero_shot(args) -> int:
     from .methods.generative import generate
     from .zeroshot import zero_shot_classifier
-    clf = zero_shot_classifier(args.model, labels=_list_arg(args.labels), codebook=args.codebook, kind=args.kind,
-                               levels=_list_arg(args.levels), prompt=args.prompt, max_length=args.max_length)
+
+    clf = zero_shot_classifier(
+        args.model,
+        labels=_list_arg(args.labels),
+        codebook=args.codebook,
+        kind=args.kind,
+        levels=_list_arg(args.levels),
+        prompt=args.prompt,
+        max_length=args.max_length,
+    )
     if args.save:
         print(f"saved the zero-shot classifier to {clf.save(args.save, overwrite=args.overwrite)}")
-    table = (generate(clf, args.input, text=args.text, id=args.id, progress=True) if args.generate else
-             clf.predict(args.input, text=args.text, id=args.id, progress=True))
+    table = (
+        generate(clf, args.input, text=args.text, id=args.id, progress=True)
+        if args.generate
+        else clf.predict(args.input, text=args.text, id=args.id, progress=True)
+    )
     _write_or_print(table, args.output)
     return 0
 
@@ -184,8 +244,16 @@ def _zero_shot(args) -> int:
 def _generate(args) -> int:
     from .classifier import load
     from .methods.generative import generate, generation_summary
-    table = generate(load(args.model), args.input, text=args.text, id=args.id, max_new_tokens=args.max_new_tokens,
-                     batch_size=args.batch_size, progress=True)
+
+    table = generate(
+        load(args.model),
+        args.input,
+        text=args.text,
+        id=args.id,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        progress=True,
+    )
     print(json.dumps(generation_summary(table)))
     _write_or_print(table, args.output)
     return 0
@@ -194,6 +262,7 @@ def _generate(args) -> int:
 def _export(args) -> int:
     from .classifier import load
     from .methods.generative import export_merged
+
     print(f"wrote the merged model to {export_merged(load(args.model), args.path, overwrite=args.overwrite)}")
     return 0
 
@@ -203,18 +272,33 @@ def _propose(args) -> int:
     from .client import Endpoint
     from .crowd import propose
     from .errors import FineclassError
+
     proposers: dict[str, Any] = {}
     for m in args.model or []:
         proposers[Path(m).name] = load(m)
     for url, model in args.endpoint or []:
-        ep = Endpoint(url, model, key_env=None if args.key_env.lower() == "none" else args.key_env,
-                      timeout=args.timeout, concurrency=args.concurrency, cache=args.cache if args.cache else True)
+        ep = Endpoint(
+            url,
+            model,
+            key_env=None if args.key_env.lower() == "none" else args.key_env,
+            timeout=args.timeout,
+            concurrency=args.concurrency,
+            cache=args.cache if args.cache else True,
+        )
         proposers[ep.label] = ep
     if not proposers:
         raise FineclassError("name at least one proposer: --model FOLDER and/or --endpoint URL MODEL.", "proposers")
     prompt = Path(args.prompt).read_text(encoding="utf-8") if args.prompt else None
-    out, stats = propose(args.data, proposers, text=args.text, id=args.id, spec=args.spec, prompt=prompt,
-                         return_stats=True, progress=True)
+    out, stats = propose(
+        args.data,
+        proposers,
+        text=args.text,
+        id=args.id,
+        spec=args.spec,
+        prompt=prompt,
+        return_stats=True,
+        progress=True,
+    )
     _write_table(out, args.output)
     _print_table(stats, "proposers")
     print(f"\nwrote {out.num_rows} rows to {args.output}")
@@ -223,14 +307,25 @@ def _propose(args) -> int:
 
 def _review_export(args) -> int:
     from .crowd import export_review
-    for p in export_review(args.proposals, args.output, coders=args.coders, overlap=args.overlap, seed=args.seed,
-                           texts=args.texts, text=args.text, id=args.id, overwrite=args.overwrite):
+
+    for p in export_review(
+        args.proposals,
+        args.output,
+        coders=args.coders,
+        overlap=args.overlap,
+        seed=args.seed,
+        texts=args.texts,
+        text=args.text,
+        id=args.id,
+        overwrite=args.overwrite,
+    ):
         print(f"wrote {p}")
     return 0
 
 
 def _review_import(args) -> int:
     from .crowd import acceptance_report, import_review
+
     decisions = import_review(args.sheets, args.proposals, complete=not args.partial)
     _write_table(decisions, args.output)
     for name, t in acceptance_report(decisions).items():
@@ -241,8 +336,10 @@ def _review_import(args) -> int:
 
 def _review_assemble(args) -> int:
     from .crowd import assemble_training_set
-    table = assemble_training_set(args.decisions, rule=args.rule, conflict=args.conflict, priority=args.priority,
-                                  kind=args.kind)
+
+    table = assemble_training_set(
+        args.decisions, rule=args.rule, conflict=args.conflict, priority=args.priority, kind=args.kind
+    )
     _write_table(table, args.output)
     print(f"wrote {table.num_rows} rows to {args.output}")
     return 0
@@ -250,18 +347,21 @@ def _review_assemble(args) -> int:
 
 def _serve(args) -> int:
     from .serve import serve
+
     serve(args.model, host=args.host, port=args.port, key_env=args.key_env, name=args.name, quiet=args.quiet)
     return 0
 
 
 def _demo(args) -> int:
     from .demo import run_demo
+
     run_demo(output=args.output, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs, seed=args.seed)
     return 0
 
 
 def _doctor(args) -> int:
     from .doctor import doctor
+
     report = doctor()
     if args.json:
         print(json.dumps(report, indent=2))
@@ -273,152 +373,253 @@ def _doctor(args) -> int:
 
 # ---------------------------------------------------------------------- the table
 DATA = "Parquet/CSV file, glob or folder"
-COLUMNS = [arg("--text", default="text", help="the text column (default: text)"),
-           arg("--id", default=None, help="the id column (default: a column named id, else the row number)")]
+COLUMNS = [
+    arg("--text", default="text", help="the text column (default: text)"),
+    arg("--id", default=None, help="the id column (default: a column named id, else the row number)"),
+]
 
 COMMANDS = [
-    Command("train", "fine-tune a classifier and save it to a folder", _train, [
-        arg("data", help=f"training data: {DATA}"),
-        arg("--output", "-o", required=True, help="folder for the fitted classifier"),
-        *COLUMNS,
-        arg("--label", default="label", help="label column; 'dimension,level' with --labels for that shape"),
-        arg("--labels", default=None, help="a long label table (id + label, or id + dimension + level)"),
-        arg("--model", default="minilm", help="alias (minilm, smollm2-135m), folder or hub id"),
-        arg("--method", default="head", help="head or generative (a registered method)"),
-        arg("--codebook", default=None, help="JSON file or table with code, name[, description]"),
-        arg("--config", default=None, help="TrainConfig settings as JSON, e.g. '{\"epochs\": 2}'"),
-        arg("--epochs", type=int),
-        arg("--max-length", dest="max_length", type=int),
-        arg("--batch-size", dest="batch_size", type=int),
-        arg("--seed", type=int),
-        arg("--overwrite", action="store_true")]),
-    Command("classify", "classify a corpus into Parquet shards (resumable)", _classify, [
-        arg("model", help="folder of a saved classifier"),
-        arg("input", help=DATA),
-        arg("--output", "-o", required=True, help="output folder for Parquet shards"),
-        *COLUMNS,
-        arg("--batch-tokens", dest="batch_tokens", type=int, default=None),
-        arg("--shard", default=None, help="i/n: this job's share of the shards (e.g. a SLURM array)"),
-        arg("--shard-rows", dest="shard_rows", type=int, default=20_000),
-        arg("--no-resume", action="store_true", help="refuse to continue an existing output folder"),
-        arg("--engine", default="local", choices=["local", "ray"]),
-        arg("--address", default=None, help="Ray cluster address (with --engine ray), e.g. auto"),
-        arg("--num-actors", dest="num_actors", type=int, default=None, help="Ray: predictors in the pool"),
-        arg("--gpus-per-actor", dest="gpus_per_actor", type=float, default=None),
-        arg("--cpus-per-actor", dest="cpus_per_actor", type=float, default=None),
-        arg("--max-retries", dest="max_retries", type=int, default=None, help="Ray: retries of a failed shard")]),
-    Command("evaluate", "score predictions against human codes", _evaluate, [
-        arg("predictions", help=f"predictions: {DATA}"),
-        arg("truth", help=f"human codes: {DATA}"),
-        arg("--kind", choices=KINDS, help="label shape (default: inferred)"),
-        arg("--spec", help="a label spec JSON file (or a saved model folder)"),
-        arg("--id", default="id", help="id column (default: id)"),
-        arg("--label", help="label column, or DIMENSION,LEVEL columns"),
-        arg("--ids-from", dest="ids_from", help="a table whose id column lists the documents to score"),
-        arg("--split", help="keep only rows of TRUTH (and --ids-from) whose `split` column equals this"),
-        arg("--on-mismatch", dest="on_mismatch", choices=("error", "intersect"), default="error"),
-        arg("--bootstrap", type=int, default=1000, help="resamples for the intervals (0: none)"),
-        arg("--confidence", type=float, default=0.95),
-        arg("--seed", type=int, default=0),
-        arg("--cluster", help="a column of TRUTH with each document's cluster"),
-        arg("--output", help="write the result: .csv (the metrics table) or .json (every table)")],
-        description="Score predictions against human codes and print the metrics with bootstrap intervals."),
-    Command("curve", "learning curve: train at several sizes and seeds, fit, extrapolate", _curve, [
-        arg("data", help="training data: Parquet/CSV with id and text (and the label column)"),
-        arg("--labels", default=None, help="long label table (id + label, or id + dimension + level)"),
-        arg("--label", default="label", help="label column, or 'dimension,level' with --labels"),
-        *COLUMNS,
-        arg("--sizes", default="100,200,400,800"),
-        arg("--seeds", default="0,1,2"),
-        arg("--test-ids", dest="test_ids", default=None, help="Parquet/CSV with the test ids (column id)"),
-        arg("--model", default="minilm"),
-        arg("--method", default="head", help="head or generative (a registered method)"),
-        arg("--config", default=None, help="TrainConfig settings as JSON"),
-        arg("--target", type=float, default=None),
-        arg("--plot", default="learning-curve.png"),
-        arg("--output", default=None, help="write the runs table to this CSV or Parquet file"),
-        arg("--checkpoint", default=None,
-            help="JSON-lines file recording finished runs; rerun the same command to resume")]),
-    Command("zero-shot", "classify by prompting a causal LM without training", _zero_shot, [
-        arg("input", help=DATA),
-        arg("--model", default="smollm2-135m"),
-        arg("--labels", default=None, help="comma-separated class codes (dimensions with --kind dimlevel)"),
-        arg("--codebook", default=None, help="JSON file or table with code, name[, description]"),
-        arg("--kind", default="single", choices=KINDS),
-        arg("--levels", default=None, help="comma-separated ordered levels (dimlevel)"),
-        arg("--prompt", default=None, help="template with {text} (and optionally {codebook})"),
-        arg("--max-length", dest="max_length", type=int, default=256),
-        *COLUMNS,
-        arg("--generate", action="store_true", help="free generation, parsed strictly (the paper's way)"),
-        arg("--output", "-o", default=None, help="Parquet file for the predictions"),
-        arg("--save", default=None, help="also save the zero-shot classifier to this folder"),
-        arg("--overwrite", action="store_true")]),
-    Command("generate", "free generation with a saved generative classifier", _generate, [
-        arg("model", help="folder of a saved generative classifier"),
-        arg("input", help=DATA),
-        arg("--output", "-o", default=None, help="Parquet file for answers and parsed labels"),
-        *COLUMNS,
-        arg("--max-new-tokens", dest="max_new_tokens", type=int, default=None),
-        arg("--batch-size", dest="batch_size", type=int, default=8)]),
-    Command("export", "write a generative classifier with its adapter merged (safetensors)", _export, [
-        arg("model", help="folder of a saved generative classifier"),
-        arg("path", help="output folder (for vLLM, or llama.cpp's convert_hf_to_gguf.py)"),
-        arg("--overwrite", action="store_true")]),
-    Command("propose", "ask models and endpoints to propose labels", _propose, [
-        arg("data", help=f"documents: {DATA}"),
-        arg("-o", "--output", required=True, help="proposals file (.parquet or .csv)"),
-        arg("--model", action="append", metavar="FOLDER", help="a saved fineclass classifier (repeatable)"),
-        arg("--endpoint", action="append", nargs=2, metavar=("URL", "MODEL"),
-            help="an OpenAI-compatible endpoint and model name (repeatable)"),
-        arg("--key-env", default="OPENAI_API_KEY", metavar="VAR",
-            help="variable holding the endpoints' key (default OPENAI_API_KEY; 'none' for no key)"),
-        arg("--spec", help="label spec JSON (needed when every proposer is an endpoint)"),
-        arg("--prompt", help="file with instructions replacing the default prompt"),
-        *COLUMNS,
-        arg("--timeout", type=float, default=60.0),
-        arg("--concurrency", type=int, default=4),
-        arg("--cache", default=None, help="response cache folder (default ~/.cache/fineclass/chat)")],
-        description="Ask fitted models and OpenAI-compatible endpoints for labels."),
-    Command("review", "review sheets: export, import, assemble", None, subcommands=[
-        Command("export", "write one review sheet per coder", _review_export, [
-            arg("proposals", help="proposals file from `fineclass propose`"),
-            arg("-o", "--output", required=True, help="folder/review.csv or folder/review.xlsx"),
-            arg("--coders", nargs="+", default=None),
-            arg("--overlap", type=float, default=0.1),
-            arg("--seed", type=int, default=0),
-            arg("--texts", default=None, help="documents, to show each text beside its proposals"),
+    Command(
+        "train",
+        "fine-tune a classifier and save it to a folder",
+        _train,
+        [
+            arg("data", help=f"training data: {DATA}"),
+            arg("--output", "-o", required=True, help="folder for the fitted classifier"),
             *COLUMNS,
-            arg("--overwrite", action="store_true")]),
-        Command("import", "read filled sheets, validate, report acceptance", _review_import, [
-            arg("sheets", nargs="+", help="filled review sheets (.csv/.xlsx; globs allowed)"),
-            arg("--proposals", required=True),
-            arg("-o", "--output", required=True, help="decisions file (.parquet or .csv)"),
-            arg("--partial", action="store_true", help="allow proposals that are in no sheet")]),
-        Command("assemble", "build a training set from decisions", _review_assemble, [
-            arg("decisions"),
-            arg("-o", "--output", required=True),
-            arg("--rule", choices=RULES, default="any-accept"),
-            arg("--conflict", choices=CONFLICTS, default="priority"),
-            arg("--priority", nargs="+", default=None, help="proposers, most trusted first"),
-            arg("--kind", choices=KINDS, default=None)]),
-    ], description="Review sheets for the hybrid workflow."),
-    Command("serve", "serve a fitted classifier as an OpenAI-compatible endpoint", _serve, [
-        arg("model", help="folder of a saved classifier"),
-        arg("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)"),
-        arg("--port", type=int, default=8000, help="port (default 8000)"),
-        arg("--key-env", default=None, metavar="VAR",
-            help="name of an environment variable holding the bearer key clients must send"),
-        arg("--name", default=None, help="model name to serve (default: the folder's name)"),
-        arg("--quiet", action="store_true", help="do not log requests")],
-        description="Serve a fitted classifier at /v1/chat/completions and /v1/models."),
-    Command("demo", "fine-tune on movie reviews and compare with TF-IDF + logistic regression", _demo, [
-        arg("--output", "-o", default="demo-output"),
-        arg("--n-train", dest="n_train", type=int, default=2000),
-        arg("--n-test", dest="n_test", type=int, default=1000),
-        arg("--epochs", type=int, default=2),
-        arg("--seed", type=int, default=0)]),
-    Command("doctor", "report Python, torch, device and versions", _doctor, [
-        arg("--json", action="store_true")]),
+            arg("--label", default="label", help="label column; 'dimension,level' with --labels for that shape"),
+            arg("--labels", default=None, help="a long label table (id + label, or id + dimension + level)"),
+            arg("--model", default="minilm", help="alias (minilm, smollm2-135m), folder or hub id"),
+            arg("--method", default="head", help="head or generative (a registered method)"),
+            arg("--codebook", default=None, help="JSON file or table with code, name[, description]"),
+            arg("--config", default=None, help="TrainConfig settings as JSON, e.g. '{\"epochs\": 2}'"),
+            arg("--epochs", type=int),
+            arg("--max-length", dest="max_length", type=int),
+            arg("--batch-size", dest="batch_size", type=int),
+            arg("--seed", type=int),
+            arg("--overwrite", action="store_true"),
+        ],
+    ),
+    Command(
+        "classify",
+        "classify a corpus into Parquet shards (resumable)",
+        _classify,
+        [
+            arg("model", help="folder of a saved classifier"),
+            arg("input", help=DATA),
+            arg("--output", "-o", required=True, help="output folder for Parquet shards"),
+            *COLUMNS,
+            arg("--batch-tokens", dest="batch_tokens", type=int, default=None),
+            arg("--shard", default=None, help="i/n: this job's share of the shards (e.g. a SLURM array)"),
+            arg("--shard-rows", dest="shard_rows", type=int, default=20_000),
+            arg("--no-resume", action="store_true", help="refuse to continue an existing output folder"),
+            arg("--engine", default="local", choices=["local", "ray"]),
+            arg("--address", default=None, help="Ray cluster address (with --engine ray), e.g. auto"),
+            arg("--num-actors", dest="num_actors", type=int, default=None, help="Ray: predictors in the pool"),
+            arg("--gpus-per-actor", dest="gpus_per_actor", type=float, default=None),
+            arg("--cpus-per-actor", dest="cpus_per_actor", type=float, default=None),
+            arg("--max-retries", dest="max_retries", type=int, default=None, help="Ray: retries of a failed shard"),
+        ],
+    ),
+    Command(
+        "evaluate",
+        "score predictions against human codes",
+        _evaluate,
+        [
+            arg("predictions", help=f"predictions: {DATA}"),
+            arg("truth", help=f"human codes: {DATA}"),
+            arg("--kind", choices=KINDS, help="label shape (default: inferred)"),
+            arg("--spec", help="a label spec JSON file (or a saved model folder)"),
+            arg("--id", default="id", help="id column (default: id)"),
+            arg("--label", help="label column, or DIMENSION,LEVEL columns"),
+            arg("--ids-from", dest="ids_from", help="a table whose id column lists the documents to score"),
+            arg("--split", help="keep only rows of TRUTH (and --ids-from) whose `split` column equals this"),
+            arg("--on-mismatch", dest="on_mismatch", choices=("error", "intersect"), default="error"),
+            arg("--bootstrap", type=int, default=1000, help="resamples for the intervals (0: none)"),
+            arg("--confidence", type=float, default=0.95),
+            arg("--seed", type=int, default=0),
+            arg("--cluster", help="a column of TRUTH with each document's cluster"),
+            arg("--output", help="write the result: .csv (the metrics table) or .json (every table)"),
+        ],
+        description="Score predictions against human codes and print the metrics with bootstrap intervals.",
+    ),
+    Command(
+        "curve",
+        "learning curve: train at several sizes and seeds, fit, extrapolate",
+        _curve,
+        [
+            arg("data", help="training data: Parquet/CSV with id and text (and the label column)"),
+            arg("--labels", default=None, help="long label table (id + label, or id + dimension + level)"),
+            arg("--label", default="label", help="label column, or 'dimension,level' with --labels"),
+            *COLUMNS,
+            arg("--sizes", default="100,200,400,800"),
+            arg("--seeds", default="0,1,2"),
+            arg("--test-ids", dest="test_ids", default=None, help="Parquet/CSV with the test ids (column id)"),
+            arg("--model", default="minilm"),
+            arg("--method", default="head", help="head or generative (a registered method)"),
+            arg("--config", default=None, help="TrainConfig settings as JSON"),
+            arg("--target", type=float, default=None),
+            arg("--plot", default="learning-curve.png"),
+            arg("--output", default=None, help="write the runs table to this CSV or Parquet file"),
+            arg(
+                "--checkpoint",
+                default=None,
+                help="JSON-lines file recording finished runs; rerun the same command to resume",
+            ),
+        ],
+    ),
+    Command(
+        "zero-shot",
+        "classify by prompting a causal LM without training",
+        _zero_shot,
+        [
+            arg("input", help=DATA),
+            arg("--model", default="smollm2-135m"),
+            arg("--labels", default=None, help="comma-separated class codes (dimensions with --kind dimlevel)"),
+            arg("--codebook", default=None, help="JSON file or table with code, name[, description]"),
+            arg("--kind", default="single", choices=KINDS),
+            arg("--levels", default=None, help="comma-separated ordered levels (dimlevel)"),
+            arg("--prompt", default=None, help="template with {text} (and optionally {codebook})"),
+            arg("--max-length", dest="max_length", type=int, default=256),
+            *COLUMNS,
+            arg("--generate", action="store_true", help="free generation, parsed strictly (the paper's way)"),
+            arg("--output", "-o", default=None, help="Parquet file for the predictions"),
+            arg("--save", default=None, help="also save the zero-shot classifier to this folder"),
+            arg("--overwrite", action="store_true"),
+        ],
+    ),
+    Command(
+        "generate",
+        "free generation with a saved generative classifier",
+        _generate,
+        [
+            arg("model", help="folder of a saved generative classifier"),
+            arg("input", help=DATA),
+            arg("--output", "-o", default=None, help="Parquet file for answers and parsed labels"),
+            *COLUMNS,
+            arg("--max-new-tokens", dest="max_new_tokens", type=int, default=None),
+            arg("--batch-size", dest="batch_size", type=int, default=8),
+        ],
+    ),
+    Command(
+        "export",
+        "write a generative classifier with its adapter merged (safetensors)",
+        _export,
+        [
+            arg("model", help="folder of a saved generative classifier"),
+            arg("path", help="output folder (for vLLM, or llama.cpp's convert_hf_to_gguf.py)"),
+            arg("--overwrite", action="store_true"),
+        ],
+    ),
+    Command(
+        "propose",
+        "ask models and endpoints to propose labels",
+        _propose,
+        [
+            arg("data", help=f"documents: {DATA}"),
+            arg("-o", "--output", required=True, help="proposals file (.parquet or .csv)"),
+            arg("--model", action="append", metavar="FOLDER", help="a saved fineclass classifier (repeatable)"),
+            arg(
+                "--endpoint",
+                action="append",
+                nargs=2,
+                metavar=("URL", "MODEL"),
+                help="an OpenAI-compatible endpoint and model name (repeatable)",
+            ),
+            arg(
+                "--key-env",
+                default="OPENAI_API_KEY",
+                metavar="VAR",
+                help="variable holding the endpoints' key (default OPENAI_API_KEY; 'none' for no key)",
+            ),
+            arg("--spec", help="label spec JSON (needed when every proposer is an endpoint)"),
+            arg("--prompt", help="file with instructions replacing the default prompt"),
+            *COLUMNS,
+            arg("--timeout", type=float, default=60.0),
+            arg("--concurrency", type=int, default=4),
+            arg("--cache", default=None, help="response cache folder (default ~/.cache/fineclass/chat)"),
+        ],
+        description="Ask fitted models and OpenAI-compatible endpoints for labels.",
+    ),
+    Command(
+        "review",
+        "review sheets: export, import, assemble",
+        None,
+        subcommands=[
+            Command(
+                "export",
+                "write one review sheet per coder",
+                _review_export,
+                [
+                    arg("proposals", help="proposals file from `fineclass propose`"),
+                    arg("-o", "--output", required=True, help="folder/review.csv or folder/review.xlsx"),
+                    arg("--coders", nargs="+", default=None),
+                    arg("--overlap", type=float, default=0.1),
+                    arg("--seed", type=int, default=0),
+                    arg("--texts", default=None, help="documents, to show each text beside its proposals"),
+                    *COLUMNS,
+                    arg("--overwrite", action="store_true"),
+                ],
+            ),
+            Command(
+                "import",
+                "read filled sheets, validate, report acceptance",
+                _review_import,
+                [
+                    arg("sheets", nargs="+", help="filled review sheets (.csv/.xlsx; globs allowed)"),
+                    arg("--proposals", required=True),
+                    arg("-o", "--output", required=True, help="decisions file (.parquet or .csv)"),
+                    arg("--partial", action="store_true", help="allow proposals that are in no sheet"),
+                ],
+            ),
+            Command(
+                "assemble",
+                "build a training set from decisions",
+                _review_assemble,
+                [
+                    arg("decisions"),
+                    arg("-o", "--output", required=True),
+                    arg("--rule", choices=RULES, default="any-accept"),
+                    arg("--conflict", choices=CONFLICTS, default="priority"),
+                    arg("--priority", nargs="+", default=None, help="proposers, most trusted first"),
+                    arg("--kind", choices=KINDS, default=None),
+                ],
+            ),
+        ],
+        description="Review sheets for the hybrid workflow.",
+    ),
+    Command(
+        "serve",
+        "serve a fitted classifier as an OpenAI-compatible endpoint",
+        _serve,
+        [
+            arg("model", help="folder of a saved classifier"),
+            arg("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)"),
+            arg("--port", type=int, default=8000, help="port (default 8000)"),
+            arg(
+                "--key-env",
+                default=None,
+                metavar="VAR",
+                help="name of an environment variable holding the bearer key clients must send",
+            ),
+            arg("--name", default=None, help="model name to serve (default: the folder's name)"),
+            arg("--quiet", action="store_true", help="do not log requests"),
+        ],
+        description="Serve a fitted classifier at /v1/chat/completions and /v1/models.",
+    ),
+    Command(
+        "demo",
+        "fine-tune on movie reviews and compare with TF-IDF + logistic regression",
+        _demo,
+        [
+            arg("--output", "-o", default="demo-output"),
+            arg("--n-train", dest="n_train", type=int, default=2000),
+            arg("--n-test", dest="n_test", type=int, default=1000),
+            arg("--epochs", type=int, default=2),
+            arg("--seed", type=int, default=0),
+        ],
+    ),
+    Command("doctor", "report Python, torch, device and versions", _doctor, [arg("--json", action="store_true")]),
 ]
 
 
@@ -462,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     from .errors import FineclassError
+
     try:
         return args.func(args)
     except FineclassError as e:

@@ -8,6 +8,7 @@ reported in its result (``error``), never raised, so one bad answer does not end
 The API key is read from an environment variable each time a request is sent. It is never stored on the
 endpoint, never written to the cache, to logs or to manifests, and never part of a cache key.
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -42,24 +43,32 @@ def default_cache_dir() -> Path:
         ``$FINECLASS_CACHE/chat``, else ``$XDG_CACHE_HOME/fineclass/chat`` or ``~/.cache/fineclass/chat``.
     """
     base = os.environ.get("FINECLASS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fineclass")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fineclass"
+    )
     return Path(base) / "chat"
 
 
 def _chat_url(url: str) -> str:
     """Validate a base URL and return the full chat-completions URL."""
     if not isinstance(url, str) or not url.strip():
-        raise FineclassError("`url` must be the endpoint's address, e.g. 'https://api.openai.com/v1' or "
-                             "'http://127.0.0.1:8000/v1'.", "url")
+        raise FineclassError(
+            "`url` must be the endpoint's address, e.g. 'https://api.openai.com/v1' or 'http://127.0.0.1:8000/v1'.",
+            "url",
+        )
     url = url.strip()
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise FineclassError(
             f"`url` {url!r} has no http:// or https:// scheme and host. Write it in full, e.g. "
-            f"'http://{url.split('://')[-1].lstrip('/')}'.", "url")
+            f"'http://{url.split('://')[-1].lstrip('/')}'.",
+            "url",
+        )
     if parts.username or parts.password:
-        raise FineclassError("`url` must not contain a user name or password; put the key in an environment "
-                             "variable and name it with `key_env=`.", "url")
+        raise FineclassError(
+            "`url` must not contain a user name or password; put the key in an environment "
+            "variable and name it with `key_env=`.",
+            "url",
+        )
     path = parts.path.rstrip("/")
     if path.endswith("/chat/completions"):
         pass
@@ -111,22 +120,24 @@ class Endpoint:
         if self.key_env is not None and (not isinstance(self.key_env, str) or not self.key_env):
             raise FineclassError("`key_env` must be the name of an environment variable, or None.", "key_env")
         if self.key_env and self.key_env.startswith(("sk-", "Bearer ")):
-            raise FineclassError("`key_env` takes the name of an environment variable, not the key itself. Put "
-                                 "the key in a variable (e.g. OPENAI_API_KEY) and pass its name.", "key_env")
+            raise FineclassError(
+                "`key_env` takes the name of an environment variable, not the key itself. Put "
+                "the key in a variable (e.g. OPENAI_API_KEY) and pass its name.",
+                "key_env",
+            )
         for arg in ("timeout", "backoff", "max_backoff"):
             v = getattr(self, arg)
             if not isinstance(v, (int, float)) or v < 0 or (arg == "timeout" and v == 0):
                 raise FineclassError(f"`{arg}` must be a positive number of seconds; got {v!r}.", arg)
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise FineclassError(f"`max_retries` must be a whole number >= 0; got {self.max_retries!r}.",
-                                 "max_retries")
+            raise FineclassError(f"`max_retries` must be a whole number >= 0; got {self.max_retries!r}.", "max_retries")
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
-            raise FineclassError(f"`concurrency` must be a whole number >= 1; got {self.concurrency!r}.",
-                                 "concurrency")
+            raise FineclassError(f"`concurrency` must be a whole number >= 1; got {self.concurrency!r}.", "concurrency")
         reserved = {"model", "messages", "stream"} & set(self.params or {})
         if reserved:
-            raise FineclassError(f"`params` may not set {', '.join(sorted(reserved))}; they are set by "
-                                 f"fineclass.", "params")
+            raise FineclassError(
+                f"`params` may not set {', '.join(sorted(reserved))}; they are set by fineclass.", "params"
+            )
         self.params = dict(self.params or {})
 
     @property
@@ -154,7 +165,9 @@ class Endpoint:
             raise FineclassError(
                 f"the environment variable {self.key_env} that should hold the API key for {self.url} is not "
                 f"set. Set it (e.g. in R: Sys.setenv({self.key_env} = '...'), in a shell: export "
-                f"{self.key_env}=...), or pass `key_env=None` for a server without a key.", "key_env")
+                f"{self.key_env}=...), or pass `key_env=None` for a server without a key.",
+                "key_env",
+            )
         return key
 
     def cache_key(self, messages: Sequence[Mapping[str, Any]]) -> str:
@@ -166,8 +179,12 @@ class Endpoint:
         Returns:
             A hex SHA-256.
         """
-        blob = json.dumps({"url": self.chat_url, "model": self.model, "messages": list(messages),
-                           "params": self.params}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        blob = json.dumps(
+            {"url": self.chat_url, "model": self.model, "messages": list(messages), "params": self.params},
+            sort_keys=True,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def chat(self, messages: Sequence[Mapping[str, Any]]) -> "ChatResult":
@@ -185,6 +202,7 @@ class Endpoint:
 @dataclass
 class ChatResult:
     """The outcome of one chat request."""
+
     content: str | None = None
     error: str | None = None
     prompt_tokens: int | None = None
@@ -259,8 +277,7 @@ _OPENER = urllib.request.build_opener(_NoRedirect)
 
 def _send(endpoint: Endpoint, messages, key: str | None, stop: threading.Event) -> ChatResult:
     body = json.dumps({"model": endpoint.model, "messages": list(messages), **endpoint.params}).encode("utf-8")
-    headers = {"Content-Type": "application/json", "Accept": "application/json",
-               "User-Agent": "fineclass-client"}
+    headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "fineclass-client"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
     result = ChatResult()
@@ -286,13 +303,20 @@ def _send(endpoint: Endpoint, messages, key: str | None, stop: threading.Event) 
         except urllib.error.HTTPError as e:
             detail = _error_detail(e)
             if e.code in (401, 403):
-                raise _Abort(f"{endpoint.url} refused the key (HTTP {e.code}{detail}). Check the key in the "
-                             f"environment variable {endpoint.key_env}." if endpoint.key_env else
-                             f"{endpoint.url} asks for a key (HTTP {e.code}{detail}). Put it in an environment "
-                             f"variable and pass its name as `key_env=`.", "key_env") from None
+                raise _Abort(
+                    f"{endpoint.url} refused the key (HTTP {e.code}{detail}). Check the key in the "
+                    f"environment variable {endpoint.key_env}."
+                    if endpoint.key_env
+                    else f"{endpoint.url} asks for a key (HTTP {e.code}{detail}). Put it in an environment "
+                    f"variable and pass its name as `key_env=`.",
+                    "key_env",
+                ) from None
             if e.code == 404:
-                raise _Abort(f"{endpoint.chat_url} answered 404 Not Found{detail}. Check `url` and `model` "
-                             f"({endpoint.model!r}).", "url") from None
+                raise _Abort(
+                    f"{endpoint.chat_url} answered 404 Not Found{detail}. Check `url` and `model` "
+                    f"({endpoint.model!r}).",
+                    "url",
+                ) from None
             last_error = f"HTTP {e.code}{detail}"
             if 300 <= e.code < 400:
                 last_error += f" (a redirect to {e.headers.get('Location')!r}, not followed: use that address as `url`)"
@@ -318,7 +342,7 @@ def _send(endpoint: Endpoint, messages, key: str | None, stop: threading.Event) 
             last_error = f"connection failed: {e}"
         if attempt < endpoint.max_retries:
             if wait is None:
-                wait = min(endpoint.max_backoff, endpoint.backoff * (2 ** attempt))
+                wait = min(endpoint.max_backoff, endpoint.backoff * (2**attempt))
                 wait += random.uniform(0, 0.1 * wait)
             stop.wait(wait)
     result.error = last_error
@@ -343,8 +367,9 @@ def _int_or_none(v) -> int | None:
         return None
 
 
-def chat_many(endpoint: Endpoint, conversations: Sequence[Sequence[Mapping[str, Any]]], *,
-              progress: bool = False) -> tuple[list[ChatResult], dict]:
+def chat_many(
+    endpoint: Endpoint, conversations: Sequence[Sequence[Mapping[str, Any]]], *, progress: bool = False
+) -> tuple[list[ChatResult], dict]:
     """Send many conversations to one endpoint.
 
     Cached responses are used without a request. Each failed item carries its ``error``; only an error that
@@ -387,11 +412,16 @@ def chat_many(endpoint: Endpoint, conversations: Sequence[Sequence[Mapping[str, 
             r = _send(endpoint, conversations[i], key, stop)
             if r.error is None and cache_dir is not None:
                 h = endpoint.cache_key(conversations[i])
-                _write_cache(cache_dir / h[:2] / f"{h}.json",
-                             {"content": r.content, "model": endpoint.model, "url": endpoint.chat_url,
-                              "usage": {"prompt_tokens": r.prompt_tokens,
-                                        "completion_tokens": r.completion_tokens},
-                              "created": int(time.time())})
+                _write_cache(
+                    cache_dir / h[:2] / f"{h}.json",
+                    {
+                        "content": r.content,
+                        "model": endpoint.model,
+                        "url": endpoint.chat_url,
+                        "usage": {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens},
+                        "created": int(time.time()),
+                    },
+                )
             if bar is not None:
                 bar.update(1)
             return r
@@ -426,6 +456,7 @@ def chat_many(endpoint: Endpoint, conversations: Sequence[Sequence[Mapping[str, 
 def _progress(total: int, name: str):
     try:
         from tqdm.auto import tqdm
+
         return tqdm(total=total, desc=f"propose: {name}", unit="req", leave=False)
     except ImportError:  # pragma: no cover
         return None

@@ -4,6 +4,7 @@ Settings left at ``None`` take the method's default (the head method's, or the p
 method: LoRA r=64, learning rate 2e-4, warmup 0.03, max grad norm 0.3); the resolved values are recorded in
 the model's manifest. R passes a named list through ``TrainConfig.from_dict``.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -58,6 +59,7 @@ class TrainConfig:
         >>> TrainConfig(epochs=2.0, finetune="lora").epochs
         2
     """
+
     epochs: int = 3
     batch_size: int = 16
     learning_rate: Optional[float] = None
@@ -88,24 +90,29 @@ class TrainConfig:
             setattr(self, name, whole_number(getattr(self, name), name, allow_none=True))
         self.seed = whole_number(self.seed, "seed", minimum=None)
         if self.learning_rate is not None and not (0 < float(self.learning_rate) < 1):
-            raise FineclassError(f"`learning_rate` must be between 0 and 1; got {self.learning_rate!r}.",
-                                 "learning_rate")
+            raise FineclassError(
+                f"`learning_rate` must be between 0 and 1; got {self.learning_rate!r}.", "learning_rate"
+            )
         if self.warmup_ratio is not None and not (0 <= float(self.warmup_ratio) < 1):
             raise FineclassError(f"`warmup_ratio` must be in [0, 1); got {self.warmup_ratio!r}.", "warmup_ratio")
         if not (0 <= float(self.validation) < 0.9):
-            raise FineclassError(f"`validation` is the share of training rows held out for early stopping and "
-                                 f"must be in [0, 0.9); got {self.validation!r}.", "validation")
+            raise FineclassError(
+                f"`validation` is the share of training rows held out for early stopping and "
+                f"must be in [0, 0.9); got {self.validation!r}.",
+                "validation",
+            )
         if self.finetune not in FINETUNE:
-            raise FineclassError(f"`finetune` must be one of {', '.join(FINETUNE)}; got {self.finetune!r}.",
-                                 "finetune")
+            raise FineclassError(f"`finetune` must be one of {', '.join(FINETUNE)}; got {self.finetune!r}.", "finetune")
         if self.class_weights not in (None, "balanced", "none"):
-            raise FineclassError(f"`class_weights` must be 'balanced' or None; got {self.class_weights!r}.",
-                                 "class_weights")
+            raise FineclassError(
+                f"`class_weights` must be 'balanced' or None; got {self.class_weights!r}.", "class_weights"
+            )
         if self.class_weights == "none":
             self.class_weights = None
         if not (self.threshold == "tune" or isinstance(self.threshold, (int, float))):
-            raise FineclassError(f"`threshold` must be 'tune' or a number in (0, 1); got {self.threshold!r}.",
-                                 "threshold")
+            raise FineclassError(
+                f"`threshold` must be 'tune' or a number in (0, 1); got {self.threshold!r}.", "threshold"
+            )
         if self.prompt is not None and "{text}" not in self.prompt:
             raise FineclassError("`prompt` must contain the slot {text}, where each document goes.", "prompt")
         if isinstance(self.lora_targets, str):
@@ -139,8 +146,10 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise FineclassError(f"`config` has unknown settings: {', '.join(unknown)}. Known settings: "
-                                 f"{', '.join(sorted(known))}.", "config")
+            raise FineclassError(
+                f"`config` has unknown settings: {', '.join(unknown)}. Known settings: {', '.join(sorted(known))}.",
+                "config",
+            )
         return cls(**dict(d))
 
     def resolved(self, **defaults) -> "TrainConfig":

@@ -3,6 +3,7 @@
 ``learning_curve`` trains at each training size and seed on one fixed test split, scores each run with
 ``fineclass.evaluate``, fits ``score = a - b * n^(-c)`` and says how many labels would reach a target score.
 """
+
 from __future__ import annotations
 
 import sys
@@ -45,9 +46,19 @@ class LearningCurve:
             A table: size, mean, min, max, runs.
         """
         import polars as pl
-        return (pl.from_arrow(self.table).group_by("size").agg(
-            pl.col("score").mean().alias("mean"), pl.col("score").min().alias("min"),
-            pl.col("score").max().alias("max"), pl.len().alias("runs")).sort("size").to_arrow())
+
+        return (
+            pl.from_arrow(self.table)
+            .group_by("size")
+            .agg(
+                pl.col("score").mean().alias("mean"),
+                pl.col("score").min().alias("min"),
+                pl.col("score").max().alias("max"),
+                pl.len().alias("runs"),
+            )
+            .sort("size")
+            .to_arrow()
+        )
 
     def to_dict(self) -> dict:
         """Every table by name (for R: a named list of data frames).
@@ -63,8 +74,9 @@ class LearningCurve:
     def __repr__(self) -> str:
         rows = self.summary().to_pylist()
         lines = [f"LearningCurve ({self.metric}):"]
-        lines += [f"  n={r['size']:>6}: {r['mean']:.3f} (range {r['min']:.3f}-{r['max']:.3f}, {r['runs']} runs)"
-                  for r in rows]
+        lines += [
+            f"  n={r['size']:>6}: {r['mean']:.3f} (range {r['min']:.3f}-{r['max']:.3f}, {r['runs']} runs)" for r in rows
+        ]
         if self.needed is not None:
             r = self.needed.to_pylist()[0]
             lines.append(f"  labels needed for {r['target']}: {r['labels']} [{r['lower']}, {r['upper']}]")
@@ -78,12 +90,26 @@ def _subset(table: pa.Table, ids: Sequence) -> pa.Table:
     return table.filter(pa.compute.is_in(table.column("id"), value_set=wanted))
 
 
-def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), seeds: Sequence[int] = (0, 1, 2),
-                   test: Any = None, test_share: float = 0.2, text: str = "text", label: Any = "label",
-                   id: str | None = None, labels: Any = None, model: str = "minilm", method: str = "head",
-                   config: Any = None, metric: str | None = None, target: float | None = None,
-                   plot: str | Path | None = "learning-curve.png", progress: bool = True,
-                   checkpoint: str | Path | None = None) -> LearningCurve:
+def learning_curve(
+    data: Any,
+    *,
+    sizes: Sequence[int] = (100, 200, 400, 800),
+    seeds: Sequence[int] = (0, 1, 2),
+    test: Any = None,
+    test_share: float = 0.2,
+    text: str = "text",
+    label: Any = "label",
+    id: str | None = None,
+    labels: Any = None,
+    model: str = "minilm",
+    method: str = "head",
+    config: Any = None,
+    metric: str | None = None,
+    target: float | None = None,
+    plot: str | Path | None = "learning-curve.png",
+    progress: bool = True,
+    checkpoint: str | Path | None = None,
+) -> LearningCurve:
     """How agreement with human coders grows with the number of labelled documents.
 
     Trains at each size x seed, scores each run on one fixed test split, fits ``score = a - b * n^(-c)`` and
@@ -144,8 +170,11 @@ def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), se
         raise FineclassError(f"`test` names {len(unknown)} ids that are not in `data`.", "test")
     pool = [i for i in all_ids if i not in test_set]
     if sizes[-1] > len(pool):
-        raise FineclassError(f"the largest size ({sizes[-1]}) exceeds the {len(pool)} documents left for training "
-                             f"after the test split; lower `sizes`.", "sizes")
+        raise FineclassError(
+            f"the largest size ({sizes[-1]}) exceeds the {len(pool)} documents left for training "
+            f"after the test split; lower `sizes`.",
+            "sizes",
+        )
     metric = metric or HEADLINE[ds.spec.kind]
     test_docs = _subset(table, test_ids)
     truth = _truth(table, ds, test_ids, label, labels)
@@ -160,25 +189,48 @@ def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), se
             if (size, seed) in done:
                 rows.append(done[(size, seed)])
                 if progress:
-                    print(f"learning curve: n={size} seed={seed} {metric}={rows[-1]['score']:.3f} "
-                          f"(from the checkpoint)", file=sys.stderr)
+                    print(
+                        f"learning curve: n={size} seed={seed} {metric}={rows[-1]['score']:.3f} (from the checkpoint)",
+                        file=sys.stderr,
+                    )
                 continue
             ids = [pool[i] for i in order[:size]]
-            clf = train(_subset(table, ids), text=text, label=label, labels=labels, model=model, method=method,
-                        config={**base, "seed": seed}, progress=False, spec=ds.spec)
+            clf = train(
+                _subset(table, ids),
+                text=text,
+                label=label,
+                labels=labels,
+                model=model,
+                method=method,
+                config={**base, "seed": seed},
+                progress=False,
+                spec=ds.spec,
+            )
             pred = clf.predict(test_docs, text=text)
             ev = evaluate(pred, truth, spec=ds.spec, ids=test_ids, bootstrap=0)
             score = ev.get(metric)
             if score is None:
-                raise FineclassError(f"`metric` {metric!r} is not one of this task's metrics: "
-                                     f"{', '.join(ev.metrics.column('metric').to_pylist())}.", "metric")
-            rows.append({"size": size, "seed": seed, "score": float(score), "metric": metric,
-                         "seconds": round(time.time() - t0, 1)})
+                raise FineclassError(
+                    f"`metric` {metric!r} is not one of this task's metrics: "
+                    f"{', '.join(ev.metrics.column('metric').to_pylist())}.",
+                    "metric",
+                )
+            rows.append(
+                {
+                    "size": size,
+                    "seed": seed,
+                    "score": float(score),
+                    "metric": metric,
+                    "seconds": round(time.time() - t0, 1),
+                }
+            )
             if checkpoint is not None:
                 _append_checkpoint(checkpoint, key, rows[-1])
             if progress:
-                print(f"learning curve: n={size} seed={seed} {metric}={score:.3f} ({rows[-1]['seconds']} s)",
-                      file=sys.stderr)
+                print(
+                    f"learning curve: n={size} seed={seed} {metric}={score:.3f} ({rows[-1]['seconds']} s)",
+                    file=sys.stderr,
+                )
     result = pa.Table.from_pylist(rows)
     fit = needed = None
     if len(sizes) >= 3:
@@ -195,15 +247,29 @@ def _fingerprint(all_ids, test_ids, model, method, config, metric, text, label) 
     """What makes two runs comparable: the documents, the test split, the model and every setting."""
     import hashlib
     import json
+
     h = hashlib.sha256()
-    h.update(json.dumps([[str(i) for i in all_ids], sorted(str(i) for i in test_ids), str(model), str(method),
-                         {k: config[k] for k in sorted(config) if k != "seed"}, metric, text, str(label)],
-                        default=str).encode())
+    h.update(
+        json.dumps(
+            [
+                [str(i) for i in all_ids],
+                sorted(str(i) for i in test_ids),
+                str(model),
+                str(method),
+                {k: config[k] for k in sorted(config) if k != "seed"},
+                metric,
+                text,
+                str(label),
+            ],
+            default=str,
+        ).encode()
+    )
     return h.hexdigest()[:16]
 
 
 def _read_checkpoint(path, key) -> dict:
     import json
+
     path = Path(path)
     if not path.exists():
         return {}
@@ -219,9 +285,12 @@ def _read_checkpoint(path, key) -> dict:
             # a line cut short by a crash while it was written: that run is simply trained again
             continue
         if rec_key != key:
-            raise FineclassError(f"the checkpoint {str(path)!r} (line {n}) was written by a learning curve with "
-                                 f"other data, test split, model or settings; give another `checkpoint` file, or "
-                                 f"delete this one to start over.", "checkpoint")
+            raise FineclassError(
+                f"the checkpoint {str(path)!r} (line {n}) was written by a learning curve with "
+                f"other data, test split, model or settings; give another `checkpoint` file, or "
+                f"delete this one to start over.",
+                "checkpoint",
+            )
         done[(int(row["size"]), int(row["seed"]))] = row
     return done
 
@@ -229,6 +298,7 @@ def _read_checkpoint(path, key) -> dict:
 def _append_checkpoint(path, key, row) -> None:
     import json
     import os
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torn = False
@@ -250,8 +320,10 @@ def _truth(table, ds, test_ids, label, labels):
 
 def _plot(result: pa.Table, fit, metric: str, target, path) -> str:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     sizes = result.column("size").to_numpy()
     scores = result.column("score").to_numpy()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)

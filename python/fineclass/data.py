@@ -1,4 +1,5 @@
 """Training sets: a table of documents with their labels, read and encoded under a LabelSpec."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from .tables import ID, check_column, check_text, read_table, with_id
 @dataclass
 class Labelled:
     """A training table: ids, texts and encoded targets under a LabelSpec."""
+
     ids: list
     texts: list[str]
     targets: np.ndarray
@@ -24,7 +26,6 @@ class Labelled:
 
     def __len__(self) -> int:
         return len(self.texts)
-
 
 
 def _fold_long(table: pa.Table, labels: Any, label: Any, argument: str = "labels"):
@@ -56,8 +57,11 @@ def _fold_long(table: pa.Table, labels: Any, label: Any, argument: str = "labels
             d = canon(dims[k])
             prev = values[p].get(d)
             if prev is not None and prev != levels[k]:
-                raise FineclassError(f"document {i!r} has two levels for dimension {d!r} in `{argument}` "
-                                     f"({prev!r} and {levels[k]!r}); keep one.", argument)
+                raise FineclassError(
+                    f"document {i!r} has two levels for dimension {d!r} in `{argument}` "
+                    f"({prev!r} and {levels[k]!r}); keep one.",
+                    argument,
+                )
             values[p][d] = levels[k]
         else:
             values[p].append(dims[k])
@@ -77,8 +81,11 @@ def check_column_in(table: pa.Table, name: str, argument: str, what: str) -> Non
         FineclassError: naming ``argument``.
     """
     if name not in table.column_names:
-        raise FineclassError(f"column `{name}` not found in `{argument}`; columns are: "
-                             f"{', '.join(table.column_names)}. Pass the name of its {what} column.", argument)
+        raise FineclassError(
+            f"column `{name}` not found in `{argument}`; columns are: "
+            f"{', '.join(table.column_names)}. Pass the name of its {what} column.",
+            argument,
+        )
 
 
 def _check_unique_ids(table: pa.Table) -> None:
@@ -88,14 +95,26 @@ def _check_unique_ids(table: pa.Table) -> None:
         return
     counts = pc.value_counts(col)
     dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
-    raise FineclassError(f"{len(dup)} ids appear on more than one row (ids: {preview(dup)}); training needs one row "
-                         f"per document. Remove the duplicated rows, give each row its own id, or pass several "
-                         f"labels per document as a long `labels=` table.", "id")
+    raise FineclassError(
+        f"{len(dup)} ids appear on more than one row (ids: {preview(dup)}); training needs one row "
+        f"per document. Remove the duplicated rows, give each row its own id, or pass several "
+        f"labels per document as a long `labels=` table.",
+        "id",
+    )
 
 
-def labelled(data: Any, *, text: str = "text", label: Any = "label", id: str | None = None,
-             labels: Any = None, spec: LabelSpec | None = None, kind: str | None = None,
-             codebook: Any = None, levels: Sequence[str] | None = None) -> Labelled:
+def labelled(
+    data: Any,
+    *,
+    text: str = "text",
+    label: Any = "label",
+    id: str | None = None,
+    labels: Any = None,
+    spec: LabelSpec | None = None,
+    kind: str | None = None,
+    codebook: Any = None,
+    levels: Sequence[str] | None = None,
+) -> Labelled:
     """Read a training table and encode its labels.
 
     Args:
@@ -126,8 +145,9 @@ def labelled(data: Any, *, text: str = "text", label: Any = "label", id: str | N
         kind = kind or ("dimlevel" if isinstance(label, (list, tuple)) else "multi")
     else:
         if isinstance(label, (list, tuple)):
-            raise FineclassError("`label` names two columns (dimension, level) only together with a long "
-                                 "`labels=` table.", "label")
+            raise FineclassError(
+                "`label` names two columns (dimension, level) only together with a long `labels=` table.", "label"
+            )
         check_column(table, label, "label")
         col = table.column(label)
         if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
@@ -136,19 +156,27 @@ def labelled(data: Any, *, text: str = "text", label: Any = "label", id: str | N
         else:
             kind = kind or "single"
             values = col.to_pylist()
-            missing = [i for i, v in zip(table.column(ID).to_pylist(), values)
-                       if v is None or (isinstance(v, float) and np.isnan(v))]
+            missing = [
+                i
+                for i, v in zip(table.column(ID).to_pylist(), values)
+                if v is None or (isinstance(v, float) and np.isnan(v))
+            ]
             if missing:
-                raise FineclassError(f"{len(missing)} documents have no label in column `{label}` (ids: "
-                                     f"{preview(missing)}). Remove them, or classify them after training.", "label")
+                raise FineclassError(
+                    f"{len(missing)} documents have no label in column `{label}` (ids: "
+                    f"{preview(missing)}). Remove them, or classify them after training.",
+                    "label",
+                )
             types = {type(v).__name__ for v in values}
             if len(types) > 1:
-                raise FineclassError(f"the label column `{label}` mixes types ({', '.join(sorted(types))}); "
-                                     f"use one type for all labels.", "label")
+                raise FineclassError(
+                    f"the label column `{label}` mixes types ({', '.join(sorted(types))}); "
+                    f"use one type for all labels.",
+                    "label",
+                )
     if spec is None:
         spec = LabelSpec.infer(values, kind=kind, levels=levels, codebook=read_codebook(codebook))
     targets = spec.encode(values, argument="label")
-    return Labelled(table.column(ID).to_pylist(), table.column("text").to_pylist(), targets, spec,
-                    table.column(ID).type)
-
-
+    return Labelled(
+        table.column(ID).to_pylist(), table.column("text").to_pylist(), targets, spec, table.column(ID).type
+    )

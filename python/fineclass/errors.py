@@ -1,4 +1,5 @@
 """The one exception family fineclass raises for problems a user can fix."""
+
 from __future__ import annotations
 
 
@@ -44,6 +45,7 @@ def warn_user(message: str, category: type = UserWarning) -> None:
     import sys
     import warnings
     from pathlib import Path
+
     here = str(Path(__file__).resolve().parent) + os.sep
     level, frame = 2, sys._getframe(1)
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(here):

@@ -6,6 +6,7 @@ output folder with its ledger (``ledger``), so that a rerun resumes and ``shard=
 jobs. Engines are registered by name in ``ENGINES``: ``local`` (this process) and ``ray`` (a pool of Ray
 actors, ``ray_engine``) write the same folder, and a run started by one can be finished by the other.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -35,9 +36,21 @@ from .sources import hash_input, open_source
 __all__ = ["classify", "read_output", "register_engine", "ENGINES", "LEDGER", "RUN_FILE", "DEFAULT_SHARD_ROWS"]
 
 
-def _classify_local(data: Any, model: Any, output: str | Path | None, *, text: str, id: str | None,
-                    batch_tokens: int | None, resume: bool, shard: Any, shard_rows: int, probabilities: bool,
-                    progress: bool, device: str) -> Any:
+def _classify_local(
+    data: Any,
+    model: Any,
+    output: str | Path | None,
+    *,
+    text: str,
+    id: str | None,
+    batch_tokens: int | None,
+    resume: bool,
+    shard: Any,
+    shard_rows: int,
+    probabilities: bool,
+    progress: bool,
+    device: str,
+) -> Any:
     """The local engine: every shard of this job in this process, one after the other."""
     if model is None:
         raise FineclassError("`model` is required: a fitted Classifier or the folder of a saved one.", "model")
@@ -47,14 +60,20 @@ def _classify_local(data: Any, model: Any, output: str | Path | None, *, text: s
     source = open_source(data, text, id) if output is not None else None  # bad input fails before any work
     clf = model if isinstance(model, Classifier) else load(model, device=device)
     if output is None:
-        return clf.predict(data, text=text, id=id, batch_tokens=batch_tokens, probabilities=probabilities,
-                           progress=progress)
+        return clf.predict(
+            data, text=text, id=id, batch_tokens=batch_tokens, probabilities=probabilities, progress=progress
+        )
 
     def mine(k: int) -> bool:
         return k % n == i
 
-    fingerprint = {"model": model_identity(clf.manifest_), "input": source.identity(shard_rows), "text": text,
-                   "id": id, "shard_rows": shard_rows}
+    fingerprint = {
+        "model": model_identity(clf.manifest_),
+        "input": source.identity(shard_rows),
+        "text": text,
+        "id": id,
+        "shard_rows": shard_rows,
+    }
     run = Run.start(output, fingerprint, resume, mine)
     scorer = clf.scorer()
     total = source.total
@@ -98,10 +117,23 @@ def register_engine(name: str, run: Callable[..., Any]) -> None:
     ENGINES[name] = run
 
 
-def classify(data: Any, model: Any = None, output: str | Path | None = None, *, text: str = "text",
-             id: str | None = None, batch_tokens: int | None = None, resume: bool = True, shard: Any = None,
-             shard_rows: int = DEFAULT_SHARD_ROWS, probabilities: bool = True, progress: bool = True,
-             device: str = "auto", engine: str = "local", **engine_options: Any) -> Any:
+def classify(
+    data: Any,
+    model: Any = None,
+    output: str | Path | None = None,
+    *,
+    text: str = "text",
+    id: str | None = None,
+    batch_tokens: int | None = None,
+    resume: bool = True,
+    shard: Any = None,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    probabilities: bool = True,
+    progress: bool = True,
+    device: str = "auto",
+    engine: str = "local",
+    **engine_options: Any,
+) -> Any:
     """Classify a table or a Parquet/CSV corpus.
 
     Args:
@@ -143,6 +175,18 @@ def classify(data: Any, model: Any = None, output: str | Path | None = None, *, 
     unknown = sorted(set(engine_options) - set(params)) if not takes_any else []
     if unknown:
         raise FineclassError(f"engine={engine!r} has no setting {', '.join(unknown)}.", unknown[0])
-    return run(data, model, output, text=text, id=id, batch_tokens=batch_tokens, resume=resume, shard=shard,
-               shard_rows=shard_rows, probabilities=probabilities, progress=progress, device=device,
-               **engine_options)
+    return run(
+        data,
+        model,
+        output,
+        text=text,
+        id=id,
+        batch_tokens=batch_tokens,
+        resume=resume,
+        shard=shard,
+        shard_rows=shard_rows,
+        probabilities=probabilities,
+        progress=progress,
+        device=device,
+        **engine_options,
+    )

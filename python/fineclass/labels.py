@@ -8,6 +8,7 @@
 Classes are stored as strings (their canonical form) together with the type of the
 original values, so that integer codes come back as integers.
 """
+
 from __future__ import annotations
 
 import json
@@ -93,8 +94,7 @@ class LabelSpec:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise FineclassError(
-                f"`kind` must be one of {', '.join(KINDS)}; got {self.kind!r}.", "kind")
+            raise FineclassError(f"`kind` must be one of {', '.join(KINDS)}; got {self.kind!r}.", "kind")
         self.classes = [canon(c) for c in self.classes]
         if len(set(self.classes)) != len(self.classes):
             dup = sorted({c for c in self.classes if self.classes.count(c) > 1})
@@ -102,7 +102,9 @@ class LabelSpec:
         if len(self.classes) < (1 if self.kind == "dimlevel" else 2) and self.kind != "multi":
             raise FineclassError(
                 f"a {self.kind} label needs at least two classes; found only "
-                f"{preview(self.classes)}. Check the `label` column: it holds a single class.", "label")
+                f"{preview(self.classes)}. Check the `label` column: it holds a single class.",
+                "label",
+            )
         if self.kind == "multi" and len(self.classes) < 1:
             raise FineclassError("a multi-label task needs at least one class.", "label")
         if self.kind == "dimlevel":
@@ -117,12 +119,20 @@ class LabelSpec:
         if unknown:
             raise FineclassError(
                 f"the codebook describes classes that are not in the label set: {preview(sorted(set(unknown)))}. "
-                f"Known classes: {preview(self.classes)}.", "codebook")
+                f"Known classes: {preview(self.classes)}.",
+                "codebook",
+            )
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def infer(cls, values: Sequence[Any], kind: str = "single", levels: Sequence[str] | None = None,
-              codebook: Mapping[Any, Any] | None = None, max_labels: int | None = None) -> "LabelSpec":
+    def infer(
+        cls,
+        values: Sequence[Any],
+        kind: str = "single",
+        levels: Sequence[str] | None = None,
+        codebook: Mapping[Any, Any] | None = None,
+        max_labels: int | None = None,
+    ) -> "LabelSpec":
         """Build a spec from observed labels.
 
         Args:
@@ -151,14 +161,18 @@ class LabelSpec:
                 if extra:
                     raise FineclassError(
                         f"levels {preview(sorted(extra))} are not low/medium/high. Pass `levels=` with the "
-                        f"ordered list of levels.", "levels")
+                        f"ordered list of levels.",
+                        "levels",
+                    )
                 levels = list(DEFAULT_LEVELS)
             else:
                 extra = seen_levels - {str(x) for x in levels}
                 if extra:
                     raise FineclassError(
                         f"the data holds levels {preview(sorted(extra))} that are not in `levels` "
-                        f"({', '.join(map(str, levels))}).", "levels")
+                        f"({', '.join(map(str, levels))}).",
+                        "levels",
+                    )
         else:
             raise FineclassError(f"`kind` must be one of {', '.join(KINDS)}; got {kind!r}.", "kind")
         vtype = value_type(flat) if kind != "dimlevel" else "str"
@@ -169,8 +183,15 @@ class LabelSpec:
             if kind != "dimlevel" and vtype == "int" and not all(_isint(c) for c in classes):
                 vtype = "str"
         classes = sorted(classes, key=_sort_key(vtype))
-        return cls(kind=kind, classes=classes, levels=list(levels) if levels else None, names=names,
-                   descriptions=descriptions, value_type=vtype, max_labels=max_labels)
+        return cls(
+            kind=kind,
+            classes=classes,
+            levels=list(levels) if levels else None,
+            names=names,
+            descriptions=descriptions,
+            value_type=vtype,
+            max_labels=max_labels,
+        )
 
     # ------------------------------------------------------------------ encoding
     @property
@@ -186,7 +207,9 @@ class LabelSpec:
     def _unknown(self, found: Iterable[str], argument: str, what: str = "labels") -> FineclassError:
         return FineclassError(
             f"{what} {preview(sorted(set(found)))} are not in the label set ({preview(self.classes)}). "
-            f"Train with these labels, or remove the rows that carry them.", argument)
+            f"Train with these labels, or remove the rows that carry them.",
+            argument,
+        )
 
     def encode(self, values: Sequence[Any], argument: str = "label") -> np.ndarray:
         """The targets of a training set, encoded.
@@ -236,8 +259,11 @@ class LabelSpec:
         if bad:
             raise self._unknown(bad, argument, "dimensions")
         if bad_levels:
-            raise FineclassError(f"levels {preview(sorted(set(bad_levels)))} are not in the label set's "
-                                 f"levels ({', '.join(self.levels)}).", argument)
+            raise FineclassError(
+                f"levels {preview(sorted(set(bad_levels)))} are not in the label set's "
+                f"levels ({', '.join(self.levels)}).",
+                argument,
+            )
         return out
 
     def decode_value(self, code: str):
@@ -277,9 +303,15 @@ class LabelSpec:
         Returns:
             A JSON-able dict.
         """
-        return {"kind": self.kind, "classes": list(self.classes), "levels": self.levels,
-                "names": dict(self.names), "descriptions": dict(self.descriptions),
-                "value_type": self.value_type, "max_labels": self.max_labels}
+        return {
+            "kind": self.kind,
+            "classes": list(self.classes),
+            "levels": self.levels,
+            "names": dict(self.names),
+            "descriptions": dict(self.descriptions),
+            "value_type": self.value_type,
+            "max_labels": self.max_labels,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "LabelSpec":
@@ -374,8 +406,11 @@ def read_codebook(source: Any) -> dict[str, dict[str, str]]:
     t = read_table(source, argument="codebook")
     cols = t.column_names
     if "code" not in cols or "name" not in cols:
-        raise FineclassError(f"a codebook table needs columns `code` and `name` (and optionally "
-                             f"`description`); it has: {', '.join(cols)}.", "codebook")
+        raise FineclassError(
+            f"a codebook table needs columns `code` and `name` (and optionally "
+            f"`description`); it has: {', '.join(cols)}.",
+            "codebook",
+        )
     rows = t.to_pylist()
     return {r["code"]: {"name": r["name"], "description": r.get("description")} for r in rows}
 
@@ -410,12 +445,17 @@ def as_spec(spec: Any, argument: str = "spec") -> LabelSpec | None:
         if p.is_dir():
             p = p / "labels.json"  # what a saved model holds
         if not p.is_file():
-            raise FineclassError(f"`{argument}`: {str(spec)!r} is neither a label spec JSON file nor the folder of a "
-                                 f"saved model (which holds labels.json). Pass a LabelSpec, a dict, or such a path.",
-                                 argument)
+            raise FineclassError(
+                f"`{argument}`: {str(spec)!r} is neither a label spec JSON file nor the folder of a "
+                f"saved model (which holds labels.json). Pass a LabelSpec, a dict, or such a path.",
+                argument,
+            )
         try:
             return LabelSpec.load(p)
         except (ValueError, TypeError, AttributeError) as e:
             raise FineclassError(f"`{argument}`: {str(p)!r} is not a label spec JSON file ({e}).", argument) from None
-    raise FineclassError(f"`{argument}` must be a LabelSpec, a dict, a path to its JSON file or a saved model's "
-                         f"folder, or a fitted Classifier; got {type(spec).__name__}.", argument)
+    raise FineclassError(
+        f"`{argument}` must be a LabelSpec, a dict, a path to its JSON file or a saved model's "
+        f"folder, or a fitted Classifier; got {type(spec).__name__}.",
+        argument,
+    )

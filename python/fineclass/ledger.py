@@ -10,6 +10,7 @@ An output folder belongs to one run: ``_run.json`` records the model, the input'
 columns and the shard size. A folder holding finished shards of another run is refused, so results of two runs
 are never mixed. Every engine (``infer.ENGINES``) writes the same folder through this module.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -144,8 +145,11 @@ def check_shard(folder: Path, entry: dict) -> bool:
     """
     name = entry.get("file", "")
     if not isinstance(name, str) or os.path.basename(name) != name or not name.startswith("part-"):
-        raise FineclassError(f"`output`: the ledger names a file {name!r} outside the output folder; the ledger "
-                             f"is damaged. Delete {LEDGER} and rerun.", "output")
+        raise FineclassError(
+            f"`output`: the ledger names a file {name!r} outside the output folder; the ledger "
+            f"is damaged. Delete {LEDGER} and rerun.",
+            "output",
+        )
     path = folder / name
     try:
         if "bytes" in entry and path.stat().st_size != entry["bytes"]:
@@ -205,23 +209,34 @@ def claim_folder(folder: Path, fingerprint: dict, resume: bool) -> None:
         except (OSError, json.JSONDecodeError):
             previous = None
         if previous is None and work:
-            raise FineclassError(f"`output` {str(folder)!r}: its run record {RUN_FILE} is damaged, so its shards "
-                                 f"cannot be matched to this run. Use a new output folder.", "output")
+            raise FineclassError(
+                f"`output` {str(folder)!r}: its run record {RUN_FILE} is damaged, so its shards "
+                f"cannot be matched to this run. Use a new output folder.",
+                "output",
+            )
         old = (previous or {}).get("fingerprint")
         if old == fingerprint:
             if work and not resume:
-                raise FineclassError(f"`output` {str(folder)!r} already holds shards of this run; pass "
-                                     f"resume=True to finish it, or use an empty folder.", "output")
+                raise FineclassError(
+                    f"`output` {str(folder)!r} already holds shards of this run; pass "
+                    f"resume=True to finish it, or use an empty folder.",
+                    "output",
+                )
             return
         if work:
             raise FineclassError(
                 f"`output` {str(folder)!r} holds shards of another run "
                 f"({_describe_difference(old or {}, fingerprint)})."
                 f" Results of two runs are never mixed: use a new output folder, or delete this one to start "
-                f"over.", "output")
+                f"over.",
+                "output",
+            )
     elif work:
-        raise FineclassError(f"`output` {str(folder)!r} holds shard files or a ledger but no run record ({RUN_FILE});"
-                             f" use an empty folder.", "output")
+        raise FineclassError(
+            f"`output` {str(folder)!r} holds shard files or a ledger but no run record ({RUN_FILE});"
+            f" use an empty folder.",
+            "output",
+        )
     write_json_atomic(run_file, {"fingerprint": fingerprint, "started": now(), "versions": versions()})
 
 
@@ -260,9 +275,16 @@ def write_shard(folder: Path, k: int, table: pa.Table, input_hash: str) -> dict:
     with atomic_file(folder / name) as tmp:
         pq.write_table(table, tmp)
         size, digest = os.path.getsize(tmp), sha256_file(tmp)
-    return {"shard": k, "file": name, "rows": table.num_rows, "bytes": size, "sha256": digest,
-            "input_sha256": input_hash, "truncated": int(pc.sum(table.column("truncated")).as_py() or 0),
-            "empty": int(pc.sum(pc.equal(table.column("status"), "empty_text")).as_py() or 0)}
+    return {
+        "shard": k,
+        "file": name,
+        "rows": table.num_rows,
+        "bytes": size,
+        "sha256": digest,
+        "input_sha256": input_hash,
+        "truncated": int(pc.sum(table.column("truncated")).as_py() or 0),
+        "empty": int(pc.sum(pc.equal(table.column("status"), "empty_text")).as_py() or 0),
+    }
 
 
 def _append(folder: Path, entry: dict) -> None:
@@ -283,9 +305,9 @@ class Run:
 
     folder: Path
     mine: Callable[[int], bool]
-    done: dict = field(default_factory=dict)       # this job's finished shards that were found intact
-    damaged: list = field(default_factory=list)    # the files of finished shards that must be redone
-    ledger: dict = field(default_factory=dict)     # the ledger as it was at the start
+    done: dict = field(default_factory=dict)  # this job's finished shards that were found intact
+    damaged: list = field(default_factory=list)  # the files of finished shards that must be redone
+    ledger: dict = field(default_factory=dict)  # the ledger as it was at the start
     rows: int = 0
     truncated: int = 0
     empty: int = 0
@@ -318,8 +340,11 @@ class Run:
                 else:
                     run.damaged.append(e.get("file", str(k)))
         if run.damaged:
-            warn_user(f"{len(run.damaged)} finished shard file(s) in {str(folder)!r} are missing or damaged "
-                      f"({', '.join(run.damaged[:3])}); they are classified again.", RuntimeWarning)
+            warn_user(
+                f"{len(run.damaged)} finished shard file(s) in {str(folder)!r} are missing or damaged "
+                f"({', '.join(run.damaged[:3])}); they are classified again.",
+                RuntimeWarning,
+            )
         remove_stale_temporaries(folder, mine)
         return run
 
@@ -335,8 +360,11 @@ class Run:
         """
         e = self.ledger.get(k)
         if e is not None and e.get("input_sha256") and e["input_sha256"] != input_hash:
-            raise FineclassError(f"`output` {str(self.folder)!r} holds shards of another run (a different input: "
-                                 f"shard {k} differs). Use a new output folder.", "output")
+            raise FineclassError(
+                f"`output` {str(self.folder)!r} holds shards of another run (a different input: "
+                f"shard {k} differs). Use a new output folder.",
+                "output",
+            )
 
     def record(self, entry: dict) -> None:
         """Append a finished shard's entry to the ledger and count it in this pass's summary.
@@ -366,14 +394,24 @@ class Run:
         """
         ledger = read_ledger(self.folder)
         complete = len(ledger) == n_shards if n_shards is not None else jobs == 1
-        return {"output": str(self.folder.resolve()), "rows_written": self.rows, "shards_written": self.written,
-                "shards_skipped": len(self.done), "shards_redone": len(self.damaged), "truncated": self.truncated,
-                "empty": self.empty, "rows_total": sum(e["rows"] for e in ledger.values()),
-                "truncated_total": sum(e.get("truncated", 0) for e in ledger.values()),
-                "empty_total": sum(e.get("empty", 0) for e in ledger.values()),
-                "shards_total": n_shards, "complete": complete, "seconds": round(seconds, 2),
-                "docs_per_second": round(self.rows / seconds, 1) if self.rows and seconds > 0 else None,
-                "shard": shard, **extra}
+        return {
+            "output": str(self.folder.resolve()),
+            "rows_written": self.rows,
+            "shards_written": self.written,
+            "shards_skipped": len(self.done),
+            "shards_redone": len(self.damaged),
+            "truncated": self.truncated,
+            "empty": self.empty,
+            "rows_total": sum(e["rows"] for e in ledger.values()),
+            "truncated_total": sum(e.get("truncated", 0) for e in ledger.values()),
+            "empty_total": sum(e.get("empty", 0) for e in ledger.values()),
+            "shards_total": n_shards,
+            "complete": complete,
+            "seconds": round(seconds, 2),
+            "docs_per_second": round(self.rows / seconds, 1) if self.rows and seconds > 0 else None,
+            "shard": shard,
+            **extra,
+        }
 
 
 def report(summary: dict, how: str = "") -> None:
@@ -384,9 +422,12 @@ def report(summary: dict, how: str = "") -> None:
         how: words after "classified" (e.g. ``" with Ray (4 actors)"``).
     """
     rate = f" ({summary['docs_per_second']} docs/s)" if summary["rows_written"] else ""
-    print(f"fineclass: {summary['rows_written']} documents classified{how} in {summary['seconds']} s{rate}; "
-          f"{summary['truncated']} truncated to max_length, {summary['empty']} empty; {summary['shards_skipped']} "
-          f"shards already done; output in {summary['output']}", file=sys.stderr)
+    print(
+        f"fineclass: {summary['rows_written']} documents classified{how} in {summary['seconds']} s{rate}; "
+        f"{summary['truncated']} truncated to max_length, {summary['empty']} empty; {summary['shards_skipped']} "
+        f"shards already done; output in {summary['output']}",
+        file=sys.stderr,
+    )
 
 
 def read_output(output: str | Path) -> pa.Table:
@@ -417,8 +458,11 @@ def read_output(output: str | Path) -> pa.Table:
     tables = []
     for e in entries:
         if not check_shard(folder, e):
-            raise FineclassError(f"`output`: shard file {e['file']!r} in {str(folder)!r} is missing or damaged; "
-                                 f"rerun classify with resume=True to redo it.", "output")
+            raise FineclassError(
+                f"`output`: shard file {e['file']!r} in {str(folder)!r} is missing or damaged; "
+                f"rerun classify with resume=True to redo it.",
+                "output",
+            )
         tables.append(pq.read_table(folder / e["file"]))
     if not tables:
         raise FineclassError(f"`output` {str(folder)!r} holds no finished shard.", "output")
@@ -429,6 +473,9 @@ def read_output(output: str | Path) -> pa.Table:
     except (OSError, KeyError, TypeError, ValueError, AttributeError):
         expected = None
     if expected is not None and len(entries) < expected:
-        warn_user(f"{str(folder)!r} holds {len(entries)} of {expected} shards; the run is not finished "
-                  f"(rerun classify with resume=True).", RuntimeWarning)
+        warn_user(
+            f"{str(folder)!r} holds {len(entries)} of {expected} shards; the run is not finished "
+            f"(rerun classify with resume=True).",
+            RuntimeWarning,
+        )
     return pa.concat_tables(tables, promote_options="permissive")

@@ -1,4 +1,5 @@
 """Run manifests: what a reviewer needs to replicate a result (versions, seeds, hashes, config, metrics)."""
+
 from __future__ import annotations
 
 import hashlib

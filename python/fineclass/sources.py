@@ -7,6 +7,7 @@ files and record-batch streams in one pass, tables by slicing. Each source has a
 and footer hashes; a hash of a table's columns; a hash of a stream's first shard) that the output folder's run
 record keeps, so that shards of two inputs are never mixed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,17 +44,26 @@ def hash_input(table: pa.Table, columns: list[str]) -> str:
             if pa.types.is_dictionary(arr.type):
                 arr = arr.cast(arr.type.value_type)
             nulls = np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=np.uint8)
-            if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) or \
-                    pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
+            if (
+                pa.types.is_string(arr.type)
+                or pa.types.is_large_string(arr.type)
+                or pa.types.is_binary(arr.type)
+                or pa.types.is_large_binary(arr.type)
+            ):
                 wide = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
                 bufs = arr.buffers()
-                off = np.frombuffer(bufs[1], dtype=np.int64 if wide else np.int32)[arr.offset:arr.offset + len(arr) + 1]
+                off = np.frombuffer(bufs[1], dtype=np.int64 if wide else np.int32)[
+                    arr.offset : arr.offset + len(arr) + 1
+                ]
                 lengths.update(np.diff(off).astype(np.int64).tobytes())
                 if bufs[2] is not None and off[-1] > off[0]:
-                    data.update(memoryview(bufs[2])[int(off[0]):int(off[-1])])
+                    data.update(memoryview(bufs[2])[int(off[0]) : int(off[-1])])
             elif pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
-                data.update(np.asarray(arr.fill_null(0).to_numpy(zero_copy_only=False)).astype(
-                    np.float64 if pa.types.is_floating(arr.type) else np.int64).tobytes())
+                data.update(
+                    np.asarray(arr.fill_null(0).to_numpy(zero_copy_only=False))
+                    .astype(np.float64 if pa.types.is_floating(arr.type) else np.int64)
+                    .tobytes()
+                )
             else:
                 data.update(repr(arr.to_pylist()).encode("utf-8"))
             lengths.update(nulls.tobytes())
@@ -100,8 +110,9 @@ class Source:
         """
         raise NotImplementedError
 
-    def shards(self, shard_rows: int, wanted: Callable[[int], bool],
-               check: Callable[[int, pa.Table], None] | None = None) -> Iterator[tuple[int, pa.Table]]:
+    def shards(
+        self, shard_rows: int, wanted: Callable[[int], bool], check: Callable[[int, pa.Table], None] | None = None
+    ) -> Iterator[tuple[int, pa.Table]]:
         """The wanted shards, in order.
 
         Args:
@@ -200,8 +211,9 @@ class FileSource(Source):
         self.argument = argument
         self.kind = "files"
         p = str(path)
-        self.root = p if os.path.isdir(p) else os.path.commonpath([os.path.dirname(os.path.abspath(f))
-                                                                      for f in self.files])
+        self.root = (
+            p if os.path.isdir(p) else os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in self.files])
+        )
         self.schemas = []
         if self.format == "parquet":
             self.row_groups = []  # per file: rows of each row group
@@ -209,20 +221,24 @@ class FileSource(Source):
                 try:
                     meta = pq.ParquetFile(f)
                     schema = meta.schema_arrow
-                    self.row_groups.append([meta.metadata.row_group(g).num_rows
-                                            for g in range(meta.metadata.num_row_groups)])
+                    self.row_groups.append(
+                        [meta.metadata.row_group(g).num_rows for g in range(meta.metadata.num_row_groups)]
+                    )
                     meta.close()
                     self.schemas.append(schema)
                 except Exception as e:  # pyarrow raises several types for damaged files
-                    raise FineclassError(f"`{argument}`: the file {f!r} is not a readable Parquet file "
-                                         f"({type(e).__name__}: {e}). Remove or re-create it.", argument) from None
+                    raise FineclassError(
+                        f"`{argument}`: the file {f!r} is not a readable Parquet file "
+                        f"({type(e).__name__}: {e}). Remove or re-create it.",
+                        argument,
+                    ) from None
                 for c in columns:
                     if c not in schema.names:
-                        raise column_error(c, schema.names, "text" if c == columns[0] else "id",
-                                              f"the file {f!r}")
+                        raise column_error(c, schema.names, "text" if c == columns[0] else "id", f"the file {f!r}")
             self.total = sum(sum(g) for g in self.row_groups)
         else:
             import pyarrow.dataset as ds
+
             try:
                 self.dataset = ds.dataset(self.files, format="csv")
                 names = self.dataset.schema.names
@@ -246,12 +262,18 @@ class FileSource(Source):
         return all(name in s.names for s in self.schemas)
 
     def identity(self, shard_rows: int) -> dict:
-        return {"kind": "files", "format": self.format, "rows": self.total,
-                "files": [_file_identity(f, self.root) for f in self.files]}
+        return {
+            "kind": "files",
+            "format": self.format,
+            "rows": self.total,
+            "files": [_file_identity(f, self.root) for f in self.files],
+        }
 
     def _read_error(self, f, e) -> FineclassError:
-        return FineclassError(f"`{self.argument}`: the file {f!r} could not be read ({type(e).__name__}: {e}). "
-                              f"Remove or re-create it.", self.argument)
+        return FineclassError(
+            f"`{self.argument}`: the file {f!r} could not be read ({type(e).__name__}: {e}). Remove or re-create it.",
+            self.argument,
+        )
 
     def shards(self, shard_rows, wanted, check=None):
         if self.format != "parquet":
@@ -273,8 +295,9 @@ class FileSource(Source):
                             pf = pq.ParquetFile(f, buffer_size=1 << 20, pre_buffer=False)
                         except Exception as e:
                             raise self._read_error(f, e) from None
-                    it = pf.iter_batches(batch_size=READ_BATCH_ROWS, row_groups=[g], columns=self.columns,
-                                         use_threads=False)
+                    it = pf.iter_batches(
+                        batch_size=READ_BATCH_ROWS, row_groups=[g], columns=self.columns, use_threads=False
+                    )
                     off = start
                     while True:
                         try:
@@ -309,9 +332,12 @@ class FileSource(Source):
                 except StopIteration:
                     return
                 except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as e:
-                    raise FineclassError(f"`{self.argument}`: a CSV file could not be read ({e}). Save it as "
-                                         f"UTF-8 with one header row, or convert it to Parquet.",
-                                         self.argument) from None
+                    raise FineclassError(
+                        f"`{self.argument}`: a CSV file could not be read ({e}). Save it as "
+                        f"UTF-8 with one header row, or convert it to Parquet.",
+                        self.argument,
+                    ) from None
+
         for k, chunk in enumerate(_rechunk(batches(), shard_rows)):
             if wanted(k):
                 yield k, chunk
@@ -390,5 +416,3 @@ def _rechunk(batches, rows: int):
                 buf, n = [], 0
     if n:
         yield _concat(buf)
-
-

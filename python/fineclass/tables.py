@@ -4,6 +4,7 @@ Accepted: pyarrow Table / RecordBatch / RecordBatchReader / Dataset, polars Data
 DataFrame, a dict of lists, a list of texts, anything with ``__arrow_c_stream__``, and paths: a Parquet file, a
 CSV file, a glob, or a folder of Parquet files.
 """
+
 from __future__ import annotations
 
 import glob as _glob
@@ -53,8 +54,9 @@ def resolve_files(path: str | Path, argument: str = "data") -> list[str]:
         return files
     p = Path(s)
     if not p.exists():
-        raise FineclassError(f"`{argument}`: the path {s!r} does not exist. Check the spelling, or pass "
-                             f"a table.", argument)
+        raise FineclassError(
+            f"`{argument}`: the path {s!r} does not exist. Check the spelling, or pass a table.", argument
+        )
     if p.is_dir():
         files = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix in (".parquet", ".pq", ".csv"))
         if not files:
@@ -106,11 +108,13 @@ def open_dataset(path: str | Path, argument: str = "data") -> ds.Dataset:
     for f in files:
         try:
             import pyarrow.parquet as pq
+
             _ = pq.ParquetFile(f).schema_arrow  # reads the footer: catches truncated files early
             fragments_ok.append(f)
         except Exception as e:  # pyarrow raises several types for damaged files
-            raise FineclassError(f"`{argument}`: the file {f!r} is not a readable Parquet file ({e}). "
-                                 f"Remove or re-create it.", argument) from None
+            raise FineclassError(
+                f"`{argument}`: the file {f!r} is not a readable Parquet file ({e}). Remove or re-create it.", argument
+            ) from None
     try:
         return ds.dataset(fragments_ok, format="parquet")
     except pa.ArrowInvalid as e:
@@ -158,14 +162,24 @@ def read_table(data: Any, argument: str = "data", columns: Sequence[str] | None 
     if isinstance(data, Mapping):
         scalar = [str(k) for k, v in data.items() if isinstance(v, (str, bytes))]
         if scalar:
-            raise FineclassError(f"`{argument}`: the entry `{scalar[0]}` of the dict is a single value, not a "
-                                 f"column; pass a list (e.g. [\"...\"]).", argument)
+            raise FineclassError(
+                f"`{argument}`: the entry `{scalar[0]}` of the dict is a single value, not a "
+                f'column; pass a list (e.g. ["..."]).',
+                argument,
+            )
         try:
-            return pa.table({str(k): list(v) if not isinstance(v, (pa.Array, pa.ChunkedArray, np.ndarray)) else v
-                             for k, v in data.items()})
+            return pa.table(
+                {
+                    str(k): list(v) if not isinstance(v, (pa.Array, pa.ChunkedArray, np.ndarray)) else v
+                    for k, v in data.items()
+                }
+            )
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, UnicodeError) as e:
-            raise FineclassError(f"`{argument}`: the dict could not become a table ({e}). Pass lists of equal "
-                                 f"length with one type each.", argument) from None
+            raise FineclassError(
+                f"`{argument}`: the dict could not become a table ({e}). Pass lists of equal "
+                f"length with one type each.",
+                argument,
+            ) from None
     mod = type(data).__module__
     if mod.startswith("polars"):
         if type(data).__name__ == "LazyFrame":
@@ -177,8 +191,11 @@ def read_table(data: Any, argument: str = "data", columns: Sequence[str] | None 
         except UnicodeError as e:
             raise FineclassError(f"`{argument}`: a text is not valid Unicode ({e}).", argument) from None
         except (pa.ArrowTypeError, pa.ArrowInvalid) as e:
-            raise FineclassError(f"`{argument}`: a column mixes types and cannot become one Arrow column ({e}). "
-                                 f"Give each column one type (e.g. all labels as text).", argument) from None
+            raise FineclassError(
+                f"`{argument}`: a column mixes types and cannot become one Arrow column ({e}). "
+                f"Give each column one type (e.g. all labels as text).",
+                argument,
+            ) from None
     if hasattr(data, "__arrow_c_stream__"):
         return pa.table(data)
     if isinstance(data, (list, tuple)) and all(isinstance(x, str) for x in data):
@@ -188,18 +205,24 @@ def read_table(data: Any, argument: str = "data", columns: Sequence[str] | None 
             raise FineclassError(f"`{argument}`: a text is not valid Unicode ({e}).", argument) from None
     raise FineclassError(
         f"`{argument}` must be a table (pyarrow, polars, pandas, a dict of lists) or a path to Parquet/CSV; "
-        f"got {type(data).__name__}.", argument)
+        f"got {type(data).__name__}.",
+        argument,
+    )
 
 
 def _read_csv(files: list[str], argument: str) -> pa.Table:
     import pyarrow.csv as pcsv
+
     tables = []
     for f in files:
         try:
             tables.append(pcsv.read_csv(f, read_options=pcsv.ReadOptions(encoding="utf8")))
         except (pa.ArrowInvalid, UnicodeDecodeError) as e:
-            raise FineclassError(f"`{argument}`: could not read the CSV file {f!r} ({e}). Save it as UTF-8, or "
-                                 f"read it yourself and pass a table.", argument) from None
+            raise FineclassError(
+                f"`{argument}`: could not read the CSV file {f!r} ({e}). Save it as UTF-8, or "
+                f"read it yourself and pass a table.",
+                argument,
+            ) from None
         _check_csv_utf8(tables[-1].schema, [f], argument)
     try:
         return pa.concat_tables(tables, promote_options="permissive")
@@ -212,13 +235,17 @@ def _check_csv_utf8(schema: pa.Schema, files: list[str], argument: str) -> None:
     bad = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
     if bad:
         others = " (or another of its files)" if len(files) > 1 else ""
-        raise FineclassError(f"`{argument}`: the CSV file {files[0]!r}{others} "
-                             f"holds bytes that are not UTF-8 in column `{bad[0]}`. Save it as UTF-8, or read it "
-                             f"yourself with its encoding and pass a table.", argument)
+        raise FineclassError(
+            f"`{argument}`: the CSV file {files[0]!r}{others} "
+            f"holds bytes that are not UTF-8 in column `{bad[0]}`. Save it as UTF-8, or read it "
+            f"yourself with its encoding and pass a table.",
+            argument,
+        )
 
 
-def column_error(name: str, names: Sequence[str], argument: str, where: str = "`data`",
-                 what: str = "") -> FineclassError:
+def column_error(
+    name: str, names: Sequence[str], argument: str, where: str = "`data`", what: str = ""
+) -> FineclassError:
     """The error for a column that is not there: what is there, and which argument names the right one.
 
     Args:
@@ -231,8 +258,11 @@ def column_error(name: str, names: Sequence[str], argument: str, where: str = "`
     Returns:
         A FineclassError naming ``argument``.
     """
-    return FineclassError(f"column `{name}` not found in {where}; columns are: {', '.join(names)}. "
-                          f"Pass `{argument}=` with the name of the {what or argument} column.", argument)
+    return FineclassError(
+        f"column `{name}` not found in {where}; columns are: {', '.join(names)}. "
+        f"Pass `{argument}=` with the name of the {what or argument} column.",
+        argument,
+    )
 
 
 def check_column(table: pa.Table, name: str, argument: str, what: str = "") -> None:
@@ -275,8 +305,9 @@ def with_id(table: pa.Table, id: str | None, offset: int = 0) -> pa.Table:
     if pa.types.is_nested(col.type):
         raise FineclassError(f"the id column `{id}` holds {col.type} values; ids must be numbers or text.", "id")
     if col.null_count:
-        raise FineclassError(f"the id column `{id}` holds {col.null_count} missing values; every row needs an id.",
-                             "id")
+        raise FineclassError(
+            f"the id column `{id}` holds {col.null_count} missing values; every row needs an id.", "id"
+        )
     if id != ID:
         if ID in table.column_names:
             table = table.drop_columns([ID])
@@ -309,8 +340,11 @@ def check_text(table: pa.Table, text: str, on_empty: str = "error") -> tuple[pa.
         elif pa.types.is_dictionary(col.type):
             col = col.cast(pa.string())
         else:
-            raise FineclassError(f"the text column `{text}` holds {col.type} values, not text. Pass `text=` with "
-                                 f"the name of the column that holds the documents.", "text")
+            raise FineclassError(
+                f"the text column `{text}` holds {col.type} values, not text. Pass `text=` with "
+                f"the name of the column that holds the documents.",
+                "text",
+            )
     stripped = pc.utf8_trim_whitespace(col)
     empty = pc.or_kleene(pc.is_null(col), pc.equal(pc.utf8_length(stripped), 0))
     mask = np.asarray(pc.fill_null(empty, True).to_numpy(zero_copy_only=False), dtype=bool)
@@ -319,8 +353,11 @@ def check_text(table: pa.Table, text: str, on_empty: str = "error") -> tuple[pa.
             ids = np.asarray(table.column(ID).to_pylist(), dtype=object)[mask]
         else:
             ids = np.flatnonzero(mask)
-        raise FineclassError(f"{int(mask.sum())} documents have a missing or empty text (ids: {preview(ids)}). "
-                             f"Remove them or fill them in before training.", "text")
+        raise FineclassError(
+            f"{int(mask.sum())} documents have a missing or empty text (ids: {preview(ids)}). "
+            f"Remove them or fill them in before training.",
+            "text",
+        )
     if text != "text":
         names = [c for c in table.column_names if c != "text"]
         table = table.select(names)

@@ -4,6 +4,7 @@ Seeds, a validation split, early stopping, class weights, a checkpoint per epoch
 threshold tuning for the multi-label shapes. ``fit`` returns a ``Trained`` record; ``classifier.train()`` makes a
 Classifier of it (this module never imports ``classifier``).
 """
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,8 @@ def split(ds: Labelled, share: float, seed: int) -> tuple[np.ndarray, np.ndarray
             raise FineclassError(
                 f"classes {preview(too_few)} have fewer than 2 examples, too few for a validation split "
                 f"(validation={share}). Add examples, merge these classes, or pass validation=0 in `config`.",
-                "label")
+                "label",
+            )
         val = []
         for c in np.flatnonzero(counts):
             members = rng.permutation(np.flatnonzero(strata == c))
@@ -73,8 +75,10 @@ def split(ds: Labelled, share: float, seed: int) -> tuple[np.ndarray, np.ndarray
         val = np.sort(rng.permutation(n)[:n_val])
     train_idx = np.setdiff1d(idx, val)
     if len(train_idx) == 0:
-        raise FineclassError("no documents are left for training after the validation split; lower "
-                             "`validation` or add documents.", "validation")
+        raise FineclassError(
+            "no documents are left for training after the validation split; lower `validation` or add documents.",
+            "validation",
+        )
     return train_idx, val
 
 
@@ -84,9 +88,9 @@ def _group_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
     group = batch_size * 50
     batches = []
     for s in range(0, len(order), group):
-        g = order[s:s + group]
+        g = order[s : s + group]
         g = g[np.argsort(-lengths[g], kind="stable")]
-        batches.extend(g[i:i + batch_size] for i in range(0, len(g), batch_size))
+        batches.extend(g[i : i + batch_size] for i in range(0, len(g), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -198,14 +202,14 @@ def save_checkpoint(folder: Path, epoch: int, module, opt, sched, best_state, in
         info: the run's fingerprint, history and best-epoch record.
     """
     from safetensors.torch import save_file
+
     final = folder / f"epoch-{epoch}"
     with atomic_folder(final) as tmp:
         save_file(_trainable_state(module), str(tmp / "trainable.safetensors"))
         save_file(best_state, str(tmp / "best.safetensors"))
         tensors, meta = _optimizer_tensors(opt)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
-        write_json_atomic(tmp / "state.json", dict(info, epoch=epoch, optimizer=meta,
-                                                   scheduler=sched.state_dict()))
+        write_json_atomic(tmp / "state.json", dict(info, epoch=epoch, optimizer=meta, scheduler=sched.state_dict()))
     write_json_atomic(folder / "latest.json", {"epoch": epoch, "folder": final.name})
     keep = {final.name, f"epoch-{epoch - 1}"}  # the newest two only, so checkpoints take bounded space
     for old in folder.glob("epoch-*"):
@@ -228,6 +232,7 @@ def load_checkpoint(folder: Path, fingerprint: str):
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
     latest = folder / "latest.json"
     if not latest.exists():
         return None
@@ -245,11 +250,17 @@ def load_checkpoint(folder: Path, fingerprint: str):
             current = ck / f"{part}.safetensors"
             tensors[part] = load_file(str(current))
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
-        raise FineclassError(f"`checkpoint_dir`: the checkpoint file {str(current)!r} is damaged or missing ({e}). "
-                             f"Delete the folder {str(folder)!r} to train from the start.", "checkpoint_dir") from None
+        raise FineclassError(
+            f"`checkpoint_dir`: the checkpoint file {str(current)!r} is damaged or missing ({e}). "
+            f"Delete the folder {str(folder)!r} to train from the start.",
+            "checkpoint_dir",
+        ) from None
     if not isinstance(info, dict) or info.get("fingerprint") != fingerprint:
-        raise FineclassError(f"`checkpoint_dir` {str(folder)!r} holds a checkpoint of another run (different data, "
-                             f"model or settings). Use another folder, or delete it to start over.", "checkpoint_dir")
+        raise FineclassError(
+            f"`checkpoint_dir` {str(folder)!r} holds a checkpoint of another run (different data, "
+            f"model or settings). Use another folder, or delete it to start over.",
+            "checkpoint_dir",
+        )
     return info, tensors
 
 
@@ -278,9 +289,24 @@ class Trained:
     manifest: dict
 
 
-def fit(data: Any, *, model: str, method: str, config: Any, trust_remote_code: bool, text: str, label: Any,
-        id: str | None, labels: Any, codebook: Any, kind: str | None, levels: Any, spec: LabelSpec | None,
-        progress: bool, resume: bool) -> Trained:
+def fit(
+    data: Any,
+    *,
+    model: str,
+    method: str,
+    config: Any,
+    trust_remote_code: bool,
+    text: str,
+    label: Any,
+    id: str | None,
+    labels: Any,
+    codebook: Any,
+    kind: str | None,
+    levels: Any,
+    spec: LabelSpec | None,
+    progress: bool,
+    resume: bool,
+) -> Trained:
     """Fine-tune ``model`` with ``method`` on ``data``: the one training loop of every method.
 
     Args:
@@ -312,8 +338,9 @@ def fit(data: Any, *, model: str, method: str, config: Any, trust_remote_code: b
     name = method
     t_start = time.time()
     cfg = TrainConfig.from_dict(config)
-    ds = labelled(data, text=text, label=label, id=id, labels=labels, spec=spec, kind=kind, codebook=codebook,
-                  levels=levels)
+    ds = labelled(
+        data, text=text, label=label, id=id, labels=labels, spec=spec, kind=kind, codebook=codebook, levels=levels
+    )
     if ds.spec.kind == "single" and len(ds.spec.classes) < 2:
         raise FineclassError("the label column holds a single class; a classifier needs at least two.", "label")
     method = get_method(name)
@@ -328,8 +355,10 @@ def fit(data: Any, *, model: str, method: str, config: Any, trust_remote_code: b
     enc = method.encode(tok, ds.texts, cfg.max_length)
     n_truncated = int(enc.truncated.sum())
     if n_truncated:
-        warn_user(f"{n_truncated} of {len(ds)} training documents are longer than max_length={cfg.max_length} "
-                  f"tokens and were truncated (the same rule applies when classifying).")
+        warn_user(
+            f"{n_truncated} of {len(ds)} training documents are longer than max_length={cfg.max_length} "
+            f"tokens and were truncated (the same rule applies when classifying)."
+        )
     lengths = enc.lengths()
     targets = torch.from_numpy(ds.targets)
     weights = None
@@ -343,9 +372,13 @@ def fit(data: Any, *, model: str, method: str, config: Any, trust_remote_code: b
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total_steps), total_steps)
 
     settings = {k: v for k, v in cfg.to_dict().items() if k != "checkpoint_dir"}  # a moved folder still resumes
-    fingerprint = hash_rows(ds.ids, ds.texts, [t.tolist() for t in ds.targets]) + ":" + json.dumps(
-        {"model": str(model), "method": name, "config": settings}, sort_keys=True, default=str)
+    fingerprint = (
+        hash_rows(ds.ids, ds.texts, [t.tolist() for t in ds.targets])
+        + ":"
+        + json.dumps({"model": str(model), "method": name, "config": settings}, sort_keys=True, default=str)
+    )
     import hashlib
+
     fingerprint = hashlib.sha256(fingerprint.encode()).hexdigest()
     ck_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
     start_epoch, history, best = 0, [], {"loss": float("inf"), "epoch": -1, "bad_epochs": 0}
@@ -362,21 +395,34 @@ def fit(data: Any, *, model: str, method: str, config: Any, trust_remote_code: b
                 sched.load_state_dict(info["scheduler"])
                 start_epoch, history, best = info["epoch"] + 1, info["history"], info["best"]
             except (KeyError, ValueError, TypeError, RuntimeError) as e:
-                raise FineclassError(f"`checkpoint_dir`: the checkpoint in {str(ck_dir)!r} does not fit this model "
-                                     f"({e}). Delete it to train from the start.", "checkpoint_dir") from None
+                raise FineclassError(
+                    f"`checkpoint_dir`: the checkpoint in {str(ck_dir)!r} does not fit this model "
+                    f"({e}). Delete it to train from the start.",
+                    "checkpoint_dir",
+                ) from None
             best_state = tensors["best"]
             if progress:
-                print(f"fineclass: resuming from the checkpoint of epoch {info['epoch'] + 1} in {ck_dir}",
-                      file=sys.stderr)
+                print(
+                    f"fineclass: resuming from the checkpoint of epoch {info['epoch'] + 1} in {ck_dir}", file=sys.stderr
+                )
     elif ck_dir is not None and (ck_dir / "latest.json").exists():
-        raise FineclassError(f"`checkpoint_dir` {str(ck_dir)!r} already holds a checkpoint; pass resume=True to "
-                             f"continue it, or use an empty folder.", "checkpoint_dir")
+        raise FineclassError(
+            f"`checkpoint_dir` {str(ck_dir)!r} already holds a checkpoint; pass resume=True to "
+            f"continue it, or use an empty folder.",
+            "checkpoint_dir",
+        )
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=steps_per_epoch * cfg.gradient_accumulation * (cfg.epochs - start_epoch), unit="batch",
-                   desc="training", dynamic_ncols=True, file=sys.stderr)
+
+        bar = tqdm(
+            total=steps_per_epoch * cfg.gradient_accumulation * (cfg.epochs - start_epoch),
+            unit="batch",
+            desc="training",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
         if best["bad_epochs"] >= (cfg.early_stopping or 10**9):
@@ -407,8 +453,9 @@ def fit(data: Any, *, model: str, method: str, config: Any, trust_remote_code: b
         row = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
         if len(val_idx):
             module.eval()
-            row["val_loss"] = _validation_loss(method, module, tok, enc, val_idx, targets, ds.spec, weights,
-                                               device, cfg.batch_size)
+            row["val_loss"] = _validation_loss(
+                method, module, tok, enc, val_idx, targets, ds.spec, weights, device, cfg.batch_size
+            )
             if row["val_loss"] < best["loss"] - 1e-6:
                 best = {"loss": row["val_loss"], "epoch": epoch + 1, "bad_epochs": 0}
                 best_state = _trainable_state(module)
@@ -419,8 +466,15 @@ def fit(data: Any, *, model: str, method: str, config: Any, trust_remote_code: b
             best_state = _trainable_state(module)
         history.append(row)
         if ck_dir is not None:
-            save_checkpoint(ck_dir, epoch, module, opt, sched, best_state,
-                            {"fingerprint": fingerprint, "history": history, "best": best})
+            save_checkpoint(
+                ck_dir,
+                epoch,
+                module,
+                opt,
+                sched,
+                best_state,
+                {"fingerprint": fingerprint, "history": history, "best": best},
+            )
     if bar is not None:
         bar.close()
     _load_trainable(module, best_state)
@@ -439,17 +493,35 @@ def fit(data: Any, *, model: str, method: str, config: Any, trust_remote_code: b
         else:
             thresholds = {"presence": 0.5}
     manifest = {
-        "method": name, "model": str(model), "model_resolved": model_path,
-        "model_hash": hash_model_folder(model_path), "finetune": finetune, "spec": ds.spec.to_dict(),
-        "config": cfg.to_dict(), "seed": cfg.seed, "thresholds": thresholds, "history": history,
-        "best_epoch": best["epoch"], "stopped_early": stopped_early, "n_train": int(len(train_idx)),
-        "n_validation": int(len(val_idx)), "n_truncated": n_truncated, "data_hash": hash_rows(ds.ids, ds.texts),
-        "validation_jaccard": val_score, "device": str(device), "trained_at": now(),
-        "seconds": round(time.time() - t_start, 1), "versions": versions(), "fingerprint": fingerprint,
+        "method": name,
+        "model": str(model),
+        "model_resolved": model_path,
+        "model_hash": hash_model_folder(model_path),
+        "finetune": finetune,
+        "spec": ds.spec.to_dict(),
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "thresholds": thresholds,
+        "history": history,
+        "best_epoch": best["epoch"],
+        "stopped_early": stopped_early,
+        "n_train": int(len(train_idx)),
+        "n_validation": int(len(val_idx)),
+        "n_truncated": n_truncated,
+        "data_hash": hash_rows(ds.ids, ds.texts),
+        "validation_jaccard": val_score,
+        "device": str(device),
+        "trained_at": now(),
+        "seconds": round(time.time() - t_start, 1),
+        "versions": versions(),
+        "fingerprint": fingerprint,
     }
     if progress:
-        print(f"fineclass: trained {name} on {model} ({finetune}) with {len(train_idx)} documents in "
-              f"{manifest['seconds']} s; best epoch {best['epoch']}", file=sys.stderr)
+        print(
+            f"fineclass: trained {name} on {model} ({finetune}) with {len(train_idx)} documents in "
+            f"{manifest['seconds']} s; best epoch {best['epoch']}",
+            file=sys.stderr,
+        )
     return Trained(method, module, tok, ds.spec, device, cfg, thresholds, history, manifest)
 
 
@@ -457,7 +529,7 @@ def fit(data: Any, *, model: str, method: str, config: Any, trust_remote_code: b
 def _validation_loss(method, module, tok, enc, val_idx, targets, spec, weights, device, batch_size) -> float:
     total = 0.0
     for s in range(0, len(val_idx), batch_size * 2):
-        idx = val_idx[s:s + batch_size * 2]
+        idx = val_idx[s : s + batch_size * 2]
         batch = method.collate(tok, [enc.ids[i] for i in idx], device)
         total += float(method.loss(module, batch, targets[idx].to(device), spec, weights)) * len(idx)
     return total / len(val_idx)

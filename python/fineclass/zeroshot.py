@@ -2,6 +2,7 @@
 
 (A module named ``zero_shot`` would be hidden by the root function ``fineclass.zero_shot``; hence ``zeroshot``.)
 """
+
 from __future__ import annotations
 
 import time
@@ -28,8 +29,11 @@ def _zero_shot_spec(labels, codebook, kind: str, levels) -> LabelSpec:
     book = read_codebook(codebook)
     if labels is None:
         if not book:
-            raise FineclassError("zero-shot needs the label set: pass `labels=` (the class codes, or the dimensions "
-                                 "for kind='dimlevel') or a `codebook=` with one entry per class.", "labels")
+            raise FineclassError(
+                "zero-shot needs the label set: pass `labels=` (the class codes, or the dimensions "
+                "for kind='dimlevel') or a `codebook=` with one entry per class.",
+                "labels",
+            )
         labels = list(book)
     if isinstance(labels, (str, bytes)) or not hasattr(labels, "__iter__"):
         raise FineclassError(f"`labels` must be a list of class codes; got {type(labels).__name__}.", "labels")
@@ -39,17 +43,34 @@ def _zero_shot_spec(labels, codebook, kind: str, levels) -> LabelSpec:
     names, descriptions = split_codebook(book)
     vtype = value_type(labels) if kind != "dimlevel" else "str"
     try:
-        return LabelSpec(kind=kind, classes=[canon(v) for v in labels], levels=list(levels) if levels else None,
-                         names=names, descriptions=descriptions, value_type=vtype)
+        return LabelSpec(
+            kind=kind,
+            classes=[canon(v) for v in labels],
+            levels=list(levels) if levels else None,
+            names=names,
+            descriptions=descriptions,
+            value_type=vtype,
+        )
     except FineclassError as e:
         arg = e.argument if e.argument in ("codebook", "levels") else "labels"
         raise FineclassError(str(e).replace("the `label` column", "`labels`"), arg) from None
 
 
-def zero_shot_classifier(model: str = "smollm2-135m", *, labels: Sequence[Any] | None = None, codebook: Any = None,
-                         kind: str = "single", levels: Sequence[str] | None = None, prompt: str | None = None,
-                         max_length: int = 256, threshold: float = 0.5, device: str = "auto",
-                         scoring: str = "prefix", trust_remote_code: bool = False, allow_pickle: bool = False):
+def zero_shot_classifier(
+    model: str = "smollm2-135m",
+    *,
+    labels: Sequence[Any] | None = None,
+    codebook: Any = None,
+    kind: str = "single",
+    levels: Sequence[str] | None = None,
+    prompt: str | None = None,
+    max_length: int = 256,
+    threshold: float = 0.5,
+    device: str = "auto",
+    scoring: str = "prefix",
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+):
     """A Classifier that prompts ``model`` without training; it predicts, saves and loads like a trained one.
 
     Args:
@@ -87,8 +108,7 @@ def zero_shot_classifier(model: str = "smollm2-135m", *, labels: Sequence[Any] |
     check_no_pickle(path, allow_pickle, "model")
     check_causal(path, trust_remote_code)
     tok = load_tokenizer(path, trust_remote_code)
-    plan = Plan(tok, spec, prompt if prompt is not None else default_template(spec), argument="labels",
-                scoring=scoring)
+    plan = Plan(tok, spec, prompt if prompt is not None else default_template(spec), argument="labels", scoring=scoring)
     module = load_causal_lm(path, inference_dtype(dev), trust_remote_code).to(dev).eval()
     module._fineclass_zero_shot = True
     module._fineclass_generative = plan.to_dict()
@@ -97,23 +117,59 @@ def zero_shot_classifier(model: str = "smollm2-135m", *, labels: Sequence[Any] |
     cfg = cfg.resolved(prompt=plan.template)
     thresholds = {} if kind == "single" else {"presence": float(threshold)}
     manifest = {
-        "method": "generative", "zero_shot": True, "model": str(model), "model_resolved": path,
-        "model_hash": hash_model_folder(path), "finetune": "none", "spec": spec.to_dict(), "config": cfg.to_dict(),
-        "seed": cfg.seed, "thresholds": thresholds, "history": [], "n_train": 0, "n_validation": 0,
-        "device": str(dev), "trained_at": now(), "seconds": round(time.time() - t0, 1), "versions": versions(),
+        "method": "generative",
+        "zero_shot": True,
+        "model": str(model),
+        "model_resolved": path,
+        "model_hash": hash_model_folder(path),
+        "finetune": "none",
+        "spec": spec.to_dict(),
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "thresholds": thresholds,
+        "history": [],
+        "n_train": 0,
+        "n_validation": 0,
+        "device": str(dev),
+        "trained_at": now(),
+        "seconds": round(time.time() - t0, 1),
+        "versions": versions(),
         "generative": plan.to_dict(),
     }
     clf = Classifier(model=model, method="generative", config=cfg, trust_remote_code=trust_remote_code)
-    clf._adopt(method=method, module=module, tokenizer=tok, spec=spec, device=dev, thresholds=thresholds,
-               manifest=manifest, history=[])
+    clf._adopt(
+        method=method,
+        module=module,
+        tokenizer=tok,
+        spec=spec,
+        device=dev,
+        thresholds=thresholds,
+        manifest=manifest,
+        history=[],
+    )
     return clf
 
 
-def zero_shot(data: Any, model: str = "smollm2-135m", labels: Sequence[Any] | None = None, codebook: Any = None,
-              kind: str = "single", text: str = "text", id: str | None = None, prompt: str | None = None, *,
-              levels: Sequence[str] | None = None, generate: bool = False, max_length: int = 256,
-              threshold: float = 0.5, batch_tokens: int | None = None, device: str = "auto",
-              scoring: str = "prefix", trust_remote_code: bool = False, progress: bool = False) -> pa.Table:
+def zero_shot(
+    data: Any,
+    model: str = "smollm2-135m",
+    labels: Sequence[Any] | None = None,
+    codebook: Any = None,
+    kind: str = "single",
+    text: str = "text",
+    id: str | None = None,
+    prompt: str | None = None,
+    *,
+    levels: Sequence[str] | None = None,
+    generate: bool = False,
+    max_length: int = 256,
+    threshold: float = 0.5,
+    batch_tokens: int | None = None,
+    device: str = "auto",
+    scoring: str = "prefix",
+    trust_remote_code: bool = False,
+    progress: bool = False,
+) -> pa.Table:
     """Classify ``data`` by prompting ``model`` without training.
 
     Args:
@@ -145,9 +201,19 @@ def zero_shot(data: Any, model: str = "smollm2-135m", labels: Sequence[Any] | No
     Example:
         >>> fineclass.zero_shot({"text": ["great film"]}, labels=["pos", "neg"])  # doctest: +SKIP
     """
-    clf = zero_shot_classifier(model, labels=labels, codebook=codebook, kind=kind, levels=levels, prompt=prompt,
-                               max_length=max_length, threshold=threshold, device=device, scoring=scoring,
-                               trust_remote_code=trust_remote_code)
+    clf = zero_shot_classifier(
+        model,
+        labels=labels,
+        codebook=codebook,
+        kind=kind,
+        levels=levels,
+        prompt=prompt,
+        max_length=max_length,
+        threshold=threshold,
+        device=device,
+        scoring=scoring,
+        trust_remote_code=trust_remote_code,
+    )
     if generate:
         return free_generation(clf, data, text=text, id=id, progress=progress)
     return clf.predict(data, text=text, id=id, batch_tokens=batch_tokens, progress=progress)

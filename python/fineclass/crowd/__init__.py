@@ -16,11 +16,20 @@ the paper's record of its own workflow.
 
 The modules: ``proposals`` (1), ``review`` (2, 3), ``acceptance`` (4, 5), ``items`` (what they share).
 """
+
 from __future__ import annotations
 
 from .acceptance import CONFLICTS, RULES, acceptance_report, assemble_training_set
 from .proposals import proposal_stats, propose
 from .review import export_review, import_review
 
-__all__ = ["propose", "proposal_stats", "export_review", "import_review", "acceptance_report",
-           "assemble_training_set", "RULES", "CONFLICTS"]
+__all__ = [
+    "propose",
+    "proposal_stats",
+    "export_review",
+    "import_review",
+    "acceptance_report",
+    "assemble_training_set",
+    "RULES",
+    "CONFLICTS",
+]

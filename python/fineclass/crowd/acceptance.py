@@ -1,4 +1,5 @@
 """Acceptance: how often proposals were accepted and how far coders agree; accepted labels as a training set."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ CONFLICTS = ("priority", "votes", "drop", "error")
 
 def _accepted_bool(decisions: pa.Table, argument: str = "decisions") -> np.ndarray:
     if "accepted" not in decisions.column_names:
-        raise FineclassError(f"`{argument}` has no `accepted` column; columns are: "
-                             f"{', '.join(decisions.column_names)}.", argument)
+        raise FineclassError(
+            f"`{argument}` has no `accepted` column; columns are: {', '.join(decisions.column_names)}.", argument
+        )
     out = []
     bad = set()
     for v in decisions.column("accepted").to_pylist():
@@ -34,8 +36,9 @@ def _accepted_bool(decisions: pa.Table, argument: str = "decisions") -> np.ndarr
         else:
             out.append(s == "Y")
     if bad:
-        raise FineclassError(f"`{argument}`: `accepted` holds values other than Y/N: {preview(sorted(map(str, bad)))}.",
-                             argument)
+        raise FineclassError(
+            f"`{argument}`: `accepted` holds values other than Y/N: {preview(sorted(map(str, bad)))}.", argument
+        )
     return np.array(out, dtype=bool)
 
 
@@ -51,12 +54,14 @@ def _rate_table(groups: list, acc: np.ndarray, name: str) -> pa.Table:
         n[0] += 1
         n[1] += int(a)
     order = sorted(keys, key=_natural)
-    return pa.table({
-        name: pa.array(order, pa.string()),
-        "decisions": pa.array([keys[k][0] for k in order], pa.int64()),
-        "accepted": pa.array([keys[k][1] for k in order], pa.int64()),
-        "rate": pa.array([keys[k][1] / keys[k][0] for k in order], pa.float64()),
-    })
+    return pa.table(
+        {
+            name: pa.array(order, pa.string()),
+            "decisions": pa.array([keys[k][0] for k in order], pa.int64()),
+            "accepted": pa.array([keys[k][1] for k in order], pa.int64()),
+            "rate": pa.array([keys[k][1] / keys[k][0] for k in order], pa.float64()),
+        }
+    )
 
 
 def _agreement_rows(long_rows: list[dict]) -> list[dict]:
@@ -64,8 +69,9 @@ def _agreement_rows(long_rows: list[dict]) -> list[dict]:
 
     They come from :func:`fineclass.evaluation.agreement`; undefined statistics are null, which the report shows.
     """
-    table = pa.Table.from_pylist(long_rows, schema=pa.schema([("unit", pa.string()), ("coder", pa.string()),
-                                                              ("value", pa.string())]))
+    table = pa.Table.from_pylist(
+        long_rows, schema=pa.schema([("unit", pa.string()), ("coder", pa.string()), ("value", pa.string())])
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return agreement(table, unit="unit", coder="coder", value="value").to_pylist()
@@ -75,8 +81,7 @@ def _coder_votes(decisions: pa.Table, fields: tuple[str, ...], acc: np.ndarray):
     """{(doc, label): {coder: [decisions]}} with the coder as a string (row number when none is known)."""
     ids = decisions.column(ID).to_pylist()
     labs = [decisions.column(f).to_pylist() for f in fields]
-    coders = decisions.column("coder").to_pylist() if "coder" in decisions.column_names else \
-        [None] * decisions.num_rows
+    coders = decisions.column("coder").to_pylist() if "coder" in decisions.column_names else [None] * decisions.num_rows
     votes: dict[tuple, dict[str, list[bool]]] = {}
     for k in range(decisions.num_rows):
         lab = tuple(key_str(col[k]) for col in labs)
@@ -139,8 +144,10 @@ def acceptance_report(decisions: Any) -> dict[str, pa.Table]:
         for i in range(len(cs)):  # pooled over pairs: each pair of decisions on one proposal is one unit
             for j in range(i + 1, len(cs)):
                 pu = f"{unit}|{cs[i]}|{cs[j]}"
-                pair_rows += [{"unit": pu, "coder": "a", "value": clean[cs[i]]},
-                              {"unit": pu, "coder": "b", "value": clean[cs[j]]}]
+                pair_rows += [
+                    {"unit": pu, "coder": "a", "value": clean[cs[i]]},
+                    {"unit": pu, "coder": "b", "value": clean[cs[j]]},
+                ]
     rows = []
     alpha, kappa_all, agree_all, method = None, None, None, "fineclass.evaluation.agreement"
     if units:
@@ -154,28 +161,64 @@ def acceptance_report(decisions: Any) -> dict[str, pa.Table]:
                 by_pair.setdefault(pair, {})[r["statistic"]] = r
         for (ca, cb), st in sorted(by_pair.items(), key=lambda kv: (_natural(kv[0][0]), _natural(kv[0][1]))):
             k = next((v for name, v in st.items() if name.startswith("cohen_kappa")), None)
-            rows.append({"coder_a": ca, "coder_b": cb, "items": st["percent_agreement"]["n"],
-                         "agreement": st["percent_agreement"]["estimate"], "kappa": k["estimate"] if k else None,
-                         "alpha": None, "self_conflicts": None, "method": method})
+            rows.append(
+                {
+                    "coder_a": ca,
+                    "coder_b": cb,
+                    "items": st["percent_agreement"]["n"],
+                    "agreement": st["percent_agreement"]["estimate"],
+                    "kappa": k["estimate"] if k else None,
+                    "alpha": None,
+                    "self_conflicts": None,
+                    "method": method,
+                }
+            )
         pooled = _agreement_rows(pair_rows)
         for r in pooled:
             if r["statistic"] == "percent_agreement":
                 agree_all = r["estimate"]
             elif r["statistic"].startswith("cohen_kappa"):
                 kappa_all = r["estimate"]
-    rows.append({"coder_a": "all", "coder_b": "all", "items": units, "agreement": agree_all, "kappa": kappa_all,
-                 "alpha": alpha, "self_conflicts": self_conflicts, "method": method})
-    out["agreement"] = pa.Table.from_pylist(rows, schema=pa.schema([
-        ("coder_a", pa.string()), ("coder_b", pa.string()), ("items", pa.int64()), ("agreement", pa.float64()),
-        ("kappa", pa.float64()), ("alpha", pa.float64()), ("self_conflicts", pa.int64()), ("method", pa.string())]))
+    rows.append(
+        {
+            "coder_a": "all",
+            "coder_b": "all",
+            "items": units,
+            "agreement": agree_all,
+            "kappa": kappa_all,
+            "alpha": alpha,
+            "self_conflicts": self_conflicts,
+            "method": method,
+        }
+    )
+    out["agreement"] = pa.Table.from_pylist(
+        rows,
+        schema=pa.schema(
+            [
+                ("coder_a", pa.string()),
+                ("coder_b", pa.string()),
+                ("items", pa.int64()),
+                ("agreement", pa.float64()),
+                ("kappa", pa.float64()),
+                ("alpha", pa.float64()),
+                ("self_conflicts", pa.int64()),
+                ("method", pa.string()),
+            ]
+        ),
+    )
     return out
 
 
-
-
-def assemble_training_set(decisions: Any, *, rule: str = "any-accept", conflict: str = "priority",
-                          priority: Sequence[str] | None = None, kind: str | None = None,
-                          keep_empty: bool = True, return_conflicts: bool = False):
+def assemble_training_set(
+    decisions: Any,
+    *,
+    rule: str = "any-accept",
+    conflict: str = "priority",
+    priority: Sequence[str] | None = None,
+    kind: str | None = None,
+    keep_empty: bool = True,
+    return_conflicts: bool = False,
+):
     """The accepted labels as a long training table, with explicit rules for disagreement.
 
     Each coder casts one vote per proposal (document + label): accept if they accepted it in any of their rows (a
@@ -254,7 +297,7 @@ def assemble_training_set(decisions: Any, *, rule: str = "any-accept", conflict:
             accepted[(doc, lab)] = (ya, no)
     # group into cells that may hold only one label
     cells: dict[tuple, list[tuple]] = {}
-    for (doc, lab) in accepted:
+    for doc, lab in accepted:
         cell = (doc, lab[0]) if kind == "dimlevel" else (doc,) if kind == "single" else (doc, lab)
         cells.setdefault(cell, []).append(lab)
     conflicts = []
@@ -298,10 +341,15 @@ def assemble_training_set(decisions: Any, *, rule: str = "any-accept", conflict:
         if pick:
             chosen.append((doc, pick[0]))
     if conflict == "error" and conflicts:
-        lines = [f"{c[0][0]} {c[0][1] if kind == 'dimlevel' else ''}: {', '.join('/'.join(x) for x in c[1])}"
-                 for c in conflicts[:20]]
-        raise FineclassError(f"{len(conflicts)} conflicting accepted labels (first ones: {'; '.join(lines)}). "
-                             f"Pass conflict='priority', 'votes' or 'drop' to resolve them.", "conflict")
+        lines = [
+            f"{c[0][0]} {c[0][1] if kind == 'dimlevel' else ''}: {', '.join('/'.join(x) for x in c[1])}"
+            for c in conflicts[:20]
+        ]
+        raise FineclassError(
+            f"{len(conflicts)} conflicting accepted labels (first ones: {'; '.join(lines)}). "
+            f"Pass conflict='priority', 'votes' or 'drop' to resolve them.",
+            "conflict",
+        )
     by_doc: dict[str, list[tuple]] = {}
     for doc, lab in chosen:
         by_doc.setdefault(doc, []).append(lab)
@@ -335,14 +383,15 @@ def assemble_training_set(decisions: Any, *, rule: str = "any-accept", conflict:
         ps = ",".join(proposers_of.get((doc, lab), [])) or "?"
         return f"{lab[-1]} ({ps}; {ya} accept, {no} reject)"
 
-    ctable = pa.table({
-        "id": pa.array([original_id[c[0][0]] for c in conflicts], id_type),
-        ("dimension" if kind == "dimlevel" else "cell"): pa.array(
-            [c[0][1] if kind == "dimlevel" else None for c in conflicts], pa.string()),
-        "candidates": pa.array([[fmt(c[0][0], lab) for lab in c[1]] for c in conflicts], pa.list_(pa.string())),
-        "chosen": pa.array([c[2][-1] if c[2] else None for c in conflicts], pa.string()),
-        "reason": pa.array([c[3] for c in conflicts], pa.string()),
-    })
+    ctable = pa.table(
+        {
+            "id": pa.array([original_id[c[0][0]] for c in conflicts], id_type),
+            ("dimension" if kind == "dimlevel" else "cell"): pa.array(
+                [c[0][1] if kind == "dimlevel" else None for c in conflicts], pa.string()
+            ),
+            "candidates": pa.array([[fmt(c[0][0], lab) for lab in c[1]] for c in conflicts], pa.list_(pa.string())),
+            "chosen": pa.array([c[2][-1] if c[2] else None for c in conflicts], pa.string()),
+            "reason": pa.array([c[3] for c in conflicts], pa.string()),
+        }
+    )
     return table, ctable
-
-

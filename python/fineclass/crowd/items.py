@@ -1,4 +1,5 @@
 """What the parts of the workflow share: proposals as reviewable items, and reading decisions."""
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,10 @@ def shape(table: pa.Table, argument: str) -> tuple[str, ...]:
         return ("dimension", "level")
     if "label" in cols:
         return ("label",)
-    raise FineclassError(f"`{argument}` needs label columns `dimension` and `level`, or `label`; columns are: "
-                         f"{', '.join(cols)}.", argument)
+    raise FineclassError(
+        f"`{argument}` needs label columns `dimension` and `level`, or `label`; columns are: {', '.join(cols)}.",
+        argument,
+    )
 
 
 def key_str(v: Any) -> str:
@@ -80,8 +83,11 @@ def proposal_items(proposals: pa.Table, fields: tuple[str, ...]):
     """
     ids = proposals.column(ID).to_pylist()
     labs = [proposals.column(f).to_pylist() for f in fields]
-    props = proposals.column("proposer").to_pylist() if "proposer" in proposals.column_names else \
-        [None] * proposals.num_rows
+    props = (
+        proposals.column("proposer").to_pylist()
+        if "proposer" in proposals.column_names
+        else [None] * proposals.num_rows
+    )
     items: dict[str, dict] = {}
     for k in range(proposals.num_rows):
         lab = tuple(key_str(col[k]) for col in labs)

@@ -1,4 +1,5 @@
 """Proposing: fitted classifiers and chat endpoints suggest labels for documents, in one long table."""
+
 from __future__ import annotations
 
 import json
@@ -38,17 +39,22 @@ def _named_proposers(proposers: Any) -> list[tuple[str, Any]]:
     else:
         items = [("model1" if _is_classifier(proposers) else "#1", proposers)]
     if not items:
-        raise FineclassError("`proposers` is empty; pass fitted classifiers and/or Endpoint(...) objects.",
-                             "proposers")
+        raise FineclassError("`proposers` is empty; pass fitted classifiers and/or Endpoint(...) objects.", "proposers")
     for name, p in items:
         if not (isinstance(p, Endpoint) or _is_classifier(p)):
-            raise FineclassError(f"proposer {name} is a {type(p).__name__}; a proposer is a fitted fineclass "
-                                 f"classifier or a fineclass.client.Endpoint(url, model).", "proposers")
+            raise FineclassError(
+                f"proposer {name} is a {type(p).__name__}; a proposer is a fitted fineclass "
+                f"classifier or a fineclass.client.Endpoint(url, model).",
+                "proposers",
+            )
     names = [n for n, _ in items]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise FineclassError(f"two proposers share the name {preview(dup)}; give each a name: pass a dict "
-                             f"{{name: proposer}} or Endpoint(..., name=...).", "proposers")
+        raise FineclassError(
+            f"two proposers share the name {preview(dup)}; give each a name: pass a dict "
+            f"{{name: proposer}} or Endpoint(..., name=...).",
+            "proposers",
+        )
     return items
 
 
@@ -66,8 +72,17 @@ def _check_proposal(spec: LabelSpec, p: Mapping[str, Any]) -> str | None:
     return None if canon(p["label"]) in spec.classes else f"label {p['label']!r} is not in the label set"
 
 
-def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = None, spec: Any = None,
-            prompt: str | None = None, return_stats: bool = False, progress: bool = False):
+def propose(
+    data: Any,
+    proposers: Any,
+    *,
+    text: str = "text",
+    id: str | None = None,
+    spec: Any = None,
+    prompt: str | None = None,
+    return_stats: bool = False,
+    progress: bool = False,
+):
     """Ask each proposer for labels.
 
     Args:
@@ -101,16 +116,22 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
     if spec is None:
         first = next((p for _, p in named if _is_classifier(p)), None)
         if first is None:
-            raise FineclassError("every proposer is an endpoint, so the label set is unknown: pass `spec=` (a "
-                                 "LabelSpec, a dict, or a saved model's folder or labels.json).", "spec")
+            raise FineclassError(
+                "every proposer is an endpoint, so the label set is unknown: pass `spec=` (a "
+                "LabelSpec, a dict, or a saved model's folder or labels.json).",
+                "spec",
+            )
         spec = first.spec_
     for name, p in named:
         if _is_classifier(p):
             ps = p.spec_
             if ps.kind != spec.kind or not set(ps.classes) <= set(spec.classes):
-                raise FineclassError(f"proposer {name} predicts a {ps.kind} label set with classes "
-                                     f"{preview(ps.classes)}, which does not fit `spec` ({spec.kind}, "
-                                     f"{preview(spec.classes)}).", "spec")
+                raise FineclassError(
+                    f"proposer {name} predicts a {ps.kind} label set with classes "
+                    f"{preview(ps.classes)}, which does not fit `spec` ({spec.kind}, "
+                    f"{preview(spec.classes)}).",
+                    "spec",
+                )
     table = with_id(read_table(data), id)
     table, empty = check_text(table, text, on_empty="flag")
     ids = table.column(ID)
@@ -141,9 +162,19 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
     stats = []
     for name, p in named:
         start = time.monotonic()
-        st = {"proposer": name, "kind": "endpoint" if isinstance(p, Endpoint) else "model", "items": len(id_list),
-              "proposals": 0, "invalid": 0, "errors": 0, "requests": 0, "cached": 0, "prompt_tokens": None,
-              "completion_tokens": None, "seconds": 0.0}
+        st = {
+            "proposer": name,
+            "kind": "endpoint" if isinstance(p, Endpoint) else "model",
+            "items": len(id_list),
+            "proposals": 0,
+            "invalid": 0,
+            "errors": 0,
+            "requests": 0,
+            "cached": 0,
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "seconds": 0.0,
+        }
         for k in np.flatnonzero(empty):
             add(id_list[k], name, err="the text is empty")
             st["errors"] += 1
@@ -151,8 +182,12 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
         if isinstance(p, Endpoint):
             convs = [build_messages(spec, texts[k], prompt) for k in keep]
             results, cst = chat_many(p, convs, progress=progress)
-            st.update(requests=cst["requests"], cached=cst["cached"], prompt_tokens=cst["prompt_tokens"],
-                      completion_tokens=cst["completion_tokens"])
+            st.update(
+                requests=cst["requests"],
+                cached=cst["cached"],
+                prompt_tokens=cst["prompt_tokens"],
+                completion_tokens=cst["completion_tokens"],
+            )
             for k, r in zip(keep, results):
                 if r.error is not None:
                     add(id_list[k], name, err=f"request failed: {r.error}")
@@ -166,8 +201,10 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
             sub = pa.table({ID: ids.take(pa.array(keep, pa.int64())), "text": [texts[k] for k in keep]})
             preds = p.predict(sub, text="text", id=ID)
             if preds.column(ID).to_pylist() != sub.column(ID).to_pylist():
-                raise FineclassError(f"proposer {name} returned predictions for other documents than it was "
-                                     f"given; check its predict().", "proposers")
+                raise FineclassError(
+                    f"proposer {name} returned predictions for other documents than it was given; check its predict().",
+                    "proposers",
+                )
             for k, props in zip(keep, predictions_to_proposals(spec, preds)):
                 bad = [m for m in (_check_proposal(spec, q) for q in props) if m]
                 answered(name, st, k, props, bad[0] if bad else None)
@@ -179,8 +216,7 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
         cols["dimension"] = pa.array(rows["dimension"], pa.string())
         cols["level"] = pa.array(rows["level"], pa.string())
     else:
-        cols["label"] = pa.array([None if v is None else spec.decode_value(canon(v)) for v in rows["label"]],
-                                 ltype)
+        cols["label"] = pa.array([None if v is None else spec.decode_value(canon(v)) for v in rows["label"]], ltype)
     cols["proposer"] = pa.array(rows["proposer"], pa.string())
     cols["confidence"] = pa.array(rows["confidence"], pa.float64())
     cols["error"] = pa.array(rows["error"], pa.string())
@@ -193,10 +229,21 @@ def propose(data: Any, proposers: Any, *, text: str = "text", id: str | None = N
 
 
 def _stats_table(stats: list[dict]) -> pa.Table:
-    schema = pa.schema([("proposer", pa.string()), ("kind", pa.string()), ("items", pa.int64()),
-                        ("proposals", pa.int64()), ("invalid", pa.int64()), ("errors", pa.int64()),
-                        ("requests", pa.int64()), ("cached", pa.int64()), ("prompt_tokens", pa.int64()),
-                        ("completion_tokens", pa.int64()), ("seconds", pa.float64())])
+    schema = pa.schema(
+        [
+            ("proposer", pa.string()),
+            ("kind", pa.string()),
+            ("items", pa.int64()),
+            ("proposals", pa.int64()),
+            ("invalid", pa.int64()),
+            ("errors", pa.int64()),
+            ("requests", pa.int64()),
+            ("cached", pa.int64()),
+            ("prompt_tokens", pa.int64()),
+            ("completion_tokens", pa.int64()),
+            ("seconds", pa.float64()),
+        ]
+    )
     return pa.Table.from_pylist(stats, schema=schema)
 
 
@@ -214,8 +261,9 @@ def proposal_stats(proposals: pa.Table) -> pa.Table:
     """
     meta = proposals.schema.metadata or {}
     if STATS_KEY not in meta:
-        raise FineclassError("`proposals` carries no stats (they are kept in the metadata of the table "
-                             "propose() returns, and in Parquet files written from it).", "proposals")
+        raise FineclassError(
+            "`proposals` carries no stats (they are kept in the metadata of the table "
+            "propose() returns, and in Parquet files written from it).",
+            "proposals",
+        )
     return _stats_table(json.loads(meta[STATS_KEY]))
-
-

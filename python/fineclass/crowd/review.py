@@ -1,4 +1,5 @@
 """Review sheets: one per coder, written safely for spreadsheet programs, read back and checked row by row."""
+
 from __future__ import annotations
 
 import csv
@@ -25,14 +26,26 @@ def _safe_sheet_path(folder: Path, stem: str, coder: str | None, ext: str) -> Pa
     name = f"{stem}{ext}" if coder is None else f"{stem}-{coder}{ext}"
     target = (folder / name).resolve()
     if target.parent != folder.resolve() or "/" in name or "\\" in name or name.startswith("."):
-        raise FineclassError(f"coder name {coder!r} would write outside the folder {str(folder)!r}. Use letters, "
-                             f"digits, '_', '-' and '.'.", "coders")
+        raise FineclassError(
+            f"coder name {coder!r} would write outside the folder {str(folder)!r}. Use letters, "
+            f"digits, '_', '-' and '.'.",
+            "coders",
+        )
     return target
 
 
-def export_review(proposals: Any, path: str | Path, *, coders: Sequence[str] | None = None,
-                  overlap: float = 0.1, seed: int = 0, texts: Any = None, text: str = "text",
-                  id: str | None = None, overwrite: bool = False) -> list[Path]:
+def export_review(
+    proposals: Any,
+    path: str | Path,
+    *,
+    coders: Sequence[str] | None = None,
+    overlap: float = 0.1,
+    seed: int = 0,
+    texts: Any = None,
+    text: str = "text",
+    id: str | None = None,
+    overwrite: bool = False,
+) -> list[Path]:
     """Write review sheets for coders: one file per coder, one row per proposal, an empty ``accept`` column.
 
     In CSV sheets a cell that starts with ``= + - @`` (or ``'``) gets a leading ``'`` so spreadsheet programs do not
@@ -85,15 +98,21 @@ def export_review(proposals: Any, path: str | Path, *, coders: Sequence[str] | N
             raise FineclassError("`coders` is empty; name at least one coder.", "coders")
         bad = [c for c in coder_list if not _CODER.match(c) or ".." in c]
         if bad:
-            raise FineclassError(f"coder names {preview(bad)} cannot be used in file names: use letters, digits, "
-                                 f"'_', '-' and '.' (no path separators, no leading dot).", "coders")
+            raise FineclassError(
+                f"coder names {preview(bad)} cannot be used in file names: use letters, digits, "
+                f"'_', '-' and '.' (no path separators, no leading dot).",
+                "coders",
+            )
         if len({c.casefold() for c in coder_list}) != len(coder_list):  # one file each, also on Windows/macOS
             raise FineclassError(f"`coders` holds duplicates: {preview(coder_list)}.", "coders")
     targets = {c: _safe_sheet_path(folder, path.stem, c, ext) for c in coder_list}
     existing = [str(t) for t in targets.values() if t.exists()]
     if existing and not overwrite:
-        raise FineclassError(f"review sheets already exist: {preview(existing)}. Choose another `path`, or pass "
-                             f"overwrite=True to replace them (filled decisions would be lost).", "path")
+        raise FineclassError(
+            f"review sheets already exist: {preview(existing)}. Choose another `path`, or pass "
+            f"overwrite=True to replace them (filled decisions would be lost).",
+            "path",
+        )
     text_of = None
     if texts is not None:
         tt = with_id(read_table(texts, "texts"), id)
@@ -101,8 +120,9 @@ def export_review(proposals: Any, path: str | Path, *, coders: Sequence[str] | N
         text_of = dict(zip((key_str(v) for v in tt.column(ID).to_pylist()), tt.column("text").to_pylist()))
         missing = sorted({e["doc"] for e in items.values()} - set(text_of))
         if missing:
-            raise FineclassError(f"`texts` has no text for {len(missing)} proposed documents (ids: "
-                                 f"{preview(missing)}).", "texts")
+            raise FineclassError(
+                f"`texts` has no text for {len(missing)} proposed documents (ids: {preview(missing)}).", "texts"
+            )
     # assign documents to coders
     by_doc: dict[str, list[str]] = {}
     for item, e in items.items():
@@ -124,8 +144,13 @@ def export_review(proposals: Any, path: str | Path, *, coders: Sequence[str] | N
             second = (first + 1 + (m % (n_coders - 1))) % n_coders
             m += 1
             assign[coder_list[second]].append(doc)
-    header = ["item", "coder", "id"] + (["text"] if text_of else []) + list(fields) + ["accept", "comment"] + \
-        (["check"] if text_of else [])
+    header = (
+        ["item", "coder", "id"]
+        + (["text"] if text_of else [])
+        + list(fields)
+        + ["accept", "comment"]
+        + (["check"] if text_of else [])
+    )
     written = []
     for coder, target in targets.items():
         rows = []
@@ -145,10 +170,17 @@ def export_review(proposals: Any, path: str | Path, *, coders: Sequence[str] | N
         else:
             _write_xlsx(target, header, rows, coder)
         written.append(target)
-    manifest = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sheets": [p.name for p in written],
-                "coders": [c for c in coder_list if c is not None], "overlap": overlap, "seed": seed,
-                "documents": len(docs), "overlap_documents": n_overlap, "items": len(items),
-                "shape": list(fields)}
+    manifest = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "sheets": [p.name for p in written],
+        "coders": [c for c in coder_list if c is not None],
+        "overlap": overlap,
+        "seed": seed,
+        "documents": len(docs),
+        "overlap_documents": n_overlap,
+        "items": len(items),
+        "shape": list(fields),
+    }
     (folder / f"{path.stem}.manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return written
 
@@ -179,8 +211,9 @@ def _write_xlsx(target: Path, header: list[str], rows: list[list], coder: str | 
         from openpyxl import Workbook
         from openpyxl.worksheet.datavalidation import DataValidation
     except ImportError:  # pragma: no cover
-        raise FineclassError("writing .xlsx needs openpyxl: pip install openpyxl, or use a .csv path.",
-                             "path") from None
+        raise FineclassError(
+            "writing .xlsx needs openpyxl: pip install openpyxl, or use a .csv path.", "path"
+        ) from None
     wb = Workbook()
     ws = wb.active
     ws.title = (coder or "review")[:31]
@@ -194,17 +227,22 @@ def _write_xlsx(target: Path, header: list[str], rows: list[list], coder: str | 
                 cell.data_type = "s"
     acc = header.index("accept") + 1
     from openpyxl.utils import get_column_letter
+
     col = get_column_letter(acc)
-    dv = DataValidation(type="list", formula1='"Y,N"', allow_blank=True, showErrorMessage=True,
-                        errorTitle="Y or N", error="Enter Y (accept) or N (reject).")
+    dv = DataValidation(
+        type="list",
+        formula1='"Y,N"',
+        allow_blank=True,
+        showErrorMessage=True,
+        errorTitle="Y or N",
+        error="Enter Y (accept) or N (reject).",
+    )
     ws.add_data_validation(dv)
     if rows:
         dv.add(f"{col}2:{col}{len(rows) + 1}")
     ws.freeze_panes = "A2"
     with atomic_file(target) as tmp:
         wb.save(tmp)
-
-
 
 
 def _read_sheet(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -214,15 +252,16 @@ def _read_sheet(path: Path) -> tuple[list[str], list[list[str]]]:
             with open(path, newline="", encoding="utf-8-sig") as f:
                 data = [[_csv_unguard(v) for v in row] for row in csv.reader(f)]
         except UnicodeDecodeError:
-            raise FineclassError(f"the review sheet {str(path)!r} is not UTF-8 text. Save it as CSV UTF-8 "
-                                 f"(or as .xlsx).", "paths") from None
+            raise FineclassError(
+                f"the review sheet {str(path)!r} is not UTF-8 text. Save it as CSV UTF-8 (or as .xlsx).", "paths"
+            ) from None
     elif ext == ".xlsx":
         from openpyxl import load_workbook
+
         try:
             wb = load_workbook(path, read_only=True, data_only=True)
         except Exception as e:
-            raise FineclassError(f"the review sheet {str(path)!r} could not be read as .xlsx ({e}).",
-                                 "paths") from None
+            raise FineclassError(f"the review sheet {str(path)!r} could not be read as .xlsx ({e}).", "paths") from None
         ws = wb.worksheets[0]
         data = [[_cell_str(v) for v in row] for row in ws.iter_rows(values_only=True)]
         wb.close()
@@ -306,14 +345,21 @@ def import_review(paths: Any, proposals: Any, *, complete: bool = True, errors: 
         need = ["item", "coder", "id", *fields, "accept"]
         missing = [c for c in need if c not in header]
         if missing:
-            problem(sheet, 1, None, ", ".join(missing), f"missing column(s) {', '.join(missing)}; do not rename "
-                    f"or delete the sheet's columns")
+            problem(
+                sheet,
+                1,
+                None,
+                ", ".join(missing),
+                f"missing column(s) {', '.join(missing)}; do not rename or delete the sheet's columns",
+            )
             continue
         col = {h: k for k, h in enumerate(header) if h}
         for r, values in enumerate(rows, start=2):
+
             def get(name, values=values, col=col):
                 k = col.get(name)
                 return (values[k] if k is not None and k < len(values) else "") or ""
+
             if not any(v.strip() for v in values):
                 continue  # a blank line
             item = get("item").strip()
@@ -331,8 +377,7 @@ def import_review(paths: Any, proposals: Any, *, complete: bool = True, errors: 
                     ok = False
             if "check" in col and "text" in col and get("check").strip():
                 if text_check(get("text")) != get("check").strip():
-                    problem(sheet, r, item, "text", "edited text: the document's text differs from the one "
-                            "exported")
+                    problem(sheet, r, item, "text", "edited text: the document's text differs from the one exported")
                     ok = False
             coder = get("coder").strip()
             decision = parse_accept(get("accept"))
@@ -345,8 +390,13 @@ def import_review(paths: Any, proposals: Any, *, complete: bool = True, errors: 
             key = (item, coder)
             if key in seen:
                 s0, r0 = seen[key]
-                problem(sheet, r, item, "item", f"duplicate decision: coder {coder or '(none)'!r} already decided "
-                        f"this item in {s0} row {r0}")
+                problem(
+                    sheet,
+                    r,
+                    item,
+                    "item",
+                    f"duplicate decision: coder {coder or '(none)'!r} already decided this item in {s0} row {r0}",
+                )
                 ok = False
             else:
                 seen[key] = (sheet, r)
@@ -357,21 +407,45 @@ def import_review(paths: Any, proposals: Any, *, complete: bool = True, errors: 
         for item in items:
             if item not in decided:
                 e = items[item]
-                problem(None, None, item, None, f"proposal {e['doc']!r} {'/'.join(e['label'])} is in no sheet "
-                        f"(pass every filled sheet, or complete=False)")
-    prob_table = pa.Table.from_pylist(problems, schema=pa.schema([
-        ("sheet", pa.string()), ("row", pa.int64()), ("item", pa.string()), ("column", pa.string()),
-        ("problem", pa.string())]))
+                problem(
+                    None,
+                    None,
+                    item,
+                    None,
+                    f"proposal {e['doc']!r} {'/'.join(e['label'])} is in no sheet "
+                    f"(pass every filled sheet, or complete=False)",
+                )
+    prob_table = pa.Table.from_pylist(
+        problems,
+        schema=pa.schema(
+            [
+                ("sheet", pa.string()),
+                ("row", pa.int64()),
+                ("item", pa.string()),
+                ("column", pa.string()),
+                ("problem", pa.string()),
+            ]
+        ),
+    )
     if problems and errors == "raise":
-        lines = [f"{p['sheet']} row {p['row']}: {p['problem']}" if p["sheet"] else p["problem"]
-                 for p in problems[:25]]
+        lines = [f"{p['sheet']} row {p['row']}: {p['problem']}" if p["sheet"] else p["problem"] for p in problems[:25]]
         more = f"\n... and {len(problems) - 25} more" if len(problems) > 25 else ""
-        raise FineclassError(f"the review sheets have {len(problems)} problem(s); fix them and import again "
-                             f"(or pass errors='report' to get them as a table):\n  " + "\n  ".join(lines) + more,
-                             "paths")
+        raise FineclassError(
+            f"the review sheets have {len(problems)} problem(s); fix them and import again "
+            f"(or pass errors='report' to get them as a table):\n  " + "\n  ".join(lines) + more,
+            "paths",
+        )
     id_type = props.column(ID).type
-    rec: dict[str, list] = {"id": [], **{f: [] for f in fields}, "proposer": [], "coder": [], "accepted": [],
-                            "item": [], "sheet": [], "row": []}
+    rec: dict[str, list] = {
+        "id": [],
+        **{f: [] for f in fields},
+        "proposer": [],
+        "coder": [],
+        "accepted": [],
+        "item": [],
+        "sheet": [],
+        "row": [],
+    }
     for item, coder, decision, sheet, r in out:
         e = items[item]
         for proposer in e["proposers"] or [None]:
@@ -402,5 +476,3 @@ def import_review(paths: Any, proposals: Any, *, complete: bool = True, errors: 
 def _restore(props: pa.Table, v: str):
     t = props.column("label").type
     return int(v) if pa.types.is_integer(t) else v
-
-

@@ -32,6 +32,7 @@ The modules: ``coded`` (reading coded tables), ``align`` (predictions and truth 
 ``paired_bootstrap``), ``coders`` (agreement), ``shares`` (label shares by group), ``curve_fit`` (learning-curve
 arithmetic), ``common`` (what they share).
 """
+
 from __future__ import annotations
 
 from .coders import LEVELS_OF_MEASUREMENT, agreement, model_vs_coders
@@ -41,5 +42,17 @@ from .report import Evaluation, evaluate, paired_bootstrap
 from .shares import label_shares
 from .stats import bootstrap_ci
 
-__all__ = ["evaluate", "Evaluation", "paired_bootstrap", "bootstrap_ci", "agreement", "model_vs_coders",
-           "label_shares", "fit_curve", "CurveFit", "labels_needed", "EvaluationWarning", "LEVELS_OF_MEASUREMENT"]
+__all__ = [
+    "evaluate",
+    "Evaluation",
+    "paired_bootstrap",
+    "bootstrap_ci",
+    "agreement",
+    "model_vs_coders",
+    "label_shares",
+    "fit_curve",
+    "CurveFit",
+    "labels_needed",
+    "EvaluationWarning",
+    "LEVELS_OF_MEASUREMENT",
+]

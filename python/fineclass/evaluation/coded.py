@@ -1,4 +1,5 @@
 """Reading coded tables: document-level or long, single, multi-label or dimension->level, into values per document."""
+
 from __future__ import annotations
 
 import math
@@ -47,9 +48,10 @@ def _float_or_nan(v: Any) -> float:
 @dataclass
 class Layout:
     """Where a table keeps its labels: its shape, its form (document-level or long) and its label columns."""
-    kind: str | None   # single | multi | dimlevel | None ("scalar": single or long multi)
-    fmt: str           # "document" (one row per document) or "long"
-    columns: tuple     # (label,) or (dimension, level)
+
+    kind: str | None  # single | multi | dimlevel | None ("scalar": single or long multi)
+    fmt: str  # "document" (one row per document) or "long"
+    columns: tuple  # (label,) or (dimension, level)
 
 
 def layout(table: pa.Table, argument: str, label: Any, kind: str | None) -> Layout:
@@ -72,20 +74,25 @@ def layout(table: pa.Table, argument: str, label: Any, kind: str | None) -> Layo
 
     def need(c: str) -> None:
         if c not in cols:
-            raise FineclassError(f"column `{c}` not found in `{argument}`; columns are: {', '.join(cols)}. "
-                                 f"Pass `label=` with the name of the label column (or a pair: the dimension "
-                                 f"and level columns).", "label")
+            raise FineclassError(
+                f"column `{c}` not found in `{argument}`; columns are: {', '.join(cols)}. "
+                f"Pass `label=` with the name of the label column (or a pair: the dimension "
+                f"and level columns).",
+                "label",
+            )
 
     if label is not None and not isinstance(label, str):
         pair = [str(x) for x in label]
         if len(pair) != 2:
-            raise FineclassError(f"`label` must be one column name or a pair (dimension, level); got {label!r}.",
-                                 "label")
+            raise FineclassError(
+                f"`label` must be one column name or a pair (dimension, level); got {label!r}.", "label"
+            )
         need(pair[0])
         need(pair[1])
         if kind not in (None, "dimlevel"):
-            raise FineclassError(f"`label` names a (dimension, level) pair, which is the dimlevel shape, but "
-                                 f"`kind` is {kind!r}.", "kind")
+            raise FineclassError(
+                f"`label` names a (dimension, level) pair, which is the dimlevel shape, but `kind` is {kind!r}.", "kind"
+            )
         return Layout("dimlevel", "long", tuple(pair))
     if label is None:
         if kind in (None, "dimlevel") and "dimension" in cols and "level" in cols:
@@ -94,12 +101,17 @@ def layout(table: pa.Table, argument: str, label: Any, kind: str | None) -> Layo
         scalar = [c for c in ("label", "labels") if c in cols and c not in listy]
         order = (scalar + listy) if kind == "single" else (listy + scalar)
         if not order and "dimension" in cols and "level" in cols:
-            raise FineclassError(f"`{argument}` has `dimension` and `level` columns, the dimlevel shape, but `kind` "
-                                 f"is {kind!r}. Leave `kind` out or pass kind='dimlevel'.", "kind")
+            raise FineclassError(
+                f"`{argument}` has `dimension` and `level` columns, the dimlevel shape, but `kind` "
+                f"is {kind!r}. Leave `kind` out or pass kind='dimlevel'.",
+                "kind",
+            )
         if not order:
             raise FineclassError(
                 f"`{argument}` has no label column: looked for `label`, `labels`, or `dimension` and `level`; "
-                f"columns are: {', '.join(cols)}. Pass `label=` with the name of the label column.", "label")
+                f"columns are: {', '.join(cols)}. Pass `label=` with the name of the label column.",
+                "label",
+            )
         label = order[0]
     need(label)
     t = table.schema.field(label).type
@@ -108,18 +120,27 @@ def layout(table: pa.Table, argument: str, label: Any, kind: str | None) -> Layo
         if pa.types.is_struct(inner):
             names = [inner.field(i).name for i in range(inner.num_fields)]
             if "dimension" not in names or "level" not in names:
-                raise FineclassError(f"the list column `{label}` of `{argument}` holds records without "
-                                     f"`dimension` and `level` fields ({', '.join(names)}).", argument)
+                raise FineclassError(
+                    f"the list column `{label}` of `{argument}` holds records without "
+                    f"`dimension` and `level` fields ({', '.join(names)}).",
+                    argument,
+                )
             found = "dimlevel"
         else:
             found = "multi"
         if kind not in (None, found):
-            raise FineclassError(f"`kind` is {kind!r}, but column `{label}` of `{argument}` holds lists, which "
-                                 f"is the {found} shape. Pass kind={found!r} or another column.", "kind")
+            raise FineclassError(
+                f"`kind` is {kind!r}, but column `{label}` of `{argument}` holds lists, which "
+                f"is the {found} shape. Pass kind={found!r} or another column.",
+                "kind",
+            )
         return Layout(found, "document", (label,))
     if kind == "dimlevel":
-        raise FineclassError(f"kind='dimlevel' needs a dimension and a level column in `{argument}`; pass "
-                             f"`label=(\"dimension\", \"level\")` with their names.", "label")
+        raise FineclassError(
+            f"kind='dimlevel' needs a dimension and a level column in `{argument}`; pass "
+            f'`label=("dimension", "level")` with their names.',
+            "label",
+        )
     if kind == "multi":
         return Layout("multi", "long", (label,))
     if kind == "single":
@@ -134,17 +155,19 @@ def _is_list(t: pa.DataType) -> bool:
 @dataclass
 class Coded:
     """One table's labels per document: ``values[key]`` is a code, a set of codes, or {dimension: level}."""
+
     values: dict
-    original: dict            # key -> the id as the user wrote it
-    keys: list                # keys in first-seen order
-    outside: list             # keys of this table that are not in the scored set
-    conflicts: int = 0        # duplicated cells with different values (resolved by the rule)
+    original: dict  # key -> the id as the user wrote it
+    keys: list  # keys in first-seen order
+    outside: list  # keys of this table that are not in the scored set
+    conflicts: int = 0  # duplicated cells with different values (resolved by the rule)
     conflict_examples: list = field(default_factory=list)
     null_labels: int = 0
 
 
-def read_coded(table: pa.Table, argument: str, layout: Layout, kind: str, id: str,
-                scored: set | None, role: str) -> Coded:
+def read_coded(
+    table: pa.Table, argument: str, layout: Layout, kind: str, id: str, scored: set | None, role: str
+) -> Coded:
     """Fold a table into values per document.
 
     Args:
@@ -164,12 +187,17 @@ def read_coded(table: pa.Table, argument: str, layout: Layout, kind: str, id: st
         FineclassError: naming ``id`` or ``argument`` for a missing id column, missing ids, or conflicts in truth.
     """
     if id not in table.column_names:
-        raise FineclassError(f"column `{id}` not found in `{argument}`; columns are: "
-                             f"{', '.join(table.column_names)}. Pass `id=` with the name of the id column.", "id")
+        raise FineclassError(
+            f"column `{id}` not found in `{argument}`; columns are: "
+            f"{', '.join(table.column_names)}. Pass `id=` with the name of the id column.",
+            "id",
+        )
     idcol = table.column(id)
     if idcol.null_count:
-        raise FineclassError(f"`{argument}`: the id column `{id}` holds {idcol.null_count} missing values; every "
-                             f"row needs an id.", argument)
+        raise FineclassError(
+            f"`{argument}`: the id column `{id}` holds {idcol.null_count} missing values; every row needs an id.",
+            argument,
+        )
     keys = key_array(idcol)
     outside: list = []
     if scored is not None:
@@ -179,8 +207,9 @@ def read_coded(table: pa.Table, argument: str, layout: Layout, kind: str, id: st
         mask = pc.is_in(keys, value_set=value_set)
         if outside:  # the ids as the user wrote them, for messages
             seen_out: dict = {}
-            for k, o in zip(pc.filter(keys, pc.invert(mask)).to_pylist(),
-                            pc.filter(table.column(id), pc.invert(mask)).to_pylist()):
+            for k, o in zip(
+                pc.filter(keys, pc.invert(mask)).to_pylist(), pc.filter(table.column(id), pc.invert(mask)).to_pylist()
+            ):
                 seen_out.setdefault(k, o)
             outside = [seen_out[k] for k in outside]
         table = table.filter(mask)
@@ -198,8 +227,10 @@ def read_coded(table: pa.Table, argument: str, layout: Layout, kind: str, id: st
 
     def conflict(where: str, old: Any, new: Any) -> None:
         if role == "truth":
-            raise FineclassError(f"`{argument}` gives two different labels for {where} ({old!r} and {new!r}); "
-                                 f"keep one row per cell.", argument)
+            raise FineclassError(
+                f"`{argument}` gives two different labels for {where} ({old!r} and {new!r}); keep one row per cell.",
+                argument,
+            )
         out.conflicts += 1
         if len(out.conflict_examples) < 5:
             out.conflict_examples.append(where)
@@ -242,14 +273,19 @@ def read_coded(table: pa.Table, argument: str, layout: Layout, kind: str, id: st
     if layout.fmt == "long":
         dims = table.column(layout.columns[0]).to_pylist()
         levels = table.column(layout.columns[1]).to_pylist()
-        rows = ((k, d, lv, conf[r] if conf else float("nan"))
-                for r, (k, d, lv) in enumerate(zip(key_list, dims, levels)))
+        rows = (
+            (k, d, lv, conf[r] if conf else float("nan")) for r, (k, d, lv) in enumerate(zip(key_list, dims, levels))
+        )
     else:
         lists = table.column(layout.columns[0]).to_pylist()
         for k in key_list:  # a document-level row with an empty list is a document without labels
             out.values.setdefault(k, {})
-        rows = ((k, e.get("dimension"), e.get("level"), _float_or_nan(e.get("confidence")))
-                for k, lst in zip(key_list, lists) for e in (lst or []) if e is not None)
+        rows = (
+            (k, e.get("dimension"), e.get("level"), _float_or_nan(e.get("confidence")))
+            for k, lst in zip(key_list, lists)
+            for e in (lst or [])
+            if e is not None
+        )
     for k, d, lv, c in rows:
         m = out.values.setdefault(k, {})
         if d is None:
@@ -288,8 +324,11 @@ def scored_ids(ids: Any, id: str) -> tuple[list, dict]:
     else:
         t = read(ids, "ids")
         if id not in t.column_names:
-            raise FineclassError(f"`ids` has no column `{id}`; columns are: {', '.join(t.column_names)}. Pass a "
-                                 f"list of ids or a table with an `{id}` column.", "ids")
+            raise FineclassError(
+                f"`ids` has no column `{id}`; columns are: {', '.join(t.column_names)}. Pass a "
+                f"list of ids or a table with an `{id}` column.",
+                "ids",
+            )
         values = t.column(id).to_pylist()
     if any(v is None for v in values):
         raise FineclassError("`ids` holds missing values; pass the ids of the documents to score.", "ids")

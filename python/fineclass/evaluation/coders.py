@@ -1,4 +1,5 @@
 """Agreement among coders (Cohen's kappa, Krippendorff's alpha), and of a model with them."""
+
 from __future__ import annotations
 
 import math
@@ -21,23 +22,30 @@ def _coded_matrix(table: Any, unit: str, coder: Any, value: str, argument: str =
     t = read(table, argument)
     cols = t.column_names
     if unit not in cols:
-        raise FineclassError(f"column `{unit}` not found in `{argument}`; columns are: {', '.join(cols)}. Pass "
-                             f"`unit=` with the name of the column that identifies the coded items.", "unit")
+        raise FineclassError(
+            f"column `{unit}` not found in `{argument}`; columns are: {', '.join(cols)}. Pass "
+            f"`unit=` with the name of the column that identifies the coded items.",
+            "unit",
+        )
     units_raw = t.column(unit).to_pylist()
     cells: dict = {}
     if isinstance(coder, (list, tuple)):  # wide: one column per coder
         for c in coder:
             if c not in cols:
-                raise FineclassError(f"coder column `{c}` not found in `{argument}`; columns are: "
-                                     f"{', '.join(cols)}.", "coder")
+                raise FineclassError(
+                    f"coder column `{c}` not found in `{argument}`; columns are: {', '.join(cols)}.", "coder"
+                )
         coders = [str(c) for c in coder]
         rows = [(u, str(c), v) for c in coder for u, v in zip(units_raw, t.column(c).to_pylist())]
     else:
         for c, what in ((coder, "coder"), (value, "value")):
             if c not in cols:
-                raise FineclassError(f"column `{c}` not found in `{argument}`; columns are: {', '.join(cols)}. "
-                                     f"Pass `{what}=` with its name (or `coder=` a list of coder columns for a "
-                                     f"wide table).", what)
+                raise FineclassError(
+                    f"column `{c}` not found in `{argument}`; columns are: {', '.join(cols)}. "
+                    f"Pass `{what}=` with its name (or `coder=` a list of coder columns for a "
+                    f"wide table).",
+                    what,
+                )
         rows = list(zip(units_raw, t.column(coder).to_pylist(), t.column(value).to_pylist()))
         coders = []
     units: list = []
@@ -57,8 +65,11 @@ def _coded_matrix(table: Any, unit: str, coder: Any, value: str, argument: str =
             units.append(u)
         key = (u, c)
         if key in cells and cells[key] != v:
-            raise FineclassError(f"coder {c!r} gave unit {u!r} two different values ({cells[key]!r} and {v!r}) in "
-                                 f"`{argument}`; keep one value per coder and unit.", argument)
+            raise FineclassError(
+                f"coder {c!r} gave unit {u!r} two different values ({cells[key]!r} and {v!r}) in "
+                f"`{argument}`; keep one value per coder and unit.",
+                argument,
+            )
         cells[key] = v
     return units, coders, cells
 
@@ -85,8 +96,11 @@ def _value_codes(cells: dict, level: str, order: Sequence | None) -> tuple[dict,
             if distinct <= set(DEFAULT_LEVELS):
                 ordered = [x for x in DEFAULT_LEVELS]
             else:
-                raise FineclassError(f"level='ordinal' needs `order=` (the values from lowest to highest) for "
-                                     f"non-numeric values such as {preview(sorted(distinct), 4)}.", "order") from None
+                raise FineclassError(
+                    f"level='ordinal' needs `order=` (the values from lowest to highest) for "
+                    f"non-numeric values such as {preview(sorted(distinct), 4)}.",
+                    "order",
+                ) from None
     else:
         ordered = sorted_codes(distinct)
     rank = {v: i for i, v in enumerate(ordered)}
@@ -95,6 +109,7 @@ def _value_codes(cells: dict, level: str, order: Sequence | None) -> tuple[dict,
 
 def _alpha(codes: dict, units: list, coders: list, level: str, domain: list) -> tuple[float | None, int]:
     import krippendorff
+
     M = np.full((len(coders), len(units)), np.nan)
     ui = {u: j for j, u in enumerate(units)}
     ci = {c: i for i, c in enumerate(coders)}
@@ -107,26 +122,30 @@ def _alpha(codes: dict, units: list, coders: list, level: str, domain: list) -> 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            a = krippendorff.alpha(reliability_data=M, level_of_measurement=level,
-                                   value_domain=np.asarray(domain, dtype=float))
+            a = krippendorff.alpha(
+                reliability_data=M, level_of_measurement=level, value_domain=np.asarray(domain, dtype=float)
+            )
     except ValueError as e:  # e.g. one value only in the whole domain
         warn(f"Krippendorff's alpha is undefined for these data ({e}); it is reported as null.")
         return None, pairable
     a = num(a)
     if a is None:
-        warn("Krippendorff's alpha is undefined for these data (no disagreement is possible: the coders use a "
-              "single value); it is reported as null.")
+        warn(
+            "Krippendorff's alpha is undefined for these data (no disagreement is possible: the coders use a "
+            "single value); it is reported as null."
+        )
     return a, pairable
 
 
 def _kappa_rows(codes: dict, units: list, coders: list, weights: str | None, pairs: list | None = None) -> list:
     from sklearn.metrics import cohen_kappa_score
+
     by_coder: dict = {c: {} for c in coders}
     for (u, c), v in codes.items():
         by_coder[c][u] = v
     name = "cohen_kappa" if weights is None else f"cohen_kappa_{weights}"
     rows = []
-    pairs = pairs or [(a, b) for i, a in enumerate(coders) for b in coders[i + 1:]]
+    pairs = pairs or [(a, b) for i, a in enumerate(coders) for b in coders[i + 1 :]]
     for a, b in pairs:
         joint = [u for u in units if u in by_coder[a] and u in by_coder[b]]
         ya = [by_coder[a][u] for u in joint]
@@ -138,17 +157,25 @@ def _kappa_rows(codes: dict, units: list, coders: list, weights: str | None, pai
                 warnings.simplefilter("ignore")
                 k = num(cohen_kappa_score(ya, yb, labels=labels, weights=weights))
         if k is None:
-            warn(f"Cohen's kappa between {a!r} and {b!r} is undefined ({len(joint)} jointly coded units"
-                  f"{', one value only' if len(joint) >= 2 else ''}); it is reported as null.")
+            warn(
+                f"Cohen's kappa between {a!r} and {b!r} is undefined ({len(joint)} jointly coded units"
+                f"{', one value only' if len(joint) >= 2 else ''}); it is reported as null."
+            )
         agree = float(np.mean(np.equal(ya, yb))) if joint else None
         rows.append({"statistic": name, "coder_a": a, "coder_b": b, "estimate": k, "n": len(joint)})
-        rows.append({"statistic": "percent_agreement", "coder_a": a, "coder_b": b, "estimate": agree,
-                     "n": len(joint)})
+        rows.append({"statistic": "percent_agreement", "coder_a": a, "coder_b": b, "estimate": agree, "n": len(joint)})
     return rows
 
 
-_AGREEMENT_SCHEMA = pa.schema([("statistic", pa.string()), ("coder_a", pa.string()), ("coder_b", pa.string()),
-                               ("estimate", pa.float64()), ("n", pa.int64())])
+_AGREEMENT_SCHEMA = pa.schema(
+    [
+        ("statistic", pa.string()),
+        ("coder_a", pa.string()),
+        ("coder_b", pa.string()),
+        ("estimate", pa.float64()),
+        ("n", pa.int64()),
+    ]
+)
 
 
 def _agreement_args(level: str, weights: str | None) -> None:
@@ -157,12 +184,22 @@ def _agreement_args(level: str, weights: str | None) -> None:
     if weights not in (None, "linear", "quadratic"):
         raise FineclassError(f"`weights` must be None, 'linear' or 'quadratic'; got {weights!r}.", "weights")
     if weights is not None and level == "nominal":
-        raise FineclassError("weighted kappa needs ordered values: pass level='ordinal' (with `order=`) or leave "
-                             "`weights` out.", "weights")
+        raise FineclassError(
+            "weighted kappa needs ordered values: pass level='ordinal' (with `order=`) or leave `weights` out.",
+            "weights",
+        )
 
 
-def agreement(table: Any, *, unit: str = "id", coder: Any = "coder", value: str = "label",
-              level: str = "nominal", order: Sequence | None = None, weights: str | None = None) -> pa.Table:
+def agreement(
+    table: Any,
+    *,
+    unit: str = "id",
+    coder: Any = "coder",
+    value: str = "label",
+    level: str = "nominal",
+    order: Sequence | None = None,
+    weights: str | None = None,
+) -> pa.Table:
     """Agreement among coders: Cohen's kappa and percent agreement per pair, Krippendorff's alpha overall.
 
     Kappa uses the units both coders coded (scikit-learn's ``cohen_kappa_score``); alpha uses every pairable value
@@ -195,14 +232,26 @@ def agreement(table: Any, *, unit: str = "id", coder: Any = "coder", value: str 
     codes, domain = _value_codes(cells, level, order)
     rows = _kappa_rows(codes, units, coders, weights)
     a, pairable = _alpha(codes, units, coders, level, domain)
-    rows.append({"statistic": f"krippendorff_alpha_{level}", "coder_a": None, "coder_b": None, "estimate": a,
-                 "n": pairable})
+    rows.append(
+        {"statistic": f"krippendorff_alpha_{level}", "coder_a": None, "coder_b": None, "estimate": a, "n": pairable}
+    )
     return pa.Table.from_pylist(rows, schema=_AGREEMENT_SCHEMA)
 
 
-def model_vs_coders(predictions: Any, coders: Any, *, unit: str = "id", coder: Any = "coder", value: str = "label",
-                    id: str = "id", label: str | None = None, level: str = "nominal", order: Sequence | None = None,
-                    weights: str | None = None, model_name: str = "model") -> pa.Table:
+def model_vs_coders(
+    predictions: Any,
+    coders: Any,
+    *,
+    unit: str = "id",
+    coder: Any = "coder",
+    value: str = "label",
+    id: str = "id",
+    label: str | None = None,
+    level: str = "nominal",
+    order: Sequence | None = None,
+    weights: str | None = None,
+    model_name: str = "model",
+) -> pa.Table:
     """A model's agreement with each human coder, next to the coders' agreement with each other.
 
     The model is scored on the units the coders coded.
@@ -236,43 +285,69 @@ def model_vs_coders(predictions: Any, coders: Any, *, unit: str = "id", coder: A
     lay = layout(ptab, "predictions", label, "single")
     pc_ = read_coded(ptab, "predictions", lay, "single", id, None, "predictions")
     if pc_.conflicts:
-        warn(f"`predictions` gives different labels for the same document {pc_.conflicts} times; the first row "
-              f"(or the most confident) was kept.")
+        warn(
+            f"`predictions` gives different labels for the same document {pc_.conflicts} times; the first row "
+            f"(or the most confident) was kept."
+        )
     ukey = {canon(u): u for u in units}
     covered = [k for k in ukey if k in pc_.values and pc_.values[k] is not None]
     if not covered:
-        raise FineclassError(f"no unit of `coders` has a prediction: check that `{unit}` in `coders` and `{id}` "
-                             f"in `predictions` hold the same ids.", "predictions")
+        raise FineclassError(
+            f"no unit of `coders` has a prediction: check that `{unit}` in `coders` and `{id}` "
+            f"in `predictions` hold the same ids.",
+            "predictions",
+        )
     if len(covered) < len(ukey):
-        warn(f"{len(ukey) - len(covered)} of {len(ukey)} coded units have no prediction; the model is compared on "
-              f"the other {len(covered)}.")
+        warn(
+            f"{len(ukey) - len(covered)} of {len(ukey)} coded units have no prediction; the model is compared on "
+            f"the other {len(covered)}."
+        )
     all_cells = dict(cells)
     for k in covered:
         all_cells[(ukey[k], model_name)] = pc_.values[k]
     everyone = names + [model_name]
     codes, domain = _value_codes(all_cells, level, order)
     model_pairs = [(model_name, c) for c in names]
-    coder_pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
-    rows = _kappa_rows(codes, units, everyone, weights, model_pairs + coder_pairs) if coder_pairs else \
-        _kappa_rows(codes, units, everyone, weights, model_pairs)
+    coder_pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    rows = (
+        _kappa_rows(codes, units, everyone, weights, model_pairs + coder_pairs)
+        if coder_pairs
+        else _kappa_rows(codes, units, everyone, weights, model_pairs)
+    )
     kname = "cohen_kappa" if weights is None else f"cohen_kappa_{weights}"
 
     def mean_of(pairs):
-        vals = [r["estimate"] for r in rows if r["statistic"] == kname and (r["coder_a"], r["coder_b"]) in pairs
-                and r["estimate"] is not None]
+        vals = [
+            r["estimate"]
+            for r in rows
+            if r["statistic"] == kname and (r["coder_a"], r["coder_b"]) in pairs and r["estimate"] is not None
+        ]
         return (float(np.mean(vals)) if vals else None), len(vals)
 
     mm, nm = mean_of(set(model_pairs))
     rows.append({"statistic": f"{kname}_mean", "coder_a": model_name, "coder_b": "(mean)", "estimate": mm, "n": nm})
     if coder_pairs:
         cm, ncp = mean_of(set(coder_pairs))
-        rows.append({"statistic": f"{kname}_mean", "coder_a": "coders", "coder_b": "(mean)", "estimate": cm,
-                     "n": ncp})
+        rows.append({"statistic": f"{kname}_mean", "coder_a": "coders", "coder_b": "(mean)", "estimate": cm, "n": ncp})
         coder_codes = {k: v for k, v in codes.items() if k[1] != model_name}
         a, pairable = _alpha(coder_codes, units, names, level, domain)
-        rows.append({"statistic": f"krippendorff_alpha_{level}", "coder_a": "coders", "coder_b": None,
-                     "estimate": a, "n": pairable})
+        rows.append(
+            {
+                "statistic": f"krippendorff_alpha_{level}",
+                "coder_a": "coders",
+                "coder_b": None,
+                "estimate": a,
+                "n": pairable,
+            }
+        )
     a, pairable = _alpha(codes, units, everyone, level, domain)
-    rows.append({"statistic": f"krippendorff_alpha_{level}", "coder_a": f"coders+{model_name}", "coder_b": None,
-                 "estimate": a, "n": pairable})
+    rows.append(
+        {
+            "statistic": f"krippendorff_alpha_{level}",
+            "coder_a": f"coders+{model_name}",
+            "coder_b": None,
+            "estimate": a,
+            "n": pairable,
+        }
+    )
     return pa.Table.from_pylist(rows, schema=_AGREEMENT_SCHEMA)

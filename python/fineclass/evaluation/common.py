@@ -1,4 +1,5 @@
 """What every part of the evaluation shares: its warning, argument checks, reading tables, numbers."""
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,7 @@ def check_confidence(confidence: Any) -> float:
     except (TypeError, ValueError):
         c = float("nan")
     if not (0.0 < c < 1.0):
-        raise FineclassError(f"`confidence` must be between 0 and 1 (e.g. 0.95); got {confidence!r}.",
-                             "confidence")
+        raise FineclassError(f"`confidence` must be between 0 and 1 (e.g. 0.95); got {confidence!r}.", "confidence")
     return c
 
 

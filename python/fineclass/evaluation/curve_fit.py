@@ -1,4 +1,5 @@
 """Learning-curve arithmetic: a saturating curve fitted to runs, and the labels needed to reach a target."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ class CurveFit:
     ``b > 0`` for scores that rise with more labels, ``b < 0`` for losses that fall; ``a`` is the
     asymptote. ``boot`` holds (a, b, c) refitted on residual-bootstrap resamples of the runs.
     """
+
     a: float
     b: float
     c: float
@@ -46,13 +48,23 @@ class CurveFit:
         Returns:
             model, a, b, c, rmse, sizes, scores, resamples and notes.
         """
-        return {"model": "a - b * n^(-c)", "a": self.a, "b": self.b, "c": self.c, "rmse": self.rmse,
-                "sizes": self.sizes.tolist(), "scores": self.scores.tolist(), "resamples": int(len(self.boot)),
-                "notes": list(self.notes)}
+        return {
+            "model": "a - b * n^(-c)",
+            "a": self.a,
+            "b": self.b,
+            "c": self.c,
+            "rmse": self.rmse,
+            "sizes": self.sizes.tolist(),
+            "scores": self.scores.tolist(),
+            "resamples": int(len(self.boot)),
+            "notes": list(self.notes),
+        }
 
     def __repr__(self) -> str:
-        return (f"CurveFit(score = {self.a:.4g} - {self.b:.4g} * n^(-{self.c:.3g}); rmse {self.rmse:.3g}; "
-                f"{len(np.unique(self.sizes))} sizes, {len(self.sizes)} runs)")
+        return (
+            f"CurveFit(score = {self.a:.4g} - {self.b:.4g} * n^(-{self.c:.3g}); rmse {self.rmse:.3g}; "
+            f"{len(np.unique(self.sizes))} sizes, {len(self.sizes)} runs)"
+        )
 
 
 _C_GRID = np.geomspace(0.02, 3.0, 300)
@@ -60,15 +72,15 @@ _C_GRID = np.geomspace(0.02, 3.0, 300)
 
 def _profile_fit(n: np.ndarray, Y: np.ndarray, grid: np.ndarray = _C_GRID):
     """Best (a, b, c) for each row of Y (R, N): for fixed c the model is linear in (a, b)."""
-    X = n[None, :] ** (-grid[:, None])                      # (G, N)
+    X = n[None, :] ** (-grid[:, None])  # (G, N)
     xm = X.mean(1, keepdims=True)
     Xc = X - xm
-    sxx = (Xc ** 2).sum(1)                                   # (G,)
+    sxx = (Xc**2).sum(1)  # (G,)
     ym = Y.mean(1, keepdims=True)
-    Yc = Y - ym                                              # (R, N)
-    sxy = Yc @ Xc.T                                          # (R, G)
+    Yc = Y - ym  # (R, N)
+    sxy = Yc @ Xc.T  # (R, G)
     slope = sxy / sxx[None, :]
-    sse = (Yc ** 2).sum(1)[:, None] - slope * sxy            # (R, G)
+    sse = (Yc**2).sum(1)[:, None] - slope * sxy  # (R, G)
     best = np.argmin(sse, axis=1)
     r = np.arange(Y.shape[0])
     s = slope[r, best]
@@ -108,14 +120,17 @@ def fit_curve(sizes: Any, scores: Any, *, resamples: int = 200, seed: int = 0) -
         raise FineclassError("`sizes` must be positive numbers of labelled documents.", "sizes")
     distinct = np.unique(n)
     if distinct.size < 3:
-        raise FineclassError(f"a learning curve needs at least three different training sizes; got "
-                             f"{distinct.size}.", "sizes")
+        raise FineclassError(
+            f"a learning curve needs at least three different training sizes; got {distinct.size}.", "sizes"
+        )
     resamples = whole_number(resamples, "resamples", minimum=0)
     a, b, c, sse = _profile_fit(n, y[None, :])
     notes = []
     if c[0] in (_C_GRID[0], _C_GRID[-1]):
-        notes.append(f"the exponent sits at the edge of its range ({c[0]:.3g}); the curve's shape is poorly "
-                     f"determined by these sizes.")
+        notes.append(
+            f"the exponent sits at the edge of its range ({c[0]:.3g}); the curve's shape is poorly "
+            f"determined by these sizes."
+        )
     boot = np.empty((0, 3))
     if resamples and n.size > 3:
         # residual bootstrap: the spread between seeds (and any lack of fit) added back to the fitted curve
@@ -144,8 +159,9 @@ def _invert(a, b, c, target, higher_is_better=True):
         return np.where((ratio > 0) & right_way, ratio ** (-1.0 / c), np.nan)
 
 
-def labels_needed(fit: CurveFit, target: float, *, confidence: float = 0.95, far: float = 2.0,
-                  higher_is_better: bool = True) -> pa.Table:
+def labels_needed(
+    fit: CurveFit, target: float, *, confidence: float = 0.95, far: float = 2.0, higher_is_better: bool = True
+) -> pa.Table:
     """How many labelled documents the fitted curve needs to reach ``target``, with an interval.
 
     Warns when the answer lies more than ``far`` times beyond the largest size trained.
@@ -177,9 +193,11 @@ def labels_needed(fit: CurveFit, target: float, *, confidence: float = 0.95, far
     better = bool(higher_is_better)
     est = num(_invert(fit.a, fit.b, fit.c, target, better))
     if est is None and (fit.b > 0) != better:
-        warn(f"the fitted curve does not {'rise' if better else 'fall'} with more labels (these runs score "
-              f"{'no better' if better else 'no lower'} at larger sizes), so it cannot say how many labels reach "
-              f"{target:g}; labels needed is null. Check the training settings, or train at larger sizes.")
+        warn(
+            f"the fitted curve does not {'rise' if better else 'fall'} with more labels (these runs score "
+            f"{'no better' if better else 'no lower'} at larger sizes), so it cannot say how many labels reach "
+            f"{target:g}; labels needed is null. Check the training settings, or train at larger sizes."
+        )
     elif est is None:
         warn(f"the fitted curve levels off at {fit.a:.4g} and never reaches {target:g}; labels needed is null.")
     lo = hi = share = None
@@ -197,9 +215,18 @@ def labels_needed(fit: CurveFit, target: float, *, confidence: float = 0.95, far
             hi = num(hi_)
     ext = None if est is None else est / largest
     if ext is not None and ext > far:
-        warn(f"reaching {target:g} needs about {est:,.0f} labels, {ext:.1f} times the largest training size "
-              f"({largest:,.0f}): the curve is extrapolated far beyond the data and may be wrong.")
-    return pa.table({"target": [target], "labels": pa.array([est], pa.float64()),
-                     "lower": pa.array([lo], pa.float64()), "upper": pa.array([hi], pa.float64()),
-                     "largest_size": [largest], "extrapolation": pa.array([ext], pa.float64()),
-                     "reachable_share": pa.array([share], pa.float64())})
+        warn(
+            f"reaching {target:g} needs about {est:,.0f} labels, {ext:.1f} times the largest training size "
+            f"({largest:,.0f}): the curve is extrapolated far beyond the data and may be wrong."
+        )
+    return pa.table(
+        {
+            "target": [target],
+            "labels": pa.array([est], pa.float64()),
+            "lower": pa.array([lo], pa.float64()),
+            "upper": pa.array([hi], pa.float64()),
+            "largest_size": [largest],
+            "extrapolation": pa.array([ext], pa.float64()),
+            "reachable_share": pa.array([share], pa.float64()),
+        }
+    )

@@ -1,4 +1,5 @@
 """The share of documents per label, by group, with bootstrap intervals."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -16,9 +17,21 @@ from .common import check_confidence, num, read, warn
 from .stats import percentile, resampled
 
 
-def label_shares(predictions: Any, groups: Any = None, by: Any = (), *, id: str = "id", label: Any = None,
-                 kind: str | None = None, spec: Any = None, on_mismatch: str = "error", bootstrap: int = 1000,
-                 confidence: float = 0.95, seed: int = 0, cluster: str | None = None) -> pa.Table:
+def label_shares(
+    predictions: Any,
+    groups: Any = None,
+    by: Any = (),
+    *,
+    id: str = "id",
+    label: Any = None,
+    kind: str | None = None,
+    spec: Any = None,
+    on_mismatch: str = "error",
+    bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    cluster: str | None = None,
+) -> pa.Table:
     """The share of documents carrying each label, by group, with percentile bootstrap intervals.
 
     Documents are resampled within each group (clusters, when ``cluster`` names a column of ``groups``).
@@ -58,8 +71,10 @@ def label_shares(predictions: Any, groups: Any = None, by: Any = (), *, id: str 
     gname = "predictions" if groups is None else "groups"
     for b in by + ([cluster] if cluster else []):
         if b not in gtab.column_names:
-            raise FineclassError(f"column `{b}` not found in `{gname}`; columns are: {', '.join(gtab.column_names)}.",
-                                 "by" if b != cluster else "cluster")
+            raise FineclassError(
+                f"column `{b}` not found in `{gname}`; columns are: {', '.join(gtab.column_names)}.",
+                "by" if b != cluster else "cluster",
+            )
     if id not in gtab.column_names:
         raise FineclassError(f"column `{id}` not found in `{gname}`; pass `id=` with the id column.", "id")
     gkeys = key_array(gtab.column(id)).to_pylist()
@@ -81,15 +96,18 @@ def label_shares(predictions: Any, groups: Any = None, by: Any = (), *, id: str 
     kind = lay.kind
     coded = read_coded(ptab, "predictions", lay, kind, id, set(doc_group), "predictions")
     if coded.conflicts:
-        warn(f"`predictions` gives different labels for the same document {coded.conflicts} times; the most "
-              f"confident (else the first) row was kept.")
+        warn(
+            f"`predictions` gives different labels for the same document {coded.conflicts} times; the most "
+            f"confident (else the first) row was kept."
+        )
     keys = list(doc_group)
     absent = [k for k in keys if k not in coded.values]
     if absent and (kind == "single" or lay.fmt == "document"):
         msg = f"{len(absent)} documents of `{gname}` have no prediction (ids: {preview(absent)})."
         if on_mismatch != "intersect":
-            raise FineclassError(msg + " Pass on_mismatch='intersect' to count only the documents with one.",
-                                 "predictions")
+            raise FineclassError(
+                msg + " Pass on_mismatch='intersect' to count only the documents with one.", "predictions"
+            )
         keys = [k for k in keys if k in coded.values]
     if kind == "single":
         sets = [set() if coded.values.get(k) is None else {coded.values[k]} for k in keys]
@@ -129,8 +147,9 @@ def label_shares(predictions: Any, groups: Any = None, by: Any = (), *, id: str 
         if resamples and ng:
             cl = None
             if cluster:
-                _, cl = np.unique(np.array([str(doc_cluster[keys[r]]) for r in rows], dtype=object),
-                                  return_inverse=True)
+                _, cl = np.unique(
+                    np.array([str(doc_cluster[keys[r]]) for r in rows], dtype=object), return_inverse=True
+                )
             boot = resampled(Xg, fns, resamples, np.random.default_rng(seqs[gi]), cl)
         for j, lab in enumerate(labels):
             for b, x in zip(by, g):

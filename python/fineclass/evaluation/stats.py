@@ -1,4 +1,5 @@
 """Per-document statistics, the metrics that are functions of their sums, and the bootstrap engine."""
+
 from __future__ import annotations
 
 import warnings
@@ -16,8 +17,9 @@ from .common import check_confidence
 @dataclass
 class Stats:
     """Per-document statistics (n x m) and headline metrics that are functions of their column sums."""
+
     S: np.ndarray
-    metrics: list   # (name, fn(sums (B, m), counts (B,)) -> (B,), why-undefined)
+    metrics: list  # (name, fn(sums (B, m), counts (B,)) -> (B,), why-undefined)
 
 
 def f1(tp, t, p):
@@ -73,7 +75,7 @@ def _stats_single(truth: list, pred: list, classes: list) -> Stats:
     p = np.array([idx.get(v, -1) if v is not None else -1 for v in pred], dtype=np.int64)
     S = np.zeros((n, 1 + 3 * K))
     rows = np.arange(n)
-    S[:, 0] = (t == p)
+    S[:, 0] = t == p
     S[rows, 1 + t] = 1.0
     ok = p >= 0
     S[rows[ok], 1 + K + p[ok]] = 1.0
@@ -97,11 +99,15 @@ def _stats_single(truth: list, pred: list, classes: list) -> Stats:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(np.isclose(pe, 1.0), np.nan, (po - pe) / np.where(np.isclose(pe, 1.0), 1, 1 - pe))
 
-    return Stats(S, [("accuracy", accuracy, "no documents"),
-                      ("macro_f1", macro_f1, "no class occurs"),
-                      ("weighted_f1", weighted_f1, "no class occurs"),
-                      ("kappa", kappa, "truth and predictions hold the same single class, so chance agreement "
-                                       "is 1")])
+    return Stats(
+        S,
+        [
+            ("accuracy", accuracy, "no documents"),
+            ("macro_f1", macro_f1, "no class occurs"),
+            ("weighted_f1", weighted_f1, "no class occurs"),
+            ("kappa", kappa, "truth and predictions hold the same single class, so chance agreement is 1"),
+        ],
+    )
 
 
 def _stats_multi(truth: list, pred: list, classes: list) -> Stats:
@@ -127,14 +133,20 @@ def _stats_multi(truth: list, pred: list, classes: list) -> Stats:
     ham = ((Y != Z).sum(1) + U) / max(K, 1)
     S = np.column_stack([exact, ham, jac, U, Y * Z, Y, Z])
     TP, T, P = _blocks(4, K)
-    return Stats(S, [
-        ("exact_match", lambda s, c: ratio(s[:, 0], c), "no documents"),
-        ("hamming_loss", lambda s, c: ratio(s[:, 1], c), "no documents"),
-        ("jaccard", lambda s, c: ratio(s[:, 2], c), "no documents"),
-        ("micro_f1", lambda s, c: ratio(2 * s[:, TP].sum(1), s[:, T].sum(1) + s[:, P].sum(1) + s[:, 3]),
-         "no labels in truth or predictions"),
-        ("macro_f1", lambda s, c: _macro(s[:, TP], s[:, T], s[:, P]), "no class occurs"),
-    ])
+    return Stats(
+        S,
+        [
+            ("exact_match", lambda s, c: ratio(s[:, 0], c), "no documents"),
+            ("hamming_loss", lambda s, c: ratio(s[:, 1], c), "no documents"),
+            ("jaccard", lambda s, c: ratio(s[:, 2], c), "no documents"),
+            (
+                "micro_f1",
+                lambda s, c: ratio(2 * s[:, TP].sum(1), s[:, T].sum(1) + s[:, P].sum(1) + s[:, 3]),
+                "no labels in truth or predictions",
+            ),
+            ("macro_f1", lambda s, c: _macro(s[:, TP], s[:, T], s[:, P]), "no class occurs"),
+        ],
+    )
 
 
 def _stats_dimlevel(truth: list, pred: list, dims: list) -> tuple[Stats, np.ndarray]:
@@ -171,19 +183,31 @@ def _stats_dimlevel(truth: list, pred: list, dims: list) -> tuple[Stats, np.ndar
                 perdim[i, idx[d]] = 1
                 if tm[d] == pm[d]:
                     perdim[i, 3 * D + idx[d]] = 1
-    S = np.column_stack([cols, perdim[:, :3 * D]])
+    S = np.column_stack([cols, perdim[:, : 3 * D]])
     TP, T, P = _blocks(10, D)
-    return Stats(S, [
-        ("accD", lambda s, c: ratio(s[:, 0], c), "no documents or no dimensions"),
-        ("jaccard", lambda s, c: ratio(s[:, 1], c), "no documents"),
-        ("presence_micro_f1", lambda s, c: ratio(2 * s[:, 2], s[:, 3] + s[:, 4]),
-         "no dimension is present in truth or predictions"),
-        ("presence_macro_f1", lambda s, c: _macro(s[:, TP], s[:, T], s[:, P]), "no dimension occurs"),
-        ("pair_micro_f1", lambda s, c: ratio(2 * s[:, 5], s[:, 6] + s[:, 7]),
-         "no (dimension, level) pair in truth or predictions"),
-        ("level_accuracy", lambda s, c: ratio(s[:, 8], s[:, 9]),
-         "no dimension is present in both truth and predictions"),
-    ]), perdim
+    return Stats(
+        S,
+        [
+            ("accD", lambda s, c: ratio(s[:, 0], c), "no documents or no dimensions"),
+            ("jaccard", lambda s, c: ratio(s[:, 1], c), "no documents"),
+            (
+                "presence_micro_f1",
+                lambda s, c: ratio(2 * s[:, 2], s[:, 3] + s[:, 4]),
+                "no dimension is present in truth or predictions",
+            ),
+            ("presence_macro_f1", lambda s, c: _macro(s[:, TP], s[:, T], s[:, P]), "no dimension occurs"),
+            (
+                "pair_micro_f1",
+                lambda s, c: ratio(2 * s[:, 5], s[:, 6] + s[:, 7]),
+                "no (dimension, level) pair in truth or predictions",
+            ),
+            (
+                "level_accuracy",
+                lambda s, c: ratio(s[:, 8], s[:, 9]),
+                "no dimension is present in both truth and predictions",
+            ),
+        ],
+    ), perdim
 
 
 def stats_for(prep: Prepared, m: int):
@@ -213,8 +237,14 @@ def _units(S: np.ndarray, clusters: np.ndarray | None) -> tuple[np.ndarray, np.n
     return sums, np.bincount(clusters, minlength=G).astype(float)
 
 
-def resampled(S: np.ndarray, fns: Sequence[Callable], resamples: int, rng: np.random.Generator,
-               clusters: np.ndarray | None = None, cells: int = 4_000_000) -> np.ndarray:
+def resampled(
+    S: np.ndarray,
+    fns: Sequence[Callable],
+    resamples: int,
+    rng: np.random.Generator,
+    clusters: np.ndarray | None = None,
+    cells: int = 4_000_000,
+) -> np.ndarray:
     """Metric values on bootstrap resamples of the units (documents, or clusters) with replacement.
 
     Args:
@@ -244,7 +274,7 @@ def resampled(S: np.ndarray, fns: Sequence[Callable], resamples: int, rng: np.ra
             sums = W @ U
             counts = W @ cnt
         for j, f in enumerate(fns):
-            out[start:start + b, j] = f(sums, counts)
+            out[start : start + b, j] = f(sums, counts)
     return out
 
 
@@ -266,8 +296,15 @@ def percentile(values: np.ndarray, confidence: float) -> tuple[float | None, flo
     return float(lo), float(hi), int(values.size - ok.size)
 
 
-def bootstrap_ci(values: Any, *, statistic: Callable | None = None, resamples: int = 1000,
-                 confidence: float = 0.95, seed: int = 0, cluster: Any = None) -> tuple:
+def bootstrap_ci(
+    values: Any,
+    *,
+    statistic: Callable | None = None,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    cluster: Any = None,
+) -> tuple:
     """Percentile bootstrap interval of a statistic of per-document values.
 
     This is the engine behind every interval in :func:`evaluate`.

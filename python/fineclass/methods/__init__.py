@@ -5,6 +5,7 @@ Each method is a :class:`~fineclass.methods.base.Method` that registers itself w
 classification head; ``generative``, the label as text). The training loop and the scorer call a method only
 through the Method interface.
 """
+
 from __future__ import annotations
 
 from . import generative, head  # noqa: F401  (importing registers them)

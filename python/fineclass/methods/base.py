@@ -2,6 +2,7 @@
 
 Shared pieces: tokenising with a truncation count, devices, LoRA set-up, safe loading.
 """
+
 from __future__ import annotations
 
 import abc
@@ -29,7 +30,8 @@ class Encoded:
         ids: a list of token ids per document.
         truncated: a bool per document.
     """
-    ids: list            # list of lists of token ids, truncated to max_length
+
+    ids: list  # list of lists of token ids, truncated to max_length
     truncated: np.ndarray  # bool per document
 
     def lengths(self) -> np.ndarray:
@@ -53,8 +55,9 @@ class Method(abc.ABC):
     name: ClassVar[str] = ""
 
     @abc.abstractmethod
-    def build(self, model_path: str, spec: LabelSpec, config: Any, device: torch.device,
-              trust_remote_code: bool = False) -> tuple[Any, Any, str]:
+    def build(
+        self, model_path: str, spec: LabelSpec, config: Any, device: torch.device, trust_remote_code: bool = False
+    ) -> tuple[Any, Any, str]:
         """A fresh trainable model.
 
         Args:
@@ -107,8 +110,9 @@ class Method(abc.ABC):
         """
 
     @abc.abstractmethod
-    def loss(self, module: Any, batch: Any, targets: torch.Tensor, spec: LabelSpec,
-             weights: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self, module: Any, batch: Any, targets: torch.Tensor, spec: LabelSpec, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The training loss of one batch.
 
         Args:
@@ -149,8 +153,16 @@ class Method(abc.ABC):
         """
 
     @abc.abstractmethod
-    def load(self, folder: Path, manifest: dict, spec: LabelSpec, device: torch.device, base_path: str | None,
-             trust_remote_code: bool = False, allow_pickle: bool = False) -> tuple[Any, Any]:
+    def load(
+        self,
+        folder: Path,
+        manifest: dict,
+        spec: LabelSpec,
+        device: torch.device,
+        base_path: str | None,
+        trust_remote_code: bool = False,
+        allow_pickle: bool = False,
+    ) -> tuple[Any, Any]:
         """Read back what :meth:`save` wrote.
 
         Args:
@@ -194,10 +206,12 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
         >>> @register("head")  # doctest: +SKIP
         ... class HeadMethod(Method): ...
     """
+
     def add(cls: type[Method]) -> type[Method]:
         cls.name = name
         _METHODS[name] = cls
         return cls
+
     return add
 
 
@@ -270,11 +284,11 @@ def pad_batch(ids_list: list, pad_id: int, device, side: str = "right") -> dict:
     mask = np.zeros((n, width), dtype=np.int64)
     for i, x in enumerate(ids_list):
         if side == "right":
-            input_ids[i, :len(x)] = x
-            mask[i, :len(x)] = 1
+            input_ids[i, : len(x)] = x
+            mask[i, : len(x)] = 1
         else:
-            input_ids[i, width - len(x):] = x
-            mask[i, width - len(x):] = 1
+            input_ids[i, width - len(x) :] = x
+            mask[i, width - len(x) :] = 1
     return {"input_ids": torch.from_numpy(input_ids).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
 
 
@@ -294,8 +308,9 @@ def pick_device(requested: str = "auto") -> torch.device:
         try:
             dev = torch.device(requested)
         except RuntimeError:
-            raise FineclassError(f"`device` {requested!r} is not a device name (use 'auto', 'cpu', 'cuda', "
-                                 f"'cuda:1' or 'mps').", "device") from None
+            raise FineclassError(
+                f"`device` {requested!r} is not a device name (use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps').", "device"
+            ) from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise FineclassError("`device` asks for CUDA but no CUDA GPU is visible. Use device='auto'.", "device")
         return dev
@@ -324,6 +339,7 @@ def quiet_transformers():
     """Keep transformers' load reports out of a user's console; our own messages say what matters."""
     try:
         from transformers.utils import logging as tlog
+
         tlog.set_verbosity_error()
         tlog.disable_progress_bar()
     except Exception:
@@ -351,7 +367,9 @@ def check_no_pickle(folder: str | Path, allow_pickle: bool = False, argument: st
         raise FineclassError(
             f"`{argument}`: the folder {str(folder)!r} holds pickle files ({', '.join(sorted(pickles)[:5])}), which "
             f"can run code when loaded. fineclass loads safetensors only; convert the weights, or pass "
-            f"allow_pickle=True if you trust their source.", argument)
+            f"allow_pickle=True if you trust their source.",
+            argument,
+        )
 
 
 def count_parameters(module: torch.nn.Module) -> tuple[int, int]:
@@ -378,8 +396,12 @@ def is_decoder(config) -> bool:
         True for decoders (``is_decoder``, a ``*CausalLM`` architecture, or a known decoder family).
     """
     archs = getattr(config, "architectures", None) or []
-    return bool(getattr(config, "is_decoder", False)) or any("CausalLM" in a for a in archs) or \
-        getattr(config, "model_type", "") in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gpt2", "phi3")
+    return (
+        bool(getattr(config, "is_decoder", False))
+        or any("CausalLM" in a for a in archs)
+        or getattr(config, "model_type", "")
+        in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gpt2", "phi3")
+    )
 
 
 def resolve_finetune(finetune: str, module, device: torch.device) -> str:
@@ -395,8 +417,10 @@ def resolve_finetune(finetune: str, module, device: torch.device) -> str:
         with a warning, off CUDA.
     """
     if finetune == "qlora" and device.type != "cuda":
-        warn_user("QLoRA's 4-bit base needs a CUDA GPU and bitsandbytes; on this device fineclass trains "
-                  "the same LoRA adapter on the unquantized model instead.")
+        warn_user(
+            "QLoRA's 4-bit base needs a CUDA GPU and bitsandbytes; on this device fineclass trains "
+            "the same LoRA adapter on the unquantized model instead."
+        )
         return "lora"
     if finetune != "auto":
         return finetune
@@ -416,8 +440,14 @@ def quantization_config():
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise FineclassError("finetune='qlora' needs bitsandbytes on a CUDA machine: pip install bitsandbytes",
-                             "finetune") from None
+        raise FineclassError(
+            "finetune='qlora' needs bitsandbytes on a CUDA machine: pip install bitsandbytes", "finetune"
+        ) from None
     from transformers import BitsAndBytesConfig
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )

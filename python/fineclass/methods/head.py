@@ -3,6 +3,7 @@
 Trained fully or with LoRA (peft). For the dimension->level shape the head has D * (L + 1) outputs: for each
 dimension a softmax over (absent, level 1, ..., level L).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,14 @@ from .base import (
     resolve_finetune,
 )
 
-HEAD_DEFAULTS = {"learning_rate_full": 5e-5, "learning_rate_lora": 2e-4, "warmup_ratio": 0.06,
-                 "max_grad_norm": 1.0, "lora_r": 16, "lora_alpha": 32}
+HEAD_DEFAULTS = {
+    "learning_rate_full": 5e-5,
+    "learning_rate_lora": 2e-4,
+    "warmup_ratio": 0.06,
+    "max_grad_norm": 1.0,
+    "lora_r": 16,
+    "lora_alpha": 32,
+}
 
 
 @register("head")
@@ -37,6 +44,7 @@ class HeadMethod(Method):
     # ------------------------------------------------------------------ model
     def build(self, model_path: str, spec: LabelSpec, config, device, trust_remote_code: bool = False):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
         quiet_transformers()
         check_no_pickle(model_path, config.extra.get("allow_pickle", False), "model")
         kwargs = {}
@@ -45,8 +53,12 @@ class HeadMethod(Method):
         try:
             tok = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
             module = AutoModelForSequenceClassification.from_pretrained(
-                model_path, num_labels=spec.n_outputs, trust_remote_code=trust_remote_code,
-                ignore_mismatched_sizes=True, **kwargs)
+                model_path,
+                num_labels=spec.n_outputs,
+                trust_remote_code=trust_remote_code,
+                ignore_mismatched_sizes=True,
+                **kwargs,
+            )
         except (OSError, ValueError) as e:
             raise load_error(model_path, e) from None
         if tok.pad_token is None:
@@ -59,18 +71,27 @@ class HeadMethod(Method):
 
     def _lora(self, module, config):
         from peft import LoraConfig, TaskType, get_peft_model
+
         save = [n for n in ("pooler",) if any(name.endswith(n) for name, _ in module.named_modules())]
-        lcfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=config.lora_r or HEAD_DEFAULTS["lora_r"],
-                          lora_alpha=config.lora_alpha or HEAD_DEFAULTS["lora_alpha"],
-                          lora_dropout=config.lora_dropout, target_modules=config.lora_targets or "all-linear",
-                          modules_to_save=save or None)
+        lcfg = LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=config.lora_r or HEAD_DEFAULTS["lora_r"],
+            lora_alpha=config.lora_alpha or HEAD_DEFAULTS["lora_alpha"],
+            lora_dropout=config.lora_dropout,
+            target_modules=config.lora_targets or "all-linear",
+            modules_to_save=save or None,
+        )
         return get_peft_model(module, lcfg)
 
     def defaults(self, finetune: str) -> dict:
         lr = HEAD_DEFAULTS["learning_rate_lora" if finetune in ("lora", "qlora") else "learning_rate_full"]
-        return {"learning_rate": lr, "warmup_ratio": HEAD_DEFAULTS["warmup_ratio"],
-                "max_grad_norm": HEAD_DEFAULTS["max_grad_norm"], "lora_r": HEAD_DEFAULTS["lora_r"],
-                "lora_alpha": HEAD_DEFAULTS["lora_alpha"]}
+        return {
+            "learning_rate": lr,
+            "warmup_ratio": HEAD_DEFAULTS["warmup_ratio"],
+            "max_grad_norm": HEAD_DEFAULTS["max_grad_norm"],
+            "lora_r": HEAD_DEFAULTS["lora_r"],
+            "lora_alpha": HEAD_DEFAULTS["lora_alpha"],
+        }
 
     # ------------------------------------------------------------------ data
     def encode(self, tokenizer, texts: list[str], max_length: int) -> Encoded:
@@ -103,6 +124,7 @@ class HeadMethod(Method):
     # ------------------------------------------------------------------ persistence
     def save(self, module, tokenizer, folder: Path) -> dict:
         from peft import PeftModel
+
         if isinstance(module, PeftModel):
             module.save_pretrained(str(folder / "adapter"), safe_serialization=True)
             tokenizer.save_pretrained(str(folder / "adapter"))
@@ -111,25 +133,39 @@ class HeadMethod(Method):
         tokenizer.save_pretrained(str(folder / "model"))
         return {"weights": "model"}
 
-    def load(self, folder: Path, manifest: dict, spec: LabelSpec, device, base_path: str | None,
-             trust_remote_code: bool = False, allow_pickle: bool = False):
+    def load(
+        self,
+        folder: Path,
+        manifest: dict,
+        spec: LabelSpec,
+        device,
+        base_path: str | None,
+        trust_remote_code: bool = False,
+        allow_pickle: bool = False,
+    ):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
         quiet_transformers()
         check_no_pickle(folder, allow_pickle, "path")
         if manifest["weights"] == "model":
             tok = AutoTokenizer.from_pretrained(str(folder / "model"))
             module = AutoModelForSequenceClassification.from_pretrained(
-                str(folder / "model"), use_safetensors=True, trust_remote_code=trust_remote_code)
+                str(folder / "model"), use_safetensors=True, trust_remote_code=trust_remote_code
+            )
         else:
             from peft import PeftModel
+
             if base_path is None:
-                raise FineclassError("this model is a LoRA adapter and its base model could not be found; pass "
-                                     "`base_model=` with the base model's folder or hub id.", "base_model")
+                raise FineclassError(
+                    "this model is a LoRA adapter and its base model could not be found; pass "
+                    "`base_model=` with the base model's folder or hub id.",
+                    "base_model",
+                )
             check_no_pickle(base_path, allow_pickle, "base_model")
             tok = AutoTokenizer.from_pretrained(str(folder / "adapter"))
             base = AutoModelForSequenceClassification.from_pretrained(
-                base_path, num_labels=spec.n_outputs, trust_remote_code=trust_remote_code,
-                ignore_mismatched_sizes=True)
+                base_path, num_labels=spec.n_outputs, trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True
+            )
             base.config.pad_token_id = tok.pad_token_id
             module = PeftModel.from_pretrained(base, str(folder / "adapter"))
         module.config.pad_token_id = tok.pad_token_id

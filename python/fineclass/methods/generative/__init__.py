@@ -34,6 +34,7 @@ The modules: ``plan`` (the prompt pieces and the candidate tree, tokenised once)
 over every candidate, the shared-prefix attention), ``loading`` (causal LMs and tokenizers), ``method`` (the
 Method), ``generation`` (free generation), ``precision`` and ``deploy`` (faster inference, export).
 """
+
 from __future__ import annotations
 
 from .deploy import export_merged, merge_for_inference
@@ -43,8 +44,18 @@ from .method import GEN_DEFAULTS, GenerativeMethod
 from .plan import Plan
 from .precision import LowPrecisionLinear
 
-__all__ = ["GenerativeMethod", "Plan", "GEN_DEFAULTS", "generate", "generation_summary", "generative_plan",
-           "merge_for_inference", "export_merged", "LowPrecisionLinear", "forward_hidden"]
+__all__ = [
+    "GenerativeMethod",
+    "Plan",
+    "GEN_DEFAULTS",
+    "generate",
+    "generation_summary",
+    "generative_plan",
+    "merge_for_inference",
+    "export_merged",
+    "LowPrecisionLinear",
+    "forward_hidden",
+]
 
 
 def __getattr__(name: str):
@@ -56,5 +67,6 @@ def __getattr__(name: str):
     """
     if name in ("zero_shot", "zero_shot_classifier"):
         import importlib
+
         return getattr(importlib.import_module("fineclass.zeroshot"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
 """Deploying a generative classifier: LoRA merged for faster prediction, or exported for vLLM or llama.cpp."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,19 +44,26 @@ def merge_for_inference(classifier, *, dtype: str | None = None, activations: st
         raise FineclassError(f"`dtype` must be one of {', '.join(DTYPES)}; got {dtype!r}.", "dtype")
     if activations is not None:
         if activations != "float32":
-            raise FineclassError(f"`activations` must be 'float32' (or None: the same as `dtype`); got "
-                                 f"{activations!r}.", "activations")
+            raise FineclassError(
+                f"`activations` must be 'float32' (or None: the same as `dtype`); got {activations!r}.", "activations"
+            )
         if dtype is None:
-            raise FineclassError("`activations` needs `dtype`, the precision of the weights: for example "
-                                 "dtype='bfloat16', activations='float32'.", "activations")
+            raise FineclassError(
+                "`activations` needs `dtype`, the precision of the weights: for example "
+                "dtype='bfloat16', activations='float32'.",
+                "activations",
+            )
     module = classifier.module_
     info = getattr(module, "_fineclass_generative", None)
     zero_shot = getattr(module, "_fineclass_zero_shot", False)
     precision = getattr(module, "_fineclass_precision", None)
     if hasattr(module, "peft_config"):
         if getattr(module, "is_loaded_in_4bit", False):
-            raise FineclassError("this classifier's base is quantized to 4 bits (QLoRA); merge it with "
-                                 "export_merged() instead, which loads the base unquantized.", "classifier")
+            raise FineclassError(
+                "this classifier's base is quantized to 4 bits (QLoRA); merge it with "
+                "export_merged() instead, which loads the base unquantized.",
+                "classifier",
+            )
         module = module.merge_and_unload()
     if dtype is not None:
         precision = {"dtype": dtype, "activations": activations}
@@ -97,6 +105,7 @@ def export_merged(classifier, path: str | Path, *, overwrite: bool = False) -> s
     quiet_transformers()
     if hasattr(module, "peft_config"):
         from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
         base = load_causal_lm(base_path, "auto", classifier.trust_remote_code)
         state = get_peft_model_state_dict(module)
         fresh = get_peft_model(base, module.peft_config["default"])
@@ -111,12 +120,21 @@ def export_merged(classifier, path: str | Path, *, overwrite: bool = False) -> s
         classifier.tokenizer_.save_pretrained(str(tmp))
         classifier.spec_.save(tmp / "labels.json")
         example = plan.template.replace("{text}", "<the document>")
-        write_json_atomic(tmp / "fineclass_prompt.json", {
-            "template": plan.template, "chat_template": plan.chat, "kind": classifier.spec_.kind,
-            "answer_form": {"single": "Answer = [code]", "multi": "Answer = [code, code]",
-                            "dimlevel": "JSON dictionary {dimension: level} of the dimensions present"}[
-                                classifier.spec_.kind],
-            "example_user_message": example, "max_length_tokens": classifier.manifest_["config"]["max_length"],
-            "source_model": str(classifier.model), "thresholds": classifier.thresholds_,
-        })
+        write_json_atomic(
+            tmp / "fineclass_prompt.json",
+            {
+                "template": plan.template,
+                "chat_template": plan.chat,
+                "kind": classifier.spec_.kind,
+                "answer_form": {
+                    "single": "Answer = [code]",
+                    "multi": "Answer = [code, code]",
+                    "dimlevel": "JSON dictionary {dimension: level} of the dimensions present",
+                }[classifier.spec_.kind],
+                "example_user_message": example,
+                "max_length_tokens": classifier.manifest_["config"]["max_length"],
+                "source_model": str(classifier.model),
+                "thresholds": classifier.thresholds_,
+            },
+        )
     return str(path)

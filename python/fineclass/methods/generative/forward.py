@@ -4,6 +4,7 @@ Each row holds [left padding | text + tail | candidate tree]; the prompt head th
 once and reused by every row, on CPU through a shared-prefix attention that reads one copy of its keys and
 values (see below), elsewhere as a cache expanded over the rows.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,8 @@ import torch.nn.functional as F
 
 from .plan import Plan
 
-_LOGIT_ELEMENTS = 1 << 25      # at most this many logits (rows x vocabulary) in memory at once
-_CPU_ROW_TOKENS = 24_576       # at most this many tokens (rows x row length) per forward pass on CPU
+_LOGIT_ELEMENTS = 1 << 25  # at most this many logits (rows x vocabulary) in memory at once
+_CPU_ROW_TOKENS = 24_576  # at most this many tokens (rows x row length) per forward pass on CPU
 _GPU_ROW_TOKENS = 262_144
 
 
@@ -52,6 +53,7 @@ def _kv_pairs(out) -> list:
 
 def _expanded_cache(pairs: list, n: int):
     from transformers import DynamicCache
+
     return DynamicCache(ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in pairs])
 
 
@@ -66,8 +68,12 @@ def tree_arrays(plan: Plan, n: int):
         ``(tokens, depths, valid, ancestors)``: (n, T), (n, T), (n, T) and (1, T, T).
     """
     t = len(plan.tree_tokens)
-    return (np.broadcast_to(plan.tree_tokens, (n, t)), np.broadcast_to(plan.tree_depths, (n, t)),
-            np.ones((n, t), dtype=bool), plan.tree_anc[None])
+    return (
+        np.broadcast_to(plan.tree_tokens, (n, t)),
+        np.broadcast_to(plan.tree_depths, (n, t)),
+        np.ones((n, t), dtype=bool),
+        plan.tree_anc[None],
+    )
 
 
 # ---------------------------------------------------------------------- shared-prefix attention
@@ -83,7 +89,7 @@ _HEAD_KV: contextvars.ContextVar = contextvars.ContextVar("fineclass_head_kv", d
 _PREFIX_NAME = "fineclass_shared_prefix"
 _PREFIX_MODELS = ("llama", "mistral", "qwen2", "qwen3")
 _PREFIX_LOCK = threading.Lock()
-_PREFIX_USERS: dict = {}          # id(config) -> [scoring passes now using the switch, the name it replaced]
+_PREFIX_USERS: dict = {}  # id(config) -> [scoring passes now using the switch, the name it replaced]
 
 
 def _attend(q, k, v, mask, scale):
@@ -91,10 +97,11 @@ def _attend(q, k, v, mask, scale):
 
     torch's CPU flash-attention kernel, which returns the log-sum-exp beside the output (see _prefix_attention_ok).
     """
-    if mask is not None:   # this kernel takes an additive mask of the query's dtype
+    if mask is not None:  # this kernel takes an additive mask of the query's dtype
         mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=mask,
-                                                                          scale=scale)
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q, k, v, 0.0, False, attn_mask=mask, scale=scale
+    )
     return out.float(), lse.float().unsqueeze(-1)
 
 
@@ -106,25 +113,28 @@ def _shared_prefix_attention(module, query, key, value, attention_mask, scaling=
     another thread generating with the same model) it is the model's own attention function.
     """
     state = _PREFIX_KV.get()
-    if state is None:   # the switch is only made for models whose own attention is sdpa
+    if state is None:  # the switch is only made for models whose own attention is sdpa
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-        return ALL_ATTENTION_FUNCTIONS["sdpa"](module, query, key, value, attention_mask, scaling=scaling,
-                                               dropout=dropout, **kwargs)
-    kh, vh = state[module.layer_idx]                                     # (1, kv heads, h, d)
+
+        return ALL_ATTENTION_FUNCTIONS["sdpa"](
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
+    kh, vh = state[module.layer_idx]  # (1, kv heads, h, d)
     n, heads, s, d = query.shape
     kvh = key.shape[1]
-    g = heads // kvh                                                     # query head j reads key-value head j // g
-    scale = d ** -0.5 if scaling is None else scaling
+    g = heads // kvh  # query head j reads key-value head j // g
+    scale = d**-0.5 if scaling is None else scaling
     # the rows' own tokens (candidate tree and padding rules are in the mask)
     k_own = key.repeat_interleave(g, dim=1) if g > 1 else key
     v_own = value.repeat_interleave(g, dim=1) if g > 1 else value
-    out_own, lse_own = _attend(query, k_own, v_own, attention_mask, scale)           # (n, heads, s, d|1)
+    out_own, lse_own = _attend(query, k_own, v_own, attention_mask, scale)  # (n, heads, s, d|1)
     # the shared head: the queries of all rows, as one sequence per key-value head, against one copy of its keys
     q_head = query.reshape(n, kvh, g, s, d).permute(1, 0, 2, 3, 4).reshape(1, kvh, n * g * s, d)
     out_head, lse_head = _attend(q_head, kh.to(query.dtype), vh.to(query.dtype), None, scale)
 
     def rows(x):  # (1, kvh, n g s, e) -> (n, heads, s, e)
         return x.reshape(kvh, n, g, s, -1).permute(1, 0, 2, 3, 4).reshape(n, heads, s, -1)
+
     out_head, lse_head = rows(out_head), rows(lse_head)
     total = torch.logaddexp(lse_head, lse_own)
     out = out_head * torch.exp(lse_head - total) + out_own * torch.exp(lse_own - total)
@@ -135,7 +145,7 @@ def _prefix_attention_ok(lm, device, total_length: int) -> bool:
     config = lm.config
     if device.type != "cpu" or getattr(config, "model_type", None) not in _PREFIX_MODELS:
         return False
-    if not hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):   # older torch: keep the cache
+    if not hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):  # older torch: keep the cache
         return False
     if getattr(config, "_attn_implementation", None) not in ("sdpa", _PREFIX_NAME):
         return False
@@ -151,13 +161,14 @@ def _prefix_attention(lm, pairs: list):
     """Route the model's attention through _shared_prefix_attention, with the head's ``pairs``, for one pass."""
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
     config = lm.config
     with _PREFIX_LOCK:
         if _PREFIX_NAME not in ALL_ATTENTION_FUNCTIONS:
             ALL_ATTENTION_FUNCTIONS.register(_PREFIX_NAME, _shared_prefix_attention)
             ALL_MASK_ATTENTION_FUNCTIONS.register(_PREFIX_NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
         users = _PREFIX_USERS.get(id(config))
-        if users is None:            # the first pass on this model: make the switch
+        if users is None:  # the first pass on this model: make the switch
             users = _PREFIX_USERS[id(config)] = [0, config._attn_implementation]
             config._attn_implementation = _PREFIX_NAME
         users[0] += 1
@@ -202,20 +213,20 @@ def forward_hidden(module, plan: Plan, rests: list, tree, device) -> tuple[torch
     ids = np.full((n, s), plan.pad_id, dtype=np.int64)
     pos = np.full((n, s), h, dtype=np.int64)
     cols = np.arange(r)
-    start = r - lengths                                        # first real column of each row's text
+    start = r - lengths  # first real column of each row's text
     for i, row in enumerate(rests):
-        ids[i, start[i]:r] = row
+        ids[i, start[i] : r] = row
     ids[:, r:] = tree_tokens
     pos[:, :r] = h + np.maximum(cols[None, :] - start[:, None], 0)
     pos[:, r:] = h + lengths[:, None] + tree_depths
-    valid_rest = cols[None, :] >= start[:, None]               # (n, R)
+    valid_rest = cols[None, :] >= start[:, None]  # (n, R)
     mask = np.zeros((n, s, h + s), dtype=bool)
     mask[:, :, :h] = True
     causal = np.tril(np.ones((r, r), dtype=bool))
-    mask[:, :r, h:h + r] = causal[None] & valid_rest[:, None, :]
-    mask[:, np.arange(r), h + np.arange(r)] = True             # padding sees itself: no empty row
-    mask[:, r:, h:h + r] = valid_rest[:, None, :] & tree_valid[:, :, None]
-    mask[:, r:, h + r:] = tree_anc & tree_valid[:, None, :]
+    mask[:, :r, h : h + r] = causal[None] & valid_rest[:, None, :]
+    mask[:, np.arange(r), h + np.arange(r)] = True  # padding sees itself: no empty row
+    mask[:, r:, h : h + r] = valid_rest[:, None, :] & tree_valid[:, :, None]
+    mask[:, r:, h + r :] = tree_anc & tree_valid[:, None, :]
     mask[:, r + np.arange(t), h + r + np.arange(t)] = True
     if h and not torch.is_grad_enabled() and _prefix_attention_ok(lm, device, h + s):
         store = _HEAD_KV.get()
@@ -227,9 +238,12 @@ def forward_hidden(module, plan: Plan, rests: list, tree, device) -> tuple[torch
             if store is not None:
                 store[key] = pairs
         with _prefix_attention(lm, pairs):
-            out = decoder(input_ids=torch.from_numpy(ids).to(device),
-                          attention_mask=torch.from_numpy(np.ascontiguousarray(mask[:, None, :, h:])).to(device),
-                          position_ids=torch.from_numpy(pos).to(device), use_cache=False)
+            out = decoder(
+                input_ids=torch.from_numpy(ids).to(device),
+                attention_mask=torch.from_numpy(np.ascontiguousarray(mask[:, None, :, h:])).to(device),
+                position_ids=torch.from_numpy(pos).to(device),
+                use_cache=False,
+            )
         return out.last_hidden_state, r
     mask_t = torch.from_numpy(mask).to(device)
     impl = getattr(lm.config, "_attn_implementation", "sdpa")
@@ -243,8 +257,13 @@ def forward_hidden(module, plan: Plan, rests: list, tree, device) -> tuple[torch
         head = torch.tensor([plan.head_ids], dtype=torch.long, device=device)
         head_out = decoder(input_ids=head, use_cache=True)
         kwargs[_cache_keyword(decoder)] = _expanded_cache(_kv_pairs(head_out), n)
-    out = decoder(input_ids=torch.from_numpy(ids).to(device), attention_mask=mask_t[:, None],
-                  position_ids=torch.from_numpy(pos).to(device), use_cache=bool(h), **kwargs)
+    out = decoder(
+        input_ids=torch.from_numpy(ids).to(device),
+        attention_mask=mask_t[:, None],
+        position_ids=torch.from_numpy(pos).to(device),
+        use_cache=bool(h),
+        **kwargs,
+    )
     return out.last_hidden_state, r
 
 
@@ -291,7 +310,7 @@ def candidate_probabilities(module, plan: Plan, hidden: torch.Tensor, r: int) ->
     _, _, head = model_parts(module)
     device = hidden.device
     cols = np.where(plan.pred_nodes < 0, r - 1, r + plan.pred_nodes)
-    h = hidden[:, torch.from_numpy(cols).to(device)]                     # (n, P, d)
+    h = hidden[:, torch.from_numpy(cols).to(device)]  # (n, P, d)
     n, p, _ = h.shape
     vocab = head.weight.shape[0]
     per_doc = max(1, _LOGIT_ELEMENTS // max(1, p * vocab))
@@ -303,12 +322,12 @@ def candidate_probabilities(module, plan: Plan, hidden: torch.Tensor, r: int) ->
     lps = []
     for s in range(0, n, per_doc):
         with torch.autocast(device.type, enabled=False):
-            logits = F.linear(h[s:s + per_doc].float(), weight, bias)   # (b, P, V)
-        lse = torch.logsumexp(logits, dim=-1)                            # (b, P)
-        lp = logits[:, pred_index, node_tokens] - lse[:, pred_index]     # (b, scored nodes)
+            logits = F.linear(h[s : s + per_doc].float(), weight, bias)  # (b, P, V)
+        lse = torch.logsumexp(logits, dim=-1)  # (b, P)
+        lp = logits[:, pred_index, node_tokens] - lse[:, pred_index]  # (b, scored nodes)
         lps.append(lp)
     lp = torch.cat(lps, 0)
-    scores = lp @ torch.from_numpy(plan.member).to(device)               # (n, candidates)
+    scores = lp @ torch.from_numpy(plan.member).to(device)  # (n, candidates)
     groups = scores.view(n, -1, plan.group_size)
     probs = torch.softmax(groups, dim=-1)
     if plan.spec.kind == "single":
@@ -316,8 +335,6 @@ def candidate_probabilities(module, plan: Plan, hidden: torch.Tensor, r: int) ->
     if plan.spec.kind == "multi":
         return probs[:, :, 1].double().cpu().numpy()
     return probs.reshape(n, -1).double().cpu().numpy()
-
-
 
 
 @contextlib.contextmanager

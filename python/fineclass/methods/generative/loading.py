@@ -1,4 +1,5 @@
 """Loading causal language models and their tokenizers for the generative method."""
+
 from __future__ import annotations
 
 from ...errors import FineclassError
@@ -23,20 +24,25 @@ def load_causal_lm(path: str, dtype, trust_remote_code: bool, argument: str = "m
         FineclassError: naming ``argument`` when it is not a causal LM or cannot be loaded.
     """
     from transformers import AutoModelForCausalLM
+
     try:
         try:
-            return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa",
-                                                        trust_remote_code=trust_remote_code, **kwargs)
+            return AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype, attn_implementation="sdpa", trust_remote_code=trust_remote_code, **kwargs
+            )
         except ValueError as e:
             if "sdpa" not in str(e).lower() and "scaled" not in str(e).lower():
                 raise
-            return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="eager",
-                                                        trust_remote_code=trust_remote_code, **kwargs)
+            return AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype, attn_implementation="eager", trust_remote_code=trust_remote_code, **kwargs
+            )
     except (OSError, ValueError) as e:
         if "Unrecognized configuration class" in str(e) or "does not recognize" in str(e):
-            raise FineclassError(f"`{argument}`: {path!r} is not a causal (decoder) language model, which the "
-                                 f"generative method needs; use method='head' for encoders such as BERT.",
-                                 argument) from None
+            raise FineclassError(
+                f"`{argument}`: {path!r} is not a causal (decoder) language model, which the "
+                f"generative method needs; use method='head' for encoders such as BERT.",
+                argument,
+            ) from None
         raise load_error(path, e) from None
 
 
@@ -52,14 +58,18 @@ def check_causal(path: str, trust_remote_code: bool, argument: str = "model") ->
         FineclassError: naming ``argument`` when the model is not a causal (decoder) language model.
     """
     from transformers import AutoConfig
+
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise load_error(path, e) from None
     if not is_decoder(config):
-        raise FineclassError(f"`{argument}`: {path!r} is not a causal (decoder) language model "
-                             f"({config.model_type}), which the generative method needs; use method='head' for "
-                             f"encoders such as BERT.", argument)
+        raise FineclassError(
+            f"`{argument}`: {path!r} is not a causal (decoder) language model "
+            f"({config.model_type}), which the generative method needs; use method='head' for "
+            f"encoders such as BERT.",
+            argument,
+        )
 
 
 def load_tokenizer(path: str, trust_remote_code: bool):
@@ -76,6 +86,7 @@ def load_tokenizer(path: str, trust_remote_code: bool):
         FineclassError: naming ``model`` when it cannot be loaded.
     """
     from transformers import AutoTokenizer
+
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:

@@ -1,4 +1,5 @@
 """The generative method: the label as text, trained on the answer tokens and predicted by scoring."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,14 @@ from .loading import check_causal, load_causal_lm, load_tokenizer
 from .plan import Plan
 from .precision import DTYPES, set_precision
 
-GEN_DEFAULTS = {"learning_rate_lora": 2e-4, "learning_rate_full": 2e-5, "warmup_ratio": 0.03,
-                "max_grad_norm": 0.3, "lora_r": 64, "lora_alpha": 16}
+GEN_DEFAULTS = {
+    "learning_rate_lora": 2e-4,
+    "learning_rate_full": 2e-5,
+    "warmup_ratio": 0.03,
+    "max_grad_norm": 0.3,
+    "lora_r": 64,
+    "lora_alpha": 16,
+}
 BASE_ONLY = "fineclass_base_only.json"
 
 
@@ -50,25 +57,31 @@ class GenerativeMethod(Method):
         tok = load_tokenizer(model_path, trust_remote_code)
         template = config.prompt if config.prompt is not None else default_template(spec)
         plan = Plan(tok, spec, template, argument="label", scoring=config.extra.get("scoring", "prefix"))
-        self.absent_blocks = whole_number(config.extra.get("absent_blocks"), "absent_blocks", minimum=0,
-                                          allow_none=True, hint=" (in `config.extra`)")
+        self.absent_blocks = whole_number(
+            config.extra.get("absent_blocks"), "absent_blocks", minimum=0, allow_none=True, hint=" (in `config.extra`)"
+        )
         kwargs = {}
         quantized = config.finetune == "qlora" and device.type == "cuda"
         if quantized:
             kwargs["quantization_config"] = quantization_config()
             kwargs["device_map"] = {"": device.index or 0}
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported() and config.finetune != "full"
-        module = load_causal_lm(model_path, torch.bfloat16 if bf16 else torch.float32, trust_remote_code,
-                                 **kwargs)
+        module = load_causal_lm(model_path, torch.bfloat16 if bf16 else torch.float32, trust_remote_code, **kwargs)
         finetune = resolve_finetune(config.finetune, module, device)
         if finetune in ("lora", "qlora"):
             from peft import LoraConfig, TaskType, get_peft_model
+
             if quantized:
                 from peft import prepare_model_for_kbit_training
+
                 module = prepare_model_for_kbit_training(module, use_gradient_checkpointing=False)
-            lcfg = LoraConfig(task_type=TaskType.CAUSAL_LM, r=config.lora_r or GEN_DEFAULTS["lora_r"],
-                              lora_alpha=config.lora_alpha or GEN_DEFAULTS["lora_alpha"],
-                              lora_dropout=config.lora_dropout, target_modules=config.lora_targets or "all-linear")
+            lcfg = LoraConfig(
+                task_type=TaskType.CAUSAL_LM,
+                r=config.lora_r or GEN_DEFAULTS["lora_r"],
+                lora_alpha=config.lora_alpha or GEN_DEFAULTS["lora_alpha"],
+                lora_dropout=config.lora_dropout,
+                target_modules=config.lora_targets or "all-linear",
+            )
             module = get_peft_model(module, lcfg)
         if not quantized:
             module = module.to(device)
@@ -78,9 +91,13 @@ class GenerativeMethod(Method):
 
     def defaults(self, finetune: str) -> dict:
         lr = GEN_DEFAULTS["learning_rate_lora" if finetune in ("lora", "qlora") else "learning_rate_full"]
-        out = {"learning_rate": lr, "warmup_ratio": GEN_DEFAULTS["warmup_ratio"],
-               "max_grad_norm": GEN_DEFAULTS["max_grad_norm"], "lora_r": GEN_DEFAULTS["lora_r"],
-               "lora_alpha": GEN_DEFAULTS["lora_alpha"]}
+        out = {
+            "learning_rate": lr,
+            "warmup_ratio": GEN_DEFAULTS["warmup_ratio"],
+            "max_grad_norm": GEN_DEFAULTS["max_grad_norm"],
+            "lora_r": GEN_DEFAULTS["lora_r"],
+            "lora_alpha": GEN_DEFAULTS["lora_alpha"],
+        }
         if self.plan is not None:
             out["prompt"] = self.plan.template
         return out
@@ -222,12 +239,11 @@ class GenerativeMethod(Method):
         step = max(1, row_budget(device) // per_row)
         out = []
         for s in range(0, len(rests), step):
-            chunk = rests[s:s + step]
+            chunk = rests[s : s + step]
             with autocast(device):
                 hidden, r = forward_hidden(module, plan, chunk, tree_arrays(plan, len(chunk)), device)
                 out.append(candidate_probabilities(module, plan, hidden, r))
         return np.concatenate(out, axis=0)
-
 
     # ------------------------------------------------------------------ persistence
     def save(self, module, tokenizer, folder: Path) -> dict:
@@ -261,8 +277,16 @@ class GenerativeMethod(Method):
         # the precision merge_for_inference() chose (None: the device's default), restored by load()
         return {"weights": weights, "generative": plan, "precision": getattr(module, "_fineclass_precision", None)}
 
-    def load(self, folder: Path, manifest: dict, spec: LabelSpec, device, base_path: str | None,
-             trust_remote_code: bool = False, allow_pickle: bool = False):
+    def load(
+        self,
+        folder: Path,
+        manifest: dict,
+        spec: LabelSpec,
+        device,
+        base_path: str | None,
+        trust_remote_code: bool = False,
+        allow_pickle: bool = False,
+    ):
         quiet_transformers()
         check_no_pickle(folder, allow_pickle, "path")
         dtype = inference_dtype(device)
@@ -271,40 +295,51 @@ class GenerativeMethod(Method):
             module = load_causal_lm(str(folder / "model"), dtype, trust_remote_code, "path")
         else:
             if base_path is None:
-                raise FineclassError("this model is a LoRA adapter (or a zero-shot prompt) and its base model could "
-                                     "not be found; pass `base_model=` with the base model's folder or hub id.",
-                                     "base_model")
+                raise FineclassError(
+                    "this model is a LoRA adapter (or a zero-shot prompt) and its base model could "
+                    "not be found; pass `base_model=` with the base model's folder or hub id.",
+                    "base_model",
+                )
             check_no_pickle(base_path, allow_pickle, "base_model")
             expected = manifest.get("model_hash")
             if expected and hash_model_folder(base_path) not in (None, expected):
-                warn_user(f"the base model in {base_path!r} differs from the one this classifier was made with "
-                          f"(its files changed); predictions may differ.")
+                warn_user(
+                    f"the base model in {base_path!r} differs from the one this classifier was made with "
+                    f"(its files changed); predictions may differ."
+                )
             tok = load_tokenizer(str(folder / "adapter"), trust_remote_code)
             kwargs = {}
             if manifest.get("finetune") == "qlora":  # the adapter was trained on the 4-bit base: use it again
                 if device.type == "cuda":
                     kwargs = {"quantization_config": quantization_config(), "device_map": {"": device.index or 0}}
                 else:
-                    warn_user("this adapter was trained with QLoRA on a 4-bit base; without a CUDA GPU it is "
-                              "applied to the unquantized base, so predictions can differ slightly.")
+                    warn_user(
+                        "this adapter was trained with QLoRA on a 4-bit base; without a CUDA GPU it is "
+                        "applied to the unquantized base, so predictions can differ slightly."
+                    )
             base = load_causal_lm(base_path, dtype, trust_remote_code, "base_model", **kwargs)
             if (folder / "adapter" / "adapter_config.json").exists():
                 from peft import PeftModel
+
                 module = PeftModel.from_pretrained(base, str(folder / "adapter"))
             else:
                 module = base
                 module._fineclass_zero_shot = True
-        info = manifest.get("generative") or {"template": (manifest.get("config") or {}).get("prompt"),
-                                               "chat": None}
+        info = manifest.get("generative") or {"template": (manifest.get("config") or {}).get("prompt"), "chat": None}
         if not info.get("template"):
-            raise FineclassError(f"`path` {str(folder)!r}: the manifest records no prompt for this generative "
-                                 f"model; it cannot be used.", "path")
+            raise FineclassError(
+                f"`path` {str(folder)!r}: the manifest records no prompt for this generative model; it cannot be used.",
+                "path",
+            )
         self.plan = Plan(tok, spec, info["template"], chat=info.get("chat"), scoring=info.get("scoring", "full"))
         precision = manifest.get("precision")
         if precision and not hasattr(module, "peft_config"):
             if precision.get("dtype") not in DTYPES or precision.get("activations") not in (None, *DTYPES):
-                raise FineclassError(f"`path` {str(folder)!r}: the manifest's precision {precision!r} is not one "
-                                     f"fineclass knows; save the model again.", "path")
+                raise FineclassError(
+                    f"`path` {str(folder)!r}: the manifest's precision {precision!r} is not one "
+                    f"fineclass knows; save the model again.",
+                    "path",
+                )
             module = set_precision(module, precision)
         module._fineclass_generative = self.plan.to_dict()
         if not getattr(module, "is_loaded_in_4bit", False) and not getattr(module, "hf_device_map", None):

@@ -1,4 +1,5 @@
 """The prompt plan of the generative method: prompt pieces, answers and the candidate tree, tokenised once."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -11,14 +12,21 @@ from ...prompts import answer_text, block_options, candidate_texts, fill_templat
 from ..base import Encoded, encode_texts
 
 PLAN_FORMAT = 1
-SCORING = ("prefix", "full")   # score each label up to its decisive token, or its whole answer
+SCORING = ("prefix", "full")  # score each label up to its decisive token, or its whole answer
 
 
 class Plan:
     """Prompt pieces, answers and the candidate tree for one tokenizer, label set and prompt template."""
 
-    def __init__(self, tokenizer, spec: LabelSpec, template: str, chat: bool | None = None,
-                 argument: str = "label", scoring: str = "prefix"):
+    def __init__(
+        self,
+        tokenizer,
+        spec: LabelSpec,
+        template: str,
+        chat: bool | None = None,
+        argument: str = "label",
+        scoring: str = "prefix",
+    ):
         if scoring not in SCORING:
             raise FineclassError(f"`scoring` must be one of {', '.join(SCORING)}; got {scoring!r}.", "scoring")
         self.scoring = scoring
@@ -28,17 +36,21 @@ class Plan:
         head, tail, chat = split_prompt(tokenizer, self.template, chat)
         self.chat = chat
         stripped = head.rstrip(" ")
-        self.text_prefix = head[len(stripped):]  # "Text: {text}": the space stays with the first word
+        self.text_prefix = head[len(stripped) :]  # "Text: {text}": the space stays with the first word
         self.head_ids = self._ids(tokenizer, stripped) if stripped else []
         if not chat:
             self.head_ids = _special_prefix(tokenizer) + self.head_ids
         self.tail_ids = self._ids(tokenizer, tail)
         if not self.tail_ids:
-            raise FineclassError("the prompt leaves nothing between the text and the answer; end the prompt with a "
-                                 "newline or use a model with a chat template.", "prompt")
+            raise FineclassError(
+                "the prompt leaves nothing between the text and the answer; end the prompt with a "
+                "newline or use a model with a chat template.",
+                "prompt",
+            )
         self.end_id = turn_end(tokenizer, chat)
-        self.eos_ids = sorted({self.end_id} | ({int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None
-                                               else set()))
+        self.eos_ids = sorted(
+            {self.end_id} | ({int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set())
+        )
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end_id)
         self._answers: dict[str, list[int]] = {}
         self._build_candidates(tokenizer, argument)
@@ -51,8 +63,8 @@ class Plan:
         spec = self.spec
         groups = candidate_texts(spec)
         self.group_size = len(groups[0])
-        self.cand_tokens: list[list[list[int]]] = []   # [group][option] -> token ids (no end token)
-        self.common: list[int] = []                    # per group: shared prefix length (teacher-forced)
+        self.cand_tokens: list[list[list[int]]] = []  # [group][option] -> token ids (no end token)
+        self.common: list[int] = []  # per group: shared prefix length (teacher-forced)
         self.scored_tokens: list[list[list[int]]] = []  # [group][option] -> ids scored at prediction time
         for texts in groups:
             toks = [self._ids(tokenizer, t) for t in texts]
@@ -66,26 +78,29 @@ class Plan:
                         f"the {what} {a!r} and {b!r} cannot be told apart by this model's tokenizer (their answers "
                         f"{texts[seen[tuple(t)]]!r} and {texts[j]!r} become the same tokens). Rename them "
                         f"(`{argument}`), or use a model whose tokenizer keeps them distinct.",
-                        argument if spec.kind == "single" else "levels")
+                        argument if spec.kind == "single" else "levels",
+                    )
                 seen[tuple(t)] = j
             cp = _common_prefix(toks)
-            if any(a is not b and b[:len(a)] == a for a in toks for b in toks):
+            if any(a is not b and b[: len(a)] == a for a in toks for b in toks):
                 scored = [t + [self.end_id] for t in toks]  # one answer is a prefix of another: close them all
             else:
                 scored = [list(t) for t in toks]
             if self.scoring == "prefix":
-                scored = [t[:_decisive_length(t, scored, cp)] for t in scored]
+                scored = [t[: _decisive_length(t, scored, cp)] for t in scored]
             self.cand_tokens.append(toks)
             self.common.append(cp)
             self.scored_tokens.append(scored)
         if spec.kind != "single":
             keys = {}
             for g, c in enumerate(spec.classes):
-                key = tuple(self.cand_tokens[g][0][:self.common[g]])
+                key = tuple(self.cand_tokens[g][0][: self.common[g]])
                 if key in keys:
                     raise FineclassError(
                         f"the classes {spec.classes[keys[key]]!r} and {c!r} cannot be told apart by this model's "
-                        f"tokenizer; rename them (`{argument}`) or their codebook names (`codebook`).", argument)
+                        f"tokenizer; rename them (`{argument}`) or their codebook names (`codebook`).",
+                        argument,
+                    )
                 keys[key] = g
         self._build_tree()
 
@@ -117,12 +132,12 @@ class Plan:
                 anc[i] = anc[parents[i]]
             anc[i, i] = True
         self.tree_anc = anc
-        scored = sorted({n for g, path in paths for n in path[self.common[g]:]})
+        scored = sorted({n for g, path in paths for n in path[self.common[g] :]})
         self.scored_nodes = np.array(scored, dtype=np.int64)
         index = {n: k for k, n in enumerate(scored)}
         member = np.zeros((len(scored), len(paths)), dtype=np.float32)
         for c, (g, path) in enumerate(paths):
-            for n in path[self.common[g]:]:
+            for n in path[self.common[g] :]:
                 member[index[n], c] = 1.0
         self.member = member
         # the positions whose next-token distribution is needed: each scored node's parent (-1: end of prompt)
@@ -142,8 +157,9 @@ class Plan:
         Returns:
             An ``Encoded``.
         """
-        body = encode_texts(tokenizer, [self.text_prefix + (t or "") for t in texts], max_length,
-                            add_special_tokens=False)
+        body = encode_texts(
+            tokenizer, [self.text_prefix + (t or "") for t in texts], max_length, add_special_tokens=False
+        )
         ids = [self.head_ids + list(b) + self.tail_ids for b in body.ids]
         return Encoded(ids, body.truncated)
 

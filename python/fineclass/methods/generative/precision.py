@@ -1,4 +1,5 @@
 """Precision of a generative model for inference: bf16 weights, with fp32 activations if asked."""
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,9 @@ class LowPrecisionLinear(torch.nn.Module):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight = torch.nn.Parameter(linear.weight.detach().to(dtype), requires_grad=False)
-        self.bias = (None if linear.bias is None
-                     else torch.nn.Parameter(linear.bias.detach().float(), requires_grad=False))
+        self.bias = (
+            None if linear.bias is None else torch.nn.Parameter(linear.bias.detach().float(), requires_grad=False)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The layer's product in the weight's dtype, handed back in fp32.
@@ -56,6 +58,7 @@ def _swap_linears(module, make) -> None:
                 setattr(parent, name, make(child))
             else:
                 walk(child)
+
     walk(module)
 
 
@@ -82,7 +85,7 @@ def set_precision(module, precision: dict | None):
     if not precision:
         return module
     dtype, activations = DTYPES[precision["dtype"]], precision.get("activations")
-    _swap_linears(module, _plain_linear)                 # undo an earlier mixed layout first
+    _swap_linears(module, _plain_linear)  # undo an earlier mixed layout first
     if activations is None or DTYPES[activations] == dtype:
         module = module.to(dtype)
     else:
