@@ -120,10 +120,14 @@ test_that("columns of other classes are converted or left out: glue, haven_label
   # a class with no R equivalent is refused only when the call needs that column
   err <- expect_error(r_to_arrow(docs["took"]), class = "fineclass_error")
   expect_match(conditionMessage(err), "column `took` in `data` is of class difftime")
+  # reference codes from a .dta file: a tibble with a haven_labelled column, as haven::read_dta() gives
   coded <- haven::labelled(ifelse(docs$sentiment == "pos", 1, 2), labels = c(pos = 1, neg = 2))
-  ev <- ft_evaluate(p, data.frame(tweet = as.character(docs$tweet), label = I(coded)), id = "tweet",
-                    bootstrap = 0)
-  expect_identical(sort(unique(ev$confusion$truth)), c("neg", "pos"))   # value labels, not 1 and 2
+  truth <- tibble::tibble(tweet = docs$tweet, label = coded)
+  expect_s3_class(truth$label, "haven_labelled")
+  ev <- ft_evaluate(p, truth, id = "tweet", bootstrap = 0)
+  expect_identical(sort(unique(as.character(ev$confusion$truth))), c("neg", "pos"))   # value labels, not 1, 2
+  expect_equal(ev$metrics$estimate[ev$metrics$metric == "accuracy"],
+               mean(as.character(p$label) == as.character(docs$sentiment)))
 })
 
 test_that("ft_classify writes Parquet shards to a folder, and ft_read_predictions reads them back", {
