@@ -201,3 +201,33 @@ test_that("a quanteda corpus trains and predicts with its docnames and docvars",
   p <- predict(fitted_model(), corp)
   expect_identical(p$id, docs$doc)
 })
+
+# quanteda is not in Debian, so the test above skips here. A corpus as quanteda (3 and 4) stores it: the
+# texts as a character vector named by document, class c("corpus", "character"), the docvars in the
+# attribute "docvars" beside quanteda's own columns (docname_, docid_, segid_), and a "meta" attribute.
+quanteda_layout_corpus <- function(ids, texts, vars) {
+  docvars <- data.frame(docname_ = ids, docid_ = factor(ids, levels = ids), segid_ = 1L,
+                        stringsAsFactors = FALSE)
+  docvars <- cbind(docvars, vars)
+  structure(stats::setNames(texts, ids), class = c("corpus", "character"), docvars = docvars,
+            meta = list(system = list(), object = list(unit = "documents"), user = list()))
+}
+
+test_that("a corpus in quanteda's layout trains and predicts without quanteda being loaded", {
+  docs <- reviews()
+  corp <- quanteda_layout_corpus(docs$doc, as.character(docs$review),
+                                 data.frame(sentiment = docs$sentiment, year = 2000L + seq_len(24)))
+  frame <- fineclass:::as_docs_frame(corp)
+  expect_identical(names(frame), c("id", "text", "sentiment", "year"))   # quanteda's own columns left out
+  expect_identical(frame$id, docs$doc)
+  expect_identical(frame$text, as.character(docs$review))
+  expect_identical(frame$sentiment, docs$sentiment)
+  skip_if_no_fineclass()
+  expect_false("quanteda" %in% loadedNamespaces())
+  m <- ft_train(corp, label = "sentiment", epochs = 1, max_length = 16, validation = 0, quiet = TRUE)
+  p <- predict(m, corp)
+  expect_identical(names(p)[1], "id")
+  expect_identical(p$id, docs$doc)
+  expect_identical(levels(p$label), c("pos", "neg"))       # the docvar factor's order
+  expect_identical(glance(m)$n_train, 24L)
+})
