@@ -38,9 +38,9 @@ class Design:
         return len(self.prob)
 
 
-def make_design(kind: str | None, prob: np.ndarray | None, strata: list | None, n_corpus: int) -> Design:
-    """Check the design columns and build a :class:`Design`. ``prob`` and ``strata`` are per sampled document."""
-    n = 0 if prob is None else len(prob)
+def make_design(kind: str | None, prob: np.ndarray | None, strata: list | None, n: int, n_corpus: int) -> Design:
+    """Check the design columns and build a :class:`Design` for ``n`` sampled documents of ``n_corpus``.
+    ``prob`` and ``strata`` (or None) hold one value per sampled document."""
     if kind is not None and kind not in DESIGNS:
         raise FineclassError(f"`design` must be one of {', '.join(DESIGNS)}; got {kind!r}.", "design")
     if prob is not None:

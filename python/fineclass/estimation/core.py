@@ -228,7 +228,7 @@ def _sample(hum, sample, pos, id, probability, stratum, design, N):
             raise FineclassError(f"the `design` column of `{where}` names several designs ({preview(sorted(kinds))}).",
                                  "design")
         design = kinds.pop() if kinds else None
-    dsg = make_design(design, prob, strata, N)
+    dsg = make_design(design, prob, strata, len(skeys), N)
     if dsg.kind != "poisson":
         total = dsg.weights.sum()
         if abs(total - N) > 0.05 * N + 1:

@@ -140,6 +140,8 @@ def _stratified(labels: list[str], order: np.ndarray, size: int, allocation, rng
         raise FineclassError(f"`allocation` must be one of {', '.join(ALLOCATIONS)} or a mapping "
                              f"{{stratum: count}}; got {allocation!r}.", "allocation")
     small = [h for h, k, cap in zip(names, n_h, sizes) if k < min(2, cap) or k > cap]
+    if not small and not isinstance(allocation, Mapping) and n_h.sum() != size:
+        small = [h for h, k in zip(names, n_h) if k <= 2]
     if small:
         raise FineclassError(f"strata {preview(small)} would get fewer than two documents (or more than they hold) "
                              f"from a sample of {size}; draw more, merge small strata, or give the counts in "
@@ -158,16 +160,16 @@ def _stratified(labels: list[str], order: np.ndarray, size: int, allocation, rng
 def _apportion(size: int, share: np.ndarray, caps: np.ndarray) -> np.ndarray:
     """Whole counts summing to ``size``, near ``size * share``, at least min(2, cap) and at most cap each."""
     n = np.minimum(np.maximum(np.floor(size * share).astype(int), np.minimum(2, caps)), caps)
-    while n.sum() > size:  # the minimum of two took documents from the others
+    while n.sum() > size:  # the minimum of two took documents from the others: the largest gives first
         room = np.where(n > np.minimum(2, caps), n - size * share, -np.inf)
         if not np.isfinite(room).any():
             break
-        n[int(np.argmax(room))] -= 1
+        n[int(np.lexsort((n, room))[-1])] -= 1
     while n.sum() < size:
         room = np.where(n < caps, size * share - n, -np.inf)
         if not np.isfinite(room).any():
             break
-        n[int(np.argmax(room))] += 1
+        n[int(np.lexsort((-n, room))[-1])] += 1
     return n
 
 
