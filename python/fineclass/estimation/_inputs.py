@@ -216,3 +216,12 @@ def numeric_column(table: pa.Table, name: str, argument: str, rows: np.ndarray) 
         raise FineclassError(f"column `{name}` of `{argument}` has {int(np.isnan(x).sum())} missing values among the "
                              f"documents; fill them in or drop those documents.", argument)
     return x
+
+
+def whole_number(value: Any, name: str, minimum: int) -> int:
+    """A whole number (R passes 5 as 5.0), at least ``minimum``."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) and \
+        float(value).is_integer() and value >= minimum
+    if not ok:
+        raise FineclassError(f"`{name}` must be a whole number of at least {minimum}; got {value!r}.", name)
+    return int(value)

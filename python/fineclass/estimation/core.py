@@ -14,7 +14,7 @@ from . import _shares as sh
 from ._design import make_design
 from ._dsl import code_features, crossfit
 from ._inputs import (confidence_matrix, id_keys, indicator, natural_sort, numeric_column, read_coded,
-                      resolve_spec, unique_keys)
+                      resolve_spec, unique_keys, whole_number)
 
 METHODS = ("ppi++", "ppi", "dsl")
 POPULATIONS = ("finite", "superpopulation")
@@ -111,10 +111,9 @@ def estimate(codes: Any, human: Any, *, data: Any = None, sample: Any = None, by
     if not 0 < level < 1:
         raise FineclassError(f"`confidence` must be a level between 0 and 1 (e.g. 0.95); got {confidence!r}.",
                              "confidence")
-    if not isinstance(pseudo, (int, float)) or not pseudo >= 0:
+    if isinstance(pseudo, bool) or not isinstance(pseudo, (int, float, np.integer, np.floating)) or not pseudo >= 0:
         raise FineclassError(f"`pseudo` must be a number of pseudo-documents, 0 or more; got {pseudo!r}.", "pseudo")
-    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
-        raise FineclassError(f"`folds` must be a whole number of at least 2; got {folds!r}.", "folds")
+    folds, seed = whole_number(folds, "folds", 2), whole_number(seed, "seed", 0)
     if regression is not None and regression not in reg.FAMILIES:
         raise FineclassError(f"`regression` must be one of {', '.join(reg.FAMILIES)} (or None for label shares); "
                              f"got {regression!r}.", "regression")

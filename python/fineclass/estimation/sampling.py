@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from ..data import read_table
 from ..errors import FineclassError, preview
-from ._inputs import id_keys, unique_keys
+from ._inputs import id_keys, unique_keys, whole_number
 
 SAMPLERS = ("simple", "stratified", "uncertainty")
 ALLOCATIONS = ("proportional", "equal")
@@ -62,11 +62,9 @@ def draw_sample(data: Any, size: int, *, method: str = "simple", strata: str | N
     keys = id_keys(table, id, "data")
     unique_keys(keys, "data")
     N = len(keys)
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 1 <= size <= N:
-        raise FineclassError(f"`size` must be a whole number of documents between 1 and {N} (the corpus); got "
-                             f"{size!r}.", "size")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise FineclassError(f"`seed` must be a whole number, 0 or more; got {seed!r}.", "seed")
+    size, seed = whole_number(size, "size", 1), whole_number(seed, "seed", 0)
+    if size > N:
+        raise FineclassError(f"`size` ({size}) is larger than the corpus ({N} documents).", "size")
     order = np.array(sorted(range(N), key=lambda i: keys[i]), dtype=np.int64)
     rng = np.random.default_rng(int(seed))
     ids = table.column(id)
