@@ -6,7 +6,6 @@ coverage is checked by repeated random human samples (bench/estimate_coverage.py
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
