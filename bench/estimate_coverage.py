@@ -125,7 +125,8 @@ def main() -> None:
         gain = {f"{m}/{p}": np.zeros(len(dims)) for m, p in SHARE_RUNS}
         hwidth = {f"{m}/{p}": np.zeros(len(dims)) for m, p in SHARE_RUNS}
         h_cover, h_width, m_cover = np.zeros(len(dims)), np.zeros(len(dims)), np.zeros(len(dims))
-        rc = {f"{i}/{m}": np.zeros(4) for i in range(len(REGRESSIONS)) for m in REG_METHODS}  # cover, width, h_cover, h_width
+        # per regression and method: coverage, width, human-only coverage, human-only width
+        rc = {f"{i}/{m}": np.zeros(4) for i in range(len(REGRESSIONS)) for m in REG_METHODS}
         rm = {i: 0.0 for i in range(len(REGRESSIONS))}
         for r in range(args.draws):
             sample = fineclass.draw_sample(ids, n, seed=args.seed * 1_000_003 + n * 10_007 + r)

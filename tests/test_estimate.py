@@ -70,7 +70,7 @@ def test_shares_match_ppi_python(tweets, ppi, method, lam):
     U = [k for k in tweets["keys"] if k not in inside]
     dims = ["happiness", "anxiety", "expressing empathy"]
     out = fineclass.estimate(tweets["codes"], human_codes(tweets, sample), data=tweets["ids"], sample=sample,
-                             labels=dims, method=method, population="superpopulation", pseudo=0).to_pylist()
+                             labels=dims, method=method, population="superpopulation", small_sample=False).to_pylist()
     for row, d in zip(out, dims):
         Y, Yh, Yu = (presence(tweets["labels"], S, d), presence(tweets["codes"], S, d),
                      presence(tweets["codes"], U, d))
@@ -96,9 +96,10 @@ def test_regressions_match_ppi_python(tweets, ppi, family, method, lam):
     X = np.column_stack([np.ones(len(keys)), x])
     fit = ppi.ppi_ols_ci if family == "ols" else ppi.ppi_logistic_ci
     lo, hi = fit(X[si], y[si], f[si], X[~si], f[~si], alpha=0.05, lam=lam)
-    out = fineclass.estimate(tweets["codes"], human_codes(tweets, sample), data=tweets["ids"].append_column("x", pa.array(x)),
-                             sample=sample, regression=family, outcome="happiness", covariates="x", method=method,
-                             population="superpopulation").to_pylist()
+    data = tweets["ids"].append_column("x", pa.array(x))
+    out = fineclass.estimate(tweets["codes"], human_codes(tweets, sample), data=data, sample=sample, regression=family,
+                             outcome="happiness", covariates="x", method=method, population="superpopulation",
+                             small_sample=False).to_pylist()
     assert [r["term"] for r in out] == ["(Intercept)", "x"]
     for j, r in enumerate(out):
         assert r["conf_low"] == pytest.approx(lo[j], abs=1e-6)
@@ -138,14 +139,14 @@ def test_coverage_on_repeated_samples(tweets):
 
 
 def test_finite_population_interval_is_the_design_interval(tweets):
-    """With pseudo=0 and lambda=1, the finite-population interval is the textbook one for a simple random
+    """With small_sample=False and lambda=1, the finite-population interval is the textbook one for a simple random
     sample: mean of the codes + mean of the errors, variance (1 - n/N) s^2 / n."""
     sample = fineclass.draw_sample(tweets["ids"], 250, seed=9)
     inside = set(sample["id"].to_pylist())
     keys = tweets["keys"]
     si = np.array([k in inside for k in keys])
     t = fineclass.estimate(tweets["codes"], human_codes(tweets, sample), data=tweets["ids"], sample=sample,
-                           labels="anxiety", method="ppi", pseudo=0).to_pylist()[0]
+                           labels="anxiety", method="ppi", small_sample=False).to_pylist()[0]
     y, f = presence(tweets["labels"], keys, "anxiety"), presence(tweets["codes"], keys, "anxiety")
     e = y[si] - f[si]
     assert t["estimate"] == pytest.approx(f.mean() + e.mean(), abs=1e-12)
@@ -153,7 +154,7 @@ def test_finite_population_interval_is_the_design_interval(tweets):
     assert t["n_human"] == 250 and t["n_total"] == 2000 and t["design"] == "srs"
     # PPI++ in a finite population: lambda = cov(y, f) / var(f) on the sample (the regression estimator)
     tuned = fineclass.estimate(tweets["codes"], human_codes(tweets, sample), data=tweets["ids"], sample=sample,
-                               labels="anxiety", pseudo=0).to_pylist()[0]
+                               labels="anxiety", small_sample=False).to_pylist()[0]
     lam = np.cov(y[si], f[si])[0, 1] / f[si].var(ddof=1)
     assert 0 < lam < 1 and tuned["lambda"] == pytest.approx(lam, rel=1e-10)
     e = y[si] - lam * f[si]
@@ -181,7 +182,7 @@ def test_pseudo_documents_keep_a_sample_without_disagreements_from_a_zero_interv
     sample = fineclass.draw_sample(tweets["ids"], 100, seed=1)
     human = human_codes(tweets, sample)
     args = dict(data=tweets["ids"], sample=sample, labels="seeking for forgiveness", method="ppi")
-    plain = fineclass.estimate(tweets["codes"], human, pseudo=0, **args).to_pylist()[0]
+    plain = fineclass.estimate(tweets["codes"], human, small_sample=False, **args).to_pylist()[0]
     kept = fineclass.estimate(tweets["codes"], human, **args).to_pylist()[0]
     assert plain["std_error"] == 0.0
     assert kept["std_error"] > 0.005 and kept["estimate"] == plain["estimate"]
@@ -237,6 +238,27 @@ def test_regression_with_a_coded_covariate_covers(tweets):
         assert cover >= 34, (method, cover)
         assert np.mean(se) < 0.85 * np.mean(human_se)
         assert model_cover == 0
+
+
+def test_small_sample_coefficients_use_satterthwaite_t(tweets):
+    """A coefficient's interval is estimate +- t(df) * std_error, df the documents that carry its variance; the
+    same call with small_sample=False gives the normal interval; shares have no df."""
+    from scipy.stats import norm, t as student
+    keys = tweets["keys"]
+    y = presence(tweets["labels"], keys, "happiness")
+    data = tweets["ids"].append_column("x", pa.array(np.random.default_rng(3).normal(size=len(keys)) + y))
+    sample = fineclass.draw_sample(data, 100, seed=4)
+    args = dict(data=data, sample=sample, regression="ols", outcome="happiness", covariates="x")
+    human = human_codes(tweets, sample)
+    small = fineclass.estimate(tweets["codes"], human, **args).to_pylist()[1]
+    plain = fineclass.estimate(tweets["codes"], human, small_sample=False, **args).to_pylist()[1]
+    assert small["estimate"] == plain["estimate"] and small["std_error"] == plain["std_error"]
+    assert 2 < small["df"] < 100 and plain["df"] is None
+    q = student.ppf(0.975, small["df"])
+    assert small["conf_high"] == pytest.approx(small["estimate"] + q * small["std_error"], rel=1e-12)
+    assert plain["conf_high"] == pytest.approx(plain["estimate"] + norm.ppf(0.975) * plain["std_error"], rel=1e-12)
+    shares = fineclass.estimate(tweets["codes"], human, data=data, sample=sample, labels="happiness")
+    assert shares["df"].null_count == 1
 
 
 # ================================================================================ DSL, groups, shapes
@@ -455,7 +477,8 @@ def test_bad_designs_name_the_argument(small):
 
 def test_sampling_errors_name_the_argument(small):
     codes = small[0]
-    for kwargs, argument in (({"size": 0}, "size"), ({"size": 201}, "size"), ({"size": 10, "method": "cluster"}, "method"),
+    for kwargs, argument in (({"size": 0}, "size"), ({"size": 201}, "size"),
+                             ({"size": 10, "method": "cluster"}, "method"),
                              ({"size": 10, "method": "stratified"}, "strata"),
                              ({"size": 10, "method": "stratified", "strata": "party"}, "strata"),
                              ({"size": 3, "method": "stratified", "strata": "label"}, "size"),

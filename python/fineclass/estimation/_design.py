@@ -68,9 +68,9 @@ def make_design(kind: str | None, prob: np.ndarray | None, strata: list | None, 
         for h in range(len(names)):
             ph = prob[idx == h]
             if np.ptp(ph) > 1e-9 * ph.max():
-                raise FineclassError(f"stratum {names[h]!r} has different probabilities ({preview(sorted(set(ph.tolist()))[:4])}); "
-                                     f"in a stratified random sample every document of a stratum has the same one.",
-                                     "probability")
+                raise FineclassError(f"stratum {names[h]!r} has different probabilities "
+                                     f"({preview(sorted(set(ph.tolist()))[:4])}); in a stratified random sample every "
+                                     f"document of a stratum has the same one.", "probability")
             if (idx == h).sum() < 2:
                 raise FineclassError(f"stratum {names[h]!r} has one sampled document; its variance cannot be "
                                      f"estimated. Draw at least two per stratum, or merge it with another.", "stratum")
@@ -146,3 +146,36 @@ def total_covariance(z: np.ndarray, design: Design) -> np.ndarray:
         a = a - a.mean(0)
         v += len(a) * (1 - design.fraction[h]) * (a.T @ a) / (len(a) - 1)
     return v
+
+
+def effective_df(z: np.ndarray, design: Design) -> np.ndarray:
+    """Satterthwaite's degrees of freedom of the design variance of the totals of z's columns: (sum a)^2 / sum a^2,
+    where a_i is document i's term in the variance estimate. Few documents carrying the variance (a handful of
+    disagreements between model and coders) give few degrees of freedom, and a wider t interval."""
+    za = z * design.weights[:, None]
+    if design.kind == "poisson":
+        a = (1 - design.prob)[:, None] * za ** 2
+    else:
+        a = np.zeros_like(za)
+        for h in range(len(design.fraction)):
+            rows = design.strata == h
+            nh = int(rows.sum())
+            if nh > 1:
+                a[rows] = nh * (1 - design.fraction[h]) / (nh - 1) * (za[rows] - za[rows].mean(0)) ** 2
+    return _satterthwaite([a])
+
+
+def iid_df(*blocks: np.ndarray) -> np.ndarray:
+    """Satterthwaite's degrees of freedom of the variance of a sum of independent sample means, one per block."""
+    terms = []
+    for b in blocks:
+        if len(b) > 1:
+            terms.append((b - b.mean(0)) ** 2 / (len(b) * (len(b) - 1)))
+    return _satterthwaite(terms)
+
+
+def _satterthwaite(terms: list) -> np.ndarray:
+    tot = sum(a.sum(0) for a in terms)
+    sq = sum((a ** 2).sum(0) for a in terms)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sq > 0, tot ** 2 / np.where(sq > 0, sq, 1.0), np.inf)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import FineclassError
-from ._design import Design, total_covariance
+from ._design import Design, effective_df, iid_df, total_covariance
 
 FAMILIES = ("ols", "logistic")
 
@@ -115,6 +115,7 @@ class RegFit:
     beta: np.ndarray
     cov: np.ndarray
     lam: float
+    df: np.ndarray | None = None   # degrees of freedom per coefficient (None: normal intervals)
 
 
 def model_only(pr: Problem, start: np.ndarray | None = None) -> RegFit:
@@ -177,7 +178,7 @@ def finite(pr: Problem, design: Design, lam, start: np.ndarray) -> RegFit:
     za, zb = _finite_scores(pr, design, beta)
     V = total_covariance(za - lam * zb, design)
     Hi = _inv(H)
-    return RegFit(beta, Hi @ V @ Hi.T, float(lam))
+    return RegFit(beta, Hi @ V @ Hi.T, float(lam), effective_df((za - lam * zb) @ Hi.T, design))
 
 
 # ------------------------------------------------------------------------------------------ superpopulation
@@ -247,7 +248,7 @@ def superpopulation(pr: Problem, lam, start: np.ndarray) -> RegFit:
     n, m = len(g), len(gu)
     V = _cov1(g - lam * gh) + ((n / m) * _cov1(lam * gu) if m else 0.0)
     Hi = _inv(H)
-    return RegFit(beta, Hi @ V @ Hi.T / n, lam)
+    return RegFit(beta, Hi @ V @ Hi.T / n, lam, iid_df((g - lam * gh) @ Hi.T, (lam * gu) @ Hi.T))
 
 
 def pseudo_moments(pr: Problem, weights: np.ndarray, start: np.ndarray, impute: bool = True) -> RegFit:
@@ -265,6 +266,7 @@ def pseudo_moments(pr: Problem, weights: np.ndarray, start: np.ndarray, impute: 
     else:
         H = jacobian(pr.family, X, c, beta)
     m = k * psi(pr.family, pr.X_hat, pr.y_hat, beta)
-    m[pr.sampled] += weights[:, None] * (psi(pr.family, pr.X, pr.y, beta) - k * psi(pr.family, pr.Xs_hat, pr.ys_hat, beta))
+    correction = psi(pr.family, pr.X, pr.y, beta) - k * psi(pr.family, pr.Xs_hat, pr.ys_hat, beta)
+    m[pr.sampled] += weights[:, None] * correction
     Hi = _inv(H)
-    return RegFit(beta, Hi @ _cov1(m) @ Hi.T / N, k)
+    return RegFit(beta, Hi @ _cov1(m) @ Hi.T / N, k, iid_df(m @ Hi.T))

@@ -110,9 +110,9 @@ def _labels(labels: Any) -> tuple[float, float | None, float | None]:
                              "labels")
     row = t.to_pylist()[0]
     if row["labels"] is None:
-        raise FineclassError(f"the learning curve does not reach its target{' ' + str(row.get('target')) if row.get('target') is not None else ''}"
-                             f": no number of labels is predicted to get there. Lower the target, or train at "
-                             f"larger sizes first.", "labels")
+        target = "" if row.get("target") is None else f" {row['target']:g}"
+        raise FineclassError(f"the learning curve does not reach its target{target}: no number of labels is predicted "
+                             f"to get there. Lower the target, or train at larger sizes first.", "labels")
     mid = _positive(row["labels"], "labels")
     low, high = row.get("lower"), row.get("upper")
     low = None if low is None or not math.isfinite(low) else float(low)

@@ -25,7 +25,7 @@ def estimate(codes: Any, human: Any, *, data: Any = None, sample: Any = None, by
              labels: str | Sequence[str] | None = None, regression: str | None = None, outcome: str | None = None,
              covariates: str | Sequence[str] | None = None, method: str = "ppi++", population: str = "finite",
              design: str | None = None, probability: str = "probability", stratum: str = "stratum",
-             confidence: float = 0.95, pseudo: float = 1.0, folds: int = 5, seed: int = 0, id: str = "id",
+             confidence: float = 0.95, small_sample: bool = True, folds: int = 5, seed: int = 0, id: str = "id",
              label: Any = None, spec: Any = None) -> pa.Table:
     """Estimate label shares or regression coefficients from model codes on every document and human codes on
     a random sample, with confidence intervals that stay valid whatever the model's errors.
@@ -73,8 +73,13 @@ def estimate(codes: Any, human: Any, *, data: Any = None, sample: Any = None, by
             stratified when a ``stratum`` column is present, Poisson when probabilities differ, else srs.
         probability, stratum: the names of the sample's probability and stratum columns.
         confidence: the confidence level of the intervals.
-        pseudo: pseudo-documents added to each cell (human code x model code) of a share's variance, so that a
-            sample without disagreements does not give a zero-width interval; 0 turns it off.
+        small_sample: keep intervals honest when the sample holds few disagreements between the model and the
+            coders (their number, not the sample's size, sets the precision of the correction): a share's
+            variance gets one pseudo-document in each cell (human code x model code), in the spirit of Agresti
+            and Caffo (2000), so that a sample without disagreements does not give a zero-width interval; a
+            coefficient's interval uses Student's t with Satterthwaite's degrees of freedom (``df``), the
+            effective number of documents that carry its variance. False gives the plain normal intervals of
+            the PPI and DSL papers (and of ppi-python).
         folds: cross-fitting folds of DSL.
         seed: seeds DSL's folds.
         id: the id column of every table.
@@ -84,7 +89,8 @@ def estimate(codes: Any, human: Any, *, data: Any = None, sample: Any = None, by
     Returns:
         A pyarrow Table, one row per label (and group) or coefficient: the ``by`` columns, ``estimand``
         (share, ols, logistic), ``outcome``, ``term`` (the label, or the coefficient), ``estimate``,
-        ``std_error``, ``conf_low``, ``conf_high``, ``method``, ``lambda``, ``model_estimate``,
+        ``std_error``, ``conf_low``, ``conf_high``, ``df`` (of a coefficient's t interval; null for normal
+        intervals), ``method``, ``lambda``, ``model_estimate``,
         ``model_std_error``, ``model_conf_low``, ``model_conf_high``, ``human_estimate``, ``human_std_error``,
         ``human_conf_low``, ``human_conf_high``, ``n_human``, ``n_total``, ``effective_n``, ``gain``
         (effective_n / n_human), ``population``, ``design``.
@@ -111,8 +117,8 @@ def estimate(codes: Any, human: Any, *, data: Any = None, sample: Any = None, by
     if not 0 < level < 1:
         raise FineclassError(f"`confidence` must be a level between 0 and 1 (e.g. 0.95); got {confidence!r}.",
                              "confidence")
-    if isinstance(pseudo, bool) or not isinstance(pseudo, (int, float, np.integer, np.floating)) or not pseudo >= 0:
-        raise FineclassError(f"`pseudo` must be a number of pseudo-documents, 0 or more; got {pseudo!r}.", "pseudo")
+    if not isinstance(small_sample, (bool, np.bool_)):
+        raise FineclassError(f"`small_sample` must be True or False; got {small_sample!r}.", "small_sample")
     folds, seed = whole_number(folds, "folds", 2), whole_number(seed, "seed", 0)
     if regression is not None and regression not in reg.FAMILIES:
         raise FineclassError(f"`regression` must be one of {', '.join(reg.FAMILIES)} (or None for label shares); "
@@ -133,7 +139,7 @@ def estimate(codes: Any, human: Any, *, data: Any = None, sample: Any = None, by
 
     labelset = _label_set(cod, hum, resolve_spec(spec))
     common = dict(N=N, sampled=sampled, skeys=skeys, design=dsg, method=method, population=population, z=z,
-                  pseudo=float(pseudo), folds=int(folds), seed=int(seed))
+                  level=level, small_sample=bool(small_sample), folds=folds, seed=seed)
     if regression is None:
         if outcome is not None or covariates:
             raise FineclassError("`outcome` and `covariates` describe a regression: pass `regression=\"ols\"` or "
@@ -300,8 +306,9 @@ def _effective_n(v: float, v_h: float, n: int, N: int, finite: bool) -> float | 
     return float(n * v_h / v)
 
 
-def _shares_table(cod, hum, tab, ckeys, targets, by, *, N, sampled, skeys, design, method, population, z, pseudo,
-                  folds, seed) -> pa.Table:
+def _shares_table(cod, hum, tab, ckeys, targets, by, *, N, sampled, skeys, design, method, population, z, level,
+                  small_sample, folds, seed) -> pa.Table:
+    pseudo = 1.0 if small_sample else 0.0
     F = indicator(cod.sets, ckeys, targets)
     Y = indicator(hum.sets, skeys, targets)
     gidx, gvals = _groups(tab, ckeys, by)
@@ -352,6 +359,7 @@ def _shares_table(cod, hum, tab, ckeys, targets, by, *, N, sampled, skeys, desig
             row = {b: v for b, v in zip(by, gv)}
             row.update(estimand="share", outcome=None, term=lab)
             row.update(_columns("", fit, j, z, clip=True))
+            row["df"] = None
             row.update(method=method, **{"lambda": None if fit is None or method == "dsl" else float(fit.lam[j])})
             row.update(_columns("model_", mo, j, z, clip=True))
             row.update(_columns("human_", hfit, j, z, clip=True))
@@ -378,13 +386,14 @@ def _columns(prefix: str, fit, j: int, z: float, clip: bool) -> dict:
     return {f"{prefix}estimate": est, f"{prefix}std_error": se, f"{prefix}conf_low": lo, f"{prefix}conf_high": hi}
 
 
-_FLOATS = ("estimate", "std_error", "conf_low", "conf_high", "lambda", "model_estimate", "model_std_error",
+_FLOATS = ("estimate", "std_error", "conf_low", "conf_high", "df", "lambda", "model_estimate", "model_std_error",
            "model_conf_low", "model_conf_high", "human_estimate", "human_std_error", "human_conf_low",
            "human_conf_high", "effective_n", "gain")
 
 
 def _table(rows: list[dict], by: list[str], tab: pa.Table) -> pa.Table:
-    order = [*by, "estimand", "outcome", "term", "estimate", "std_error", "conf_low", "conf_high", "method", "lambda",
+    order = [*by, "estimand", "outcome", "term", "estimate", "std_error", "conf_low", "conf_high", "df", "method",
+             "lambda",
              "model_estimate", "model_std_error", "model_conf_low", "model_conf_high", "human_estimate",
              "human_std_error", "human_conf_low", "human_conf_high", "n_human", "n_total", "effective_n", "gain",
              "population", "design"]
@@ -408,7 +417,7 @@ def _names(v) -> list[str]:
 
 
 def _regression_table(cod, hum, tab, ckeys, labelset, family, outcome, covariates, *, N, sampled, skeys, design,
-                      method, population, z, pseudo, folds, seed) -> pa.Table:
+                      method, population, z, level, small_sample, folds, seed) -> pa.Table:
     names = [str(outcome)] + _names(covariates)
     if len(set(names)) != len(names):
         raise FineclassError(f"the regression names a variable twice ({preview(names)}).", "covariates")
@@ -474,12 +483,22 @@ def _regression_table(cod, hum, tab, ckeys, labelset, family, outcome, covariate
     terms = [INTERCEPT] + names[1:]
     n = len(sampled)
     rows = []
+    from scipy.stats import t as student
+
+    def quantile(f, j):  # Student's t with the fit's degrees of freedom, when small_sample asks for it
+        if not small_sample or f.df is None or not np.isfinite(f.df[j]):
+            return z, None
+        df = max(float(f.df[j]), 1.0)
+        return float(student.ppf(1 - (1 - level) / 2, df)), df
+
     for j, term in enumerate(terms):
         row = dict(estimand=family, outcome=names[0], term=term)
-        row.update(_columns("", fit, j, z, clip=False))
+        q, df = quantile(fit, j)
+        row.update(_columns("", fit, j, q, clip=False))
+        row["df"] = df
         row.update(method=method, **{"lambda": None if method == "dsl" else float(fit.lam)})
         row.update(_columns("model_", mo, j, z, clip=False))
-        row.update(_columns("human_", hfit, j, z, clip=False))
+        row.update(_columns("human_", hfit, j, quantile(hfit, j)[0], clip=False))
         eff = _effective_n(float(fit.cov[j, j]), float(hfit.cov[j, j]), n, N, finite)
         row.update(n_human=n, n_total=N, effective_n=eff, gain=None if eff is None else eff / n,
                    population=population, design=design.kind)
