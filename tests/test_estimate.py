@@ -83,6 +83,7 @@ def test_shares_match_ppi_python(tweets, ppi, method, lam):
         assert (row["lambda"] == 1.0) if method == "ppi" else (0 < row["lambda"] < 1)
 
 
+@pytest.mark.filterwarnings("ignore:'penalty' was deprecated:FutureWarning")  # inside ppi-python's sklearn call
 @pytest.mark.parametrize("family", ["ols", "logistic"])
 @pytest.mark.parametrize("method,lam", [("ppi", 1), ("ppi++", None)])
 def test_regressions_match_ppi_python(tweets, ppi, family, method, lam):
