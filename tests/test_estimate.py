@@ -460,6 +460,10 @@ def test_bad_inputs_name_the_argument(small, tweets):
     _err("outcome", codes, human, regression="ols", outcome="income", match="neither")
     _err("outcome", codes, human, regression="ols", outcome="id", covariates=[], match="no coded label")
     _err("by", codes, human, regression="ols", outcome="pos", by="label")
+    _err("covariates", codes.append_column("party", pa.array(["a", "b"] * 100)), human, regression="ols",
+         outcome="pos", covariates=["party"], match="numeric")
+    _err("outcome", codes.append_column("score", pa.array([0.5] * 200)), human, regression="logistic",
+         outcome="score", covariates=["pos"], match="0/1")
     _err("by", codes, human, by="party", match="not found")
 
 

@@ -204,16 +204,17 @@ def confidence_matrix(coded: Coded, keys: list[str], labels: list[str]) -> np.nd
     return out
 
 
-def numeric_column(table: pa.Table, name: str, argument: str, rows: np.ndarray) -> np.ndarray:
-    """A numeric column of ``table`` at ``rows`` as floats; booleans become 0/1; text or gaps are errors."""
+def numeric_column(table: pa.Table, name: str, source: str, rows: np.ndarray, argument: str) -> np.ndarray:
+    """A numeric column of ``table`` (named ``source`` in messages) at ``rows`` as floats; booleans become 0/1;
+    text or gaps are errors naming ``argument``."""
     col = table.column(name)
     t = col.type
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
-        raise FineclassError(f"column `{name}` of `{argument}` holds {t} values; a regression variable must be "
+        raise FineclassError(f"column `{name}` of `{source}` holds {t} values; a regression variable must be "
                              f"numeric (0/1 for a category: make one column per category).", argument)
     x = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)[rows]
     if np.isnan(x).any():
-        raise FineclassError(f"column `{name}` of `{argument}` has {int(np.isnan(x).sum())} missing values among the "
+        raise FineclassError(f"column `{name}` of `{source}` has {int(np.isnan(x).sum())} missing values among the "
                              f"documents; fill them in or drop those documents.", argument)
     return x
 

@@ -446,7 +446,8 @@ def _regression_table(cod, hum, tab, ckeys, labelset, family, outcome, covariate
     allrows = np.arange(N)
     F = indicator(cod.sets, ckeys, coded_names)
     Y = indicator(hum.sets, skeys, coded_names)
-    obs = {nm: numeric_column(tab, nm, "data", allrows) for nm, r in zip(names, roles) if r == "observed"}
+    obs = {nm: numeric_column(tab, nm, "data", allrows, "outcome" if k == 0 else "covariates")
+           for k, (nm, r) in enumerate(zip(names, roles)) if r == "observed"}
     if family == "logistic" and roles[0] == "observed" and not np.isin(obs[names[0]], (0.0, 1.0)).all():
         raise FineclassError(f"a logistic regression needs a 0/1 outcome; `{names[0]}` holds other values.", "outcome")
 
