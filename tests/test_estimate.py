@@ -4,6 +4,7 @@ The 2,000 labelled tweets are the population: labels.parquet holds their human c
 the fine-tuned Llama-2-7B's codes (the "model codes"). Agreement with ppi-python is checked on the same inputs;
 coverage is checked by repeated random human samples (bench/estimate_coverage.py runs the large simulation).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,8 +16,10 @@ import pytest
 import fineclass
 from fineclass import FineclassError, LabelSpec
 
-RENAME = {"capability)": "mastery (ability, capability)",
-          "mastery (ability or capability)": "mastery (ability, capability)"}
+RENAME = {
+    "capability)": "mastery (ability, capability)",
+    "mastery (ability or capability)": "mastery (ability, capability)",
+}
 COMMON = ["happiness", "expressing empathy", "having hope", "anxiety", "self-esteem"]
 
 
@@ -52,6 +55,7 @@ def ppi():
     compilation on this machine."""
     pytest.importorskip("numba")
     from numba.core import config
+
     before = config.DISABLE_JIT
     config.DISABLE_JIT = True
     try:
@@ -69,11 +73,18 @@ def test_shares_match_ppi_python(tweets, ppi, method, lam):
     S = [k for k in tweets["keys"] if k in inside]
     U = [k for k in tweets["keys"] if k not in inside]
     dims = ["happiness", "anxiety", "expressing empathy"]
-    out = fineclass.estimate(tweets["codes"], human_codes(tweets, sample), data=tweets["ids"], sample=sample,
-                             labels=dims, method=method, population="superpopulation", small_sample=False).to_pylist()
+    out = fineclass.estimate(
+        tweets["codes"],
+        human_codes(tweets, sample),
+        data=tweets["ids"],
+        sample=sample,
+        labels=dims,
+        method=method,
+        population="superpopulation",
+        small_sample=False,
+    ).to_pylist()
     for row, d in zip(out, dims):
-        Y, Yh, Yu = (presence(tweets["labels"], S, d), presence(tweets["codes"], S, d),
-                     presence(tweets["codes"], U, d))
+        Y, Yh, Yu = (presence(tweets["labels"], S, d), presence(tweets["codes"], S, d), presence(tweets["codes"], U, d))
         lo, hi = ppi.ppi_mean_ci(Y, Yh, Yu, alpha=0.05, lam=lam)
         point = ppi.ppi_mean_pointestimate(Y, Yh, Yu, lam=lam)
         assert row["term"] == d
@@ -98,9 +109,18 @@ def test_regressions_match_ppi_python(tweets, ppi, family, method, lam):
     fit = ppi.ppi_ols_ci if family == "ols" else ppi.ppi_logistic_ci
     lo, hi = fit(X[si], y[si], f[si], X[~si], f[~si], alpha=0.05, lam=lam)
     data = tweets["ids"].append_column("x", pa.array(x))
-    out = fineclass.estimate(tweets["codes"], human_codes(tweets, sample), data=data, sample=sample, regression=family,
-                             outcome="happiness", covariates="x", method=method, population="superpopulation",
-                             small_sample=False).to_pylist()
+    out = fineclass.estimate(
+        tweets["codes"],
+        human_codes(tweets, sample),
+        data=data,
+        sample=sample,
+        regression=family,
+        outcome="happiness",
+        covariates="x",
+        method=method,
+        population="superpopulation",
+        small_sample=False,
+    ).to_pylist()
     assert [r["term"] for r in out] == ["(Intercept)", "x"]
     for j, r in enumerate(out):
         assert r["conf_low"] == pytest.approx(lo[j], abs=1e-6)
@@ -122,8 +142,9 @@ def test_coverage_on_repeated_samples(tweets):
     model_cover = np.zeros(len(dims))
     for r in range(draws):
         sample = fineclass.draw_sample(tweets["ids"], n, seed=100 + r)
-        t = fineclass.estimate(tweets["codes"], human_codes(tweets, sample), data=tweets["ids"], sample=sample,
-                               labels=dims)
+        t = fineclass.estimate(
+            tweets["codes"], human_codes(tweets, sample), data=tweets["ids"], sample=sample, labels=dims
+        )
         tv = np.array([true[d] for d in t["term"].to_pylist()])
         cover += (t["conf_low"].to_numpy() <= tv) & (tv <= t["conf_high"].to_numpy())
         human_cover += (t["human_conf_low"].to_numpy() <= tv) & (tv <= t["human_conf_high"].to_numpy())
@@ -146,16 +167,29 @@ def test_finite_population_interval_is_the_design_interval(tweets):
     inside = set(sample["id"].to_pylist())
     keys = tweets["keys"]
     si = np.array([k in inside for k in keys])
-    t = fineclass.estimate(tweets["codes"], human_codes(tweets, sample), data=tweets["ids"], sample=sample,
-                           labels="anxiety", method="ppi", small_sample=False).to_pylist()[0]
+    t = fineclass.estimate(
+        tweets["codes"],
+        human_codes(tweets, sample),
+        data=tweets["ids"],
+        sample=sample,
+        labels="anxiety",
+        method="ppi",
+        small_sample=False,
+    ).to_pylist()[0]
     y, f = presence(tweets["labels"], keys, "anxiety"), presence(tweets["codes"], keys, "anxiety")
     e = y[si] - f[si]
     assert t["estimate"] == pytest.approx(f.mean() + e.mean(), abs=1e-12)
     assert t["std_error"] == pytest.approx(np.sqrt((1 - 250 / 2000) * e.var(ddof=1) / 250), rel=1e-10)
     assert t["n_human"] == 250 and t["n_total"] == 2000 and t["design"] == "srs"
     # PPI++ in a finite population: lambda = cov(y, f) / var(f) on the sample (the regression estimator)
-    tuned = fineclass.estimate(tweets["codes"], human_codes(tweets, sample), data=tweets["ids"], sample=sample,
-                               labels="anxiety", small_sample=False).to_pylist()[0]
+    tuned = fineclass.estimate(
+        tweets["codes"],
+        human_codes(tweets, sample),
+        data=tweets["ids"],
+        sample=sample,
+        labels="anxiety",
+        small_sample=False,
+    ).to_pylist()[0]
     lam = np.cov(y[si], f[si])[0, 1] / f[si].var(ddof=1)
     assert 0 < lam < 1 and tuned["lambda"] == pytest.approx(lam, rel=1e-10)
     e = y[si] - lam * f[si]
@@ -165,6 +199,7 @@ def test_finite_population_interval_is_the_design_interval(tweets):
 
 def test_dsl_pseudo_outcomes_are_the_mean_of_the_corrected_predictions():
     from fineclass.estimation import _shares
+
     rng = np.random.default_rng(3)
     g = rng.random((500, 2))
     rows = rng.choice(500, 80, replace=False)
@@ -196,17 +231,21 @@ def test_stratified_and_poisson_designs_are_unbiased_and_cover(tweets):
     keys = tweets["keys"]
     happy = presence(tweets["codes"], keys, "happiness")
     rng = np.random.default_rng(4)
-    data = tweets["ids"].append_column("pred", pa.array(np.where(happy > 0, "happy", "other"))) \
+    data = (
+        tweets["ids"]
+        .append_column("pred", pa.array(np.where(happy > 0, "happy", "other")))
         .append_column("unsure", pa.array(rng.random(len(keys)) * (1 + 2 * happy)))
+    )
     dims = ["happiness", "expressing empathy", "anxiety"]
     true = np.array([truth(tweets, dims)[d] for d in dims])
-    for how in ({"method": "stratified", "strata": "pred", "allocation": "equal"},
-                {"method": "uncertainty", "uncertainty": "unsure"}):
+    for how in (
+        {"method": "stratified", "strata": "pred", "allocation": "equal"},
+        {"method": "uncertainty", "uncertainty": "unsure"},
+    ):
         est, cov = [], 0
         for r in range(60):
             sample = fineclass.draw_sample(data, 200, seed=r, **how)
-            t = fineclass.estimate(tweets["codes"], human_codes(tweets, sample), data=data, sample=sample,
-                                   labels=dims)
+            t = fineclass.estimate(tweets["codes"], human_codes(tweets, sample), data=data, sample=sample, labels=dims)
             est.append(t["estimate"].to_numpy())
             cov += ((t["conf_low"].to_numpy() <= true) & (true <= t["conf_high"].to_numpy())).sum()
             assert t["design"][0].as_py() == ("stratified" if how["method"] == "stratified" else "poisson")
@@ -228,9 +267,16 @@ def test_regression_with_a_coded_covariate_covers(tweets):
         se, human_se = [], []
         for r in range(40):
             sample = fineclass.draw_sample(data, 300, seed=500 + r)
-            row = fineclass.estimate(tweets["codes"], human_codes(tweets, sample), data=data, sample=sample,
-                                     regression="ols", outcome="x", covariates="happiness",
-                                     method=method).to_pylist()[1]
+            row = fineclass.estimate(
+                tweets["codes"],
+                human_codes(tweets, sample),
+                data=data,
+                sample=sample,
+                regression="ols",
+                outcome="x",
+                covariates="happiness",
+                method=method,
+            ).to_pylist()[1]
             assert row["term"] == "happiness" and row["outcome"] == "x"
             cover += row["conf_low"] <= slope <= row["conf_high"]
             model_cover += row["model_conf_low"] <= slope <= row["model_conf_high"]
@@ -244,7 +290,9 @@ def test_regression_with_a_coded_covariate_covers(tweets):
 def test_small_sample_coefficients_use_satterthwaite_t(tweets):
     """A coefficient's interval is estimate +- t(df) * std_error, df the documents that carry its variance; the
     same call with small_sample=False gives the normal interval; shares have no df."""
-    from scipy.stats import norm, t as student
+    from scipy.stats import norm
+    from scipy.stats import t as student
+
     keys = tweets["keys"]
     y = presence(tweets["labels"], keys, "happiness")
     data = tweets["ids"].append_column("x", pa.array(np.random.default_rng(3).normal(size=len(keys)) + y))
@@ -266,8 +314,18 @@ def test_small_sample_coefficients_use_satterthwaite_t(tweets):
 def test_dsl_uses_the_seed_and_the_model_codes(tweets):
     sample = fineclass.draw_sample(tweets["ids"], 200, seed=2)
     human = human_codes(tweets, sample)
-    run = lambda seed: fineclass.estimate(tweets["codes"], human, data=tweets["ids"], sample=sample,  # noqa: E731
-                                          labels=COMMON, method="dsl", seed=seed)
+
+    def run(seed):
+        return fineclass.estimate(
+            tweets["codes"],
+            human,
+            data=tweets["ids"],
+            sample=sample,
+            labels=COMMON,
+            method="dsl",
+            seed=seed,
+        )
+
     a, b, c = run(0), run(0), run(1)
     assert a.equals(b)
     assert not np.allclose(a["estimate"].to_numpy(), c["estimate"].to_numpy())
@@ -337,8 +395,9 @@ def test_draw_sample_stratified_probabilities_are_the_drawn_fractions():
     labels = np.array(["a"] * 70 + ["b"] * 25 + ["c"] * 5)
     data = pa.table({"id": [f"d{i}" for i in range(100)], "label": labels})
     s = fineclass.draw_sample(data, 20, method="stratified", strata="label", seed=0)
-    got = {r["stratum"]: r for r in s.group_by("stratum").aggregate([("id", "count"), ("probability", "max")])
-           .to_pylist()}
+    got = {
+        r["stratum"]: r for r in s.group_by("stratum").aggregate([("id", "count"), ("probability", "max")]).to_pylist()
+    }
     # proportional (14, 5, 1), at least 2 each: the largest stratum gives one to the smallest
     assert {k: v["id_count"] for k, v in got.items()} == {"a": 13, "b": 5, "c": 2}
     for h, size in (("a", 70), ("b", 25), ("c", 5)):
@@ -374,16 +433,29 @@ def test_draw_sample_by_uncertainty_draws_each_document_with_its_probability():
 # ================================================================================ budget
 def test_plan_budget_from_a_learning_curve():
     from fineclass.evaluation import fit_curve, labels_needed
+
     sizes = np.repeat([100, 200, 400, 800], 3)
-    scores = 0.7 - 0.9 * sizes ** -0.5 + np.tile([-0.004, 0.0, 0.004], 4)
+    scores = 0.7 - 0.9 * sizes**-0.5 + np.tile([-0.004, 0.0, 0.004], 4)
     needed = labels_needed(fit_curve(sizes, scores, seed=0), 0.66)
     n = needed["labels"][0].as_py()
-    plan = fineclass.plan_budget(needed, {"llama": {"acceptance": 0.5, "seconds": 10, "cost": 0.002},
-                                          "gpt4": {"acceptance": 0.8, "seconds": 12, "items": 2}},
-                                 scratch_seconds=60, correction_seconds=30, hourly_rate=20)
+    plan = fineclass.plan_budget(
+        needed,
+        {
+            "llama": {"acceptance": 0.5, "seconds": 10, "cost": 0.002},
+            "gpt4": {"acceptance": 0.8, "seconds": 12, "items": 2},
+        },
+        scratch_seconds=60,
+        correction_seconds=30,
+        hourly_rate=20,
+    )
     rows = {(r["route"], r["proposer"]): r for r in plan.to_pylist()}
-    assert set(rows) == {("scratch", None), ("review", "llama"), ("review", "gpt4"), ("review+correct", "llama"),
-                         ("review+correct", "gpt4")}
+    assert set(rows) == {
+        ("scratch", None),
+        ("review", "llama"),
+        ("review", "gpt4"),
+        ("review+correct", "llama"),
+        ("review+correct", "gpt4"),
+    }
     assert rows[("scratch", None)]["coder_hours"] == pytest.approx(n * 60 / 3600)
     assert rows[("review", "llama")]["documents"] == int(np.ceil(n / 0.5))
     assert rows[("review", "llama")]["coder_hours"] == pytest.approx(n / 0.5 * 10 / 3600)
@@ -402,8 +474,9 @@ def test_plan_budget_from_a_learning_curve():
 
 def test_plan_budget_errors():
     from fineclass.evaluation import fit_curve, labels_needed
+
     sizes = np.repeat([100, 200, 400], 2)
-    fit = fit_curve(sizes, 0.5 - 0.5 * sizes ** -0.5 + np.tile([-0.001, 0.001], 3), seed=0)
+    fit = fit_curve(sizes, 0.5 - 0.5 * sizes**-0.5 + np.tile([-0.001, 0.001], 3), seed=0)
     with pytest.warns(UserWarning):
         never = labels_needed(fit, 0.9)
     with pytest.raises(FineclassError, match="does not reach") as e:
@@ -424,8 +497,9 @@ def small():
     rng = np.random.default_rng(0)
     codes = pa.table({"id": [f"t{i}" for i in range(N)], "label": rng.choice(["pos", "neg"], N)})
     sample = fineclass.draw_sample(codes, 40, seed=0)
-    human = pa.table({"id": sample["id"], "label": rng.choice(["pos", "neg"], 40),
-                      "probability": sample["probability"]})
+    human = pa.table(
+        {"id": sample["id"], "label": rng.choice(["pos", "neg"], 40), "probability": sample["probability"]}
+    )
     return codes, human, sample
 
 
@@ -448,8 +522,12 @@ def test_bad_inputs_name_the_argument(small, tweets):
     odd = human.set_column(1, "label", pa.array(["pos"] * 39 + ["maybe"]))
     assert "maybe" in _err("human", codes, odd, spec=spec, match="not in the label set")
     _err("labels", codes, human, labels=["neutral"], match="not in the label set")
-    _err("data", tweets["codes"], human_codes(tweets, fineclass.draw_sample(tweets["ids"], 50, seed=0)),
-         match="long table")
+    _err(
+        "data",
+        tweets["codes"],
+        human_codes(tweets, fineclass.draw_sample(tweets["ids"], 50, seed=0)),
+        match="long table",
+    )
     _err("sample", tweets["codes"], tweets["labels"], data=tweets["ids"], match="long table")
     _err("human", codes, human, sample=sample.slice(0, 30), match="not in `sample`")
     _err("method", codes, human, method="ipw")
@@ -460,10 +538,24 @@ def test_bad_inputs_name_the_argument(small, tweets):
     _err("outcome", codes, human, regression="ols", outcome="income", match="neither")
     _err("outcome", codes, human, regression="ols", outcome="id", covariates=[], match="no coded label")
     _err("by", codes, human, regression="ols", outcome="pos", by="label")
-    _err("covariates", codes.append_column("party", pa.array(["a", "b"] * 100)), human, regression="ols",
-         outcome="pos", covariates=["party"], match="numeric")
-    _err("outcome", codes.append_column("score", pa.array([0.5] * 200)), human, regression="logistic",
-         outcome="score", covariates=["pos"], match="0/1")
+    _err(
+        "covariates",
+        codes.append_column("party", pa.array(["a", "b"] * 100)),
+        human,
+        regression="ols",
+        outcome="pos",
+        covariates=["party"],
+        match="numeric",
+    )
+    _err(
+        "outcome",
+        codes.append_column("score", pa.array([0.5] * 200)),
+        human,
+        regression="logistic",
+        outcome="score",
+        covariates=["pos"],
+        match="0/1",
+    )
     _err("by", codes, human, by="party", match="not found")
 
 
@@ -472,24 +564,32 @@ def test_bad_designs_name_the_argument(small):
     strata = pa.array(["s1"] * 39 + ["s2"])
     _err("stratum", codes, human.append_column("stratum", strata), match="one sampled document")
     mixed = human.set_column(2, "probability", pa.array([0.2] * 20 + [0.1] * 20))
-    _err("probability", codes, mixed.append_column("stratum", pa.array(["s1"] * 30 + ["s2"] * 10)),
-         match="different probabilities")
+    _err(
+        "probability",
+        codes,
+        mixed.append_column("stratum", pa.array(["s1"] * 30 + ["s2"] * 10)),
+        match="different probabilities",
+    )
     _err("design", codes, mixed, design="srs")
     _err("population", codes, mixed, population="superpopulation")
     with pytest.warns(UserWarning, match="add up to"):
-        fineclass.estimate(codes, human.set_column(2, "probability", pa.array([0.5] * 40)), design="stratified",
-                           stratum="label")
+        fineclass.estimate(
+            codes, human.set_column(2, "probability", pa.array([0.5] * 40)), design="stratified", stratum="label"
+        )
 
 
 def test_sampling_errors_name_the_argument(small):
     codes = small[0]
-    for kwargs, argument in (({"size": 0}, "size"), ({"size": 201}, "size"),
-                             ({"size": 10, "method": "cluster"}, "method"),
-                             ({"size": 10, "method": "stratified"}, "strata"),
-                             ({"size": 10, "method": "stratified", "strata": "party"}, "strata"),
-                             ({"size": 3, "method": "stratified", "strata": "label"}, "size"),
-                             ({"size": 10, "method": "uncertainty"}, "uncertainty"),
-                             ({"size": 10, "seed": -1}, "seed")):
+    for kwargs, argument in (
+        ({"size": 0}, "size"),
+        ({"size": 201}, "size"),
+        ({"size": 10, "method": "cluster"}, "method"),
+        ({"size": 10, "method": "stratified"}, "strata"),
+        ({"size": 10, "method": "stratified", "strata": "party"}, "strata"),
+        ({"size": 3, "method": "stratified", "strata": "label"}, "size"),
+        ({"size": 10, "method": "uncertainty"}, "uncertainty"),
+        ({"size": 10, "seed": -1}, "seed"),
+    ):
         with pytest.raises(FineclassError) as e:
             fineclass.draw_sample(codes, **kwargs)
         assert e.value.argument == argument
@@ -501,6 +601,7 @@ def test_sampling_errors_name_the_argument(small):
 
 def test_root_names_stay_functions():
     import importlib
+
     importlib.import_module("fineclass.estimation.sampling")
     assert callable(fineclass.estimate) and fineclass.estimate.__name__ == "estimate"
     assert fineclass.draw_sample.__name__ == "draw_sample" and fineclass.plan_budget.__name__ == "plan_budget"

@@ -7,6 +7,7 @@
   inclusion probability of every drawn document, reproducibly.
 - :func:`plan_budget`: labels and coder-hours to reach a target by hybrid review or by coding from scratch.
 """
+
 from __future__ import annotations
 
 from .budget import plan_budget

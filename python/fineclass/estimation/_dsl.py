@@ -8,6 +8,7 @@ design-based correction takes care of its errors); a better one makes the interv
 
 The learner here is a ridge-penalised logistic regression, fitted by Newton's method for all labels at once.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,10 +21,19 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, ridge: float = 1.0, iterations: int = 50) -> np.ndarray:
-    """Ridge logistic regressions fitted side by side: X (B, n, p), y (B, n) in [0, 1] -> coefficients (B, p).
+    """Ridge logistic regressions fitted side by side by Newton's method.
 
     The first column of X is the intercept and gets a weak penalty (1e-2), the others ``ridge``; the penalty
     keeps the fit finite when a fold's human codes are all 0 or all 1.
+
+    Args:
+        X: (B, n, p) features, one block per regression; the first column is the intercept.
+        y: (B, n) outcomes in [0, 1].
+        ridge: the penalty of the non-intercept coefficients.
+        iterations: the most Newton steps.
+
+    Returns:
+        (B, p) coefficients.
     """
     B, n, p = X.shape
     pen = np.full(p, float(ridge))
@@ -42,8 +52,9 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, ridge: float = 1.0, iterations: i
     return beta
 
 
-def crossfit(features: np.ndarray, human: np.ndarray, sampled: np.ndarray, *, folds: int, seed: int,
-             ridge: float = 1.0) -> np.ndarray:
+def crossfit(
+    features: np.ndarray, human: np.ndarray, sampled: np.ndarray, *, folds: int, seed: int, ridge: float = 1.0
+) -> np.ndarray:
     """Cross-fitted predictions of the human codes for every document.
 
     Args:
@@ -53,6 +64,7 @@ def crossfit(features: np.ndarray, human: np.ndarray, sampled: np.ndarray, *, fo
         sampled: (n,) the corpus row of each sampled document.
         folds: number of folds (at least 2).
         seed: seeds the split of the corpus into folds.
+        ridge: the ridge penalty of each fold's logistic fit (the intercept gets a weak one, 1e-2).
 
     Returns:
         (N, B) predictions in (0, 1).
@@ -60,8 +72,11 @@ def crossfit(features: np.ndarray, human: np.ndarray, sampled: np.ndarray, *, fo
     B, N, p = features.shape
     n = len(sampled)
     if n < 2 * folds:
-        raise FineclassError(f"DSL cross-fits over {folds} folds, which needs at least {2 * folds} human-coded "
-                             f"documents; the sample has {n}. Lower `folds` or code more documents.", "folds")
+        raise FineclassError(
+            f"DSL cross-fits over {folds} folds, which needs at least {2 * folds} human-coded "
+            f"documents; the sample has {n}. Lower `folds` or code more documents.",
+            "folds",
+        )
     fold = np.empty(N, np.int64)
     fold[np.random.default_rng(seed).permutation(N)] = np.arange(N) % folds
     # standardise the non-intercept features on the sample, so that one ridge penalty suits every column
@@ -84,14 +99,19 @@ def crossfit(features: np.ndarray, human: np.ndarray, sampled: np.ndarray, *, fo
 def code_features(F: np.ndarray, C: np.ndarray | None, extra: np.ndarray | None = None) -> np.ndarray:
     """Features per label: intercept, the model's code, its confidence where it gave one, and shared columns.
 
-    F, C: (N, B) codes and confidences (NaN where unknown); extra: (N, q) columns shared by every label.
-    Returns (B, N, p).
+    Args:
+        F: (N, B) the model's 0/1 codes.
+        C: (N, B) their confidences (NaN where unknown), or None.
+        extra: (N, q) columns shared by every label (groups, covariates), or None.
+
+    Returns:
+        (B, N, p) features.
     """
     N, B = F.shape
     cols = [np.ones((B, N)), F.T]
     if C is not None:
         known = np.isfinite(C) & (F > 0)
-        fill = np.where(known, C, 0.0).sum(0) / np.maximum(known.sum(0), 1)   # mean confidence of the codes given
+        fill = np.where(known, C, 0.0).sum(0) / np.maximum(known.sum(0), 1)  # mean confidence of the codes given
         cols.append((F * (np.where(known, C, fill[None, :]) - fill[None, :])).T)
     X = np.stack(cols, axis=-1)
     if extra is not None and extra.shape[1]:

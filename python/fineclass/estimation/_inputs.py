@@ -11,6 +11,7 @@ present at any level), plus the model's confidence in each when the table has on
 a document without labels, so which documents exist comes from a document-level table (``data``, the codes
 themselves, ``sample``, or the human codes).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..data import read_table
 from ..errors import FineclassError, preview
-from ..labels import LabelSpec, _canon
+from ..labels import canon
+from ..tables import read_table
 
 
 def _is_list(t: pa.DataType) -> bool:
@@ -38,19 +39,43 @@ def _float(v: Any) -> float:
 
 
 def id_keys(table: pa.Table, id: str, argument: str) -> list[str]:
-    """The id column as canonical strings (7, 7.0 and "7" are one document), checked for missing values."""
+    """The id column as canonical strings (7, 7.0 and "7" are one document), checked for missing values.
+
+    Args:
+        table: the table.
+        id: the name of its id column.
+        argument: the table's argument name, for errors.
+
+    Returns:
+        One key per row.
+
+    Raises:
+        FineclassError: the column is missing or has missing values.
+    """
     if id not in table.column_names:
-        raise FineclassError(f"column `{id}` not found in `{argument}`; columns are: {', '.join(table.column_names)}. "
-                             f"Pass `id=` with the name of the id column.", "id")
+        raise FineclassError(
+            f"column `{id}` not found in `{argument}`; columns are: {', '.join(table.column_names)}. "
+            f"Pass `id=` with the name of the id column.",
+            "id",
+        )
     col = table.column(id)
     if col.null_count:
-        raise FineclassError(f"`{argument}`: the id column `{id}` holds {col.null_count} missing values; every row "
-                             f"needs an id.", argument)
+        raise FineclassError(
+            f"`{argument}`: the id column `{id}` holds {col.null_count} missing values; every row needs an id.",
+            argument,
+        )
     return canon_column(col)
 
 
 def canon_column(col: pa.ChunkedArray) -> list:
-    """A column's values in their canonical string form (see ``labels._canon``), nulls kept as None."""
+    """A column's values in their canonical string form (see ``labels.canon``), nulls kept as None.
+
+    Args:
+        col: a column (chunked or not, dictionary-encoded or not).
+
+    Returns:
+        The values as strings (or None).
+    """
     col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if pa.types.is_dictionary(col.type):
         col = col.cast(col.type.value_type)
@@ -58,32 +83,57 @@ def canon_column(col: pa.ChunkedArray) -> list:
         return col.cast(pa.string()).to_pylist()
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
         return pc.utf8_trim_whitespace(col).cast(pa.string()).to_pylist()
-    return [None if v is None else _canon(v) for v in col.to_pylist()]
+    return [None if v is None else canon(v) for v in col.to_pylist()]
 
 
 def unique_keys(keys: list[str], argument: str, what: str = "one row per document") -> None:
+    """Check that no id is on two rows.
+
+    Args:
+        keys: the ids of a table's rows.
+        argument: the table's argument name, for the error.
+        what: what the table must hold, said in the error.
+
+    Raises:
+        FineclassError: naming the repeated ids.
+    """
     if len(set(keys)) != len(keys):
         seen, dup = set(), []
         for k in keys:
             if k in seen and k not in dup:
                 dup.append(k)
             seen.add(k)
-        raise FineclassError(f"`{argument}` has {len(dup)} ids on more than one row (ids: {preview(dup)}); it needs "
-                             f"{what}.", argument)
+        raise FineclassError(
+            f"`{argument}` has {len(dup)} ids on more than one row (ids: {preview(dup)}); it needs {what}.", argument
+        )
 
 
 @dataclass
 class Coded:
     """One table's codes: ``sets[key]`` is the set of labels of a document; ``fmt`` is document or long."""
+
     fmt: str
-    keys: list[str]                       # the documents with a row, in first-seen order
+    keys: list[str]  # the documents with a row, in first-seen order
     sets: dict
-    confidence: dict = field(default_factory=dict)   # (key, label) -> the model's confidence
+    confidence: dict = field(default_factory=dict)  # (key, label) -> the model's confidence
     table: pa.Table | None = None
 
 
 def read_coded(data: Any, argument: str, *, id: str, label: Any) -> Coded:
-    """Fold a coded table (any of the shapes in the module's docstring) into label sets per document."""
+    """Fold a coded table (any of the shapes in the module's docstring) into label sets per document.
+
+    Args:
+        data: the table, or the path of a Parquet/CSV file.
+        argument: its argument name, for errors.
+        id: the name of its id column.
+        label: the label column, a (dimension, level) pair, or None to find it.
+
+    Returns:
+        The codes per document.
+
+    Raises:
+        FineclassError: the table is missing, has no label column, or repeats an id in document form.
+    """
     if data is None:
         raise FineclassError(f"`{argument}` is missing: pass a table or the path of a Parquet/CSV file.", argument)
     table = read_table(data, argument)
@@ -92,16 +142,20 @@ def read_coded(data: Any, argument: str, *, id: str, label: Any) -> Coded:
 
     def need(c: str) -> None:
         if c not in cols:
-            raise FineclassError(f"column `{c}` not found in `{argument}`; columns are: {', '.join(cols)}. Pass "
-                                 f"`label=` with the name of the label column (or the pair: dimension and level "
-                                 f"columns).", "label")
+            raise FineclassError(
+                f"column `{c}` not found in `{argument}`; columns are: {', '.join(cols)}. Pass "
+                f"`label=` with the name of the label column (or the pair: dimension and level "
+                f"columns).",
+                "label",
+            )
 
     conf_col = "confidence" if "confidence" in cols else None
     if label is not None and not isinstance(label, str):
         pair = [str(x) for x in label]
         if len(pair) != 2:
-            raise FineclassError(f"`label` must be one column name or a pair (dimension, level); got {label!r}.",
-                                 "label")
+            raise FineclassError(
+                f"`label` must be one column name or a pair (dimension, level); got {label!r}.", "label"
+            )
         need(pair[0])
         name, fmt, shape = pair[0], "long", "scalar"
     elif label is None and "dimension" in cols and not ({"label", "labels"} & set(cols)):
@@ -109,16 +163,21 @@ def read_coded(data: Any, argument: str, *, id: str, label: Any) -> Coded:
     else:
         name = label or next((c for c in ("labels", "label") if c in cols), None)
         if name is None:
-            raise FineclassError(f"`{argument}` has no label column: looked for `label`, `labels`, or `dimension`; "
-                                 f"columns are: {', '.join(cols)}. Pass `label=` with its name.", "label")
+            raise FineclassError(
+                f"`{argument}` has no label column: looked for `label`, `labels`, or `dimension`; "
+                f"columns are: {', '.join(cols)}. Pass `label=` with its name.",
+                "label",
+            )
         need(name)
         typ = table.schema.field(name).type
         if _is_list(typ):
             fmt, shape = "document", ("record" if pa.types.is_struct(typ.value_type) else "list")
-            if shape == "record" and "dimension" not in [typ.value_type.field(i).name
-                                                          for i in range(typ.value_type.num_fields)]:
-                raise FineclassError(f"the list column `{name}` of `{argument}` holds records without a "
-                                     f"`dimension` field.", argument)
+            if shape == "record" and "dimension" not in [
+                typ.value_type.field(i).name for i in range(typ.value_type.num_fields)
+            ]:
+                raise FineclassError(
+                    f"the list column `{name}` of `{argument}` holds records without a `dimension` field.", argument
+                )
         else:
             fmt, shape = ("document" if len(set(keys)) == len(keys) else "long"), "scalar"
     if fmt == "document":
@@ -128,7 +187,7 @@ def read_coded(data: Any, argument: str, *, id: str, label: Any) -> Coded:
         col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
     values = canon_column(col) if shape == "scalar" else col.to_pylist()
     confs = table.column(conf_col).to_pylist() if conf_col else None
-    canon: dict = {}
+    seen_as: dict = {}
     out = Coded(fmt, [], {}, {}, table)
     for r, (k, v) in enumerate(zip(keys, values)):
         s = out.sets.get(k)
@@ -144,9 +203,10 @@ def read_coded(data: Any, argument: str, *, id: str, label: Any) -> Coded:
             if shape == "list":
                 items = [(x, None) for x in (v or []) if x is not None]
             else:
-                items = [(e.get("dimension"), e.get("confidence")) for e in (v or [])
-                         if e and e.get("dimension") is not None]
-            items = [(canon[x] if x in canon else canon.setdefault(x, _canon(x)), c) for x, c in items]
+                items = [
+                    (e.get("dimension"), e.get("confidence")) for e in (v or []) if e and e.get("dimension") is not None
+                ]
+            items = [(seen_as[x] if x in seen_as else seen_as.setdefault(x, canon(x)), c) for x, c in items]
             s.update(x for x, _ in items)
         for lab, c in items:
             if c is None:
@@ -158,28 +218,36 @@ def read_coded(data: Any, argument: str, *, id: str, label: Any) -> Coded:
     return out
 
 
-def resolve_spec(spec: Any) -> LabelSpec | None:
-    if spec is None or isinstance(spec, LabelSpec):
-        return spec
-    if hasattr(spec, "spec_"):
-        return spec.spec_
-    if isinstance(spec, dict):
-        return LabelSpec.from_dict(spec)
-    raise FineclassError(f"`spec` must be a LabelSpec, a dict or a fitted Classifier; got {type(spec).__name__}.",
-                         "spec")
-
-
 def natural_sort(values) -> list:
+    """Sort strings with numbers first, in numeric order (2 before 10), then the rest alphabetically.
+
+    Args:
+        values: strings.
+
+    Returns:
+        The sorted list.
+    """
+
     def key(s: str):
         try:
             return (0, float(s), s)
         except ValueError:
             return (1, 0.0, s)
+
     return sorted(values, key=key)
 
 
 def indicator(sets: dict, keys: list[str], labels: list[str]) -> np.ndarray:
-    """(len(keys), len(labels)) 0/1 matrix: does document k carry label j."""
+    """The 0/1 matrix of which document carries which label.
+
+    Args:
+        sets: label sets per key.
+        keys: the documents (rows).
+        labels: the labels (columns).
+
+    Returns:
+        (len(keys), len(labels)) matrix of 0/1.
+    """
     index = {lab: j for j, lab in enumerate(labels)}
     out = np.zeros((len(keys), len(labels)))
     for i, k in enumerate(keys):
@@ -191,7 +259,16 @@ def indicator(sets: dict, keys: list[str], labels: list[str]) -> np.ndarray:
 
 
 def confidence_matrix(coded: Coded, keys: list[str], labels: list[str]) -> np.ndarray | None:
-    """The model's confidence per document and label (NaN where unknown); None when the table has none."""
+    """The model's confidence per document and label.
+
+    Args:
+        coded: the codes, with their confidences.
+        keys: the documents (rows).
+        labels: the labels (columns).
+
+    Returns:
+        (len(keys), len(labels)) confidences, NaN where unknown; None when the table has none.
+    """
     if not coded.confidence:
         return None
     index = {lab: j for j, lab in enumerate(labels)}
@@ -205,24 +282,36 @@ def confidence_matrix(coded: Coded, keys: list[str], labels: list[str]) -> np.nd
 
 
 def numeric_column(table: pa.Table, name: str, source: str, rows: np.ndarray, argument: str) -> np.ndarray:
-    """A numeric column of ``table`` (named ``source`` in messages) at ``rows`` as floats; booleans become 0/1;
-    text or gaps are errors naming ``argument``."""
+    """A numeric column of ``table`` (named ``source`` in messages) at ``rows`` as floats.
+
+    Booleans become 0/1; text or gaps are errors naming ``argument``.
+
+    Args:
+        table: the table.
+        name: the column.
+        source: the table's name in messages.
+        rows: the rows to take.
+        argument: the argument named by errors.
+
+    Returns:
+        The values as floats.
+
+    Raises:
+        FineclassError: the column is not numeric or has gaps among ``rows``.
+    """
     col = table.column(name)
     t = col.type
     if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
-        raise FineclassError(f"column `{name}` of `{source}` holds {t} values; a regression variable must be "
-                             f"numeric (0/1 for a category: make one column per category).", argument)
+        raise FineclassError(
+            f"column `{name}` of `{source}` holds {t} values; a regression variable must be "
+            f"numeric (0/1 for a category: make one column per category).",
+            argument,
+        )
     x = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)[rows]
     if np.isnan(x).any():
-        raise FineclassError(f"column `{name}` of `{source}` has {int(np.isnan(x).sum())} missing values among the "
-                             f"documents; fill them in or drop those documents.", argument)
+        raise FineclassError(
+            f"column `{name}` of `{source}` has {int(np.isnan(x).sum())} missing values among the "
+            f"documents; fill them in or drop those documents.",
+            argument,
+        )
     return x
-
-
-def whole_number(value: Any, name: str, minimum: int) -> int:
-    """A whole number (R passes 5 as 5.0), at least ``minimum``."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) and \
-        float(value).is_integer() and value >= minimum
-    if not ok:
-        raise FineclassError(f"`{name}` must be a whole number of at least {minimum}; got {value!r}.", name)
-    return int(value)

@@ -11,6 +11,7 @@ as one weighted sum ``sum_i c_i psi_i(b)`` and solved by Newton's method. Standa
 estimates: the design variance of the sample term (``population="finite"``), or the variance of independent
 draws (``"superpopulation"``, as in ppi-python).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,12 +29,32 @@ def _mean(family: str, eta: np.ndarray) -> np.ndarray:
 
 
 def psi(family: str, X: np.ndarray, y: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """(n, p) scores x_i (y_i - m(x_i'b))."""
+    """The scores x_i (y_i - m(x_i'b)) of least squares or of the logistic likelihood.
+
+    Args:
+        family: ``"ols"`` or ``"logistic"``.
+        X: (n, p) covariates (with the intercept).
+        y: (n,) outcomes.
+        beta: (p,) coefficients.
+
+    Returns:
+        (n, p) scores, one row per document.
+    """
     return X * (y - _mean(family, X @ beta))[:, None]
 
 
 def jacobian(family: str, X: np.ndarray, c: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """sum_i c_i d psi_i / d b = - sum_i c_i m'(x_i'b) x_i x_i'."""
+    """The Jacobian of the weighted scores: sum_i c_i d psi_i / d b = - sum_i c_i m'(x_i'b) x_i x_i'.
+
+    Args:
+        family: ``"ols"`` or ``"logistic"``.
+        X: (n, p) covariates.
+        c: (n,) the weights of the documents in the estimating equation.
+        beta: (p,) coefficients.
+
+    Returns:
+        (p, p) the Jacobian.
+    """
     if family == "ols":
         d = c
     else:
@@ -43,7 +64,22 @@ def jacobian(family: str, X: np.ndarray, c: np.ndarray, beta: np.ndarray) -> np.
 
 
 def solve(family: str, X: np.ndarray, y: np.ndarray, c: np.ndarray, beta0: np.ndarray, what: str) -> np.ndarray:
-    """Root of sum_i c_i psi_i(b) by Newton's method with step halving."""
+    """Root of sum_i c_i psi_i(b) by Newton's method with step halving.
+
+    Args:
+        family: ``"ols"`` or ``"logistic"``.
+        X: (n, p) covariates.
+        y: (n,) outcomes.
+        c: (n,) the weights of the documents (negative for the subtracted imputed sample terms).
+        beta0: (p,) starting values.
+        what: the regression's name in errors.
+
+    Returns:
+        (p,) the coefficients.
+
+    Raises:
+        FineclassError: collinear covariates, or a logistic fit that does not converge.
+    """
     beta = np.array(beta0, float)
 
     def g(b):
@@ -54,9 +90,11 @@ def solve(family: str, X: np.ndarray, y: np.ndarray, c: np.ndarray, beta0: np.nd
         try:
             step = np.linalg.solve(jacobian(family, X, c, beta), -cur)
         except np.linalg.LinAlgError:
-            raise FineclassError(f"the {what} regression cannot be solved: its covariates are collinear (or a "
-                                 f"covariate is constant) among the documents used. Drop a covariate.",
-                                 "covariates") from None
+            raise FineclassError(
+                f"the {what} regression cannot be solved: its covariates are collinear (or a "
+                f"covariate is constant) among the documents used. Drop a covariate.",
+                "covariates",
+            ) from None
         t = 1.0
         while True:
             new = beta + t * step
@@ -69,16 +107,21 @@ def solve(family: str, X: np.ndarray, y: np.ndarray, c: np.ndarray, beta0: np.nd
             return beta
         if family == "ols":
             return beta
-    raise FineclassError(f"the {what} regression did not converge (the logistic fit may separate the outcome "
-                         f"perfectly). Check the outcome's variation, or drop a covariate.", "regression")
+    raise FineclassError(
+        f"the {what} regression did not converge (the logistic fit may separate the outcome "
+        f"perfectly). Check the outcome's variation, or drop a covariate.",
+        "regression",
+    )
 
 
 def _inv(H: np.ndarray) -> np.ndarray:
     try:
         return np.linalg.inv(H)
     except np.linalg.LinAlgError:
-        raise FineclassError("the regression's Hessian is singular: a covariate is constant or collinear with "
-                             "others. Drop a covariate.", "covariates") from None
+        raise FineclassError(
+            "the regression's Hessian is singular: a covariate is constant or collinear with others. Drop a covariate.",
+            "covariates",
+        ) from None
 
 
 def _cov1(a: np.ndarray) -> np.ndarray:
@@ -90,9 +133,13 @@ def _cov1(a: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Problem:
-    """A regression's data. ``X_hat, y_hat``: every document with the coded variables imputed; ``X, y``: the
+    """A regression's data.
+
+    ``X_hat, y_hat``: every document with the coded variables imputed; ``X, y``: the
     sampled documents with the human codes; ``sampled``: their rows in the corpus; ``outcome_only``: only the
-    outcome is coded (then the Hessian does not depend on the codes and is averaged over the whole corpus)."""
+    outcome is coded (then the Hessian does not depend on the codes and is averaged over the whole corpus).
+    """
+
     family: str
     X_hat: np.ndarray
     y_hat: np.ndarray
@@ -103,27 +150,40 @@ class Problem:
 
     @property
     def Xs_hat(self) -> np.ndarray:
+        """The imputed covariates of the sampled documents."""
         return self.X_hat[self.sampled]
 
     @property
     def ys_hat(self) -> np.ndarray:
+        """The imputed outcomes of the sampled documents."""
         return self.y_hat[self.sampled]
 
 
 @dataclass
 class RegFit:
+    """A fitted regression: coefficients, their covariance, the weight lambda on the codes, degrees of freedom."""
+
     beta: np.ndarray
     cov: np.ndarray
     lam: float
-    df: np.ndarray | None = None   # degrees of freedom per coefficient (None: normal intervals)
+    df: np.ndarray | None = None  # degrees of freedom per coefficient (None: normal intervals)
 
 
 def model_only(pr: Problem, start: np.ndarray | None = None) -> RegFit:
-    """The regression on every document with the model's codes taken as the truth (iid sandwich)."""
+    """The regression on every document with the model's codes taken as the truth (iid sandwich).
+
+    Args:
+        pr: the regression's data.
+        start: starting values (default: zeros).
+
+    Returns:
+        The coefficients, their covariance, lambda and degrees of freedom.
+    """
     N = len(pr.y_hat)
     c = np.full(N, 1.0 / N)
-    beta = solve(pr.family, pr.X_hat, pr.y_hat, c, np.zeros(pr.X_hat.shape[1]) if start is None else start,
-                 "model-only")
+    beta = solve(
+        pr.family, pr.X_hat, pr.y_hat, c, np.zeros(pr.X_hat.shape[1]) if start is None else start, "model-only"
+    )
     Hi = _inv(jacobian(pr.family, pr.X_hat, c, beta))
     s = psi(pr.family, pr.X_hat, pr.y_hat, beta)
     return RegFit(beta, Hi @ (s.T @ s / N) @ Hi.T / N, 1.0)
@@ -166,7 +226,17 @@ def _finite_lambda(pr: Problem, design: Design, beta: np.ndarray, H: np.ndarray)
 
 
 def finite(pr: Problem, design: Design, lam, start: np.ndarray) -> RegFit:
-    """Design-based PPI / PPI++ / DSL (lam = 1, a number, or "tune") for the corpus' own coefficients."""
+    """Design-based PPI / PPI++ / DSL for the corpus' own coefficients.
+
+    Args:
+        pr: the regression's data.
+        design: the sample's design.
+        lam: the weight on the imputed terms: a number (1 for PPI and DSL), or ``"tune"`` (PPI++).
+        start: starting values.
+
+    Returns:
+        The coefficients, their covariance, lambda and degrees of freedom.
+    """
     if isinstance(lam, str):
         beta, H = _finite_fit(pr, design, 1.0, start)
         for _ in range(2):  # lam at the lam = 1 fit, then once more at the tuned fit (as ppi-python's intervals)
@@ -216,8 +286,11 @@ def _super_fit(pr: Problem, lam: float, start: np.ndarray):
 
 def _super_scores(pr: Problem, beta: np.ndarray):
     out = _outside(pr)
-    return (psi(pr.family, pr.X, pr.y, beta), psi(pr.family, pr.Xs_hat, pr.ys_hat, beta),
-            psi(pr.family, pr.X_hat[out], pr.y_hat[out], beta))
+    return (
+        psi(pr.family, pr.X, pr.y, beta),
+        psi(pr.family, pr.Xs_hat, pr.ys_hat, beta),
+        psi(pr.family, pr.X_hat[out], pr.y_hat[out], beta),
+    )
 
 
 def _super_lambda(pr: Problem, beta: np.ndarray, H: np.ndarray) -> float:
@@ -234,7 +307,16 @@ def _super_lambda(pr: Problem, beta: np.ndarray, H: np.ndarray) -> float:
 
 
 def superpopulation(pr: Problem, lam, start: np.ndarray) -> RegFit:
-    """PPI / PPI++ as ppi-python's ``ppi_ols_ci`` and ``ppi_logistic_ci`` compute them (simple random sample)."""
+    """PPI / PPI++ as ppi-python's ``ppi_ols_ci`` and ``ppi_logistic_ci`` compute them (simple random sample).
+
+    Args:
+        pr: the regression's data.
+        lam: the weight on the imputed terms: a number, or ``"tune"`` (PPI++).
+        start: starting values.
+
+    Returns:
+        The coefficients, their covariance, lambda and degrees of freedom.
+    """
     if isinstance(lam, str):
         beta, H = _super_fit(pr, 1.0, start)
         for _ in range(2):
@@ -252,10 +334,22 @@ def superpopulation(pr: Problem, lam, start: np.ndarray) -> RegFit:
 
 
 def pseudo_moments(pr: Problem, weights: np.ndarray, start: np.ndarray, impute: bool = True) -> RegFit:
-    """DSL (Egami et al. 2023): the mean over every document of ``psi(imputed) + (R / pi) (psi(human) -
-    psi(imputed))`` set to zero; sandwich variance of independent documents. ``impute=False``: the imputed
-    part is left out (the human sample alone, weighted by 1 / pi)."""
-    N, n = len(pr.y_hat), len(pr.y)
+    """DSL (Egami et al. 2023), solved as a weighted estimating equation.
+
+    The mean over every document of ``psi(imputed) + (R / pi) (psi(human) - psi(imputed))`` is set to zero;
+    sandwich variance of independent documents. ``impute=False``: the imputed part is left out (the human sample
+    alone, weighted by 1 / pi).
+
+    Args:
+        pr: the regression's data.
+        weights: (n,) the design weights 1 / pi of the sampled documents.
+        start: starting values.
+        impute: whether the imputed part enters (False: the human sample alone).
+
+    Returns:
+        The coefficients, their covariance, lambda and degrees of freedom.
+    """
+    N = len(pr.y_hat)
     k = 1.0 if impute else 0.0
     X = np.concatenate([pr.X_hat, pr.X, pr.Xs_hat])
     y = np.concatenate([pr.y_hat, pr.y, pr.ys_hat])

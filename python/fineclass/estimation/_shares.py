@@ -18,6 +18,7 @@ standard error of zero. ``pseudo`` adds that many pseudo-documents to each of th
 x model code 0/1) of the variance only, in the spirit of Agresti and Caffo (2000); the estimate itself is not
 changed. ``pseudo=0`` turns it off.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,9 +34,11 @@ _PSEUDO_A = np.array([0.0, 1.0, 1.0, 0.0])
 
 @dataclass
 class ShareFit:
-    estimate: np.ndarray   # (L,)
-    variance: np.ndarray   # (L,)
-    lam: np.ndarray        # (L,)
+    """Estimated shares, one per label: the estimate, its variance and the weight lambda on the codes."""
+
+    estimate: np.ndarray  # (L,)
+    variance: np.ndarray  # (L,)
+    lam: np.ndarray  # (L,)
 
 
 def _pseudo_values(lam: np.ndarray) -> np.ndarray:
@@ -43,13 +46,22 @@ def _pseudo_values(lam: np.ndarray) -> np.ndarray:
     return _PSEUDO_Y[:, None] - _PSEUDO_A[:, None] * lam[None, :]
 
 
-def finite(Y: np.ndarray, A: np.ndarray, a_mean: np.ndarray, design: Design, domain: np.ndarray, lam,
-           pseudo: float) -> ShareFit:
+def finite(
+    Y: np.ndarray, A: np.ndarray, a_mean: np.ndarray, design: Design, domain: np.ndarray, lam, pseudo: float
+) -> ShareFit:
     """Design-based estimate of the share in a domain (a group of the corpus, or all of it).
 
-    Y, A: (n, L) human codes and stand-ins of every sampled document; a_mean: (L,) the stand-ins' mean over
-    the domain's documents in the corpus; domain: (n,) which sampled documents belong to the domain;
-    lam: a number, an (L,) array, or "tune" (PPI++: the lam that minimises the design variance).
+    Args:
+        Y: (n, L) human codes of the sampled documents.
+        A: (n, L) their stand-ins (model codes, or DSL's predictions).
+        a_mean: (L,) the stand-ins' mean over the domain's documents in the corpus.
+        design: the sample's design.
+        domain: (n,) which sampled documents belong to the domain.
+        lam: a number, an (L,) array, or ``"tune"`` (PPI++: the lam that minimises the design variance).
+        pseudo: the weight of the pseudo-documents in each cell of the variance (0: none).
+
+    Returns:
+        The shares, their variances and lambda, one per label.
     """
     L = Y.shape[1]
     w = design.weights * domain
@@ -66,7 +78,17 @@ def finite(Y: np.ndarray, A: np.ndarray, a_mean: np.ndarray, design: Design, dom
 
 
 def tune_finite(Y: np.ndarray, A: np.ndarray, design: Design, domain: np.ndarray) -> np.ndarray:
-    """PPI++'s lam for the finite population: cov(y, a) / var(a) under the design, clipped to [0, 1]."""
+    """PPI++'s lam for the finite population: cov(y, a) / var(a) under the design, clipped to [0, 1].
+
+    Args:
+        Y: (n, L) human codes of the sampled documents.
+        A: (n, L) their stand-ins.
+        design: the sample's design.
+        domain: (n,) which sampled documents belong to the domain.
+
+    Returns:
+        (L,) lambda per label.
+    """
     w = design.weights * domain
     nhat = w.sum()
     ya = domain[:, None] * (Y - (w @ Y) / nhat) / nhat
@@ -88,8 +110,15 @@ def _var0_with_pseudo(e: np.ndarray, pv: np.ndarray, pseudo: float) -> np.ndarra
 def superpopulation(Y: np.ndarray, A: np.ndarray, A_out: np.ndarray, lam, pseudo: float) -> ShareFit:
     """PPI / PPI++ mean as in Angelopoulos et al. (2023) and ppi-python's ``ppi_mean_ci``.
 
-    Y, A: (n, L) the sampled documents' human codes and stand-ins; A_out: (m, L) the stand-ins of the documents
-    outside the sample ("unlabelled"). lam: a number, (L,) array, or "tune".
+    Args:
+        Y: (n, L) human codes of the sampled documents.
+        A: (n, L) their stand-ins.
+        A_out: (m, L) the stand-ins of the documents outside the sample ("unlabelled").
+        lam: a number, an (L,) array, or ``"tune"``.
+        pseudo: the weight of the pseudo-documents in each cell of the variance (0: none).
+
+    Returns:
+        The shares, their variances and lambda, one per label.
     """
     n, m = len(Y), len(A_out)
     if isinstance(lam, str):
@@ -109,12 +138,23 @@ def superpopulation(Y: np.ndarray, A: np.ndarray, A_out: np.ndarray, lam, pseudo
     return ShareFit(imputed + e.mean(0), var, lam)
 
 
-def pseudo_outcomes(Y: np.ndarray, G_sample: np.ndarray, G_domain: np.ndarray, weights: np.ndarray,
-                    pseudo: float, lam: float = 1.0) -> ShareFit:
+def pseudo_outcomes(
+    Y: np.ndarray, G_sample: np.ndarray, G_domain: np.ndarray, weights: np.ndarray, pseudo: float, lam: float = 1.0
+) -> ShareFit:
     """DSL's mean of pseudo-outcomes ``g + (R / pi) (y - g)`` over the domain's documents, variance var / N.
 
-    G_domain: (N_g, L) predictions for the domain's documents; G_sample, Y, weights: for its sampled ones.
     ``lam=0`` with predictions of zero: the human sample alone (Horvitz-Thompson).
+
+    Args:
+        Y: (n, L) human codes of the domain's sampled documents.
+        G_sample: (n, L) their predictions.
+        G_domain: (N_g, L) predictions for all of the domain's documents.
+        weights: (n,) design weights 1 / pi of the sampled documents.
+        pseudo: the weight of the pseudo-documents in each cell of the variance (0: none).
+        lam: the weight of the pseudo-documents' model code (1 for DSL, 0 for the human sample alone).
+
+    Returns:
+        The shares, their variances and lambda, one per label.
     """
     N = len(G_domain)
     tot = G_domain.sum(0) + (weights[:, None] * (Y - G_sample)).sum(0)
@@ -123,7 +163,7 @@ def pseudo_outcomes(Y: np.ndarray, G_sample: np.ndarray, G_domain: np.ndarray, w
     ss = ((G_domain - est) ** 2).sum(0)
     corr = weights[:, None] * (Y - G_sample)
     # sampled rows: (g + c - est)^2 - (g - est)^2 = c^2 + 2 c (g - est)
-    ss = ss + (corr ** 2 + 2 * corr * (G_sample - est)).sum(0)
+    ss = ss + (corr**2 + 2 * corr * (G_sample - est)).sum(0)
     wt = N
     if pseudo > 0 and len(weights):
         gbar, wbar = G_domain.mean(0), weights.mean()
@@ -136,6 +176,13 @@ def pseudo_outcomes(Y: np.ndarray, G_sample: np.ndarray, G_domain: np.ndarray, w
 
 
 def model_only(F_domain: np.ndarray) -> ShareFit:
-    """The naive share: model codes taken as the truth, with the iid interval of N codes."""
+    """The naive share: model codes taken as the truth, with the iid interval of N codes.
+
+    Args:
+        F_domain: (N_g, L) the model's 0/1 codes of the domain's documents.
+
+    Returns:
+        The shares, their variances and lambda, one per label.
+    """
     N = len(F_domain)
     return ShareFit(F_domain.mean(0), F_domain.var(0) / max(N, 1), np.ones(F_domain.shape[1]))

@@ -1,4 +1,5 @@
 """``estimate()``: label shares and regression coefficients from model codes plus a human sample."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -6,29 +7,48 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from ..data import read_table
+from .._checks import whole_number
 from ..errors import FineclassError, preview, warn_user
-from ..labels import _canon
+from ..labels import as_spec, canon
+from ..tables import read_table
 from . import _regression as reg
 from . import _shares as sh
 from ._design import make_design
 from ._dsl import code_features, crossfit
-from ._inputs import (confidence_matrix, id_keys, indicator, natural_sort, numeric_column, read_coded,
-                      resolve_spec, unique_keys, whole_number)
+from ._inputs import confidence_matrix, id_keys, indicator, natural_sort, numeric_column, read_coded, unique_keys
 
 METHODS = ("ppi++", "ppi", "dsl")
 POPULATIONS = ("finite", "superpopulation")
 INTERCEPT = "(Intercept)"
 
 
-def estimate(codes: Any, human: Any, *, data: Any = None, sample: Any = None, by: str | Sequence[str] | None = None,
-             labels: str | Sequence[str] | None = None, regression: str | None = None, outcome: str | None = None,
-             covariates: str | Sequence[str] | None = None, method: str = "ppi++", population: str = "finite",
-             design: str | None = None, probability: str = "probability", stratum: str = "stratum",
-             confidence: float = 0.95, small_sample: bool = True, folds: int = 5, seed: int = 0, id: str = "id",
-             label: Any = None, spec: Any = None) -> pa.Table:
-    """Estimate label shares or regression coefficients from model codes on every document and human codes on
-    a random sample, with confidence intervals that stay valid whatever the model's errors.
+def estimate(
+    codes: Any,
+    human: Any,
+    *,
+    data: Any = None,
+    sample: Any = None,
+    by: str | Sequence[str] | None = None,
+    labels: str | Sequence[str] | None = None,
+    regression: str | None = None,
+    outcome: str | None = None,
+    covariates: str | Sequence[str] | None = None,
+    method: str = "ppi++",
+    population: str = "finite",
+    design: str | None = None,
+    probability: str = "probability",
+    stratum: str = "stratum",
+    confidence: float = 0.95,
+    small_sample: bool = True,
+    folds: int = 5,
+    seed: int = 0,
+    id: str = "id",
+    label: Any = None,
+    spec: Any = None,
+) -> pa.Table:
+    """Estimate label shares or regression coefficients from model codes plus human codes on a random sample.
+
+    The confidence intervals stay valid whatever the model's errors.
 
     The model's codes cover the corpus; the human codes cover a random sample of it drawn with known
     probabilities (:func:`fineclass.draw_sample` draws one). The human sample corrects the model's errors, the
@@ -71,7 +91,8 @@ def estimate(codes: Any, human: Any, *, data: Any = None, sample: Any = None, by
         population: ``"finite"`` or ``"superpopulation"``.
         design: ``"srs"``, ``"stratified"`` or ``"poisson"``; default: the sample's ``design`` column, else
             stratified when a ``stratum`` column is present, Poisson when probabilities differ, else srs.
-        probability, stratum: the names of the sample's probability and stratum columns.
+        probability: the name of the sample's column of inclusion probabilities.
+        stratum: the name of the sample's stratum column.
         confidence: the confidence level of the intervals.
         small_sample: keep intervals honest when the sample holds few disagreements between the model and the
             coders (their number, not the sample's size, sets the precision of the correction): a share's
@@ -105,28 +126,32 @@ def estimate(codes: Any, human: Any, *, data: Any = None, sample: Any = None, by
         >>> fineclass.estimate(predictions, coded, sample=sample, by="party")
     """
     from scipy.stats import norm
+
     if method not in METHODS:
         raise FineclassError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}.", "method")
     if population not in POPULATIONS:
-        raise FineclassError(f"`population` must be one of {', '.join(POPULATIONS)}; got {population!r}.",
-                             "population")
+        raise FineclassError(f"`population` must be one of {', '.join(POPULATIONS)}; got {population!r}.", "population")
     try:
         level = float(confidence)
     except (TypeError, ValueError):
         level = float("nan")
     if not 0 < level < 1:
-        raise FineclassError(f"`confidence` must be a level between 0 and 1 (e.g. 0.95); got {confidence!r}.",
-                             "confidence")
+        raise FineclassError(
+            f"`confidence` must be a level between 0 and 1 (e.g. 0.95); got {confidence!r}.", "confidence"
+        )
     if not isinstance(small_sample, (bool, np.bool_)):
         raise FineclassError(f"`small_sample` must be True or False; got {small_sample!r}.", "small_sample")
-    folds, seed = whole_number(folds, "folds", 2), whole_number(seed, "seed", 0)
+    folds, seed = whole_number(folds, "folds", minimum=2), whole_number(seed, "seed", minimum=0)
     if regression is not None and regression not in reg.FAMILIES:
-        raise FineclassError(f"`regression` must be one of {', '.join(reg.FAMILIES)} (or None for label shares); "
-                             f"got {regression!r}.", "regression")
+        raise FineclassError(
+            f"`regression` must be one of {', '.join(reg.FAMILIES)} (or None for label shares); got {regression!r}.",
+            "regression",
+        )
     by = [by] if isinstance(by, str) else list(by or [])
     if regression is not None and by:
-        raise FineclassError("`by` estimates shares by group; for a regression, add the group as covariates "
-                             "(0/1 columns).", "by")
+        raise FineclassError(
+            "`by` estimates shares by group; for a regression, add the group as covariates (0/1 columns).", "by"
+        )
     z = float(norm.ppf(1 - (1 - level) / 2))
 
     cod = read_coded(codes, "codes", id=id, label=label)
@@ -137,13 +162,26 @@ def estimate(codes: Any, human: Any, *, data: Any = None, sample: Any = None, by
     skeys, dsg = _sample(hum, sample, pos, id, probability, stratum, design, N)
     sampled = np.array([pos[k] for k in skeys], dtype=np.int64)
 
-    labelset = _label_set(cod, hum, resolve_spec(spec))
-    common = dict(N=N, sampled=sampled, skeys=skeys, design=dsg, method=method, population=population, z=z,
-                  level=level, small_sample=bool(small_sample), folds=folds, seed=seed)
+    labelset = _label_set(cod, hum, as_spec(spec))
+    common = dict(
+        N=N,
+        sampled=sampled,
+        skeys=skeys,
+        design=dsg,
+        method=method,
+        population=population,
+        z=z,
+        level=level,
+        small_sample=bool(small_sample),
+        folds=folds,
+        seed=seed,
+    )
     if regression is None:
         if outcome is not None or covariates:
-            raise FineclassError("`outcome` and `covariates` describe a regression: pass `regression=\"ols\"` or "
-                                 "\"logistic\" too.", "regression")
+            raise FineclassError(
+                '`outcome` and `covariates` describe a regression: pass `regression="ols"` or "logistic" too.',
+                "regression",
+            )
         targets = _targets(labels, labelset)
         return _shares_table(cod, hum, corpus_tab, ckeys, targets, by, **common)
     if outcome is None:
@@ -160,19 +198,26 @@ def _corpus(cod, data, id):
     elif cod.fmt == "document":
         tab, keys = cod.table, list(cod.keys)
     else:
-        raise FineclassError("`codes` is a long table (one row per label), which cannot list the documents "
-                             "without labels; pass `data=` with one row per document of the corpus (its ids, "
-                             "and any `by` or regression columns).", "data")
+        raise FineclassError(
+            "`codes` is a long table (one row per label), which cannot list the documents "
+            "without labels; pass `data=` with one row per document of the corpus (its ids, "
+            "and any `by` or regression columns).",
+            "data",
+        )
     known = set(keys)
     outside = [k for k in cod.keys if k not in known]
     if outside:
-        raise FineclassError(f"`codes` holds {len(outside)} documents that are not in `data` (ids: "
-                             f"{preview(outside)}).", "codes")
+        raise FineclassError(
+            f"`codes` holds {len(outside)} documents that are not in `data` (ids: {preview(outside)}).", "codes"
+        )
     if cod.fmt == "document" and len(cod.keys) < len(keys):
         have = set(cod.keys)
         missing = [k for k in keys if k not in have]
-        raise FineclassError(f"{len(missing)} documents of `data` have no row in `codes` (ids: {preview(missing)}); "
-                             f"classify them, or leave them out of `data`.", "codes")
+        raise FineclassError(
+            f"{len(missing)} documents of `data` have no row in `codes` (ids: {preview(missing)}); "
+            f"classify them, or leave them out of `data`.",
+            "codes",
+        )
     if not keys:
         raise FineclassError("the corpus is empty: `codes` (or `data`) has no documents.", "codes")
     return tab, keys
@@ -187,40 +232,61 @@ def _sample(hum, sample, pos, id, probability, stratum, design, N):
     elif hum.fmt == "document":
         stab, skeys, where = hum.table, list(hum.keys), "human"
     else:
-        raise FineclassError("`human` is a long table (one row per label), which cannot list the sampled documents "
-                             "the coders gave no label; pass `sample=` with the drawn sample (ids and "
-                             "probabilities, as draw_sample() returns it).", "sample")
+        raise FineclassError(
+            "`human` is a long table (one row per label), which cannot list the sampled documents "
+            "the coders gave no label; pass `sample=` with the drawn sample (ids and "
+            "probabilities, as draw_sample() returns it).",
+            "sample",
+        )
     if not skeys:
-        raise FineclassError(f"the human sample is empty: `{where}` has no documents. Code a random sample of the "
-                             f"corpus first (see draw_sample()).", "human")
+        raise FineclassError(
+            f"the human sample is empty: `{where}` has no documents. Code a random sample of the "
+            f"corpus first (see draw_sample()).",
+            "human",
+        )
     inside = set(skeys)
     extra = [k for k in hum.keys if k not in inside]
     if extra:
-        raise FineclassError(f"`human` codes {len(extra)} documents that are not in `sample` (ids: {preview(extra)}); "
-                             f"pass the sample they were drawn in.", "human")
+        raise FineclassError(
+            f"`human` codes {len(extra)} documents that are not in `sample` (ids: {preview(extra)}); "
+            f"pass the sample they were drawn in.",
+            "human",
+        )
     if hum.fmt == "document" and where == "sample" and len(hum.keys) < len(skeys):
         have = set(hum.keys)
         missing = [k for k in skeys if k not in have]
-        raise FineclassError(f"{len(missing)} sampled documents have no row in `human` (ids: {preview(missing)}); "
-                             f"code them, or drop them from `sample`.", "human")
+        raise FineclassError(
+            f"{len(missing)} sampled documents have no row in `human` (ids: {preview(missing)}); "
+            f"code them, or drop them from `sample`.",
+            "human",
+        )
     unknown = [k for k in skeys if k not in pos]
     if unknown:
-        raise FineclassError(f"`{where}` holds {len(unknown)} documents that are not in `codes` (ids: "
-                             f"{preview(unknown)}); every human-coded document must be one of the coded corpus.",
-                             where)
+        raise FineclassError(
+            f"`{where}` holds {len(unknown)} documents that are not in `codes` (ids: "
+            f"{preview(unknown)}); every human-coded document must be one of the coded corpus.",
+            where,
+        )
     prob = strata = None
     if probability in stab.column_names:
         col = stab.column(probability)
         if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-            raise FineclassError(f"the probability column `{probability}` of `{where}` holds {col.type} values, "
-                                 f"not numbers.", "probability")
+            raise FineclassError(
+                f"the probability column `{probability}` of `{where}` holds {col.type} values, not numbers.",
+                "probability",
+            )
         if col.null_count:
-            raise FineclassError(f"the probability column `{probability}` of `{where}` has {col.null_count} missing "
-                                 f"values; every sampled document needs its inclusion probability.", "probability")
+            raise FineclassError(
+                f"the probability column `{probability}` of `{where}` has {col.null_count} missing "
+                f"values; every sampled document needs its inclusion probability.",
+                "probability",
+            )
         prob = np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), float)
     elif probability != "probability":
-        raise FineclassError(f"column `{probability}` not found in `{where}`; columns are: "
-                             f"{', '.join(stab.column_names)}.", "probability")
+        raise FineclassError(
+            f"column `{probability}` not found in `{where}`; columns are: {', '.join(stab.column_names)}.",
+            "probability",
+        )
     if stratum in stab.column_names:
         strata = stab.column(stratum).to_pylist()
         if all(s is None for s in strata):
@@ -230,15 +296,18 @@ def _sample(hum, sample, pos, id, probability, stratum, design, N):
     if design is None and "design" in stab.column_names:
         kinds = {d for d in stab.column("design").to_pylist() if d is not None}
         if len(kinds) > 1:
-            raise FineclassError(f"the `design` column of `{where}` names several designs ({preview(sorted(kinds))}).",
-                                 "design")
+            raise FineclassError(
+                f"the `design` column of `{where}` names several designs ({preview(sorted(kinds))}).", "design"
+            )
         design = kinds.pop() if kinds else None
     dsg = make_design(design, prob, strata, len(skeys), N)
     if dsg.kind != "poisson":
         total = dsg.weights.sum()
         if abs(total - N) > 0.05 * N + 1:
-            warn_user(f"the sample's weights (1 / probability) add up to {total:,.0f}, but the corpus holds {N:,} "
-                      f"documents: check `probability` (were the documents drawn from this corpus?).")
+            warn_user(
+                f"the sample's weights (1 / probability) add up to {total:,.0f}, but the corpus holds {N:,} "
+                f"documents: check `probability` (were the documents drawn from this corpus?)."
+            )
     return skeys, dsg
 
 
@@ -250,8 +319,11 @@ def _label_set(cod, hum, spec) -> list[str]:
         for name, seen in (("codes", seen_c), ("human", seen_h)):
             bad = natural_sort(seen - known)
             if bad:
-                raise FineclassError(f"`{name}` holds labels that are not in the label set: {preview(bad)}. Known "
-                                     f"labels: {preview(spec.classes)}.", name)
+                raise FineclassError(
+                    f"`{name}` holds labels that are not in the label set: {preview(bad)}. Known "
+                    f"labels: {preview(spec.classes)}.",
+                    name,
+                )
         return list(spec.classes)
     labelset = natural_sort(seen_c | seen_h)
     if not labelset:
@@ -262,11 +334,13 @@ def _label_set(cod, hum, spec) -> list[str]:
 def _targets(labels, labelset) -> list[str]:
     if labels is None:
         return list(labelset)
-    wanted = [_canon(x) for x in ([labels] if isinstance(labels, (str, int)) else labels)]
+    wanted = [canon(x) for x in ([labels] if isinstance(labels, (str, int)) else labels)]
     bad = [x for x in wanted if x not in labelset]
     if bad:
-        raise FineclassError(f"`labels` names labels that are not in the label set: {preview(bad)}. Known labels: "
-                             f"{preview(labelset)}.", "labels")
+        raise FineclassError(
+            f"`labels` names labels that are not in the label set: {preview(bad)}. Known labels: {preview(labelset)}.",
+            "labels",
+        )
     if not wanted:
         raise FineclassError("`labels` is empty; name at least one label, or leave it out for all.", "labels")
     return wanted
@@ -277,8 +351,7 @@ def _groups(tab: pa.Table, ckeys: list, by: list[str]):
     """Group index per corpus document, and the group values in sorted order."""
     for b in by:
         if b not in tab.column_names:
-            raise FineclassError(f"column `{b}` not found in `data`; columns are: {', '.join(tab.column_names)}.",
-                                 "by")
+            raise FineclassError(f"column `{b}` not found in `data`; columns are: {', '.join(tab.column_names)}.", "by")
     if not by:
         return np.zeros(len(ckeys), np.int64), [()]
     cols = [tab.column(b).to_pylist() for b in by]
@@ -306,17 +379,38 @@ def _effective_n(v: float, v_h: float, n: int, N: int, finite: bool) -> float | 
     return float(n * v_h / v)
 
 
-def _shares_table(cod, hum, tab, ckeys, targets, by, *, N, sampled, skeys, design, method, population, z, level,
-                  small_sample, folds, seed) -> pa.Table:
+def _shares_table(
+    cod,
+    hum,
+    tab,
+    ckeys,
+    targets,
+    by,
+    *,
+    N,
+    sampled,
+    skeys,
+    design,
+    method,
+    population,
+    z,
+    level,
+    small_sample,
+    folds,
+    seed,
+) -> pa.Table:
     pseudo = 1.0 if small_sample else 0.0
     F = indicator(cod.sets, ckeys, targets)
     Y = indicator(hum.sets, skeys, targets)
     gidx, gvals = _groups(tab, ckeys, by)
     finite = population == "finite"
     if not finite and method != "dsl" and design.kind != "srs":
-        raise FineclassError(f"population='superpopulation' with method {method!r} follows ppi-python, which needs "
-                             f"a simple random sample; this sample's design is {design.kind!r}. Use "
-                             f"population='finite', or method='dsl'.", "population")
+        raise FineclassError(
+            f"population='superpopulation' with method {method!r} follows ppi-python, which needs "
+            f"a simple random sample; this sample's design is {design.kind!r}. Use "
+            f"population='finite', or method='dsl'.",
+            "population",
+        )
     G = None
     if method == "dsl":
         extra = np.eye(len(gvals))[gidx][:, 1:] if len(gvals) > 1 else None
@@ -341,19 +435,23 @@ def _shares_table(cod, hum, tab, ckeys, targets, by, *, N, sampled, skeys, desig
             if method == "dsl":
                 fit = sh.finite(Y, G[sampled], G[in_g].mean(0), design, dom, 1.0, pseudo)
             else:
-                fit = sh.finite(Y, F[sampled], F[in_g].mean(0), design, dom, "tune" if method == "ppi++" else 1.0,
-                                pseudo)
+                fit = sh.finite(
+                    Y, F[sampled], F[in_g].mean(0), design, dom, "tune" if method == "ppi++" else 1.0, pseudo
+                )
         else:
             out_g = in_g.copy()
             out_g[sampled] = False
             if method == "dsl":
                 fit = sh.pseudo_outcomes(Y[dom], G[sampled][dom], G[in_g], weights[dom], pseudo)
-                hfit = (sh.pseudo_outcomes(Y[dom], np.zeros((n_g, L)), np.zeros((N_g, L)), weights[dom], pseudo, 0.0)
-                        if design.kind != "srs" else
-                        sh.superpopulation(Y[dom], np.zeros((n_g, L)), np.zeros((int(out_g.sum()), L)), 0.0, pseudo))
+                hfit = (
+                    sh.pseudo_outcomes(Y[dom], np.zeros((n_g, L)), np.zeros((N_g, L)), weights[dom], pseudo, 0.0)
+                    if design.kind != "srs"
+                    else sh.superpopulation(Y[dom], np.zeros((n_g, L)), np.zeros((int(out_g.sum()), L)), 0.0, pseudo)
+                )
             else:
-                fit = sh.superpopulation(Y[dom], F[sampled][dom], F[out_g], "tune" if method == "ppi++" else 1.0,
-                                         pseudo)
+                fit = sh.superpopulation(
+                    Y[dom], F[sampled][dom], F[out_g], "tune" if method == "ppi++" else 1.0, pseudo
+                )
                 hfit = sh.superpopulation(Y[dom], np.zeros((n_g, L)), np.zeros((int(out_g.sum()), L)), 0.0, pseudo)
         for j, lab in enumerate(targets):
             row = {b: v for b, v in zip(by, gv)}
@@ -364,19 +462,31 @@ def _shares_table(cod, hum, tab, ckeys, targets, by, *, N, sampled, skeys, desig
             row.update(_columns("model_", mo, j, z, clip=True))
             row.update(_columns("human_", hfit, j, z, clip=True))
             eff = None if fit is None else _effective_n(fit.variance[j], hfit.variance[j], n_g, N_g, finite)
-            row.update(n_human=n_g, n_total=N_g, effective_n=eff,
-                       gain=None if eff is None else eff / n_g, population=population, design=design.kind)
+            row.update(
+                n_human=n_g,
+                n_total=N_g,
+                effective_n=eff,
+                gain=None if eff is None else eff / n_g,
+                population=population,
+                design=design.kind,
+            )
             rows.append(row)
     if empty_groups:
-        warn_user(f"{len(empty_groups)} groups have no human-coded document ({preview(empty_groups)}); their "
-                  f"estimates are null. Draw the sample stratified by group to cover every group.")
+        warn_user(
+            f"{len(empty_groups)} groups have no human-coded document ({preview(empty_groups)}); their "
+            f"estimates are null. Draw the sample stratified by group to cover every group."
+        )
     return _table(rows, by, tab)
 
 
 def _columns(prefix: str, fit, j: int, z: float, clip: bool) -> dict:
     if fit is None:
-        return {f"{prefix}estimate": None, f"{prefix}std_error": None, f"{prefix}conf_low": None,
-                f"{prefix}conf_high": None}
+        return {
+            f"{prefix}estimate": None,
+            f"{prefix}std_error": None,
+            f"{prefix}conf_low": None,
+            f"{prefix}conf_high": None,
+        }
     est = float(fit.estimate[j]) if hasattr(fit, "estimate") else float(fit.beta[j])
     var = float(fit.variance[j]) if hasattr(fit, "variance") else float(fit.cov[j, j])
     se = float(np.sqrt(max(var, 0.0)))
@@ -386,17 +496,54 @@ def _columns(prefix: str, fit, j: int, z: float, clip: bool) -> dict:
     return {f"{prefix}estimate": est, f"{prefix}std_error": se, f"{prefix}conf_low": lo, f"{prefix}conf_high": hi}
 
 
-_FLOATS = ("estimate", "std_error", "conf_low", "conf_high", "df", "lambda", "model_estimate", "model_std_error",
-           "model_conf_low", "model_conf_high", "human_estimate", "human_std_error", "human_conf_low",
-           "human_conf_high", "effective_n", "gain")
+_FLOATS = (
+    "estimate",
+    "std_error",
+    "conf_low",
+    "conf_high",
+    "df",
+    "lambda",
+    "model_estimate",
+    "model_std_error",
+    "model_conf_low",
+    "model_conf_high",
+    "human_estimate",
+    "human_std_error",
+    "human_conf_low",
+    "human_conf_high",
+    "effective_n",
+    "gain",
+)
 
 
 def _table(rows: list[dict], by: list[str], tab: pa.Table) -> pa.Table:
-    order = [*by, "estimand", "outcome", "term", "estimate", "std_error", "conf_low", "conf_high", "df", "method",
-             "lambda",
-             "model_estimate", "model_std_error", "model_conf_low", "model_conf_high", "human_estimate",
-             "human_std_error", "human_conf_low", "human_conf_high", "n_human", "n_total", "effective_n", "gain",
-             "population", "design"]
+    order = [
+        *by,
+        "estimand",
+        "outcome",
+        "term",
+        "estimate",
+        "std_error",
+        "conf_low",
+        "conf_high",
+        "df",
+        "method",
+        "lambda",
+        "model_estimate",
+        "model_std_error",
+        "model_conf_low",
+        "model_conf_high",
+        "human_estimate",
+        "human_std_error",
+        "human_conf_low",
+        "human_conf_high",
+        "n_human",
+        "n_total",
+        "effective_n",
+        "gain",
+        "population",
+        "design",
+    ]
     cols = {}
     for c in order:
         vals = [r[c] for r in rows]
@@ -416,8 +563,28 @@ def _names(v) -> list[str]:
     return [v] if isinstance(v, str) else [str(x) for x in (v or [])]
 
 
-def _regression_table(cod, hum, tab, ckeys, labelset, family, outcome, covariates, *, N, sampled, skeys, design,
-                      method, population, z, level, small_sample, folds, seed) -> pa.Table:
+def _regression_table(
+    cod,
+    hum,
+    tab,
+    ckeys,
+    labelset,
+    family,
+    outcome,
+    covariates,
+    *,
+    N,
+    sampled,
+    skeys,
+    design,
+    method,
+    population,
+    z,
+    level,
+    small_sample,
+    folds,
+    seed,
+) -> pa.Table:
     names = [str(outcome)] + _names(covariates)
     if len(set(names)) != len(names):
         raise FineclassError(f"the regression names a variable twice ({preview(names)}).", "covariates")
@@ -425,48 +592,71 @@ def _regression_table(cod, hum, tab, ckeys, labelset, family, outcome, covariate
     coded_names, roles = [], []
     for k, name in enumerate(names):
         arg = "outcome" if k == 0 else "covariates"
-        in_data, in_labels = name in observed, _canon(name) in labelset
+        in_data, in_labels = name in observed, canon(name) in labelset
         if in_data and in_labels:
-            raise FineclassError(f"`{name}` is both a column of `data` and a label; rename the column so that the "
-                                 f"regression knows which one you mean.", arg)
+            raise FineclassError(
+                f"`{name}` is both a column of `data` and a label; rename the column so that the "
+                f"regression knows which one you mean.",
+                arg,
+            )
         if not (in_data or in_labels):
-            raise FineclassError(f"`{name}` is neither a column of `data` ({preview(sorted(observed))}) nor a label "
-                                 f"({preview(labelset)}).", arg)
+            raise FineclassError(
+                f"`{name}` is neither a column of `data` ({preview(sorted(observed))}) nor a label "
+                f"({preview(labelset)}).",
+                arg,
+            )
         roles.append("coded" if in_labels else "observed")
         if in_labels:
-            coded_names.append(_canon(name))
+            coded_names.append(canon(name))
     if not coded_names:
-        raise FineclassError("the regression uses no coded label, so the human codes have nothing to correct; "
-                             "name a label as the outcome or a covariate.", "outcome")
+        raise FineclassError(
+            "the regression uses no coded label, so the human codes have nothing to correct; "
+            "name a label as the outcome or a covariate.",
+            "outcome",
+        )
     finite = population == "finite"
     if not finite and method != "dsl" and design.kind != "srs":
-        raise FineclassError(f"population='superpopulation' with method {method!r} follows ppi-python, which needs "
-                             f"a simple random sample; this sample's design is {design.kind!r}. Use "
-                             f"population='finite', or method='dsl'.", "population")
+        raise FineclassError(
+            f"population='superpopulation' with method {method!r} follows ppi-python, which needs "
+            f"a simple random sample; this sample's design is {design.kind!r}. Use "
+            f"population='finite', or method='dsl'.",
+            "population",
+        )
     allrows = np.arange(N)
     F = indicator(cod.sets, ckeys, coded_names)
     Y = indicator(hum.sets, skeys, coded_names)
-    obs = {nm: numeric_column(tab, nm, "data", allrows, "outcome" if k == 0 else "covariates")
-           for k, (nm, r) in enumerate(zip(names, roles)) if r == "observed"}
+    obs = {
+        nm: numeric_column(tab, nm, "data", allrows, "outcome" if k == 0 else "covariates")
+        for k, (nm, r) in enumerate(zip(names, roles))
+        if r == "observed"
+    }
     if family == "logistic" and roles[0] == "observed" and not np.isin(obs[names[0]], (0.0, 1.0)).all():
         raise FineclassError(f"a logistic regression needs a 0/1 outcome; `{names[0]}` holds other values.", "outcome")
 
     def problem(imputed: np.ndarray) -> reg.Problem:
         def column(k, nm, source, rows):
-            return obs[nm][rows] if roles[k] == "observed" else source[:, coded_names.index(_canon(nm))]
+            return obs[nm][rows] if roles[k] == "observed" else source[:, coded_names.index(canon(nm))]
+
         Xh = np.column_stack([np.ones(N)] + [column(k, nm, imputed, allrows) for k, nm in enumerate(names) if k])
-        Xs = np.column_stack([np.ones(len(sampled))] +
-                             [column(k, nm, Y, sampled) for k, nm in enumerate(names) if k])
-        return reg.Problem(family, Xh, column(0, names[0], imputed, allrows), Xs, column(0, names[0], Y, sampled),
-                           sampled, outcome_only=roles[0] == "coded" and all(r == "observed" for r in roles[1:]))
+        Xs = np.column_stack([np.ones(len(sampled))] + [column(k, nm, Y, sampled) for k, nm in enumerate(names) if k])
+        return reg.Problem(
+            family,
+            Xh,
+            column(0, names[0], imputed, allrows),
+            Xs,
+            column(0, names[0], Y, sampled),
+            sampled,
+            outcome_only=roles[0] == "coded" and all(r == "observed" for r in roles[1:]),
+        )
 
     pr_codes = problem(F)
     mo = reg.model_only(pr_codes)
     start = mo.beta
     if method == "dsl":
         extra = np.column_stack(list(obs.values())) if obs else None
-        G = crossfit(code_features(F, confidence_matrix(cod, ckeys, coded_names), extra), Y, sampled, folds=folds,
-                     seed=seed)
+        G = crossfit(
+            code_features(F, confidence_matrix(cod, ckeys, coded_names), extra), Y, sampled, folds=folds, seed=seed
+        )
         pr = problem(G)
     else:
         pr = pr_codes
@@ -476,8 +666,11 @@ def _regression_table(cod, hum, tab, ckeys, labelset, family, outcome, covariate
         hfit = reg.finite(pr_codes, design, 0.0, start)
     elif method == "dsl":
         fit = reg.pseudo_moments(pr, design.weights, start)
-        hfit = (reg.superpopulation(pr_codes, 0.0, start) if design.kind == "srs" else
-                reg.pseudo_moments(pr_codes, design.weights, start, impute=False))
+        hfit = (
+            reg.superpopulation(pr_codes, 0.0, start)
+            if design.kind == "srs"
+            else reg.pseudo_moments(pr_codes, design.weights, start, impute=False)
+        )
     else:
         fit = reg.superpopulation(pr, lam, start)
         hfit = reg.superpopulation(pr_codes, 0.0, start)
@@ -501,7 +694,13 @@ def _regression_table(cod, hum, tab, ckeys, labelset, family, outcome, covariate
         row.update(_columns("model_", mo, j, z, clip=False))
         row.update(_columns("human_", hfit, j, quantile(hfit, j)[0], clip=False))
         eff = _effective_n(float(fit.cov[j, j]), float(hfit.cov[j, j]), n, N, finite)
-        row.update(n_human=n, n_total=N, effective_n=eff, gain=None if eff is None else eff / n,
-                   population=population, design=design.kind)
+        row.update(
+            n_human=n,
+            n_total=N,
+            effective_n=eff,
+            gain=None if eff is None else eff / n,
+            population=population,
+            design=design.kind,
+        )
         rows.append(row)
     return _table(rows, [], tab)

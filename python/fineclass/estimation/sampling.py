@@ -1,4 +1,5 @@
 """Drawing the human sample, with the inclusion probability of every drawn document."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -6,17 +7,27 @@ from typing import Any, Mapping
 import numpy as np
 import pyarrow as pa
 
-from ..data import read_table
+from .._checks import whole_number
 from ..errors import FineclassError, preview
-from ._inputs import id_keys, unique_keys, whole_number
+from ..tables import read_table
+from ._inputs import id_keys, unique_keys
 
 SAMPLERS = ("simple", "stratified", "uncertainty")
 ALLOCATIONS = ("proportional", "equal")
 
 
-def draw_sample(data: Any, size: int, *, method: str = "simple", strata: str | None = None,
-                allocation: str | Mapping = "proportional", uncertainty: str | None = None,
-                uniform_share: float = 0.5, seed: int = 0, id: str = "id") -> pa.Table:
+def draw_sample(
+    data: Any,
+    size: int,
+    *,
+    method: str = "simple",
+    strata: str | None = None,
+    allocation: str | Mapping = "proportional",
+    uncertainty: str | None = None,
+    uniform_share: float = 0.5,
+    seed: int = 0,
+    id: str = "id",
+) -> pa.Table:
     """Draw the documents for human coding, reproducibly, each with its probability of being drawn.
 
     The probabilities are what :func:`fineclass.estimate` needs to turn the coders' codes into valid estimates.
@@ -62,7 +73,7 @@ def draw_sample(data: Any, size: int, *, method: str = "simple", strata: str | N
     keys = id_keys(table, id, "data")
     unique_keys(keys, "data")
     N = len(keys)
-    size, seed = whole_number(size, "size", 1), whole_number(seed, "seed", 0)
+    size, seed = whole_number(size, "size", minimum=1), whole_number(seed, "seed", minimum=0)
     if size > N:
         raise FineclassError(f"`size` ({size}) is larger than the corpus ({N} documents).", "size")
     order = np.array(sorted(range(N), key=lambda i: keys[i]), dtype=np.int64)
@@ -92,25 +103,36 @@ def draw_sample(data: Any, size: int, *, method: str = "simple", strata: str | N
         kind = "poisson"
     by_id = sorted(range(len(rows)), key=lambda k: keys[rows[k]])
     rows_sorted, prob = rows[by_id], prob[by_id]
-    out = {"id": ids.take(pa.array(rows_sorted, pa.int64())), "probability": pa.array(prob, pa.float64()),
-           "design": pa.array([kind] * len(rows_sorted), pa.string())}
-    out["stratum"] = pa.array([stratum_out[r] for r in rows_sorted] if stratum_out is not None
-                              else [None] * len(rows_sorted), pa.string())
+    out = {
+        "id": ids.take(pa.array(rows_sorted, pa.int64())),
+        "probability": pa.array(prob, pa.float64()),
+        "design": pa.array([kind] * len(rows_sorted), pa.string()),
+    }
+    out["stratum"] = pa.array(
+        [stratum_out[r] for r in rows_sorted] if stratum_out is not None else [None] * len(rows_sorted), pa.string()
+    )
     return pa.table(out)
 
 
 def _strata(table: pa.Table, strata: str | None) -> list[str]:
     if strata is None:
-        raise FineclassError("method 'stratified' needs `strata=`: the column that defines the strata (a group "
-                             "column, or 'label' of single-label predictions).", "strata")
+        raise FineclassError(
+            "method 'stratified' needs `strata=`: the column that defines the strata (a group "
+            "column, or 'label' of single-label predictions).",
+            "strata",
+        )
     if strata not in table.column_names:
-        raise FineclassError(f"column `{strata}` not found in `data`; columns are: {', '.join(table.column_names)}.",
-                             "strata")
+        raise FineclassError(
+            f"column `{strata}` not found in `data`; columns are: {', '.join(table.column_names)}.", "strata"
+        )
     t = table.schema.field(strata).type
     if pa.types.is_nested(t):
-        raise FineclassError(f"the stratum column `{strata}` holds {t} values (several labels per document); "
-                             f"stratify by a column with one value per document, e.g. whether a label is "
-                             f"predicted.", "strata")
+        raise FineclassError(
+            f"the stratum column `{strata}` holds {t} values (several labels per document); "
+            f"stratify by a column with one value per document, e.g. whether a label is "
+            f"predicted.",
+            "strata",
+        )
     return ["(missing)" if v is None else str(v) for v in table.column(strata).to_pylist()]
 
 
@@ -124,26 +146,36 @@ def _stratified(labels: list[str], order: np.ndarray, size: int, allocation, rng
         given = {str(k): v for k, v in allocation.items()}
         unknown = [k for k in given if k not in members]
         if unknown:
-            raise FineclassError(f"`allocation` names strata that are not in the data: {preview(unknown)}.",
-                                 "allocation")
+            raise FineclassError(
+                f"`allocation` names strata that are not in the data: {preview(unknown)}.", "allocation"
+            )
         missing = [h for h in names if h not in given]
         if missing:
-            raise FineclassError(f"`allocation` gives no count for the strata {preview(missing)}; each stratum needs "
-                                 f"at least two documents, or its documents could never be drawn.", "allocation")
+            raise FineclassError(
+                f"`allocation` gives no count for the strata {preview(missing)}; each stratum needs "
+                f"at least two documents, or its documents could never be drawn.",
+                "allocation",
+            )
         n_h = np.array([int(given[h]) for h in names])
     elif allocation in ALLOCATIONS:
         share = sizes / sizes.sum() if allocation == "proportional" else np.full(len(names), 1 / len(names))
         n_h = _apportion(size, share, sizes)
     else:
-        raise FineclassError(f"`allocation` must be one of {', '.join(ALLOCATIONS)} or a mapping "
-                             f"{{stratum: count}}; got {allocation!r}.", "allocation")
+        raise FineclassError(
+            f"`allocation` must be one of {', '.join(ALLOCATIONS)} or a mapping "
+            f"{{stratum: count}}; got {allocation!r}.",
+            "allocation",
+        )
     small = [h for h, k, cap in zip(names, n_h, sizes) if k < min(2, cap) or k > cap]
     if not small and not isinstance(allocation, Mapping) and n_h.sum() != size:
         small = [h for h, k in zip(names, n_h) if k <= 2]
     if small:
-        raise FineclassError(f"strata {preview(small)} would get fewer than two documents (or more than they hold) "
-                             f"from a sample of {size}; draw more, merge small strata, or give the counts in "
-                             f"`allocation`.", "size")
+        raise FineclassError(
+            f"strata {preview(small)} would get fewer than two documents (or more than they hold) "
+            f"from a sample of {size}; draw more, merge small strata, or give the counts in "
+            f"`allocation`.",
+            "size",
+        )
     rows, prob, stratum = [], [], {}
     for h, k, cap in zip(names, n_h, sizes):
         pick = rng.choice(cap, int(k), replace=False)
@@ -174,21 +206,28 @@ def _apportion(size: int, share: np.ndarray, caps: np.ndarray) -> np.ndarray:
 def _uncertainty(table: pa.Table, column: str | None) -> np.ndarray:
     if column is None:
         if "confidence" not in table.column_names:
-            raise FineclassError("method 'uncertainty' needs the model's uncertainty: pass `uncertainty=` with a "
-                                 "column of it, or give `data` a `confidence` column (as Classifier.predict "
-                                 "writes for single-label models).", "uncertainty")
+            raise FineclassError(
+                "method 'uncertainty' needs the model's uncertainty: pass `uncertainty=` with a "
+                "column of it, or give `data` a `confidence` column (as Classifier.predict "
+                "writes for single-label models).",
+                "uncertainty",
+            )
         conf = _numbers(table, "confidence", "uncertainty")
         if ((conf < 0) | (conf > 1)).any():
-            raise FineclassError("the `confidence` column holds values outside [0, 1]; pass `uncertainty=` "
-                                 "instead.", "uncertainty")
+            raise FineclassError(
+                "the `confidence` column holds values outside [0, 1]; pass `uncertainty=` instead.", "uncertainty"
+            )
         return 1.0 - conf
     if column not in table.column_names:
-        raise FineclassError(f"column `{column}` not found in `data`; columns are: {', '.join(table.column_names)}.",
-                             "uncertainty")
+        raise FineclassError(
+            f"column `{column}` not found in `data`; columns are: {', '.join(table.column_names)}.", "uncertainty"
+        )
     u = _numbers(table, column, "uncertainty")
     if (u < 0).any():
-        raise FineclassError(f"the uncertainty column `{column}` holds negative values; higher must mean less "
-                             f"sure, from 0 up.", "uncertainty")
+        raise FineclassError(
+            f"the uncertainty column `{column}` holds negative values; higher must mean less sure, from 0 up.",
+            "uncertainty",
+        )
     return u
 
 
@@ -199,13 +238,15 @@ def _numbers(table: pa.Table, column: str, argument: str) -> np.ndarray:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise FineclassError(f"the column `{column}` holds {col.type} values, not numbers.", argument) from None
     if not np.isfinite(x).all():
-        raise FineclassError(f"the column `{column}` has {int((~np.isfinite(x)).sum())} missing values; every "
-                             f"document needs one.", argument)
+        raise FineclassError(
+            f"the column `{column}` has {int((~np.isfinite(x)).sum())} missing values; every document needs one.",
+            argument,
+        )
     return x
 
 
 def _poisson_probabilities(u: np.ndarray, size: int, uniform_share: float) -> np.ndarray:
-    """size * (s / N + (1 - s) u / sum(u)), capped at 1 with the excess spread over the others."""
+    """Size * (s / N + (1 - s) u / sum(u)), capped at 1 with the excess spread over the others."""
     N = len(u)
     share = np.full(N, 1.0 / N) if u.sum() <= 0 else uniform_share / N + (1 - uniform_share) * u / u.sum()
     pi = size * share
