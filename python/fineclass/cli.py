@@ -49,9 +49,11 @@ def _write_table(table: Any, path: str) -> None:
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
+    from ._fs import atomic_file
+
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    (pcsv.write_csv if p.suffix.lower() == ".csv" else pq.write_table)(table, str(p))
+    with atomic_file(p) as tmp:  # a failed write leaves an earlier file as it was
+        (pcsv.write_csv if p.suffix.lower() == ".csv" else pq.write_table)(table, str(tmp))
 
 
 def _write_or_print(table: Any, output: str | None) -> None:
@@ -317,6 +319,7 @@ def _review_export(args) -> int:
         texts=args.texts,
         text=args.text,
         id=args.id,
+        documents=args.documents,
         overwrite=args.overwrite,
     ):
         print(f"wrote {p}")
@@ -326,10 +329,13 @@ def _review_export(args) -> int:
 def _review_import(args) -> int:
     from .crowd import acceptance_report, import_review
 
-    decisions = import_review(args.sheets, args.proposals, complete=not args.partial)
+    decisions = import_review(
+        args.sheets, args.proposals, complete=not args.partial, spec=args.spec, documents=args.documents
+    )
     _write_table(decisions, args.output)
     for name, t in acceptance_report(decisions).items():
-        _print_table(t, f"acceptance by {name}" if name != "agreement" else "agreement on the overlap")
+        titles = {"agreement": "agreement on the overlap", "additions": "codes added by coders"}
+        _print_table(t, titles.get(name, f"acceptance by {name}"))
     print(f"\nwrote {decisions.num_rows} decisions to {args.output}")
     return 0
 
@@ -558,6 +564,11 @@ COMMANDS = [
                     arg("--seed", type=int, default=0),
                     arg("--texts", default=None, help="documents, to show each text beside its proposals"),
                     *COLUMNS,
+                    arg(
+                        "--documents",
+                        default=None,
+                        help="file with an `id` column: documents to review even without proposals (a human sample)",
+                    ),
                     arg("--overwrite", action="store_true"),
                 ],
             ),
@@ -570,6 +581,12 @@ COMMANDS = [
                     arg("--proposals", required=True),
                     arg("-o", "--output", required=True, help="decisions file (.parquet or .csv)"),
                     arg("--partial", action="store_true", help="allow proposals that are in no sheet"),
+                    arg(
+                        "--spec",
+                        default=None,
+                        help="label set (JSON file or model folder) that corrections and additions must belong to",
+                    ),
+                    arg("--documents", default=None, help="the --documents file given to `review export`"),
                 ],
             ),
             Command(
