@@ -20,6 +20,8 @@ ALL = [
     "export",
     "propose",
     "review",
+    "sample",
+    "estimate",
     "serve",
     "demo",
     "doctor",

@@ -605,3 +605,31 @@ def test_root_names_stay_functions():
     importlib.import_module("fineclass.estimation.sampling")
     assert callable(fineclass.estimate) and fineclass.estimate.__name__ == "estimate"
     assert fineclass.draw_sample.__name__ == "draw_sample" and fineclass.plan_budget.__name__ == "plan_budget"
+
+
+# ================================================================================ the command line
+def test_cli_sample_and_estimate_give_the_python_results(tweets, tmp_path, capsys):
+    from fineclass.cli import main as cli_main
+
+    for name in ("ids", "labels", "codes"):
+        pq.write_table(tweets[name], tmp_path / f"{name}.parquet")
+    run = lambda *argv: cli_main([str(a) for a in argv])  # noqa: E731
+    assert run("sample", tmp_path / "ids.parquet", "-n", 200, "--seed", 4, "-o", tmp_path / "sample.parquet") == 0
+    sample = pq.read_table(tmp_path / "sample.parquet")
+    assert sample.equals(fineclass.draw_sample(tweets["ids"], 200, seed=4))
+    pq.write_table(human_codes(tweets, sample), tmp_path / "human.parquet")
+    labels = ["happiness", "mastery (ability, capability)"]  # a label with a comma stays one label
+    files = (tmp_path / "codes.parquet", tmp_path / "human.parquet", "--data", tmp_path / "ids.parquet")
+    argv = ("estimate", *files, "--sample", tmp_path / "sample.parquet", "--labels", *labels)
+    assert run(*argv, "-o", tmp_path / "est.parquet") == 0
+    assert "happiness" in capsys.readouterr().out
+    got = pq.read_table(tmp_path / "est.parquet")
+    want = fineclass.estimate(
+        tweets["codes"], human_codes(tweets, sample), data=tweets["ids"], sample=sample, labels=labels
+    )
+    assert got.column("term").to_pylist() == labels
+    for c in ("estimate", "conf_low", "conf_high", "model_estimate", "human_estimate", "effective_n"):
+        assert got.column(c).to_pylist() == pytest.approx(want.column(c).to_pylist(), abs=1e-12)
+    # bad input: status 2 and the argument named
+    assert run(*argv, "--confidence", 95) == 2
+    assert "confidence" in capsys.readouterr().err

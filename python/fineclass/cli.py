@@ -351,6 +351,58 @@ def _review_assemble(args) -> int:
     return 0
 
 
+def _sample(args) -> int:
+    from .estimation import draw_sample
+
+    table = draw_sample(
+        args.data,
+        args.size,
+        method=args.method,
+        strata=args.strata,
+        allocation=args.allocation,
+        uncertainty=args.uncertainty,
+        seed=args.seed,
+        id=args.id or "id",
+    )
+    _write_or_print(table, args.output)
+    return 0
+
+
+def _estimate(args) -> int:
+    from .estimation import estimate
+
+    table = estimate(
+        args.codes,
+        args.human,
+        data=args.data,
+        sample=args.sample,
+        by=args.by,
+        labels=args.labels,
+        regression=args.regression,
+        outcome=args.outcome,
+        covariates=args.covariates,
+        method=args.method,
+        population=args.population,
+        confidence=args.confidence,
+        spec=args.spec,
+        id=args.id or "id",
+    )
+    if args.output:
+        _write_table(table, args.output)
+        print(f"wrote {table.num_rows} estimates to {args.output}")
+    shown = [c for c in table.column_names if c in (args.by or [])] + [
+        "term",
+        "estimate",
+        "conf_low",
+        "conf_high",
+        "model_estimate",
+        "human_estimate",
+        "effective_n",
+    ]
+    _print_table(table.select(shown), f"{args.method} estimates ({args.population} population)")
+    return 0
+
+
 def _serve(args) -> int:
     from .serve import serve
 
@@ -604,6 +656,46 @@ COMMANDS = [
             ),
         ],
         description="Review sheets for the hybrid workflow.",
+    ),
+    Command(
+        "sample",
+        "draw the documents for human coding, with their probabilities",
+        _sample,
+        [
+            arg("data", help="one row per document of the corpus (predictions, or any table with ids)"),
+            arg("-n", "--size", type=int, required=True, help="documents to draw (expected number: uncertainty)"),
+            arg("--method", choices=["simple", "stratified", "uncertainty"], default="simple"),
+            arg("--strata", default=None, help="stratum column for --method stratified"),
+            arg("--allocation", default="proportional", choices=["proportional", "equal"]),
+            arg("--uncertainty", default=None, help="uncertainty column (default 1 - confidence)"),
+            arg("--seed", type=int, default=0),
+            arg("--id", default=None, help="the id column (default: id)"),
+            arg("-o", "--output", default=None, help="sample file (.parquet or .csv); printed when absent"),
+        ],
+        description="Draw a random sample to code by hand; `fineclass estimate` needs its probabilities.",
+    ),
+    Command(
+        "estimate",
+        "label shares or regression coefficients from model codes plus a human sample",
+        _estimate,
+        [
+            arg("codes", help="the model's codes for every document (predictions, or a long table with --data)"),
+            arg("human", help="the coders' codes for the sampled documents"),
+            arg("--data", default=None, help="one row per document (needed when codes is a long table)"),
+            arg("--sample", default=None, help="the file from `fineclass sample` (needed when human is long)"),
+            arg("--by", nargs="+", default=None, help="column(s) of the documents to estimate shares by group"),
+            arg("--labels", nargs="+", default=None, help="labels whose shares to estimate (default: all)"),
+            arg("--regression", choices=["ols", "logistic"], default=None),
+            arg("--outcome", default=None, help="the regression's outcome: a column or a label"),
+            arg("--covariates", nargs="+", default=None, help="the regression's covariates: columns or labels"),
+            arg("--method", choices=["ppi++", "ppi", "dsl"], default="ppi++"),
+            arg("--population", choices=["finite", "superpopulation"], default="finite"),
+            arg("--confidence", type=float, default=0.95),
+            arg("--spec", default=None, help="label set (JSON file or model folder)"),
+            arg("--id", default=None, help="the id column (default: id)"),
+            arg("-o", "--output", default=None, help="estimates file (.parquet or .csv)"),
+        ],
+        description="Estimates whose intervals stay valid whatever the model's errors (PPI, PPI++, DSL).",
     ),
     Command(
         "serve",
