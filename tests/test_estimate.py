@@ -614,9 +614,11 @@ def test_cli_sample_and_estimate_give_the_python_results(tweets, tmp_path, capsy
     for name in ("ids", "labels", "codes"):
         pq.write_table(tweets[name], tmp_path / f"{name}.parquet")
     run = lambda *argv: cli_main([str(a) for a in argv])  # noqa: E731
-    assert run("sample", tmp_path / "ids.parquet", "-n", 200, "--seed", 4, "-o", tmp_path / "sample.parquet") == 0
+    out = ("-o", tmp_path / "sample.parquet", "--rows-output", tmp_path / "drawn.parquet")
+    assert run("sample", tmp_path / "ids.parquet", "-n", 200, "--seed", 4, *out) == 0
     sample = pq.read_table(tmp_path / "sample.parquet")
     assert sample.equals(fineclass.draw_sample(tweets["ids"], 200, seed=4))
+    assert pq.read_table(tmp_path / "drawn.parquet").column("id").to_pylist() == sample.column("id").to_pylist()
     pq.write_table(human_codes(tweets, sample), tmp_path / "human.parquet")
     labels = ["happiness", "mastery (ability, capability)"]  # a label with a comma stays one label
     files = (tmp_path / "codes.parquet", tmp_path / "human.parquet", "--data", tmp_path / "ids.parquet")

@@ -52,6 +52,8 @@ DEEP_PATHS = [
     ("fineclass.evaluation", "agreement"),
     ("fineclass.crowd", "acceptance_report"),
     ("fineclass.crowd", "assemble_training_set"),
+    ("fineclass.crowd", "export_review"),
+    ("fineclass.crowd", "import_review"),
     ("fineclass.classifier", "to_long"),
     ("fineclass.estimation", "estimate"),
     ("fineclass.estimation", "draw_sample"),

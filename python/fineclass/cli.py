@@ -365,6 +365,17 @@ def _sample(args) -> int:
         id=args.id or "id",
     )
     _write_or_print(table, args.output)
+    if args.rows_output:  # the drawn documents' rows of DATA: their codes, to export for review
+        import pyarrow as pa
+
+        from .estimation._inputs import id_keys
+        from .tables import read_table
+
+        data = read_table(args.data, "data")
+        drawn = set(id_keys(table, "id", "sample"))
+        keep = pa.array([k in drawn for k in id_keys(data, args.id or "id", "data")])
+        _write_table(data.filter(keep), args.rows_output)
+        print(f"wrote the {table.num_rows} drawn documents' rows of {args.data} to {args.rows_output}")
     return 0
 
 
@@ -671,6 +682,11 @@ COMMANDS = [
             arg("--seed", type=int, default=0),
             arg("--id", default=None, help="the id column (default: id)"),
             arg("-o", "--output", default=None, help="sample file (.parquet or .csv); printed when absent"),
+            arg(
+                "--rows-output",
+                default=None,
+                help="also write the drawn documents' rows of DATA (e.g. their codes, for `review export`)",
+            ),
         ],
         description="Draw a random sample to code by hand; `fineclass estimate` needs its probabilities.",
     ),
