@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+import fineclass
 from fineclass import FineclassError, LabelSpec
 from fineclass.cli import main as cli_main
 from fineclass.crowd import acceptance_report, assemble_training_set, export_review, import_review
@@ -153,6 +155,14 @@ def test_corrections_and_additions_enter_the_training_set(case, tmp_path):
         == adds["ana"]["additions"] + adds["ben"]["additions"]
     )
     assert adds["all"]["documents"] == 33
+    # the proposer table goes to the budget planner as it is: labels / acceptance documents, each with `items`
+    # proposals at the timed seconds per proposal
+    plan = {r["proposer"]: r for r in fineclass.plan_budget(100, rep["proposer"], scratch_seconds=60).to_pylist()}
+    for r in prop.to_dicts():
+        assert plan[r["proposer"]]["documents"] == int(np.ceil(100 / r["rate"]))
+        assert plan[r["proposer"]]["coder_hours"] == pytest.approx(
+            np.ceil(100 / r["rate"]) * r["items"] * SECONDS / 3600, rel=0.02
+        )
 
 
 def _good_sheets(case, folder):
