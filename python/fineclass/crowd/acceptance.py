@@ -226,6 +226,9 @@ def acceptance_report(decisions: Any) -> dict[str, pa.Table]:
         pair of decisions on one proposal is one unit): items, agreement (share of equal decisions), kappa
         (Cohen's), alpha (Krippendorff's, nominal, all coders of a proposal; on the "all" row), and ``method``
         (:func:`fineclass.evaluation.agreement`).
+
+    Example:
+        >>> fineclass.acceptance_report(decisions)["proposer"]  # doctest: +SKIP
     """
     everything = read_table(decisions, "decisions")
     fields = shape(everything, "decisions")
@@ -388,6 +391,9 @@ def assemble_training_set(
     Raises:
         FineclassError: naming ``rule``, ``conflict`` or ``kind`` when they do not fit, or ``conflict`` with the
             conflicts found (``conflict="error"``).
+
+    Example:
+        >>> training = fineclass.assemble_training_set(decisions)  # doctest: +SKIP
     """
     if rule not in RULES:
         raise FineclassError(f"`rule` must be one of {', '.join(RULES)}; got {rule!r}.", "rule")
