@@ -21,6 +21,8 @@ ALL = [
     "export",
     "propose",
     "review",
+    "sample",
+    "estimate",
     "serve",
     "demo",
     "doctor",

@@ -36,6 +36,9 @@ ROOT_NAMES = [
     "import_review",
     "acceptance_report",
     "assemble_training_set",
+    "estimate",
+    "draw_sample",
+    "plan_budget",
 ]
 
 # (module, name): the deep paths the R package, the vignettes and the README reach
@@ -57,7 +60,12 @@ DEEP_PATHS = [
     ("fineclass.evaluation", "agreement"),
     ("fineclass.crowd", "acceptance_report"),
     ("fineclass.crowd", "assemble_training_set"),
+    ("fineclass.crowd", "export_review"),
+    ("fineclass.crowd", "import_review"),
     ("fineclass.classifier", "to_long"),
+    ("fineclass.estimation", "estimate"),
+    ("fineclass.estimation", "draw_sample"),
+    ("fineclass.estimation", "plan_budget"),
 ]
 
 

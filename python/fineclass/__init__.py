@@ -35,6 +35,9 @@ _LAZY = {
     "import_review": ".crowd",
     "acceptance_report": ".crowd",
     "assemble_training_set": ".crowd",
+    "estimate": ".estimation",
+    "draw_sample": ".estimation",
+    "plan_budget": ".estimation",
 }
 
 __all__ = ["FineclassError", "LabelSpec", *_LAZY]
