@@ -95,7 +95,7 @@ test_that("suppressMessages() and quiet = TRUE silence training and classificati
     loud <- utils::capture.output(m2 <- ft_train(docs, epochs = 1, max_length = 8, validation = 0),
                                   type = "message")
     list(n = nrow(p), same = identical(p$label, q$label), loud = loud)
-  })
+  }, env = c(CLI_TICK_TIME = "1"))   # cli redraws every 200 ms by default: a fast run would show no bar
   expect_identical(run$value$n, 6L)
   expect_true(run$value$same)
   expect_identical(run$stdout, character())
