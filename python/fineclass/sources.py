@@ -20,7 +20,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import FineclassError
-from .tables import ID, check_text, column_error, file_format, is_path, read_table, resolve_files, with_id
+from .tables import (
+    ID,
+    check_csv_utf8,
+    check_id_types,
+    check_text,
+    column_error,
+    csv_error,
+    csv_format,
+    file_format,
+    is_path,
+    read_table,
+    resolve_files,
+    with_id,
+)
 
 READ_BATCH_ROWS = 8_192
 _TAIL_BYTES = 65_536
@@ -204,7 +217,7 @@ def _chain(first, rest):
 class FileSource(Source):
     """Parquet files read row group by row group (only the groups that hold wanted shards), or CSV files."""
 
-    def __init__(self, path, columns: list[str], argument: str = "data"):
+    def __init__(self, path, columns: list[str], argument: str = "data", id: str | None = None):
         super().__init__(columns)
         self.files = resolve_files(path, argument)
         self.format = file_format(self.files, argument)
@@ -235,19 +248,25 @@ class FileSource(Source):
                 for c in columns:
                     if c not in schema.names:
                         raise column_error(c, schema.names, "text" if c == columns[0] else "id", f"the file {f!r}")
+            check_id_types(self.schemas, self.files, id, argument)
             self.total = sum(sum(g) for g in self.row_groups)
         else:
             import pyarrow.dataset as ds
 
-            try:
-                self.dataset = ds.dataset(self.files, format="csv")
-                names = self.dataset.schema.names
-                self.schemas.append(self.dataset.schema)
-            except (pa.ArrowInvalid, OSError) as e:
-                raise FineclassError(f"`{argument}`: the CSV files could not be read ({e}).", argument) from None
-            for c in columns:
-                if c not in names:
-                    raise column_error(c, names, "text" if c == columns[0] else "id", f"`{argument}`")
+            for f in self.files:  # each file's own schema: its encoding, columns and id type
+                try:
+                    schema = ds.dataset(f, format=csv_format([f], argument)).schema
+                except (pa.ArrowInvalid, OSError) as e:
+                    raise csv_error(f, e, argument) from None
+                check_csv_utf8(schema, [f], argument)
+                for c in columns:
+                    if c not in schema.names:
+                        raise column_error(c, schema.names, "text" if c == columns[0] else "id", f"the file {f!r}")
+                self.schemas.append(schema)
+            check_id_types(self.schemas, self.files, id, argument)
+            # the text is text in every file, even where one file's texts all look like numbers
+            fmt = csv_format(self.files, argument, {columns[0]: pa.string()})
+            self.dataset = ds.dataset(self.files, format=fmt)
             self.total = None
 
     def has_column(self, name: str) -> bool:
@@ -332,11 +351,7 @@ class FileSource(Source):
                 except StopIteration:
                     return
                 except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as e:
-                    raise FineclassError(
-                        f"`{self.argument}`: a CSV file could not be read ({e}). Save it as "
-                        f"UTF-8 with one header row, or convert it to Parquet.",
-                        self.argument,
-                    ) from None
+                    raise csv_error(None, e, self.argument) from None
 
         for k, chunk in enumerate(_rechunk(batches(), shard_rows)):
             if wanted(k):
@@ -366,9 +381,9 @@ def open_source(data: Any, text: str, id: str | None) -> Source:
         FineclassError: naming ``text``, ``id`` or ``data`` for a missing column or an unreadable file.
     """
     if is_path(data):
-        source = FileSource(data, [text] + ([id] if id else []))
+        source = FileSource(data, [text] + ([id] if id else []), id=id)
         if id is None and source.has_column(ID):
-            source = FileSource(data, [text, ID])
+            source = FileSource(data, [text, ID], id=id)
     else:
         if isinstance(data, pa.RecordBatchReader):
             names, table = data.schema.names, None

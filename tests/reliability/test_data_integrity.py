@@ -68,3 +68,71 @@ def test_repeated_truth_ids_warn_before_multi_label_metrics(tmp_path):
     with warnings.catch_warnings():  # the user said what the rows mean: no warning
         warnings.simplefilter("error", EvaluationWarning)
         fineclass.evaluate(preds, truth, kind="multi")
+
+
+# ---------------------------------------------------------------------- 5. Parquet folders that disagree on the id
+def _classify(data, model, out, **kw):
+    return fineclass.classify(data, model=model, output=out, shard_rows=4, progress=False, **kw)
+
+
+def _no_shard_written(out) -> bool:
+    return not out.exists() or not [p for p in out.iterdir() if p.name.startswith(("part-", ".part-"))]
+
+
+def test_parquet_files_with_different_id_types_are_refused_before_the_first_shard(tiny_classifier, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(pa.table({"id": [1, 2, 3], "text": ["good", "bad", "fine"]}), folder / "a.parquet")
+    pq.write_table(pa.table({"id": ["x", "y"], "text": ["dull", "great"]}), folder / "b.parquet")
+    out = tmp_path / "out"
+    with pytest.raises(
+        FineclassError, match=r"id column `id` is int64 in .*a.parquet.* but string in .*b.parquet"
+    ) as e:
+        _classify(folder, tiny_classifier, out)
+    assert e.value.argument == "id"
+    assert _no_shard_written(out)
+
+
+def test_a_parquet_file_without_the_id_column_is_refused_not_given_row_numbers(tiny_classifier, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(pa.table({"id": [101, 102, 103], "text": ["good", "bad", "fine"]}), folder / "a.parquet")
+    pq.write_table(pa.table({"text": ["dull", "great"]}), folder / "b.parquet")
+    out = tmp_path / "out"
+    with pytest.raises(FineclassError, match=r"1 files have an id column `id` but 1 do not.*b.parquet") as e:
+        _classify(folder, tiny_classifier, out)
+    assert e.value.argument == "id"
+    assert _no_shard_written(out)
+
+
+def test_csv_files_with_different_id_types_are_refused_before_the_first_shard(tiny_classifier, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _csv(folder / "a.csv", "id,text\n1,good\n2,bad\n3,fine\n4,ok\n5,meh\n")
+    _csv(folder / "b.csv", "id,text\nx,dull\ny,great\n")
+    out = tmp_path / "out"
+    with pytest.raises(FineclassError, match=r"id column `id` is int64 in .*a.csv.* but string in .*b.csv"):
+        _classify(folder, tiny_classifier, out)
+    assert _no_shard_written(out)
+
+
+# ---------------------------------------------------------------------- 11. encodings and delimiters
+def test_a_latin1_csv_is_reported_as_not_utf8_with_the_fix(tiny_classifier, tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("id,text\n1,un film très réussi\n2,mauvais\n".encode("latin-1"))
+    for call in (
+        lambda: _classify(str(path), tiny_classifier, tmp_path / "out"),
+        lambda: fineclass.as_table(str(path)),
+    ):
+        with pytest.raises(FineclassError, match=r"is not UTF-8.*Save it as UTF-8") as e:
+            call()
+        assert e.value.argument == "data"
+
+
+def test_a_tsv_file_is_read_as_tab_separated(tiny_classifier, tmp_path):
+    path = _csv(tmp_path / "docs.tsv", "id\ttext\n7\ta good, solid film\n8\tbad, bad, bad\n")
+    table = fineclass.as_table(path)
+    assert table.column("id").to_pylist() == [7, 8]
+    assert table.column("text").to_pylist() == ["a good, solid film", "bad, bad, bad"]
+    _classify(path, tiny_classifier, tmp_path / "out")
+    assert fineclass.read_output(tmp_path / "out").column("id").to_pylist() == [7, 8]
