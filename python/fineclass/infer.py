@@ -27,6 +27,7 @@ from .ledger import (
     parse_shard,
     read_output,
     report,
+    weights_identity,
     write_shard,
 )
 from .ray_engine import classify_ray
@@ -69,6 +70,7 @@ def _classify_local(
 
     fingerprint = {
         "model": model_identity(clf.manifest_),
+        "weights": weights_identity(model),
         "input": source.identity(shard_rows),
         "text": text,
         "id": id,

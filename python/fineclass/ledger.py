@@ -6,8 +6,9 @@ input). A rerun with ``resume=True`` skips the shards in the ledger whose files 
 so each id is written exactly once. ``shard="i/n"`` keeps the shards whose number is ``i`` modulo ``n``: ``n``
 jobs together produce exactly the shards of one run, in one output folder or several.
 
-An output folder belongs to one run: ``_run.json`` records the model, the input's identity, the text and id
-columns and the shard size. A folder holding finished shards of another run is refused, so results of two runs
+An output folder belongs to one run: ``_run.json`` records the model (its training record and a hash of its
+weights), the input's identity, the text and id columns and the shard size; the ledger's per-shard input hashes
+are compared as a CSV file or a stream passes finished shards (an in-place edit keeps a file's size). A folder holding finished shards of another run is refused, so results of two runs
 are never mixed. Every engine (``infer.ENGINES``) writes the same folder through this module.
 """
 
@@ -28,7 +29,7 @@ import pyarrow.parquet as pq
 
 from ._fs import atomic_file
 from .errors import FineclassError, warn_user
-from .manifest import now, versions, write_json_atomic
+from .manifest import now, versions, weights_digest, write_json_atomic
 
 LEDGER = "_ledger.jsonl"
 RUN_FILE = "_run.json"
@@ -76,6 +77,31 @@ def model_identity(manifest: dict) -> str:
     """
     m = manifest
     return m.get("fingerprint") or hashlib.sha256(json.dumps(m, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def weights_identity(model: Any) -> str | None:
+    """The model's weights in a run's identity: two models whose training records agree still differ here.
+
+    Args:
+        model: the folder of a saved model (its weight files' SHA-256, ``manifest.weights_digest``), or a
+            fitted classifier in memory (a SHA-256 of its tensors' names, types, shapes and bytes).
+
+    Returns:
+        A hex digest, or None when there are no weights to hash.
+    """
+    if isinstance(model, (str, Path)):
+        return weights_digest(model)
+    module = getattr(model, "module_", None)
+    if module is None:
+        return None
+    import torch  # a fitted classifier in memory: torch is loaded already
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}\x1f{t.dtype}\x1f{tuple(tensor.shape)}\x1e".encode())
+        h.update(memoryview(t.view(torch.uint8).numpy()))
+    return h.hexdigest()
 
 
 def read_ledger(folder: Path) -> dict[int, dict]:
@@ -171,6 +197,8 @@ def _describe_difference(old: dict, new: dict) -> str:
     what = []
     if old.get("model") != new.get("model"):
         what.append("a different model")
+    elif old.get("weights") != new.get("weights"):
+        what.append("a different model (the same training record, but other weights)")
     if old.get("input") != new.get("input"):
         oi, ni = old.get("input") or {}, new.get("input") or {}
         if isinstance(oi, dict) and isinstance(ni, dict) and oi.get("kind") == ni.get("kind") == "files":

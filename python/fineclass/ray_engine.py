@@ -38,7 +38,16 @@ import pyarrow as pa
 from ._checks import whole_number
 from .classifier import Classifier, load
 from .errors import FineclassError
-from .ledger import DEFAULT_SHARD_ROWS, Run, model_identity, parse_shard, remove_stale_temporaries, report, write_shard
+from .ledger import (
+    DEFAULT_SHARD_ROWS,
+    Run,
+    model_identity,
+    parse_shard,
+    remove_stale_temporaries,
+    report,
+    weights_identity,
+    write_shard,
+)
 from .scoring import check_batch_tokens, progress_bar
 from .sources import FileSource, TableSource, hash_input, in_memory, open_source
 
@@ -342,6 +351,7 @@ def classify_ray(
         if output is not None:
             fingerprint = {
                 "model": model_identity(manifest),
+                "weights": weights_identity(model),
                 "input": identity,
                 "text": text,
                 "id": id,

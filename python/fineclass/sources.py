@@ -131,8 +131,8 @@ class Source:
         Args:
             shard_rows: the rows per shard.
             wanted: which shard numbers to yield.
-            check: called with the shards a stream passes without yielding them (to check that finished
-                shards of an earlier run hold the same input).
+            check: called with the shards a stream or a CSV file passes without yielding them (to check that
+                finished shards of an earlier run hold the same input: a CSV file edited in place keeps its size).
 
         Yields:
             ``(k, table)``: the shard's number and its rows (the ``columns`` only).
@@ -296,7 +296,7 @@ class FileSource(Source):
 
     def shards(self, shard_rows, wanted, check=None):
         if self.format != "parquet":
-            yield from self._csv_shards(shard_rows, wanted)
+            yield from self._csv_shards(shard_rows, wanted, check)
             return
         total, R = self.total, shard_rows
         buf: list = []
@@ -340,7 +340,7 @@ class FileSource(Source):
                 if pf is not None:
                     pf.close()
 
-    def _csv_shards(self, shard_rows, wanted):
+    def _csv_shards(self, shard_rows, wanted, check=None):
         scanner = self.dataset.scanner(columns=self.columns, batch_size=READ_BATCH_ROWS)
 
         def batches():
@@ -356,6 +356,8 @@ class FileSource(Source):
         for k, chunk in enumerate(_rechunk(batches(), shard_rows)):
             if wanted(k):
                 yield k, chunk
+            elif check is not None:  # a CSV file is read whole anyway: finished shards are checked as they pass
+                check(k, chunk)
 
 
 def _concat(pieces: list) -> pa.Table:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import warnings
 
 import pyarrow as pa
-import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -136,3 +135,45 @@ def test_a_tsv_file_is_read_as_tab_separated(tiny_classifier, tmp_path):
     assert table.column("text").to_pylist() == ["a good, solid film", "bad, bad, bad"]
     _classify(path, tiny_classifier, tmp_path / "out")
     assert fineclass.read_output(tmp_path / "out").column("id").to_pylist() == [7, 8]
+
+
+# ---------------------------------------------------------------------- 4. the run's identity: input content, weights
+def test_resume_refuses_a_csv_input_edited_in_place_at_the_same_size(tiny_classifier, tmp_path):
+    path = tmp_path / "docs.csv"
+    note = "x" * 10_000  # a column not read, so that the edit lies before the file's last 64 KB
+    rows = [f"{i},a {'good' if i % 2 else 'poor'} film number {i:02d},{note}" for i in range(12)]
+    path.write_text("id,text,note\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    _classify(str(path), tiny_classifier, out)
+    before = path.stat().st_size
+    path.write_text(path.read_text(encoding="utf-8").replace("good film number 01", "gold film number 01"))
+    assert path.stat().st_size == before
+    with pytest.raises(FineclassError, match=r"a different input: shard 0 differs.*new output folder") as e:
+        _classify(str(path), tiny_classifier, out)
+    assert e.value.argument == "output"
+
+
+def _other_weights(clf, folder):
+    """The same classifier (same training record) with one tensor changed, saved to ``folder``."""
+    import torch
+
+    other = fineclass.load(clf.save(folder / "a"))
+    with torch.no_grad():
+        p = next(t for name, t in other.module_.named_parameters() if name.endswith("bias"))
+        p.add_(0.5)
+    assert other.manifest_ == fineclass.load(folder / "a").manifest_
+    return other.save(folder / "b"), other
+
+
+def test_resume_refuses_a_different_model_with_the_same_training_record(tiny_classifier, tmp_path):
+    a = tiny_classifier.save(tmp_path / "models" / "saved")
+    b, b_in_memory = _other_weights(tiny_classifier, tmp_path / "models")
+    data = pa.table({"id": list(range(12)), "text": [f"a film, take {i}" for i in range(12)]})
+    for first, second in ((a, b), (tiny_classifier, b_in_memory)):
+        out = tmp_path / f"out-{len(list(tmp_path.iterdir()))}"
+        _classify(data, first, out, shard="0/2")  # half the shards, then "resume" with the other model
+        with pytest.raises(FineclassError, match=r"another run \(a different model.*other weights") as e:
+            _classify(data, second, out)
+        assert e.value.argument == "output"
+        _classify(data, first, out)  # the model that started the run finishes it
+        assert fineclass.read_output(out).column("id").to_pylist() == list(range(12))
