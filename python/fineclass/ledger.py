@@ -8,8 +8,9 @@ jobs together produce exactly the shards of one run, in one output folder or sev
 
 An output folder belongs to one run: ``_run.json`` records the model (its training record and a hash of its
 weights), the input's identity, the text and id columns and the shard size; the ledger's per-shard input hashes
-are compared as a CSV file or a stream passes finished shards (an in-place edit keeps a file's size). A folder holding finished shards of another run is refused, so results of two runs
-are never mixed. Every engine (``infer.ENGINES``) writes the same folder through this module.
+are compared as a CSV file or a stream passes finished shards (an in-place edit keeps a file's size). A folder
+holding finished shards of another run is refused, so results of two runs are never mixed. Every engine
+(``infer.ENGINES``) writes the same folder through this module.
 """
 
 from __future__ import annotations
