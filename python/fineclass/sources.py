@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -103,14 +104,36 @@ class Source:
         columns: the columns read: the text column, then the id column when there is one.
         id_column: the id column's name, or None (the id is then the row number in the input).
         total: the number of rows, or None where it is only known at the end (CSV files, streams).
+        seen: for those, the number of rows once :meth:`shards` has read the whole input (else None).
     """
 
     kind: str = "table"
     total: int | None = None
+    seen: int | None = None
 
     def __init__(self, columns: list[str]):
         self.columns = list(columns)
         self.id_column = self.columns[1] if len(self.columns) > 1 else None
+
+    def check_output(self, output: str | Path) -> None:
+        """Refuse an output folder that the input would read (only a folder of files can hold one).
+
+        Args:
+            output: the output folder.
+        """
+
+    def check_rows(self) -> None:
+        """Refuse an input without rows (there would be a run with no shard to read back).
+
+        Raises:
+            FineclassError: naming ``data`` when the input is known to have no rows.
+        """
+        rows = self.total if self.total is not None else self.seen
+        if rows == 0:
+            raise FineclassError(
+                "`data` has no rows: there is nothing to classify (nothing is written). Check the path or filter.",
+                "data",
+            )
 
     def identity(self, shard_rows: int) -> dict:
         """What the run record keeps to recognise this input again.
@@ -202,11 +225,7 @@ class StreamSource(Source):
             self.identity(shard_rows)
         chunks = self._chunks if self._head is None else _chain([self._head], self._chunks)
         self._head = None
-        for k, chunk in enumerate(chunks):
-            if wanted(k):
-                yield k, chunk
-            elif check is not None:
-                check(k, chunk)
+        yield from _pass(self, chunks, wanted, check)
 
 
 def _chain(first, rest):
@@ -219,6 +238,7 @@ class FileSource(Source):
 
     def __init__(self, path, columns: list[str], argument: str = "data", id: str | None = None):
         super().__init__(columns)
+        self.path = str(path)
         self.files = resolve_files(path, argument)
         self.format = file_format(self.files, argument)
         self.argument = argument
@@ -268,6 +288,26 @@ class FileSource(Source):
             fmt = csv_format(self.files, argument, {columns[0]: pa.string()})
             self.dataset = ds.dataset(self.files, format=fmt)
             self.total = None
+
+    def check_output(self, output: str | Path) -> None:
+        """An output folder inside the input folder would be read as input by the next run: refuse it.
+
+        Args:
+            output: the output folder.
+
+        Raises:
+            FineclassError: naming ``output`` when it lies inside the input folder.
+        """
+        if not os.path.isdir(self.path):
+            return
+        inside = os.path.realpath(self.path)
+        out = os.path.realpath(output)
+        if os.path.commonpath([inside, out]) == inside:
+            raise FineclassError(
+                f"`output` {str(output)!r} lies inside the input folder {self.path!r}: its shards would be read "
+                f"as input by the next run. Choose an output folder outside the input folder.",
+                "output",
+            )
 
     def has_column(self, name: str) -> bool:
         """Whether every file has a column.
@@ -353,11 +393,20 @@ class FileSource(Source):
                 except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as e:
                     raise csv_error(None, e, self.argument) from None
 
-        for k, chunk in enumerate(_rechunk(batches(), shard_rows)):
-            if wanted(k):
-                yield k, chunk
-            elif check is not None:  # a CSV file is read whole anyway: finished shards are checked as they pass
-                check(k, chunk)
+        # a CSV file is read whole anyway: finished shards are checked as they pass
+        yield from _pass(self, _rechunk(batches(), shard_rows), wanted, check)
+
+
+def _pass(source: Source, chunks, wanted, check):
+    """Yield the wanted shards of a one-pass input, check the others, and count the rows (``source.seen``)."""
+    rows = 0
+    for k, chunk in enumerate(chunks):
+        rows += chunk.num_rows
+        if wanted(k):
+            yield k, chunk
+        elif check is not None:
+            check(k, chunk)
+    source.seen = rows
 
 
 def _concat(pieces: list) -> pa.Table:

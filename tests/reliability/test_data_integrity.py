@@ -78,6 +78,13 @@ def _no_shard_written(out) -> bool:
     return not out.exists() or not [p for p in out.iterdir() if p.name.startswith(("part-", ".part-"))]
 
 
+def _refused_before_writing(data, model, out, match: str, argument: str) -> None:
+    with pytest.raises(FineclassError, match=match) as e:
+        _classify(data, model, out)
+    assert e.value.argument == argument
+    assert _no_shard_written(out)
+
+
 def test_parquet_files_with_different_id_types_are_refused_before_the_first_shard(tiny_classifier, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
@@ -97,11 +104,9 @@ def test_a_parquet_file_without_the_id_column_is_refused_not_given_row_numbers(t
     folder.mkdir()
     pq.write_table(pa.table({"id": [101, 102, 103], "text": ["good", "bad", "fine"]}), folder / "a.parquet")
     pq.write_table(pa.table({"text": ["dull", "great"]}), folder / "b.parquet")
-    out = tmp_path / "out"
-    with pytest.raises(FineclassError, match=r"1 files have an id column `id` but 1 do not.*b.parquet") as e:
-        _classify(folder, tiny_classifier, out)
-    assert e.value.argument == "id"
-    assert _no_shard_written(out)
+    _refused_before_writing(
+        folder, tiny_classifier, tmp_path / "out", r"1 files have an id column `id` but 1 do not.*b.parquet", "id"
+    )
 
 
 def test_csv_files_with_different_id_types_are_refused_before_the_first_shard(tiny_classifier, tmp_path):
@@ -177,3 +182,118 @@ def test_resume_refuses_a_different_model_with_the_same_training_record(tiny_cla
         assert e.value.argument == "output"
         _classify(data, first, out)  # the model that started the run finishes it
         assert fineclass.read_output(out).column("id").to_pylist() == list(range(12))
+
+
+# ---------------------------------------------------------------------- 6. unfinished, empty and self-reading runs
+def test_read_output_warns_on_an_unfinished_csv_run(tiny_classifier, tmp_path):
+    path = _csv(tmp_path / "docs.csv", "id,text\n" + "".join(f"{i},film {i}\n" for i in range(12)))
+    out = tmp_path / "out"
+
+    def stop_after_first_shard(k, table):  # a run that stops part-way (killed, or out of time)
+        raise KeyboardInterrupt
+
+    from fineclass import ledger
+
+    real = ledger.Run.record
+    try:
+        ledger.Run.record = lambda self, entry: (real(self, entry), stop_after_first_shard(0, None))
+        with pytest.raises(KeyboardInterrupt):
+            _classify(path, tiny_classifier, out)
+    finally:
+        ledger.Run.record = real
+    with pytest.warns(RuntimeWarning, match=r"holds 1 shards, but no job has read the whole input"):
+        assert fineclass.read_output(out).num_rows == 4
+    # a job's share of the shards: it read the whole file, so the count is known
+    _classify(path, tiny_classifier, out, shard="1/3")
+    with pytest.warns(RuntimeWarning, match=r"holds 2 of 3 shards; the run is not finished"):
+        assert fineclass.read_output(out).num_rows == 8
+    summary = _classify(path, tiny_classifier, out)
+    assert summary["complete"] and summary["shards_skipped"] == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert fineclass.read_output(out).column("id").to_pylist() == list(range(12))
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "table"])
+def test_an_input_without_rows_is_refused_before_anything_is_written(tiny_classifier, tmp_path, kind):
+    if kind == "csv":
+        data = _csv(tmp_path / "empty.csv", "id,text\n")
+    elif kind == "parquet":
+        data = str(tmp_path / "empty.parquet")
+        pq.write_table(pa.table({"id": pa.array([], pa.int64()), "text": pa.array([], pa.string())}), data)
+    else:
+        data = pa.table({"text": pa.array([], pa.string())})
+    _refused_before_writing(data, tiny_classifier, tmp_path / "out", r"`data` has no rows", "data")
+
+
+def test_an_output_folder_inside_the_input_folder_is_refused(tiny_classifier, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(pa.table({"id": [1, 2], "text": ["good", "bad"]}), folder / "a.parquet")
+    with pytest.raises(FineclassError, match=r"lies inside the input folder") as e:
+        _classify(str(folder), tiny_classifier, folder / "out")
+    assert e.value.argument == "output"
+    assert not (folder / "out").exists()
+
+
+# ---------------------------------------------------------------------- 7. one writer per shard of an output folder
+def test_a_second_process_is_refused_and_a_dead_ones_lock_is_taken_over(tiny_classifier, tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    data = pa.table({"id": list(range(8)), "text": [f"film {i}" for i in range(8)]})
+    out = tmp_path / "out"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # a live process on this host holds the whole folder
+        lock = out / "_lock-0-of-1.json"
+        lock.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "since": "now"}))
+        with pytest.raises(FineclassError, match=rf"written by another process \(pid {sleeper.pid}") as e:
+            _classify(data, tiny_classifier, out)
+        assert e.value.argument == "output"
+        # a share that overlaps a live lock is refused too; one that does not overlap is not
+        lock.rename(out / "_lock-1-of-2.json")
+        with pytest.raises(FineclassError, match=r"written by another process"):
+            _classify(data, tiny_classifier, out, shard="1/4")
+        _classify(data, tiny_classifier, out, shard="0/2")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # the holder is dead now: its lock is stale and taken over, and the run finishes
+    summary = _classify(data, tiny_classifier, out)
+    assert summary["complete"]
+    assert not list(out.glob("_lock-0-of-1.json")), "the lock is released at the end"
+    assert fineclass.read_output(out).column("id").to_pylist() == list(range(8))
+
+
+# ---------------------------------------------------------------------- 11. errors instead of tracebacks
+def test_an_output_folder_that_cannot_be_written_is_a_fineclass_error(tiny_classifier, tmp_path):
+    data = pa.table({"id": [1, 2], "text": ["good", "bad"]})
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for out in (blocker / "out", "/sys/fineclass-output"):  # under a file; on a read-only file system
+        with pytest.raises(FineclassError, match=r"could not be written .*choose") as e:
+            _classify(data, tiny_classifier, out)
+        assert e.value.argument == "output"
+
+
+def test_cli_config_json_and_evaluate_output_errors_are_fineclass_errors(tmp_path, capsys):
+    from fineclass.cli import main
+
+    docs = _csv(tmp_path / "docs.csv", "id,text,label\n1,good,pos\n2,bad,neg\n")
+    assert main(["train", docs, "-o", str(tmp_path / "m"), "--config", "{epochs: 2}"]) == 2
+    assert "--config is not valid JSON" in capsys.readouterr().err
+    assert main(["train", docs, "-o", str(tmp_path / "m"), "--config", "[2]"]) == 2
+    assert "--config must be a JSON object" in capsys.readouterr().err
+    preds = _csv(tmp_path / "preds.csv", "id,label\n1,pos\n2,pos\n")
+    truth = _csv(tmp_path / "truth.csv", "id,label\n1,pos\n2,neg\n")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(["evaluate", preds, truth, "--bootstrap", "0", "--output", str(blocker / "metrics.csv")]) == 2
+    assert "--output" in (err := capsys.readouterr().err) and "could not be written" in err
+    assert main(["evaluate", preds, truth, "--bootstrap", "0", "--output", str(tmp_path / "metrics.txt")]) == 2
+    captured = capsys.readouterr()
+    assert "--output must end in .csv or .json" in captured.err
+    assert "Evaluation" not in captured.out  # refused before the evaluation, not after it
