@@ -288,6 +288,44 @@ class FileSource(Source):
             fmt = csv_format(self.files, argument, {columns[0]: pa.string()})
             self.dataset = ds.dataset(self.files, format=fmt)
             self.total = None
+        self._check_read_ahead()
+
+    def _check_read_ahead(self) -> None:
+        """Read the id column (and a CSV file's text) once before any work.
+
+        A missing id, an id a file cannot hold in its column's type, or bytes that are not UTF-8 are so refused
+        before the first shard, not after some shards are written.
+        """
+        if self.format == "parquet" and self.id_column is None:
+            return
+        position, missing = 0, []
+        for f, batches in self._read_ahead_batches():
+            try:
+                for batch in batches:
+                    if self.id_column is not None and batch.column(self.id_column).null_count:
+                        nulls = np.flatnonzero(batch.column(self.id_column).is_null().to_numpy(zero_copy_only=False))
+                        missing.extend((nulls + position).tolist()[: 5 - len(missing)])
+                    position += batch.num_rows
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as e:
+                raise (self._read_error(f, e) if f else csv_error(None, e, self.argument)) from None
+        if missing:
+            raise FineclassError(
+                f"the id column `{self.id_column}` has missing values (rows {', '.join(map(str, missing))} of "
+                f"`{self.argument}`, counted from 0 over its files in order); every row needs an id.",
+                "id",
+            )
+
+    def _read_ahead_batches(self):
+        """(file, batches) of the columns read ahead: Parquet's id column file by file, CSV's columns at once."""
+        if self.format != "parquet":
+            yield None, self.dataset.scanner(columns=self.columns, batch_size=READ_BATCH_ROWS).to_batches()
+            return
+        for f in self.files:
+            try:
+                pf = pq.ParquetFile(f)
+            except Exception as e:
+                raise self._read_error(f, e) from None
+            yield f, pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=[self.id_column], use_threads=False)
 
     def check_output(self, output: str | Path) -> None:
         """An output folder inside the input folder would be read as input by the next run: refuse it.

@@ -107,7 +107,7 @@ def csv_format(files: list[str], argument: str, column_types: dict | None = None
     if len(tabs) > 1:
         raise FineclassError(f"`{argument}` mixes .csv and .tsv files; pass one kind.", argument)
     return ds.CsvFileFormat(
-        parse_options=pcsv.ParseOptions(delimiter="\t" if tabs.pop() else ","),
+        parse_options=pcsv.ParseOptions(delimiter="\t" if tabs.pop() else ",", newlines_in_values=True),
         convert_options=pcsv.ConvertOptions(column_types=column_types or {}),
     )
 
@@ -289,7 +289,7 @@ def _read_csv(files: list[str], argument: str) -> pa.Table:
                 pcsv.read_csv(
                     f,
                     read_options=pcsv.ReadOptions(encoding="utf8"),
-                    parse_options=pcsv.ParseOptions(delimiter=delimiter),
+                    parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
                 )
             )
         except (pa.ArrowInvalid, UnicodeDecodeError) as e:
