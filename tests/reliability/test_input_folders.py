@@ -28,14 +28,25 @@ TEXT = st.one_of(
     st.sampled_from(["", " ", "\t", "a good film", "bad, very bad", 'he said "no"', "two\nlines", "très bien", "12"]),
     st.text(st.characters(codec="latin-1", exclude_categories=["Cc", "Cs"]), max_size=12),
 )
-FILE = st.fixed_dictionaries(
-    {
-        "format": st.sampled_from(["parquet", "csv", "tsv"]),
-        "ids": st.sampled_from(["int", "str", "none"]),
-        "encoding": st.sampled_from(["utf-8", "utf-8", "latin-1"]),
-        "texts": st.lists(TEXT, max_size=6),
-    }
-)
+FORMATS = ["parquet", "csv", "tsv"]
+ID_KINDS = ["int", "str", "none"]
+
+
+@st.composite
+def folders(draw) -> list[dict]:
+    """One to three files; most folders agree on format and id kind, some mix them (and must be refused)."""
+    n = draw(st.integers(1, 3))
+    fmt = draw(st.sampled_from(FORMATS + ["mixed"]))
+    ids = draw(st.sampled_from(ID_KINDS + ["mixed"]))
+    return [
+        {
+            "format": draw(st.sampled_from(FORMATS)) if fmt == "mixed" else fmt,
+            "ids": draw(st.sampled_from(ID_KINDS)) if ids == "mixed" else ids,
+            "encoding": draw(st.sampled_from(["utf-8", "utf-8", "utf-8", "latin-1"])),
+            "texts": draw(st.lists(TEXT, max_size=6)),
+        }
+        for _ in range(n)
+    ]
 
 
 def _write(folder: Path, n: int, spec: dict, first_id: int) -> list:
@@ -67,7 +78,7 @@ def _write(folder: Path, n: int, spec: dict, first_id: int) -> list:
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(files=st.lists(FILE, min_size=1, max_size=3), shard_rows=st.integers(1, 4))
+@given(files=folders(), shard_rows=st.integers(1, 4))
 def test_classify_writes_each_id_once_or_refuses_before_a_shard(
     hypothesis_examples, tiny_classifier, files, shard_rows
 ):
