@@ -46,28 +46,24 @@ def _fold_long(table: pa.Table, labels: Any, label: Any, argument: str = "labels
     unknown = set()
     dims = lt.column(dim_col).to_pylist()
     levels = lt.column(level_col).to_pylist() if level_col else None
-    blank = [i for k, i in enumerate(lid.to_pylist()) if is_missing(dims[k]) or (level_col and is_missing(levels[k]))]
-    if blank:
-        raise FineclassError(
-            f"{len(blank)} rows of `{argument}` have a missing or blank label (ids: {preview(blank)}). A document "
-            f"without labels needs no row: remove these rows, or fill in their labels.",
-            argument,
-        )
     for k, i in enumerate(lid.to_pylist()):
         p = pos.get(i)
         if p is None:
             unknown.add(i)
             continue
+        if is_missing(dims[k]):  # a row without a label (null or blank): the document has no label from it
+            continue
         if level_col:
             d = canon(dims[k])
+            level = None if is_missing(levels[k]) else levels[k]
             prev = values[p].get(d)
-            if prev is not None and prev != levels[k]:
+            if prev is not None and prev != level:
                 raise FineclassError(
                     f"document {i!r} has two levels for dimension {d!r} in `{argument}` "
-                    f"({prev!r} and {levels[k]!r}); keep one.",
+                    f"({prev!r} and {level!r}); keep one.",
                     argument,
                 )
-            values[p][d] = levels[k]
+            values[p][d] = level
         else:
             values[p].append(dims[k])
     return values, unknown

@@ -88,26 +88,24 @@ def model_identity(manifest: dict) -> str:
 def weights_identity(model: Any) -> str | None:
     """The model's weights in a run's identity: two models whose training records agree still differ here.
 
+    A saved model and the same model in memory give the same digest (the one of the files ``save()`` writes), so
+    a run begun with either can be finished with the other.
+
     Args:
-        model: the folder of a saved model (its weight files' SHA-256, ``manifest.weights_digest``), or a
-            fitted classifier in memory (a SHA-256 of its tensors' names, types, shapes and bytes).
+        model: the folder of a saved model, or a fitted classifier in memory (saved to a temporary folder to be
+            hashed).
 
     Returns:
-        A hex digest, or None when there are no weights to hash.
+        The SHA-256 of the weight files (``manifest.weights_digest``), or None when there are none.
     """
     if isinstance(model, (str, Path)):
         return weights_digest(model)
-    module = getattr(model, "module_", None)
-    if module is None:
+    if not callable(getattr(model, "save", None)):
         return None
-    import torch  # a fitted classifier in memory: torch is loaded already
+    import tempfile
 
-    h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous().reshape(-1)
-        h.update(f"{name}\x1f{t.dtype}\x1f{tuple(tensor.shape)}\x1e".encode())
-        h.update(memoryview(t.view(torch.uint8).numpy()))
-    return h.hexdigest()
+    with tempfile.TemporaryDirectory(prefix="fineclass-weights-") as tmp:
+        return weights_digest(model.save(Path(tmp) / "model"))
 
 
 def read_ledger(folder: Path) -> dict[int, dict]:

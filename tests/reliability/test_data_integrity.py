@@ -34,15 +34,16 @@ def test_blank_labels_are_refused_with_their_ids_in_training(tmp_path):
         labelled({"id": [1, 2, 3, 4], "text": ["a", "b", "c", "d"], "label": ["pos", "neg", None, None]})
 
 
-def test_blank_entries_in_label_lists_and_long_label_tables_are_refused(tmp_path):
+def test_blank_entries_in_label_lists_are_refused_and_blank_long_rows_read_as_null_rows(tmp_path):
     docs = {"id": [1, 2, 3], "text": ["a", "b", "c"]}
     with pytest.raises(FineclassError, match=r"ids: 2") as e:
         labelled({**docs, "label": [["x"], ["y", " "], []]})
     assert e.value.argument == "label"
-    long = _csv(tmp_path / "labels.csv", "id,label\n1,x\n2,\n3,y\n")
-    with pytest.raises(FineclassError, match=r"missing or blank label \(ids: 2\)") as e:
-        labelled(docs, labels=long)
-    assert e.value.argument == "labels"
+    # in a long label table a row without a label means "no label from this row", blank or null alike
+    blank = labelled(docs, labels=_csv(tmp_path / "labels.csv", "id,label\n1,x\n2,\n3,y\n"))
+    null = labelled(docs, labels=pa.table({"id": [1, 2, 3], "label": ["x", None, "y"]}))
+    assert blank.spec.classes == null.spec.classes == ["x", "y"]
+    assert (blank.targets == null.targets).all()
 
 
 def test_blank_truth_labels_are_refused_in_evaluate(tmp_path):
@@ -174,13 +175,14 @@ def test_resume_refuses_a_different_model_with_the_same_training_record(tiny_cla
     a = tiny_classifier.save(tmp_path / "models" / "saved")
     b, b_in_memory = _other_weights(tiny_classifier, tmp_path / "models")
     data = pa.table({"id": list(range(12)), "text": [f"a film, take {i}" for i in range(12)]})
-    for first, second in ((a, b), (tiny_classifier, b_in_memory)):
+    # a saved model and the same model in memory are one model: either finishes a run the other began
+    for first, second, same in ((a, b, tiny_classifier), (tiny_classifier, b_in_memory, a)):
         out = tmp_path / f"out-{len(list(tmp_path.iterdir()))}"
         _classify(data, first, out, shard="0/2")  # half the shards, then "resume" with the other model
         with pytest.raises(FineclassError, match=r"another run \(a different model.*other weights") as e:
             _classify(data, second, out)
         assert e.value.argument == "output"
-        _classify(data, first, out)  # the model that started the run finishes it
+        _classify(data, same, out)
         assert fineclass.read_output(out).column("id").to_pylist() == list(range(12))
 
 
