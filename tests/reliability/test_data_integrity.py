@@ -15,6 +15,8 @@ import fineclass
 from fineclass import FineclassError
 from fineclass.data import labelled
 
+from ._helpers import popen_python
+
 pytestmark = pytest.mark.reliability
 
 
@@ -299,3 +301,44 @@ def test_cli_config_json_and_evaluate_output_errors_are_fineclass_errors(tmp_pat
     captured = capsys.readouterr()
     assert "--output must end in .csv or .json" in captured.err
     assert "Evaluation" not in captured.out  # refused before the evaluation, not after it
+
+
+def test_two_real_processes_on_one_folder_then_a_kill_and_a_takeover(tiny_classifier, tmp_path):
+    """The issue's reproduction: a second classify on a folder in use is refused (it used to redo every shard and
+    delete the first one's temporary file); after the first is killed, its stale lock is taken over."""
+    import os
+    import signal
+    import time
+
+    model = tiny_classifier.save(tmp_path / "model")
+    n = 800
+    pq.write_table(
+        pa.table({"id": list(range(n)), "text": [f"film {i}, rather long" for i in range(n)]}), tmp_path / "in.parquet"
+    )
+    out = tmp_path / "out"
+    proc = popen_python(
+        f"""
+        import fineclass
+        fineclass.classify({str(tmp_path / "in.parquet")!r}, model={model!r}, output={str(out)!r}, shard_rows=20,
+                           progress=False)
+        """,
+        tmp_path / "first.log",
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "_ledger.jsonl").exists() and '"shard"' in (out / "_ledger.jsonl").read_text():
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
+        with pytest.raises(FineclassError, match=rf"written by another process \(pid {proc.pid} ") as e:
+            fineclass.classify(str(tmp_path / "in.parquet"), model=model, output=out, shard_rows=20, progress=False)
+        assert e.value.argument == "output"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    summary = fineclass.classify(str(tmp_path / "in.parquet"), model=model, output=out, shard_rows=20, progress=False)
+    assert summary["complete"] and summary["shards_skipped"] >= 1
+    assert fineclass.read_output(out).column("id").to_pylist() == list(range(n))
