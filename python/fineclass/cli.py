@@ -82,11 +82,32 @@ def _label_arg(label: str, long_table: Any) -> Any:
     return label.split(",") if long_table and label and "," in label else label
 
 
+def _config_arg(value: str | None) -> dict | None:
+    """``--config``: TrainConfig settings as a JSON object; anything else is an error naming ``config``."""
+    from .errors import FineclassError
+
+    if not value:
+        return None
+    try:
+        config = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise FineclassError(
+            f"--config is not valid JSON ({e.msg} at character {e.pos}): {value!r}. Pass an object, e.g. "
+            f'--config \'{{"epochs": 2, "learning_rate": 5e-5}}\' (keys and strings in double quotes).',
+            "config",
+        ) from None
+    if not isinstance(config, dict):
+        raise FineclassError(
+            f"--config must be a JSON object of settings, e.g. '{{\"epochs\": 2}}'; got {value!r}.", "config"
+        )
+    return config
+
+
 # ---------------------------------------------------------------------- handlers
 def _train(args) -> int:
     from .classifier import train
 
-    config = json.loads(args.config) if args.config else {}
+    config = _config_arg(args.config) or {}
     for key in ("epochs", "max_length", "batch_size", "seed"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
@@ -154,6 +175,9 @@ def _evaluate(args) -> int:
     from .evaluation import EvaluationWarning, evaluate
     from .tables import read_table
 
+    out = Path(args.output) if args.output else None
+    if out is not None and out.suffix.lower() not in (".csv", ".json"):  # before the work, not after it
+        raise FineclassError(f"--output must end in .csv or .json; got {str(out)!r}.", "output")
     truth = _split_filter(read_table(args.truth, "truth"), args.split, "TRUTH")
     ids = None
     if args.ids_from:
@@ -178,16 +202,20 @@ def _evaluate(args) -> int:
             cluster=args.cluster,
         )
     print(repr(ev))
-    if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix.lower() == ".json":
-            payload = {name: t.to_pylist() for name, t in ev.to_dict().items()}
-            out.write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
-        elif out.suffix.lower() == ".csv":
-            _write_table(ev.metrics, str(out))
-        else:
-            raise FineclassError(f"--output must end in .csv or .json; got {str(out)!r}.", "output")
+    if out is not None:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if out.suffix.lower() == ".json":
+                payload = {name: t.to_pylist() for name, t in ev.to_dict().items()}
+                out.write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
+            else:
+                _write_table(ev.metrics, str(out))
+        except OSError as e:
+            raise FineclassError(
+                f"--output {str(out)!r} could not be written ({e.strerror or e}); choose a path in a folder you "
+                f"can write to.",
+                "output",
+            ) from None
         print(f"written to {out}")
     return 0
 
@@ -208,7 +236,7 @@ def _curve(args) -> int:
         labels=args.labels,
         model=args.model,
         method=args.method,
-        config=json.loads(args.config) if args.config else None,
+        config=_config_arg(args.config),
         target=args.target,
         plot=args.plot,
         checkpoint=args.checkpoint,

@@ -38,7 +38,16 @@ import pyarrow as pa
 from ._checks import whole_number
 from .classifier import Classifier, load
 from .errors import FineclassError
-from .ledger import DEFAULT_SHARD_ROWS, Run, model_identity, parse_shard, remove_stale_temporaries, report, write_shard
+from .ledger import (
+    DEFAULT_SHARD_ROWS,
+    Run,
+    model_identity,
+    parse_shard,
+    remove_stale_temporaries,
+    report,
+    weights_identity,
+    write_shard,
+)
 from .scoring import check_batch_tokens, progress_bar
 from .sources import FileSource, TableSource, hash_input, in_memory, open_source
 
@@ -312,11 +321,15 @@ def classify_ray(
         )
     i, n = parse_shard(shard)
     source = open_source(data, text, id)  # bad input fails here, before Ray starts
+    if output is not None:
+        source.check_output(output)
+        source.check_rows()
 
     def mine(k: int) -> bool:
         return k % n == i
 
     started = False
+    run = None
     if not ray.is_initialized():
         init = {"include_dashboard": False}
         init.update(ray_init or {})
@@ -338,16 +351,19 @@ def classify_ray(
         reader, whole = _reader_source(source, shard_rows, ray)
         total = reader.pop("total")
         n_shards = math.ceil(total / shard_rows)
-        run = None
+        if output is not None and total == 0:  # a CSV file or a stream, read whole now
+            source.seen = 0
+            source.check_rows()
         if output is not None:
             fingerprint = {
                 "model": model_identity(manifest),
+                "weights": weights_identity(model),
                 "input": identity,
                 "text": text,
                 "id": id,
                 "shard_rows": shard_rows,
             }
-            run = Run.start(output, fingerprint, resume, mine)
+            run = Run.start(output, fingerprint, resume, mine, share=(i, n))
             if source.total is None and whole is not None:  # a stream's finished shards must hold the same input
                 for k in run.done:
                     run.check_input(k, hash_input(whole.table.slice(k * shard_rows, shard_rows), source.columns))
@@ -399,6 +415,8 @@ def classify_ray(
         if run is not None:  # left by actors that died while writing (their shards are done)
             remove_stale_temporaries(run.folder, mine)
     finally:
+        if run is not None:
+            run.close()
         if started:
             ray.shutdown()
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import FineclassError
-from ..labels import canon
+from ..labels import canon, is_missing
 from .common import read
 
 
@@ -242,7 +242,7 @@ def read_coded(
         col = table.column(layout.columns[0]).to_pylist()
         best_conf: dict = {}
         for r, (k, v) in enumerate(zip(key_list, col)):
-            code = None if v is None or (isinstance(v, float) and math.isnan(v)) else canon(v)
+            code = None if is_missing(v) else canon(v)
             c = conf[r] if conf else float("nan")
             if k in out.values:
                 if out.values[k] != code:
@@ -258,14 +258,14 @@ def read_coded(
         col = table.column(layout.columns[0]).to_pylist()
         for k, v in zip(key_list, col):
             if layout.fmt == "document":
-                codes = {canon(x) for x in (v or []) if x is not None}
+                codes = {canon(x) for x in (v or []) if not is_missing(x)}
                 if k in out.values and out.values[k] != codes:
                     conflict(f"document {out.original[k]!r}", sorted(out.values[k]), sorted(codes))
                     continue  # document-level duplicates: the first row wins
                 out.values.setdefault(k, codes)
             else:
                 s = out.values.setdefault(k, set())
-                if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                if not is_missing(v):
                     s.add(canon(v))
         return out
     # dimlevel
@@ -288,10 +288,10 @@ def read_coded(
         )
     for k, d, lv, c in rows:
         m = out.values.setdefault(k, {})
-        if d is None:
+        if is_missing(d):
             continue
         d = canon(d)
-        lv = None if lv is None else canon(lv)
+        lv = None if is_missing(lv) else canon(lv)
         if d in m:
             if m[d] != lv:
                 conflict(f"document {out.original[k]!r}, dimension {d!r}", m[d], lv)
