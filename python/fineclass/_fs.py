@@ -139,7 +139,7 @@ def atomic_folder(path: str | Path, *, replace: bool = True) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def check_replaceable(path: str | Path, overwrite: bool, marker: str, what: str) -> None:
+def check_replaceable(path: str | Path, overwrite: bool, marker: str, what: str, argument: str = "path") -> None:
     """Refuse to write over a folder that is not empty, unless asked to and it holds what we wrote before.
 
     Args:
@@ -147,21 +147,57 @@ def check_replaceable(path: str | Path, overwrite: bool, marker: str, what: str)
         overwrite: whether the user asked to replace it.
         marker: a file that only a folder we wrote holds (``fineclass.json`` for a saved model).
         what: what such a folder is, for the error (``"a fineclass model"``).
+        argument: the argument named in the error.
 
     Raises:
-        FineclassError: naming ``path`` when the folder holds files and ``overwrite`` is false, or when it
+        FineclassError: naming ``argument`` when the folder holds files and ``overwrite`` is false, or when it
             holds files that are not ``what``.
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FineclassError(f"`{argument}` {str(path)!r} is a file, not a folder; choose another folder.", argument)
     if path.exists() and any(path.iterdir()):
         if not overwrite:
             raise FineclassError(
-                f"`path` {str(path)!r} exists and is not empty; pass overwrite=True or choose another folder.", "path"
+                f"`{argument}` {str(path)!r} exists and is not empty; pass overwrite=True (--overwrite) or choose "
+                f"another folder.",
+                argument,
             )
         if not (path / marker).exists():
             raise FineclassError(
-                f"`path` {str(path)!r} holds files that are not {what}; refusing to overwrite them.", "path"
+                f"`{argument}` {str(path)!r} holds files that are not {what}; refusing to overwrite them.", argument
             )
+
+
+def check_can_write_folder(path: str | Path, argument: str = "path") -> None:
+    """Make sure a folder can be written at ``path`` (before hours of work that end in writing it).
+
+    The nearest existing folder above ``path`` must be a folder in which a folder can be created (tried, then
+    removed); nothing is left behind.
+
+    Args:
+        path: the folder that will be written.
+        argument: the argument named in the error.
+
+    Raises:
+        FineclassError: naming ``argument`` when a part of ``path`` is a file, or the folder cannot be created.
+    """
+    path = Path(path).absolute()
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FineclassError(
+            f"`{argument}` {str(path)!r} cannot be created: {str(existing)!r} is a file, not a folder.", argument
+        )
+    try:
+        shutil.rmtree(tempfile.mkdtemp(prefix=".fineclass-write-check.", dir=str(existing)))
+    except OSError as e:
+        raise FineclassError(
+            f"`{argument}` {str(path)!r} cannot be written ({e.strerror or e} in {str(existing)!r}); choose a "
+            f"folder you can write to.",
+            argument,
+        ) from None
 
 
 SMALL_FILE_LIMIT = 16 * 1024 * 1024  # labels.json, fineclass.json: far more than any real one needs

@@ -82,8 +82,12 @@ def _label_arg(label: str, long_table: Any) -> Any:
 
 # ---------------------------------------------------------------------- handlers
 def _train(args) -> int:
+    from ._fs import check_can_write_folder, check_replaceable
     from .classifier import train
 
+    # the output folder is checked before training, so that a trained model is never lost to it
+    check_replaceable(args.output, args.overwrite, "fineclass.json", "a fineclass model", "output")
+    check_can_write_folder(args.output, "output")
     config = json.loads(args.config) if args.config else {}
     for key in ("epochs", "max_length", "batch_size", "seed"):
         if getattr(args, key) is not None:
