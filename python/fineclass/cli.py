@@ -45,13 +45,17 @@ class Command:
 
 # ---------------------------------------------------------------------- shared helpers
 def _write_table(table: Any, path: str) -> None:
-    """A table to a .csv file, or else a Parquet file."""
-    import pyarrow.csv as pcsv
+    """A table to a .csv file (through the one CSV writer: formulas neutralised), or else a Parquet file."""
     import pyarrow.parquet as pq
+
+    from .sheets import write_table_csv
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    (pcsv.write_csv if p.suffix.lower() == ".csv" else pq.write_table)(table, str(p))
+    if p.suffix.lower() == ".csv":
+        write_table_csv(table, p)
+    else:
+        pq.write_table(table, str(p))
 
 
 def _write_or_print(table: Any, output: str | None) -> None:

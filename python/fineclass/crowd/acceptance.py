@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -11,6 +12,7 @@ import pyarrow as pa
 
 from ..errors import FineclassError, preview
 from ..evaluation import agreement
+from ..sheets import unguard_table
 from ..tables import ID, read_table
 from .items import key_str, parse_accept, shape
 
@@ -109,6 +111,8 @@ def acceptance_report(decisions: Any) -> dict[str, pa.Table]:
         all coders of a proposal; on the "all" row), and ``method`` (:func:`fineclass.evaluation.agreement`).
     """
     dec = read_table(decisions, "decisions")
+    if isinstance(decisions, (str, Path)) and str(decisions).lower().endswith(".csv"):
+        dec = unguard_table(dec)  # a decisions.csv fineclass wrote: its text cells carry the formula guard
     fields = shape(dec, "decisions")
     acc = _accepted_bool(dec)
     out = {}
@@ -256,6 +260,8 @@ def assemble_training_set(
     if conflict not in CONFLICTS:
         raise FineclassError(f"`conflict` must be one of {', '.join(CONFLICTS)}; got {conflict!r}.", "conflict")
     dec = read_table(decisions, "decisions")
+    if isinstance(decisions, (str, Path)) and str(decisions).lower().endswith(".csv"):
+        dec = unguard_table(dec)  # a decisions.csv fineclass wrote: its text cells carry the formula guard
     fields = shape(dec, "decisions")
     if kind is None:
         kind = "dimlevel" if fields == ("dimension", "level") else "multi"

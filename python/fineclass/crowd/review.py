@@ -13,13 +13,12 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from .._fs import atomic_file
 from ..errors import FineclassError, preview
+from ..sheets import csv_unguard, save_xlsx, write_csv, xlsx_cell, xlsx_workbook
 from ..tables import ID, check_text, read_table, with_id
 from .items import key_str, parse_accept, proposal_items, shape, text_check
 
 _CODER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _safe_sheet_path(folder: Path, stem: str, coder: str | None, ext: str) -> Path:
@@ -161,12 +160,12 @@ def export_review(
                 if text_of:
                     row.append(text_of[e["doc"]])
                 row += list(e["label"]) + ["", ""]
-                if text_of:
-                    row.append(text_check(text_of[e["doc"]]))
+                if text_of:  # the check is over the text as the sheet holds it (XLSX: control characters shown)
+                    row.append(text_check(text_of[e["doc"]] if ext == ".csv" else xlsx_cell(text_of[e["doc"]])))
                 rows.append(row)
         folder.mkdir(parents=True, exist_ok=True)
         if ext == ".csv":
-            _write_csv(target, header, rows)
+            write_csv(target, header, rows)
         else:
             _write_xlsx(target, header, rows, coder)
         written.append(target)
@@ -185,50 +184,13 @@ def export_review(
     return written
 
 
-def _csv_guard(v: str) -> str:
-    """A leading ' keeps spreadsheet programs from running a cell as a formula.
-
-    A cell that starts with ' gets one too, so that :func:`_csv_unguard` (drop one leading ') restores every
-    value exactly.
-    """
-    return "'" + v if isinstance(v, str) and v.startswith(_FORMULA + ("'",)) else v
-
-
-def _csv_unguard(v: str) -> str:
-    return v[1:] if v.startswith("'") else v
-
-
-def _write_csv(target: Path, header: list[str], rows: list[list]) -> None:
-    with atomic_file(target) as tmp, open(tmp, "w", newline="", encoding="utf-8-sig") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for r in rows:
-            w.writerow([_csv_guard(v) for v in r])
-
-
 def _write_xlsx(target: Path, header: list[str], rows: list[list], coder: str | None) -> None:
-    try:
-        from openpyxl import Workbook
-        from openpyxl.worksheet.datavalidation import DataValidation
-    except ImportError:  # pragma: no cover
-        raise FineclassError(
-            "writing .xlsx needs openpyxl: pip install openpyxl, or use a .csv path.", "path"
-        ) from None
-    wb = Workbook()
+    wb = xlsx_workbook(header, rows, title=coder or "review")
     ws = wb.active
-    ws.title = (coder or "review")[:31]
-    ws.append(header)
-    for r in rows:
-        ws.append(r)
-    for row in ws.iter_rows(min_row=2):
-        for cell in row:  # every value is text: ids keep their digits, a text starting with '=' stays text
-            if cell.value is not None:
-                cell.value = str(cell.value)
-                cell.data_type = "s"
-    acc = header.index("accept") + 1
     from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.datavalidation import DataValidation
 
-    col = get_column_letter(acc)
+    col = get_column_letter(header.index("accept") + 1)
     dv = DataValidation(
         type="list",
         formula1='"Y,N"',
@@ -241,8 +203,7 @@ def _write_xlsx(target: Path, header: list[str], rows: list[list], coder: str | 
     if rows:
         dv.add(f"{col}2:{col}{len(rows) + 1}")
     ws.freeze_panes = "A2"
-    with atomic_file(target) as tmp:
-        wb.save(tmp)
+    save_xlsx(wb, target)
 
 
 def _read_sheet(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -250,7 +211,7 @@ def _read_sheet(path: Path) -> tuple[list[str], list[list[str]]]:
     if ext == ".csv":
         try:
             with open(path, newline="", encoding="utf-8-sig") as f:
-                data = [[_csv_unguard(v) for v in row] for row in csv.reader(f)]
+                data = [[csv_unguard(v) for v in row] for row in csv.reader(f)]
         except UnicodeDecodeError:
             raise FineclassError(
                 f"the review sheet {str(path)!r} is not UTF-8 text. Save it as CSV UTF-8 (or as .xlsx).", "paths"
