@@ -126,17 +126,20 @@ def test_bearer_key_is_enforced(tiny_classifier, monkeypatch):
     assert "FINECLASS_TEST_SERVE_KEY" in str(e.value)
 
 
-def test_serves_a_saved_folder_and_warns_off_loopback_without_key(tiny_classifier, tmp_path):
+def test_serves_a_saved_folder_and_refuses_off_loopback_without_consent_and_key(tiny_classifier, tmp_path):
     folder = tiny_classifier.save(tmp_path / "sentiment")
     with start_server(folder) as h:
         assert h.name == "sentiment"
         assert call(h.url, "/v1/models")[1]["data"][0]["id"] == "sentiment"
-    with pytest.warns(UserWarning, match="without a key"):
-        h = start_server(tiny_classifier, host="0.0.0.0")
-    h.stop()
+    with pytest.raises(FineclassError, match="allow_remote") as e:
+        start_server(tiny_classifier, host="0.0.0.0", key="k")
+    assert e.value.argument == "host"
+    with pytest.raises(FineclassError, match="key") as e:
+        start_server(tiny_classifier, host="0.0.0.0", allow_remote=True)
+    assert e.value.argument == "key"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        start_server(tiny_classifier, host="0.0.0.0", key="k").stop()
+        start_server(tiny_classifier, host="0.0.0.0", key="k", allow_remote=True).stop()
     with pytest.raises(FineclassError):
         start_server(tmp_path / "missing")
 

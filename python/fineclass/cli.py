@@ -356,7 +356,19 @@ def _review_assemble(args) -> int:
 def _serve(args) -> int:
     from .serve import serve
 
-    serve(args.model, host=args.host, port=args.port, key_env=args.key_env, name=args.name, quiet=args.quiet)
+    serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        key_env=args.key_env,
+        name=args.name,
+        quiet=args.quiet,
+        allow_remote=args.allow_remote,
+        workers=args.workers,
+        max_connections=args.max_connections,
+        read_timeout=args.read_timeout,
+        idle_timeout=args.idle_timeout,
+    )
     return 0
 
 
@@ -612,6 +624,15 @@ COMMANDS = [
             ),
             arg("--name", default=None, help="model name to serve (default: the folder's name)"),
             arg("--quiet", action="store_true", help="do not log requests"),
+            arg(
+                "--allow-remote",
+                action="store_true",
+                help="allow a --host other machines can reach (a --key-env key is required too)",
+            ),
+            arg("--workers", type=int, default=None, help="threads serving connections (default 16)"),
+            arg("--max-connections", type=int, default=None, help="open connections at most (default 64)"),
+            arg("--read-timeout", type=float, default=None, help="seconds a request may take to arrive (default 10)"),
+            arg("--idle-timeout", type=float, default=None, help="seconds one read may wait (default 5)"),
         ],
         description="Serve a fitted classifier at /v1/chat/completions and /v1/models.",
     ),

@@ -8,34 +8,44 @@ client as a closed model. Standard library only (``http.server``).
   classifier's label(s) as JSON, in the form :func:`fineclass.protocol.parse_answer` reads, with ``usage``.
 - ``GET /health``: ``{"status": "ok"}`` (no key needed).
 
-The server binds 127.0.0.1 unless told otherwise. With a key, every ``/v1`` request must carry
-``Authorization: Bearer <key>`` (401 otherwise). Request headers and bodies are never logged.
+The server binds 127.0.0.1 unless told otherwise; any other address needs ``allow_remote=True`` and a key. With a
+key, every ``/v1`` request must carry ``Authorization: Bearer <key>`` (401 otherwise). It holds under slow or
+hostile clients: a fixed pool of worker threads serves the connections, at most ``max_connections`` are open at
+once (more get a 503 at once), a request must arrive within ``read_timeout`` seconds and no read waits longer than
+``idle_timeout``; every malformed request gets a 4xx JSON error. The log holds the client's address, the method,
+the path and the status only: never headers or bodies.
 """
 
 from __future__ import annotations
 
 import hmac
+import http
+import io
 import ipaddress
 import json
 import os
 import socket
+import socketserver
 import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from .classifier import load
-from .errors import FineclassError, warn_user
+from .errors import FineclassError
 from .protocol import format_answer, predictions_to_proposals
 
 __all__ = ["serve", "start_server", "ServerHandle"]
 
 MAX_BODY = 4 * 1024 * 1024
+LIMITS = {"workers": 16, "max_connections": 64, "read_timeout": 10.0, "idle_timeout": 5.0}
+_METHODS = ("GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS")
 
 
 def _load(model_or_path: Any):
@@ -72,9 +82,78 @@ def _tokens(text: str) -> int:
     return len(text.split())
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _DeadlineReader(io.RawIOBase):
+    """A socket reader that gives up when a request takes longer than its deadline, or a read waits too long."""
+
+    def __init__(self, sock: socket.socket, handler: Any, idle_timeout: float):
+        self._sock = sock
+        self._handler = handler
+        self._idle = idle_timeout
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        remaining = self._handler.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self._sock.settimeout(min(self._idle, remaining))
+        return self._sock.recv_into(buffer)
+
+
+class _Server(socketserver.TCPServer):
+    """An HTTP server with a fixed pool of worker threads and a cap on open connections."""
+
     allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address, handler, *, workers: int, max_connections: int):
+        self.max_connections = max_connections
+        self.open_connections = 0
+        self.peak_connections = 0
+        self.refused_connections = 0
+        self._count_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fineclass-serve-worker")
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        with self._count_lock:
+            full = self.open_connections >= self.max_connections
+            if full:
+                self.refused_connections += 1
+            else:
+                self.open_connections += 1
+                self.peak_connections = max(self.peak_connections, self.open_connections)
+        if full:
+            self._refuse(request)
+            return
+        self._pool.submit(self._work, request, client_address)
+
+    def _work(self, request, client_address):
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            pass  # a client that vanished mid-reply; nothing to log (it could echo request data)
+        finally:
+            self.shutdown_request(request)
+            with self._count_lock:
+                self.open_connections -= 1
+
+    def _refuse(self, request):
+        body = json.dumps(
+            {"error": {"message": "too many open connections; retry later.", "type": "server_busy", "code": 503}}
+        ).encode()
+        head = f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        try:
+            request.settimeout(1.0)
+            request.sendall(head.encode() + b"Retry-After: 1\r\nConnection: close\r\n\r\n" + body)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def server_close(self):
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _Server6(_Server):
@@ -99,6 +178,12 @@ class ServerHandle:
         return self._state["requests"]
 
     @property
+    def connections(self) -> dict:
+        """Connections now open, the most open at once, and how many were refused (503) for being over the cap."""
+        h = self._httpd
+        return {"open": h.open_connections, "peak": h.peak_connections, "refused": h.refused_connections}
+
+    @property
     def completions(self) -> int:
         """How many chat-completion requests it has answered with 200."""
         return self._state["completions"]
@@ -119,30 +204,69 @@ class ServerHandle:
         return f"ServerHandle(url={self.url!r}, model={self.name!r})"
 
 
-def _make_handler(model, name: str, key: str | None, state: dict, lock: threading.Lock, quiet: bool):
+def _safe_path(path: Any) -> str:
+    """The path of a request for the log: printable, without the query, at most 100 characters."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        return "-"
+    path = path.split("?")[0][:100]
+    return path if path.isprintable() and " " not in path else "-"
+
+
+def _make_handler(model, name: str, key: str | None, state: dict, lock: threading.Lock, quiet: bool, limits: dict):
     spec = model.spec_
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "fineclass"
         sys_version = ""
         protocol_version = "HTTP/1.1"
+        deadline = 0.0
+
+        def setup(self):
+            super().setup()
+            self.rfile.close()
+            self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self, limits["idle_timeout"]))
+
+        def handle_one_request(self):
+            self.deadline = time.monotonic() + limits["read_timeout"]
+            self.command, self.path = None, None
+            super().handle_one_request()
 
         def log_message(self, format, *args):  # method, path and status only; never headers or bodies
+            if quiet:
+                return
+            status = args[1] if len(args) > 1 and str(args[1]).isdigit() else "-"
+            method = self.command if self.command in _METHODS else "-"
+            sys.stderr.write(f"{self.address_string()} {method} {_safe_path(self.path)} {status}\n")
+
+        def log_error(self, format, *args):  # the standard message can quote the request line (a body fragment)
             if not quiet:
-                sys.stderr.write(
-                    f"{self.address_string()} {self.command} {self.path.split('?')[0]} "
-                    f"{args[1] if len(args) > 1 else ''}\n"
-                )
+                sys.stderr.write(f"{self.address_string()} malformed or timed-out request\n")
+
+        def send_error(self, code, message=None, explain=None):
+            """Every error the HTTP layer finds (bad request line, headers, method) as a JSON reply."""
+            self.close_connection = True
+            try:
+                phrase = http.HTTPStatus(code).phrase
+            except ValueError:
+                phrase = "error"
+            try:
+                self._error(code, f"malformed request: {phrase}.", "invalid_request_error")
+            except OSError:
+                pass
 
         def _reply(self, status: int, payload: dict, extra_headers: dict | None = None):
+            self.connection.settimeout(limits["idle_timeout"])
             body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             for k, v in (extra_headers or {}).items():
                 self.send_header(k, v)
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def _error(self, status: int, message: str, kind: str, extra_headers=None):
             self._reply(status, {"error": {"message": message, "type": kind, "code": status}}, extra_headers)
@@ -213,15 +337,24 @@ def _make_handler(model, name: str, key: str | None, state: dict, lock: threadin
                 self.close_connection = True
                 return self._error(413, f"the request body must be at most {MAX_BODY} bytes.", "invalid_request_error")
             raw = self.rfile.read(length)
+            if len(raw) < length:
+                self.close_connection = True
+                return self._error(400, "the request body is shorter than its Content-Length.", "invalid_request_error")
             try:
                 req = json.loads(raw.decode("utf-8"))
                 assert isinstance(req, dict)
             except Exception:
                 return self._error(400, "the request body is not a JSON object.", "invalid_request_error")
+            try:
+                return self._complete(req)
+            except (TypeError, ValueError, AttributeError, KeyError):  # a body of the wrong shape
+                return self._error(400, "the request body is not a chat-completion request.", "invalid_request_error")
+
+        def _complete(self, req: dict):
             if req.get("stream"):
                 return self._error(400, "streaming is not supported; send stream=false.", "invalid_request_error")
             wanted = req.get("model")
-            if wanted not in (None, name):
+            if wanted is not None and wanted != name:
                 return self._error(
                     404, f"model {wanted!r} is not served here; this server serves {name!r}.", "invalid_request_error"
                 )
@@ -240,7 +373,7 @@ def _make_handler(model, name: str, key: str | None, state: dict, lock: threadin
             except Exception as e:  # the model failed on this input: a 500, the server stays up
                 return self._error(500, f"the classifier failed: {type(e).__name__}: {e}", "server_error")
             prompt_tokens = sum(
-                _tokens(m.get("content", ""))
+                _tokens(m["content"])
                 for m in req.get("messages", [])
                 if isinstance(m, dict) and isinstance(m.get("content"), str)
             )
@@ -287,6 +420,26 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _check_limits(workers: Any, max_connections: Any, read_timeout: Any, idle_timeout: Any) -> dict:
+    out = {}
+    for arg, value, kind in (
+        ("workers", workers, int),
+        ("max_connections", max_connections, int),
+        ("read_timeout", read_timeout, float),
+        ("idle_timeout", idle_timeout, float),
+    ):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        if not ok or (kind is int and value != int(value)):
+            raise FineclassError(f"`{arg}` must be a positive {kind.__name__}; got {value!r}.", arg)
+        out[arg] = kind(value)
+    if out["max_connections"] < out["workers"]:
+        raise FineclassError(
+            f"`max_connections` ({out['max_connections']}) must be at least `workers` ({out['workers']}).",
+            "max_connections",
+        )
+    return out
+
+
 def _resolve_key(key: str | None, key_env: str | None) -> str | None:
     if key is not None and key_env is not None:
         raise FineclassError("pass either `key` or `key_env`, not both.", "key")
@@ -312,10 +465,15 @@ def start_server(
     key_env: str | None = None,
     name: str | None = None,
     quiet: bool = True,
+    allow_remote: bool = False,
+    workers: int = LIMITS["workers"],
+    max_connections: int = LIMITS["max_connections"],
+    read_timeout: float = LIMITS["read_timeout"],
+    idle_timeout: float = LIMITS["idle_timeout"],
 ) -> ServerHandle:
     """Serve a classifier from a background thread.
 
-    Binding anything but a loopback address without a key warns.
+    Binding anything but a loopback address needs both ``allow_remote=True`` and a key.
 
     Args:
         model_or_path: a fitted Classifier or a saved model's folder.
@@ -325,12 +483,17 @@ def start_server(
         key_env: the name of an environment variable holding the key (instead of ``key``).
         name: the model name served (default: the folder's name).
         quiet: do not log requests.
+        allow_remote: let a non-loopback ``host`` be bound (with a key only).
+        workers: the threads that serve connections (a fixed pool).
+        max_connections: the most connections open at once; more get a 503 at once.
+        read_timeout: seconds a request (line, headers and body) may take to arrive; a slower client is cut off.
+        idle_timeout: seconds one read may wait for the client's next byte (also between keep-alive requests).
 
     Returns:
         A :class:`ServerHandle` with ``.url`` (ending in ``/v1``) and ``.stop()``.
 
     Raises:
-        FineclassError: naming ``model``, ``key``, ``key_env`` or ``port`` when they do not fit.
+        FineclassError: naming ``model``, ``key``, ``key_env``, ``host``, ``port`` or a limit when they do not fit.
 
     Example:
         >>> with start_server("models/topics") as server:  # doctest: +SKIP
@@ -344,16 +507,27 @@ def start_server(
             if isinstance(model_or_path, (str, Path))
             else (getattr(model, "name_", None) or "fineclass")
         )
-    if not _is_loopback(host) and key is None:
-        warn_user(
-            f"serving on {host} without a key: anyone who can reach this machine can use the model. "
-            f"Pass a key (`--key-env`) or bind 127.0.0.1."
-        )
+    limits = _check_limits(workers, max_connections, read_timeout, idle_timeout)
+    if not _is_loopback(host):
+        if not allow_remote:
+            raise FineclassError(
+                f"`host` {host!r} is not a loopback address: other machines could reach the model. Pass "
+                f"allow_remote=True (--allow-remote) with a key to mean it, or bind 127.0.0.1.",
+                "host",
+            )
+        if key is None:
+            raise FineclassError(
+                f"serving on {host} needs a bearer key, so that only your clients use the model: pass `key` or "
+                f"`key_env` (--key-env VAR).",
+                "key",
+            )
     state = {"requests": 0, "completions": 0, "created": int(time.time())}
     lock = threading.Lock()
-    handler = _make_handler(model, str(name), key, state, lock, quiet)
+    handler = _make_handler(model, str(name), key, state, lock, quiet, limits)
     try:
-        httpd = (_Server6 if ":" in host else _Server)((host, port), handler)
+        httpd = (_Server6 if ":" in host else _Server)(
+            (host, port), handler, workers=limits["workers"], max_connections=limits["max_connections"]
+        )
     except OSError as e:
         raise FineclassError(
             f"could not listen on {host}:{port} ({e.strerror or e}). Pick another `port` or `host`.", "port"
@@ -374,6 +548,8 @@ def serve(
     key_env: str | None = None,
     name: str | None = None,
     quiet: bool = False,
+    allow_remote: bool = False,
+    **limits: Any,
 ) -> None:
     """Serve a classifier until interrupted (Ctrl-C); see :func:`start_server`.
 
@@ -385,8 +561,20 @@ def serve(
         key_env: the name of an environment variable holding the key.
         name: the model name served.
         quiet: do not log requests.
+        allow_remote: let a non-loopback ``host`` be bound (with a key only).
+        **limits: ``workers``, ``max_connections``, ``read_timeout``, ``idle_timeout`` (see :func:`start_server`).
     """
-    handle = start_server(model_or_path, host, port, key=key, key_env=key_env, name=name, quiet=quiet)
+    handle = start_server(
+        model_or_path,
+        host,
+        port,
+        key=key,
+        key_env=key_env,
+        name=name,
+        quiet=quiet,
+        allow_remote=allow_remote,
+        **{k: v for k, v in limits.items() if v is not None},
+    )
     print(
         f"fineclass: serving {handle.name!r} at {handle.url} "
         f"({'bearer key required' if key or key_env else 'no key'}); Ctrl-C stops.",
