@@ -245,6 +245,9 @@ def _make_handler(model, name: str, key: str | None, state: dict, lock: threadin
         def send_error(self, code, message=None, explain=None):
             """Every error the HTTP layer finds (bad request line, headers, method) as a JSON reply."""
             self.close_connection = True
+            code = {501: 405, 505: 400}.get(code, code)  # the client's fault: a 4xx, as every malformed request
+            if self.request_version not in ("HTTP/1.0", "HTTP/1.1"):  # an unreadable request line: answer in 1.1
+                self.request_version = "HTTP/1.1"
             try:
                 phrase = http.HTTPStatus(code).phrase
             except ValueError:
@@ -336,7 +339,11 @@ def _make_handler(model, name: str, key: str | None, state: dict, lock: threadin
             if length < 0 or length > MAX_BODY:
                 self.close_connection = True
                 return self._error(413, f"the request body must be at most {MAX_BODY} bytes.", "invalid_request_error")
-            raw = self.rfile.read(length)
+            try:
+                raw = self.rfile.read(length)
+            except TimeoutError:
+                self.close_connection = True
+                return self._error(408, "the request body did not arrive in time.", "invalid_request_error")
             if len(raw) < length:
                 self.close_connection = True
                 return self._error(400, "the request body is shorter than its Content-Length.", "invalid_request_error")
@@ -351,6 +358,9 @@ def _make_handler(model, name: str, key: str | None, state: dict, lock: threadin
                 return self._error(400, "the request body is not a chat-completion request.", "invalid_request_error")
 
         def _complete(self, req: dict):
+            messages = req.get("messages")
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                return self._error(400, "`messages` must be a list of message objects.", "invalid_request_error")
             if req.get("stream"):
                 return self._error(400, "streaming is not supported; send stream=false.", "invalid_request_error")
             wanted = req.get("model")
