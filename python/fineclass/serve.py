@@ -18,12 +18,16 @@ the path and the status only: never headers or bodies.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import http
 import io
 import ipaddress
 import json
 import os
+import queue
+import re
+import selectors
 import socket
 import socketserver
 import sys
@@ -83,17 +87,23 @@ def _tokens(text: str) -> int:
 
 
 class _DeadlineReader(io.RawIOBase):
-    """A socket reader that gives up when a request takes longer than its deadline, or a read waits too long."""
+    """A socket reader: what the collector read first, then the socket until the deadline or an idle timeout."""
 
-    def __init__(self, sock: socket.socket, handler: Any, idle_timeout: float):
+    def __init__(self, sock: socket.socket, handler: Any, idle_timeout: float, prefix: bytes = b""):
         self._sock = sock
         self._handler = handler
         self._idle = idle_timeout
+        self._prefix = memoryview(prefix)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
+        if len(self._prefix):
+            n = min(len(buffer), len(self._prefix))
+            buffer[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
         remaining = self._handler.deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("the request did not arrive in time")
@@ -101,13 +111,125 @@ class _DeadlineReader(io.RawIOBase):
         return self._sock.recv_into(buffer)
 
 
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*(?=\r\n)", re.IGNORECASE)
+MAX_HEADER = 65536
+
+
+def _request_complete(buf: bytes) -> bool:
+    """Whether ``buf`` holds a whole request, or enough that the handler can only refuse it (too long, too big)."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return len(buf) > MAX_HEADER
+    m = _CONTENT_LENGTH.search(buf, 0, end + 2)
+    if m is None:
+        return True
+    n = int(m.group(1))
+    return n > MAX_BODY or len(buf) >= end + 4 + n
+
+
+def _json_response(status: int, phrase: str, message: str) -> bytes:
+    body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": status}}).encode()
+    head = f"HTTP/1.1 {status} {phrase}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"Connection: close\r\n\r\n" + body
+
+
+_BUSY = _json_response(503, "Service Unavailable", "too many open connections; retry in a second.")
+_TIMED_OUT = _json_response(408, "Request Timeout", "the request did not arrive within the server's read timeout.")
+
+
+class _Collector(threading.Thread):
+    """One thread that receives every request in full before a worker sees it.
+
+    A slow client holds a socket here, never a worker; a request not complete within ``read_timeout`` seconds has
+    its connection closed.
+    """
+
+    def __init__(self, server: "_Server", read_timeout: float):
+        super().__init__(name="fineclass-serve-collector", daemon=True)
+        self._server = server
+        self._timeout = read_timeout
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._incoming: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending: dict = {}  # socket -> [bytearray, deadline, address]
+        self._stopped = threading.Event()
+        self.cut_off = 0
+
+    def add(self, sock: socket.socket, address: Any) -> None:
+        self._incoming.put((sock, address))
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def run(self) -> None:
+        while not self._stopped.is_set():
+            now = time.monotonic()
+            wait = min([st[1] for st in self._pending.values()], default=now + 0.5) - now
+            for key, _ in self._selector.select(max(0.0, min(wait, 0.5))):
+                if key.fileobj is self._wake_r:
+                    self._take_new()
+                else:
+                    self._receive(key.fileobj)
+            now = time.monotonic()
+            for sock in [s for s, st in self._pending.items() if st[1] <= now]:
+                self.cut_off += 1
+                with contextlib.suppress(OSError):  # a best-effort 408; the socket is non-blocking
+                    sock.send(_TIMED_OUT)
+                self._drop(sock)
+        for sock in list(self._pending):
+            self._drop(sock)
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _take_new(self) -> None:
+        with contextlib.suppress(OSError):
+            while self._wake_r.recv(4096):
+                pass
+        while not self._incoming.empty():
+            sock, address = self._incoming.get()
+            sock.setblocking(False)
+            self._pending[sock] = [bytearray(), time.monotonic() + self._timeout, address]
+            self._selector.register(sock, selectors.EVENT_READ)
+
+    def _receive(self, sock: socket.socket) -> None:
+        state = self._pending[sock]
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(sock)
+            return
+        state[0] += data
+        if _request_complete(state[0]):
+            self._selector.unregister(sock)
+            del self._pending[sock]
+            sock.setblocking(True)
+            self._server.dispatch(sock, state[2], bytes(state[0]))
+
+    def _drop(self, sock: socket.socket) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(sock)
+        self._pending.pop(sock, None)
+        self._server.release(sock)
+
+
 class _Server(socketserver.TCPServer):
-    """An HTTP server with a fixed pool of worker threads and a cap on open connections."""
+    """An HTTP server: a collector receives each request, a fixed pool of workers answers it, connections capped."""
 
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address, handler, *, workers: int, max_connections: int):
+    def __init__(self, address, handler, *, workers: int, max_connections: int, read_timeout: float):
         self.max_connections = max_connections
         self.open_connections = 0
         self.peak_connections = 0
@@ -115,6 +237,8 @@ class _Server(socketserver.TCPServer):
         self._count_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fineclass-serve-worker")
         super().__init__(address, handler)
+        self.collector = _Collector(self, read_timeout)
+        self.collector.start()
 
     def process_request(self, request, client_address):
         with self._count_lock:
@@ -126,34 +250,40 @@ class _Server(socketserver.TCPServer):
                 self.peak_connections = max(self.peak_connections, self.open_connections)
         if full:
             self._refuse(request)
-            return
-        self._pool.submit(self._work, request, client_address)
+        else:
+            self.collector.add(request, client_address)
 
-    def _work(self, request, client_address):
+    def dispatch(self, request, client_address, received: bytes) -> None:
+        """Hand a connection whose request has fully arrived to a worker."""
+        self._pool.submit(self._work, request, client_address, received)
+
+    def _work(self, request, client_address, received: bytes):
         try:
-            self.finish_request(request, client_address)
+            self.RequestHandlerClass(request, client_address, self, received)
         except Exception:
             pass  # a client that vanished mid-reply; nothing to log (it could echo request data)
         finally:
-            self.shutdown_request(request)
-            with self._count_lock:
-                self.open_connections -= 1
+            self.release(request)
+
+    def release(self, request) -> None:
+        """Close a connection and count it closed."""
+        self.shutdown_request(request)
+        with self._count_lock:
+            self.open_connections -= 1
 
     def _refuse(self, request):
-        body = json.dumps(
-            {"error": {"message": "too many open connections; retry later.", "type": "server_busy", "code": 503}}
-        ).encode()
-        head = f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         try:
             request.settimeout(1.0)
-            request.sendall(head.encode() + b"Retry-After: 1\r\nConnection: close\r\n\r\n" + body)
+            request.sendall(_BUSY)
         except OSError:
             pass
         self.shutdown_request(request)
 
     def server_close(self):
+        self.collector.stop()
         super().server_close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.collector.join(timeout=2)
 
 
 class _Server6(_Server):
@@ -179,9 +309,14 @@ class ServerHandle:
 
     @property
     def connections(self) -> dict:
-        """Connections now open, the most open at once, and how many were refused (503) for being over the cap."""
+        """Connections open now, the most open at once, refused (503, over the cap) and cut off (read timeout)."""
         h = self._httpd
-        return {"open": h.open_connections, "peak": h.peak_connections, "refused": h.refused_connections}
+        return {
+            "open": h.open_connections,
+            "peak": h.peak_connections,
+            "refused": h.refused_connections,
+            "cut_off": h.collector.cut_off,
+        }
 
     @property
     def completions(self) -> int:
@@ -221,15 +356,21 @@ def _make_handler(model, name: str, key: str | None, state: dict, lock: threadin
         protocol_version = "HTTP/1.1"
         deadline = 0.0
 
+        def __init__(self, request, client_address, server, received: bytes = b""):
+            self._received = received
+            super().__init__(request, client_address, server)
+
         def setup(self):
             super().setup()
             self.rfile.close()
-            self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self, limits["idle_timeout"]))
+            self.rfile = io.BufferedReader(
+                _DeadlineReader(self.connection, self, limits["idle_timeout"], self._received)
+            )
 
-        def handle_one_request(self):
+        def handle(self):  # one request per connection: the next one goes through the collector on a new one
             self.deadline = time.monotonic() + limits["read_timeout"]
             self.command, self.path = None, None
-            super().handle_one_request()
+            self.handle_one_request()
 
         def log_message(self, format, *args):  # method, path and status only; never headers or bodies
             if quiet:
@@ -265,8 +406,8 @@ def _make_handler(model, name: str, key: str | None, state: dict, lock: threadin
             self.send_header("Content-Length", str(len(body)))
             for k, v in (extra_headers or {}).items():
                 self.send_header(k, v)
-            if self.close_connection:
-                self.send_header("Connection", "close")
+            self.close_connection = True
+            self.send_header("Connection", "close")
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
@@ -536,7 +677,11 @@ def start_server(
     handler = _make_handler(model, str(name), key, state, lock, quiet, limits)
     try:
         httpd = (_Server6 if ":" in host else _Server)(
-            (host, port), handler, workers=limits["workers"], max_connections=limits["max_connections"]
+            (host, port),
+            handler,
+            workers=limits["workers"],
+            max_connections=limits["max_connections"],
+            read_timeout=limits["read_timeout"],
         )
     except OSError as e:
         raise FineclassError(
