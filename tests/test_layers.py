@@ -47,7 +47,7 @@ LAYERS = [
             "fineclass.curve",
             "fineclass.crowd",
             "fineclass.serve",
-            "fineclass.estimate",
+            "fineclass.estimation",
         ],
     ),
     ("L7 front ends", ["fineclass", "fineclass.doctor", "fineclass.demo", "fineclass.rbridge", "fineclass.cli"]),

@@ -28,6 +28,9 @@ ROOT_NAMES = [
     "read_output",
     "merge_for_inference",
     "generate",
+    "estimate",
+    "draw_sample",
+    "plan_budget",
 ]
 
 # (module, name): the deep paths the R package, the vignettes and the README reach
@@ -49,7 +52,12 @@ DEEP_PATHS = [
     ("fineclass.evaluation", "agreement"),
     ("fineclass.crowd", "acceptance_report"),
     ("fineclass.crowd", "assemble_training_set"),
+    ("fineclass.crowd", "export_review"),
+    ("fineclass.crowd", "import_review"),
     ("fineclass.classifier", "to_long"),
+    ("fineclass.estimation", "estimate"),
+    ("fineclass.estimation", "draw_sample"),
+    ("fineclass.estimation", "plan_budget"),
 ]
 
 

@@ -28,6 +28,9 @@ _LAZY = {
     "read_output": ".ledger",
     "merge_for_inference": ".methods.generative",
     "generate": ".methods.generative",
+    "estimate": ".estimation",
+    "draw_sample": ".estimation",
+    "plan_budget": ".estimation",
 }
 
 __all__ = ["FineclassError", "LabelSpec", *_LAZY]

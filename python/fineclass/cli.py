@@ -48,14 +48,15 @@ def _write_table(table: Any, path: str) -> None:
     """A table to a .csv file (through the one CSV writer: formulas neutralised), or else a Parquet file."""
     import pyarrow.parquet as pq
 
+    from ._fs import atomic_file
     from .sheets import write_table_csv
 
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     if p.suffix.lower() == ".csv":
-        write_table_csv(table, p)
+        write_table_csv(table, p)  # atomic too
     else:
-        pq.write_table(table, str(p))
+        with atomic_file(p) as tmp:  # a failed write leaves an earlier file as it was
+            pq.write_table(table, str(tmp))
 
 
 def _write_or_print(table: Any, output: str | None) -> None:
@@ -325,6 +326,7 @@ def _review_export(args) -> int:
         texts=args.texts,
         text=args.text,
         id=args.id,
+        documents=args.documents,
         overwrite=args.overwrite,
     ):
         print(f"wrote {p}")
@@ -334,10 +336,13 @@ def _review_export(args) -> int:
 def _review_import(args) -> int:
     from .crowd import acceptance_report, import_review
 
-    decisions = import_review(args.sheets, args.proposals, complete=not args.partial)
+    decisions = import_review(
+        args.sheets, args.proposals, complete=not args.partial, spec=args.spec, documents=args.documents
+    )
     _write_table(decisions, args.output)
     for name, t in acceptance_report(decisions).items():
-        _print_table(t, f"acceptance by {name}" if name != "agreement" else "agreement on the overlap")
+        titles = {"agreement": "agreement on the overlap", "additions": "codes added by coders"}
+        _print_table(t, titles.get(name, f"acceptance by {name}"))
     print(f"\nwrote {decisions.num_rows} decisions to {args.output}")
     return 0
 
@@ -350,6 +355,69 @@ def _review_assemble(args) -> int:
     )
     _write_table(table, args.output)
     print(f"wrote {table.num_rows} rows to {args.output}")
+    return 0
+
+
+def _sample(args) -> int:
+    from .estimation import draw_sample
+
+    table = draw_sample(
+        args.data,
+        args.size,
+        method=args.method,
+        strata=args.strata,
+        allocation=args.allocation,
+        uncertainty=args.uncertainty,
+        seed=args.seed,
+        id=args.id or "id",
+    )
+    _write_or_print(table, args.output)
+    if args.rows_output:  # the drawn documents' rows of DATA: their codes, to export for review
+        import pyarrow as pa
+
+        from .estimation._inputs import id_keys
+        from .tables import read_table
+
+        data = read_table(args.data, "data")
+        drawn = set(id_keys(table, "id", "sample"))
+        keep = pa.array([k in drawn for k in id_keys(data, args.id or "id", "data")])
+        _write_table(data.filter(keep), args.rows_output)
+        print(f"wrote the {table.num_rows} drawn documents' rows of {args.data} to {args.rows_output}")
+    return 0
+
+
+def _estimate(args) -> int:
+    from .estimation import estimate
+
+    table = estimate(
+        args.codes,
+        args.human,
+        data=args.data,
+        sample=args.sample,
+        by=args.by,
+        labels=args.labels,
+        regression=args.regression,
+        outcome=args.outcome,
+        covariates=args.covariates,
+        method=args.method,
+        population=args.population,
+        confidence=args.confidence,
+        spec=args.spec,
+        id=args.id or "id",
+    )
+    if args.output:
+        _write_table(table, args.output)
+        print(f"wrote {table.num_rows} estimates to {args.output}")
+    shown = [c for c in table.column_names if c in (args.by or [])] + [
+        "term",
+        "estimate",
+        "conf_low",
+        "conf_high",
+        "model_estimate",
+        "human_estimate",
+        "effective_n",
+    ]
+    _print_table(table.select(shown), f"{args.method} estimates ({args.population} population)")
     return 0
 
 
@@ -578,6 +646,11 @@ COMMANDS = [
                     arg("--seed", type=int, default=0),
                     arg("--texts", default=None, help="documents, to show each text beside its proposals"),
                     *COLUMNS,
+                    arg(
+                        "--documents",
+                        default=None,
+                        help="file with an `id` column: documents to review even without proposals (a human sample)",
+                    ),
                     arg("--overwrite", action="store_true"),
                 ],
             ),
@@ -590,6 +663,12 @@ COMMANDS = [
                     arg("--proposals", required=True),
                     arg("-o", "--output", required=True, help="decisions file (.parquet or .csv)"),
                     arg("--partial", action="store_true", help="allow proposals that are in no sheet"),
+                    arg(
+                        "--spec",
+                        default=None,
+                        help="label set (JSON file or model folder) that corrections and additions must belong to",
+                    ),
+                    arg("--documents", default=None, help="the --documents file given to `review export`"),
                 ],
             ),
             Command(
@@ -607,6 +686,51 @@ COMMANDS = [
             ),
         ],
         description="Review sheets for the hybrid workflow.",
+    ),
+    Command(
+        "sample",
+        "draw the documents for human coding, with their probabilities",
+        _sample,
+        [
+            arg("data", help="one row per document of the corpus (predictions, or any table with ids)"),
+            arg("-n", "--size", type=int, required=True, help="documents to draw (expected number: uncertainty)"),
+            arg("--method", choices=["simple", "stratified", "uncertainty"], default="simple"),
+            arg("--strata", default=None, help="stratum column for --method stratified"),
+            arg("--allocation", default="proportional", choices=["proportional", "equal"]),
+            arg("--uncertainty", default=None, help="uncertainty column (default 1 - confidence)"),
+            arg("--seed", type=int, default=0),
+            arg("--id", default=None, help="the id column (default: id)"),
+            arg("-o", "--output", default=None, help="sample file (.parquet or .csv); printed when absent"),
+            arg(
+                "--rows-output",
+                default=None,
+                help="also write the drawn documents' rows of DATA (e.g. their codes, for `review export`)",
+            ),
+        ],
+        description="Draw a random sample to code by hand; `fineclass estimate` needs its probabilities.",
+    ),
+    Command(
+        "estimate",
+        "label shares or regression coefficients from model codes plus a human sample",
+        _estimate,
+        [
+            arg("codes", help="the model's codes for every document (predictions, or a long table with --data)"),
+            arg("human", help="the coders' codes for the sampled documents"),
+            arg("--data", default=None, help="one row per document (needed when codes is a long table)"),
+            arg("--sample", default=None, help="the file from `fineclass sample` (needed when human is long)"),
+            arg("--by", nargs="+", default=None, help="column(s) of the documents to estimate shares by group"),
+            arg("--labels", nargs="+", default=None, help="labels whose shares to estimate (default: all)"),
+            arg("--regression", choices=["ols", "logistic"], default=None),
+            arg("--outcome", default=None, help="the regression's outcome: a column or a label"),
+            arg("--covariates", nargs="+", default=None, help="the regression's covariates: columns or labels"),
+            arg("--method", choices=["ppi++", "ppi", "dsl"], default="ppi++"),
+            arg("--population", choices=["finite", "superpopulation"], default="finite"),
+            arg("--confidence", type=float, default=0.95),
+            arg("--spec", default=None, help="label set (JSON file or model folder)"),
+            arg("--id", default=None, help="the id column (default: id)"),
+            arg("-o", "--output", default=None, help="estimates file (.parquet or .csv)"),
+        ],
+        description="Estimates whose intervals stay valid whatever the model's errors (PPI, PPI++, DSL).",
     ),
     Command(
         "serve",
