@@ -433,11 +433,10 @@ def test_sheet_names_cannot_escape_the_folder(sample, tmp_path):
 @settings(max_examples=100, deadline=None)
 @given(st.text(max_size=20))
 def test_csv_guard_is_reversible(value):
-    from fineclass.crowd.sheets import csv_guard as _csv_guard
-    from fineclass.crowd.sheets import csv_unguard as _csv_unguard
+    from fineclass.sheets import csv_cell, csv_unguard
 
-    guarded = _csv_guard(value)
-    assert _csv_unguard(guarded) == value and not guarded.startswith(("=", "+", "-", "@"))
+    guarded = csv_cell(value)
+    assert csv_unguard(guarded) == value and not guarded.startswith(("=", "+", "-", "@"))
 
 
 def test_csv_guards_formulas(tmp_path):

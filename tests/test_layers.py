@@ -22,7 +22,7 @@ LAYERS = [
         "L0 utilities",
         ["fineclass.errors", "fineclass._blas", "fineclass.manifest", "fineclass._checks", "fineclass._fs"],
     ),
-    ("L1 data model", ["fineclass.tables", "fineclass.labels"]),
+    ("L1 data model", ["fineclass.tables", "fineclass.labels", "fineclass.sheets"]),
     (
         "L2 task definitions",
         [

@@ -45,15 +45,18 @@ class Command:
 
 # ---------------------------------------------------------------------- shared helpers
 def _write_table(table: Any, path: str) -> None:
-    """A table to a .csv file, or else a Parquet file."""
-    import pyarrow.csv as pcsv
+    """A table to a .csv file (through the one CSV writer: formulas neutralised), or else a Parquet file."""
     import pyarrow.parquet as pq
 
     from ._fs import atomic_file
+    from .sheets import write_table_csv
 
     p = Path(path)
-    with atomic_file(p) as tmp:  # a failed write leaves an earlier file as it was
-        (pcsv.write_csv if p.suffix.lower() == ".csv" else pq.write_table)(table, str(tmp))
+    if p.suffix.lower() == ".csv":
+        write_table_csv(table, p)  # atomic too
+    else:
+        with atomic_file(p) as tmp:  # a failed write leaves an earlier file as it was
+            pq.write_table(table, str(tmp))
 
 
 def _write_or_print(table: Any, output: str | None) -> None:
@@ -105,8 +108,12 @@ def _config_arg(value: str | None) -> dict | None:
 
 # ---------------------------------------------------------------------- handlers
 def _train(args) -> int:
+    from ._fs import check_can_write_folder, check_replaceable
     from .classifier import train
 
+    # the output folder is checked before training, so that a trained model is never lost to it
+    check_replaceable(args.output, args.overwrite, "fineclass.json", "a fineclass model", "output")
+    check_can_write_folder(args.output, "output")
     config = _config_arg(args.config) or {}
     for key in ("epochs", "max_length", "batch_size", "seed"):
         if getattr(args, key) is not None:
@@ -445,7 +452,19 @@ def _estimate(args) -> int:
 def _serve(args) -> int:
     from .serve import serve
 
-    serve(args.model, host=args.host, port=args.port, key_env=args.key_env, name=args.name, quiet=args.quiet)
+    serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        key_env=args.key_env,
+        name=args.name,
+        quiet=args.quiet,
+        allow_remote=args.allow_remote,
+        workers=args.workers,
+        max_connections=args.max_connections,
+        read_timeout=args.read_timeout,
+        idle_timeout=args.idle_timeout,
+    )
     return 0
 
 
@@ -757,6 +776,15 @@ COMMANDS = [
             ),
             arg("--name", default=None, help="model name to serve (default: the folder's name)"),
             arg("--quiet", action="store_true", help="do not log requests"),
+            arg(
+                "--allow-remote",
+                action="store_true",
+                help="allow a --host other machines can reach (a --key-env key is required too)",
+            ),
+            arg("--workers", type=int, default=None, help="threads serving connections (default 16)"),
+            arg("--max-connections", type=int, default=None, help="open connections at most (default 64)"),
+            arg("--read-timeout", type=float, default=None, help="seconds a request may take to arrive (default 10)"),
+            arg("--idle-timeout", type=float, default=None, help="seconds one read may wait (default 5)"),
         ],
         description="Serve a fitted classifier at /v1/chat/completions and /v1/models.",
     ),

@@ -28,7 +28,7 @@ from .labels import LabelSpec
 from .manifest import hash_model_folder, hash_rows, now, versions, write_json_atomic
 from .methods import Method, get_method
 from .methods.base import pick_device
-from .models import resolve
+from .models import base_record, resolve
 from .scoring import Scorer
 
 
@@ -495,7 +495,7 @@ def fit(
     manifest = {
         "method": name,
         "model": str(model),
-        "model_resolved": model_path,
+        **base_record(model_path, getattr(module, "config", None)),
         "model_hash": hash_model_folder(model_path),
         "finetune": finetune,
         "spec": ds.spec.to_dict(),

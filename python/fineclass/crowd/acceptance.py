@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -11,6 +12,7 @@ import pyarrow as pa
 
 from ..errors import FineclassError, preview
 from ..evaluation import agreement
+from ..sheets import unguard_table
 from ..tables import ID, read_table
 from .items import key_str, parse_accept, shape
 
@@ -231,6 +233,8 @@ def acceptance_report(decisions: Any) -> dict[str, pa.Table]:
         >>> fineclass.acceptance_report(decisions)["proposer"]  # doctest: +SKIP
     """
     everything = read_table(decisions, "decisions")
+    if isinstance(decisions, (str, Path)) and str(decisions).lower().endswith(".csv"):
+        everything = unguard_table(everything)  # a decisions.csv fineclass wrote: text cells carry the guard
     fields = shape(everything, "decisions")
     proposal, added = _kinds(everything, fields)
     dec = everything.filter(pa.array(proposal))
@@ -400,6 +404,8 @@ def assemble_training_set(
     if conflict not in CONFLICTS:
         raise FineclassError(f"`conflict` must be one of {', '.join(CONFLICTS)}; got {conflict!r}.", "conflict")
     everything = read_table(decisions, "decisions")
+    if isinstance(decisions, (str, Path)) and str(decisions).lower().endswith(".csv"):
+        everything = unguard_table(everything)  # a decisions.csv fineclass wrote: text cells carry the guard
     fields = shape(everything, "decisions")
     proposal, added = _kinds(everything, fields)
     dec = everything.filter(pa.array(proposal))

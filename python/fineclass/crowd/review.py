@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import FineclassError, preview
+from ..sheets import xlsx_cell
 from ..tables import ID, check_text, read_table, with_id
 from .items import LabelSet, document_item, key_str, parse_accept, parse_time, proposal_items, shape, text_check
 from .sheets import expand_paths, read_sheet, safe_sheet_path, write_sheet
@@ -154,7 +155,8 @@ def export_review(
                 cells.append((item, items[item]["id"], list(items[item]["label"])))
             for item, doc_id, label in cells:
                 row = [item, coder or "", key_str(doc_id)] + ([shown] if text_of else []) + label + blank
-                rows.append(row + ([text_check(shown)] if text_of else []))
+                # the check is over the text as the sheet holds it (XLSX: control characters shown as pictures)
+                rows.append(row + ([text_check(shown if ext == ".csv" else xlsx_cell(shown))] if text_of else []))
         folder.mkdir(parents=True, exist_ok=True)
         write_sheet(target, header, rows, coder or "review", {"accept": "Y,N"})
         written.append(target)

@@ -11,37 +11,11 @@ import glob
 from pathlib import Path
 from typing import Any
 
-from .._fs import atomic_file
 from ..errors import FineclassError
+from ..sheets import csv_cell, csv_unguard, save_xlsx, write_csv, xlsx_workbook
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_guard(v: Any) -> Any:
-    """A leading ``'`` keeps spreadsheet programs from running a cell as a formula.
-
-    A cell that starts with ``'`` gets one too, so that :func:`csv_unguard` (drop one leading ``'``) restores
-    every value exactly.
-
-    Args:
-        v: a cell's value.
-
-    Returns:
-        The value to write.
-    """
-    return "'" + v if isinstance(v, str) and v.startswith(FORMULA_START + ("'",)) else v
-
-
-def csv_unguard(v: str) -> str:
-    """Undo :func:`csv_guard`.
-
-    Args:
-        v: a cell's text as read.
-
-    Returns:
-        The value without one leading ``'``.
-    """
-    return v[1:] if v.startswith("'") else v
+# the one CSV/XLSX writer of the project (issue 21): its guard is the review sheets' guard
+csv_guard = csv_cell
 
 
 def safe_sheet_path(folder: Path, stem: str, coder: str | None, ext: str) -> Path:
@@ -71,7 +45,7 @@ def safe_sheet_path(folder: Path, stem: str, coder: str | None, ext: str) -> Pat
 
 
 def write_sheet(target: Path, header: list[str], rows: list[list], title: str, choices: dict[str, str]) -> None:
-    """Write one sheet atomically: CSV with guarded cells, or XLSX with every value as text.
+    """Write one sheet atomically through :mod:`fineclass.sheets`: CSV with guarded cells, or XLSX as text.
 
     Args:
         target: the file (.csv or .xlsx).
@@ -84,31 +58,13 @@ def write_sheet(target: Path, header: list[str], rows: list[list], title: str, c
         FineclassError: naming ``path`` when XLSX is asked for without openpyxl.
     """
     if target.suffix.lower() == ".csv":
-        with atomic_file(target) as tmp, open(tmp, "w", newline="", encoding="utf-8-sig") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            for r in rows:
-                w.writerow([csv_guard(v) for v in r])
+        write_csv(target, header, rows)
         return
-    try:
-        from openpyxl import Workbook
-        from openpyxl.utils import get_column_letter
-        from openpyxl.worksheet.datavalidation import DataValidation
-    except ImportError:  # pragma: no cover
-        raise FineclassError(
-            "writing .xlsx needs openpyxl: pip install openpyxl, or use a .csv path.", "path"
-        ) from None
-    wb = Workbook()
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    wb = xlsx_workbook(header, rows, title=title)
     ws = wb.active
-    ws.title = title[:31]
-    ws.append(header)
-    for r in rows:
-        ws.append(r)
-    for row in ws.iter_rows(min_row=2):
-        for cell in row:  # every value is text: ids keep their digits, a text starting with '=' stays text
-            if cell.value is not None:
-                cell.value = str(cell.value)
-                cell.data_type = "s"
     for name, values in choices.items():
         col = get_column_letter(header.index(name) + 1)
         dv = DataValidation(
@@ -123,8 +79,7 @@ def write_sheet(target: Path, header: list[str], rows: list[list], title: str, c
         if rows:
             dv.add(f"{col}2:{col}{len(rows) + 1}")
     ws.freeze_panes = "A2"
-    with atomic_file(target) as tmp:
-        wb.save(tmp)
+    save_xlsx(wb, target)
 
 
 def read_sheet(path: Path) -> tuple[list[str], list[list[str]], set[tuple[int, str]]]:
