@@ -311,7 +311,7 @@ def test_two_real_processes_on_one_folder_then_a_kill_and_a_takeover(tiny_classi
     import time
 
     model = tiny_classifier.save(tmp_path / "model")
-    n = 800
+    n = 4000  # enough shards that the first process still runs when the second starts, on an idle machine too
     pq.write_table(
         pa.table({"id": list(range(n)), "text": [f"film {i}, rather long" for i in range(n)]}), tmp_path / "in.parquet"
     )
