@@ -7,12 +7,13 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
+import fineclass.estimation._regression as reg  # the module itself: `from . import` would import the package
+import fineclass.estimation._shares as sh
+
 from .._checks import whole_number
 from ..errors import FineclassError, preview, warn_user
 from ..labels import as_spec, canon
 from ..tables import read_table
-from . import _regression as reg
-from . import _shares as sh
 from ._design import make_design
 from ._dsl import code_features, crossfit
 from ._inputs import confidence_matrix, id_keys, indicator, natural_sort, numeric_column, read_coded, unique_keys
