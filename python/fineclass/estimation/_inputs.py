@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import FineclassError, preview
+from ..evaluation.coded import id_array, key_array
 from ..labels import canon
 from ..tables import read_table
 
@@ -52,38 +53,7 @@ def id_keys(table: pa.Table, id: str, argument: str) -> list[str]:
     Raises:
         FineclassError: the column is missing or has missing values.
     """
-    if id not in table.column_names:
-        raise FineclassError(
-            f"column `{id}` not found in `{argument}`; columns are: {', '.join(table.column_names)}. "
-            f"Pass `id=` with the name of the id column.",
-            "id",
-        )
-    col = table.column(id)
-    if col.null_count:
-        raise FineclassError(
-            f"`{argument}`: the id column `{id}` holds {col.null_count} missing values; every row needs an id.",
-            argument,
-        )
-    return canon_column(col)
-
-
-def canon_column(col: pa.ChunkedArray) -> list:
-    """A column's values in their canonical string form (see ``labels.canon``), nulls kept as None.
-
-    Args:
-        col: a column (chunked or not, dictionary-encoded or not).
-
-    Returns:
-        The values as strings (or None).
-    """
-    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if pa.types.is_dictionary(col.type):
-        col = col.cast(col.type.value_type)
-    if pa.types.is_integer(col.type):
-        return col.cast(pa.string()).to_pylist()
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        return pc.utf8_trim_whitespace(col).cast(pa.string()).to_pylist()
-    return [None if v is None else canon(v) for v in col.to_pylist()]
+    return id_array(table, id, argument).to_pylist()
 
 
 def unique_keys(keys: list[str], argument: str, what: str = "one row per document") -> None:
@@ -185,7 +155,7 @@ def read_coded(data: Any, argument: str, *, id: str, label: Any) -> Coded:
     col = table.column(name)
     if shape == "scalar" and pa.types.is_floating(col.type):
         col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
-    values = canon_column(col) if shape == "scalar" else col.to_pylist()
+    values = key_array(col).to_pylist() if shape == "scalar" else col.to_pylist()
     confs = table.column(conf_col).to_pylist() if conf_col else None
     seen_as: dict = {}
     out = Coded(fmt, [], {}, {}, table)

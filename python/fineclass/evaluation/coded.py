@@ -37,6 +37,35 @@ def key_array(col: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pa.array([None if v is None else canon(v) for v in col.to_pylist()], pa.string())
 
 
+def id_array(table: pa.Table, id: str, argument: str) -> pa.Array:
+    """A table's id column as canonical strings (see :func:`key_array`), checked for presence and missing values.
+
+    Args:
+        table: the table.
+        id: the name of its id column.
+        argument: the table's argument name, for errors.
+
+    Returns:
+        One key per row.
+
+    Raises:
+        FineclassError: naming ``id`` when the column is missing, or ``argument`` when it has missing values.
+    """
+    if id not in table.column_names:
+        raise FineclassError(
+            f"column `{id}` not found in `{argument}`; columns are: "
+            f"{', '.join(table.column_names)}. Pass `id=` with the name of the id column.",
+            "id",
+        )
+    col = table.column(id)
+    if col.null_count:
+        raise FineclassError(
+            f"`{argument}`: the id column `{id}` holds {col.null_count} missing values; every row needs an id.",
+            argument,
+        )
+    return key_array(col)
+
+
 def _float_or_nan(v: Any) -> float:
     try:
         f = float(v)
@@ -186,19 +215,7 @@ def read_coded(
     Raises:
         FineclassError: naming ``id`` or ``argument`` for a missing id column, missing ids, or conflicts in truth.
     """
-    if id not in table.column_names:
-        raise FineclassError(
-            f"column `{id}` not found in `{argument}`; columns are: "
-            f"{', '.join(table.column_names)}. Pass `id=` with the name of the id column.",
-            "id",
-        )
-    idcol = table.column(id)
-    if idcol.null_count:
-        raise FineclassError(
-            f"`{argument}`: the id column `{id}` holds {idcol.null_count} missing values; every row needs an id.",
-            argument,
-        )
-    keys = key_array(idcol)
+    keys = id_array(table, id, argument)
     outside: list = []
     if scored is not None:
         value_set = pa.array(sorted(scored), pa.string())
