@@ -403,12 +403,12 @@ def _sample(args) -> int:
     if args.rows_output:  # the drawn documents' rows of DATA: their codes, to export for review
         import pyarrow as pa
 
-        from .estimation._inputs import id_keys
+        from .evaluation.coded import id_array
         from .tables import read_table
 
         data = read_table(args.data, "data")
-        drawn = set(id_keys(table, "id", "sample"))
-        keep = pa.array([k in drawn for k in id_keys(data, args.id or "id", "data")])
+        drawn = set(id_array(table, "id", "sample").to_pylist())
+        keep = pa.array([k in drawn for k in id_array(data, args.id or "id", "data").to_pylist()])
         _write_table(data.filter(keep), args.rows_output)
         print(f"wrote the {table.num_rows} drawn documents' rows of {args.data} to {args.rows_output}")
     return 0

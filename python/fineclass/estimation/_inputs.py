@@ -39,23 +39,6 @@ def _float(v: Any) -> float:
         return float("nan")
 
 
-def id_keys(table: pa.Table, id: str, argument: str) -> list[str]:
-    """The id column as canonical strings (7, 7.0 and "7" are one document), checked for missing values.
-
-    Args:
-        table: the table.
-        id: the name of its id column.
-        argument: the table's argument name, for errors.
-
-    Returns:
-        One key per row.
-
-    Raises:
-        FineclassError: the column is missing or has missing values.
-    """
-    return id_array(table, id, argument).to_pylist()
-
-
 def unique_keys(keys: list[str], argument: str, what: str = "one row per document") -> None:
     """Check that no id is on two rows.
 
@@ -107,7 +90,7 @@ def read_coded(data: Any, argument: str, *, id: str, label: Any) -> Coded:
     if data is None:
         raise FineclassError(f"`{argument}` is missing: pass a table or the path of a Parquet/CSV file.", argument)
     table = read_table(data, argument)
-    keys = id_keys(table, id, argument)
+    keys = id_array(table, id, argument).to_pylist()
     cols = table.column_names
 
     def need(c: str) -> None:

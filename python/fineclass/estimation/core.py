@@ -12,11 +12,12 @@ import fineclass.estimation._shares as sh
 
 from .._checks import whole_number
 from ..errors import FineclassError, preview, warn_user
+from ..evaluation.coded import id_array
 from ..labels import as_spec, canon
 from ..tables import read_table
 from ._design import make_design
 from ._dsl import code_features, crossfit
-from ._inputs import confidence_matrix, id_keys, indicator, natural_sort, numeric_column, read_coded, unique_keys
+from ._inputs import confidence_matrix, indicator, natural_sort, numeric_column, read_coded, unique_keys
 
 METHODS = ("ppi++", "ppi", "dsl")
 POPULATIONS = ("finite", "superpopulation")
@@ -194,7 +195,7 @@ def estimate(
 def _corpus(cod, data, id):
     if data is not None:
         tab = read_table(data, "data")
-        keys = id_keys(tab, id, "data")
+        keys = id_array(tab, id, "data").to_pylist()
         unique_keys(keys, "data")
     elif cod.fmt == "document":
         tab, keys = cod.table, list(cod.keys)
@@ -227,7 +228,7 @@ def _corpus(cod, data, id):
 def _sample(hum, sample, pos, id, probability, stratum, design, N):
     if sample is not None:
         stab = read_table(sample, "sample")
-        skeys = id_keys(stab, id, "sample")
+        skeys = id_array(stab, id, "sample").to_pylist()
         unique_keys(skeys, "sample")
         where = "sample"
     elif hum.fmt == "document":

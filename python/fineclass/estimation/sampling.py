@@ -9,8 +9,9 @@ import pyarrow as pa
 
 from .._checks import whole_number
 from ..errors import FineclassError, preview
+from ..evaluation.coded import id_array
 from ..tables import read_table
-from ._inputs import id_keys, unique_keys
+from ._inputs import unique_keys
 
 SAMPLERS = ("simple", "stratified", "uncertainty")
 ALLOCATIONS = ("proportional", "equal")
@@ -70,7 +71,7 @@ def draw_sample(
     if method not in SAMPLERS:
         raise FineclassError(f"`method` must be one of {', '.join(SAMPLERS)}; got {method!r}.", "method")
     table = read_table(data, "data")
-    keys = id_keys(table, id, "data")
+    keys = id_array(table, id, "data").to_pylist()
     unique_keys(keys, "data")
     N = len(keys)
     size, seed = whole_number(size, "size", minimum=1), whole_number(seed, "seed", minimum=0)
