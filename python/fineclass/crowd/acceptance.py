@@ -44,6 +44,24 @@ def _accepted_bool(decisions: pa.Table, argument: str = "decisions") -> np.ndarr
     return np.array(out, dtype=bool)
 
 
+def _read_decisions(decisions: Any) -> tuple[pa.Table, tuple, Any, Any, pa.Table]:
+    """Read a decisions table and split it into decisions on proposals and coders' additions.
+
+    Args:
+        decisions: the decisions (a table or a path; a ``.csv`` fineclass wrote has its text cells' guard removed).
+
+    Returns:
+        ``(everything, fields, proposal, added, dec)``: the whole table, its label fields (from ``shape``), the
+        rows' proposal and addition flags (from ``_kinds``) and the decisions on proposals.
+    """
+    everything = read_table(decisions, "decisions")
+    if isinstance(decisions, (str, Path)) and str(decisions).lower().endswith(".csv"):
+        everything = unguard_table(everything)  # a decisions.csv fineclass wrote: text cells carry the guard
+    fields = shape(everything, "decisions")
+    proposal, added = _kinds(everything, fields)
+    return everything, fields, proposal, added, everything.filter(pa.array(proposal))
+
+
 def _kinds(dec: pa.Table, fields: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Which rows are decisions on proposals, and which are codes a coder added.
 
@@ -232,12 +250,7 @@ def acceptance_report(decisions: Any) -> dict[str, pa.Table]:
     Example:
         >>> fineclass.acceptance_report(decisions)["proposer"]  # doctest: +SKIP
     """
-    everything = read_table(decisions, "decisions")
-    if isinstance(decisions, (str, Path)) and str(decisions).lower().endswith(".csv"):
-        everything = unguard_table(everything)  # a decisions.csv fineclass wrote: text cells carry the guard
-    fields = shape(everything, "decisions")
-    proposal, added = _kinds(everything, fields)
-    dec = everything.filter(pa.array(proposal))
+    everything, fields, proposal, added, dec = _read_decisions(decisions)
     acc = _accepted_bool(dec)
     corrected = None
     if "correction" in dec.column_names:
@@ -403,12 +416,7 @@ def assemble_training_set(
         raise FineclassError(f"`rule` must be one of {', '.join(RULES)}; got {rule!r}.", "rule")
     if conflict not in CONFLICTS:
         raise FineclassError(f"`conflict` must be one of {', '.join(CONFLICTS)}; got {conflict!r}.", "conflict")
-    everything = read_table(decisions, "decisions")
-    if isinstance(decisions, (str, Path)) and str(decisions).lower().endswith(".csv"):
-        everything = unguard_table(everything)  # a decisions.csv fineclass wrote: text cells carry the guard
-    fields = shape(everything, "decisions")
-    proposal, added = _kinds(everything, fields)
-    dec = everything.filter(pa.array(proposal))
+    everything, fields, proposal, added, dec = _read_decisions(decisions)
     if kind is None:
         kind = "dimlevel" if fields == ("dimension", "level") else "multi"
     if (kind == "dimlevel") != (fields == ("dimension", "level")) or kind not in ("single", "multi", "dimlevel"):
