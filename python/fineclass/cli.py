@@ -388,9 +388,11 @@ def _review_assemble(args) -> int:
 
 def _sample(args) -> int:
     from .estimation import draw_sample
+    from .tables import read_table
 
+    data = read_table(args.data, "data")  # read once: the sample and, with --rows-output, its rows
     table = draw_sample(
-        args.data,
+        data,
         args.size,
         method=args.method,
         strata=args.strata,
@@ -404,9 +406,7 @@ def _sample(args) -> int:
         import pyarrow as pa
 
         from .evaluation.coded import id_array
-        from .tables import read_table
 
-        data = read_table(args.data, "data")
         drawn = set(id_array(table, "id", "sample").to_pylist())
         keep = pa.array([k in drawn for k in id_array(data, args.id or "id", "data").to_pylist()])
         _write_table(data.filter(keep), args.rows_output)
