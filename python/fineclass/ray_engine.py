@@ -71,15 +71,20 @@ def _import_ray():
 
 
 # ---------------------------------------------------------------------- driver side
-def _model_source(model: Any, ray) -> tuple[dict, str | None, Any]:
-    """The manifest (for the run fingerprint), and a model folder path or the saved files in the object store."""
+def _model_source(model: Any, ray) -> tuple[dict, str | None, Any, str | None]:
+    """What the driver needs of the model: its manifest, where actors find it, and a saved copy's weight digest.
+
+    Returns the manifest (for the run fingerprint), the model folder's path or the saved files in the object store,
+    and for a classifier in memory its weights' digest (``ledger.weights_identity``) from the one copy saved here.
+    """
     if model is None:
         raise FineclassError("`model` is required: a fitted Classifier or the folder of a saved one.", "model")
     if isinstance(model, Classifier):
         with tempfile.TemporaryDirectory(prefix="fineclass-ray-") as tmp:
             folder = Path(model.save(Path(tmp) / "model"))
             files = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-        return model.manifest_, None, ray.put(files)
+            weights = weights_identity(folder)
+        return model.manifest_, None, ray.put(files), weights
     if not isinstance(model, (str, Path)):
         raise FineclassError(
             f"`model` must be a fitted Classifier or the folder of a saved one; got {type(model).__name__}.", "model"
@@ -93,7 +98,7 @@ def _model_source(model: Any, ray) -> tuple[dict, str | None, Any]:
         )
     manifest = json.loads((folder / "fineclass.json").read_text(encoding="utf-8"))
     # actors load the model by path: on a cluster, the folder must be on a file system every node sees
-    return manifest, str(folder.resolve()), None
+    return manifest, str(folder.resolve()), None, None
 
 
 def _reader_source(source, shard_rows: int, ray) -> tuple[dict, TableSource | None]:
@@ -344,7 +349,7 @@ def classify_ray(
             ) from None
         started = True
     try:
-        manifest, model_path, model_files = _model_source(model, ray)
+        manifest, model_path, model_files, weights = _model_source(model, ray)
         n_actors, gpus = _resources(ray, num_actors, gpus_per_actor, cpus_per_actor)
         # the input's identity first: a stream's is its first shard, read ahead before the rest is read
         identity = source.identity(shard_rows) if output is not None else None
@@ -357,7 +362,7 @@ def classify_ray(
         if output is not None:
             fingerprint = {
                 "model": model_identity(manifest),
-                "weights": weights_identity(model),
+                "weights": weights if isinstance(model, Classifier) else weights_identity(model),
                 "input": identity,
                 "text": text,
                 "id": id,
