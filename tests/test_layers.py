@@ -130,6 +130,8 @@ def imports(mods: dict[str, Path]) -> list[tuple[str, str, str | None]]:
                 for alias in node.names:
                     if f"{base}.{alias.name}" in mods:  # a submodule, imported by name
                         out.append((name, f"{base}.{alias.name}", None))
+                        if base != PACKAGE and base in mods:  # `from .pkg import mod` imports pkg's __init__ too
+                            out.append((name, base, None))
                         continue
                     target = base
                     while target and target not in mods:
