@@ -65,6 +65,8 @@ _LAZY = {
     "read_output": ".infer",
     "merge_for_inference": ".methods.generative",
     "generate": ".methods.generative",
+    "export": ".deployment",    # [gguf hook]
+    "fidelity": ".deployment",  # [gguf hook]
 }
 
 __all__ = ["FineclassError", "LabelSpec", *_LAZY]

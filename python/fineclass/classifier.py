@@ -126,6 +126,9 @@ def load(path: str | Path, *, base_model: str | None = None, device: str = "auto
     folder = Path(path)
     if not folder.exists():
         raise FineclassError(f"`path` {str(path)!r} does not exist.", "path")
+    from .llamacpp.classifier import is_gguf, load_gguf  # [gguf hook] a .gguf with its sidecar, run by llama.cpp
+    if is_gguf(folder):
+        return load_gguf(folder)
     if not (folder / "fineclass.json").exists():
         raise FineclassError(f"`path` {str(path)!r} is not a saved fineclass model (no fineclass.json).", "path")
     try:

@@ -8,7 +8,8 @@ import sys
 from importlib import import_module
 
 # modules that register their own subcommands with add_cli(subparsers)
-PLUGINS = ("fineclass.evaluation", "fineclass.curve", "fineclass.crowd", "fineclass.serve")
+PLUGINS = ("fineclass.evaluation", "fineclass.curve", "fineclass.crowd", "fineclass.serve",
+           "fineclass.methods.generative", "fineclass.deployment")  # [gguf hook] export (zero-shot, generate) and fidelity
 
 
 def _train(args) -> int:
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--shard", default=None, help="i/n: this job's share of the shards (e.g. a SLURM array)")
     c.add_argument("--shard-rows", dest="shard_rows", type=int, default=20_000)
     c.add_argument("--no-resume", action="store_true", help="refuse to continue an existing output folder")
-    c.add_argument("--engine", default="local", choices=["local", "ray"])
+    c.add_argument("--engine", default="local", choices=["local", "ray", "llamacpp"])
     c.add_argument("--address", default=None, help="Ray cluster address (with --engine ray), e.g. auto")
     c.add_argument("--num-actors", dest="num_actors", type=int, default=None, help="Ray: predictors in the pool")
     c.add_argument("--gpus-per-actor", dest="gpus_per_actor", type=float, default=None)

@@ -709,13 +709,16 @@ def classify(data: Any, model: Any = None, output: str | Path | None = None, *, 
     from .classifier import Classifier, load
     from .data import check_text, with_id
 
+    if engine == "llamacpp":  # [gguf hook] the local engine, with the model run by llama.cpp
+        from .llamacpp.classifier import as_gguf_classifier
+        model, engine, engine_options = as_gguf_classifier(model, **engine_options), "local", {}
     if engine != "local":
         if engine == "ray":
             from .ray_engine import classify_ray
             return classify_ray(data, model=model, output=output, text=text, id=id, batch_tokens=batch_tokens,
                                 resume=resume, shard_rows=shard_rows, probabilities=probabilities,
                                 **engine_options)
-        raise FineclassError(f"`engine` must be 'local' or 'ray'; got {engine!r}.", "engine")
+        raise FineclassError(f"`engine` must be 'local', 'ray' or 'llamacpp'; got {engine!r}.", "engine")
     if model is None:
         raise FineclassError("`model` is required: a fitted Classifier or the folder of a saved one.", "model")
     batch_tokens = _check_batch_tokens(batch_tokens)

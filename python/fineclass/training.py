@@ -361,6 +361,8 @@ def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels
         "seconds": round(time.time() - t_start, 1), "versions": versions(),
     }
     clf.manifest_["fingerprint"] = fingerprint
+    from .deployment import validation_table  # [gguf hook] export()'s fidelity check reads it; never saved
+    clf.validation_ = validation_table(ds, val_idx)
     if progress:
         print(f"fineclass: trained {clf.method} on {clf.model} ({finetune}) with {len(train_idx)} documents in "
               f"{clf.manifest_['seconds']} s; best epoch {best['epoch']}", file=sys.stderr)

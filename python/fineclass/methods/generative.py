@@ -786,6 +786,9 @@ def _generative_parts(classifier, argument: str = "classifier"):
     if not hasattr(classifier, "module_"):
         raise FineclassError(f"`{argument}` is not fitted: train it, load it, or build it with zero_shot_classifier().",
                              argument)
+    if getattr(classifier, "engine_", None) == "llamacpp":  # [gguf hook]
+        raise FineclassError(f"`{argument}` runs a GGUF file in llama.cpp: it is already merged and exported. Merge "
+                             f"or export the torch classifier it came from instead.", argument)
     method = getattr(classifier, "method_", None)
     if not isinstance(method, GenerativeMethod) or method.plan is None:
         raise FineclassError(f"`{argument}` uses the {classifier.method!r} method; free generation and export need a "
@@ -831,12 +834,16 @@ def generate(classifier, data: Any, *, text: str = "text", id: str | None = None
     """
     from ..data import check_text, read_table, with_id
     from transformers import GenerationConfig
-    plan = _generative_parts(classifier)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise FineclassError(f"`batch_size` must be a whole number of at least 1; got {batch_size!r}.", "batch_size")
     if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
         raise FineclassError(f"`max_new_tokens` must be a whole number of at least 1; got {max_new_tokens!r}.",
                              "max_new_tokens")
+    if getattr(classifier, "engine_", None) == "llamacpp":  # [gguf hook] a GGUF model generates in llama.cpp
+        from ..llamacpp.classifier import generate_gguf
+        return generate_gguf(classifier, data, text=text, id=id, max_new_tokens=max_new_tokens, progress=progress,
+                             warn=warn)
+    plan = _generative_parts(classifier)
     table = with_id(read_table(data), id)
     table, empty = check_text(table, text, on_empty="flag")
     texts = [t if not e else "" for t, e in zip(table.column("text").to_pylist(), empty)]
@@ -870,6 +877,12 @@ def generate(classifier, data: Any, *, text: str = "text", id: str | None = None
             bar.update(len(idx))
     if bar is not None:
         bar.close()
+    return answers_table(table, answers, empty, enc.truncated, spec, warn)
+
+
+def answers_table(table: pa.Table, answers: list, empty: np.ndarray, truncated: np.ndarray, spec: LabelSpec,
+                  warn: bool = True) -> pa.Table:
+    """The table ``generate()`` returns, from the raw answers (one per row of ``table``; "" where ``empty``)."""
     statuses, values = [], []
     for a, e in zip(answers, empty):
         if e:
@@ -892,7 +905,7 @@ def generate(classifier, data: Any, *, text: str = "text", id: str | None = None
         cols["labels"] = pa.array([[{"dimension": d, "level": lv, "confidence": None} for d, lv in v.items()]
                                    if v is not None else None for v in values], type=typ)
     cols["status"] = pa.array(statuses, type=pa.string())
-    cols["truncated"] = pa.array(enc.truncated & ~empty)
+    cols["truncated"] = pa.array(np.asarray(truncated, dtype=bool) & ~empty)
     counts = summarize(statuses)
     out = pa.table(cols).replace_schema_metadata({"fineclass.generation": json.dumps(counts)})
     bad = counts["unparseable"] + counts["invalid_label"]
@@ -941,7 +954,8 @@ def _zero_shot_spec(labels, codebook, kind: str, levels) -> LabelSpec:
 def zero_shot_classifier(model: str = "smollm2-135m", *, labels: Sequence[Any] | None = None, codebook: Any = None,
                          kind: str = "single", levels: Sequence[str] | None = None, prompt: str | None = None,
                          max_length: int = 256, threshold: float = 0.5, device: str = "auto",
-                         scoring: str = "prefix", trust_remote_code: bool = False, allow_pickle: bool = False):
+                         scoring: str = "prefix", trust_remote_code: bool = False, allow_pickle: bool = False,
+                         engine: str = "torch"):
     """A Classifier that prompts ``model`` without training; it predicts, saves and loads like a trained one.
 
     ``labels``: the class codes (the dimensions for ``kind="dimlevel"``), or taken from ``codebook``.
@@ -950,7 +964,15 @@ def zero_shot_classifier(model: str = "smollm2-135m", *, labels: Sequence[Any] |
     ``threshold``: the presence threshold for the multi-label and dimension->level shapes.
     ``scoring``: ``"prefix"`` scores each label's tokens up to the first one that tells it apart from the other
     labels (the rest would be forced by constrained decoding); ``"full"`` scores the whole answer.
+    ``engine``: ``"torch"``, or ``"llamacpp"`` to run a GGUF file (a ``.gguf`` path, or ``"smollm2-135m"``'s
+    packaged file) in llama.cpp; a ``.gguf`` path always runs there.
     """
+    if engine not in ("torch", "llamacpp"):
+        raise FineclassError(f"`engine` must be 'torch' or 'llamacpp'; got {engine!r}.", "engine")
+    if engine == "llamacpp" or str(model).lower().endswith(".gguf"):  # [gguf hook] a GGUF model, in llama.cpp
+        from ..llamacpp.classifier import zero_shot_gguf
+        return zero_shot_gguf(model, labels=labels, codebook=codebook, kind=kind, levels=levels, prompt=prompt,
+                              max_length=max_length, threshold=threshold, scoring=scoring)
     import time
     from ..classifier import Classifier
     from ..config import TrainConfig
@@ -994,7 +1016,8 @@ def zero_shot(data: Any, model: str = "smollm2-135m", labels: Sequence[Any] | No
               kind: str = "single", text: str = "text", id: str | None = None, prompt: str | None = None, *,
               levels: Sequence[str] | None = None, generate: bool = False, max_length: int = 256,
               threshold: float = 0.5, batch_tokens: int | None = None, device: str = "auto",
-              scoring: str = "prefix", trust_remote_code: bool = False, progress: bool = False) -> pa.Table:
+              scoring: str = "prefix", trust_remote_code: bool = False, progress: bool = False,
+              engine: str = "torch") -> pa.Table:
     """Classify ``data`` by prompting ``model`` without training.
 
     Returns the same table as ``Classifier.predict`` (probabilities from scoring every label; for single-label
@@ -1002,7 +1025,7 @@ def zero_shot(data: Any, model: str = "smollm2-135m", labels: Sequence[Any] | No
     """
     clf = zero_shot_classifier(model, labels=labels, codebook=codebook, kind=kind, levels=levels, prompt=prompt,
                                max_length=max_length, threshold=threshold, device=device, scoring=scoring,
-                               trust_remote_code=trust_remote_code)
+                               trust_remote_code=trust_remote_code, engine=engine)
     if generate:  # the argument hides the module's generate()
         return globals()["generate"](clf, data, text=text, id=id, progress=progress)
     return clf.predict(data, text=text, id=id, batch_tokens=batch_tokens, progress=progress)
@@ -1209,6 +1232,13 @@ def _cli_generate(args) -> int:
 
 def _cli_export(args) -> int:
     from ..classifier import load
+    if args.format == "gguf":  # [gguf hook] fineclass export MODEL OUT --format gguf --quant q4_k_m
+        from ..deployment import export
+        data = None if args.no_fidelity else (args.data or "validation")
+        out = export(load(args.model), args.path, "gguf", quant=args.quant or "q4_k_m", data=data,
+                     overwrite=args.overwrite, text=args.text, label=args.label, id=args.id, threads=args.threads)
+        print(f"wrote the GGUF export to {out}")
+        return 0
     print(f"wrote the merged model to {export_merged(load(args.model), args.path, overwrite=args.overwrite)}")
     return 0
 
@@ -1241,8 +1271,18 @@ def add_cli(subparsers) -> None:
     g.add_argument("--batch-size", dest="batch_size", type=int, default=8)
     g.set_defaults(func=_cli_generate)
 
-    e = subparsers.add_parser("export", help="write a generative classifier with its adapter merged (safetensors)")
+    e = subparsers.add_parser("export", help="write a generative classifier merged (safetensors) or as GGUF files")
     e.add_argument("model", help="folder of a saved generative classifier")
     e.add_argument("path", help="output folder (for vLLM, or llama.cpp's convert_hf_to_gguf.py)")
     e.add_argument("--overwrite", action="store_true")
+    # [gguf hook] GGUF export with a fidelity check
+    e.add_argument("--format", default="safetensors", choices=["safetensors", "gguf"])
+    e.add_argument("--quant", default=None, help="GGUF: quantization(s), comma-separated (default q4_k_m): "
+                   "f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_k_s, q5_0, q4_k_m, q4_k_s, q4_0, q3_k_m, q2_k")
+    e.add_argument("--data", default=None, help="GGUF: held-out documents for the fidelity check")
+    e.add_argument("--no-fidelity", dest="no_fidelity", action="store_true", help="GGUF: skip the fidelity check")
+    e.add_argument("--text", default="text")
+    e.add_argument("--label", default=None)
+    e.add_argument("--id", default=None)
+    e.add_argument("--threads", type=int, default=None)
     e.set_defaults(func=_cli_export)
