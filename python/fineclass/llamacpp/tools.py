@@ -102,6 +102,18 @@ def converter_dir(argument: str = "format") -> Path:
         argument)
 
 
+def gguf_status() -> str:
+    """One line for ``fineclass doctor``: whether GGUF export and the llama.cpp engine are available."""
+    version = llama_cpp_version()
+    if version is None:
+        return f"not installed (optional; {SETUP_HINT})"
+    try:
+        where = converter_dir()
+    except FineclassError:
+        return f"llama-cpp-python {version}; converter missing (export unavailable; {SETUP_HINT})"
+    return f"llama-cpp-python {version}; converter in {where}"
+
+
 @lru_cache(maxsize=4)
 def convertible_architectures(folder: str) -> frozenset:
     """The Hugging Face architectures (``config.json`` ``architectures``) the converter in ``folder`` handles, read
