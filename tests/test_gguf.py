@@ -240,7 +240,8 @@ def test_architecture_the_converter_cannot_convert(tmp_path, smol_folder):
     clf = zero_shot_classifier(opt, labels=["neg", "pos"], device="cpu")
     with pytest.raises(FineclassError, match="OPTForCausalLM") as e:
         fineclass.export(clf, tmp_path / "x", format="gguf", quant="q8_0", data=None)
-    assert e.value.argument == "classifier"
+    assert e.value.argument == "classifier" and "format='safetensors'" in str(e.value)   # refused before merging
+    assert list(tmp_path.iterdir()) == [tmp_path / "opt"]
 
 
 def test_unknown_tokenizer_fails_cleanly_and_leaves_no_half_export(tiny_llama, tmp_path):
