@@ -16,6 +16,9 @@ Parts (``--parts``, comma-separated, default all):
   (``fineclass.load`` of the .gguf), and one torch ``generate()`` per document (on the first ``--gen-n``).
   Reported: documents/s, peak resident memory, and the memory added by loading and running the model (peak
   minus the process after its imports).
+- ``weightquant``: torch fp32 with the weights of its linear layers rounded as q8_0 rounds them (blocks of 32,
+  absmax/127), activations in fp32, against torch fp32 on ``--n`` reviews: how much of q8_0's disagreement the
+  rounding of the weights explains on its own, without llama.cpp.
 - ``zeroshot``: the packaged SmolLM2 GGUF file (Q4_1) run by llama.cpp
   (``zero_shot_classifier("smollm2-135m", engine="llamacpp")``) against the torch zero-shot path on the same
   alias (its weights dequantized to fp32), on ``--n`` reviews: label agreement.
@@ -111,7 +114,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2, help="speed runs per configuration (the fastest is kept)")
     ap.add_argument("--max-chars", dest="max_chars", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--parts", default="fidelity,speed,zeroshot")
+    ap.add_argument("--parts", default="fidelity,speed,weightquant,zeroshot")
     ap.add_argument("--folder", default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--data", default=None, help=argparse.SUPPRESS)
@@ -195,6 +198,27 @@ def main(argv=None) -> int:
             same = np.mean(np.array(r["labels"][:k], dtype=object) == np.array(fp32["labels"][:k], dtype=object))
             print(f"| {r['config']} | {r['docs_per_s']:.2f} | {r['docs_per_s'] / ref['docs_per_s']:.2f}x | "
                   f"{r['peak_mb']:.0f} | {r['added_mb']:.0f} | {r['added_mb'] / ref['added_mb']:.2f} | {same:.1%} |")
+    if "weightquant" in parts:
+        # is a flip the engine's doing or the rounding of the weights? torch with its linear layers' weights
+        # rounded as q8_0 rounds them (blocks of 32, absmax/127), everything else in fp32
+        ref = fineclass.load(folder / "model", device="cpu")
+        merge_for_inference(ref)
+        full = ref.predict(data)
+        with torch.no_grad():
+            for name, layer in ref.module_.named_modules():
+                if isinstance(layer, torch.nn.Linear) and layer is not ref.module_.get_output_embeddings():
+                    w = layer.weight.reshape(-1, 32)
+                    step = w.abs().amax(1, keepdim=True).clamp_min(1e-12) / 127
+                    layer.weight.copy_((torch.round(w / step) * step).reshape(layer.weight.shape))
+        rounded = ref.predict(data)
+        a, b = full.column("label").to_pylist(), rounded.column("label").to_pylist()
+        pa_, pb_ = full.column("p_positive").to_numpy(), rounded.column("p_positive").to_numpy()
+        report["weightquant"] = {"n": len(a), "agreement": float(np.mean(np.array(a) == np.array(b))),
+                                 "mean_shift_p_positive": float(np.mean(pb_ - pa_))}
+        w = report["weightquant"]
+        print(f"\ntorch fp32 with its linear weights rounded to q8_0 (activations fp32) vs torch fp32, {w['n']} reviews: "
+              f"same label on {w['agreement']:.1%}; mean change of P(positive) {w['mean_shift_p_positive']:+.4f}",
+              flush=True)
     if "zeroshot" in parts:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
