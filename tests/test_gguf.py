@@ -5,6 +5,7 @@ the tokenizer), exported to f32 so that llama.cpp's probabilities can be compare
 mistake in the candidate tree's sequences, positions or logits rows shows there. The slow test scores the
 packaged SmolLM2 GGUF file zero-shot against the torch path.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,18 +20,25 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (scripts/setup.sh --with-gguf)")
 
-import fineclass  # noqa: E402
-from fineclass import FineclassError  # noqa: E402
-from fineclass.llamacpp.tools import converter_dir  # noqa: E402
+import fineclass
+from fineclass import FineclassError
+from fineclass.llamacpp.tools import converter_dir
 
 try:
     converter_dir()
 except FineclassError as e:  # the converter comes from llama-cpp-python's source package, at setup
     pytest.skip(str(e), allow_module_level=True)
 
-TEXTS = ["a gripping, beautifully made film", "dull and overlong", "I loved every minute of it",
-         "the worst film of the year", "", "fine, if forgettable", "a quiet triumph of acting",
-         "painfully unfunny from start to finish"]
+TEXTS = [
+    "a gripping, beautifully made film",
+    "dull and overlong",
+    "I loved every minute of it",
+    "the worst film of the year",
+    "",
+    "fine, if forgettable",
+    "a quiet triumph of acting",
+    "painfully unfunny from start to finish",
+]
 
 
 def _tiny_smol(folder: Path, vocab_from: str, hidden: int = 64, arch: str = "llama") -> str:
@@ -38,18 +46,37 @@ def _tiny_smol(folder: Path, vocab_from: str, hidden: int = 64, arch: str = "lla
     probabilities far from uniform, so that differences show)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
+
     tok = AutoTokenizer.from_pretrained(vocab_from)
     torch.manual_seed(0)
     if arch == "llama":
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True,
-                          initializer_range=0.2)
+        cfg = LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            tie_word_embeddings=True,
+            initializer_range=0.2,
+        )
         LlamaForCausalLM(cfg).save_pretrained(str(folder))
     else:
-        cfg = OPTConfig(vocab_size=len(tok), hidden_size=16, ffn_dim=32, num_hidden_layers=1, num_attention_heads=2,
-                        word_embed_proj_dim=16, max_position_embeddings=1024, bos_token_id=tok.bos_token_id,
-                        eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
+        cfg = OPTConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            ffn_dim=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            word_embed_proj_dim=16,
+            max_position_embeddings=1024,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.eos_token_id,
+        )
         OPTForCausalLM(cfg).save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
     return str(folder)
@@ -58,6 +85,7 @@ def _tiny_smol(folder: Path, vocab_from: str, hidden: int = 64, arch: str = "lla
 @pytest.fixture(scope="module")
 def smol_folder():
     from fineclass.models import resolve
+
     return resolve("smollm2-135m")
 
 
@@ -68,8 +96,9 @@ def tiny_smol(tmp_path_factory, smol_folder) -> str:
 
 @pytest.fixture(scope="module")
 def reviews(reviews_small):
-    data = reviews_small.with_columns(pl.when(pl.col("label") == 1).then(pl.lit("pos")).otherwise(pl.lit("neg"))
-                                      .alias("label"))
+    data = reviews_small.with_columns(
+        pl.when(pl.col("label") == 1).then(pl.lit("pos")).otherwise(pl.lit("neg")).alias("label")
+    )
     return data.select(["id", "text", "label"])
 
 
@@ -78,10 +107,22 @@ def tuned(tiny_smol, reviews):
     """A generative classifier fine-tuned (a few LoRA steps) from the tiny model, with a validation split."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fineclass.train(reviews.gather_every(5), model=tiny_smol, method="generative", progress=False,
-                               codebook={"neg": "the reviewer dislikes the film", "pos": "the reviewer likes it"},
-                               config={"epochs": 1, "max_length": 48, "batch_size": 8, "lora_r": 4,
-                                       "validation": 0.25, "device": "cpu", "seed": 0})
+        return fineclass.train(
+            reviews.gather_every(5),
+            model=tiny_smol,
+            method="generative",
+            progress=False,
+            codebook={"neg": "the reviewer dislikes the film", "pos": "the reviewer likes it"},
+            config={
+                "epochs": 1,
+                "max_length": 48,
+                "batch_size": 8,
+                "lora_r": 4,
+                "validation": 0.25,
+                "device": "cpu",
+                "seed": 0,
+            },
+        )
 
 
 @pytest.fixture(scope="module")
@@ -95,15 +136,22 @@ def exported(tuned, tmp_path_factory) -> Path:
 
 
 def _probs(table: pa.Table) -> np.ndarray:
-    return np.column_stack([table.column(c).to_numpy(zero_copy_only=False)
-                            for c in table.column_names if c.startswith("p_")])
+    return np.column_stack(
+        [table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names if c.startswith("p_")]
+    )
 
 
 # ---------------------------------------------------------------------- the export
 def test_export_writes_files_sidecars_tokenizer_and_fidelity(exported, tuned):
     names = sorted(p.name for p in exported.iterdir())
-    assert names == ["fidelity.json", "model-f32.gguf", "model-f32.json", "model-q8_0.gguf", "model-q8_0.json",
-                     "tokenizer"]
+    assert names == [
+        "fidelity.json",
+        "model-f32.gguf",
+        "model-f32.json",
+        "model-q8_0.gguf",
+        "model-q8_0.json",
+        "tokenizer",
+    ]
     side = json.loads((exported / "model-q8_0.json").read_text())
     assert side["quant"] == "q8_0" and side["bytes"] == (exported / "model-q8_0.gguf").stat().st_size
     assert side["spec"] == tuned.spec_.to_dict()
@@ -116,7 +164,7 @@ def test_export_writes_files_sidecars_tokenizer_and_fidelity(exported, tuned):
     assert [r["file"] for r in report["summary"]] == ["model-f32.gguf", "model-q8_0.gguf"]
     assert all(r["n"] == tuned.validation_.num_rows == 12 for r in report["summary"])
     assert report["metric"] == "accuracy"
-    assert not any(p.name.startswith(".") for p in exported.parent.iterdir())   # no temporary folder left
+    assert not any(p.name.startswith(".") for p in exported.parent.iterdir())  # no temporary folder left
 
 
 def test_gguf_scores_as_torch_does(exported, tuned):
@@ -131,17 +179,20 @@ def test_gguf_scores_as_torch_does(exported, tuned):
     ok = np.array([s == "ok" for s in ref.column("status").to_pylist()])
     np.testing.assert_allclose(_probs(got)[ok], _probs(ref)[ok], atol=2e-5)
     assert got.column("label").to_pylist() == ref.column("label").to_pylist()
-    gguf.method_.decode_tokens = 64            # a few documents per llama.cpp batch: many batches
+    gguf.method_.decode_tokens = 64  # a few documents per llama.cpp batch: many batches
     np.testing.assert_allclose(_probs(gguf.predict(data))[ok], _probs(got)[ok], atol=1e-6)
 
 
 def test_label_sets_of_every_shape_score_as_torch(tiny_smol, tmp_path):
     """Multi-label and dimension->level trees (one group per class) and a single-label set with more candidates
     than llama.cpp has sequences (300 > 255: scored in chunks) give torch's probabilities."""
-    from fineclass.methods.generative import zero_shot_classifier
-    cases = [dict(labels=["art", "music", "sport"], kind="multi"),
-             dict(labels=["joy", "calm"], kind="dimlevel", levels=["low", "high"]),
-             dict(labels=list(range(300)), kind="single", max_length=16)]
+    from fineclass.zeroshot import zero_shot_classifier
+
+    cases = [
+        dict(labels=["art", "music", "sport"], kind="multi"),
+        dict(labels=["joy", "calm"], kind="dimlevel", levels=["low", "high"]),
+        dict(labels=list(range(300)), kind="single", max_length=16),
+    ]
     data = pa.table({"text": TEXTS[:4]})
     for k, case in enumerate(cases):
         clf = zero_shot_classifier(tiny_smol, device="cpu", **case)
@@ -163,16 +214,18 @@ def test_generate_gives_torch_answers(exported, tuned):
 def test_classify_engine_llamacpp_writes_resumable_shards(exported, tmp_path):
     data = pa.table({"id": list(range(8)), "text": TEXTS})
     out = tmp_path / "out"
-    first = fineclass.classify(data, model=str(exported / "model-q8_0.gguf"), output=out, engine="llamacpp",
-                               shard_rows=3, progress=False)
+    first = fineclass.classify(
+        data, model=str(exported / "model-q8_0.gguf"), output=out, engine="llamacpp", shard_rows=3, progress=False
+    )
     assert first["shards_written"] == 3 and first["complete"]
     direct = fineclass.load(exported / "model-q8_0.gguf").predict(data)
     table = fineclass.read_output(out)
     assert table.column("label").to_pylist() == direct.column("label").to_pylist()
-    again = fineclass.classify(data, model=str(exported / "model-q8_0.gguf"), output=out, engine="llamacpp",
-                               shard_rows=3, progress=False)
+    again = fineclass.classify(
+        data, model=str(exported / "model-q8_0.gguf"), output=out, engine="llamacpp", shard_rows=3, progress=False
+    )
     assert again["shards_written"] == 0 and again["shards_skipped"] == 3
-    with pytest.raises(FineclassError, match="holds shards of another run"):   # another file is another model
+    with pytest.raises(FineclassError, match="holds shards of another run"):  # another file is another model
         fineclass.classify(data, model=str(exported / "model-f32.gguf"), output=out, shard_rows=3, progress=False)
 
 
@@ -200,15 +253,22 @@ def test_gguf_without_its_sidecar_is_refused(exported, tmp_path):
 
 def test_bare_gguf_points_to_zero_shot():
     from fineclass.llamacpp.classifier import gguf_file
+
     with pytest.raises(FineclassError, match="zero_shot_classifier") as e:
         fineclass.load(gguf_file("smollm2-135m"))
     assert e.value.argument == "path"
 
 
 def test_sidecar_of_another_task_or_edited_labels_is_refused(exported, tiny_smol, tmp_path):
-    from fineclass.methods.generative import zero_shot_classifier
-    other = fineclass.export(zero_shot_classifier(tiny_smol, labels=["a", "b"], device="cpu"), tmp_path / "other",
-                             format="gguf", quant="q8_0", data=None)
+    from fineclass.zeroshot import zero_shot_classifier
+
+    other = fineclass.export(
+        zero_shot_classifier(tiny_smol, labels=["a", "b"], device="cpu"),
+        tmp_path / "other",
+        format="gguf",
+        quant="q8_0",
+        data=None,
+    )
     mixed = tmp_path / "mixed"
     shutil.copytree(exported, mixed)
     shutil.copy(Path(other) / "model-q8_0.json", mixed / "model-q8_0.json")
@@ -218,7 +278,7 @@ def test_sidecar_of_another_task_or_edited_labels_is_refused(exported, tiny_smol
     edited = tmp_path / "edited"
     shutil.copytree(exported, edited)
     side = json.loads((edited / "model-q8_0.json").read_text())
-    side["spec"]["classes"] = ["pos", "neg"]                 # the labels swapped by hand
+    side["spec"]["classes"] = ["pos", "neg"]  # the labels swapped by hand
     (edited / "model-q8_0.json").write_text(json.dumps(side))
     with pytest.raises(FineclassError, match="do not match"):
         fineclass.load(edited / "model-q8_0.gguf")
@@ -228,26 +288,28 @@ def test_a_different_tokenizer_is_refused(exported, tiny_llama, tmp_path):
     moved = tmp_path / "moved"
     shutil.copytree(exported, moved)
     shutil.rmtree(moved / "tokenizer")
-    shutil.copytree(tiny_llama, moved / "tokenizer")       # another model's tokenizer files
+    shutil.copytree(tiny_llama, moved / "tokenizer")  # another model's tokenizer files
     with pytest.raises(FineclassError, match="other tokens than at export") as e:
         fineclass.load(moved / "model-q8_0.gguf")
     assert e.value.argument == "path"
 
 
 def test_architecture_the_converter_cannot_convert(tmp_path, smol_folder):
-    from fineclass.methods.generative import zero_shot_classifier
+    from fineclass.zeroshot import zero_shot_classifier
+
     opt = _tiny_smol(tmp_path / "opt", smol_folder, arch="opt")
     clf = zero_shot_classifier(opt, labels=["neg", "pos"], device="cpu")
     with pytest.raises(FineclassError, match="OPTForCausalLM") as e:
         fineclass.export(clf, tmp_path / "x", format="gguf", quant="q8_0", data=None)
-    assert e.value.argument == "classifier" and "format='safetensors'" in str(e.value)   # refused before merging
+    assert e.value.argument == "classifier" and "format='safetensors'" in str(e.value)  # refused before merging
     assert list(tmp_path.iterdir()) == [tmp_path / "opt"]
 
 
 def test_unknown_tokenizer_fails_cleanly_and_leaves_no_half_export(tiny_llama, tmp_path):
     """The tiny test Llama's own BPE tokenizer is not in the converter's list: a clear error, and neither the
     output folder nor its temporary folder is left behind."""
-    from fineclass.methods.generative import zero_shot_classifier
+    from fineclass.zeroshot import zero_shot_classifier
+
     clf = zero_shot_classifier(tiny_llama, labels=["neg", "pos"], device="cpu")
     with pytest.raises(FineclassError, match="does not know this model's tokenizer") as e:
         fineclass.export(clf, tmp_path / "out" / "deploy", format="gguf", quant="q8_0", data=None)
@@ -277,7 +339,8 @@ def test_engine_llamacpp_needs_a_gguf(tuned):
 def test_fidelity_reports_agreement_metric_and_flips(exported, tuned, tiny_smol, tmp_path, reviews):
     """Against itself (f32) nothing flips; against a zero-shot export with another prompt, every flipped
     document is listed with both labels and confidences, and a metric drop beyond its interval warns."""
-    from fineclass.methods.generative import zero_shot_classifier
+    from fineclass.zeroshot import zero_shot_classifier
+
     held = reviews.gather_every(4, offset=2)
     ref = tuned.predict(held)
     # human codes that the reference matches exactly, so the other model's flips are errors
@@ -286,15 +349,17 @@ def test_fidelity_reports_agreement_metric_and_flips(exported, tuned, tiny_smol,
     row = report.summary.to_pylist()[0]
     assert row["agreement"] == 1.0 and row["flipped"] == 0 and row["difference"] == 0.0
     assert report.flips.num_rows == 0
-    zs = zero_shot_classifier(tiny_smol, labels=["neg", "pos"], device="cpu",
-                              prompt="Is this review positive or negative?\n{text}")
+    zs = zero_shot_classifier(
+        tiny_smol, labels=["neg", "pos"], device="cpu", prompt="Is this review positive or negative?\n{text}"
+    )
     other = fineclass.export(zs, tmp_path / "zs", format="gguf", quant="q8_0", data=None)
     with pytest.warns(UserWarning, match="lowers accuracy"):
         report = fineclass.fidelity(tuned, other, coded, bootstrap=200)
     row = report.summary.to_pylist()[0]
     theirs = fineclass.load(other).predict(held)
-    differ = [i for i, (a, b) in enumerate(zip(ref.column("label").to_pylist(), theirs.column("label").to_pylist()))
-              if a != b]
+    differ = [
+        i for i, (a, b) in enumerate(zip(ref.column("label").to_pylist(), theirs.column("label").to_pylist())) if a != b
+    ]
     assert row["flipped"] == len(differ) == report.flips.num_rows > 0
     assert row["exported"] == pytest.approx(1 - len(differ) / held.height) and row["upper"] < 0
     flip = report.flips.to_pylist()[0]
@@ -309,6 +374,7 @@ def test_fidelity_reports_agreement_metric_and_flips(exported, tuned, tiny_smol,
 def bare_gguf(tiny_smol, tmp_path_factory) -> Path:
     """The tiny model converted by llama.cpp's converter alone: no sidecar, no task hash."""
     from fineclass.llamacpp.export import convert
+
     out = tmp_path_factory.mktemp("bare") / "tiny.gguf"
     convert(Path(tiny_smol), out, "f32", 1)
     return out
@@ -317,15 +383,17 @@ def bare_gguf(tiny_smol, tmp_path_factory) -> Path:
 def test_bare_gguf_zero_shot_reads_its_own_tokenizer(bare_gguf, tiny_smol):
     """A bare GGUF with a codebook: its tokenizer and chat template come from the file and give the same
     prompt tokens and probabilities as the torch zero-shot path on the original folder."""
-    from fineclass.methods.generative import zero_shot_classifier
+    from fineclass.zeroshot import zero_shot_classifier
+
     book = {"neg": "the reviewer dislikes the film", "pos": "the reviewer likes it"}
     ref_clf = zero_shot_classifier(tiny_smol, codebook=book, device="cpu")
     clf = zero_shot_classifier(str(bare_gguf), codebook=book)
     assert clf.engine_ == "llamacpp"
     assert clf.method_.plan.head_ids == ref_clf.method_.plan.head_ids
     data = pa.table({"text": TEXTS})
-    np.testing.assert_allclose(_probs(clf.predict(data))[[0, 1, 2, 3, 5]], _probs(ref_clf.predict(data))[[0, 1, 2, 3, 5]],
-                               atol=2e-5)
+    np.testing.assert_allclose(
+        _probs(clf.predict(data))[[0, 1, 2, 3, 5]], _probs(ref_clf.predict(data))[[0, 1, 2, 3, 5]], atol=2e-5
+    )
     with pytest.raises(FineclassError, match="engine"):
         zero_shot_classifier(str(bare_gguf), codebook=book, engine="onnx")
 
@@ -333,7 +401,8 @@ def test_bare_gguf_zero_shot_reads_its_own_tokenizer(bare_gguf, tiny_smol):
 @pytest.mark.slow
 def test_packaged_smollm2_gguf_zero_shot_agrees_with_torch(reviews):
     """The packaged SmolLM2 GGUF (Q4_1) run by llama.cpp against the torch path on its dequantized weights."""
-    from fineclass.methods.generative import zero_shot_classifier
+    from fineclass.zeroshot import zero_shot_classifier
+
     book = {"neg": "the reviewer dislikes the film or finds it poor", "pos": "the reviewer likes or recommends it"}
     data = reviews.head(12)
     ref = zero_shot_classifier("smollm2-135m", codebook=book, device="cpu").predict(data)
@@ -345,15 +414,31 @@ def test_packaged_smollm2_gguf_zero_shot_agrees_with_torch(reviews):
 # ---------------------------------------------------------------------- command line
 def test_cli_export_and_fidelity(tuned, tmp_path, reviews, capsys):
     from fineclass.cli import main
+
     saved = tuned.save(tmp_path / "model")
     held = tmp_path / "held.parquet"
     reviews.gather_every(12, offset=1).write_parquet(held)
-    assert main(["export", saved, str(tmp_path / "deploy"), "--format", "gguf", "--quant", "q8_0",
-                 "--data", str(held)]) == 0
+    assert (
+        main(["export", saved, str(tmp_path / "deploy"), "--format", "gguf", "--quant", "q8_0", "--data", str(held)])
+        == 0
+    )
     assert (tmp_path / "deploy" / "model-q8_0.gguf").exists()
     assert json.loads((tmp_path / "deploy" / "fidelity.json").read_text())["summary"][0]["n"] == 20
-    assert main(["fidelity", saved, "--against", str(tmp_path / "deploy"), "--data", str(held),
-                 "-o", str(tmp_path / "report.json")]) == 0
+    assert (
+        main(
+            [
+                "fidelity",
+                saved,
+                "--against",
+                str(tmp_path / "deploy"),
+                "--data",
+                str(held),
+                "-o",
+                str(tmp_path / "report.json"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["summary"][0]["file"] == "model-q8_0.gguf" and report["metric"] == "accuracy"
     assert main(["export", saved, str(tmp_path / "bad"), "--format", "gguf", "--quant", "q9"]) == 2

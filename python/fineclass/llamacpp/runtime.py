@@ -6,6 +6,7 @@ the prompt head, evaluated once into sequence 0, is shared by every document wit
 again. A token may belong to several sequences; it then attends to the cells of its first one (llama.cpp's
 mask), which is what lets a whole tree of candidate answers be evaluated in one batch.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -17,13 +18,18 @@ import numpy as np
 from ..errors import FineclassError
 from .tools import bindings, llama_cpp_version
 
-MAX_SEQ = 256          # llama.cpp's LLAMA_MAX_SEQ
+MAX_SEQ = 256  # llama.cpp's LLAMA_MAX_SEQ
 
 
 def default_threads() -> int:
-    """torch's thread count (it follows OMP_NUM_THREADS), so both engines use the same cores."""
+    """Torch's thread count (it follows OMP_NUM_THREADS), so both engines use the same cores.
+
+    Returns:
+        The number of threads.
+    """
     try:
         import torch
+
         return max(1, int(torch.get_num_threads()))
     except ImportError:
         return max(1, os.cpu_count() or 1)
@@ -47,7 +53,9 @@ class Runtime:
         if not self.model:
             raise FineclassError(
                 f"`{argument}`: llama.cpp {llama_cpp_version()} could not load {self.path!r} (not a GGUF file, a "
-                f"damaged one, or an architecture this llama.cpp does not know).", argument)
+                f"damaged one, or an architecture this llama.cpp does not know).",
+                argument,
+            )
         self.n_vocab = int(lib.llama_vocab_n_tokens(lib.llama_model_get_vocab(self.model)))
         self.threads = int(threads) if threads else default_threads()
         # an f32 file keeps its keys and values in f32 too, without flash attention (llama.cpp's default cache
@@ -55,27 +63,50 @@ class Runtime:
         # in the probabilities), so that it reproduces the torch model to float precision
         self.kv_f32 = self.meta("general.file_type") == "0"
         self.ctx = None
-        self.sizes = (0, 0, 0)          # n_ctx, n_batch, n_outputs of the context
-        self.head: tuple = ()           # the token ids held by sequence 0
+        self.sizes = (0, 0, 0)  # n_ctx, n_batch, n_outputs of the context
+        self.head: tuple = ()  # the token ids held by sequence 0
 
     # ------------------------------------------------------------------ metadata
     def meta(self, key: str) -> str | None:
-        """A metadata value of the GGUF file as a string (None when the key is absent)."""
+        """A metadata value of the GGUF file as a string (None when the key is absent).
+
+        Args:
+            key: the metadata key.
+
+        Returns:
+            The value, or None.
+        """
         buf = ctypes.create_string_buffer(4096)
         n = self.lib.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
         return None if n < 0 else buf.value.decode("utf-8", errors="replace")
 
     def description(self) -> str:
+        """llama.cpp's one-line description of the model (architecture, size, file type).
+
+        Returns:
+            The description.
+        """
         buf = ctypes.create_string_buffer(256)
         self.lib.llama_model_desc(self.model, buf, len(buf))
         return buf.value.decode("utf-8", errors="replace")
 
     def size_bytes(self) -> int:
+        """The bytes of the model's tensors.
+
+        Returns:
+            The size in bytes.
+        """
         return int(self.lib.llama_model_size(self.model))
 
     # ------------------------------------------------------------------ context
     def ensure(self, n_ctx: int, n_batch: int, n_outputs: int) -> None:
-        """A context with at least these sizes (made again, and the head forgotten, when one is too small)."""
+        """A context with at least these sizes (made again, and the head forgotten, when one is too small).
+
+        Args:
+            n_ctx: context tokens.
+            n_batch: tokens per batch.
+            n_outputs: sequences.
+        """
         want = (max(n_ctx, self.sizes[0]), max(n_batch, self.sizes[1]), max(n_outputs, self.sizes[2]))
         if self.ctx is not None and want == self.sizes:
             return
@@ -87,7 +118,7 @@ class Runtime:
         p.n_seq_max = MAX_SEQ
         p.n_outputs_max = int(want[2])
         p.n_threads = p.n_threads_batch = self.threads
-        p.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED   # masked cells are skipped, not multiplied
+        p.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED  # masked cells are skipped, not multiplied
         p.kv_unified = True
         if self.kv_f32:
             p.type_k = p.type_v = lib.GGML_TYPE_F32
@@ -96,43 +127,85 @@ class Runtime:
         p.embeddings = False
         ctx = lib.llama_init_from_model(self.model, p)
         if not ctx:
-            raise FineclassError(f"llama.cpp could not make a context of {want[0]} tokens for {self.path!r} (out of "
-                                 f"memory?); lower `batch_tokens` or `max_length`.", "batch_tokens")
+            raise FineclassError(
+                f"llama.cpp could not make a context of {want[0]} tokens for {self.path!r} (out of "
+                f"memory?); lower `batch_tokens` or `max_length`.",
+                "batch_tokens",
+            )
         self.ctx, self.sizes, self.head = ctx, want, ()
         self.memory = lib.llama_get_memory(ctx)
 
     def set_threads(self, threads: int) -> None:
+        """Use ``threads`` CPU threads from the next decode on.
+
+        Args:
+            threads: CPU threads.
+        """
         self.threads = int(threads)
         if self.ctx is not None:
             self.lib.llama_set_n_threads(self.ctx, self.threads, self.threads)
 
     def copy_seq(self, src: int, dst: int) -> None:
+        """Give sequence ``dst`` the cached keys and values of sequence ``src`` (shared, not copied).
+
+        Args:
+            src: the sequence to copy.
+            dst: the sequence that receives it.
+        """
         self.lib.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
 
     def remove_seq(self, seq: int) -> None:
+        """Drop sequence ``seq`` from the cache.
+
+        Args:
+            seq: the sequence id.
+        """
         self.lib.llama_memory_seq_rm(self.memory, seq, -1, -1)
 
     def set_head(self, head_ids: list[int]) -> None:
-        """Evaluate ``head_ids`` into sequence 0 (kept until another head is set)."""
+        """Evaluate ``head_ids`` into sequence 0 (kept until another head is set).
+
+        Args:
+            head_ids: the token ids of the prompt head.
+        """
         head = tuple(int(t) for t in head_ids)
         if head == self.head:
             return
         self.remove_seq(0)
         self.head = ()
         step = self.sizes[1]
-        for start in range(0, len(head), step):   # a long codebook: several batches, in order
-            piece = np.array(head[start:start + step], dtype=np.int32)
+        for start in range(0, len(head), step):  # a long codebook: several batches, in order
+            piece = np.array(head[start : start + step], dtype=np.int32)
             n = len(piece)
-            self.decode(piece, np.arange(start, start + n, dtype=np.int32), np.zeros((n, 1), dtype=np.int32),
-                        np.ones(n, dtype=np.int32), np.zeros(n, dtype=bool))
+            self.decode(
+                piece,
+                np.arange(start, start + n, dtype=np.int32),
+                np.zeros((n, 1), dtype=np.int32),
+                np.ones(n, dtype=np.int32),
+                np.zeros(n, dtype=bool),
+            )
         self.head = head
 
     # ------------------------------------------------------------------ running
-    def decode(self, tokens: np.ndarray, pos: np.ndarray, seqs: np.ndarray, n_seqs: np.ndarray,
-               outputs: np.ndarray) -> np.ndarray:
+    def decode(
+        self, tokens: np.ndarray, pos: np.ndarray, seqs: np.ndarray, n_seqs: np.ndarray, outputs: np.ndarray
+    ) -> np.ndarray:
         """Run one batch; return the logits (float32, one row per token flagged in ``outputs``, in order).
 
         ``seqs`` (n, w) holds each token's sequence ids in its first ``n_seqs[i]`` columns.
+
+        Args:
+            tokens: (n,) token ids.
+            pos: (n,) positions.
+            seqs: (n, w) sequence ids.
+            n_seqs: (n,) how many of each row's sequence ids are used.
+            outputs: (n,) bool: the tokens whose logits are returned.
+
+        Returns:
+            (outputs, vocabulary) float32 logits.
+
+        Raises:
+            RuntimeError: a batch larger than the context's, or a failed ``llama_decode``.
         """
         lib = self.lib
         n = len(tokens)
@@ -143,8 +216,7 @@ class Runtime:
         seqs = np.ascontiguousarray(seqs, dtype=np.int32)
         n_seqs = np.ascontiguousarray(n_seqs, dtype=np.int32)
         flags = np.ascontiguousarray(outputs, dtype=np.int8)
-        rows = np.ascontiguousarray(seqs.ctypes.data + np.arange(n, dtype=np.uintp) * seqs.strides[0],
-                                    dtype=np.uintp)
+        rows = np.ascontiguousarray(seqs.ctypes.data + np.arange(n, dtype=np.uintp) * seqs.strides[0], dtype=np.uintp)
         batch = lib.llama_batch()
         batch.n_tokens = n
         batch.token = tokens.ctypes.data_as(ctypes.POINTER(lib.llama_token))
@@ -183,7 +255,8 @@ class Runtime:
         except Exception:
             pass
 
-    def eval(self):  # the infer pipeline calls module.eval(); nothing to switch here
+    def eval(self):
+        """Nothing to switch (scoring calls ``module.eval()`` on torch modules); returns the runtime."""
         return self
 
     def __repr__(self) -> str:

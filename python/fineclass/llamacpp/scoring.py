@@ -11,39 +11,49 @@ scored nodes give each candidate's score; probabilities come out in the layout o
 Many documents go into one batch (llama.cpp allows 255 sequences next to the head). A document whose label set
 has more candidates than that is scored in several chunks of candidates, its text evaluated again for each.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from .runtime import MAX_SEQ
 
-OUTPUT_ROWS = MAX_SEQ   # logits rows one batch may ask for (llama.cpp reserves that many rows, at least one per sequence)
+OUTPUT_ROWS = (
+    MAX_SEQ  # logits rows one batch may ask for (llama.cpp reserves that many rows, at least one per sequence)
+)
 
 
-class TreeScorer:
+class _TreeScorer:
     """The candidate tree of a ``Plan`` as sequences: which nodes each candidate answer runs through."""
 
     def __init__(self, plan):
         self.plan = plan
-        member = plan.member > 0                                    # (scored nodes, candidates)
+        member = plan.member > 0  # (scored nodes, candidates)
         depths = plan.tree_depths[plan.scored_nodes]
         self.n_cand = member.shape[1]
-        leaves = [plan.scored_nodes[np.flatnonzero(member[:, c])[np.argmax(depths[member[:, c]])]]
-                  for c in range(self.n_cand)]
-        self.on_path = plan.tree_anc[leaves].T                      # (tree nodes, candidates)
-        self.scored_pred = plan.tree_parents[plan.scored_nodes]     # -1: the end of the prompt
+        leaves = [
+            plan.scored_nodes[np.flatnonzero(member[:, c])[np.argmax(depths[member[:, c]])]] for c in range(self.n_cand)
+        ]
+        self.on_path = plan.tree_anc[leaves].T  # (tree nodes, candidates)
+        self.scored_pred = plan.tree_parents[plan.scored_nodes]  # -1: the end of the prompt
         self.scored_token = plan.tree_tokens[plan.scored_nodes]
         self.member = plan.member
-        self.chunk = MAX_SEQ - 1                                     # candidates per unit (sequence 0: the head)
+        self.chunk = MAX_SEQ - 1  # candidates per unit (sequence 0: the head)
 
     def units(self, n_docs: int) -> list[tuple[int, int, int]]:
         """(document, first candidate, end) for every document and chunk of candidates."""
-        return [(i, c0, min(c0 + self.chunk, self.n_cand)) for i in range(n_docs)
-                for c0 in range(0, self.n_cand, self.chunk)]
+        return [
+            (i, c0, min(c0 + self.chunk, self.n_cand))
+            for i in range(n_docs)
+            for c0 in range(0, self.n_cand, self.chunk)
+        ]
 
     def unit_layout(self, c0: int, c1: int):
-        """The tree nodes a chunk needs, their sequence ids (0-based within the chunk), the scored nodes of the
-        chunk and the node whose logits each of them needs (-1: the end of the prompt)."""
+        """The tree nodes a chunk needs, and how they are laid out.
+
+        Returns the nodes, their sequence ids (0-based within the chunk), the scored nodes of the chunk and the
+        node whose logits each of them needs (-1: the end of the prompt).
+        """
         paths = self.on_path[:, c0:c1]
         nodes = np.flatnonzero(paths.any(axis=1))
         scored = np.flatnonzero((self.member[:, c0:c1] > 0).any(axis=1))
@@ -52,7 +62,17 @@ class TreeScorer:
 
 
 def score(runtime, plan, rests: list, batch_tokens: int = 1024) -> np.ndarray:
-    """Probabilities (n, outputs) for documents given as their token ids after the head (text + tail)."""
+    """Probabilities (n, outputs) for documents given as their token ids after the head (text + tail).
+
+    Args:
+        runtime: the llama.cpp ``Runtime``.
+        plan: the generative prompt plan.
+        rests: each document's token ids after the head.
+        batch_tokens: tokens per llama.cpp batch.
+
+    Returns:
+        An array (documents, outputs).
+    """
     scorer = _scorer(plan)
     h = len(plan.head_ids)
     n = len(rests)
@@ -72,8 +92,11 @@ def score(runtime, plan, rests: list, batch_tokens: int = 1024) -> np.ndarray:
             nodes, _, _, preds = layouts[(c0, c1)]
             need_tokens = len(rests[i]) + len(nodes)
             need_outputs = len(np.unique(preds))
-            if taken and (tokens_used + need_tokens > n_batch or seqs_used + (c1 - c0) > MAX_SEQ - 1
-                          or outputs_used + need_outputs > OUTPUT_ROWS):
+            if taken and (
+                tokens_used + need_tokens > n_batch
+                or seqs_used + (c1 - c0) > MAX_SEQ - 1
+                or outputs_used + need_outputs > OUTPUT_ROWS
+            ):
                 break
             taken.append(pending.pop(0))
             tokens_used += need_tokens
@@ -83,10 +106,10 @@ def score(runtime, plan, rests: list, batch_tokens: int = 1024) -> np.ndarray:
     return _probabilities(plan, lp)
 
 
-def _scorer(plan) -> TreeScorer:
+def _scorer(plan) -> _TreeScorer:
     got = getattr(plan, "_llamacpp_scorer", None)
     if got is None:
-        got = plan._llamacpp_scorer = TreeScorer(plan)
+        got = plan._llamacpp_scorer = _TreeScorer(plan)
     return got
 
 
@@ -97,7 +120,7 @@ def _score_batch(runtime, plan, rests, units, layouts, lp, n_tokens, n_seqs, h) 
     seqs = np.zeros((n_tokens, width), dtype=np.int32)
     counts = np.empty(n_tokens, dtype=np.int32)
     flags = np.zeros(n_tokens, dtype=bool)
-    wanted = []            # (document, scored node indices, the batch index of each one's logits row)
+    wanted = []  # (document, scored node indices, the batch index of each one's logits row)
     at, seq = 0, 1
     for i, c0, c1 in units:
         nodes, paths, scored, preds = layouts[(c0, c1)]
@@ -107,18 +130,18 @@ def _score_batch(runtime, plan, rests, units, layouts, lp, n_tokens, n_seqs, h) 
             runtime.copy_seq(0, int(s))
         rest = rests[i]
         r = len(rest)
-        tokens[at:at + r] = rest
-        pos[at:at + r] = h + np.arange(r)
-        seqs[at:at + r, :k] = ids
-        counts[at:at + r] = k
+        tokens[at : at + r] = rest
+        pos[at : at + r] = h + np.arange(r)
+        seqs[at : at + r, :k] = ids
+        counts[at : at + r] = k
         prompt_end = at + r - 1
         t0 = at + r
         m = len(nodes)
-        tokens[t0:t0 + m] = plan.tree_tokens[nodes]
-        pos[t0:t0 + m] = h + r + plan.tree_depths[nodes]
-        for j in range(m):   # a node belongs to the sequences of the candidates that run through it
+        tokens[t0 : t0 + m] = plan.tree_tokens[nodes]
+        pos[t0 : t0 + m] = h + r + plan.tree_depths[nodes]
+        for j in range(m):  # a node belongs to the sequences of the candidates that run through it
             member = ids[paths[j]]
-            seqs[t0 + j, :len(member)] = member
+            seqs[t0 + j, : len(member)] = member
             counts[t0 + j] = len(member)
         where = np.where(preds < 0, prompt_end, t0 + np.searchsorted(nodes, np.maximum(preds, 0)))
         flags[where] = True
@@ -144,7 +167,7 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
 
 def _probabilities(plan, lp: np.ndarray) -> np.ndarray:
     """Candidate log-probabilities -> a softmax within each group, in the layout of methods/__init__.py."""
-    scores = lp @ plan.member.astype(np.float64)                 # (n, candidates)
+    scores = lp @ plan.member.astype(np.float64)  # (n, candidates)
     n = len(scores)
     groups = scores.reshape(n, -1, plan.group_size)
     groups = np.exp(groups - groups.max(axis=2, keepdims=True))
@@ -155,11 +178,23 @@ def _probabilities(plan, lp: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- free generation
-def generate_ids(runtime, plan, rests: list, max_new_tokens: int, batch_tokens: int = 1024,
-                 progress=None) -> list[list[int]]:
+def generate_ids(
+    runtime, plan, rests: list, max_new_tokens: int, batch_tokens: int = 1024, progress=None
+) -> list[list[int]]:
     """Greedy answers (token ids, without the end token) for documents given as their ids after the head.
 
     Up to 255 documents run side by side, one sequence each, all sharing the head in sequence 0.
+
+    Args:
+        runtime: the llama.cpp ``Runtime``.
+        plan: the generative prompt plan.
+        rests: each document's token ids after the head.
+        max_new_tokens: the most tokens per answer.
+        batch_tokens: tokens per llama.cpp batch.
+        progress: a bar to advance, or None.
+
+    Returns:
+        One list of token ids per document.
     """
     h = len(plan.head_ids)
     longest = max((len(r) for r in rests), default=0)
@@ -203,8 +238,9 @@ def generate_ids(runtime, plan, rests: list, max_new_tokens: int, batch_tokens: 
             tokens = np.array([out[i][-1] for i in active], dtype=np.int32)
             pos = np.array([length[i] + len(out[i]) - 1 for i in active], dtype=np.int32)
             seqs = np.array([[seq_of[i]] for i in active], dtype=np.int32)
-            logits = runtime.decode(tokens, pos, seqs, np.ones(len(active), dtype=np.int32),
-                                    np.ones(len(active), dtype=bool))
+            logits = runtime.decode(
+                tokens, pos, seqs, np.ones(len(active), dtype=np.int32), np.ones(len(active), dtype=bool)
+            )
         for i in group:
             runtime.remove_seq(seq_of[i])
         if progress is not None:

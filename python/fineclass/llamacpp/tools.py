@@ -7,18 +7,16 @@ into ``<venv>/share/fineclass/llama.cpp-<version>/``, next to the bindings they 
 converter from there, in a subprocess with that ``gguf-py`` first on its path (the ``gguf`` package on PyPI can
 be older than what the converter needs). Nothing is downloaded at run time.
 
-Command line (used by ``scripts/setup.sh --with-gguf``)::
+Command line (``install-converter`` is run by ``scripts/setup.sh --with-gguf``)::
 
-    python -m fineclass.llamacpp.tools install-converter [--sdist llama_cpp_python-X.tar.gz] [--target DIR]
-    python -m fineclass.llamacpp.tools where
+    fineclass gguf install-converter [--sdist llama_cpp_python-X.tar.gz] [--target DIR]
+    fineclass gguf where
 """
+
 from __future__ import annotations
 
-import argparse
 import ast
-import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -26,6 +24,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from .._fs import atomic_folder
 from ..errors import FineclassError
 
 CONVERTER = "convert_hf_to_gguf.py"
@@ -34,8 +33,13 @@ SETUP_HINT = "run scripts/setup.sh --with-gguf (it builds llama-cpp-python once 
 
 
 def llama_cpp_version() -> str | None:
-    """The installed llama-cpp-python version, or None (read from its metadata: nothing is imported)."""
+    """The installed llama-cpp-python version, or None (read from its metadata: nothing is imported).
+
+    Returns:
+        The version string, or None.
+    """
     from importlib import metadata
+
     try:
         return metadata.version("llama_cpp_python")
     except metadata.PackageNotFoundError:
@@ -43,13 +47,27 @@ def llama_cpp_version() -> str | None:
 
 
 def bindings(argument: str = "engine"):
-    """The low-level llama.cpp bindings (``llama_cpp.llama_cpp``), initialised once and with llama.cpp's own
-    console log silenced; a FineclassError naming the fix when llama-cpp-python is not installed."""
+    """The low-level llama.cpp bindings (``llama_cpp.llama_cpp``), initialised once.
+
+    llama.cpp's own console log is silenced; a FineclassError names the fix when llama-cpp-python is missing.
+
+    Args:
+        argument: the argument to name in errors.
+
+    Returns:
+        The ``llama_cpp.llama_cpp`` module.
+
+    Raises:
+        FineclassError: naming ``argument`` when llama-cpp-python is not installed.
+    """
     try:
         import llama_cpp.llama_cpp as lib
     except ImportError as e:
-        raise FineclassError(f"GGUF models need llama-cpp-python, which is not installed ({e}); {SETUP_HINT}, or "
-                             f"pip install llama-cpp-python.", argument) from None
+        raise FineclassError(
+            f"GGUF models need llama-cpp-python, which is not installed ({e}); {SETUP_HINT}, or "
+            f"pip install llama-cpp-python.",
+            argument,
+        ) from None
     _init(lib)
     return lib
 
@@ -72,10 +90,13 @@ def _init(lib) -> None:
     lib.llama_backend_init()
 
 
-def converter_candidates(version: str | None = None) -> list[Path]:
-    """Where the converter is looked for, in order: $FINECLASS_LLAMACPP_CONVERTER, the venv's share folder, the
-    fineclass cache."""
+def _converter_candidates(version: str | None = None) -> list[Path]:
+    """Where the converter is looked for.
+
+    In order: $FINECLASS_LLAMACPP_CONVERTER, the venv's share folder, the fineclass cache.
+    """
     from ..models import cache_dir
+
     version = version or llama_cpp_version() or "unknown"
     out = []
     env = os.environ.get("FINECLASS_LLAMACPP_CONVERTER")
@@ -87,23 +108,38 @@ def converter_candidates(version: str | None = None) -> list[Path]:
 
 
 def converter_dir(argument: str = "format") -> Path:
-    """The folder holding ``convert_hf_to_gguf.py``, ``conversion/`` and ``gguf-py/`` for the installed bindings."""
+    """The folder holding ``convert_hf_to_gguf.py``, ``conversion/`` and ``gguf-py/`` for the installed bindings.
+
+    Args:
+        argument: the argument to name in errors.
+
+    Returns:
+        The folder.
+
+    Raises:
+        FineclassError: naming ``argument`` when llama-cpp-python or its converter is missing (with the fix).
+    """
     version = llama_cpp_version()
     if version is None:
         raise FineclassError(f"GGUF export needs llama-cpp-python, which is not installed; {SETUP_HINT}.", argument)
-    places = converter_candidates(version)
+    places = _converter_candidates(version)
     for p in places:
         if (p / CONVERTER).is_file() and (p / "conversion").is_dir() and (p / "gguf-py").is_dir():
             return p
     raise FineclassError(
         f"GGUF export needs llama.cpp's converter for llama-cpp-python {version}, found in none of "
         f"{', '.join(str(p) for p in places)}. It ships in llama-cpp-python's source package: {SETUP_HINT}, or run "
-        f"`python -m fineclass.llamacpp.tools install-converter` (pip downloads that source package once).",
-        argument)
+        f"`fineclass gguf install-converter` (pip downloads that source package once).",
+        argument,
+    )
 
 
 def gguf_status() -> str:
-    """One line for ``fineclass doctor``: whether GGUF export and the llama.cpp engine are available."""
+    """One line for ``fineclass doctor``: whether GGUF export and the llama.cpp engine are available.
+
+    Returns:
+        The line.
+    """
     version = llama_cpp_version()
     if version is None:
         return f"not installed (optional; {SETUP_HINT})"
@@ -116,20 +152,36 @@ def gguf_status() -> str:
 
 @lru_cache(maxsize=4)
 def convertible_architectures(folder: str) -> frozenset:
-    """The Hugging Face architectures (``config.json`` ``architectures``) the converter in ``folder`` handles, read
-    from its ``conversion/__init__.py`` table without importing it (that would import torch in this process)."""
+    """The Hugging Face architectures (``config.json`` ``architectures``) the converter in ``folder`` handles.
+
+    Read from its ``conversion/__init__.py`` table without importing it (that would import torch here).
+    """
     source = (Path(folder) / "conversion" / "__init__.py").read_text(encoding="utf-8")
     for node in ast.parse(source).body:
-        target = node.target if isinstance(node, ast.AnnAssign) else (
-            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+        target = (
+            node.target
+            if isinstance(node, ast.AnnAssign)
+            else (node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+        )
         if isinstance(target, ast.Name) and target.id == "TEXT_MODEL_MAP" and node.value is not None:
             return frozenset(ast.literal_eval(node.value))
     return frozenset()
 
 
 def _download_sdist(version: str, into: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--no-build-isolation",
-           f"llama-cpp-python=={version}", "-d", str(into)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-binary",
+        ":all:",
+        "--no-deps",
+        "--no-build-isolation",
+        f"llama-cpp-python=={version}",
+        "-d",
+        str(into),
+    ]
     subprocess.run(cmd, check=True)
     found = sorted(into.glob("llama_cpp_python-*.tar.gz"))
     if not found:
@@ -158,7 +210,7 @@ def install_converter(sdist: str | Path | None = None, target: str | Path | None
     version = llama_cpp_version()
     if version is None:
         raise FineclassError(f"install llama-cpp-python first; {SETUP_HINT}.", "sdist")
-    target = Path(target) if target else converter_candidates(version)[-2]
+    target = Path(target) if target else _converter_candidates(version)[-2]
     with tempfile.TemporaryDirectory() as tmpdir:
         if sdist is None:
             sdist = _download_sdist(version, Path(tmpdir))
@@ -168,56 +220,25 @@ def install_converter(sdist: str | Path | None = None, target: str | Path | None
         with tarfile.open(sdist) as tar:
             root = tar.getnames()[0].split("/")[0]
             if root != f"llama_cpp_python-{version}":
-                raise FineclassError(f"`sdist` {sdist.name} is not the source package of the installed "
-                                     f"llama-cpp-python {version}; the converter must match the library.", "sdist")
+                raise FineclassError(
+                    f"`sdist` {sdist.name} is not the source package of the installed "
+                    f"llama-cpp-python {version}; the converter must match the library.",
+                    "sdist",
+                )
             prefix = f"{root}/vendor/llama.cpp/"
-            members = [m for m in tar.getmembers() if m.name.startswith(prefix) and
-                       m.name[len(prefix):].split("/")[0] in _PIECES and (m.isfile() or m.isdir())]
+            members = [
+                m
+                for m in tar.getmembers()
+                if m.name.startswith(prefix)
+                and m.name[len(prefix) :].split("/")[0] in _PIECES
+                and (m.isfile() or m.isdir())
+            ]
             if not any(m.name == prefix + CONVERTER for m in members):
                 raise FineclassError(f"`sdist` {sdist.name} holds no vendor/llama.cpp/{CONVERTER}.", "sdist")
             with atomic_folder(target) as staging:
                 for m in members:
-                    m.name = m.name[len(prefix):]
+                    m.name = m.name[len(prefix) :]
                 tar.extractall(staging, members=members, filter="data")
                 (staging / "VERSION").write_text(version + "\n", encoding="utf-8")
     convertible_architectures.cache_clear()
     return target
-
-
-@contextlib.contextmanager
-def atomic_folder(target: Path):
-    """A temporary folder beside ``target`` that replaces it when the block ends without error, and is removed
-    otherwise: a half-written folder never appears under the final name."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=str(target.parent)))
-    try:
-        yield staging
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fineclass.llamacpp.tools", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="command", required=True)
-    i = sub.add_parser("install-converter", help="copy the converter out of llama-cpp-python's source package")
-    i.add_argument("--sdist", default=None, help="the source package (default: pip download it)")
-    i.add_argument("--target", default=None, help="destination folder (default: <venv>/share/fineclass/...)")
-    sub.add_parser("where", help="print the converter folder fineclass uses")
-    args = ap.parse_args(argv)
-    try:
-        if args.command == "install-converter":
-            print(f"llama.cpp converter in {install_converter(args.sdist, args.target)}")
-        else:
-            print(converter_dir())
-    except FineclassError as e:
-        print(f"fineclass: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
