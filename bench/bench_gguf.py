@@ -149,7 +149,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import fineclass
     from fineclass.llamacpp.tools import llama_cpp_version
-    from fineclass.methods.generative import merge_for_inference, zero_shot_classifier
+    from fineclass.methods.generative import merge_for_inference
+    from fineclass.zeroshot import zero_shot_classifier
 
     folder = Path(args.folder or tempfile.mkdtemp(prefix="bench-gguf-"))
     folder.mkdir(parents=True, exist_ok=True)
