@@ -407,7 +407,10 @@ def test_packaged_smollm2_gguf_zero_shot_agrees_with_torch(reviews):
     data = reviews.head(12)
     ref = zero_shot_classifier("smollm2-135m", codebook=book, device="cpu").predict(data)
     got = zero_shot_classifier("smollm2-135m", codebook=book, engine="llamacpp").predict(data)
-    assert np.abs(_probs(got) - _probs(ref)).max() < 0.05
+    # the weights are the same Q4_1 numbers in both; llama.cpp also rounds the activations of each matrix product to
+    # 8 bits (q8_1), torch does not. That moves a probability by up to about 0.06 here (bench/gguf_q8_flips.py
+    # measures the same rounding on q8_0); an exact match of the two engines is tested on f32 files above.
+    assert np.abs(_probs(got) - _probs(ref)).max() < 0.1
     assert np.mean(np.array(got.column("label").to_pylist()) == np.array(ref.column("label").to_pylist())) >= 10 / 12
 
 
