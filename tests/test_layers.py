@@ -41,8 +41,10 @@ LAYERS = [
     (
         "L6 workflows",
         [
+            "fineclass.llamacpp",
             "fineclass.zeroshot",
             "fineclass.infer",
+            "fineclass.deployment",
             "fineclass.ray_engine",
             "fineclass.curve",
             "fineclass.crowd",

@@ -39,6 +39,8 @@ ROOT_NAMES = [
     "estimate",
     "draw_sample",
     "plan_budget",
+    "export",
+    "fidelity",
 ]
 
 # (module, name): the deep paths the R package, the vignettes and the README reach
@@ -66,6 +68,9 @@ DEEP_PATHS = [
     ("fineclass.estimation", "estimate"),
     ("fineclass.estimation", "draw_sample"),
     ("fineclass.estimation", "plan_budget"),
+    ("fineclass.classifier", "load"),  # saved folders only; the root load() also reads GGUF exports
+    ("fineclass.deployment", "export"),
+    ("fineclass.deployment", "fidelity"),
 ]
 
 
@@ -94,6 +99,10 @@ def test_root_and_deep_paths_are_the_same_objects():
     assert fineclass.generate is generative.generate
     assert fineclass.Endpoint is importlib.import_module("fineclass.client").Endpoint
     assert fineclass.evaluate is importlib.import_module("fineclass.evaluation").evaluate
+    deployment = importlib.import_module("fineclass.deployment")
+    assert fineclass.load is deployment.load
+    assert fineclass.export is deployment.export
+    assert fineclass.fidelity is deployment.fidelity
 
 
 def test_signatures_of_the_main_entry_points():

@@ -16,7 +16,7 @@ _LAZY = {
     "TrainConfig": ".config",
     "Classifier": ".classifier",
     "train": ".classifier",
-    "load": ".classifier",
+    "load": ".deployment",  # classifier.load, and GGUF exports (run by llama.cpp)
     "classify": ".infer",
     "evaluate": ".evaluation",
     "learning_curve": ".curve",
@@ -38,6 +38,8 @@ _LAZY = {
     "estimate": ".estimation",
     "draw_sample": ".estimation",
     "plan_budget": ".estimation",
+    "export": ".deployment",
+    "fidelity": ".deployment",
 }
 
 __all__ = ["FineclassError", "LabelSpec", *_LAZY]

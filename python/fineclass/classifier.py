@@ -115,6 +115,7 @@ class Classifier:
             resume=resume,
         )
         self.config = trained.config
+        self.validation_ = trained.validation  # kept in memory only, for export's fidelity check
         return self._adopt(
             method=trained.method,
             module=trained.module,

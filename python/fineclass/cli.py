@@ -140,6 +140,8 @@ def _classify(args) -> int:
     if args.engine == "ray":
         names = ("address", "num_actors", "gpus_per_actor", "cpus_per_actor", "max_retries")
         options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    elif args.engine == "llamacpp" and args.threads is not None:
+        options = {"threads": args.threads}
     result = classify(
         args.input,
         model=args.model,
@@ -266,6 +268,7 @@ def _zero_shot(args) -> int:
         levels=_list_arg(args.levels),
         prompt=args.prompt,
         max_length=args.max_length,
+        engine=args.engine,
     )
     if args.save:
         print(f"saved the zero-shot classifier to {clf.save(args.save, overwrite=args.overwrite)}")
@@ -279,7 +282,7 @@ def _zero_shot(args) -> int:
 
 
 def _generate(args) -> int:
-    from .classifier import load
+    from .deployment import load
     from .methods.generative import generate, generation_summary
 
     table = generate(
@@ -297,10 +300,49 @@ def _generate(args) -> int:
 
 
 def _export(args) -> int:
-    from .classifier import load
-    from .methods.generative import export_merged
+    from .deployment import export, load
 
-    print(f"wrote the merged model to {export_merged(load(args.model), args.path, overwrite=args.overwrite)}")
+    if args.format == "gguf":
+        out = export(
+            load(args.model),
+            args.path,
+            "gguf",
+            quant=args.quant or "q4_k_m",
+            data=None if args.no_fidelity else (args.data or "validation"),
+            overwrite=args.overwrite,
+            text=args.text,
+            label=args.label,
+            id=args.id,
+            threads=args.threads,
+        )
+        print(f"wrote the GGUF export to {out}")
+        return 0
+    for flag, value in (("--quant", args.quant), ("--data", args.data)):
+        if value is not None:
+            raise SystemExit(f"fineclass export: {flag} is for --format gguf")
+    print(f"wrote the merged model to {export(load(args.model), args.path, overwrite=args.overwrite)}")
+    return 0
+
+
+def _fidelity(args) -> int:
+    from .deployment import fidelity
+    from .manifest import write_json_atomic
+
+    report = fidelity(
+        args.model,
+        args.against,
+        args.data,
+        text=args.text,
+        label=args.label,
+        id=args.id,
+        metric=args.metric,
+        bootstrap=args.bootstrap,
+        threads=args.threads,
+    )
+    print(report)
+    if args.output:
+        write_json_atomic(args.output, report.to_dict())
+        print(f"wrote the report to {args.output}")
     return 0
 
 
@@ -475,6 +517,20 @@ def _demo(args) -> int:
     return 0
 
 
+def _gguf_install_converter(args) -> int:
+    from .llamacpp.tools import install_converter
+
+    print(f"llama.cpp converter in {install_converter(args.sdist, args.target)}")
+    return 0
+
+
+def _gguf_where(args) -> int:
+    from .llamacpp.tools import converter_dir
+
+    print(converter_dir())
+    return 0
+
+
 def _doctor(args) -> int:
     from .doctor import doctor
 
@@ -529,7 +585,8 @@ COMMANDS = [
             arg("--shard", default=None, help="i/n: this job's share of the shards (e.g. a SLURM array)"),
             arg("--shard-rows", dest="shard_rows", type=int, default=20_000),
             arg("--no-resume", action="store_true", help="refuse to continue an existing output folder"),
-            arg("--engine", default="local", choices=["local", "ray"]),
+            arg("--engine", default="local", choices=["local", "ray", "llamacpp"]),
+            arg("--threads", type=int, default=None, help="llama.cpp: CPU threads (with --engine llamacpp)"),
             arg("--address", default=None, help="Ray cluster address (with --engine ray), e.g. auto"),
             arg("--num-actors", dest="num_actors", type=int, default=None, help="Ray: predictors in the pool"),
             arg("--gpus-per-actor", dest="gpus_per_actor", type=float, default=None),
@@ -602,6 +659,7 @@ COMMANDS = [
             arg("--output", "-o", default=None, help="Parquet file for the predictions"),
             arg("--save", default=None, help="also save the zero-shot classifier to this folder"),
             arg("--overwrite", action="store_true"),
+            arg("--engine", default="torch", choices=["torch", "llamacpp"], help="llamacpp: a GGUF model"),
         ],
     ),
     Command(
@@ -619,12 +677,42 @@ COMMANDS = [
     ),
     Command(
         "export",
-        "write a generative classifier with its adapter merged (safetensors)",
+        "write a generative classifier merged (safetensors) or as GGUF files for llama.cpp",
         _export,
         [
             arg("model", help="folder of a saved generative classifier"),
-            arg("path", help="output folder (for vLLM, or llama.cpp's convert_hf_to_gguf.py)"),
+            arg("path", help="output folder"),
             arg("--overwrite", action="store_true"),
+            arg("--format", default="safetensors", choices=["safetensors", "gguf"]),
+            arg(
+                "--quant",
+                default=None,
+                help="GGUF: quantization(s), comma-separated (default q4_k_m): f32, f16, bf16, q8_0, q6_k, q5_k_m, "
+                "q5_k_s, q5_0, q4_k_m, q4_k_s, q4_0, q3_k_m, q2_k",
+            ),
+            arg("--data", default=None, help="GGUF: held-out documents for the fidelity check"),
+            arg("--no-fidelity", dest="no_fidelity", action="store_true", help="GGUF: skip the fidelity check"),
+            arg("--text", default="text"),
+            arg("--label", default=None),
+            arg("--id", default=None),
+            arg("--threads", type=int, default=None, help="GGUF: CPU threads"),
+        ],
+    ),
+    Command(
+        "fidelity",
+        "compare exported GGUF files with the model they came from",
+        _fidelity,
+        [
+            arg("model", help="folder of the saved (torch) classifier: the reference"),
+            arg("--against", nargs="+", required=True, help="exported .gguf files or an export folder"),
+            arg("--data", required=True, help="held-out documents (Parquet/CSV), with human codes if known"),
+            arg("--text", default="text"),
+            arg("--label", default=None, help="column of human codes (default: label/labels when present)"),
+            arg("--id", default=None),
+            arg("--metric", default=None, help="metric to compare (default: accuracy, or jaccard)"),
+            arg("--bootstrap", type=int, default=1000),
+            arg("--threads", type=int, default=None, help="CPU threads for llama.cpp"),
+            arg("--output", "-o", default=None, help="write the report as JSON"),
         ],
     ),
     Command(
@@ -798,6 +886,23 @@ COMMANDS = [
             arg("--n-test", dest="n_test", type=int, default=1000),
             arg("--epochs", type=int, default=2),
             arg("--seed", type=int, default=0),
+        ],
+    ),
+    Command(
+        "gguf",
+        "llama.cpp's converter for GGUF export: install it, or say where it is",
+        None,
+        subcommands=[
+            Command(
+                "install-converter",
+                "copy the converter out of llama-cpp-python's source package (scripts/setup.sh --with-gguf)",
+                _gguf_install_converter,
+                [
+                    arg("--sdist", default=None, help="the source package (default: pip download it)"),
+                    arg("--target", default=None, help="destination folder (default: <venv>/share/fineclass/...)"),
+                ],
+            ),
+            Command("where", "print the converter folder fineclass uses", _gguf_where, []),
         ],
     ),
     Command("doctor", "report Python, torch, device and versions", _doctor, [arg("--json", action="store_true")]),

@@ -27,6 +27,44 @@ class Labelled:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def table(self, idx: Any) -> pa.Table:
+        """Some of its documents as a table with their human codes, in the form ``evaluate()`` reads.
+
+        Args:
+            idx: the positions of the documents.
+
+        Returns:
+            ``id``, ``text`` and ``label`` (single-label) or ``labels`` (a list of codes, or of
+            ``{dimension, level}`` for the dimension->level shape).
+        """
+        idx = np.asarray(idx, dtype=np.int64)
+        spec, targets = self.spec, self.targets[idx]
+        if spec.kind == "single":
+            name = "label"
+            values = pa.array([spec.decode_value(spec.classes[int(t)]) for t in targets], type=spec.arrow_type())
+        elif spec.kind == "multi":
+            name = "labels"
+            values = pa.array(
+                [[spec.decode_value(c) for c, on in zip(spec.classes, row) if on > 0.5] for row in targets],
+                type=pa.list_(spec.arrow_type()),
+            )
+        else:
+            name = "labels"
+            values = pa.array(
+                [
+                    [{"dimension": d, "level": spec.levels[int(lv) - 1]} for d, lv in zip(spec.classes, row) if lv > 0]
+                    for row in targets
+                ],
+                type=pa.list_(pa.struct([("dimension", pa.string()), ("level", pa.string())])),
+            )
+        return pa.table(
+            {
+                "id": pa.array([self.ids[i] for i in idx], type=self.id_type),
+                "text": pa.array([self.texts[i] for i in idx], type=pa.string()),
+                name: values,
+            }
+        )
+
 
 def _fold_long(table: pa.Table, labels: Any, label: Any, argument: str = "labels"):
     """Join a long label table (id + label, or id + dimension + level) onto the documents' ids."""

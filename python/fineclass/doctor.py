@@ -54,6 +54,10 @@ def doctor() -> dict:
         )
         or "no built-in model package"
     )
+    if report.get("torch"):
+        from .llamacpp.tools import gguf_status  # the package imports torch
+
+        report["gguf"] = gguf_status()  # llama-cpp-python and its converter (optional)
     try:
         import numpy
 

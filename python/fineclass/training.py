@@ -287,6 +287,7 @@ class Trained:
     thresholds: dict
     history: list
     manifest: dict
+    validation: Any = None  # the validation documents with their codes (export's fidelity check reads them)
 
 
 def fit(
@@ -522,7 +523,7 @@ def fit(
             f"{manifest['seconds']} s; best epoch {best['epoch']}",
             file=sys.stderr,
         )
-    return Trained(method, module, tok, ds.spec, device, cfg, thresholds, history, manifest)
+    return Trained(method, module, tok, ds.spec, device, cfg, thresholds, history, manifest, ds.table(val_idx))
 
 
 @torch.no_grad()

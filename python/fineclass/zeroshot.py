@@ -14,6 +14,7 @@ from .classifier import Classifier
 from .config import TrainConfig
 from .errors import FineclassError
 from .labels import KINDS, LabelSpec, canon, read_codebook, split_codebook, value_type
+from .llamacpp.classifier import zero_shot_gguf
 from .manifest import hash_model_folder, now, versions
 from .methods.base import check_no_pickle, inference_dtype, pick_device, quiet_transformers
 from .methods.generative import GenerativeMethod, Plan
@@ -70,6 +71,7 @@ def zero_shot_classifier(
     scoring: str = "prefix",
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    engine: str = "torch",
 ):
     """A Classifier that prompts ``model`` without training; it predicts, saves and loads like a trained one.
 
@@ -87,6 +89,8 @@ def zero_shot_classifier(
             labels (the rest would be forced by constrained decoding); ``"full"`` scores the whole answer.
         trust_remote_code: let transformers run the model's own code.
         allow_pickle: accept pickle weight files.
+        engine: ``"torch"``, or ``"llamacpp"`` to run a GGUF file in llama.cpp (a ``.gguf`` path, or
+            ``"smollm2-135m"``'s packaged file); a ``.gguf`` path always runs there.
 
     Returns:
         A fitted generative Classifier.
@@ -101,6 +105,10 @@ def zero_shot_classifier(
     spec = _zero_shot_spec(labels, codebook, kind, levels)
     if not (isinstance(threshold, (int, float)) and 0 < float(threshold) < 1):
         raise FineclassError(f"`threshold` must be a number in (0, 1); got {threshold!r}.", "threshold")
+    if engine not in ("torch", "llamacpp"):
+        raise FineclassError(f"`engine` must be 'torch' or 'llamacpp'; got {engine!r}.", "engine")
+    if engine == "llamacpp" or str(model).lower().endswith(".gguf"):
+        return zero_shot_gguf(model, spec, prompt=prompt, max_length=max_length, threshold=threshold, scoring=scoring)
     cfg = TrainConfig(prompt=prompt, max_length=max_length, device=device, epochs=1)
     path = resolve(model)
     dev = pick_device(device)
@@ -169,6 +177,7 @@ def zero_shot(
     scoring: str = "prefix",
     trust_remote_code: bool = False,
     progress: bool = False,
+    engine: str = "torch",
 ) -> pa.Table:
     """Classify ``data`` by prompting ``model`` without training.
 
@@ -190,6 +199,7 @@ def zero_shot(
         scoring: see :func:`zero_shot_classifier`.
         trust_remote_code: let transformers run the model's own code.
         progress: show a progress bar.
+        engine: ``"torch"`` or ``"llamacpp"`` (see :func:`zero_shot_classifier`).
 
     Returns:
         The table ``Classifier.predict`` returns (probabilities from scoring every label; for single-label they sum
@@ -213,6 +223,7 @@ def zero_shot(
         device=device,
         scoring=scoring,
         trust_remote_code=trust_remote_code,
+        engine=engine,
     )
     if generate:
         return free_generation(clf, data, text=text, id=id, progress=progress)

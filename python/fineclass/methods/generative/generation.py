@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import torch
-import torch.nn.functional as F
 
 from ..._checks import whole_number
 from ...errors import FineclassError, warn_user
@@ -44,33 +41,6 @@ def generative_plan(classifier: Any, argument: str = "classifier") -> Plan:
             argument,
         )
     return classifier.method_.plan
-
-
-@torch.no_grad()
-@contextlib.contextmanager
-def _fp32_logits(module):
-    """The output layer in fp32 while generating, as in scoring (_candidate_probabilities).
-
-    With bf16 weights or bf16 autocast, logits of about 20 are rounded to steps of 0.125: two labels whose
-    log-probabilities differ by less than that tie exactly, and greedy decoding then picks the lower token id
-    instead of the likelier label. Computing the last layer in fp32 makes the greedy choice follow the model.
-    """
-    head = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None
-    if not isinstance(head, torch.nn.Linear):
-        yield
-        return
-    weight = head.weight if head.weight.dtype == torch.float32 else head.weight.detach().float()
-    bias = None if head.bias is None else head.bias.detach().float()
-
-    def forward(x):
-        with torch.autocast(x.device.type, enabled=False):
-            return F.linear(x.float(), weight, bias)
-
-    head.forward = forward
-    try:
-        yield
-    finally:
-        head.__dict__.pop("forward", None)
 
 
 def generate(
@@ -110,8 +80,6 @@ def generate(
     Example:
         >>> table = fineclass.generate(clf, tweets)  # doctest: +SKIP
     """
-    from transformers import GenerationConfig
-
     plan = generative_plan(classifier)
     batch_size = whole_number(batch_size, "batch_size")
     max_new_tokens = whole_number(max_new_tokens, "max_new_tokens", allow_none=True)
@@ -122,34 +90,18 @@ def generate(
     device = classifier.device_
     enc = plan.encode(tok, texts, classifier.manifest_["config"]["max_length"])
     cap = max_new_tokens or plan.max_answer_tokens()
-    gcfg = GenerationConfig(
-        max_new_tokens=cap, do_sample=False, num_beams=1, eos_token_id=plan.eos_ids, pad_token_id=plan.pad_id
-    )
-    module.eval()
-    answers = [""] * len(texts)
     todo = [i for i in np.argsort([-len(x) for x in enc.ids], kind="stable") if not empty[i]]
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), unit="doc", desc="generating", dynamic_ncols=True, file=sys.stderr)
-    autocast = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    for s in range(0, len(todo), batch_size):
-        idx = todo[s : s + batch_size]
-        width = max(len(enc.ids[i]) for i in idx)
-        ids = torch.full((len(idx), width), plan.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for k, i in enumerate(idx):  # left padding: every row's answer starts at the same column
-            ids[k, width - len(enc.ids[i]) :] = torch.tensor(enc.ids[i])
-            mask[k, width - len(enc.ids[i]) :] = 1
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast), _fp32_logits(module):
-            out = module.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gcfg)
-        for k, i in enumerate(idx):
-            answers[i] = tok.decode(out[k, width:], skip_special_tokens=True)
-        if bar is not None:
-            bar.update(len(idx))
+    got = classifier.method_.answer_ids(module, device, [enc.ids[i] for i in todo], cap, batch_size, bar)
     if bar is not None:
         bar.close()
+    answers = [""] * len(texts)
+    for i, ids in zip(todo, got):
+        answers[i] = tok.decode(ids, skip_special_tokens=True)
     statuses, values = [], []
     for a, e in zip(answers, empty):
         st, v = (EMPTY_TEXT, None) if e else read_answer(spec, a)

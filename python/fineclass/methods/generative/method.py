@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -39,6 +40,33 @@ GEN_DEFAULTS = {
     "lora_alpha": 16,
 }
 BASE_ONLY = "fineclass_base_only.json"
+
+
+@torch.no_grad()
+@contextlib.contextmanager
+def _fp32_logits(module):
+    """The output layer in fp32 while generating, as in scoring (_candidate_probabilities).
+
+    With bf16 weights or bf16 autocast, logits of about 20 are rounded to steps of 0.125: two labels whose
+    log-probabilities differ by less than that tie exactly, and greedy decoding then picks the lower token id
+    instead of the likelier label. Computing the last layer in fp32 makes the greedy choice follow the model.
+    """
+    head = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None
+    if not isinstance(head, torch.nn.Linear):
+        yield
+        return
+    weight = head.weight if head.weight.dtype == torch.float32 else head.weight.detach().float()
+    bias = None if head.bias is None else head.bias.detach().float()
+
+    def forward(x):
+        with torch.autocast(x.device.type, enabled=False):
+            return F.linear(x.float(), weight, bias)
+
+    head.forward = forward
+    try:
+        yield
+    finally:
+        head.__dict__.pop("forward", None)
 
 
 @register("generative")
@@ -121,6 +149,53 @@ class GenerativeMethod(Method):
                 raise RuntimeError("a document was encoded with another prompt than this model's")
             rests.append(list(ids[h:]))
         return {"rest": rests, "device": device}
+
+    # ------------------------------------------------------------------ free generation
+    @torch.no_grad()
+    def answer_ids(
+        self, module, device, prompts: list, max_new_tokens: int, batch_size: int, progress=None
+    ) -> list[list[int]]:
+        """Greedy answers to encoded prompts: the new token ids of each (``generate()`` decodes and parses them).
+
+        Args:
+            module: the model.
+            device: where it runs.
+            prompts: token ids per document, as :meth:`encode` made them.
+            max_new_tokens: the most tokens generated per answer.
+            batch_size: prompts per ``generate()`` call (the longest first).
+            progress: a bar to advance by the documents done, or None.
+
+        Returns:
+            One list of token ids per prompt, in the order of ``prompts``.
+        """
+        from transformers import GenerationConfig
+
+        plan = self._need_plan()
+        gcfg = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=plan.eos_ids,
+            pad_token_id=plan.pad_id,
+        )
+        module.eval()
+        answers: list[list[int]] = [[] for _ in prompts]
+        autocast_on = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        for s in range(0, len(prompts), batch_size):
+            idx = range(s, min(s + batch_size, len(prompts)))
+            width = max(len(prompts[i]) for i in idx)
+            ids = torch.full((len(idx), width), plan.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for k, i in enumerate(idx):  # left padding: every row's answer starts at the same column
+                ids[k, width - len(prompts[i]) :] = torch.tensor(prompts[i])
+                mask[k, width - len(prompts[i]) :] = 1
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_on), _fp32_logits(module):
+                out = module.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gcfg)
+            for k, i in enumerate(idx):
+                answers[i] = out[k, width:].tolist()
+            if progress is not None:
+                progress.update(len(idx))
+        return answers
 
     # ------------------------------------------------------------------ maths
     def loss(self, module, batch, targets: torch.Tensor, spec: LabelSpec, weights=None) -> torch.Tensor:
