@@ -79,14 +79,12 @@ def write_corpus(data, folder: Path, files: int = 4) -> Path:
 
 def timed(engine: str, corpus: Path, model: Path, out: Path, shard_rows: int, **opts) -> tuple[float, dict]:
     import fineclass
-    from fineclass.ray_engine import classify_ray  # what classify(engine="ray") calls; here with progress=False
 
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
-    if engine == "ray":
-        summary = classify_ray(str(corpus), model=str(model), output=out, shard_rows=shard_rows, progress=False, **opts)
-    else:
-        summary = fineclass.classify(str(corpus), model=str(model), output=out, shard_rows=shard_rows, progress=False)
+    summary = fineclass.classify(
+        str(corpus), model=str(model), output=out, shard_rows=shard_rows, progress=False, engine=engine, **opts
+    )
     return time.perf_counter() - t, summary
 
 

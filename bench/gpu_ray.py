@@ -113,7 +113,6 @@ def main(argv=None) -> int:
 
     import fineclass
     from fineclass.infer import read_output
-    from fineclass.ray_engine import classify_ray
 
     if args.smoke:
         args.n, args.baseline = min(args.n, 400), True
@@ -143,23 +142,16 @@ def main(argv=None) -> int:
     data = args.data or str(corpus_from_reviews(args.n, work / "corpus"))
     output = args.output or work / "out-ray"
     result = {"gpus": n_gpus, "nodes": len(ray.nodes()), "smoke": args.smoke, "shard_rows": shard_rows}
+    # both engines classify the same corpus with the same model and options
+    same = {"model": str(model), "text": args.text, "id": args.id, "batch_tokens": args.batch_tokens}
+    same["shard_rows"] = shard_rows
     try:
         baseline = None
         if args.baseline:
             out = work / "out-local"
             t = time.perf_counter()
             # the local engine in this process, on one GPU (or the CPU with --smoke)
-            s = fineclass.classify(
-                data,
-                model=str(model),
-                output=out,
-                text=args.text,
-                id=args.id,
-                batch_tokens=args.batch_tokens,
-                shard_rows=shard_rows,
-                progress=False,
-                device=device,
-            )
+            s = fineclass.classify(data, output=out, progress=False, device=device, **same)
             secs = time.perf_counter() - t
             baseline = read_output(out)
             result["local_docs_per_s"] = round(s["rows_written"] / secs, 1)
@@ -168,17 +160,14 @@ def main(argv=None) -> int:
                 f"({secs:.1f} s)"
             )
         t = time.perf_counter()
-        s = classify_ray(
+        s = fineclass.classify(
             data,
-            model=str(model),
             output=output,
-            text=args.text,
-            id=args.id,
-            batch_tokens=args.batch_tokens,
-            shard_rows=shard_rows,
+            progress=not args.smoke,
+            engine="ray",
             num_actors=args.num_actors,
             gpus_per_actor=args.gpus_per_actor,
-            progress=not args.smoke,
+            **same,
         )
         secs = time.perf_counter() - t
         got = read_output(output)

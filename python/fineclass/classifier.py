@@ -22,7 +22,7 @@ from .manifest import weights_digest, write_json_atomic
 from .methods import Method, get_method
 from .methods.base import check_no_pickle, pick_device
 from .models import resolve_base
-from .scoring import Scorer, probability_names
+from .scoring import PredictOptions, Scorer, probability_names
 from .tables import read_table
 from .training import fit
 
@@ -211,9 +211,10 @@ class Classifier:
         Example:
             >>> clf.predict({"text": ["a fine film", "dull"]})  # doctest: +SKIP
         """
-        return self.scorer().predict(
-            data, text=text, id=id, batch_tokens=batch_tokens, probabilities=probabilities, progress=progress
+        options = PredictOptions(
+            text=text, id=id, batch_tokens=batch_tokens, probabilities=probabilities, progress=progress
         )
+        return self.scorer().predict(data, options)
 
     def predict_proba(
         self, data: Any, *, text: str = "text", id: str | None = None, batch_tokens: int | None = None

@@ -13,10 +13,10 @@ from __future__ import annotations
 import inspect
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ._checks import whole_number
 from .classifier import Classifier
 from .deployment import load  # a saved folder, or a GGUF export (then scored by llama.cpp)
 from .errors import FineclassError
@@ -25,9 +25,9 @@ from .ledger import (
     LEDGER,
     RUN_FILE,
     Run,
+    RunOptions,
     model_identity,
     output_errors,
-    parse_shard,
     read_output,
     report,
     weights_identity,
@@ -35,65 +35,36 @@ from .ledger import (
 )
 from .llamacpp.classifier import DECODE_TOKENS, as_gguf_classifier
 from .ray_engine import classify_ray
-from .scoring import check_batch_tokens, progress_bar
+from .scoring import progress_bar
 from .sources import hash_input, open_source
 
 __all__ = ["classify", "read_output", "register_engine", "ENGINES", "LEDGER", "RUN_FILE", "DEFAULT_SHARD_ROWS"]
 
 
-def _classify_local(
-    data: Any,
-    model: Any,
-    output: str | Path | None,
-    *,
-    text: str,
-    id: str | None,
-    batch_tokens: int | None,
-    resume: bool,
-    shard: Any,
-    shard_rows: int,
-    probabilities: bool,
-    progress: bool,
-    device: str,
-) -> Any:
+def _classify_local(data: Any, model: Any, output: str | Path | None, options: RunOptions) -> Any:
     """The local engine: every shard of this job in this process, one after the other."""
     if model is None:
         raise FineclassError("`model` is required: a fitted Classifier or the folder of a saved one.", "model")
-    batch_tokens = check_batch_tokens(batch_tokens)
-    shard_rows = whole_number(shard_rows, "shard_rows")
-    i, n = parse_shard(shard)
-    source = open_source(data, text, id) if output is not None else None  # bad input fails before any work
-    clf = model if isinstance(model, Classifier) else load(model, device=device)
+    shard_rows, mine = options.shard_rows, options.mine
+    source = open_source(data, options.text, options.id) if output is not None else None  # fails before any work
+    clf = model if isinstance(model, Classifier) else load(model, device=options.device)
     if output is None:
-        return clf.predict(
-            data, text=text, id=id, batch_tokens=batch_tokens, probabilities=probabilities, progress=progress
-        )
-
-    def mine(k: int) -> bool:
-        return k % n == i
+        return clf.scorer().predict(data, options)
 
     # a folder was loaded just now, and load() checked its weights against the manifest's hash: no second read;
     # a GGUF classifier digests its one file itself
     verified = clf.manifest_.get("weights_sha256") if clf is not model else None
-    fingerprint = {
-        "model": model_identity(clf.manifest_),
-        "weights": verified or getattr(clf, "weights_sha256_", None) or weights_identity(model),
-        "input": source.identity(shard_rows),
-        "text": text,
-        "id": id,
-        "shard_rows": shard_rows,
-    }
+    weights = verified or getattr(clf, "weights_sha256_", None) or weights_identity(model)
+    fingerprint = options.fingerprint(model_identity(clf.manifest_), weights, source.identity(shard_rows))
     source.check_output(output)
     source.check_rows()
-    run = Run.start(output, fingerprint, resume, mine, share=(i, n))
+    run = Run.start(output, fingerprint, options.resume, mine, share=options.share)
     scorer = clf.scorer()
     total = source.total
     n_shards = math.ceil(total / shard_rows) if total is not None else None
-    mine_total = None
-    if total is not None:
-        mine_total = sum(min(shard_rows, total - k * shard_rows) for k in range(n_shards) if mine(k))
+    mine_total = options.rows([k for k in range(n_shards) if mine(k)], total) if total is not None else None
     already = sum(e["rows"] for e in run.done.values())
-    bar = progress_bar(mine_total, progress, initial=already if mine_total is not None else 0)
+    bar = progress_bar(mine_total, options.progress, initial=already if mine_total is not None else 0)
     t0 = time.time()
 
     def passed(k, chunk):  # a stream's finished shards must hold the same input
@@ -102,7 +73,7 @@ def _classify_local(
     try:
         for k, chunk in source.shards(shard_rows, lambda k: mine(k) and k not in run.done, passed):
             docs, input_hash = source.documents(k, chunk, shard_rows)
-            out = scorer.predict_batch(docs, batch_tokens, probabilities, bar)
+            out = scorer.predict_batch(docs, options.batch_tokens, options.probabilities, bar)
             with output_errors(run.folder):
                 run.record(write_shard(run.folder, k, out, input_hash))
     finally:
@@ -112,8 +83,9 @@ def _classify_local(
     source.check_rows()  # a CSV file or a stream: its rows are known now
     if n_shards is None and source.seen is not None:
         n_shards = math.ceil(source.seen / shard_rows)
+    i, n = options.share
     summary = run.summary(n_shards, n, f"{i}/{n}", time.time() - t0)
-    if progress:
+    if options.progress:
         report(summary)
     return summary
 
@@ -122,16 +94,16 @@ def _classify_llamacpp(
     data: Any,
     model: Any,
     output: str | Path | None,
+    options: RunOptions,
     *,
     threads: int | None = None,
     decode_tokens: int = DECODE_TOKENS,
-    **common: Any,
 ) -> Any:
     """The llama.cpp engine: the local engine, with a GGUF model scored by llama.cpp on ``threads`` CPU threads.
 
     ``model`` is a GGUF export (a .gguf file or its folder), or a Classifier loaded from one.
     """
-    return _classify_local(data, as_gguf_classifier(model, threads, decode_tokens), output, **common)
+    return _classify_local(data, as_gguf_classifier(model, threads, decode_tokens), output, options)
 
 
 ENGINES: dict[str, Callable[..., Any]] = {
@@ -146,9 +118,10 @@ def register_engine(name: str, run: Callable[..., Any]) -> None:
 
     Args:
         name: the engine's name.
-        run: ``run(data, model, output, *, text, id, batch_tokens, resume, shard, shard_rows, probabilities,
-            progress, device, **options)``, returning what :func:`classify` returns; it must write the output
-            folder through ``ledger`` so that every engine can resume the others' runs.
+        run: ``run(data, model, output, options, **engine_options)``, with ``options`` a
+            :class:`fineclass.ledger.RunOptions` (what :func:`classify`'s keywords say) and ``engine_options``
+            the engine's own settings, returning what :func:`classify` returns; it must write the output folder
+            through ``ledger`` so that every engine can resume the others' runs.
     """
     ENGINES[name] = run
 
@@ -209,21 +182,10 @@ def classify(
         raise FineclassError(f"`engine` must be one of {', '.join(ENGINES)}; got {engine!r}.", "engine")
     params = inspect.signature(run).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    unknown = sorted(set(engine_options) - set(params)) if not takes_any else []
+    settings = {name for name, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    unknown = sorted(set(engine_options) - settings) if not takes_any else []
     if unknown:
         raise FineclassError(f"engine={engine!r} has no setting {', '.join(unknown)}.", unknown[0])
-    return run(
-        data,
-        model,
-        output,
-        text=text,
-        id=id,
-        batch_tokens=batch_tokens,
-        resume=resume,
-        shard=shard,
-        shard_rows=shard_rows,
-        probabilities=probabilities,
-        progress=progress,
-        device=device,
-        **engine_options,
-    )
+    options = RunOptions(text=text, id=id, batch_tokens=batch_tokens, probabilities=probabilities, progress=progress)
+    options = replace(options, resume=resume, shard=shard, shard_rows=shard_rows, device=device)
+    return run(data, model, output, options, **engine_options)

@@ -32,9 +32,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ._checks import whole_number
 from ._fs import atomic_file
 from .errors import FineclassError, warn_user
 from .manifest import now, versions, weights_digest, write_json_atomic
+from .scoring import PredictOptions
 
 LEDGER = "_ledger.jsonl"
 RUN_FILE = "_run.json"
@@ -70,6 +72,90 @@ def parse_shard(shard: Any) -> tuple[int, int]:
     if n < 1 or not (0 <= i < n):
         raise FineclassError(f"`shard` {i}/{n}: i must be in 0..n-1 and n at least 1.", "shard")
     return i, n
+
+
+@dataclass(frozen=True)
+class RunOptions(PredictOptions):
+    """The options of one ``classify()`` run, the same for every engine: ``PredictOptions`` plus the output's.
+
+    ``classify()`` builds it once from its keywords, which checks them, and hands it to the engine.
+
+    Attributes:
+        resume: continue an output folder that holds shards of this same run.
+        shard: ``"i/n"``: this job's share of the shards (None: all of them).
+        shard_rows: rows per shard.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        share: ``(i, n)``, ``shard`` checked by :func:`parse_shard`.
+    """
+
+    progress: bool = True
+    resume: bool = True
+    shard: Any = None
+    shard_rows: int = DEFAULT_SHARD_ROWS
+    device: str = "auto"
+    share: tuple[int, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "shard_rows", whole_number(self.shard_rows, "shard_rows"))
+        object.__setattr__(self, "share", parse_shard(self.shard))
+
+    def mine(self, k: int) -> bool:
+        """Whether shard ``k`` belongs to this job's share.
+
+        Args:
+            k: a shard number.
+
+        Returns:
+            True when ``k`` is ``i`` modulo ``n``.
+        """
+        i, n = self.share
+        return k % n == i
+
+    def rows(self, shards: Any, total: int) -> int:
+        """The rows that some shards of an input of ``total`` rows hold.
+
+        Args:
+            shards: shard numbers.
+            total: the input's rows.
+
+        Returns:
+            Their rows (the last shard may be short).
+        """
+        return sum(min(self.shard_rows, total - k * self.shard_rows) for k in shards)
+
+    def fingerprint(self, model: str, weights: str | None, input_identity: Any) -> dict:
+        """The identity of this run, which a resumed run must match (see :meth:`Run.start`).
+
+        Args:
+            model: :func:`model_identity` of the model's manifest.
+            weights: the weights' hash (:func:`weights_identity`), or None.
+            input_identity: the input's identity (``Source.identity``).
+
+        Returns:
+            The fingerprint dict written into the run record.
+        """
+        return {
+            "model": model,
+            "weights": weights,
+            "input": input_identity,
+            "text": self.text,
+            "id": self.id,
+            "shard_rows": self.shard_rows,
+        }
+
+
+def output_error(folder: str | Path, problem: str) -> FineclassError:
+    """The error for an output folder that cannot take this run, naming ``output``.
+
+    Args:
+        folder: the output folder.
+        problem: what is wrong and what to do, following the folder's name.
+
+    Returns:
+        A FineclassError to raise.
+    """
+    return output_error(folder, f"{problem}")
 
 
 def model_identity(manifest: dict) -> str:
@@ -218,6 +304,21 @@ def _describe_difference(old: dict, new: dict) -> str:
     return ", ".join(what) or "different settings"
 
 
+def make_output_folder(folder: Path) -> None:
+    """Make the output folder where it is missing.
+
+    Args:
+        folder: the output folder.
+
+    Raises:
+        FineclassError: naming ``output`` when it is a file or cannot be made.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise output_error(folder, " is a file; pass a folder for the Parquet shards.")
+    with output_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+
+
 def claim_folder(folder: Path, fingerprint: dict, resume: bool) -> None:
     """Make ``folder`` this run's output folder, or refuse if it holds finished work of another run.
 
@@ -230,10 +331,7 @@ def claim_folder(folder: Path, fingerprint: dict, resume: bool) -> None:
         FineclassError: naming ``output`` when the folder is a file, holds another run's shards or shards without a
             run record, or this run's shards and ``resume`` is false.
     """
-    if folder.exists() and not folder.is_dir():
-        raise FineclassError(f"`output` {str(folder)!r} is a file; pass a folder for the Parquet shards.", "output")
-    with output_errors(folder):
-        folder.mkdir(parents=True, exist_ok=True)
+    make_output_folder(folder)
     run_file = folder / RUN_FILE
     work = _has_work(folder)
     if run_file.exists():
@@ -242,33 +340,31 @@ def claim_folder(folder: Path, fingerprint: dict, resume: bool) -> None:
         except (OSError, json.JSONDecodeError):
             previous = None
         if previous is None and work:
-            raise FineclassError(
-                f"`output` {str(folder)!r}: its run record {RUN_FILE} is damaged, so its shards "
+            raise output_error(
+                folder,
+                f": its run record {RUN_FILE} is damaged, so its shards "
                 f"cannot be matched to this run. Use a new output folder.",
-                "output",
             )
         old = (previous or {}).get("fingerprint")
         if old == fingerprint:
             if work and not resume:
-                raise FineclassError(
-                    f"`output` {str(folder)!r} already holds shards of this run; pass "
-                    f"resume=True to finish it, or use an empty folder.",
-                    "output",
+                raise output_error(
+                    folder,
+                    " already holds shards of this run; pass resume=True to finish it, or use an empty folder.",
                 )
             return
         if work:
-            raise FineclassError(
-                f"`output` {str(folder)!r} holds shards of another run "
+            raise output_error(
+                folder,
+                f" holds shards of another run "
                 f"({_describe_difference(old or {}, fingerprint)})."
                 f" Results of two runs are never mixed: use a new output folder, or delete this one to start "
                 f"over.",
-                "output",
             )
     elif work:
-        raise FineclassError(
-            f"`output` {str(folder)!r} holds shard files or a ledger but no run record ({RUN_FILE});"
-            f" use an empty folder.",
-            "output",
+        raise output_error(
+            folder,
+            f" holds shard files or a ledger but no run record ({RUN_FILE}); use an empty folder.",
         )
     with output_errors(folder):
         write_json_atomic(run_file, {"fingerprint": fingerprint, "started": now(), "versions": versions()})
@@ -298,8 +394,9 @@ def output_errors(folder: Path) -> Iterator[None]:
             fix = "choose a folder you can write to"
         else:
             fix = "choose another folder"
-        raise FineclassError(
-            f"`output` {str(folder)!r} could not be written ({e.strerror or e}): {fix}.", "output"
+        raise output_error(
+            folder,
+            f" could not be written ({e.strerror or e}): {fix}.",
         ) from None
 
 
@@ -365,12 +462,12 @@ def lock_folder(folder: Path, share: tuple[int, int]) -> Path:
     mine = folder / f"{LOCK_PREFIX}{share[0]}-of-{share[1]}.json"
 
     def refuse(path: Path, owner: dict) -> FineclassError:
-        return FineclassError(
-            f"`output` {str(folder)!r} is being written by another process (pid {owner.get('pid')} on "
+        return output_error(
+            folder,
+            f" is being written by another process (pid {owner.get('pid')} on "
             f"{owner.get('host')!r}, since {owner.get('since')}). Wait for it to finish, or use another output "
             f"folder (or another shard='i/n'). If that process is gone (e.g. it ran on another machine), delete "
             f"{str(path)!r} and rerun.",
-            "output",
         )
 
     def stale(owner: dict) -> bool:
@@ -532,10 +629,7 @@ class Run:
                 ``resume``, when another live process writes the same shards, or the folder cannot be written.
         """
         folder = Path(output)
-        if folder.exists() and not folder.is_dir():
-            raise FineclassError(f"`output` {str(folder)!r} is a file; pass a folder for the Parquet shards.", "output")
-        with output_errors(folder):
-            folder.mkdir(parents=True, exist_ok=True)
+        make_output_folder(folder)
         lock = lock_folder(folder, share)
         try:
             claim_folder(folder, fingerprint, resume)
@@ -575,10 +669,9 @@ class Run:
         """
         e = self.ledger.get(k)
         if e is not None and e.get("input_sha256") and e["input_sha256"] != input_hash:
-            raise FineclassError(
-                f"`output` {str(self.folder)!r} holds shards of another run (a different input: "
-                f"shard {k} differs). Use a new output folder.",
-                "output",
+            raise output_error(
+                self.folder,
+                f" holds shards of another run (a different input: shard {k} differs). Use a new output folder.",
             )
 
     def record(self, entry: dict) -> None:
@@ -692,7 +785,7 @@ def read_output(output: str | Path) -> pa.Table:
     """
     folder = Path(output)
     if not folder.is_dir():
-        raise FineclassError(f"`output` {str(folder)!r} is not a folder.", "output")
+        raise output_error(folder, " is not a folder.")
     entries = sorted(read_ledger(folder).values(), key=lambda e: e["shard"])
     tables = []
     for e in entries:
@@ -704,7 +797,7 @@ def read_output(output: str | Path) -> pa.Table:
             )
         tables.append(pq.read_table(folder / e["file"]))
     if not tables:
-        raise FineclassError(f"`output` {str(folder)!r} holds no finished shard.", "output")
+        raise output_error(folder, " holds no finished shard.")
     try:
         run = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
         rows = run["fingerprint"]["input"].get("rows")

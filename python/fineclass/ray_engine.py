@@ -30,6 +30,7 @@ import socket
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +39,8 @@ import pyarrow as pa
 from ._checks import whole_number
 from .classifier import Classifier, load
 from .errors import FineclassError
-from .ledger import (
-    DEFAULT_SHARD_ROWS,
-    Run,
-    model_identity,
-    parse_shard,
-    remove_stale_temporaries,
-    report,
-    weights_identity,
-    write_shard,
-)
-from .scoring import check_batch_tokens, progress_bar
+from .ledger import Run, RunOptions, model_identity, remove_stale_temporaries, report, weights_identity, write_shard
+from .scoring import progress_bar
 from .sources import FileSource, TableSource, hash_input, in_memory, open_source
 
 INSTALL_HINT = "pip install fineclass[ray]"
@@ -168,17 +160,14 @@ class ShardPredictor:
         model_path: str | None,
         model_files: Any,
         reader: dict,
-        shard_rows: int,
-        batch_tokens: int | None,
-        probabilities: bool,
+        options: RunOptions,
         output: str | None,
-        device: str,
         threads: int,
     ):
         import ray
         import torch
 
-        if device == "cpu":
+        if options.device == "cpu":
             torch.set_num_threads(max(1, threads))
         self._tmp = None
         if model_path is None:  # a Classifier passed as an object: its saved files came through the object store
@@ -189,23 +178,24 @@ class ShardPredictor:
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.write_bytes(blob)
             model_path = self._tmp.name
-        self.scorer = load(model_path, device=device).scorer()
+        self.scorer = load(model_path, device=options.device).scorer()
         if "table" in reader:
             ref = reader["table"]
             self.source = TableSource(ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref, reader["columns"])
         else:
             self.source = reader["source"]
-        self.shard_rows, self.batch_tokens, self.probabilities = shard_rows, batch_tokens, probabilities
+        self.options = options
         self.output = Path(output) if output is not None else None
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def _one(self, k: int) -> dict:
         t0 = time.time()
-        found = [chunk for j, chunk in self.source.shards(self.shard_rows, lambda j: j == k)]
+        shard_rows = self.options.shard_rows
+        found = [chunk for j, chunk in self.source.shards(shard_rows, lambda j: j == k)]
         if len(found) != 1:
             raise RuntimeError(f"fineclass: shard {k} could not be read from the input (found {len(found)} pieces)")
-        docs, input_hash = self.source.documents(k, found[0], self.shard_rows)
-        out = self.scorer.predict_batch(docs, self.batch_tokens, self.probabilities, None)
+        docs, input_hash = self.source.documents(k, found[0], shard_rows)
+        out = self.scorer.predict_batch(docs, self.options.batch_tokens, self.options.probabilities, None)
         _maybe_fail(k, "before")
         if self.output is not None:
             entry, payload = write_shard(self.output, k, out, input_hash), b""
@@ -259,23 +249,15 @@ class ShardPredictor:
 # ---------------------------------------------------------------------- the engine
 def classify_ray(
     data: Any,
-    model: Any = None,
-    output: str | Path | None = None,
+    model: Any,
+    output: str | Path | None,
+    options: RunOptions,
     *,
-    text: str = "text",
-    id: str | None = None,
-    batch_tokens: int | None = None,
-    resume: bool = True,
-    shard_rows: int | None = None,
-    probabilities: bool = True,
     address: str | None = None,
     num_actors: int | None = None,
     gpus_per_actor: float | None = None,
     cpus_per_actor: int = 1,
     max_retries: int = 3,
-    shard: Any = None,
-    progress: bool = True,
-    device: str = "auto",
     ray_init: dict | None = None,
 ) -> Any:
     """Classify a corpus with a pool of Ray actors; the same output as the local engine.
@@ -285,12 +267,8 @@ def classify_ray(
         model: a fitted Classifier (sent to the actors through the object store) or a saved model's folder (on a
             cluster, on a file system every node sees).
         output: see ``fineclass.classify``.
-        text: see ``fineclass.classify``.
-        id: see ``fineclass.classify``.
-        batch_tokens: see ``fineclass.classify``.
-        resume: see ``fineclass.classify``.
-        shard_rows: see ``fineclass.classify``.
-        probabilities: see ``fineclass.classify``.
+        options: what ``fineclass.classify``'s keywords say; ``options.device`` is the actors' device
+            (``"auto"``: CUDA when they hold GPUs, else CPU).
         address: None starts a local Ray instance for this call (or uses the one this process already
             initialised); ``"auto"`` joins the cluster this machine belongs to (``ray start`` ran here);
             ``"ray://host:10001"`` connects through Ray Client.
@@ -300,9 +278,6 @@ def classify_ray(
             on one GPU).
         cpus_per_actor: CPUs each actor holds; on CPU workers also its number of torch threads.
         max_retries: how many times a shard is retried after its actor died (a lost machine, a killed process).
-        shard: see ``fineclass.classify``.
-        progress: see ``fineclass.classify``.
-        device: the actors' device (``"auto"``: CUDA when they hold GPUs, else CPU).
         ray_init: extra keyword arguments for ``ray.init`` (e.g. ``{"num_cpus": 8}``), when this call starts Ray.
 
     Returns:
@@ -313,8 +288,6 @@ def classify_ray(
         FineclassError: naming the argument at fault (``engine`` when Ray is not installed).
     """
     ray = _import_ray()
-    batch_tokens = check_batch_tokens(batch_tokens)
-    shard_rows = whole_number(DEFAULT_SHARD_ROWS if shard_rows is None else shard_rows, "shard_rows")
     num_actors = whole_number(num_actors, "num_actors", allow_none=True)
     cpus_per_actor = whole_number(cpus_per_actor, "cpus_per_actor")
     max_retries = whole_number(max_retries, "max_retries", minimum=0)
@@ -324,14 +297,11 @@ def classify_ray(
             f"joined) or 'ray://host:port'; got {address!r}.",
             "address",
         )
-    i, n = parse_shard(shard)
-    source = open_source(data, text, id)  # bad input fails here, before Ray starts
+    shard_rows, mine = options.shard_rows, options.mine
+    source = open_source(data, options.text, options.id)  # bad input fails here, before Ray starts
     if output is not None:
         source.check_output(output)
         source.check_rows()
-
-    def mine(k: int) -> bool:
-        return k % n == i
 
     started = False
     run = None
@@ -360,48 +330,30 @@ def classify_ray(
             source.seen = 0
             source.check_rows()
         if output is not None:
-            fingerprint = {
-                "model": model_identity(manifest),
-                "weights": weights if isinstance(model, Classifier) else weights_identity(model),
-                "input": identity,
-                "text": text,
-                "id": id,
-                "shard_rows": shard_rows,
-            }
-            run = Run.start(output, fingerprint, resume, mine, share=(i, n))
+            weights = weights if isinstance(model, Classifier) else weights_identity(model)
+            fingerprint = options.fingerprint(model_identity(manifest), weights, identity)
+            run = Run.start(output, fingerprint, options.resume, mine, share=options.share)
             if source.total is None and whole is not None:  # a stream's finished shards must hold the same input
                 for k in run.done:
                     run.check_input(k, hash_input(whole.table.slice(k * shard_rows, shard_rows), source.columns))
         done = run.done if run is not None else {}
         todo = [k for k in range(n_shards) if mine(k) and k not in done]
         n_actors = max(1, min(n_actors, len(todo)))
-        if device == "auto":
-            device = "cuda" if gpus > 0 else "cpu"
-
-        def rows_of(ks):
-            return sum(min(shard_rows, total - k * shard_rows) for k in ks)
-
+        if options.device == "auto":
+            options = replace(options, device="cuda" if gpus > 0 else "cpu")
         bar = progress_bar(
-            rows_of([k for k in range(n_shards) if mine(k)]),
-            progress,
-            initial=rows_of([k for k in done if k < n_shards]),
+            options.rows([k for k in range(n_shards) if mine(k)], total),
+            options.progress,
+            initial=options.rows([k for k in done if k < n_shards], total),
         )
         t0 = time.time()
         tables: dict[int, bytes] = {}
         workers: set[str] = set()
         try:
             if todo:
-                kwargs = dict(
-                    model_path=model_path,
-                    model_files=model_files,
-                    reader=reader,
-                    shard_rows=shard_rows,
-                    batch_tokens=batch_tokens,
-                    probabilities=probabilities,
-                    output=str(run.folder.resolve()) if run is not None else None,
-                    device=device,
-                    threads=cpus_per_actor,
-                )
+                folder = str(run.folder.resolve()) if run is not None else None
+                kwargs = {"model_path": model_path, "model_files": model_files, "reader": reader}
+                kwargs.update(options=options, output=folder, threads=cpus_per_actor)
                 for k, entry, table, worker in _run_pool(
                     todo, n_actors=n_actors, gpus=gpus, cpus=cpus_per_actor, max_retries=max_retries, kwargs=kwargs
                 ):
@@ -412,7 +364,7 @@ def classify_ray(
                     if run is not None:
                         run.record(entry)
                     if bar is not None:
-                        bar.update(rows_of([k]))
+                        bar.update(options.rows([k], total))
         finally:
             if bar is not None:
                 bar.close()
@@ -428,12 +380,13 @@ def classify_ray(
     if run is None:
         if not tables:  # no rows: the local engine's empty table
             clf = model if isinstance(model, Classifier) else load(model, device="cpu")
-            return clf.predict(pa.table({"text": pa.array([], pa.string())}), probabilities=probabilities)
+            return clf.predict(pa.table({"text": pa.array([], pa.string())}), probabilities=options.probabilities)
         return pa.concat_tables([pa.ipc.open_stream(tables[k]).read_all() for k in sorted(tables)])
+    i, n = options.share
     summary = run.summary(
         n_shards, n, f"{i}/{n}", seconds, engine="ray", actors=n_actors if todo else 0, workers=len(workers)
     )
-    if progress:
+    if options.progress:
         report(summary, f" with Ray ({summary['actors']} actors)")
     return summary
 

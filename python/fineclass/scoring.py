@@ -58,6 +58,31 @@ def check_batch_tokens(batch_tokens: Any) -> int | None:
     return whole_number(batch_tokens, "batch_tokens", allow_none=True, hint=" (tokens per batch, e.g. 8192)")
 
 
+@dataclass(frozen=True)
+class PredictOptions:
+    """How one prediction call reads its documents and what it returns.
+
+    The public function (``Classifier.predict``, ``fineclass.classify``) builds it once from its keywords, which
+    checks them, and hands it to the scorer or the engine.
+
+    Attributes:
+        text: the text column.
+        id: the id column (None: a column named ``id``, else the row number).
+        batch_tokens: tokens per batch (rows x longest row); None for the device's default.
+        probabilities: add one probability column per output.
+        progress: show a progress bar.
+    """
+
+    text: str = "text"
+    id: str | None = None
+    batch_tokens: int | None = None
+    probabilities: bool = True
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch_tokens", check_batch_tokens(self.batch_tokens))
+
+
 def token_budget_batches(lengths: np.ndarray, batch_tokens: int, max_rows: int = 1024) -> list[np.ndarray]:
     """Indices sorted by length (longest first), cut so that rows x longest row stays within the budget.
 
@@ -353,35 +378,21 @@ class Scorer:
                 cols[name] = pa.array(values, mask=empty)
         return pa.table(cols)
 
-    def predict(
-        self,
-        data: Any,
-        *,
-        text: str = "text",
-        id: str | None = None,
-        batch_tokens: int | None = None,
-        probabilities: bool = True,
-        progress: bool = False,
-    ) -> pa.Table:
+    def predict(self, data: Any, options: PredictOptions) -> pa.Table:
         """Predictions for an in-memory input: one table out, in input order.
 
         Args:
             data: any table or path ``tables.read_table`` reads.
-            text: the text column.
-            id: the id column (None: a column named ``id``, else the row number).
-            batch_tokens: see :meth:`score_ids`.
-            probabilities: see :meth:`predict_batch`.
-            progress: show a progress bar.
+            options: the text and id columns, batch size, probability columns and progress bar.
 
         Returns:
             The table :meth:`predict_batch` returns.
         """
-        batch_tokens = check_batch_tokens(batch_tokens)
-        table = with_id(read_table(data), id)
-        table, _ = check_text(table, text, on_empty="flag")
-        bar = progress_bar(table.num_rows, progress)
+        table = with_id(read_table(data), options.id)
+        table, _ = check_text(table, options.text, on_empty="flag")
+        bar = progress_bar(table.num_rows, options.progress)
         try:
-            return self.predict_batch(table.select([ID, "text"]), batch_tokens, probabilities, bar)
+            return self.predict_batch(table.select([ID, "text"]), options.batch_tokens, options.probabilities, bar)
         finally:
             if bar is not None:
                 bar.close()

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import FineclassError
+from .ledger import output_error
 from .tables import (
     ID,
     check_csv_utf8,
@@ -341,10 +342,10 @@ class FileSource(Source):
         inside = os.path.realpath(self.path)
         out = os.path.realpath(output)
         if os.path.commonpath([inside, out]) == inside:
-            raise FineclassError(
-                f"`output` {str(output)!r} lies inside the input folder {self.path!r}: its shards would be read "
+            raise output_error(
+                output,
+                f" lies inside the input folder {self.path!r}: its shards would be read "
                 f"as input by the next run. Choose an output folder outside the input folder.",
-                "output",
             )
 
     def has_column(self, name: str) -> bool:
