@@ -43,6 +43,66 @@ class Encoded:
         return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
 
 
+@dataclass(frozen=True)
+class SavedModel:
+    """A saved model's folder, as :meth:`Method.read` gets it once :meth:`Method.load` checked it.
+
+    Attributes:
+        folder: the saved model's folder.
+        manifest: its ``fineclass.json`` (``base_revision``: the base model's pinned revision, or None).
+        spec: its label set.
+        device: where the model goes.
+        base_path: the base model (for an adapter), or None.
+        trust_remote_code: let transformers run the model's own code.
+    """
+
+    folder: Path
+    manifest: dict
+    spec: LabelSpec
+    device: torch.device
+    base_path: str | None
+    trust_remote_code: bool = False
+
+
+def with_lora(module: Any, config: Any, task: str, defaults: dict, **options: Any) -> Any:
+    """Wrap a model in a new LoRA adapter, with the rank, alpha, dropout and target layers of a ``TrainConfig``.
+
+    Args:
+        module: the transformers model.
+        config: the ``TrainConfig`` (``lora_r`` and ``lora_alpha`` default to ``defaults``; ``lora_targets`` to
+            every linear layer).
+        task: peft's task type: ``"SEQ_CLS"`` or ``"CAUSAL_LM"``.
+        defaults: the method's ``lora_r`` and ``lora_alpha``.
+        **options: more ``LoraConfig`` settings (e.g. ``modules_to_save``).
+
+    Returns:
+        The PEFT model.
+    """
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lcfg = LoraConfig(
+        task_type=TaskType[task],
+        r=config.lora_r or defaults["lora_r"],
+        lora_alpha=config.lora_alpha or defaults["lora_alpha"],
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_targets or "all-linear",
+        **options,
+    )
+    return get_peft_model(module, lcfg)
+
+
+def save_pretrained(module: Any, tokenizer: Any, folder: Path) -> None:
+    """Write a transformers model (or adapter) as safetensors, with its tokenizer, into one folder.
+
+    Args:
+        module: the model or PEFT adapter.
+        tokenizer: its tokenizer.
+        folder: where both go (``model/`` or ``adapter/`` of a saved model).
+    """
+    module.save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
+
+
 class Method(abc.ABC):
     """How a backbone turns text into label probabilities: what the training loop and the scorer call.
 
@@ -152,7 +212,6 @@ class Method(abc.ABC):
             Entries for the manifest, at least ``{"weights": "model" | "adapter"}``.
         """
 
-    @abc.abstractmethod
     def load(
         self,
         folder: Path,
@@ -163,7 +222,7 @@ class Method(abc.ABC):
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
     ) -> tuple[Any, Any]:
-        """Read back what :meth:`save` wrote.
+        """Read back what :meth:`save` wrote: the checks every method needs, then :meth:`read`.
 
         Args:
             folder: the saved model's folder.
@@ -176,7 +235,33 @@ class Method(abc.ABC):
 
         Returns:
             ``(module, tokenizer)``, the module in evaluation mode.
+
+        Raises:
+            FineclassError: naming ``path`` when the folder holds pickle files, ``base_model`` when the model is
+                saved on a base model that was not found or holds pickle files.
         """
+        quiet_transformers()
+        check_no_pickle(folder, allow_pickle, "path")
+        if manifest["weights"] != "model":  # an adapter (or a zero-shot model's note) on a base model
+            if base_path is None:
+                raise FineclassError(
+                    "this model is saved on a base model (a LoRA adapter, or a zero-shot prompt) and its base "
+                    "model could not be found; pass `base_model=` with the base model's folder or hub id.",
+                    "base_model",
+                )
+            check_no_pickle(base_path, allow_pickle, "base_model")
+        return self.read(SavedModel(folder, manifest, spec, device, base_path, trust_remote_code))
+
+    def read(self, saved: SavedModel) -> tuple[Any, Any]:
+        """Build the model from a saved folder that :meth:`load` checked; every method that saves defines it.
+
+        Args:
+            saved: the folder and what ``load`` knows of it.
+
+        Returns:
+            ``(module, tokenizer)``, the module in evaluation mode.
+        """
+        raise NotImplementedError(f"the {self.name!r} method cannot read a saved model")
 
     @contextlib.contextmanager
     def scoring_session(self) -> Iterator[None]:

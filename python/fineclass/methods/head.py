@@ -12,12 +12,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import FineclassError
 from ..labels import LabelSpec
 from ..models import load_error
 from .base import (
     Encoded,
     Method,
+    SavedModel,
     check_complete,
     check_no_pickle,
     encode_texts,
@@ -27,6 +27,8 @@ from .base import (
     quiet_transformers,
     register,
     resolve_finetune,
+    save_pretrained,
+    with_lora,
 )
 
 HEAD_DEFAULTS = {
@@ -72,18 +74,8 @@ class HeadMethod(Method):
         return module.to(device) if "quantization_config" not in kwargs else module, tok, finetune
 
     def _lora(self, module, config):
-        from peft import LoraConfig, TaskType, get_peft_model
-
         save = [n for n in ("pooler",) if any(name.endswith(n) for name, _ in module.named_modules())]
-        lcfg = LoraConfig(
-            task_type=TaskType.SEQ_CLS,
-            r=config.lora_r or HEAD_DEFAULTS["lora_r"],
-            lora_alpha=config.lora_alpha or HEAD_DEFAULTS["lora_alpha"],
-            lora_dropout=config.lora_dropout,
-            target_modules=config.lora_targets or "all-linear",
-            modules_to_save=save or None,
-        )
-        return get_peft_model(module, lcfg)
+        return with_lora(module, config, "SEQ_CLS", HEAD_DEFAULTS, modules_to_save=save or None)
 
     def defaults(self, finetune: str) -> dict:
         lr = HEAD_DEFAULTS["learning_rate_lora" if finetune in ("lora", "qlora") else "learning_rate_full"]
@@ -127,28 +119,14 @@ class HeadMethod(Method):
     def save(self, module, tokenizer, folder: Path) -> dict:
         from peft import PeftModel
 
-        if isinstance(module, PeftModel):
-            module.save_pretrained(str(folder / "adapter"), safe_serialization=True)
-            tokenizer.save_pretrained(str(folder / "adapter"))
-            return {"weights": "adapter"}
-        module.save_pretrained(str(folder / "model"), safe_serialization=True)
-        tokenizer.save_pretrained(str(folder / "model"))
-        return {"weights": "model"}
+        weights = "adapter" if isinstance(module, PeftModel) else "model"
+        save_pretrained(module, tokenizer, folder / weights)
+        return {"weights": weights}
 
-    def load(
-        self,
-        folder: Path,
-        manifest: dict,
-        spec: LabelSpec,
-        device,
-        base_path: str | None,
-        trust_remote_code: bool = False,
-        allow_pickle: bool = False,
-    ):
+    def read(self, saved: SavedModel):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        quiet_transformers()
-        check_no_pickle(folder, allow_pickle, "path")
+        folder, manifest, trust_remote_code = saved.folder, saved.manifest, saved.trust_remote_code
         revision = manifest.get("base_revision")
         if manifest["weights"] == "model":
             tok = AutoTokenizer.from_pretrained(str(folder / "model"))
@@ -160,17 +138,10 @@ class HeadMethod(Method):
             )
             check_complete(info["missing_keys"], folder / "model")
         else:
-            if base_path is None:
-                raise FineclassError(
-                    "this model is a LoRA adapter and its base model could not be found; pass "
-                    "`base_model=` with the base model's folder or hub id.",
-                    "base_model",
-                )
-            check_no_pickle(base_path, allow_pickle, "base_model")
             tok = AutoTokenizer.from_pretrained(str(folder / "adapter"))
             base = AutoModelForSequenceClassification.from_pretrained(
-                base_path,
-                num_labels=spec.n_outputs,
+                saved.base_path,
+                num_labels=saved.spec.n_outputs,
                 trust_remote_code=trust_remote_code,
                 ignore_mismatched_sizes=True,
                 **({"revision": revision} if revision else {}),
@@ -178,7 +149,7 @@ class HeadMethod(Method):
             base.config.pad_token_id = tok.pad_token_id
             module = load_adapter(base, folder / "adapter")
         module.config.pad_token_id = tok.pad_token_id
-        return module.to(device).eval(), tok
+        return module.to(saved.device).eval(), tok
 
 
 def head_loss(logits: torch.Tensor, targets: torch.Tensor, spec: LabelSpec, weights=None) -> torch.Tensor:

@@ -17,6 +17,7 @@ from ...prompts import check_codebook_covers, default_template
 from ..base import (
     Encoded,
     Method,
+    SavedModel,
     check_complete,
     check_no_pickle,
     inference_dtype,
@@ -25,6 +26,8 @@ from ..base import (
     quiet_transformers,
     register,
     resolve_finetune,
+    save_pretrained,
+    with_lora,
 )
 from .forward import autocast, candidate_probabilities, forward_hidden, head_cache, model_parts, row_budget, tree_arrays
 from .loading import check_causal, load_causal_lm, load_tokenizer
@@ -98,20 +101,11 @@ class GenerativeMethod(Method):
         module = load_causal_lm(model_path, torch.bfloat16 if bf16 else torch.float32, trust_remote_code, **kwargs)
         finetune = resolve_finetune(config.finetune, module, device)
         if finetune in ("lora", "qlora"):
-            from peft import LoraConfig, TaskType, get_peft_model
-
             if quantized:
                 from peft import prepare_model_for_kbit_training
 
                 module = prepare_model_for_kbit_training(module, use_gradient_checkpointing=False)
-            lcfg = LoraConfig(
-                task_type=TaskType.CAUSAL_LM,
-                r=config.lora_r or GEN_DEFAULTS["lora_r"],
-                lora_alpha=config.lora_alpha or GEN_DEFAULTS["lora_alpha"],
-                lora_dropout=config.lora_dropout,
-                target_modules=config.lora_targets or "all-linear",
-            )
-            module = get_peft_model(module, lcfg)
+            module = with_lora(module, config, "CAUSAL_LM", GEN_DEFAULTS)
         if not quantized:
             module = module.to(device)
         self.plan = plan
@@ -337,8 +331,7 @@ class GenerativeMethod(Method):
         """
         plan = getattr(module, "_fineclass_generative", None)
         if hasattr(module, "peft_config"):
-            module.save_pretrained(str(folder / "adapter"), safe_serialization=True)
-            tokenizer.save_pretrained(str(folder / "adapter"))
+            save_pretrained(module, tokenizer, folder / "adapter")
             weights = "adapter"
         elif getattr(module, "_fineclass_zero_shot", False):
             # zero-shot: nothing was trained, so only the tokenizer and a note are saved; the base is referenced
@@ -347,24 +340,18 @@ class GenerativeMethod(Method):
             (folder / "adapter" / BASE_ONLY).write_text(json.dumps({"zero_shot": True}), encoding="utf-8")
             weights = "adapter"
         else:
-            module.save_pretrained(str(folder / "model"), safe_serialization=True)
-            tokenizer.save_pretrained(str(folder / "model"))
+            save_pretrained(module, tokenizer, folder / "model")
             weights = "model"
         # the precision merge_for_inference() chose (None: the device's default), restored by load()
         return {"weights": weights, "generative": plan, "precision": getattr(module, "_fineclass_precision", None)}
 
-    def load(
-        self,
-        folder: Path,
-        manifest: dict,
-        spec: LabelSpec,
-        device,
-        base_path: str | None,
-        trust_remote_code: bool = False,
-        allow_pickle: bool = False,
-    ):
-        quiet_transformers()
-        check_no_pickle(folder, allow_pickle, "path")
+    def read(self, saved: SavedModel):
+        folder, manifest, device, trust_remote_code = (
+            saved.folder,
+            saved.manifest,
+            saved.device,
+            saved.trust_remote_code,
+        )
         dtype = inference_dtype(device)
         if manifest["weights"] == "model":
             tok = load_tokenizer(str(folder / "model"), trust_remote_code)
@@ -373,13 +360,6 @@ class GenerativeMethod(Method):
             )
             check_complete(info["missing_keys"], folder / "model")
         else:
-            if base_path is None:
-                raise FineclassError(
-                    "this model is a LoRA adapter (or a zero-shot prompt) and its base model could "
-                    "not be found; pass `base_model=` with the base model's folder or hub id.",
-                    "base_model",
-                )
-            check_no_pickle(base_path, allow_pickle, "base_model")
             tok = load_tokenizer(str(folder / "adapter"), trust_remote_code)
             kwargs = {}
             if manifest.get("finetune") == "qlora":  # the adapter was trained on the 4-bit base: use it again
@@ -392,7 +372,7 @@ class GenerativeMethod(Method):
                     )
             if manifest.get("base_revision"):
                 kwargs["revision"] = manifest["base_revision"]
-            base = load_causal_lm(base_path, dtype, trust_remote_code, "base_model", **kwargs)
+            base = load_causal_lm(saved.base_path, dtype, trust_remote_code, "base_model", **kwargs)
             if (folder / "adapter" / "adapter_config.json").exists():
                 module = load_adapter(base, folder / "adapter")
             else:
@@ -404,7 +384,7 @@ class GenerativeMethod(Method):
                 f"`path` {str(folder)!r}: the manifest records no prompt for this generative model; it cannot be used.",
                 "path",
             )
-        self.plan = Plan(tok, spec, info["template"], chat=info.get("chat"), scoring=info.get("scoring", "full"))
+        self.plan = Plan(tok, saved.spec, info["template"], chat=info.get("chat"), scoring=info.get("scoring", "full"))
         precision = manifest.get("precision")
         if precision and not hasattr(module, "peft_config"):
             if precision.get("dtype") not in DTYPES or precision.get("activations") not in (None, *DTYPES):
