@@ -32,7 +32,7 @@ from .._fs import atomic_folder
 from ..errors import FineclassError, preview, warn_user
 from ..ledger import sha256_file
 from ..manifest import now, write_json_atomic
-from ..methods.generative import export_merged, torch_plan
+from ..methods.generative import export_merged, generative_plan
 from ..methods.generative.forward import model_parts
 from .classifier import SIDECAR_FORMAT, TASK_KEY, plan_tokens, sidecar_path, task_fields, task_hash
 from .fidelity import fidelity
@@ -200,7 +200,7 @@ def export_gguf(
         'deploy'
     """
     quants = _check_quants(quant)
-    plan = torch_plan(classifier)
+    plan = generative_plan(classifier, torch_module=True)
     if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith("."):
         raise FineclassError(f"`name` must be a plain file stem such as 'model'; got {name!r}.", "name")
     path = Path(path)

@@ -37,7 +37,7 @@ Method), ``generation`` (free generation), ``precision`` and ``deploy`` (faster 
 
 from __future__ import annotations
 
-from .deploy import export_merged, merge_for_inference, torch_plan
+from .deploy import export_merged, merge_for_inference
 from .forward import forward_hidden
 from .generation import generate, generation_summary, generative_plan
 from .method import GEN_DEFAULTS, GenerativeMethod
@@ -53,7 +53,6 @@ __all__ = [
     "generative_plan",
     "merge_for_inference",
     "export_merged",
-    "torch_plan",
     "LowPrecisionLinear",
     "forward_hidden",
 ]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from ..._fs import atomic_folder, check_replaceable
 from ...errors import FineclassError
 from ...manifest import write_json_atomic
@@ -14,29 +12,6 @@ from ..base import quiet_transformers
 from .generation import generative_plan
 from .loading import load_causal_lm
 from .precision import DTYPES, set_precision
-
-
-def torch_plan(classifier, argument: str = "classifier"):
-    """The prompt plan of a generative classifier whose model is a torch module (merging and export need one).
-
-    Args:
-        classifier: a fitted Classifier.
-        argument: its argument's name, for errors.
-
-    Returns:
-        Its :class:`Plan`.
-
-    Raises:
-        FineclassError: naming ``argument`` when it is not generative, or runs a GGUF file in llama.cpp.
-    """
-    plan = generative_plan(classifier, argument)
-    if not isinstance(classifier.module_, torch.nn.Module):
-        raise FineclassError(
-            f"`{argument}` runs a GGUF file in llama.cpp: it is already merged and exported. Merge or export the "
-            f"torch classifier it came from instead.",
-            argument,
-        )
-    return plan
 
 
 def merge_for_inference(classifier, *, dtype: str | None = None, activations: str | None = None):
@@ -64,7 +39,7 @@ def merge_for_inference(classifier, *, dtype: str | None = None, activations: st
     Example:
         >>> fineclass.merge_for_inference(clf, dtype="bfloat16", activations="float32")  # doctest: +SKIP
     """
-    torch_plan(classifier)
+    generative_plan(classifier, torch_module=True)
     if dtype is not None and dtype not in DTYPES:
         raise FineclassError(f"`dtype` must be one of {', '.join(DTYPES)}; got {dtype!r}.", "dtype")
     if activations is not None:
@@ -122,7 +97,7 @@ def export_merged(classifier, path: str | Path, *, overwrite: bool = False) -> s
     Example:
         >>> export_merged(fineclass.load("models/gen"), "exported/gen")  # doctest: +SKIP
     """
-    plan = torch_plan(classifier)
+    plan = generative_plan(classifier, torch_module=True)
     path = Path(path)
     check_replaceable(path, overwrite, "fineclass_prompt.json", "an exported fineclass model")
     module = classifier.module_

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from ..._checks import whole_number
 from ...errors import FineclassError, warn_user
@@ -17,18 +18,21 @@ from .method import GenerativeMethod
 from .plan import Plan
 
 
-def generative_plan(classifier: Any, argument: str = "classifier") -> Plan:
+def generative_plan(classifier: Any, argument: str = "classifier", *, torch_module: bool = False) -> Plan:
     """The prompt plan of a fitted generative classifier.
 
     Args:
         classifier: a fitted Classifier.
         argument: its argument's name, for errors.
+        torch_module: require a model that is a torch module (merging and export need one), not a GGUF file run
+            by llama.cpp.
 
     Returns:
         Its :class:`Plan`.
 
     Raises:
-        FineclassError: naming ``argument`` when it is not fitted, or does not use the generative method.
+        FineclassError: naming ``argument`` when it is not fitted, does not use the generative method, or (with
+            ``torch_module``) runs a GGUF file in llama.cpp.
     """
     if not hasattr(classifier, "module_"):
         raise FineclassError(
@@ -38,6 +42,12 @@ def generative_plan(classifier: Any, argument: str = "classifier") -> Plan:
         raise FineclassError(
             f"`{argument}` uses the {classifier.method!r} method; free generation and export need a "
             f"generative model (method='generative', or zero_shot_classifier()).",
+            argument,
+        )
+    if torch_module and not isinstance(classifier.module_, torch.nn.Module):
+        raise FineclassError(
+            f"`{argument}` runs a GGUF file in llama.cpp: it is already merged and exported. Merge or export the "
+            f"torch classifier it came from instead.",
             argument,
         )
     return classifier.method_.plan
