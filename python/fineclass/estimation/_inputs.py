@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import FineclassError, preview
-from ..evaluation.coded import id_array, key_array
+from ..evaluation.coded import id_array, key_array, label_pair, need_column
 from ..labels import canon
 from ..tables import read_table
 
@@ -92,24 +92,10 @@ def read_coded(data: Any, argument: str, *, id: str, label: Any) -> Coded:
     table = read_table(data, argument)
     keys = id_array(table, id, argument).to_pylist()
     cols = table.column_names
-
-    def need(c: str) -> None:
-        if c not in cols:
-            raise FineclassError(
-                f"column `{c}` not found in `{argument}`; columns are: {', '.join(cols)}. Pass "
-                f"`label=` with the name of the label column (or the pair: dimension and level "
-                f"columns).",
-                "label",
-            )
-
     conf_col = "confidence" if "confidence" in cols else None
     if label is not None and not isinstance(label, str):
-        pair = [str(x) for x in label]
-        if len(pair) != 2:
-            raise FineclassError(
-                f"`label` must be one column name or a pair (dimension, level); got {label!r}.", "label"
-            )
-        need(pair[0])
+        pair = label_pair(label)
+        need_column(table, pair[0], argument)
         name, fmt, shape = pair[0], "long", "scalar"
     elif label is None and "dimension" in cols and not ({"label", "labels"} & set(cols)):
         name, fmt, shape = "dimension", "long", "scalar"
@@ -121,7 +107,7 @@ def read_coded(data: Any, argument: str, *, id: str, label: Any) -> Coded:
                 f"columns are: {', '.join(cols)}. Pass `label=` with its name.",
                 "label",
             )
-        need(name)
+        need_column(table, name, argument)
         typ = table.schema.field(name).type
         if _is_list(typ):
             fmt, shape = "document", ("record" if pa.types.is_struct(typ.value_type) else "list")

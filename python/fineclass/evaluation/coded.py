@@ -83,6 +83,45 @@ class Layout:
     columns: tuple  # (label,) or (dimension, level)
 
 
+def need_column(table: pa.Table, column: str, argument: str) -> None:
+    """Fail unless a table has a label column.
+
+    Args:
+        table: predictions, truth or codes.
+        column: the column ``label`` names (or one of its pair).
+        argument: the table's argument name, for errors.
+
+    Raises:
+        FineclassError: naming ``label`` when the column is not in the table.
+    """
+    cols = table.column_names
+    if column not in cols:
+        raise FineclassError(
+            f"column `{column}` not found in `{argument}`; columns are: {', '.join(cols)}. "
+            f"Pass `label=` with the name of the label column (or a pair: the dimension "
+            f"and level columns).",
+            "label",
+        )
+
+
+def label_pair(label: Any) -> list[str]:
+    """The two columns of a ``label`` given as a (dimension, level) pair.
+
+    Args:
+        label: a sequence of column names (not a string).
+
+    Returns:
+        ``[dimension, level]``.
+
+    Raises:
+        FineclassError: naming ``label`` when it does not hold two names.
+    """
+    pair = [str(x) for x in label]
+    if len(pair) != 2:
+        raise FineclassError(f"`label` must be one column name or a pair (dimension, level); got {label!r}.", "label")
+    return pair
+
+
 def layout(table: pa.Table, argument: str, label: Any, kind: str | None) -> Layout:
     """Where a table keeps its labels, and in which shape.
 
@@ -100,24 +139,10 @@ def layout(table: pa.Table, argument: str, label: Any, kind: str | None) -> Layo
         FineclassError: naming ``label`` or ``kind`` when the columns are missing or do not fit the shape.
     """
     cols = table.column_names
-
-    def need(c: str) -> None:
-        if c not in cols:
-            raise FineclassError(
-                f"column `{c}` not found in `{argument}`; columns are: {', '.join(cols)}. "
-                f"Pass `label=` with the name of the label column (or a pair: the dimension "
-                f"and level columns).",
-                "label",
-            )
-
     if label is not None and not isinstance(label, str):
-        pair = [str(x) for x in label]
-        if len(pair) != 2:
-            raise FineclassError(
-                f"`label` must be one column name or a pair (dimension, level); got {label!r}.", "label"
-            )
-        need(pair[0])
-        need(pair[1])
+        pair = label_pair(label)
+        need_column(table, pair[0], argument)
+        need_column(table, pair[1], argument)
         if kind not in (None, "dimlevel"):
             raise FineclassError(
                 f"`label` names a (dimension, level) pair, which is the dimlevel shape, but `kind` is {kind!r}.", "kind"
@@ -142,7 +167,7 @@ def layout(table: pa.Table, argument: str, label: Any, kind: str | None) -> Layo
                 "label",
             )
         label = order[0]
-    need(label)
+    need_column(table, label, argument)
     t = table.schema.field(label).type
     if _is_list(t):
         inner = t.value_type
