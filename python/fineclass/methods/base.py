@@ -64,45 +64,6 @@ class SavedModel:
     trust_remote_code: bool = False
 
 
-def with_lora(module: Any, config: Any, task: str, defaults: dict, **options: Any) -> Any:
-    """Wrap a model in a new LoRA adapter, with the rank, alpha, dropout and target layers of a ``TrainConfig``.
-
-    Args:
-        module: the transformers model.
-        config: the ``TrainConfig`` (``lora_r`` and ``lora_alpha`` default to ``defaults``; ``lora_targets`` to
-            every linear layer).
-        task: peft's task type: ``"SEQ_CLS"`` or ``"CAUSAL_LM"``.
-        defaults: the method's ``lora_r`` and ``lora_alpha``.
-        **options: more ``LoraConfig`` settings (e.g. ``modules_to_save``).
-
-    Returns:
-        The PEFT model.
-    """
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    lcfg = LoraConfig(
-        task_type=TaskType[task],
-        r=config.lora_r or defaults["lora_r"],
-        lora_alpha=config.lora_alpha or defaults["lora_alpha"],
-        lora_dropout=config.lora_dropout,
-        target_modules=config.lora_targets or "all-linear",
-        **options,
-    )
-    return get_peft_model(module, lcfg)
-
-
-def save_pretrained(module: Any, tokenizer: Any, folder: Path) -> None:
-    """Write a transformers model (or adapter) as safetensors, with its tokenizer, into one folder.
-
-    Args:
-        module: the model or PEFT adapter.
-        tokenizer: its tokenizer.
-        folder: where both go (``model/`` or ``adapter/`` of a saved model).
-    """
-    module.save_pretrained(str(folder), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder))
-
-
 class Method(abc.ABC):
     """How a backbone turns text into label probabilities: what the training loop and the scorer call.
 
@@ -211,6 +172,45 @@ class Method(abc.ABC):
         Returns:
             Entries for the manifest, at least ``{"weights": "model" | "adapter"}``.
         """
+
+    @staticmethod
+    def save_pretrained(module: Any, tokenizer: Any, folder: Path) -> None:
+        """Write a transformers model (or adapter) as safetensors, with its tokenizer, into one folder.
+
+        Args:
+            module: the model or PEFT adapter.
+            tokenizer: its tokenizer.
+            folder: where both go (``model/`` or ``adapter/`` of a saved model).
+        """
+        module.save_pretrained(str(folder), safe_serialization=True)
+        tokenizer.save_pretrained(str(folder))
+
+    @staticmethod
+    def with_lora(module: Any, config: Any, task: str, defaults: dict, **options: Any) -> Any:
+        """Wrap a model in a new LoRA adapter, with the rank, alpha, dropout and target layers of a ``TrainConfig``.
+
+        Args:
+            module: the transformers model.
+            config: the ``TrainConfig`` (``lora_r`` and ``lora_alpha`` default to ``defaults``; ``lora_targets`` to
+                every linear layer).
+            task: peft's task type: ``"SEQ_CLS"`` or ``"CAUSAL_LM"``.
+            defaults: the method's ``lora_r`` and ``lora_alpha``.
+            **options: more ``LoraConfig`` settings (e.g. ``modules_to_save``).
+
+        Returns:
+            The PEFT model.
+        """
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        lcfg = LoraConfig(
+            task_type=TaskType[task],
+            r=config.lora_r or defaults["lora_r"],
+            lora_alpha=config.lora_alpha or defaults["lora_alpha"],
+            lora_dropout=config.lora_dropout,
+            target_modules=config.lora_targets or "all-linear",
+            **options,
+        )
+        return get_peft_model(module, lcfg)
 
     def load(
         self,

@@ -27,8 +27,6 @@ from .base import (
     quiet_transformers,
     register,
     resolve_finetune,
-    save_pretrained,
-    with_lora,
 )
 
 HEAD_DEFAULTS = {
@@ -75,7 +73,7 @@ class HeadMethod(Method):
 
     def _lora(self, module, config):
         save = [n for n in ("pooler",) if any(name.endswith(n) for name, _ in module.named_modules())]
-        return with_lora(module, config, "SEQ_CLS", HEAD_DEFAULTS, modules_to_save=save or None)
+        return self.with_lora(module, config, "SEQ_CLS", HEAD_DEFAULTS, modules_to_save=save or None)
 
     def defaults(self, finetune: str) -> dict:
         lr = HEAD_DEFAULTS["learning_rate_lora" if finetune in ("lora", "qlora") else "learning_rate_full"]
@@ -120,7 +118,7 @@ class HeadMethod(Method):
         from peft import PeftModel
 
         weights = "adapter" if isinstance(module, PeftModel) else "model"
-        save_pretrained(module, tokenizer, folder / weights)
+        self.save_pretrained(module, tokenizer, folder / weights)
         return {"weights": weights}
 
     def read(self, saved: SavedModel):

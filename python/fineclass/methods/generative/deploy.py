@@ -116,8 +116,7 @@ def export_merged(classifier, path: str | Path, *, overwrite: bool = False) -> s
     else:
         merged = module
     with atomic_folder(path) as tmp:
-        merged.save_pretrained(str(tmp), safe_serialization=True)
-        classifier.tokenizer_.save_pretrained(str(tmp))
+        classifier.method_.save_pretrained(merged, classifier.tokenizer_, tmp)
         classifier.spec_.save(tmp / "labels.json")
         example = plan.template.replace("{text}", "<the document>")
         write_json_atomic(

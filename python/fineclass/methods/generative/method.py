@@ -26,8 +26,6 @@ from ..base import (
     quiet_transformers,
     register,
     resolve_finetune,
-    save_pretrained,
-    with_lora,
 )
 from .forward import autocast, candidate_probabilities, forward_hidden, head_cache, model_parts, row_budget, tree_arrays
 from .loading import check_causal, load_causal_lm, load_tokenizer
@@ -105,7 +103,7 @@ class GenerativeMethod(Method):
                 from peft import prepare_model_for_kbit_training
 
                 module = prepare_model_for_kbit_training(module, use_gradient_checkpointing=False)
-            module = with_lora(module, config, "CAUSAL_LM", GEN_DEFAULTS)
+            module = self.with_lora(module, config, "CAUSAL_LM", GEN_DEFAULTS)
         if not quantized:
             module = module.to(device)
         self.plan = plan
@@ -331,7 +329,7 @@ class GenerativeMethod(Method):
         """
         plan = getattr(module, "_fineclass_generative", None)
         if hasattr(module, "peft_config"):
-            save_pretrained(module, tokenizer, folder / "adapter")
+            self.save_pretrained(module, tokenizer, folder / "adapter")
             weights = "adapter"
         elif getattr(module, "_fineclass_zero_shot", False):
             # zero-shot: nothing was trained, so only the tokenizer and a note are saved; the base is referenced
@@ -340,7 +338,7 @@ class GenerativeMethod(Method):
             (folder / "adapter" / BASE_ONLY).write_text(json.dumps({"zero_shot": True}), encoding="utf-8")
             weights = "adapter"
         else:
-            save_pretrained(module, tokenizer, folder / "model")
+            self.save_pretrained(module, tokenizer, folder / "model")
             weights = "model"
         # the precision merge_for_inference() chose (None: the device's default), restored by load()
         return {"weights": weights, "generative": plan, "precision": getattr(module, "_fineclass_precision", None)}
