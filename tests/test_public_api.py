@@ -68,7 +68,7 @@ DEEP_PATHS = [
     ("fineclass.estimation", "estimate"),
     ("fineclass.estimation", "draw_sample"),
     ("fineclass.estimation", "plan_budget"),
-    ("fineclass.classifier", "load"),  # saved folders only; the root load() also reads GGUF exports
+    ("fineclass.classifier", "load"),  # the root load(); it reads GGUF exports once fineclass.llamacpp is imported
     ("fineclass.deployment", "export"),
     ("fineclass.deployment", "fidelity"),
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -352,6 +352,21 @@ def train(
     )
 
 
+# readers of models kept in another format than a saved folder, tried in order by load(): (accepts(path), read)
+# where read(path, threads=, decode_tokens=) returns a Classifier; fineclass.llamacpp adds GGUF exports
+READERS: list[tuple[Callable[[Any], bool], Callable[..., Classifier]]] = []
+
+
+def register_reader(accepts: Callable[[Any], bool], read: Callable[..., Classifier]) -> None:
+    """Let :func:`load` read another format than a saved folder.
+
+    Args:
+        accepts: ``accepts(path)``: whether ``path`` is in this format.
+        read: ``read(path, threads=..., decode_tokens=...)``, returning a fitted Classifier.
+    """
+    READERS.append((accepts, read))
+
+
 def load(
     path: str | Path,
     *,
@@ -360,34 +375,48 @@ def load(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     trust_hub: bool = False,
+    threads: int | None = None,
+    decode_tokens: int | None = None,
 ) -> Classifier:
-    """Load a Classifier saved with ``save()``.
+    """Load a Classifier saved with ``save()``, or a GGUF file exported by ``export(..., format="gguf")``.
 
     The folder is checked before anything is used: it must hold regular files only (no pipe, device or link out
     of the folder), its weight files must match the SHA-256 ``save()`` recorded, and they must hold every tensor
     the model needs. A LoRA adapter's base is the folder it was trained on (by absolute path) or the hub model at
     the revision it was trained on.
 
+    A GGUF file is read by ``fineclass.llamacpp`` (registered with :func:`register_reader` when ``fineclass.load``
+    is first used) and scored by llama.cpp on the CPU; the torch settings do not apply to it.
+
     Args:
-        path: the saved model's folder.
+        path: the saved model's folder; or a ``.gguf`` file (its ``.json`` sidecar beside it), or an export folder
+            holding one ``.gguf`` file.
         base_model: the base model of a LoRA adapter, where the one recorded in the manifest is not found.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` (a GGUF file runs on the CPU).
         trust_remote_code: let transformers run a model's own Python code.
         allow_pickle: accept pickle weight files (they can run code when loaded; refused by default).
         trust_hub: download a hub base model that is not the pinned one the adapter was trained on (an old
             manifest without a revision, or a hub id given as ``base_model``).
+        threads: GGUF: CPU threads for llama.cpp (default: torch's setting).
+        decode_tokens: GGUF: tokens per llama.cpp batch when scoring (None: 1024).
 
     Returns:
-        A fitted :class:`Classifier`, predicting as the saved one did.
+        A fitted :class:`Classifier`, predicting as the saved one did; for a GGUF file one run by llama.cpp, which
+        predicts, classifies and generates like a torch one.
 
     Raises:
-        FineclassError: naming ``path`` when the folder is not a saved model, holds something other than regular
-            files, or its files are damaged, changed or incomplete; ``base_model`` when the base of an adapter
-            is missing; ``trust_hub`` when a hub base needs consent.
+        FineclassError: naming ``path`` when it is not a saved model or a GGUF export, holds something other than
+            regular files, or its files are damaged, changed or incomplete, or a fine-tuned GGUF file lost its
+            sidecar; ``base_model`` when the base of an adapter is missing; ``trust_hub`` when a hub base needs
+            consent.
 
     Example:
         >>> clf = fineclass.load("models/topics")  # doctest: +SKIP
+        >>> gguf = fineclass.load("deploy/model-q4_k_m.gguf")  # doctest: +SKIP
     """
+    for accepts, read in READERS:
+        if accepts(path):
+            return read(path, threads=threads, decode_tokens=decode_tokens)
     folder = Path(path)
     if not folder.exists():
         raise FineclassError(f"`path` {str(path)!r} does not exist.", "path")

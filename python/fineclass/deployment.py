@@ -16,9 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import classifier as _torch_models
+from .classifier import load  # reads GGUF exports too: fineclass.llamacpp, imported below, registers them
 from .errors import FineclassError
-from .llamacpp.classifier import DECODE_TOKENS, is_gguf, load_gguf
 from .llamacpp.export import export_gguf
 from .llamacpp.fidelity import FidelityReport, fidelity
 from .methods.generative import export_merged
@@ -26,47 +25,6 @@ from .methods.generative import export_merged
 __all__ = ["export", "load", "fidelity", "FidelityReport", "FORMATS"]
 
 FORMATS = ("gguf", "safetensors")
-
-
-def load(
-    path: str | Path,
-    *,
-    base_model: str | None = None,
-    device: str = "auto",
-    trust_remote_code: bool = False,
-    allow_pickle: bool = False,
-    threads: int | None = None,
-    decode_tokens: int = DECODE_TOKENS,
-):
-    """Load a Classifier saved with ``save()``, or a GGUF file exported by ``export(..., format="gguf")``.
-
-    Args:
-        path: the saved model's folder; or a ``.gguf`` file (its ``.json`` sidecar beside it), or an export folder
-            holding one ``.gguf`` file.
-        base_model: the base model of a LoRA adapter, where the one recorded in the manifest is not found.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` (a GGUF file runs on the CPU).
-        trust_remote_code: let transformers run a model's own Python code.
-        allow_pickle: accept pickle weight files (they can run code when loaded; refused by default).
-        threads: GGUF: CPU threads for llama.cpp (default: torch's setting).
-        decode_tokens: GGUF: tokens per llama.cpp batch when scoring.
-
-    Returns:
-        A fitted Classifier; for a GGUF file one run by llama.cpp, which predicts, classifies and generates like
-        a torch one.
-
-    Raises:
-        FineclassError: naming ``path`` when it is not a saved model or a GGUF export, its files are damaged, or
-            a fine-tuned GGUF file lost its sidecar; ``base_model`` when the base of an adapter is missing.
-
-    Example:
-        >>> clf = fineclass.load("models/topics")  # doctest: +SKIP
-        >>> gguf = fineclass.load("deploy/model-q4_k_m.gguf")  # doctest: +SKIP
-    """
-    if is_gguf(path):
-        return load_gguf(path, threads=threads, decode_tokens=decode_tokens)
-    return _torch_models.load(
-        path, base_model=base_model, device=device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
-    )
 
 
 def export(

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..classifier import Classifier
+from ..classifier import Classifier, register_reader
 from ..config import TrainConfig
 from ..errors import FineclassError
 from ..labels import LabelSpec
@@ -392,6 +392,14 @@ def _gguf_tokenizer(file: Path, argument: str = "model"):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     return tok
+
+
+def _read_export(path: Any, *, threads: int | None, decode_tokens: int | None) -> GGUFClassifier:
+    """``fineclass.load`` of a GGUF export (see ``classifier.register_reader``)."""
+    return load_gguf(path, threads=threads, decode_tokens=DECODE_TOKENS if decode_tokens is None else decode_tokens)
+
+
+register_reader(is_gguf, _read_export)
 
 
 def as_gguf_classifier(model: Any, threads: int | None = None, decode_tokens: int = DECODE_TOKENS) -> GGUFClassifier:
