@@ -72,6 +72,11 @@ def _print_table(table: Any, title: str) -> None:
     print(table.to_pandas().to_string(index=False))
 
 
+def _named(args: Any, names: str) -> dict:
+    """The values of command-line options (``names``, separated by spaces) for keywords of the same names."""
+    return {name: getattr(args, name) for name in names.split()}
+
+
 def _list_arg(value: str | None) -> list | None:
     """A comma-separated list; whole numbers become ints (class codes)."""
     if value is None:
@@ -120,13 +125,8 @@ def _train(args) -> int:
             config[key] = getattr(args, key)
     clf = train(
         args.data,
-        text=args.text,
+        **_named(args, "text id labels model method codebook"),
         label=_label_arg(args.label, args.labels),
-        id=args.id,
-        labels=args.labels,
-        model=args.model,
-        method=args.method,
-        codebook=args.codebook,
         config=config,
     )
     print(f"saved the fitted classifier to {clf.save(args.output, overwrite=args.overwrite)}")
@@ -144,15 +144,8 @@ def _classify(args) -> int:
         options = {"threads": args.threads}
     result = classify(
         args.input,
-        model=args.model,
-        output=args.output,
-        text=args.text,
-        id=args.id,
-        batch_tokens=args.batch_tokens,
+        **_named(args, "model output text id batch_tokens shard shard_rows engine"),
         resume=not args.no_resume,
-        shard=args.shard,
-        shard_rows=args.shard_rows,
-        engine=args.engine,
         **options,
     )
     print(json.dumps(result, indent=2))
@@ -199,16 +192,9 @@ def _evaluate(args) -> int:
         ev = evaluate(
             args.predictions,
             truth,
-            spec=args.spec,
-            kind=args.kind,
-            id=args.id,
+            **_named(args, "spec kind id on_mismatch bootstrap confidence seed cluster"),
             label=label,
             ids=ids,
-            on_mismatch=args.on_mismatch,
-            bootstrap=args.bootstrap,
-            confidence=args.confidence,
-            seed=args.seed,
-            cluster=args.cluster,
         )
     print(repr(ev))
     if out is not None:
@@ -239,16 +225,9 @@ def _curve(args) -> int:
         sizes=[int(s) for s in args.sizes.split(",")],
         seeds=[int(s) for s in args.seeds.split(",")],
         test=test,
-        text=args.text,
+        **_named(args, "text id labels model method target plot checkpoint"),
         label=_label_arg(args.label, args.labels),
-        id=args.id,
-        labels=args.labels,
-        model=args.model,
-        method=args.method,
         config=_config_arg(args.config),
-        target=args.target,
-        plot=args.plot,
-        checkpoint=args.checkpoint,
     )
     print(lc)
     if args.output:
@@ -263,12 +242,8 @@ def _zero_shot(args) -> int:
     clf = zero_shot_classifier(
         args.model,
         labels=_list_arg(args.labels),
-        codebook=args.codebook,
-        kind=args.kind,
+        **_named(args, "codebook kind prompt max_length engine"),
         levels=_list_arg(args.levels),
-        prompt=args.prompt,
-        max_length=args.max_length,
-        engine=args.engine,
     )
     if args.save:
         print(f"saved the zero-shot classifier to {clf.save(args.save, overwrite=args.overwrite)}")
@@ -288,10 +263,7 @@ def _generate(args) -> int:
     table = generate(
         load(args.model),
         args.input,
-        text=args.text,
-        id=args.id,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
+        **_named(args, "text id max_new_tokens batch_size"),
         progress=True,
     )
     print(json.dumps(generation_summary(table)))
@@ -309,11 +281,7 @@ def _export(args) -> int:
             "gguf",
             quant=args.quant or "q4_k_m",
             data=None if args.no_fidelity else (args.data or "validation"),
-            overwrite=args.overwrite,
-            text=args.text,
-            label=args.label,
-            id=args.id,
-            threads=args.threads,
+            **_named(args, "overwrite text label id threads"),
         )
         print(f"wrote the GGUF export to {out}")
         return 0
@@ -328,17 +296,7 @@ def _fidelity(args) -> int:
     from .deployment import fidelity
     from .manifest import write_json_atomic
 
-    report = fidelity(
-        args.model,
-        args.against,
-        args.data,
-        text=args.text,
-        label=args.label,
-        id=args.id,
-        metric=args.metric,
-        bootstrap=args.bootstrap,
-        threads=args.threads,
-    )
+    report = fidelity(args.model, args.against, args.data, **_named(args, "text label id metric bootstrap threads"))
     print(report)
     if args.output:
         write_json_atomic(args.output, report.to_dict())
@@ -369,14 +327,7 @@ def _propose(args) -> int:
         raise FineclassError("name at least one proposer: --model FOLDER and/or --endpoint URL MODEL.", "proposers")
     prompt = Path(args.prompt).read_text(encoding="utf-8") if args.prompt else None
     out, stats = propose(
-        args.data,
-        proposers,
-        text=args.text,
-        id=args.id,
-        spec=args.spec,
-        prompt=prompt,
-        return_stats=True,
-        progress=True,
+        args.data, proposers, prompt=prompt, return_stats=True, progress=True, **_named(args, "text id spec")
     )
     _write_table(out, args.output)
     _print_table(stats, "proposers")
@@ -388,16 +339,7 @@ def _review_export(args) -> int:
     from .crowd import export_review
 
     for p in export_review(
-        args.proposals,
-        args.output,
-        coders=args.coders,
-        overlap=args.overlap,
-        seed=args.seed,
-        texts=args.texts,
-        text=args.text,
-        id=args.id,
-        documents=args.documents,
-        overwrite=args.overwrite,
+        args.proposals, args.output, **_named(args, "coders overlap seed texts text id documents overwrite")
     ):
         print(f"wrote {p}")
     return 0
@@ -436,11 +378,7 @@ def _sample(args) -> int:
     table = draw_sample(
         data,
         args.size,
-        method=args.method,
-        strata=args.strata,
-        allocation=args.allocation,
-        uncertainty=args.uncertainty,
-        seed=args.seed,
+        **_named(args, "method strata allocation uncertainty seed"),
         id=args.id or "id",
     )
     _write_or_print(table, args.output)
@@ -462,17 +400,7 @@ def _estimate(args) -> int:
     table = estimate(
         args.codes,
         args.human,
-        data=args.data,
-        sample=args.sample,
-        by=args.by,
-        labels=args.labels,
-        regression=args.regression,
-        outcome=args.outcome,
-        covariates=args.covariates,
-        method=args.method,
-        population=args.population,
-        confidence=args.confidence,
-        spec=args.spec,
+        **_named(args, "data sample by labels regression outcome covariates method population confidence spec"),
         id=args.id or "id",
     )
     if args.output:
@@ -496,16 +424,7 @@ def _serve(args) -> int:
 
     serve(
         args.model,
-        host=args.host,
-        port=args.port,
-        key_env=args.key_env,
-        name=args.name,
-        quiet=args.quiet,
-        allow_remote=args.allow_remote,
-        workers=args.workers,
-        max_connections=args.max_connections,
-        read_timeout=args.read_timeout,
-        idle_timeout=args.idle_timeout,
+        **_named(args, "host port key_env name quiet allow_remote workers max_connections read_timeout idle_timeout"),
     )
     return 0
 
