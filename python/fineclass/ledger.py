@@ -155,7 +155,7 @@ def output_error(folder: str | Path, problem: str) -> FineclassError:
     Returns:
         A FineclassError to raise.
     """
-    return output_error(folder, f"{problem}")
+    return FineclassError(f"`output` {str(folder)!r}{problem}", "output")
 
 
 def model_identity(manifest: dict) -> str:
