@@ -22,6 +22,9 @@ from ._inputs import confidence_matrix, indicator, natural_sort, numeric_column,
 METHODS = ("ppi++", "ppi", "dsl")
 POPULATIONS = ("finite", "superpopulation")
 INTERCEPT = "(Intercept)"
+# small_sample=True: the weight of the pseudo-document added to each cell (human code x model code) of a share's
+# variance (see fineclass.estimation._shares)
+SMALL_SAMPLE_PSEUDO = 1.0
 
 
 def estimate(
@@ -401,7 +404,7 @@ def _shares_table(
     folds,
     seed,
 ) -> pa.Table:
-    pseudo = 1.0 if small_sample else 0.0
+    pseudo = SMALL_SAMPLE_PSEUDO if small_sample else 0.0
     F = indicator(cod.sets, ckeys, targets)
     Y = indicator(hum.sets, skeys, targets)
     gidx, gvals = _groups(tab, ckeys, by)
