@@ -190,6 +190,7 @@ def main() -> None:
         "model_count": F.sum(0).astype(int).tolist(),
         "disagreements": (Y != F).sum(0).astype(int).tolist(),
         "dropped_codes": int(dropped),
+        "population": N,
         "regressions": [
             dict(zip(("family", "outcome", "covariate", "term"), r), truth=float(b)) for r, b in zip(REGRESSIONS, regs)
         ],
@@ -303,6 +304,11 @@ def main() -> None:
     )
 
 
+def p_none(N: int, d: int, n: int) -> float:
+    """The chance that a simple random sample of n of N documents holds none of the d disagreements."""
+    return float(np.exp(sum(np.log((N - d - k) / (N - k)) for k in range(n)))) if d <= N - n else 0.0
+
+
 def report(res: dict) -> None:
     dims, sizes = res["dims"], res["sizes"]
     print(
@@ -329,6 +335,25 @@ def report(res: dict) -> None:
                 f"{int((cv < 0.93).sum())} | {int((cv > 0.97).sum())} | "
                 f"{'' if ratio is None else f'{np.median(ratio):.2f}'} | {'' if g is None else f'{g:.2f}'} |"
             )
+    print(
+        "\nWhich dimensions can land in [93%, 97%] (ppi++, finite): with few disagreements between model and coders,"
+        " the sample often holds none, the estimate is then the model's share whatever the interval, and coverage"
+        " moves in steps of P(no disagreement in the sample) (hypergeometric)\n"
+    )
+    print(
+        "| n | dims with >= 3 expected disagreements | of them in [93%, 97%] | misses among them "
+        "| misses among the rest |"
+    )
+    print("|---|---|---|---|---|")
+    dis = np.array(res["disagreements"])
+    for n in sizes:
+        cv = np.array(res["shares"][str(n)]["coverage"]["ppi++/finite"])
+        ok = (cv >= 0.93) & (cv <= 0.97)
+        enough = dis * n / res["population"] >= 3
+        miss = [f"{dims[j]} {cv[j]:.3f} (P0 {p_none(res['population'], dis[j], n):.2f})" for j in np.flatnonzero(~ok)]
+        many = [m for j, m in zip(np.flatnonzero(~ok), miss) if enough[j]]
+        few = [m for j, m in zip(np.flatnonzero(~ok), miss) if not enough[j]]
+        print(f"| {n} | {int(enough.sum())} | {int((ok & enough).sum())} | {'; '.join(many)} | {'; '.join(few)} |")
     print(
         "\nPer dimension (ppi++, finite population, the default): coverage by n; expected disagreements between "
         "model and coders in a sample of the smallest n; the model-only interval's coverage\n"
