@@ -673,3 +673,21 @@ def test_coverage_bench_fast_path_gives_estimates_intervals(tweets):
     mlo, mhi = bench.interval(bench.sh.model_only(F), z)
     np.testing.assert_allclose(mlo, t["model_conf_low"].to_numpy(), atol=1e-12)
     np.testing.assert_allclose(mhi, t["model_conf_high"].to_numpy(), atol=1e-12)
+
+
+def test_ppi_plus_plus_interval_is_never_wider_than_the_human_samples(tweets):
+    """PPI++'s lambda minimises the variance it reports, pseudo-documents included: lambda = 0 is the human sample
+    alone, so no share's interval is wider than the human-only one, even for codes that carry almost nothing
+    (here: a model that marks nearly every tweet with every one of five dimensions)."""
+    keys = tweets["keys"]
+    almost_all = pa.table(
+        {"id": [k for k in keys[3:] for _ in COMMON], "dimension": [d for _ in keys[3:] for d in COMMON]}
+    )
+    for codes in (almost_all, tweets["codes"]):
+        for seed in (1, 2, 3):
+            sample = fineclass.draw_sample(tweets["ids"], 100, seed=seed)
+            out = fineclass.estimate(
+                codes, human_codes(tweets, sample), data=tweets["ids"], sample=sample, labels=COMMON
+            )
+            se, hse = out["std_error"].to_numpy(), out["human_std_error"].to_numpy()
+            assert np.all(se <= hse * (1 + 1e-12)), list(zip(COMMON, se, hse))
