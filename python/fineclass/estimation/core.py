@@ -61,7 +61,8 @@ def estimate(
 
     - ``method="ppi++"`` (default): prediction-powered inference with a power-tuned weight ``lambda`` on the
       model's codes (Angelopoulos, Duchi and Zrnic 2023), never worse than the human sample alone in large
-      samples; ``"ppi"``: lambda = 1 (Angelopoulos et al. 2023, Science);
+      samples (with ``population="finite"`` lambda minimises the reported variance, so its interval is never
+      wider than the human sample's); ``"ppi"``: lambda = 1 (Angelopoulos et al. 2023, Science);
     - ``"dsl"``: design-based supervised learning (Egami, Hinck, Stewart and Wei 2023): a cross-fitted model
       predicts each human code from the model's code, its confidence and the groups or covariates, and the
       design-based pseudo-outcomes correct its errors.
