@@ -19,6 +19,16 @@ dropped (they are counted in the output).
     FINECLASS_DATA=../shared/data/flourishing python bench/estimate_coverage.py --model llama2_7b_finetuned
     python bench/estimate_coverage.py --model gpt4_zero_shot --draws 1000
 
+The label shares are computed without rebuilding Arrow tables for every draw: the codes are read into 0/1
+matrices once (with estimate()'s own readers) and each draw calls estimate()'s arithmetic (the sampling design,
+the share estimators, DSL's cross-fitting) on the sampled rows. The first ``--check-draws`` draws of every size
+also call fineclass.estimate() itself, and the run stops if any interval differs by more than 1e-9: the fast
+path is the same computation, not a copy of it. Regression coefficients go through estimate() on every draw
+(``--regression-draws``; ``--no-regression`` skips them).
+
+``--pseudo`` overrides the weight of the small-sample pseudo-documents per cell (default: estimate()'s own,
+``small_sample=True``); with it set, the check against estimate() is skipped.
+
 Writes bench/results/estimate-coverage-<model>.json and prints Markdown tables.
 """
 
@@ -40,6 +50,11 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "python"))
 import fineclass  # noqa: E402
+import fineclass.estimation._shares as sh  # noqa: E402
+from fineclass.estimation._design import make_design  # noqa: E402
+from fineclass.estimation._dsl import code_features, crossfit  # noqa: E402
+from fineclass.estimation._inputs import confidence_matrix, indicator, read_coded  # noqa: E402
+from fineclass.estimation.core import SMALL_SAMPLE_PSEUDO, _effective_n  # noqa: E402
 
 RENAME = {
     "capability)": "mastery (ability, capability)",
@@ -68,14 +83,50 @@ def load(data_dir: Path, model: str):
     return ids, labels, codes, dims, dropped
 
 
-def presence(table: pa.Table, keys: list, dims: list) -> np.ndarray:
-    pos = {k: i for i, k in enumerate(keys)}
-    dj = {d: j for j, d in enumerate(dims)}
-    out = np.zeros((len(keys), len(dims)))
-    for i, d in zip(table["id"].to_pylist(), table["dimension"].to_pylist()):
-        if i in pos and d in dj:
-            out[pos[i], dj[d]] = 1
-    return out
+def matrices(labels: pa.Table, codes: pa.Table, keys: list, dims: list):
+    """0/1 matrices of the human codes and the model's codes (and its confidences), read as estimate() reads them."""
+    hum = read_coded(labels, "human", id="id", label=None)
+    cod = read_coded(codes, "codes", id="id", label=None)
+    return indicator(hum.sets, keys, dims), indicator(cod.sets, keys, dims), confidence_matrix(cod, keys, dims)
+
+
+def sample_rows(keys: list, n: int, seed: int) -> np.ndarray:
+    """The rows fineclass.draw_sample(ids, n, seed=seed) draws (a simple random sample without replacement)."""
+    order = np.array(sorted(range(len(keys)), key=lambda i: keys[i]), dtype=np.int64)
+    rows = np.sort(order[np.random.default_rng(seed).choice(len(keys), n, replace=False)])
+    return np.array(sorted(rows, key=lambda r: keys[r]), dtype=np.int64)
+
+
+def share_fits(Y, F, feats, rows, method, population, pseudo, folds=5, seed=0):
+    """estimate()'s shares for one simple random sample (no groups): the fit and the human-only fit."""
+    N, L = F.shape
+    n = len(rows)
+    design = make_design("srs", None, None, n, N)
+    dom = np.ones(n, bool)
+    Ys = Y[rows]
+    if method == "dsl":
+        A = crossfit(feats, Ys, rows, folds=folds, seed=seed)
+        lam = 1.0
+    else:
+        A, lam = F, ("tune" if method == "ppi++" else 1.0)
+    if population == "finite":
+        hfit = sh.finite(Ys, np.zeros_like(Ys), np.zeros(L), design, dom, 0.0, pseudo)
+        fit = sh.finite(Ys, A[rows], A.mean(0), design, dom, lam, pseudo)
+        return fit, hfit
+    out = np.ones(N, bool)
+    out[rows] = False
+    zero = np.zeros((n, L))
+    if method == "dsl":
+        fit = sh.pseudo_outcomes(Ys, A[rows], A, design.weights, pseudo)
+    else:
+        fit = sh.superpopulation(Ys, A[rows], A[out], lam, pseudo)
+    return fit, sh.superpopulation(Ys, zero, np.zeros((int(out.sum()), L)), 0.0, pseudo)
+
+
+def interval(fit, z: float):
+    """The clipped interval estimate() reports for each share."""
+    se = np.sqrt(np.maximum(fit.variance, 0.0))
+    return np.maximum(fit.estimate - z * se, 0.0), np.minimum(fit.estimate + z * se, 1.0)
 
 
 def population_coefficients(X: np.ndarray, y: np.ndarray, family: str) -> np.ndarray:
@@ -101,15 +152,21 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-regression", action="store_true")
+    ap.add_argument("--regression-draws", type=int, default=None, help="draws for the coefficients (default: --draws)")
+    ap.add_argument("--runs", default=",".join(f"{m}/{p}" for m, p in SHARE_RUNS), help="method/population list")
+    ap.add_argument("--check-draws", type=int, default=20, help="draws per size also checked against estimate()")
+    ap.add_argument("--pseudo", type=float, default=None, help="pseudo-document weight per cell (default: estimate's)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     data_dir = Path(args.data)
     ids, labels, codes, dims, dropped = load(data_dir, args.model)
     keys = ids["id"].to_pylist()
     N = len(keys)
-    Y = presence(labels, keys, dims)
-    F = presence(codes, keys, dims)
+    Y, F, C = matrices(labels, codes, keys, dims)
+    feats = code_features(F, C, None)
     truth = Y.mean(0)
+    z = 1.959963984540054
+    pseudo = SMALL_SAMPLE_PSEUDO if args.pseudo is None else args.pseudo
     rng = np.random.default_rng(12345)
     x = rng.normal(size=N) + 0.8 * Y[:, dims.index("happiness")]
     corpus = ids.append_column("x", pa.array(x))
@@ -119,52 +176,83 @@ def main() -> None:
         X = np.column_stack([np.ones(N), col[covariate]])
         regs.append(population_coefficients(X, col[outcome], family)[1])
     sizes = [int(s) for s in args.sizes.split(",")]
+    runs = [tuple(r.split("/")) for r in args.runs.split(",")]
     lab_ids = labels["id"]
+    reg_draws = 0 if args.no_regression else min(args.regression_draws or args.draws, args.draws)
     results = {
         "model": args.model,
         "draws": args.draws,
+        "regression_draws": reg_draws,
+        "pseudo": pseudo,
         "sizes": sizes,
         "dims": dims,
         "truth_count": Y.sum(0).astype(int).tolist(),
         "model_count": F.sum(0).astype(int).tolist(),
         "disagreements": (Y != F).sum(0).astype(int).tolist(),
         "dropped_codes": int(dropped),
+        "population": N,
         "regressions": [
             dict(zip(("family", "outcome", "covariate", "term"), r), truth=float(b)) for r, b in zip(REGRESSIONS, regs)
         ],
         "shares": {},
         "coefficients": {},
+        "checked_draws": 0,
     }
+    mlo, mhi = interval(sh.model_only(F), z)
+    m_cover = ((mlo <= truth + 1e-12) & (truth - 1e-12 <= mhi)).astype(float)
     t0 = time.time()
     for n in sizes:
-        cover = {f"{m}/{p}": np.zeros(len(dims)) for m, p in SHARE_RUNS}
-        width = {f"{m}/{p}": np.zeros(len(dims)) for m, p in SHARE_RUNS}
-        gain = {f"{m}/{p}": np.zeros(len(dims)) for m, p in SHARE_RUNS}
-        hwidth = {f"{m}/{p}": np.zeros(len(dims)) for m, p in SHARE_RUNS}
-        h_cover, h_width, m_cover = np.zeros(len(dims)), np.zeros(len(dims)), np.zeros(len(dims))
+        cover = {f"{m}/{p}": np.zeros(len(dims)) for m, p in runs}
+        width = {f"{m}/{p}": np.zeros(len(dims)) for m, p in runs}
+        gain = {f"{m}/{p}": np.zeros(len(dims)) for m, p in runs}
+        hwidth = {f"{m}/{p}": np.zeros(len(dims)) for m, p in runs}
+        h_cover, h_width = np.zeros(len(dims)), np.zeros(len(dims))
         # per regression and method: coverage, width, human-only coverage, human-only width
         rc = {f"{i}/{m}": np.zeros(4) for i in range(len(REGRESSIONS)) for m in REG_METHODS}
         rm = {i: 0.0 for i in range(len(REGRESSIONS))}
         for r in range(args.draws):
-            sample = fineclass.draw_sample(ids, n, seed=args.seed * 1_000_003 + n * 10_007 + r)
-            human = labels.filter(pc.is_in(lab_ids, value_set=sample["id"]))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for m, p in SHARE_RUNS:
-                    t = fineclass.estimate(codes, human, data=ids, sample=sample, labels=dims, method=m, population=p)
-                    key = f"{m}/{p}"
-                    lo, hi = t["conf_low"].to_numpy(), t["conf_high"].to_numpy()
-                    cover[key] += (lo <= truth + 1e-12) & (truth - 1e-12 <= hi)
-                    width[key] += hi - lo
-                    gain[key] += t["effective_n"].to_numpy() / n
-                    hwidth[key] += t["human_conf_high"].to_numpy() - t["human_conf_low"].to_numpy()
-                    if key == "ppi++/finite":
-                        hlo, hhi = t["human_conf_low"].to_numpy(), t["human_conf_high"].to_numpy()
-                        h_cover += (hlo <= truth + 1e-12) & (truth - 1e-12 <= hhi)
-                        h_width += hhi - hlo
-                        mlo, mhi = t["model_conf_low"].to_numpy(), t["model_conf_high"].to_numpy()
-                        m_cover += (mlo <= truth + 1e-12) & (truth - 1e-12 <= mhi)
-                if not args.no_regression:
+            seed = args.seed * 1_000_003 + n * 10_007 + r
+            rows = sample_rows(keys, n, seed)
+            check = args.pseudo is None and r < args.check_draws
+            if check or r < reg_draws:
+                sample = fineclass.draw_sample(ids, n, seed=seed)
+                if sample["id"].to_pylist() != [keys[i] for i in rows]:
+                    raise SystemExit(f"draw {r} at n={n}: the fast sampler differs from fineclass.draw_sample")
+                human = labels.filter(pc.is_in(lab_ids, value_set=sample["id"]))
+            for m, p in runs:
+                fit, hfit = share_fits(Y, F, feats, rows, m, p, pseudo)
+                key = f"{m}/{p}"
+                lo, hi = interval(fit, z)
+                hlo, hhi = interval(hfit, z)
+                if check:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        t = fineclass.estimate(
+                            codes, human, data=ids, sample=sample, labels=dims, method=m, population=p
+                        )
+                    for got, want in [
+                        (lo, "conf_low"),
+                        (hi, "conf_high"),
+                        (hlo, "human_conf_low"),
+                        (hhi, "human_conf_high"),
+                        (mlo, "model_conf_low"),
+                        (mhi, "model_conf_high"),
+                    ]:
+                        gap = np.abs(got - t[want].to_numpy()).max()
+                        if gap > 1e-9:
+                            raise SystemExit(f"draw {r} at n={n}, {key}: {want} differs from estimate() by {gap:.2e}")
+                    results["checked_draws"] += 1
+                cover[key] += (lo <= truth + 1e-12) & (truth - 1e-12 <= hi)
+                width[key] += hi - lo
+                eff = [_effective_n(v, vh, n, N, p == "finite") for v, vh in zip(fit.variance, hfit.variance)]
+                gain[key] += np.array([np.nan if e is None else e for e in eff]) / n
+                hwidth[key] += hhi - hlo
+                if key == "ppi++/finite":
+                    h_cover += (hlo <= truth + 1e-12) & (truth - 1e-12 <= hhi)
+                    h_width += hhi - hlo
+            if r < reg_draws:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
                     for i, (family, outcome, covariate, _term) in enumerate(REGRESSIONS):
                         for m in REG_METHODS:
                             t = fineclass.estimate(
@@ -187,7 +275,7 @@ def main() -> None:
                             ]
                             if m == REG_METHODS[0]:
                                 rm[i] += row["model_conf_low"] <= b <= row["model_conf_high"]
-            if (r + 1) % 100 == 0:
+            if (r + 1) % 500 == 0:
                 print(f"n={n}: {r + 1} draws ({time.time() - t0:.0f} s)", file=sys.stderr)
         R = args.draws
         results["shares"][str(n)] = {
@@ -197,9 +285,10 @@ def main() -> None:
             "human_width_by_run": {k: (v / R).tolist() for k, v in hwidth.items()},
             "human_coverage": (h_cover / R).tolist(),
             "human_width": (h_width / R).tolist(),
-            "model_coverage": (m_cover / R).tolist(),
+            "model_coverage": m_cover.tolist(),
         }
-        if not args.no_regression:
+        if reg_draws:
+            R = reg_draws
             results["coefficients"][str(n)] = {
                 k: {"coverage": v[0] / R, "width": v[1] / R, "human_coverage": v[2] / R, "human_width": v[3] / R}
                 for k, v in rc.items()
@@ -210,7 +299,14 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     report(results)
-    print(f"\nwritten: {out} ({results['seconds']} s)")
+    print(
+        f"\nwritten: {out} ({results['seconds']} s; {results['checked_draws']} share runs checked against estimate())"
+    )
+
+
+def p_none(N: int, d: int, n: int) -> float:
+    """The chance that a simple random sample of n of N documents holds none of the d disagreements."""
+    return float(np.exp(sum(np.log((N - d - k) / (N - k)) for k in range(n)))) if d <= N - n else 0.0
 
 
 def report(res: dict) -> None:
@@ -239,6 +335,25 @@ def report(res: dict) -> None:
                 f"{int((cv < 0.93).sum())} | {int((cv > 0.97).sum())} | "
                 f"{'' if ratio is None else f'{np.median(ratio):.2f}'} | {'' if g is None else f'{g:.2f}'} |"
             )
+    print(
+        "\nWhich dimensions can land in [93%, 97%] (ppi++, finite): with few disagreements between model and coders,"
+        " the sample often holds none, the estimate is then the model's share whatever the interval, and coverage"
+        " moves in steps of P(no disagreement in the sample) (hypergeometric)\n"
+    )
+    print(
+        "| n | dims with >= 3 expected disagreements | of them in [93%, 97%] | misses among them "
+        "| misses among the rest |"
+    )
+    print("|---|---|---|---|---|")
+    dis = np.array(res["disagreements"])
+    for n in sizes:
+        cv = np.array(res["shares"][str(n)]["coverage"]["ppi++/finite"])
+        ok = (cv >= 0.93) & (cv <= 0.97)
+        enough = dis * n / res["population"] >= 3
+        miss = [f"{dims[j]} {cv[j]:.3f} (P0 {p_none(res['population'], dis[j], n):.2f})" for j in np.flatnonzero(~ok)]
+        many = [m for j, m in zip(np.flatnonzero(~ok), miss) if enough[j]]
+        few = [m for j, m in zip(np.flatnonzero(~ok), miss) if not enough[j]]
+        print(f"| {n} | {int(enough.sum())} | {int((ok & enough).sum())} | {'; '.join(many)} | {'; '.join(few)} |")
     print(
         "\nPer dimension (ppi++, finite population, the default): coverage by n; expected disagreements between "
         "model and coders in a sample of the smallest n; the model-only interval's coverage\n"

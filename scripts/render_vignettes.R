@@ -195,6 +195,24 @@ check_rethinking_scale <- function(rec, dir, quick) {
                                          num(a$tweets_with_codes) == 2000 && num(a$reviewed_tweets) == 2030,
                                        sprintf("%s codes, %s tweets with codes, %s reviewed", a$accepted_codes,
                                                a$tweets_with_codes, a$reviewed_tweets))
+  # section 4: shares of all tweets from the head's codes plus the 400 test tweets
+  e <- rec$estimate
+  terms <- unlist(e$terms %||% list())
+  out[[length(out) + 1]] <- result_row(name, "estimate: one share per dimension (46 rows, 46 distinct terms)",
+                                       num(e$rows) == 46 && length(unique(terms)) == 46,
+                                       sprintf("%s rows, %d terms", e$rows %||% "?", length(unique(terms))))
+  out[[length(out) + 1]] <- result_row(name, "estimate: 400 human codes, 9,591 tweets, 7,991 estimated",
+                                       num(e$n_human) == 400 && num(e$n_corpus) == 9591 &&
+                                         num(e$n_estimated) == 7991,
+                                       sprintf("%s, %s, %s", e$n_human, e$n_corpus, e$n_estimated))
+  out[[length(out) + 1]] <- result_row(name, "estimate: every interval contains its estimate and lies in [0, 1]",
+                                       isTRUE(e$inside) && isTRUE(e$human_inside) && isTRUE(e$in_unit))
+  out[[length(out) + 1]] <- result_row(name, "estimate: median width at most the human sample's",
+                                       !is.na(num(e$median_width)) && num(e$median_width) > 0 &&
+                                         num(e$median_width) <= num(e$median_human_width) + 1e-12,
+                                       sprintf("%.4f vs %.4f", num(e$median_width), num(e$median_human_width)))
+  out[[length(out) + 1]] <- result_row(name, "estimate figure is a valid PNG",
+                                       png_ok(file.path(dir, e$png %||% "")), e$png %||% "missing")
   do.call(rbind, out)
 }
 
@@ -244,7 +262,10 @@ self_test <- function() {
                  summary = list(list(size = 100, mean = 0.15), list(size = 200, mean = 0.35), list(size = 400, mean = 0.55)),
                  needed = list(target = 0.49, labels = 950), png = "figures/curve.png"),
     acceptance = list(rates = list(GPT4 = 0.7589, LLAMA2 = 0.3180), decisions = list(GPT4 = 4334, LLAMA2 = 17496)),
-    assembled = list(reviewed_tweets = 2030, tweets_with_codes = 2000, accepted_codes = 7358, equals_labels = TRUE))
+    assembled = list(reviewed_tweets = 2030, tweets_with_codes = 2000, accepted_codes = 7358, equals_labels = TRUE),
+    estimate = list(rows = 46, terms = as.list(sprintf("dimension %02d", 1:46)), n_human = 400, n_corpus = 9591,
+                    n_estimated = 7991, inside = TRUE, human_inside = TRUE, in_unit = TRUE, median_width = 0.04,
+                    median_human_width = 0.05, png = "figures/b.png"))
   write <- function(name, rec) jsonlite::write_json(rec, file.path(dir, "results", paste0(name, ".json")),
                                                     auto_unbox = TRUE, digits = NA, null = "null")
   failures <- character()
@@ -283,6 +304,14 @@ self_test <- function() {
   expect("a curve run missing", "rethinking-scale", bad, "one run per size and seed")
   bad <- rs; bad$assembled$equals_labels <- FALSE
   expect("assembled set differs", "rethinking-scale", bad, "assembled training set")
+  bad <- rs; bad$estimate$rows <- 45; bad$estimate$terms <- bad$estimate$terms[-1]
+  expect("a dimension missing from the estimate", "rethinking-scale", bad, "one share per dimension")
+  bad <- rs; bad$estimate$inside <- FALSE
+  expect("an estimate outside its interval", "rethinking-scale", bad, "every interval contains")
+  bad <- rs; bad$estimate$median_width <- 0.06
+  expect("estimate wider than the human sample's", "rethinking-scale", bad, "median width at most")
+  bad <- rs; bad$estimate$png <- "figures/gone.png"
+  expect("estimate figure missing", "rethinking-scale", bad, "estimate figure")
   writeLines("# Title\n\n![A caption\nthat wraps.](figures/gone.png)\n", file.path(dir, "python.md"))
   expect("a wrapped figure link missing", "python", classifier("python"), "every linked figure exists")
   writeLines("# Title\n\n<img src=\"figures/gone.png\" width=\"384\" />\n", file.path(dir, "python.md"))

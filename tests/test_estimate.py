@@ -635,3 +635,59 @@ def test_cli_sample_and_estimate_give_the_python_results(tweets, tmp_path, capsy
     # bad input: status 2 and the argument named
     assert run(*argv, "--confidence", 95) == 2
     assert "confidence" in capsys.readouterr().err
+
+
+def test_coverage_bench_fast_path_gives_estimates_intervals(tweets):
+    """bench/estimate_coverage.py computes the shares of each draw with estimate()'s arithmetic on matrices read
+    once; its intervals (estimate, human-only, model-only) and sample must be estimate()'s own."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "estimate_coverage.py"
+    spec = importlib.util.spec_from_file_location("estimate_coverage", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    keys, dims = tweets["keys"], tweets["dims"]
+    Y, F, C = bench.matrices(tweets["labels"], tweets["codes"], keys, dims)
+    feats = bench.code_features(F, C, None)
+    z = 1.959963984540054
+    for seed in (3, 4):
+        rows = bench.sample_rows(keys, 100, seed)
+        sample = fineclass.draw_sample(tweets["ids"], 100, seed=seed)
+        assert sample["id"].to_pylist() == [keys[i] for i in rows]
+        for method, population in [("ppi++", "finite"), ("dsl", "finite"), ("ppi++", "superpopulation")]:
+            fit, hfit = bench.share_fits(Y, F, feats, rows, method, population, bench.SMALL_SAMPLE_PSEUDO)
+            t = fineclass.estimate(
+                tweets["codes"],
+                human_codes(tweets, sample),
+                data=tweets["ids"],
+                sample=sample,
+                labels=dims,
+                method=method,
+                population=population,
+            )
+            for got, low, high in [(fit, "conf_low", "conf_high"), (hfit, "human_conf_low", "human_conf_high")]:
+                lo, hi = bench.interval(got, z)
+                np.testing.assert_allclose(lo, t[low].to_numpy(), atol=1e-12)
+                np.testing.assert_allclose(hi, t[high].to_numpy(), atol=1e-12)
+    mlo, mhi = bench.interval(bench.sh.model_only(F), z)
+    np.testing.assert_allclose(mlo, t["model_conf_low"].to_numpy(), atol=1e-12)
+    np.testing.assert_allclose(mhi, t["model_conf_high"].to_numpy(), atol=1e-12)
+
+
+def test_ppi_plus_plus_interval_is_never_wider_than_the_human_samples(tweets):
+    """PPI++'s lambda minimises the variance it reports, pseudo-documents included: lambda = 0 is the human sample
+    alone, so no share's interval is wider than the human-only one, even for codes that carry almost nothing
+    (here: a model that marks nearly every tweet with every one of five dimensions)."""
+    keys = tweets["keys"]
+    almost_all = pa.table(
+        {"id": [k for k in keys[3:] for _ in COMMON], "dimension": [d for _ in keys[3:] for d in COMMON]}
+    )
+    for codes in (almost_all, tweets["codes"]):
+        for seed in (1, 2, 3):
+            sample = fineclass.draw_sample(tweets["ids"], 100, seed=seed)
+            out = fineclass.estimate(
+                codes, human_codes(tweets, sample), data=tweets["ids"], sample=sample, labels=COMMON
+            )
+            se, hse = out["std_error"].to_numpy(), out["human_std_error"].to_numpy()
+            assert np.all(se <= hse * (1 + 1e-12)), list(zip(COMMON, se, hse))

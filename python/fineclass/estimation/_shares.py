@@ -67,7 +67,7 @@ def finite(
     w = design.weights * domain
     nhat = w.sum()
     if isinstance(lam, str):
-        lam = tune_finite(Y, A, design, domain)
+        lam = tune_finite(Y, A, design, domain, pseudo)
     lam = np.broadcast_to(np.asarray(lam, float), (L,)).copy()
     e = Y - lam * A
     r = (w @ e) / nhat
@@ -77,24 +77,33 @@ def finite(
     return ShareFit(lam * a_mean + r, var, lam)
 
 
-def tune_finite(Y: np.ndarray, A: np.ndarray, design: Design, domain: np.ndarray) -> np.ndarray:
-    """PPI++'s lam for the finite population: cov(y, a) / var(a) under the design, clipped to [0, 1].
+def tune_finite(Y: np.ndarray, A: np.ndarray, design: Design, domain: np.ndarray, pseudo: float = 0.0) -> np.ndarray:
+    """PPI++'s lam for the finite population: the lam in [0, 1] that minimises the reported design variance.
+
+    The variance of ``y - lam * a`` is a quadratic in lam, cov(y, a) / var(a) its minimum. With pseudo-documents
+    (``pseudo > 0``) they enter cov and var as they enter the variance that :func:`finite` reports, so that the
+    interval is never wider than the human sample's alone (lam = 0 gives exactly that variance).
 
     Args:
         Y: (n, L) human codes of the sampled documents.
         A: (n, L) their stand-ins.
         design: the sample's design.
         domain: (n,) which sampled documents belong to the domain.
+        pseudo: the weight of the pseudo-documents in each cell of the variance (0: none).
 
     Returns:
         (L,) lambda per label.
     """
     w = design.weights * domain
     nhat = w.sum()
-    ya = domain[:, None] * (Y - (w @ Y) / nhat) / nhat
-    aa = domain[:, None] * (A - (w @ A) / nhat) / nhat
-    vab = total_variance(ya, design, aa)
-    vbb = total_variance(aa, design)
+    ybar, abar = (w @ Y) / nhat, (w @ A) / nhat
+    ya = domain[:, None] * (Y - ybar) / nhat
+    aa = domain[:, None] * (A - abar) / nhat
+    py = (_PSEUDO_Y[:, None] - ybar[None, :]) / nhat
+    pa = (_PSEUDO_A[:, None] - abar[None, :]) / nhat
+    extra = dict(pseudo_weight=pseudo, domain=domain)
+    vab = total_variance(ya, design, aa, pseudo=py, pseudo_b=pa, **extra)
+    vbb = total_variance(aa, design, pseudo=pa, **extra)
     with np.errstate(invalid="ignore", divide="ignore"):
         lam = np.where(vbb > 1e-300, vab / np.where(vbb > 1e-300, vbb, 1.0), 0.0)
     return np.clip(lam, 0.0, 1.0)

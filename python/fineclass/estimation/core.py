@@ -22,6 +22,9 @@ from ._inputs import confidence_matrix, indicator, natural_sort, numeric_column,
 METHODS = ("ppi++", "ppi", "dsl")
 POPULATIONS = ("finite", "superpopulation")
 INTERCEPT = "(Intercept)"
+# small_sample=True: the weight of the pseudo-document added to each cell (human code x model code) of a share's
+# variance (see fineclass.estimation._shares)
+SMALL_SAMPLE_PSEUDO = 1.0
 
 
 def estimate(
@@ -58,7 +61,8 @@ def estimate(
 
     - ``method="ppi++"`` (default): prediction-powered inference with a power-tuned weight ``lambda`` on the
       model's codes (Angelopoulos, Duchi and Zrnic 2023), never worse than the human sample alone in large
-      samples; ``"ppi"``: lambda = 1 (Angelopoulos et al. 2023, Science);
+      samples (with ``population="finite"`` lambda minimises the reported variance, so its interval is never
+      wider than the human sample's); ``"ppi"``: lambda = 1 (Angelopoulos et al. 2023, Science);
     - ``"dsl"``: design-based supervised learning (Egami, Hinck, Stewart and Wei 2023): a cross-fitted model
       predicts each human code from the model's code, its confidence and the groups or covariates, and the
       design-based pseudo-outcomes correct its errors.
@@ -401,7 +405,7 @@ def _shares_table(
     folds,
     seed,
 ) -> pa.Table:
-    pseudo = 1.0 if small_sample else 0.0
+    pseudo = SMALL_SAMPLE_PSEUDO if small_sample else 0.0
     F = indicator(cod.sets, ckeys, targets)
     Y = indicator(hum.sets, skeys, targets)
     gidx, gvals = _groups(tab, ckeys, by)
