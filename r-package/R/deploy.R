@@ -44,7 +44,7 @@
 #' @return The folder `path`, invisibly.
 #' @seealso [ft_fidelity()], [ft_load()], [ft_merge_for_inference()].
 #' @examplesIf ft_available() && reticulate::py_module_available("llama_cpp")
-#' # the packaged SmolLM2, zero-shot (a model fine-tuned with method = "generative" exports the same way)
+#' # the packaged SmolLM2, zero-shot; a model fine-tuned with method = "generative" exports alike
 #' m <- ft_zero_shot_model(labels = c("negative", "positive"), max_length = 64)
 #' dir <- file.path(tempdir(), "deploy")
 #' ft_export(m, dir, quant = "q8_0", overwrite = TRUE)
