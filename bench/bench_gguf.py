@@ -1,11 +1,12 @@
 """GGUF deployment (issue 17): fidelity of f16/q8_0/q4_k_m exports, and CPU speed beside the torch paths.
 
-    python bench/bench_gguf.py [--n 400] [--train 96] [--speed-n 200] [--gen-n 40] [--threads 2] [--parts ...]
+    python bench/bench_gguf.py [--n 400] [--train 96] [--epochs 1] [--speed-n 200] [--gen-n 40] [--threads 2]
+                               [--parts ...]
 
 Parts (``--parts``, comma-separated, default all):
 
 - ``fidelity``: SmolLM2-135M-Instruct fine-tuned with the generative method on ``--train`` short Rotten Tomatoes
-  reviews (LoRA r=8, one epoch, as bench_scoring_vs_generate.py), saved, exported with
+  reviews (LoRA r=8, ``--epochs`` epochs, default one as bench_scoring_vs_generate.py), saved, exported with
   ``fineclass.export(format="gguf", quant=["f16", "q8_0", "q4_k_m"])``, then ``fineclass.fidelity`` on ``--n``
   other reviews against the torch fp32 model (LoRA merged): label agreement with its interval, accuracy change
   with its paired bootstrap interval, flipped documents.
@@ -128,6 +129,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=400, help="held-out reviews for fidelity and zero-shot agreement")
     ap.add_argument("--train", type=int, default=96, help="reviews to fine-tune on")
+    ap.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs")
+    ap.add_argument("--learning-rate", dest="learning_rate", type=float, default=3e-3, help="LoRA learning rate")
     ap.add_argument("--speed-n", dest="speed_n", type=int, default=200, help="reviews classified per speed run")
     ap.add_argument("--gen-n", dest="gen_n", type=int, default=40, help="reviews for one generate() per document")
     ap.add_argument("--threads", type=int, default=2)
@@ -171,16 +174,18 @@ def main(argv=None) -> int:
                     codebook=CODEBOOK,
                     progress=False,
                     config={
-                        "epochs": 1,
+                        "epochs": args.epochs,
                         "max_length": 64,
                         "batch_size": 8,
                         "lora_r": 8,
-                        "learning_rate": 3e-3,
+                        "learning_rate": args.learning_rate,
                         "validation": 0,
                         "device": "cpu",
                     },
                 )
-            print(f"fine-tuned on {args.train} reviews in {time.time() - t0:.0f} s", flush=True)
+            print(
+                f"fine-tuned on {args.train} reviews, {args.epochs} epoch(s), in {time.time() - t0:.0f} s", flush=True
+            )
             merge_for_inference(clf)
             clf.save(folder / "model", overwrite=True)
             t0 = time.time()

@@ -457,3 +457,26 @@ def test_cli_export_and_fidelity(tuned, tmp_path, reviews, capsys):
     assert report["summary"][0]["file"] == "model-q8_0.gguf" and report["metric"] == "accuracy"
     assert main(["export", saved, str(tmp_path / "bad"), "--format", "gguf", "--quant", "q9"]) == 2
     assert "quant" in capsys.readouterr().err
+
+
+def test_converter_runs_with_the_library_path_an_r_session_sets(tuned, tmp_path, monkeypatch):
+    """From R (reticulate), LD_LIBRARY_PATH starts with R's library folders and, on Debian, the system's, where
+    a system libpython of the same version can shadow this Python's own: the converter's Python then fails to
+    import ssl. The export must work with that environment."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    from fineclass.llamacpp.tools import python_child_env
+
+    r_paths = f"/usr/lib/R/lib:/usr/lib/{sysconfig.get_config_var('MULTIARCH') or 'x86_64-linux-gnu'}"
+    env = {"LD_LIBRARY_PATH": f"{r_paths}:/opt/mine", "X": "1"}
+    assert python_child_env(env, libdir="/py/lib") == {"LD_LIBRARY_PATH": f"/py/lib:{r_paths}:/opt/mine", "X": "1"}
+    assert python_child_env({"X": "1"}, libdir="/py/lib") == {"X": "1"}  # nothing to shadow it
+    monkeypatch.setenv("LD_LIBRARY_PATH", r_paths)
+    child = subprocess.run([sys.executable, "-c", "import ssl"], env=python_child_env(), capture_output=True)
+    assert child.returncode == 0, child.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = fineclass.export(tuned, tmp_path / "deploy", format="gguf", quant="f16", data=None)
+    assert (Path(out) / "model-f16.gguf").exists()

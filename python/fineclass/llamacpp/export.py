@@ -37,7 +37,7 @@ from ..methods.generative.forward import model_parts
 from .classifier import SIDECAR_FORMAT, TASK_KEY, plan_tokens, sidecar_path, task_fields, task_hash
 from .fidelity import fidelity
 from .runtime import Runtime, default_threads
-from .tools import CONVERTER, bindings, converter_dir, convertible_architectures, llama_cpp_version
+from .tools import CONVERTER, bindings, converter_dir, convertible_architectures, llama_cpp_version, python_child_env
 
 # fineclass's quantization names -> llama.cpp's file types (LLAMA_FTYPE_MOSTLY_<NAME>)
 QUANTS = (
@@ -108,7 +108,7 @@ def convert(hf_folder: Path, out: Path, outtype: str, threads: int) -> None:
         FineclassError: naming ``classifier`` when the converter fails or does not know the tokenizer.
     """
     where = converter_dir("format")
-    env = dict(os.environ)
+    env = python_child_env()
     env["PYTHONPATH"] = os.pathsep.join(
         [str(where / "gguf-py"), str(where)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     )

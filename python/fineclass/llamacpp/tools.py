@@ -168,6 +168,38 @@ def convertible_architectures(folder: str) -> frozenset:
     return frozenset()
 
 
+def python_child_env(env: dict | None = None, libdir: str | None = None) -> dict:
+    """The environment for a child process of this Python (``sys.executable``) that loads its own libpython.
+
+    A Python built with a shared libpython finds it through its run path, but ``LD_LIBRARY_PATH`` comes first:
+    an R session puts its own and the system's library folders there (``/usr/lib/R/lib:/usr/lib/<arch>`` on
+    Debian) and exports it, so a Python started from R (reticulate, then a subprocess) can load the system's
+    libpython of the same version instead, and its extension modules fail (``_ssl``: an undefined symbol).
+    When ``LD_LIBRARY_PATH`` is set and this Python's libpython is shared, its folder is put first.
+
+    Args:
+        env: the environment to start from (default: ``os.environ``).
+        libdir: the folder of this Python's shared libpython (default: read from ``sysconfig``; None when it
+            is not shared).
+
+    Returns:
+        A new dict.
+
+    Example:
+        >>> python_child_env({"LD_LIBRARY_PATH": "/usr/lib/R/lib"}, libdir="/opt/py/lib")["LD_LIBRARY_PATH"]
+        '/opt/py/lib:/usr/lib/R/lib'
+    """
+    import sysconfig
+
+    out = dict(os.environ if env is None else env)
+    if libdir is None and sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        libdir = sysconfig.get_config_var("LIBDIR")
+    paths = [p for p in out.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+    if libdir and paths:
+        out["LD_LIBRARY_PATH"] = os.pathsep.join([libdir] + [p for p in paths if p != libdir])
+    return out
+
+
 def _download_sdist(version: str, into: Path) -> Path:
     cmd = [
         sys.executable,
