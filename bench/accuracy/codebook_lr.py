@@ -28,12 +28,13 @@ import frozen  # noqa: E402
 
 
 # ---------------------------------------------------------------------- features
-def frozen_features(f: C.Flourishing, max_length: int = 128, unlabelled: bool = False) -> dict:
+def frozen_features(f: C.Flourishing, max_length: int = 128, unlabelled: int = 0) -> dict:
     """Per split: pooled layers, cosines to definitions and names, token max-sim to definitions (cached)."""
     enc = C.Encoder(C.model_path("minilm"))
     anchors = np.r_[C.cached_embed(enc, [f.definitions[d] for d in f.dims], 128), C.cached_embed(enc, f.dims, 128)]
     out = {"anchors": anchors}
-    splits = {"train": f.train, "test": f.test} | ({"unlabelled": f.unlabelled} if unlabelled else {})
+    un = f.unlabelled.sample(n=min(unlabelled, f.unlabelled.height), seed=0).sort("id") if unlabelled else None
+    splits = {"train": f.train, "test": f.test} | ({"unlabelled": un} if unlabelled else {})
     for name, df in splits.items():
         texts = df["text"].to_list()
         out[name] = C.cached(lambda: C.layer_features(enc, texts, anchors, max_length),
@@ -77,7 +78,7 @@ def tune_gamma(presence, level_probs, truth) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------- one candidate
-def fit_candidate(x_tr, y, x_te, c: float, folds: int, sample=None) -> tuple[np.ndarray, np.ndarray]:
+def fit_candidate(x_tr, y, x_te, c: float, folds: int) -> tuple[np.ndarray, np.ndarray]:
     """(out-of-fold probabilities on train, test probabilities), both (n, D, 4)."""
     p_oof = frozen.out_of_fold(x_tr, y, folds, c=c)
     p_te = frozen.fit_predict_per_dim(x_tr, y, x_te, c=c)
@@ -109,7 +110,32 @@ def second_stage(x_tr, x_te, p_oof, p_te, y, c, folds):
     return fit_candidate(s_tr, y, s_te, c, folds)
 
 
-def self_train(x_tr, y, x_te, x_un, p_te_first, c, folds, min_presence: float = 0.5, weight_share: float = 1.0):
+def knn_rates(e_ref: np.ndarray, y_ref: np.ndarray, e_q: np.ndarray, k: int = 20, exclude_self: bool = False) -> np.ndarray:
+    """Per query, the similarity-weighted share of its k nearest reference tweets that have each dimension."""
+    sim = e_q @ e_ref.T
+    if exclude_self:
+        np.fill_diagonal(sim, -np.inf)
+    nn = np.argpartition(-sim, k, 1)[:, :k]
+    w = np.maximum(np.take_along_axis(sim, nn, 1), 0) + 1e-6
+    present = (y_ref > 0).astype(np.float64)
+    return np.einsum("qk,qkd->qd", w, present[nn]) / w.sum(1, keepdims=True)
+
+
+def with_knn(x_tr, e_tr, y, x_te, e_te, c, folds, k: int = 20):
+    """kNN presence rates as extra features: out of fold they come from the fold's training tweets only
+    (leave-one-out inside it), for the test split from all train tweets."""
+    from sklearn.model_selection import KFold
+    out = np.zeros((len(x_tr), y.shape[1], 4))
+    for tr, va in KFold(folds, shuffle=True, random_state=0).split(np.arange(len(x_tr))):
+        a = np.c_[x_tr[tr], knn_rates(e_tr[tr], y[tr], e_tr[tr], k, exclude_self=True)]
+        b = np.c_[x_tr[va], knn_rates(e_tr[tr], y[tr], e_tr[va], k)]
+        out[va] = frozen.fit_predict_per_dim(a, y[tr], b, c=c)
+    a = np.c_[x_tr, knn_rates(e_tr, y, e_tr, k, exclude_self=True)]
+    p_te = frozen.fit_predict_per_dim(a, y, np.c_[x_te, knn_rates(e_tr, y, e_te, k)], c=c)
+    return out, p_te
+
+
+def self_train(x_tr, y, x_te, x_un, c, folds, min_presence: float = 0.5):
     """Pseudo-labels for the unlabelled tweets from the first stage (decoded with its thresholds; only tweets
     whose best dimension reaches ``min_presence``), added to every fold's training data."""
     p_un = frozen.fit_predict_per_dim(x_tr, y, x_un, c=c)
@@ -138,6 +164,7 @@ def main():
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--out", default=str(C.REPO / "bench" / "results" / "accuracy"))
     ap.add_argument("--tag", default="")
+    ap.add_argument("--unlabelled-n", type=int, default=7591, help="self-training: a seeded sample of unlabelled tweets")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     import torch
@@ -145,7 +172,7 @@ def main():
     f = C.load_flourishing()
     configs = args.configs.split(",")
     t = C.Timer()
-    feat = frozen_features(f, args.max_length, unlabelled=any("self" in c for c in configs))
+    feat = frozen_features(f, args.max_length, unlabelled=args.unlabelled_n if any("self" in c for c in configs) else 0)
     feat_cost = t.stop()
     print("features", feat_cost, flush=True)
     D = len(f.dims)
@@ -157,10 +184,14 @@ def main():
         extra = {}
         if "self" in cfg:
             x_un = design(feat, "unlabelled", cfg, D)
-            p_oof, p_te, n_pseudo = self_train(x_tr, f.y_train, x_te, x_un, None, args.c, args.folds)
+            p_oof, p_te, n_pseudo = self_train(x_tr, f.y_train, x_te, x_un, args.c, args.folds)
             extra["pseudo_labelled"] = n_pseudo
         else:
-            p_oof, p_te = fit_candidate(x_tr, f.y_train, x_te, args.c, args.folds)
+            if "knn" in cfg:
+                p_oof, p_te = with_knn(x_tr, feat["train"]["pooled"][-1], f.y_train, x_te, feat["test"]["pooled"][-1],
+                                       args.c, args.folds)
+            else:
+                p_oof, p_te = fit_candidate(x_tr, f.y_train, x_te, args.c, args.folds)
             if "stack" in cfg:
                 p_oof, p_te = second_stage(x_tr, x_te, p_oof, p_te, f.y_train, args.c, args.folds)
         extra["cost"] = t.stop()
