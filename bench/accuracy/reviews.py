@@ -97,7 +97,7 @@ def run_head(train, test, epochs: int = 3, **_):
                                                           "seed": 0}, progress=False)
     t = time.time()
     pred = clf.predict(test)
-    return pred["label"].to_list(), {"max_length": rep, "predict_seconds": round(time.time() - t, 2),
+    return pred.column("label").to_pylist(), {"max_length": rep, "predict_seconds": round(time.time() - t, 2),
                                      "history": clf.history_}
 
 
@@ -207,8 +207,9 @@ def main():
         for name in args.methods.split(","):
             timer = C.Timer()
             pred, info = RUNNERS[name](trains[n], test, max_steps=args.setfit_max_steps)
-            row = {"method": name, "n_train": n, **score_single(pred, test), **timer.stop(), **info}
-            print({k: v for k, v in row.items() if k != "history"}, flush=True)
+            row = {"method": name, "n_train": n, **score_single(pred, test), **timer.stop(), **info,
+                   "pred": [int(p) for p in pred]}  # in test order, for paired comparisons
+            print({k: v for k, v in row.items() if k not in ("history", "pred")}, flush=True)
             rows.append(row)
             C.write_json(out_path, {"command": "python bench/accuracy/reviews.py " + " ".join(sys.argv[1:]),
                                     "test_n": args.test_n, "rows": rows})

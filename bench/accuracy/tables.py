@@ -35,14 +35,14 @@ def main():
     for name, r in flourishing_rows():
         print(f"| {r['candidate']} | {ci(r.get('jaccard'))} | {ci(r.get('presence_micro_f1'))} | "
               f"{ci(r.get('presence_macro_f1'))} | {ci(r.get('accD'))} | {name} |")
-    p = RESULTS / "reviews.json"
-    if p.exists():
+    rows = [(p.name, r) for p in sorted(RESULTS.glob("reviews*.json")) for r in json.loads(p.read_text())["rows"]]
+    if rows:
         print()
-        print("| training reviews | method | accuracy | macro-F1 | seconds (load at start) | predict s (500) | peak RSS MB |")
-        print("|---|---|---|---|---|---|---|")
-        for r in json.loads(p.read_text())["rows"]:
+        print("| training reviews | method | accuracy | macro-F1 | seconds (load at start) | predict s (500) | peak RSS MB | file |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, r in sorted(rows, key=lambda x: (x[1]["n_train"], x[1]["method"])):
             print(f"| {r['n_train']} | {r['method']} | {ci(r['accuracy'])} | {ci(r['macro_f1'])} | {r['seconds']} "
-                  f"({r['load_start'].split(',')[0]}) | {r.get('predict_seconds')} | {r['peak_rss_mb']:.0f} |")
+                  f"({r['load_start'].split(',')[0]}) | {r.get('predict_seconds')} | {r['peak_rss_mb']:.0f} | {name} |")
 
 
 if __name__ == "__main__":
