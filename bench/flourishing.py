@@ -13,6 +13,7 @@ scored on the same sample, and --absent-blocks k trains on the present dimension
     python bench/flourishing.py --model smollm2-135m --method generative --train-n 64 --test-n 64 \
         --epochs 1 --absent-blocks 4
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 import fineclass
 
@@ -47,11 +47,11 @@ def tfidf_per_dimension(train, test, train_labels) -> pl.DataFrame:
     """TF-IDF + one logistic regression per dimension over (absent, low, medium, high): the anchor baseline."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
+
     vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     x_train = vec.fit_transform(train["text"].to_list())
     x_test = vec.transform(test["text"].to_list())
-    wide = train.select("id").join(train_labels.pivot(on="dimension", index="id", values="level"), on="id",
-                                   how="left")
+    wide = train.select("id").join(train_labels.pivot(on="dimension", index="id", values="level"), on="id", how="left")
     rows = []
     for dim in sorted(train_labels["dimension"].unique().to_list()):
         y = wide[dim].fill_null("absent").to_numpy() if dim in wide.columns else np.full(train.height, "absent")
@@ -73,8 +73,12 @@ def main():
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--train-n", type=int, default=None, help="a seeded sample of this many train tweets")
     ap.add_argument("--test-n", type=int, default=None, help="a seeded sample of this many test tweets")
-    ap.add_argument("--absent-blocks", type=int, default=None,
-                    help="generative: absent dimensions trained on per tweet (default: all)")
+    ap.add_argument(
+        "--absent-blocks",
+        type=int,
+        default=None,
+        help="generative: absent dimensions trained on per tweet (default: all)",
+    )
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = ap.parse_args()
     d = data_dir()
@@ -98,21 +102,39 @@ def main():
         print(json.dumps(row), flush=True)
 
     import warnings
+
     warnings.simplefilter("ignore")
     score("GPT-4 zero-shot (paper)", pl.read_parquet(d / "gpt4_zero_shot.parquet"))
     score("Llama-2-7B fine-tuned (paper)", pl.read_parquet(d / "llama2_7b_finetuned.parquet"))
     t = time.time()
-    score("TF-IDF + logistic regression per dimension", tfidf_per_dimension(train, test, train_labels),
-          round(time.time() - t, 1))
+    score(
+        "TF-IDF + logistic regression per dimension",
+        tfidf_per_dimension(train, test, train_labels),
+        round(time.time() - t, 1),
+    )
     t = time.time()
     all_dims = sorted(pl.read_parquet(d / "labels.parquet")["dimension"].unique().to_list())
     spec = fineclass.LabelSpec(kind="dimlevel", classes=all_dims, levels=["low", "medium", "high"])
-    config = {"epochs": args.epochs, "max_length": args.max_length, "learning_rate": args.lr,
-              "finetune": args.finetune, "validation": 0.1, "early_stopping": 3, "batch_size": args.batch_size}
+    config = {
+        "epochs": args.epochs,
+        "max_length": args.max_length,
+        "learning_rate": args.lr,
+        "finetune": args.finetune,
+        "validation": 0.1,
+        "early_stopping": 3,
+        "batch_size": args.batch_size,
+    }
     if args.absent_blocks is not None:
         config["extra"] = {"absent_blocks": args.absent_blocks}
-    clf = fineclass.train(train, labels=train_labels, label=("dimension", "level"), model=args.model,
-                          method=args.method, config=config, spec=spec)
+    clf = fineclass.train(
+        train,
+        labels=train_labels,
+        label=("dimension", "level"),
+        model=args.model,
+        method=args.method,
+        config=config,
+        spec=spec,
+    )
     pred = clf.predict(test)
     name = f"fineclass {args.method} ({args.model}, {clf.manifest_['finetune']}, {train.height} train tweets)"
     score(name, pred, round(time.time() - t, 1))
@@ -122,7 +144,8 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     tag = f"flourishing-{args.method}-{args.model}".replace("/", "_")
     results["command"] = "python bench/flourishing.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None)
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None
+    )
     (out / f"{tag}.json").write_text(json.dumps(results, indent=2))
     print(f"written to {out / (tag + '.json')}")
 

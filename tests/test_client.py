@@ -1,4 +1,5 @@
 """The chat client against real HTTP servers on loopback: retries, timeouts, malformed bodies, cache, keys."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fineclass import FineclassError, LabelSpec
-from fineclass.client import (ChatResult, Endpoint, InvalidAnswer, build_messages, chat_many, format_answer,
-                              parse_answer)
+from fineclass.client import ChatResult, Endpoint, chat_many
+from fineclass.protocol import InvalidAnswer, build_messages, format_answer, parse_answer
 
 SPEC = LabelSpec(kind="single", classes=["0", "1"], names={"0": "negative", "1": "positive"}, value_type="int")
 FLOURISH = LabelSpec(kind="dimlevel", classes=["happiness", "anxiety", "belief in god"])
@@ -51,12 +52,16 @@ class ScriptedServer:
                     text = body["messages"][-1]["content"]
                     outer.seen[text] = outer.seen.get(text, 0) + 1
                     nth = outer.seen[text]
+                busy = True
                 try:
                     reply = outer.respond(body, text, nth)
                     status, headers, payload = reply[:3]
                     if len(reply) > 3:
                         time.sleep(reply[3])
                     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                    with outer.lock:  # done before the answer leaves: the client may send its next request at once
+                        outer.in_flight -= 1
+                        busy = False
                     self.send_response(status)
                     for k, v in headers.items():
                         self.send_header(k, v)
@@ -66,8 +71,9 @@ class ScriptedServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 finally:
-                    with outer.lock:
-                        outer.in_flight -= 1
+                    if busy:
+                        with outer.lock:
+                            outer.in_flight -= 1
 
         class S(ThreadingHTTPServer):
             daemon_threads = True
@@ -83,9 +89,13 @@ class ScriptedServer:
 
 
 def completion(content: str, prompt_tokens: int = 10, completion_tokens: int = 3) -> dict:
-    return {"id": "x", "object": "chat.completion", "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}}
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+    }
 
 
 def sentiment(text: str) -> str:
@@ -104,6 +114,7 @@ def server_factory():
         s = ScriptedServer(respond)
         servers.append(s)
         return s
+
     yield make
     for s in servers:
         s.stop()
@@ -128,8 +139,7 @@ def test_url_without_scheme_is_rejected():
         Endpoint("ftp://host/v1", "m", key_env=None)
     assert Endpoint("http://h:1/v1", "m", key_env=None).chat_url == "http://h:1/v1/chat/completions"
     assert Endpoint("http://h:1", "m", key_env=None).chat_url == "http://h:1/v1/chat/completions"
-    assert Endpoint("https://h/x/v1/chat/completions", "m", key_env=None).chat_url == \
-        "https://h/x/v1/chat/completions"
+    assert Endpoint("https://h/x/v1/chat/completions", "m", key_env=None).chat_url == "https://h/x/v1/chat/completions"
 
 
 def test_missing_key_variable_is_named_and_nothing_is_sent(server_factory, tmp_path, monkeypatch):
@@ -156,7 +166,8 @@ def test_key_is_sent_but_never_stored(server_factory, tmp_path, monkeypatch):
         if f.is_file():
             assert secret not in f.read_text(encoding="utf-8")
     assert ep.cache_key(convs(TEXTS)[0]) == Endpoint(s.url, "m", key_env="OTHER", cache=False).cache_key(
-        convs(TEXTS)[0]), "the key's variable must not change the cache key"
+        convs(TEXTS)[0]
+    ), "the key's variable must not change the cache key"
     with pytest.raises(FineclassError) as e:
         Endpoint(s.url, "m", key_env="sk-live-abc")
     assert e.value.argument == "key_env"
@@ -186,6 +197,7 @@ def test_429_then_200_is_retried(server_factory, tmp_path):
         if nth == 1:
             return 429, {"Retry-After": "0"}, {"error": {"message": "slow down"}}
         return ok(body, text, nth)
+
     s = server_factory(respond)
     ep = Endpoint(s.url, "m", key_env=None, cache=False, backoff=0.01)
     results, stats = chat_many(ep, convs(TEXTS))
@@ -219,6 +231,7 @@ def test_hanging_server_times_out_and_is_reported_per_item(server_factory):
         if text == "dull":
             return ok(body, text, nth) + (1.5,)  # answers far past the client's timeout
         return ok(body, text, nth)
+
     s = server_factory(respond)
     ep = Endpoint(s.url, "m", key_env=None, cache=False, timeout=0.3, max_retries=1, backoff=0.01)
     start = time.monotonic()
@@ -238,6 +251,7 @@ def test_malformed_json_is_retried_then_reported(server_factory):
         if text == "good acting, good plot":
             return 200, {}, {"no": "choices"}
         return ok(body, text, nth)
+
     s = server_factory(respond)
     ep = Endpoint(s.url, "m", key_env=None, cache=False, max_retries=2, backoff=0.01)
     results, stats = chat_many(ep, convs(TEXTS))
@@ -250,6 +264,7 @@ def test_malformed_json_is_retried_then_reported(server_factory):
 
 def test_connection_refused_is_reported():
     import socket
+
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -305,15 +320,21 @@ def test_prompt_lists_labels_and_asks_for_json():
 
 
 def test_parse_answer_is_strict():
-    assert parse_answer(FLOURISH, '{"labels": [{"dimension": "happiness", "level": "high"}]}') == \
-        [{"dimension": "happiness", "level": "high", "confidence": None}]
+    assert parse_answer(FLOURISH, '{"labels": [{"dimension": "happiness", "level": "high"}]}') == [
+        {"dimension": "happiness", "level": "high", "confidence": None}
+    ]
     fenced = '```json\n{"labels": [{"dimension": "Happiness ", "level": "LOW", "confidence": 0.7}]}\n```'
     assert parse_answer(FLOURISH, fenced) == [{"dimension": "happiness", "level": "low", "confidence": 0.7}]
     assert parse_answer(FLOURISH, '{"labels": []}') == []
-    for bad in ['not json', '["happiness"]', '{"labels": [{"dimension": "joy", "level": "high"}]}',
-                '{"labels": [{"dimension": "happiness", "level": "extreme"}]}',
-                '{"labels": [{"dimension": "happiness", "level": "low"}, {"dimension": "happiness", "level": "high"}]}',
-                'Sure! {"labels": []}', '{"answer": "happiness"}']:
+    for bad in [
+        "not json",
+        '["happiness"]',
+        '{"labels": [{"dimension": "joy", "level": "high"}]}',
+        '{"labels": [{"dimension": "happiness", "level": "extreme"}]}',
+        '{"labels": [{"dimension": "happiness", "level": "low"}, {"dimension": "happiness", "level": "high"}]}',
+        'Sure! {"labels": []}',
+        '{"answer": "happiness"}',
+    ]:
         with pytest.raises(InvalidAnswer):
             parse_answer(FLOURISH, bad)
     assert parse_answer(SPEC, '{"label": 1}')[0]["label"] == "1"
@@ -328,15 +349,21 @@ def test_parse_answer_is_strict():
 
 
 def test_format_answer_round_trips():
-    for spec, props in [(SPEC, [{"label": "1", "confidence": 0.8}]),
-                        (FLOURISH, [{"dimension": "anxiety", "level": "medium", "confidence": 0.6}]),
-                        (LabelSpec(kind="multi", classes=["a", "b"]), [{"label": "b", "confidence": None}])]:
+    for spec, props in [
+        (SPEC, [{"label": "1", "confidence": 0.8}]),
+        (FLOURISH, [{"dimension": "anxiety", "level": "medium", "confidence": 0.6}]),
+        (LabelSpec(kind="multi", classes=["a", "b"]), [{"label": "b", "confidence": None}]),
+    ]:
         assert parse_answer(spec, format_answer(spec, props)) == props
 
 
 def test_endpoint_validates_settings():
-    for kw, arg in [({"timeout": 0}, "timeout"), ({"concurrency": 0}, "concurrency"), ({"max_retries": -1},
-                    "max_retries"), ({"params": {"model": "x"}}, "params")]:
+    for kw, arg in [
+        ({"timeout": 0}, "timeout"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"params": {"model": "x"}}, "params"),
+    ]:
         with pytest.raises(FineclassError) as e:
             Endpoint("http://h", "m", key_env=None, **kw)
         assert e.value.argument == arg
@@ -344,8 +371,10 @@ def test_endpoint_validates_settings():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.dictionaries(st.sampled_from(FLOURISH.classes), st.sampled_from(FLOURISH.levels)),
-       st.sampled_from(["", "```json\n", "  "]))
+@given(
+    st.dictionaries(st.sampled_from(FLOURISH.classes), st.sampled_from(FLOURISH.levels)),
+    st.sampled_from(["", "```json\n", "  "]),
+)
 def test_any_valid_answer_parses_back(cells, wrap):
     props = [{"dimension": d, "level": lv, "confidence": None} for d, lv in cells.items()]
     text = format_answer(FLOURISH, props)
@@ -357,9 +386,67 @@ def test_any_valid_answer_parses_back(cells, wrap):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.text(min_size=1, max_size=12).filter(lambda s: s.strip().casefold() not in
-                                              {c.casefold() for c in FLOURISH.classes}))
+@given(
+    st.text(min_size=1, max_size=12).filter(
+        lambda s: s.strip().casefold() not in {c.casefold() for c in FLOURISH.classes}
+    )
+)
 def test_no_label_outside_the_spec_is_ever_accepted(name):
     answer = json.dumps({"labels": [{"dimension": name, "level": "high"}]})
     with pytest.raises(InvalidAnswer):
         parse_answer(FLOURISH, answer)
+
+
+def test_one_reader_for_both_forms_and_one_rule_for_letter_case():
+    """The JSON form and the paper's form are read by the same parse_answer, with the same rules."""
+    cap = LabelSpec(kind="single", classes=["1", "5"], names={"5": "Labour"}, value_type="int")
+    assert (
+        parse_answer(cap, "Answer = [5]") == parse_answer(cap, '{"label": 5}') == [{"label": "5", "confidence": None}]
+    )
+    assert parse_answer(cap, "Answer = [LABOUR]") == parse_answer(cap, '{"label": "LABOUR"}')
+    multi = LabelSpec(kind="multi", classes=["a", "b", "c"], max_labels=2)
+    assert parse_answer(multi, "Sure. Answer = [c, A]") == parse_answer(multi, '{"labels": ["c", "A"]}')
+    for bad in ["Answer = [a, b, c]", '{"labels": ["a", "b", "c"]}', "Answer = [a, zzz]"]:
+        with pytest.raises(InvalidAnswer) as e:
+            parse_answer(multi, bad)
+        assert e.value.status == "invalid_label"
+    # the paper's dimension->level answer is a dictionary of the dimensions present
+    assert parse_answer(FLOURISH, '{"Happiness": "HIGH", "anxiety": "absent"}') == parse_answer(
+        FLOURISH, '{"labels": [{"dimension": "happiness", "level": "high"}]}'
+    )
+    # a code is matched as written first, so two codes that differ only by case stay apart
+    cased = LabelSpec(kind="single", classes=["A", "a"])
+    assert (
+        parse_answer(cased, "Answer = [a]")[0]["label"] == "a"
+        and parse_answer(cased, '{"label": "A"}')[0]["label"] == "A"
+    )
+    for text, status in [
+        ("The answer is 5", "unparseable"),
+        ('{"label": 5', "unparseable"),
+        ("Answer = [7]", "invalid_label"),
+        ("Answer = [1, 5]", "invalid_label"),
+    ]:
+        with pytest.raises(InvalidAnswer) as e:
+            parse_answer(cap, text)
+        assert e.value.status == status, text
+
+
+def test_an_endpoint_answering_in_the_papers_form_is_a_proposer(server_factory):
+    """A fineclass model exported and served by vLLM or llama.cpp answers `Answer = [...]`: propose reads it."""
+    import fineclass
+
+    paper = server_factory(
+        lambda body, text, nth: (200, {}, completion("Answer = [1]" if "good" in text else "Answer = [negative]"))
+    )
+    ep = Endpoint(paper.url, "exported", key_env=None, cache=False)
+    props = fineclass.propose({"id": [1, 2, 3], "text": ["good film", "bad film", "good plot"]}, [ep], spec=SPEC)
+    assert props.column("label").to_pylist() == [1, 0, 1] and props.column("error").null_count == 3
+    dims = server_factory(
+        lambda body, text, nth: (200, {}, completion('{"happiness": "high"}' if "joy" in text else "{}"))
+    )
+    props = fineclass.propose(
+        {"id": [1, 2], "text": ["joy", "rain"]}, [Endpoint(dims.url, "m", key_env=None, cache=False)], spec=FLOURISH
+    )
+    assert props.to_pylist() == [
+        {"id": 1, "dimension": "happiness", "level": "high", "proposer": "m", "confidence": None, "error": None}
+    ]

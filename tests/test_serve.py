@@ -1,7 +1,7 @@
 """`fineclass serve`: a real HTTP server on loopback around a fitted tiny classifier."""
+
 from __future__ import annotations
 
-import argparse
 import json
 import urllib.error
 import urllib.request
@@ -11,8 +11,10 @@ import pyarrow as pa
 import pytest
 
 from fineclass import FineclassError
-from fineclass.client import Endpoint, build_messages, chat_many, parse_answer
-from fineclass.serve import add_cli, start_server
+from fineclass.cli import build_parser
+from fineclass.client import Endpoint, chat_many
+from fineclass.protocol import build_messages, parse_answer
+from fineclass.serve import start_server
 
 
 def call(url, path, body=None, key=None, method=None):
@@ -20,8 +22,12 @@ def call(url, path, body=None, key=None, method=None):
     if key:
         headers["Authorization"] = f"Bearer {key}"
     data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
-    req = urllib.request.Request(url.rsplit("/v1", 1)[0] + path, data=data, headers=headers,
-                                 method=method or ("POST" if data is not None else "GET"))
+    req = urllib.request.Request(
+        url.rsplit("/v1", 1)[0] + path,
+        data=data,
+        headers=headers,
+        method=method or ("POST" if data is not None else "GET"),
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read())
@@ -40,8 +46,7 @@ def test_binds_loopback_by_default(served):
     assert served.host == "127.0.0.1"
     assert served.url.startswith("http://127.0.0.1:") and served.url.endswith("/v1")
     assert served._httpd.socket.getsockname()[0] == "127.0.0.1"
-    parser = argparse.ArgumentParser()
-    add_cli(parser.add_subparsers(dest="cmd"))
+    parser = build_parser()
     args = parser.parse_args(["serve", "some/model"])
     assert args.host == "127.0.0.1" and args.port == 8000 and args.key_env is None and callable(args.func)
     args = parser.parse_args(["serve", "m", "--host", "0.0.0.0", "--port", "9000", "--key-env", "MY_KEY"])
@@ -55,8 +60,7 @@ def test_models_and_chat_completion_match_the_classifier(served, tiny_classifier
     expected = tiny_classifier.predict(pa.table({"id": list(range(6)), "text": texts}))
     spec = tiny_classifier.spec_
     for i, t in enumerate(texts):
-        status, resp = call(served.url, "/v1/chat/completions",
-                            {"model": "tiny", "messages": build_messages(spec, t)})
+        status, resp = call(served.url, "/v1/chat/completions", {"model": "tiny", "messages": build_messages(spec, t)})
         assert status == 200 and resp["object"] == "chat.completion"
         content = resp["choices"][0]["message"]["content"]
         (prop,) = parse_answer(spec, content)
@@ -70,17 +74,29 @@ def test_bad_requests_get_errors_and_the_server_stays_up(served):
     before = served.requests
     assert call(served.url, "/v1/chat/completions", b"{not json")[0] == 400
     assert call(served.url, "/v1/chat/completions", {"model": "tiny", "messages": []})[0] == 400
-    assert call(served.url, "/v1/chat/completions",
-                {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stream": True})[0] == 400
-    status, err = call(served.url, "/v1/chat/completions",
-                       {"model": "other", "messages": [{"role": "user", "content": "x"}]})
+    assert (
+        call(
+            served.url,
+            "/v1/chat/completions",
+            {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stream": True},
+        )[0]
+        == 400
+    )
+    status, err = call(
+        served.url, "/v1/chat/completions", {"model": "other", "messages": [{"role": "user", "content": "x"}]}
+    )
     assert status == 404 and "tiny" in err["error"]["message"]
     assert call(served.url, "/v1/nothing")[0] == 404
     assert call(served.url, "/health")[0] == 200
     assert served.requests == before + 6
-    assert call(served.url, "/v1/chat/completions",
-                {"model": "tiny", "messages": [{"role": "user", "content": [{"type": "text", "text": "great"}]}]})[0] \
+    assert (
+        call(
+            served.url,
+            "/v1/chat/completions",
+            {"model": "tiny", "messages": [{"role": "user", "content": [{"type": "text", "text": "great"}]}]},
+        )[0]
         == 200
+    )
 
 
 def test_bearer_key_is_enforced(tiny_classifier, monkeypatch):
@@ -93,12 +109,16 @@ def test_bearer_key_is_enforced(tiny_classifier, monkeypatch):
         assert call(h.url, "/v1/chat/completions", body, key="s3cret-key")[0] == 200
         assert call(h.url, "/health")[0] == 200
         # the client reads the same variable
-        res, _ = chat_many(Endpoint(h.url, "tiny", key_env="FINECLASS_TEST_SERVE_KEY", cache=False),
-                           [build_messages(tiny_classifier.spec_, "a fine film")])
+        res, _ = chat_many(
+            Endpoint(h.url, "tiny", key_env="FINECLASS_TEST_SERVE_KEY", cache=False),
+            [build_messages(tiny_classifier.spec_, "a fine film")],
+        )
         assert res[0].error is None
         with pytest.raises(FineclassError) as e:
-            chat_many(Endpoint(h.url, "tiny", key_env=None, cache=False),
-                      [build_messages(tiny_classifier.spec_, "a fine film")])
+            chat_many(
+                Endpoint(h.url, "tiny", key_env=None, cache=False),
+                [build_messages(tiny_classifier.spec_, "a fine film")],
+            )
         assert "401" in str(e.value)
     monkeypatch.delenv("FINECLASS_TEST_SERVE_KEY")
     with pytest.raises(FineclassError) as e:
@@ -129,14 +149,30 @@ def test_fineclass_serve_command(tiny_classifier, tmp_path):
     import subprocess
     import sys
     import time
+
     folder = tiny_classifier.save(tmp_path / "cli-model")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, FINECLASS_TEST_CLI_KEY="cli-key")
-    proc = subprocess.Popen([sys.executable, "-m", "fineclass.cli", "serve", folder, "--port", str(port),
-                             "--key-env", "FINECLASS_TEST_CLI_KEY", "--quiet"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fineclass.cli",
+            "serve",
+            folder,
+            "--port",
+            str(port),
+            "--key-env",
+            "FINECLASS_TEST_CLI_KEY",
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 60

@@ -1,4 +1,5 @@
 """Training and prediction of the head method on real packaged models, in all three label shapes."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,15 @@ def test_single_label_multiclass_with_codebook_on_minilm(flourishing_train, tmp_
     first = labels.filter(pl.col("dimension").is_in(top)).group_by("id", maintain_order=True).first()
     codes = {d: i + 1 for i, d in enumerate(top)}  # integer codes with names, like CAP topics
     data = tweets.join(first.select("id", pl.col("dimension").replace_strict(codes).alias("topic")), on="id")
-    clf = fineclass.train(data, label="topic", id="id", model="minilm", codebook={v: k for k, v in codes.items()},
-                          config={**FAST, "validation": 0.15}, progress=False)
+    clf = fineclass.train(
+        data,
+        label="topic",
+        id="id",
+        model="minilm",
+        codebook={v: k for k, v in codes.items()},
+        config={**FAST, "validation": 0.15},
+        progress=False,
+    )
     assert clf.spec_.kind == "single" and clf.classes_ == [1, 2, 3, 4]
     assert clf.spec_.names["1"] == top[0]
     pred = clf.predict(data)
@@ -66,8 +74,14 @@ def test_multi_label_on_minilm(flourishing_train, tmp_path):
 
 def test_dimension_level_on_minilm_with_lora(flourishing_train, tmp_path):
     tweets, labels = flourishing_train
-    clf = fineclass.train(tweets, labels=labels, label=("dimension", "level"), model="minilm",
-                          config={**FAST, "finetune": "lora", "lora_r": 4}, progress=False)
+    clf = fineclass.train(
+        tweets,
+        labels=labels,
+        label=("dimension", "level"),
+        model="minilm",
+        config={**FAST, "finetune": "lora", "lora_r": 4},
+        progress=False,
+    )
     assert clf.spec_.kind == "dimlevel" and clf.manifest_["finetune"] == "lora"
     pred = clf.predict(tweets)
     assert pred.num_rows == tweets.height
@@ -83,15 +97,21 @@ def test_dimension_level_on_minilm_with_lora(flourishing_train, tmp_path):
 def test_fine_tuning_learns_on_real_reviews(movie_reviews):
     """MiniLM learns sentiment from 200 short reviews: clearly better than chance on 200 others."""
     rt = movie_reviews.filter(pl.col("source") == "rotten_tomatoes").with_row_index("id")
-    balanced = pl.concat([rt.filter(pl.col("label") == y).head(200) for y in (0, 1)]).sample(fraction=1.0, seed=3,
-                                                                                               shuffle=True)
+    balanced = pl.concat([rt.filter(pl.col("label") == y).head(200) for y in (0, 1)]).sample(
+        fraction=1.0, seed=3, shuffle=True
+    )
     train, test = balanced.head(200), balanced.tail(200)
-    clf = fineclass.train(train, model="minilm", progress=False,
-                          config={"epochs": 3, "batch_size": 8, "max_length": 40, "learning_rate": 1e-4})
+    clf = fineclass.train(
+        train,
+        model="minilm",
+        progress=False,
+        config={"epochs": 3, "batch_size": 8, "max_length": 40, "learning_rate": 1e-4},
+    )
     losses = [h["train_loss"] for h in clf.history_]
     assert losses[-1] < losses[0]
     acc = float(np.mean(np.array(clf.predict(test).column("label").to_pylist()) == test["label"].to_numpy()))
     assert acc >= 0.62, acc  # chance is 0.5; 0.62 is more than 3 standard errors above it
+
 
 def test_same_seed_same_predictions(tiny_bert, reviews_small):
     a = fineclass.train(reviews_small, model=tiny_bert, config=FAST, progress=False).predict(reviews_small)
@@ -101,17 +121,29 @@ def test_same_seed_same_predictions(tiny_bert, reviews_small):
 
 def test_checkpoint_resume_reaches_the_same_model(tiny_bert, reviews_small, tmp_path):
     cfg = {**FAST, "epochs": 3, "early_stopping": None}
-    full = fineclass.train(reviews_small, model=tiny_bert, config={**cfg, "checkpoint_dir": str(tmp_path / "a")},
-                           progress=False)
-    part = fineclass.train(reviews_small, model=tiny_bert,
-                           config={**cfg, "epochs": 3, "checkpoint_dir": str(tmp_path / "b")}, progress=False)
+    full = fineclass.train(
+        reviews_small, model=tiny_bert, config={**cfg, "checkpoint_dir": str(tmp_path / "a")}, progress=False
+    )
+    part = fineclass.train(
+        reviews_small,
+        model=tiny_bert,
+        config={**cfg, "epochs": 3, "checkpoint_dir": str(tmp_path / "b")},
+        progress=False,
+    )
     assert (tmp_path / "b" / "epoch-2" / "trainable.safetensors").exists()
     # drop the last epoch's checkpoint, as if the run had died during epoch 3, then resume
-    import json, shutil
+    import json
+    import shutil
+
     shutil.rmtree(tmp_path / "b" / "epoch-2")
     (tmp_path / "b" / "latest.json").write_text(json.dumps({"epoch": 1, "folder": "epoch-1"}))
-    resumed = fineclass.train(reviews_small, model=tiny_bert, resume=True,
-                              config={**cfg, "checkpoint_dir": str(tmp_path / "b")}, progress=False)
+    resumed = fineclass.train(
+        reviews_small,
+        model=tiny_bert,
+        resume=True,
+        config={**cfg, "checkpoint_dir": str(tmp_path / "b")},
+        progress=False,
+    )
     assert [h["epoch"] for h in resumed.history_] == [1, 2, 3]
     _same_predictions(full.predict(reviews_small), resumed.predict(reviews_small))
     del part
@@ -163,13 +195,55 @@ def test_warnings_point_at_the_callers_line(tiny_bert, reviews_small):
     """A warning names the user's file and line, not a line inside fineclass, whether the call goes through
     fineclass.train() or Classifier.fit()."""
     import warnings
+
     data = pl.concat([reviews_small.head(24), reviews_small.tail(24)])
-    for fit in (lambda: fineclass.train(data, model=tiny_bert, config={**FAST, "max_length": 8}, progress=False),
-                lambda: fineclass.Classifier(model=tiny_bert, config={**FAST, "max_length": 8})
-                .fit(data, progress=False)):
+    for fit in (
+        lambda: fineclass.train(data, model=tiny_bert, config={**FAST, "max_length": 8}, progress=False),
+        lambda: fineclass.Classifier(model=tiny_bert, config={**FAST, "max_length": 8}).fit(data, progress=False),
+    ):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             fit()
         truncation = [w for w in caught if "were truncated" in str(w.message)]
         assert truncation, [str(w.message) for w in caught]
         assert truncation[0].filename == __file__
+
+
+def test_a_method_registered_by_name_trains_saves_and_loads(tiny_bert, reviews_small, tmp_path):
+    """The core reaches methods through the registry only: a new method needs no edit of the training loop, the
+    scorer, save or load. Its scoring_session is the Method default unless it declares one."""
+    from fineclass.methods import Method, get_method, method_names, register
+    from fineclass.methods.head import HeadMethod
+
+    calls = []
+
+    @register("head-recorded")
+    class Recorded(HeadMethod):
+        def probabilities(self, module, batch, spec):
+            calls.append(len(batch["input_ids"]))
+            return super().probabilities(module, batch, spec)
+
+    try:
+        assert "head-recorded" in method_names() and isinstance(get_method("head-recorded"), Recorded)
+        clf = fineclass.train(
+            reviews_small, model=tiny_bert, method="head-recorded", config={**FAST, "epochs": 1}, progress=False
+        )
+        first = clf.predict(reviews_small.head(20))
+        assert sum(calls) >= 20 and clf.manifest_["method"] == "head-recorded"
+        again = fineclass.load(clf.save(tmp_path / "m"))
+        assert isinstance(again.method_, Recorded)
+        _same_predictions(first, again.predict(reviews_small.head(20)))
+    finally:
+        from fineclass.methods import base
+
+        base._METHODS.pop("head-recorded", None)
+    with pytest.raises(FineclassError) as e:
+        fineclass.train(reviews_small, model=tiny_bert, method="head-recorded", progress=False)
+    assert e.value.argument == "method" and "generative" in str(e.value)
+
+    class Incomplete(Method):
+        def build(self, *a, **k):
+            return None
+
+    with pytest.raises(TypeError):
+        Incomplete()  # the interface is declared: a method that lacks part of it cannot be made

@@ -1,22 +1,30 @@
-"""Classifier: a fitted model with its label spec; predict, save and load.
+"""The fitted model: ``Classifier``, and the two ways to get one, ``train()`` and ``load()``.
 
-Follows scikit-learn's habits: the constructor stores settings; ``fit`` returns self; fitted attributes end
-in ``_``; ``predict`` / ``predict_proba`` return tables with the input's id carried through.
+Follows scikit-learn's habits: the constructor stores settings; ``fit`` returns self; fitted attributes end in
+``_``; ``predict`` / ``predict_proba`` return tables with the input's id carried through. Training itself is
+``training.fit``; scoring is ``scoring.Scorer``; a Classifier holds what they produce and saves it.
 """
+
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from ._fs import atomic_folder, check_replaceable
 from .config import TrainConfig
 from .errors import FineclassError
 from .labels import LabelSpec
+from .manifest import write_json_atomic
+from .methods import Method, get_method
+from .methods.base import pick_device
+from .models import resolve
+from .scoring import Scorer, probability_names
+from .tables import read_table
+from .training import fit
 
 FORMAT_VERSION = 1
 
@@ -24,105 +32,350 @@ FORMAT_VERSION = 1
 class Classifier:
     """A text classifier fine-tuned from a small open model.
 
-    Parameters
-    ----------
-    model: a built-in alias (``"minilm"``, ``"smollm2-135m"``), a local folder or a hub id.
-    method: ``"head"`` (a classification head) or ``"generative"`` (the label as text, scored).
-    config: a :class:`TrainConfig` or a dict of its settings.
-    trust_remote_code: let transformers run a model's own Python code (off unless you trust it).
+    Args:
+        model: a built-in alias (``"minilm"``, ``"smollm2-135m"``), a local folder or a hub id.
+        method: ``"head"`` (a classification head) or ``"generative"`` (the label as text, scored); any
+            registered method's name.
+        config: a :class:`TrainConfig` or a dict of its settings.
+        trust_remote_code: let transformers run a model's own Python code (off unless you trust it).
+
+    Attributes:
+        classes_: the classes (or dimensions), in the type the labels had.
+        spec_: the label set (a ``LabelSpec``).
+        manifest_: what a reviewer needs to replicate the model: versions, seeds, hashes, config, metrics.
+        history_: the loss per epoch.
+        thresholds_: the presence threshold of the multi-label shapes.
+
+    Example:
+        >>> clf = Classifier(model="minilm").fit(train_table, label="topic")  # doctest: +SKIP
+        >>> clf.predict(new_docs)  # doctest: +SKIP
     """
 
-    def __init__(self, model: str = "minilm", method: str = "head", config: TrainConfig | dict | None = None,
-                 trust_remote_code: bool = False):
+    def __init__(
+        self,
+        model: str = "minilm",
+        method: str = "head",
+        config: TrainConfig | dict | None = None,
+        trust_remote_code: bool = False,
+    ):
         self.model = model
         self.method = method
         self.config = config
         self.trust_remote_code = trust_remote_code
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, data: Any, *, text: str = "text", label: Any = "label", id: str | None = None,
-            labels: Any = None, codebook: Any = None, kind: str | None = None, levels=None,
-            spec: LabelSpec | None = None, progress: bool = True, resume: bool = False) -> "Classifier":
-        from .training import fit_classifier
-        return fit_classifier(self, data, text=text, label=label, id=id, labels=labels, codebook=codebook,
-                              kind=kind, levels=levels, spec=spec, progress=progress, resume=resume)
+    def fit(
+        self,
+        data: Any,
+        *,
+        text: str = "text",
+        label: Any = "label",
+        id: str | None = None,
+        labels: Any = None,
+        codebook: Any = None,
+        kind: str | None = None,
+        levels: Any = None,
+        spec: LabelSpec | None = None,
+        progress: bool = True,
+        resume: bool = False,
+    ) -> "Classifier":
+        """Fine-tune on ``data``; :func:`train` describes every argument.
 
-    def _check_fitted(self):
+        Args:
+            data: the training documents.
+            text: the text column.
+            label: the label column (or a (dimension, level) pair with ``labels``).
+            id: the id column.
+            labels: a long label table.
+            codebook: names and descriptions of the classes.
+            kind: the shape, when the data leave it open.
+            levels: the ordered levels (dimlevel).
+            spec: a fixed label set.
+            progress: show a progress bar.
+            resume: continue from the checkpoint in ``config.checkpoint_dir``.
+
+        Returns:
+            This Classifier, fitted.
+        """
+        trained = fit(
+            data,
+            model=self.model,
+            method=self.method,
+            config=self.config,
+            trust_remote_code=self.trust_remote_code,
+            text=text,
+            label=label,
+            id=id,
+            labels=labels,
+            codebook=codebook,
+            kind=kind,
+            levels=levels,
+            spec=spec,
+            progress=progress,
+            resume=resume,
+        )
+        self.config = trained.config
+        return self._adopt(
+            method=trained.method,
+            module=trained.module,
+            tokenizer=trained.tokenizer,
+            spec=trained.spec,
+            device=trained.device,
+            thresholds=trained.thresholds,
+            manifest=trained.manifest,
+            history=trained.history,
+        )
+
+    def _adopt(
+        self,
+        *,
+        method: Method,
+        module: Any,
+        tokenizer: Any,
+        spec: LabelSpec,
+        device: Any,
+        thresholds: dict,
+        manifest: dict,
+        history: list,
+    ) -> "Classifier":
+        """The one place that makes a Classifier fitted: used by fit() (so train()), load() and zero-shot."""
+        self.method_, self.module_, self.tokenizer_, self.spec_, self.device_ = method, module, tokenizer, spec, device
+        self.thresholds_, self.manifest_, self.history_ = dict(thresholds), manifest, list(history)
+        return self
+
+    def _check_fitted(self) -> None:
         if not hasattr(self, "module_"):
-            raise FineclassError("this Classifier is not fitted yet: call fit() or fineclass.train() first, or "
-                                 "fineclass.load() a saved one.", "model")
+            raise FineclassError(
+                "this Classifier is not fitted yet: call fit() or fineclass.train() first, or "
+                "fineclass.load() a saved one.",
+                "model",
+            )
 
     @property
     def classes_(self) -> list:
+        """The classes (or the dimensions), in the type the labels had (integer codes come back as int)."""
         self._check_fitted()
         return [self.spec_.decode_value(c) for c in self.spec_.classes]
 
     # ------------------------------------------------------------------ predicting
-    def predict(self, data: Any, *, text: str = "text", id: str | None = None, batch_tokens: int | None = None,
-                probabilities: bool = True, progress: bool = False) -> pa.Table:
-        """One row per document: id, the predicted label(s), confidence, a truncation flag, probabilities."""
-        from .infer import predict_table
-        self._check_fitted()
-        return predict_table(self, data, text=text, id=id, batch_tokens=batch_tokens,
-                             probabilities=probabilities, progress=progress)
+    def scorer(self) -> Scorer:
+        """The fitted parts that scoring uses (the model as it is now, e.g. after ``merge_for_inference``).
 
-    def predict_proba(self, data: Any, *, text: str = "text", id: str | None = None,
-                      batch_tokens: int | None = None) -> pa.Table:
-        """id plus one probability column per output (``p_<class>``, or ``p_<dimension>=<level>``)."""
+        Returns:
+            A :class:`fineclass.scoring.Scorer`.
+
+        Raises:
+            FineclassError: naming ``model`` when this Classifier is not fitted.
+        """
+        self._check_fitted()
+        return Scorer(
+            self.method_,
+            self.module_,
+            self.tokenizer_,
+            self.spec_,
+            self.device_,
+            int(self.manifest_["config"]["max_length"]),
+            self.thresholds_,
+        )
+
+    def predict(
+        self,
+        data: Any,
+        *,
+        text: str = "text",
+        id: str | None = None,
+        batch_tokens: int | None = None,
+        probabilities: bool = True,
+        progress: bool = False,
+    ) -> pa.Table:
+        """Predict the labels of documents.
+
+        Args:
+            data: the documents: any table, or a Parquet/CSV path (for large corpora use ``fineclass.classify``
+                with ``output=``).
+            text: the text column.
+            id: the id column (None: a column named ``id``, else the row number).
+            batch_tokens: tokens per batch (rows x longest row); None for the device's default.
+            probabilities: add one probability column per output.
+            progress: show a progress bar.
+
+        Returns:
+            One row per document, in input order: id, ``label`` and ``confidence`` (single-label) or ``labels``
+            and ``n_labels``, ``truncated`` (the text was cut to max_length), ``status`` (``ok`` or
+            ``empty_text``), and ``p_<class>`` (or ``p_<dimension>=<level>``) columns.
+
+        Raises:
+            FineclassError: naming ``model`` when not fitted, or the argument at fault.
+
+        Example:
+            >>> clf.predict({"text": ["a fine film", "dull"]})  # doctest: +SKIP
+        """
+        return self.scorer().predict(
+            data, text=text, id=id, batch_tokens=batch_tokens, probabilities=probabilities, progress=progress
+        )
+
+    def predict_proba(
+        self, data: Any, *, text: str = "text", id: str | None = None, batch_tokens: int | None = None
+    ) -> pa.Table:
+        """The probabilities alone; see :meth:`predict`.
+
+        Args:
+            data: the documents.
+            text: the text column.
+            id: the id column.
+            batch_tokens: tokens per batch.
+
+        Returns:
+            id plus one probability column per output (``p_<class>``, or ``p_<dimension>=<level>``).
+        """
         out = self.predict(data, text=text, id=id, batch_tokens=batch_tokens)
         return out.select(["id"] + [c for c in out.column_names if c.startswith("p_")])
 
     def probability_names(self) -> list[str]:
-        spec = self.spec_
-        if spec.kind == "dimlevel":
-            return [f"p_{d}={lv}" for d in spec.classes for lv in ["absent", *spec.levels]]
-        return [f"p_{c}" for c in spec.classes]
+        """The names of the probability columns, in the order of the model's outputs.
+
+        Returns:
+            ``p_<class>`` per class, or ``p_<dimension>=<level>`` for the dimension->level shape.
+        """
+        self._check_fitted()
+        return probability_names(self.spec_)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, overwrite: bool = False) -> str:
-        """Save to a folder: weights (safetensors), tokenizer, labels.json and fineclass.json (the manifest)."""
-        from .methods import get_method
-        from .manifest import write_json_atomic
+        """Save to a folder: weights (safetensors), tokenizer, labels.json and fineclass.json (the manifest).
+
+        Args:
+            path: the folder; written atomically (a reader sees the old model or the new one).
+            overwrite: replace a folder that holds a saved model.
+
+        Returns:
+            The folder's path.
+
+        Raises:
+            FineclassError: naming ``path`` when the folder is not empty and ``overwrite`` is false, or holds
+                files that are not a fineclass model; naming ``model`` when not fitted.
+        """
         self._check_fitted()
         path = Path(path)
-        if path.exists() and any(path.iterdir()):
-            if not overwrite:
-                raise FineclassError(f"`path` {str(path)!r} exists and is not empty; pass overwrite=True or choose "
-                                     f"another folder.", "path")
-            if not (path / "fineclass.json").exists():
-                raise FineclassError(f"`path` {str(path)!r} holds files that are not a fineclass model; refusing "
-                                     f"to overwrite them.", "path")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=str(path.parent)))
-        try:
-            weights = get_method(self.method).save(self.module_, self.tokenizer_, tmp)
+        check_replaceable(path, overwrite, "fineclass.json", "a fineclass model")
+        with atomic_folder(path) as tmp:
+            weights = self.method_.save(self.module_, self.tokenizer_, tmp)
             self.spec_.save(tmp / "labels.json")
             manifest = dict(self.manifest_)
             manifest.update(weights)
             manifest["format_version"] = FORMAT_VERSION
             write_json_atomic(tmp / "fineclass.json", manifest)
-            if path.exists():
-                shutil.rmtree(path)
-            tmp.rename(path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return str(path)
 
     def __repr__(self) -> str:
         if not hasattr(self, "module_"):
             return f"Classifier(model={self.model!r}, method={self.method!r}) [not fitted]"
         m = self.manifest_
-        return (f"Classifier(model={self.model!r}, method={self.method!r}, {self.spec_!r}, "
-                f"finetune={m.get('finetune')!r}, trained on {m.get('n_train')} documents)")
+        return (
+            f"Classifier(model={self.model!r}, method={self.method!r}, {self.spec_!r}, "
+            f"finetune={m.get('finetune')!r}, trained on {m.get('n_train')} documents)"
+        )
 
 
-def load(path: str | Path, *, base_model: str | None = None, device: str = "auto",
-         trust_remote_code: bool = False, allow_pickle: bool = False) -> Classifier:
-    """Load a Classifier saved with ``save()``. Pickle weights are refused unless ``allow_pickle=True``."""
-    from .methods import get_method
-    from .methods.base import pick_device
-    from .models import resolve
+def train(
+    data: Any,
+    *,
+    text: str = "text",
+    label: Any = "label",
+    id: str | None = None,
+    labels: Any = None,
+    model: str = "minilm",
+    method: str = "head",
+    codebook: Any = None,
+    config: Any = None,
+    kind: str | None = None,
+    levels: Any = None,
+    spec: LabelSpec | None = None,
+    trust_remote_code: bool = False,
+    progress: bool = True,
+    resume: bool = False,
+    **settings: Any,
+) -> Classifier:
+    """Fine-tune ``model`` to predict ``label`` from ``text``.
+
+    Args:
+        data: the training documents: any table, or a Parquet/CSV path.
+        text: the text column.
+        label: the label column: scalars (single-label) or lists (multi-label); with ``labels``, the label
+            column of that table, or a pair (dimension, level) for the dimension->level shape.
+        id: the id column (None: a column named ``id``, else the row number).
+        labels: a long label table (one row per id and label, or per id, dimension and level).
+        model: a built-in alias (``"minilm"``, ``"smollm2-135m"``), a local folder or a hub id.
+        method: ``"head"`` or ``"generative"`` (any registered method).
+        codebook: names and descriptions of the classes: ``{code: name}``, ``{code: {"name", "description"}}``,
+            a JSON file or a table with code, name[, description].
+        config: a :class:`TrainConfig` or a dict of its settings.
+        kind: ``"single"``, ``"multi"`` or ``"dimlevel"``; inferred from the data when None.
+        levels: the ordered levels of the dimension->level shape (default low, medium, high).
+        spec: a fixed label set (a LabelSpec), e.g. so that runs on subsets share one set of classes.
+        trust_remote_code: let transformers run a model's own Python code.
+        progress: show a progress bar and a closing line.
+        resume: continue from the checkpoint in ``config.checkpoint_dir``.
+        **settings: ``TrainConfig`` settings as keywords (``epochs=2``), on top of ``config``.
+
+    Returns:
+        A fitted :class:`Classifier`.
+
+    Raises:
+        FineclassError: naming the argument or setting at fault.
+
+    Example:
+        >>> clf = fineclass.train(tweets, label="topic", model="minilm", epochs=2)  # doctest: +SKIP
+    """
+    cfg = TrainConfig.from_dict(config).to_dict() if config is not None else {}
+    if settings:
+        TrainConfig.from_dict(settings)  # names an unknown or invalid setting
+        cfg.update(settings)
+    clf = Classifier(
+        model=model, method=method, config=TrainConfig.from_dict(cfg or None), trust_remote_code=trust_remote_code
+    )
+    return clf.fit(
+        data,
+        text=text,
+        label=label,
+        id=id,
+        labels=labels,
+        codebook=codebook,
+        kind=kind,
+        levels=levels,
+        spec=spec,
+        progress=progress,
+        resume=resume,
+    )
+
+
+def load(
+    path: str | Path,
+    *,
+    base_model: str | None = None,
+    device: str = "auto",
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+) -> Classifier:
+    """Load a Classifier saved with ``save()``.
+
+    Args:
+        path: the saved model's folder.
+        base_model: the base model of a LoRA adapter, where the one recorded in the manifest is not found.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        trust_remote_code: let transformers run a model's own Python code.
+        allow_pickle: accept pickle weight files (they can run code when loaded; refused by default).
+
+    Returns:
+        A fitted :class:`Classifier`, predicting as the saved one did.
+
+    Raises:
+        FineclassError: naming ``path`` when the folder is not a saved model or its files are damaged;
+            ``base_model`` when the base of an adapter is missing.
+
+    Example:
+        >>> clf = fineclass.load("models/topics")  # doctest: +SKIP
+    """
     folder = Path(path)
     if not folder.exists():
         raise FineclassError(f"`path` {str(path)!r} does not exist.", "path")
@@ -136,76 +389,73 @@ def load(path: str | Path, *, base_model: str | None = None, device: str = "auto
     except FineclassError:
         raise
     except (OSError, ValueError, TypeError, AttributeError) as e:
-        raise FineclassError(f"`path` {str(path)!r}: fineclass.json or labels.json is damaged ({e}). Save the model "
-                             f"again.", "path") from None
+        raise FineclassError(
+            f"`path` {str(path)!r}: fineclass.json or labels.json is damaged ({e}). Save the model again.", "path"
+        ) from None
     weights = manifest.get("weights")
     if weights not in ("model", "adapter") or not (folder / weights).is_dir():
-        raise FineclassError(f"`path` {str(path)!r}: the manifest names weights {weights!r} that are not in the "
-                             f"folder.", "path")
+        raise FineclassError(
+            f"`path` {str(path)!r}: the manifest names weights {weights!r} that are not in the folder.", "path"
+        )
     dev = pick_device(device)
     base = None
     if weights == "adapter":
         base = resolve(base_model or manifest.get("model"))
     method = get_method(manifest["method"])
     from safetensors import SafetensorError
+
     try:
-        module, tok = method.load(folder, manifest, spec, dev, base, trust_remote_code=trust_remote_code,
-                                  allow_pickle=allow_pickle)
+        module, tok = method.load(
+            folder, manifest, spec, dev, base, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+        )
     except FineclassError:
         raise
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # damaged weights or tokenizer files
-        raise FineclassError(f"`path` {str(path)!r}: the model files could not be loaded ({type(e).__name__}: "
-                             f"{e}). Save the model again.", "path") from None
-    clf = Classifier(model=manifest.get("model"), method=manifest["method"],
-                     config=TrainConfig.from_dict(manifest.get("config")), trust_remote_code=trust_remote_code)
-    clf.module_, clf.tokenizer_, clf.spec_ = module, tok, spec
-    clf.thresholds_ = manifest.get("thresholds", {})
-    clf.device_ = dev
-    clf.manifest_ = manifest
-    clf.method_ = method
-    return clf
-
-
-# ---------------------------------------------------------------------- decoding
-def decode(probs: np.ndarray, spec: LabelSpec, thresholds: dict) -> dict:
-    """Probabilities -> prediction columns (a dict of pyarrow arrays) for one of the three shapes."""
-    n = probs.shape[0]
-    if spec.kind == "single":
-        idx = probs.argmax(axis=1)
-        labels = [spec.decode_value(spec.classes[i]) for i in idx]
-        return {"label": pa.array(labels, type=spec.arrow_type()),
-                "confidence": pa.array(probs[np.arange(n), idx].astype(np.float64))}
-    t = float(thresholds.get("presence", 0.5))
-    if spec.kind == "multi":
-        chosen = probs >= t
-        if spec.max_labels:
-            order = np.argsort(-probs, axis=1)[:, :spec.max_labels]
-            keep = np.zeros_like(chosen)
-            np.put_along_axis(keep, order, True, axis=1)
-            chosen &= keep
-        labels = [[spec.decode_value(spec.classes[j]) for j in np.flatnonzero(row)] for row in chosen]
-        return {"labels": pa.array(labels, type=pa.list_(spec.arrow_type())),
-                "n_labels": pa.array(chosen.sum(axis=1).astype(np.int64))}
-    d, l1 = len(spec.classes), len(spec.levels) + 1
-    p = probs.reshape(n, d, l1)
-    presence = 1.0 - p[:, :, 0]
-    level = p[:, :, 1:].argmax(axis=2)
-    chosen = presence >= t
-    rows = []
-    for i in range(n):
-        rows.append([{"dimension": spec.classes[j], "level": spec.levels[level[i, j]],
-                      "confidence": float(p[i, j, 1 + level[i, j]])} for j in np.flatnonzero(chosen[i])])
-    typ = pa.list_(pa.struct([("dimension", pa.string()), ("level", pa.string()), ("confidence", pa.float64())]))
-    return {"labels": pa.array(rows, type=typ), "n_labels": pa.array(chosen.sum(axis=1).astype(np.int64))}
+        raise FineclassError(
+            f"`path` {str(path)!r}: the model files could not be loaded ({type(e).__name__}: "
+            f"{e}). Save the model again.",
+            "path",
+        ) from None
+    clf = Classifier(
+        model=manifest.get("model"),
+        method=manifest["method"],
+        config=TrainConfig.from_dict(manifest.get("config")),
+        trust_remote_code=trust_remote_code,
+    )
+    return clf._adopt(
+        method=method,
+        module=module,
+        tokenizer=tok,
+        spec=spec,
+        device=dev,
+        thresholds=manifest.get("thresholds", {}),
+        manifest=manifest,
+        history=manifest.get("history", []),
+    )
 
 
 def to_long(predictions: Any) -> pa.Table:
-    """Multi-label or dimension->level predictions as long rows: (id, label) or (id, dimension, level, confidence)."""
-    from .data import read_table
+    """Multi-label or dimension->level predictions as long rows.
+
+    Args:
+        predictions: what ``predict()`` returns for a multi-label or dimension->level model (a table or path).
+
+    Returns:
+        ``(id, label)`` rows, or ``(id, dimension, level, confidence)`` rows: one per predicted label.
+
+    Raises:
+        FineclassError: naming ``predictions`` when it has no ``id`` and ``labels`` columns.
+
+    Example:
+        >>> to_long(clf.predict(tweets))  # doctest: +SKIP
+    """
     t = read_table(predictions, "predictions")
     if "labels" not in t.column_names or "id" not in t.column_names:
-        raise FineclassError("`predictions` needs columns `id` and `labels` (the output of predict() for a "
-                             "multi-label or dimension->level model).", "predictions")
+        raise FineclassError(
+            "`predictions` needs columns `id` and `labels` (the output of predict() for a "
+            "multi-label or dimension->level model).",
+            "predictions",
+        )
     ids = t.column("id")
     lab = t.column("labels").combine_chunks()
     lengths = np.diff(lab.offsets.to_numpy())

@@ -1,54 +1,367 @@
-"""The `fineclass` command: thin subcommands over the Python API."""
+"""The ``fineclass`` command: every subcommand in one table (``COMMANDS``), each a thin call of the Python API.
+
+Each handler converts the parsed arguments, calls one function of the core, and prints or writes its result; a
+FineclassError ends the command with status 2 and its message.
+"""
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
-from importlib import import_module
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
-# modules that register their own subcommands with add_cli(subparsers)
-PLUGINS = ("fineclass.evaluation", "fineclass.curve", "fineclass.crowd", "fineclass.serve")
+from .crowd.acceptance import CONFLICTS, RULES
+from .labels import KINDS
 
 
+def arg(*flags: str, **options: Any) -> tuple[tuple[str, ...], dict]:
+    """One argument of a subcommand, as ``argparse.add_argument`` takes it.
+
+    Args:
+        *flags: the name (``"data"``) or flags (``"--output", "-o"``).
+        **options: ``add_argument``'s options (``default``, ``help``, ``type``...).
+
+    Returns:
+        ``(flags, options)``.
+    """
+    return flags, options
+
+
+@dataclass
+class Command:
+    """One subcommand: its name, help, handler and arguments (or its own subcommands)."""
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], int] | None
+    arguments: list = field(default_factory=list)
+    subcommands: list = field(default_factory=list)
+    description: str | None = None
+
+
+# ---------------------------------------------------------------------- shared helpers
+def _write_table(table: Any, path: str) -> None:
+    """A table to a .csv file, or else a Parquet file."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    (pcsv.write_csv if p.suffix.lower() == ".csv" else pq.write_table)(table, str(p))
+
+
+def _write_or_print(table: Any, output: str | None) -> None:
+    if output:
+        _write_table(table, output)
+        print(f"wrote {table.num_rows} rows to {output}")
+    else:
+        print(table.to_pandas().to_string(max_rows=40))
+
+
+def _print_table(table: Any, title: str) -> None:
+    print(f"\n{title}")
+    print(table.to_pandas().to_string(index=False))
+
+
+def _list_arg(value: str | None) -> list | None:
+    """A comma-separated list; whole numbers become ints (class codes)."""
+    if value is None:
+        return None
+    items = [x.strip() for x in value.split(",") if x.strip()]
+    return [int(x) for x in items] if all(x.lstrip("-").isdigit() for x in items) else items
+
+
+def _label_arg(label: str, long_table: Any) -> Any:
+    """``--label``: one column, or ``dimension,level`` (two columns) together with a long ``--labels`` table."""
+    return label.split(",") if long_table and label and "," in label else label
+
+
+# ---------------------------------------------------------------------- handlers
 def _train(args) -> int:
-    import fineclass
+    from .classifier import train
+
     config = json.loads(args.config) if args.config else {}
     for key in ("epochs", "max_length", "batch_size", "seed"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
-    label = args.label.split(",") if args.labels and "," in args.label else args.label
-    clf = fineclass.train(args.data, text=args.text, label=label, id=args.id, labels=args.labels,
-                          model=args.model, method=args.method, codebook=args.codebook, config=config)
-    where = clf.save(args.output, overwrite=args.overwrite)
-    print(f"saved the fitted classifier to {where}")
+    clf = train(
+        args.data,
+        text=args.text,
+        label=_label_arg(args.label, args.labels),
+        id=args.id,
+        labels=args.labels,
+        model=args.model,
+        method=args.method,
+        codebook=args.codebook,
+        config=config,
+    )
+    print(f"saved the fitted classifier to {clf.save(args.output, overwrite=args.overwrite)}")
     return 0
 
 
 def _classify(args) -> int:
     from .infer import classify
-    result = classify(args.input, model=args.model, output=args.output, text=args.text, id=args.id,
-                      batch_tokens=args.batch_tokens, resume=not args.no_resume, shard=args.shard,
-                      shard_rows=args.shard_rows, engine=args.engine, **_ray_options(args))
+
+    options = {}
+    if args.engine == "ray":
+        names = ("address", "num_actors", "gpus_per_actor", "cpus_per_actor", "max_retries")
+        options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    result = classify(
+        args.input,
+        model=args.model,
+        output=args.output,
+        text=args.text,
+        id=args.id,
+        batch_tokens=args.batch_tokens,
+        resume=not args.no_resume,
+        shard=args.shard,
+        shard_rows=args.shard_rows,
+        engine=args.engine,
+        **options,
+    )
     print(json.dumps(result, indent=2))
     return 0
 
 
-def _ray_options(args) -> dict:
-    if args.engine != "ray":
-        return {}
-    names = ("address", "num_actors", "gpus_per_actor", "cpus_per_actor", "max_retries")
-    return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+def _split_filter(table: Any, split: str | None, argument: str) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .errors import FineclassError
+
+    if split is None:
+        return table
+    if "split" not in table.column_names:
+        raise FineclassError(
+            f"--split needs a `split` column in {argument}; columns are: {', '.join(table.column_names)}.", "split"
+        )
+    out = table.filter(pc.equal(table.column("split").cast(pa.string()), split))
+    if out.num_rows == 0:
+        raise FineclassError(f"no row of {argument} has split == {split!r}.", "split")
+    return out
+
+
+def _evaluate(args) -> int:
+    import warnings
+
+    from .errors import FineclassError
+    from .evaluation import EvaluationWarning, evaluate
+    from .tables import read_table
+
+    truth = _split_filter(read_table(args.truth, "truth"), args.split, "TRUTH")
+    ids = None
+    if args.ids_from:
+        ids = read_table(args.ids_from, "ids")
+        if "split" in ids.column_names:
+            ids = _split_filter(ids, args.split, "--ids-from")
+    label = args.label.split(",") if args.label and "," in args.label else args.label
+    with warnings.catch_warnings():  # what the warnings say is printed with the notes
+        warnings.simplefilter("ignore", EvaluationWarning)
+        ev = evaluate(
+            args.predictions,
+            truth,
+            spec=args.spec,
+            kind=args.kind,
+            id=args.id,
+            label=label,
+            ids=ids,
+            on_mismatch=args.on_mismatch,
+            bootstrap=args.bootstrap,
+            confidence=args.confidence,
+            seed=args.seed,
+            cluster=args.cluster,
+        )
+    print(repr(ev))
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".json":
+            payload = {name: t.to_pylist() for name, t in ev.to_dict().items()}
+            out.write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
+        elif out.suffix.lower() == ".csv":
+            _write_table(ev.metrics, str(out))
+        else:
+            raise FineclassError(f"--output must end in .csv or .json; got {str(out)!r}.", "output")
+        print(f"written to {out}")
+    return 0
+
+
+def _curve(args) -> int:
+    from .curve import learning_curve
+    from .tables import read_table
+
+    test = read_table(args.test_ids, "test").column("id").to_pylist() if args.test_ids else None
+    lc = learning_curve(
+        args.data,
+        sizes=[int(s) for s in args.sizes.split(",")],
+        seeds=[int(s) for s in args.seeds.split(",")],
+        test=test,
+        text=args.text,
+        label=_label_arg(args.label, args.labels),
+        id=args.id,
+        labels=args.labels,
+        model=args.model,
+        method=args.method,
+        config=json.loads(args.config) if args.config else None,
+        target=args.target,
+        plot=args.plot,
+        checkpoint=args.checkpoint,
+    )
+    print(lc)
+    if args.output:
+        _write_table(lc.table, args.output)
+    return 0
+
+
+def _zero_shot(args) -> int:
+    from .methods.generative import generate
+    from .zeroshot import zero_shot_classifier
+
+    clf = zero_shot_classifier(
+        args.model,
+        labels=_list_arg(args.labels),
+        codebook=args.codebook,
+        kind=args.kind,
+        levels=_list_arg(args.levels),
+        prompt=args.prompt,
+        max_length=args.max_length,
+    )
+    if args.save:
+        print(f"saved the zero-shot classifier to {clf.save(args.save, overwrite=args.overwrite)}")
+    table = (
+        generate(clf, args.input, text=args.text, id=args.id, progress=True)
+        if args.generate
+        else clf.predict(args.input, text=args.text, id=args.id, progress=True)
+    )
+    _write_or_print(table, args.output)
+    return 0
+
+
+def _generate(args) -> int:
+    from .classifier import load
+    from .methods.generative import generate, generation_summary
+
+    table = generate(
+        load(args.model),
+        args.input,
+        text=args.text,
+        id=args.id,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        progress=True,
+    )
+    print(json.dumps(generation_summary(table)))
+    _write_or_print(table, args.output)
+    return 0
+
+
+def _export(args) -> int:
+    from .classifier import load
+    from .methods.generative import export_merged
+
+    print(f"wrote the merged model to {export_merged(load(args.model), args.path, overwrite=args.overwrite)}")
+    return 0
+
+
+def _propose(args) -> int:
+    from .classifier import load
+    from .client import Endpoint
+    from .crowd import propose
+    from .errors import FineclassError
+
+    proposers: dict[str, Any] = {}
+    for m in args.model or []:
+        proposers[Path(m).name] = load(m)
+    for url, model in args.endpoint or []:
+        ep = Endpoint(
+            url,
+            model,
+            key_env=None if args.key_env.lower() == "none" else args.key_env,
+            timeout=args.timeout,
+            concurrency=args.concurrency,
+            cache=args.cache if args.cache else True,
+        )
+        proposers[ep.label] = ep
+    if not proposers:
+        raise FineclassError("name at least one proposer: --model FOLDER and/or --endpoint URL MODEL.", "proposers")
+    prompt = Path(args.prompt).read_text(encoding="utf-8") if args.prompt else None
+    out, stats = propose(
+        args.data,
+        proposers,
+        text=args.text,
+        id=args.id,
+        spec=args.spec,
+        prompt=prompt,
+        return_stats=True,
+        progress=True,
+    )
+    _write_table(out, args.output)
+    _print_table(stats, "proposers")
+    print(f"\nwrote {out.num_rows} rows to {args.output}")
+    return 0
+
+
+def _review_export(args) -> int:
+    from .crowd import export_review
+
+    for p in export_review(
+        args.proposals,
+        args.output,
+        coders=args.coders,
+        overlap=args.overlap,
+        seed=args.seed,
+        texts=args.texts,
+        text=args.text,
+        id=args.id,
+        overwrite=args.overwrite,
+    ):
+        print(f"wrote {p}")
+    return 0
+
+
+def _review_import(args) -> int:
+    from .crowd import acceptance_report, import_review
+
+    decisions = import_review(args.sheets, args.proposals, complete=not args.partial)
+    _write_table(decisions, args.output)
+    for name, t in acceptance_report(decisions).items():
+        _print_table(t, f"acceptance by {name}" if name != "agreement" else "agreement on the overlap")
+    print(f"\nwrote {decisions.num_rows} decisions to {args.output}")
+    return 0
+
+
+def _review_assemble(args) -> int:
+    from .crowd import assemble_training_set
+
+    table = assemble_training_set(
+        args.decisions, rule=args.rule, conflict=args.conflict, priority=args.priority, kind=args.kind
+    )
+    _write_table(table, args.output)
+    print(f"wrote {table.num_rows} rows to {args.output}")
+    return 0
+
+
+def _serve(args) -> int:
+    from .serve import serve
+
+    serve(args.model, host=args.host, port=args.port, key_env=args.key_env, name=args.name, quiet=args.quiet)
+    return 0
 
 
 def _demo(args) -> int:
     from .demo import run_demo
+
     run_demo(output=args.output, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs, seed=args.seed)
     return 0
 
 
 def _doctor(args) -> int:
     from .doctor import doctor
+
     report = doctor()
     if args.json:
         print(json.dumps(report, indent=2))
@@ -58,73 +371,299 @@ def _doctor(args) -> int:
     return 0 if report.get("problems") in (None, "none") else 1
 
 
+# ---------------------------------------------------------------------- the table
+DATA = "Parquet/CSV file, glob or folder"
+COLUMNS = [
+    arg("--text", default="text", help="the text column (default: text)"),
+    arg("--id", default=None, help="the id column (default: a column named id, else the row number)"),
+]
+
+COMMANDS = [
+    Command(
+        "train",
+        "fine-tune a classifier and save it to a folder",
+        _train,
+        [
+            arg("data", help=f"training data: {DATA}"),
+            arg("--output", "-o", required=True, help="folder for the fitted classifier"),
+            *COLUMNS,
+            arg("--label", default="label", help="label column; 'dimension,level' with --labels for that shape"),
+            arg("--labels", default=None, help="a long label table (id + label, or id + dimension + level)"),
+            arg("--model", default="minilm", help="alias (minilm, smollm2-135m), folder or hub id"),
+            arg("--method", default="head", help="head or generative (a registered method)"),
+            arg("--codebook", default=None, help="JSON file or table with code, name[, description]"),
+            arg("--config", default=None, help="TrainConfig settings as JSON, e.g. '{\"epochs\": 2}'"),
+            arg("--epochs", type=int),
+            arg("--max-length", dest="max_length", type=int),
+            arg("--batch-size", dest="batch_size", type=int),
+            arg("--seed", type=int),
+            arg("--overwrite", action="store_true"),
+        ],
+    ),
+    Command(
+        "classify",
+        "classify a corpus into Parquet shards (resumable)",
+        _classify,
+        [
+            arg("model", help="folder of a saved classifier"),
+            arg("input", help=DATA),
+            arg("--output", "-o", required=True, help="output folder for Parquet shards"),
+            *COLUMNS,
+            arg("--batch-tokens", dest="batch_tokens", type=int, default=None),
+            arg("--shard", default=None, help="i/n: this job's share of the shards (e.g. a SLURM array)"),
+            arg("--shard-rows", dest="shard_rows", type=int, default=20_000),
+            arg("--no-resume", action="store_true", help="refuse to continue an existing output folder"),
+            arg("--engine", default="local", choices=["local", "ray"]),
+            arg("--address", default=None, help="Ray cluster address (with --engine ray), e.g. auto"),
+            arg("--num-actors", dest="num_actors", type=int, default=None, help="Ray: predictors in the pool"),
+            arg("--gpus-per-actor", dest="gpus_per_actor", type=float, default=None),
+            arg("--cpus-per-actor", dest="cpus_per_actor", type=float, default=None),
+            arg("--max-retries", dest="max_retries", type=int, default=None, help="Ray: retries of a failed shard"),
+        ],
+    ),
+    Command(
+        "evaluate",
+        "score predictions against human codes",
+        _evaluate,
+        [
+            arg("predictions", help=f"predictions: {DATA}"),
+            arg("truth", help=f"human codes: {DATA}"),
+            arg("--kind", choices=KINDS, help="label shape (default: inferred)"),
+            arg("--spec", help="a label spec JSON file (or a saved model folder)"),
+            arg("--id", default="id", help="id column (default: id)"),
+            arg("--label", help="label column, or DIMENSION,LEVEL columns"),
+            arg("--ids-from", dest="ids_from", help="a table whose id column lists the documents to score"),
+            arg("--split", help="keep only rows of TRUTH (and --ids-from) whose `split` column equals this"),
+            arg("--on-mismatch", dest="on_mismatch", choices=("error", "intersect"), default="error"),
+            arg("--bootstrap", type=int, default=1000, help="resamples for the intervals (0: none)"),
+            arg("--confidence", type=float, default=0.95),
+            arg("--seed", type=int, default=0),
+            arg("--cluster", help="a column of TRUTH with each document's cluster"),
+            arg("--output", help="write the result: .csv (the metrics table) or .json (every table)"),
+        ],
+        description="Score predictions against human codes and print the metrics with bootstrap intervals.",
+    ),
+    Command(
+        "curve",
+        "learning curve: train at several sizes and seeds, fit, extrapolate",
+        _curve,
+        [
+            arg("data", help="training data: Parquet/CSV with id and text (and the label column)"),
+            arg("--labels", default=None, help="long label table (id + label, or id + dimension + level)"),
+            arg("--label", default="label", help="label column, or 'dimension,level' with --labels"),
+            *COLUMNS,
+            arg("--sizes", default="100,200,400,800"),
+            arg("--seeds", default="0,1,2"),
+            arg("--test-ids", dest="test_ids", default=None, help="Parquet/CSV with the test ids (column id)"),
+            arg("--model", default="minilm"),
+            arg("--method", default="head", help="head or generative (a registered method)"),
+            arg("--config", default=None, help="TrainConfig settings as JSON"),
+            arg("--target", type=float, default=None),
+            arg("--plot", default="learning-curve.png"),
+            arg("--output", default=None, help="write the runs table to this CSV or Parquet file"),
+            arg(
+                "--checkpoint",
+                default=None,
+                help="JSON-lines file recording finished runs; rerun the same command to resume",
+            ),
+        ],
+    ),
+    Command(
+        "zero-shot",
+        "classify by prompting a causal LM without training",
+        _zero_shot,
+        [
+            arg("input", help=DATA),
+            arg("--model", default="smollm2-135m"),
+            arg("--labels", default=None, help="comma-separated class codes (dimensions with --kind dimlevel)"),
+            arg("--codebook", default=None, help="JSON file or table with code, name[, description]"),
+            arg("--kind", default="single", choices=KINDS),
+            arg("--levels", default=None, help="comma-separated ordered levels (dimlevel)"),
+            arg("--prompt", default=None, help="template with {text} (and optionally {codebook})"),
+            arg("--max-length", dest="max_length", type=int, default=256),
+            *COLUMNS,
+            arg("--generate", action="store_true", help="free generation, parsed strictly (the paper's way)"),
+            arg("--output", "-o", default=None, help="Parquet file for the predictions"),
+            arg("--save", default=None, help="also save the zero-shot classifier to this folder"),
+            arg("--overwrite", action="store_true"),
+        ],
+    ),
+    Command(
+        "generate",
+        "free generation with a saved generative classifier",
+        _generate,
+        [
+            arg("model", help="folder of a saved generative classifier"),
+            arg("input", help=DATA),
+            arg("--output", "-o", default=None, help="Parquet file for answers and parsed labels"),
+            *COLUMNS,
+            arg("--max-new-tokens", dest="max_new_tokens", type=int, default=None),
+            arg("--batch-size", dest="batch_size", type=int, default=8),
+        ],
+    ),
+    Command(
+        "export",
+        "write a generative classifier with its adapter merged (safetensors)",
+        _export,
+        [
+            arg("model", help="folder of a saved generative classifier"),
+            arg("path", help="output folder (for vLLM, or llama.cpp's convert_hf_to_gguf.py)"),
+            arg("--overwrite", action="store_true"),
+        ],
+    ),
+    Command(
+        "propose",
+        "ask models and endpoints to propose labels",
+        _propose,
+        [
+            arg("data", help=f"documents: {DATA}"),
+            arg("-o", "--output", required=True, help="proposals file (.parquet or .csv)"),
+            arg("--model", action="append", metavar="FOLDER", help="a saved fineclass classifier (repeatable)"),
+            arg(
+                "--endpoint",
+                action="append",
+                nargs=2,
+                metavar=("URL", "MODEL"),
+                help="an OpenAI-compatible endpoint and model name (repeatable)",
+            ),
+            arg(
+                "--key-env",
+                default="OPENAI_API_KEY",
+                metavar="VAR",
+                help="variable holding the endpoints' key (default OPENAI_API_KEY; 'none' for no key)",
+            ),
+            arg("--spec", help="label spec JSON (needed when every proposer is an endpoint)"),
+            arg("--prompt", help="file with instructions replacing the default prompt"),
+            *COLUMNS,
+            arg("--timeout", type=float, default=60.0),
+            arg("--concurrency", type=int, default=4),
+            arg("--cache", default=None, help="response cache folder (default ~/.cache/fineclass/chat)"),
+        ],
+        description="Ask fitted models and OpenAI-compatible endpoints for labels.",
+    ),
+    Command(
+        "review",
+        "review sheets: export, import, assemble",
+        None,
+        subcommands=[
+            Command(
+                "export",
+                "write one review sheet per coder",
+                _review_export,
+                [
+                    arg("proposals", help="proposals file from `fineclass propose`"),
+                    arg("-o", "--output", required=True, help="folder/review.csv or folder/review.xlsx"),
+                    arg("--coders", nargs="+", default=None),
+                    arg("--overlap", type=float, default=0.1),
+                    arg("--seed", type=int, default=0),
+                    arg("--texts", default=None, help="documents, to show each text beside its proposals"),
+                    *COLUMNS,
+                    arg("--overwrite", action="store_true"),
+                ],
+            ),
+            Command(
+                "import",
+                "read filled sheets, validate, report acceptance",
+                _review_import,
+                [
+                    arg("sheets", nargs="+", help="filled review sheets (.csv/.xlsx; globs allowed)"),
+                    arg("--proposals", required=True),
+                    arg("-o", "--output", required=True, help="decisions file (.parquet or .csv)"),
+                    arg("--partial", action="store_true", help="allow proposals that are in no sheet"),
+                ],
+            ),
+            Command(
+                "assemble",
+                "build a training set from decisions",
+                _review_assemble,
+                [
+                    arg("decisions"),
+                    arg("-o", "--output", required=True),
+                    arg("--rule", choices=RULES, default="any-accept"),
+                    arg("--conflict", choices=CONFLICTS, default="priority"),
+                    arg("--priority", nargs="+", default=None, help="proposers, most trusted first"),
+                    arg("--kind", choices=KINDS, default=None),
+                ],
+            ),
+        ],
+        description="Review sheets for the hybrid workflow.",
+    ),
+    Command(
+        "serve",
+        "serve a fitted classifier as an OpenAI-compatible endpoint",
+        _serve,
+        [
+            arg("model", help="folder of a saved classifier"),
+            arg("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)"),
+            arg("--port", type=int, default=8000, help="port (default 8000)"),
+            arg(
+                "--key-env",
+                default=None,
+                metavar="VAR",
+                help="name of an environment variable holding the bearer key clients must send",
+            ),
+            arg("--name", default=None, help="model name to serve (default: the folder's name)"),
+            arg("--quiet", action="store_true", help="do not log requests"),
+        ],
+        description="Serve a fitted classifier at /v1/chat/completions and /v1/models.",
+    ),
+    Command(
+        "demo",
+        "fine-tune on movie reviews and compare with TF-IDF + logistic regression",
+        _demo,
+        [
+            arg("--output", "-o", default="demo-output"),
+            arg("--n-train", dest="n_train", type=int, default=2000),
+            arg("--n-test", dest="n_test", type=int, default=1000),
+            arg("--epochs", type=int, default=2),
+            arg("--seed", type=int, default=0),
+        ],
+    ),
+    Command("doctor", "report Python, torch, device and versions", _doctor, [arg("--json", action="store_true")]),
+]
+
+
+def _add(subparsers: Any, command: Command) -> None:
+    p = subparsers.add_parser(command.name, help=command.help, description=command.description or command.help)
+    for flags, options in command.arguments:
+        p.add_argument(*flags, **options)
+    if command.subcommands:
+        sub = p.add_subparsers(dest=f"{command.name}_command", required=True)
+        for child in command.subcommands:
+            _add(sub, child)
+    else:
+        p.set_defaults(func=command.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``fineclass`` command, built from ``COMMANDS``.
+
+    Returns:
+        An ``argparse.ArgumentParser`` whose parsed arguments carry ``func``, the subcommand's handler.
+    """
     p = argparse.ArgumentParser(prog="fineclass", description="Fine-tune small open models to code text.")
     sub = p.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="fine-tune a classifier and save it to a folder")
-    t.add_argument("data", help="training data: Parquet/CSV file, glob or folder")
-    t.add_argument("--output", "-o", required=True, help="folder for the fitted classifier")
-    t.add_argument("--text", default="text")
-    t.add_argument("--label", default="label", help="label column; 'dimension,level' with --labels for that shape")
-    t.add_argument("--labels", default=None, help="a long label table (id + label, or id + dimension + level)")
-    t.add_argument("--id", default=None)
-    t.add_argument("--model", default="minilm", help="alias (minilm, smollm2-135m), folder or hub id")
-    t.add_argument("--method", default="head", choices=["head", "generative"])
-    t.add_argument("--codebook", default=None, help="JSON file or table with code, name[, description]")
-    t.add_argument("--config", default=None, help="TrainConfig settings as JSON, e.g. '{\"epochs\": 2}'")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--max-length", dest="max_length", type=int)
-    t.add_argument("--batch-size", dest="batch_size", type=int)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--overwrite", action="store_true")
-    t.set_defaults(func=_train)
-
-    c = sub.add_parser("classify", help="classify a corpus into Parquet shards (resumable)")
-    c.add_argument("model", help="folder of a saved classifier")
-    c.add_argument("input", help="Parquet/CSV file, glob or folder")
-    c.add_argument("--output", "-o", required=True, help="output folder for Parquet shards")
-    c.add_argument("--text", default="text")
-    c.add_argument("--id", default=None)
-    c.add_argument("--batch-tokens", dest="batch_tokens", type=int, default=None)
-    c.add_argument("--shard", default=None, help="i/n: this job's share of the shards (e.g. a SLURM array)")
-    c.add_argument("--shard-rows", dest="shard_rows", type=int, default=20_000)
-    c.add_argument("--no-resume", action="store_true", help="refuse to continue an existing output folder")
-    c.add_argument("--engine", default="local", choices=["local", "ray"])
-    c.add_argument("--address", default=None, help="Ray cluster address (with --engine ray), e.g. auto")
-    c.add_argument("--num-actors", dest="num_actors", type=int, default=None, help="Ray: predictors in the pool")
-    c.add_argument("--gpus-per-actor", dest="gpus_per_actor", type=float, default=None)
-    c.add_argument("--cpus-per-actor", dest="cpus_per_actor", type=float, default=None)
-    c.add_argument("--max-retries", dest="max_retries", type=int, default=None, help="Ray: retries of a failed shard")
-    c.set_defaults(func=_classify)
-
-    d = sub.add_parser("demo", help="fine-tune on movie reviews and compare with TF-IDF + logistic regression")
-    d.add_argument("--output", "-o", default="demo-output")
-    d.add_argument("--n-train", dest="n_train", type=int, default=2000)
-    d.add_argument("--n-test", dest="n_test", type=int, default=1000)
-    d.add_argument("--epochs", type=int, default=2)
-    d.add_argument("--seed", type=int, default=0)
-    d.set_defaults(func=_demo)
-
-    o = sub.add_parser("doctor", help="report Python, torch, device and versions")
-    o.add_argument("--json", action="store_true")
-    o.set_defaults(func=_doctor)
-
-    for name in PLUGINS:
-        try:
-            module = import_module(name)
-        except ImportError:
-            continue
-        if hasattr(module, "add_cli"):
-            module.add_cli(sub)
+    for command in COMMANDS:
+        _add(sub, command)
     return p
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``fineclass`` command.
+
+    Args:
+        argv: the arguments (default: the command line's).
+
+    Returns:
+        The exit status: 0 on success, 2 after a FineclassError (its message on stderr), the handler's otherwise.
+
+    Example:
+        >>> main(["doctor", "--json"])  # doctest: +SKIP
+    """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     from .errors import FineclassError
+
     try:
         return args.func(args)
     except FineclassError as e:

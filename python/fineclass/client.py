@@ -1,29 +1,22 @@
-"""A small client for OpenAI-compatible chat endpoints, and the answer protocol proposers share.
+"""A small client for OpenAI-compatible chat endpoints (HTTP only; the answer protocol is in protocol.py).
 
-Two parts:
-
-- :class:`Endpoint` and :func:`chat_many`: send many chat requests to one endpoint (OpenAI, or a local
-  server such as Ollama, vLLM, llama.cpp or ``fineclass serve``) with a timeout, retries with
-  exponential backoff on 429 / 5xx / timeouts / malformed responses, a concurrency limit and an on-disk
-  response cache. A failed item is reported in its result (``error``), never raised, so one bad answer
-  does not end a run.
-- the protocol: :func:`build_messages` writes the prompt that asks for a JSON answer,
-  :func:`parse_answer` reads an answer strictly against a :class:`~fineclass.labels.LabelSpec`, and
-  :func:`format_answer` writes one (used by ``fineclass serve``).
+:class:`Endpoint` and :func:`chat_many` send many chat requests to one endpoint (OpenAI, or a local server such
+as Ollama, vLLM, llama.cpp or ``fineclass serve``) with a timeout, retries with exponential backoff on 429 /
+5xx / timeouts / malformed responses, a concurrency limit and an on-disk response cache. A failed item is
+reported in its result (``error``), never raised, so one bad answer does not end a run.
 
 The API key is read from an environment variable each time a request is sent. It is never stored on the
 endpoint, never written to the cache, to logs or to manifests, and never part of a cache key.
 """
+
 from __future__ import annotations
 
 import email.utils
 import hashlib
 import http.client
 import json
-import math
 import os
 import random
-import re
 import socket
 import threading
 import time
@@ -35,36 +28,47 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ._fs import atomic_file
 from .errors import FineclassError
-from .labels import LabelSpec, _canon
 
-__all__ = ["Endpoint", "ChatResult", "chat_many", "build_messages", "parse_answer", "format_answer",
-           "default_cache_dir", "InvalidAnswer"]
+__all__ = ["Endpoint", "ChatResult", "chat_many", "default_cache_dir"]
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
 def default_cache_dir() -> Path:
-    """Where responses are cached when ``cache=True``: ``$FINECLASS_CACHE/chat`` or ``~/.cache/fineclass/chat``."""
+    """Where responses are cached when ``cache=True``.
+
+    Returns:
+        ``$FINECLASS_CACHE/chat``, else ``$XDG_CACHE_HOME/fineclass/chat`` or ``~/.cache/fineclass/chat``.
+    """
     base = os.environ.get("FINECLASS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fineclass")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "fineclass"
+    )
     return Path(base) / "chat"
 
 
 def _chat_url(url: str) -> str:
     """Validate a base URL and return the full chat-completions URL."""
     if not isinstance(url, str) or not url.strip():
-        raise FineclassError("`url` must be the endpoint's address, e.g. 'https://api.openai.com/v1' or "
-                             "'http://127.0.0.1:8000/v1'.", "url")
+        raise FineclassError(
+            "`url` must be the endpoint's address, e.g. 'https://api.openai.com/v1' or 'http://127.0.0.1:8000/v1'.",
+            "url",
+        )
     url = url.strip()
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise FineclassError(
             f"`url` {url!r} has no http:// or https:// scheme and host. Write it in full, e.g. "
-            f"'http://{url.split('://')[-1].lstrip('/')}'.", "url")
+            f"'http://{url.split('://')[-1].lstrip('/')}'.",
+            "url",
+        )
     if parts.username or parts.password:
-        raise FineclassError("`url` must not contain a user name or password; put the key in an environment "
-                             "variable and name it with `key_env=`.", "url")
+        raise FineclassError(
+            "`url` must not contain a user name or password; put the key in an environment "
+            "variable and name it with `key_env=`.",
+            "url",
+        )
     path = parts.path.rstrip("/")
     if path.endswith("/chat/completions"):
         pass
@@ -116,22 +120,24 @@ class Endpoint:
         if self.key_env is not None and (not isinstance(self.key_env, str) or not self.key_env):
             raise FineclassError("`key_env` must be the name of an environment variable, or None.", "key_env")
         if self.key_env and self.key_env.startswith(("sk-", "Bearer ")):
-            raise FineclassError("`key_env` takes the name of an environment variable, not the key itself. Put "
-                                 "the key in a variable (e.g. OPENAI_API_KEY) and pass its name.", "key_env")
+            raise FineclassError(
+                "`key_env` takes the name of an environment variable, not the key itself. Put "
+                "the key in a variable (e.g. OPENAI_API_KEY) and pass its name.",
+                "key_env",
+            )
         for arg in ("timeout", "backoff", "max_backoff"):
             v = getattr(self, arg)
             if not isinstance(v, (int, float)) or v < 0 or (arg == "timeout" and v == 0):
                 raise FineclassError(f"`{arg}` must be a positive number of seconds; got {v!r}.", arg)
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise FineclassError(f"`max_retries` must be a whole number >= 0; got {self.max_retries!r}.",
-                                 "max_retries")
+            raise FineclassError(f"`max_retries` must be a whole number >= 0; got {self.max_retries!r}.", "max_retries")
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
-            raise FineclassError(f"`concurrency` must be a whole number >= 1; got {self.concurrency!r}.",
-                                 "concurrency")
+            raise FineclassError(f"`concurrency` must be a whole number >= 1; got {self.concurrency!r}.", "concurrency")
         reserved = {"model", "messages", "stream"} & set(self.params or {})
         if reserved:
-            raise FineclassError(f"`params` may not set {', '.join(sorted(reserved))}; they are set by "
-                                 f"fineclass.", "params")
+            raise FineclassError(
+                f"`params` may not set {', '.join(sorted(reserved))}; they are set by fineclass.", "params"
+            )
         self.params = dict(self.params or {})
 
     @property
@@ -140,6 +146,11 @@ class Endpoint:
         return self.name or self.model
 
     def cache_dir(self) -> Path | None:
+        """The folder of this endpoint's response cache.
+
+        Returns:
+            The folder, or None when caching is off.
+        """
         if self.cache is True:
             return default_cache_dir()
         if self.cache in (False, None):
@@ -154,23 +165,44 @@ class Endpoint:
             raise FineclassError(
                 f"the environment variable {self.key_env} that should hold the API key for {self.url} is not "
                 f"set. Set it (e.g. in R: Sys.setenv({self.key_env} = '...'), in a shell: export "
-                f"{self.key_env}=...), or pass `key_env=None` for a server without a key.", "key_env")
+                f"{self.key_env}=...), or pass `key_env=None` for a server without a key.",
+                "key_env",
+            )
         return key
 
     def cache_key(self, messages: Sequence[Mapping[str, Any]]) -> str:
-        """The hash that names a request's cached response: URL, model, messages and parameters (never the key)."""
-        blob = json.dumps({"url": self.chat_url, "model": self.model, "messages": list(messages),
-                           "params": self.params}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        """The hash that names a request's cached response: URL, model, messages and parameters (never the key).
+
+        Args:
+            messages: the request's chat messages.
+
+        Returns:
+            A hex SHA-256.
+        """
+        blob = json.dumps(
+            {"url": self.chat_url, "model": self.model, "messages": list(messages), "params": self.params},
+            sort_keys=True,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def chat(self, messages: Sequence[Mapping[str, Any]]) -> "ChatResult":
-        """One request (through the cache); failures are reported in the result's ``error``."""
+        """One request (through the cache); failures are reported in the result's ``error``.
+
+        Args:
+            messages: the chat messages.
+
+        Returns:
+            A :class:`ChatResult`.
+        """
         return chat_many(self, [messages])[0][0]
 
 
 @dataclass
 class ChatResult:
     """The outcome of one chat request."""
+
     content: str | None = None
     error: str | None = None
     prompt_tokens: int | None = None
@@ -211,10 +243,8 @@ def _read_cache(path: Path) -> dict | None:
 
 
 def _write_cache(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_file(path, durable=False) as tmp:  # a cache: a lost entry after a crash is asked again
+        tmp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
 
 
 def _extract(body: bytes) -> tuple[str, dict]:
@@ -247,8 +277,7 @@ _OPENER = urllib.request.build_opener(_NoRedirect)
 
 def _send(endpoint: Endpoint, messages, key: str | None, stop: threading.Event) -> ChatResult:
     body = json.dumps({"model": endpoint.model, "messages": list(messages), **endpoint.params}).encode("utf-8")
-    headers = {"Content-Type": "application/json", "Accept": "application/json",
-               "User-Agent": "fineclass-client"}
+    headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "fineclass-client"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
     result = ChatResult()
@@ -274,13 +303,20 @@ def _send(endpoint: Endpoint, messages, key: str | None, stop: threading.Event) 
         except urllib.error.HTTPError as e:
             detail = _error_detail(e)
             if e.code in (401, 403):
-                raise _Abort(f"{endpoint.url} refused the key (HTTP {e.code}{detail}). Check the key in the "
-                             f"environment variable {endpoint.key_env}." if endpoint.key_env else
-                             f"{endpoint.url} asks for a key (HTTP {e.code}{detail}). Put it in an environment "
-                             f"variable and pass its name as `key_env=`.", "key_env") from None
+                raise _Abort(
+                    f"{endpoint.url} refused the key (HTTP {e.code}{detail}). Check the key in the "
+                    f"environment variable {endpoint.key_env}."
+                    if endpoint.key_env
+                    else f"{endpoint.url} asks for a key (HTTP {e.code}{detail}). Put it in an environment "
+                    f"variable and pass its name as `key_env=`.",
+                    "key_env",
+                ) from None
             if e.code == 404:
-                raise _Abort(f"{endpoint.chat_url} answered 404 Not Found{detail}. Check `url` and `model` "
-                             f"({endpoint.model!r}).", "url") from None
+                raise _Abort(
+                    f"{endpoint.chat_url} answered 404 Not Found{detail}. Check `url` and `model` "
+                    f"({endpoint.model!r}).",
+                    "url",
+                ) from None
             last_error = f"HTTP {e.code}{detail}"
             if 300 <= e.code < 400:
                 last_error += f" (a redirect to {e.headers.get('Location')!r}, not followed: use that address as `url`)"
@@ -306,7 +342,7 @@ def _send(endpoint: Endpoint, messages, key: str | None, stop: threading.Event) 
             last_error = f"connection failed: {e}"
         if attempt < endpoint.max_retries:
             if wait is None:
-                wait = min(endpoint.max_backoff, endpoint.backoff * (2 ** attempt))
+                wait = min(endpoint.max_backoff, endpoint.backoff * (2**attempt))
                 wait += random.uniform(0, 0.1 * wait)
             stop.wait(wait)
     result.error = last_error
@@ -331,13 +367,29 @@ def _int_or_none(v) -> int | None:
         return None
 
 
-def chat_many(endpoint: Endpoint, conversations: Sequence[Sequence[Mapping[str, Any]]], *,
-              progress: bool = False) -> tuple[list[ChatResult], dict]:
-    """Send many conversations to one endpoint; returns (results in input order, stats).
+def chat_many(
+    endpoint: Endpoint, conversations: Sequence[Sequence[Mapping[str, Any]]], *, progress: bool = False
+) -> tuple[list[ChatResult], dict]:
+    """Send many conversations to one endpoint.
 
-    Cached responses are used without a request. Each failed item carries its ``error``; only an
-    error that concerns every request (key refused, 404) raises :class:`FineclassError`.
-    ``stats`` has: requests (HTTP tries sent), cached, errors, prompt_tokens, completion_tokens, seconds.
+    Cached responses are used without a request. Each failed item carries its ``error``; only an error that
+    concerns every request (key refused, 404) raises.
+
+    Args:
+        endpoint: the endpoint.
+        conversations: one list of chat messages per item.
+        progress: show a progress bar.
+
+    Returns:
+        ``(results, stats)``: one :class:`ChatResult` per conversation, in input order; and the run's requests
+        (HTTP tries sent), cached, errors, prompt_tokens, completion_tokens, seconds.
+
+    Raises:
+        FineclassError: naming ``key_env`` or ``url`` when the endpoint refuses the key or does not exist.
+
+    Example:
+        >>> results, stats = chat_many(Endpoint("http://127.0.0.1:8000/v1", "m", key_env=None),
+        ...                            [[{"role": "user", "content": "hi"}]])  # doctest: +SKIP
     """
     cache_dir = endpoint.cache_dir()
     results: list[ChatResult | None] = [None] * len(conversations)
@@ -360,11 +412,16 @@ def chat_many(endpoint: Endpoint, conversations: Sequence[Sequence[Mapping[str, 
             r = _send(endpoint, conversations[i], key, stop)
             if r.error is None and cache_dir is not None:
                 h = endpoint.cache_key(conversations[i])
-                _write_cache(cache_dir / h[:2] / f"{h}.json",
-                             {"content": r.content, "model": endpoint.model, "url": endpoint.chat_url,
-                              "usage": {"prompt_tokens": r.prompt_tokens,
-                                        "completion_tokens": r.completion_tokens},
-                              "created": int(time.time())})
+                _write_cache(
+                    cache_dir / h[:2] / f"{h}.json",
+                    {
+                        "content": r.content,
+                        "model": endpoint.model,
+                        "url": endpoint.chat_url,
+                        "usage": {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens},
+                        "created": int(time.time()),
+                    },
+                )
             if bar is not None:
                 bar.update(1)
             return r
@@ -399,182 +456,7 @@ def chat_many(endpoint: Endpoint, conversations: Sequence[Sequence[Mapping[str, 
 def _progress(total: int, name: str):
     try:
         from tqdm.auto import tqdm
+
         return tqdm(total=total, desc=f"propose: {name}", unit="req", leave=False)
     except ImportError:  # pragma: no cover
         return None
-
-
-# ---------------------------------------------------------------------------------------------- protocol
-DEFAULT_INSTRUCTIONS = (
-    "You code texts for social science research. Read the text the user sends and code it with the label "
-    "set below. Use only the labels listed, spelled exactly as listed.\n\n{labels}\n\n{format}"
-)
-
-
-def _label_lines(spec: LabelSpec) -> str:
-    lines = []
-    for c in spec.classes:
-        name = spec.names.get(c)
-        desc = spec.descriptions.get(c)
-        line = f"- {c}"
-        if name and name != c:
-            line += f" ({name})"
-        if desc:
-            line += f": {desc}"
-        lines.append(line)
-    head = {"single": "Labels (choose exactly one):",
-            "multi": "Labels (choose every label that applies, possibly none):" if not spec.max_labels else
-            f"Labels (choose every label that applies, at most {spec.max_labels}):",
-            "dimlevel": f"Dimensions (for each dimension present in the text give its level: "
-                        f"{', '.join(spec.levels or [])}):"}[spec.kind]
-    return head + "\n" + "\n".join(lines)
-
-
-def _format_line(spec: LabelSpec) -> str:
-    if spec.kind == "single":
-        ex = '{"label": "<label>", "confidence": <0 to 1>}'
-    elif spec.kind == "multi":
-        ex = '{"labels": ["<label>", ...]}'
-    else:
-        levels = "|".join(spec.levels or [])
-        ex = '{"labels": [{"dimension": "<dimension>", "level": "<' + levels + '>"}, ...]}'
-    extra = "" if spec.kind == "single" else " List only what is present; give an empty list if nothing is."
-    return f"Answer with one JSON object and nothing else, in this form: {ex}.{extra}"
-
-
-def build_messages(spec: LabelSpec, text: str, prompt: str | None = None) -> list[dict]:
-    """The chat messages for one document: the instructions as the system message, the text as the user's.
-
-    ``prompt`` replaces the default instructions; it may contain ``{labels}`` (the label list) and
-    ``{format}`` (the answer format) placeholders. The document is always the last user message on its own,
-    which is how ``fineclass serve`` finds it.
-    """
-    template = DEFAULT_INSTRUCTIONS if prompt is None else str(prompt)
-    try:
-        system = template.replace("{labels}", _label_lines(spec)).replace("{format}", _format_line(spec))
-    except Exception as e:  # pragma: no cover
-        raise FineclassError(f"`prompt` could not be filled in: {e}", "prompt") from None
-    if prompt is not None and "{format}" not in template:
-        system += "\n\n" + _format_line(spec)
-    return [{"role": "system", "content": system}, {"role": "user", "content": text}]
-
-
-class InvalidAnswer(ValueError):
-    """An answer that is not valid JSON in the expected form, or names labels outside the label set."""
-
-
-_FENCE = re.compile(r"^```(?:json|JSON)?\s*\n?(.*?)\n?```$", re.S)
-
-
-def _lookup(spec: LabelSpec) -> dict[str, str]:
-    """Accepted spellings -> class code: the code itself, or its name, compared without case."""
-    table: dict[str, str] = {}
-    for c in spec.classes:
-        table.setdefault(c.casefold(), c)
-    for c, n in spec.names.items():
-        table.setdefault(n.strip().casefold(), c)
-    return table
-
-
-def parse_answer(spec: LabelSpec, content: str) -> list[dict]:
-    """Read an answer strictly; returns a list of proposals or raises :class:`InvalidAnswer`.
-
-    The content must be one JSON object (optionally inside one ```json fence): ``{"label": ...}`` for
-    single, ``{"labels": [...]}`` for multi, ``{"labels": [{"dimension":..., "level":...}]}`` for dimlevel.
-    Labels match a class code or name after trimming, without regard to case; anything else - an unknown
-    label, an unknown level, two levels for one dimension, several labels for a single-label task - makes
-    the whole answer invalid: labels outside the label set are never accepted.
-    Each proposal is ``{"label": code}`` or ``{"dimension": d, "level": l}`` plus ``confidence`` (or None).
-    """
-    if not isinstance(content, str):
-        raise InvalidAnswer("the answer is empty")
-    text = content.strip()
-    m = _FENCE.match(text)
-    if m:
-        text = m.group(1).strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise InvalidAnswer(f"the answer is not JSON: {content[:80]!r}") from None
-    if not isinstance(data, dict):
-        raise InvalidAnswer("the answer is not a JSON object")
-    lookup = _lookup(spec)
-
-    def code_of(value, what="label") -> str:
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise InvalidAnswer(f"{what} {value!r} is not a label")
-        c = lookup.get(_canon(value).casefold())
-        if c is None:
-            raise InvalidAnswer(f"{what} {value!r} is not in the label set")
-        return c
-
-    def conf(value):
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1 and \
-                math.isfinite(value):
-            return float(value)
-        return None
-
-    if spec.kind == "single":
-        if "label" not in data:
-            if isinstance(data.get("labels"), list) and len(data["labels"]) == 1:
-                value = data["labels"][0]
-            else:
-                raise InvalidAnswer("the answer has no `label`")
-        else:
-            value = data["label"]
-        if isinstance(value, list):
-            raise InvalidAnswer("a single-label answer gave a list")
-        return [{"label": code_of(value), "confidence": conf(data.get("confidence"))}]
-
-    items = data.get("labels")
-    if not isinstance(items, list):
-        if spec.kind == "dimlevel" and isinstance(items, dict):  # {"dimension": "level"} form
-            items = [{"dimension": k, "level": v} for k, v in items.items()]
-        else:
-            raise InvalidAnswer("the answer has no `labels` list")
-    out, seen = [], {}
-    if spec.kind == "multi":
-        for it in items:
-            c_conf = None
-            if isinstance(it, dict):
-                c_conf = conf(it.get("confidence"))
-                it = it.get("label")
-            c = code_of(it)
-            if c in seen:
-                continue
-            seen[c] = True
-            out.append({"label": c, "confidence": c_conf})
-        if spec.max_labels and len(out) > spec.max_labels:
-            raise InvalidAnswer(f"the answer gives {len(out)} labels; at most {spec.max_labels} are allowed")
-        return out
-    levels = {lv.casefold(): lv for lv in spec.levels or []}
-    for it in items:
-        if not isinstance(it, dict):
-            raise InvalidAnswer(f"an entry of `labels` is not an object: {it!r}")
-        d = code_of(it.get("dimension"), "dimension")
-        raw_level = it.get("level")
-        lv = levels.get(str(raw_level).strip().casefold()) if isinstance(raw_level, str) else None
-        if lv is None:
-            raise InvalidAnswer(f"level {raw_level!r} of dimension {d!r} is not one of {', '.join(spec.levels)}")
-        if d in seen:
-            if seen[d] != lv:
-                raise InvalidAnswer(f"dimension {d!r} has two levels ({seen[d]!r} and {lv!r})")
-            continue
-        seen[d] = lv
-        out.append({"dimension": d, "level": lv, "confidence": conf(it.get("confidence"))})
-    return out
-
-
-def format_answer(spec: LabelSpec, proposals: Sequence[Mapping[str, Any]]) -> str:
-    """The JSON answer :func:`parse_answer` reads, from proposals as it returns them."""
-    def r(x):
-        return None if x is None else round(float(x), 4)
-    if spec.kind == "single":
-        p = proposals[0]
-        return json.dumps({"label": p["label"], "confidence": r(p.get("confidence"))}, ensure_ascii=False)
-    if spec.kind == "multi":
-        return json.dumps({"labels": [{"label": p["label"], "confidence": r(p.get("confidence"))}
-                                      for p in proposals]}, ensure_ascii=False)
-    return json.dumps({"labels": [{"dimension": p["dimension"], "level": p["level"],
-                                   "confidence": r(p.get("confidence"))} for p in proposals]},
-                      ensure_ascii=False)

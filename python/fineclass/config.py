@@ -4,11 +4,13 @@ Settings left at ``None`` take the method's default (the head method's, or the p
 method: LoRA r=64, learning rate 2e-4, warmup 0.03, max grad norm 0.3); the resolved values are recorded in
 the model's manifest. R passes a named list through ``TrainConfig.from_dict``.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Optional
 
+from ._checks import whole_number
 from .errors import FineclassError
 
 FINETUNE = ("auto", "full", "lora", "qlora")
@@ -16,6 +18,48 @@ FINETUNE = ("auto", "full", "lora", "qlora")
 
 @dataclass
 class TrainConfig:
+    """Every setting of a fine-tuning run.
+
+    Settings left at ``None`` take the method's default (see the module's description); the resolved values are
+    recorded in the model's manifest. Whole numbers may come as doubles (R passes them so).
+
+    Attributes:
+        epochs: passes over the training documents (at least 1).
+        batch_size: documents per batch.
+        learning_rate: the peak learning rate of AdamW (linear warm-up, then linear decay); None: the method's
+            default (head: 5e-5 full, 2e-4 LoRA; generative: 2e-4).
+        weight_decay: AdamW's weight decay.
+        warmup_ratio: the share of steps spent warming up, in [0, 1); None: the method's default.
+        max_grad_norm: the gradient norm clipped to; None: the method's default.
+        max_length: the most tokens of a document the model reads, in training and prediction (longer ones are
+            cut, and flagged ``truncated``).
+        finetune: ``"auto"`` (LoRA for decoders and models above 300M parameters, else full), ``"full"``,
+            ``"lora"`` or ``"qlora"`` (LoRA on a 4-bit base; CUDA and bitsandbytes only).
+        lora_r: LoRA's rank; None: the method's default (head 16, generative 64).
+        lora_alpha: LoRA's scaling; None: the method's default (head 32, generative 16).
+        lora_dropout: dropout on LoRA's input.
+        lora_targets: the modules LoRA adapts (names or one name); None: every linear layer.
+        class_weights: ``"balanced"`` (weights against class imbalance in the loss) or None.
+        validation: the share of training documents held out for early stopping and threshold tuning, in
+            [0, 0.9); 0 trains on every document and keeps the last epoch.
+        early_stopping: stop after this many epochs without a better validation loss; None: never.
+        threshold: the presence threshold of the multi-label shapes: ``"tune"`` (best mean Jaccard on the
+            validation split) or a number in (0, 1).
+        seed: the seed of every random step (split, shuffling, dropout, initialisation).
+        device: ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        gradient_accumulation: batches whose gradients are summed before each optimiser step.
+        checkpoint_dir: a folder for a checkpoint after each epoch (the newest two are kept), so that a run
+            killed part-way can continue with ``resume=True``.
+        prompt: the generative method's prompt template, with the slot ``{text}`` (and optionally
+            ``{codebook}``, ``{labels}``, ``{levels}``); None: the default prompt.
+        extra: method-specific settings: ``allow_pickle`` (accept pickle weights), ``scoring`` (generative:
+            ``"prefix"`` or ``"full"``), ``absent_blocks`` (generative: absent classes trained per document).
+
+    Example:
+        >>> TrainConfig(epochs=2.0, finetune="lora").epochs
+        2
+    """
+
     epochs: int = 3
     batch_size: int = 16
     learning_rate: Optional[float] = None
@@ -40,53 +84,61 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        def positive_int(name, allow_none=False):
-            v = getattr(self, name)
-            if v is None and allow_none:
-                return
-            if isinstance(v, float) and v.is_integer():
-                v = int(v)  # R passes numbers as doubles
-                setattr(self, name, v)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise FineclassError(f"`{name}` must be a whole number of at least 1; got {v!r}.", name)
-
         for name in ("epochs", "batch_size", "max_length", "gradient_accumulation"):
-            positive_int(name)
+            setattr(self, name, whole_number(getattr(self, name), name))
         for name in ("lora_r", "lora_alpha", "early_stopping"):
-            positive_int(name, allow_none=True)
-        if isinstance(self.seed, float) and self.seed.is_integer():
-            self.seed = int(self.seed)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise FineclassError(f"`seed` must be a whole number; got {self.seed!r}.", "seed")
+            setattr(self, name, whole_number(getattr(self, name), name, allow_none=True))
+        self.seed = whole_number(self.seed, "seed", minimum=None)
         if self.learning_rate is not None and not (0 < float(self.learning_rate) < 1):
-            raise FineclassError(f"`learning_rate` must be between 0 and 1; got {self.learning_rate!r}.",
-                                 "learning_rate")
+            raise FineclassError(
+                f"`learning_rate` must be between 0 and 1; got {self.learning_rate!r}.", "learning_rate"
+            )
         if self.warmup_ratio is not None and not (0 <= float(self.warmup_ratio) < 1):
             raise FineclassError(f"`warmup_ratio` must be in [0, 1); got {self.warmup_ratio!r}.", "warmup_ratio")
         if not (0 <= float(self.validation) < 0.9):
-            raise FineclassError(f"`validation` is the share of training rows held out for early stopping and "
-                                 f"must be in [0, 0.9); got {self.validation!r}.", "validation")
+            raise FineclassError(
+                f"`validation` is the share of training rows held out for early stopping and "
+                f"must be in [0, 0.9); got {self.validation!r}.",
+                "validation",
+            )
         if self.finetune not in FINETUNE:
-            raise FineclassError(f"`finetune` must be one of {', '.join(FINETUNE)}; got {self.finetune!r}.",
-                                 "finetune")
+            raise FineclassError(f"`finetune` must be one of {', '.join(FINETUNE)}; got {self.finetune!r}.", "finetune")
         if self.class_weights not in (None, "balanced", "none"):
-            raise FineclassError(f"`class_weights` must be 'balanced' or None; got {self.class_weights!r}.",
-                                 "class_weights")
+            raise FineclassError(
+                f"`class_weights` must be 'balanced' or None; got {self.class_weights!r}.", "class_weights"
+            )
         if self.class_weights == "none":
             self.class_weights = None
         if not (self.threshold == "tune" or isinstance(self.threshold, (int, float))):
-            raise FineclassError(f"`threshold` must be 'tune' or a number in (0, 1); got {self.threshold!r}.",
-                                 "threshold")
+            raise FineclassError(
+                f"`threshold` must be 'tune' or a number in (0, 1); got {self.threshold!r}.", "threshold"
+            )
         if self.prompt is not None and "{text}" not in self.prompt:
             raise FineclassError("`prompt` must contain the slot {text}, where each document goes.", "prompt")
         if isinstance(self.lora_targets, str):
             self.lora_targets = [self.lora_targets]
 
     def to_dict(self) -> dict:
+        """Every setting as plain data (what a saved model's manifest records).
+
+        Returns:
+            ``{setting: value}``.
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "TrainConfig":
+        """A TrainConfig from a dict of settings (R passes a named list).
+
+        Args:
+            d: ``{setting: value}``; a TrainConfig is returned as it is; None gives the defaults.
+
+        Returns:
+            The TrainConfig.
+
+        Raises:
+            FineclassError: naming ``config`` for an unknown setting, or the setting whose value is invalid.
+        """
         if d is None:
             return cls()
         if isinstance(d, TrainConfig):
@@ -94,12 +146,21 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise FineclassError(f"`config` has unknown settings: {', '.join(unknown)}. Known settings: "
-                                 f"{', '.join(sorted(known))}.", "config")
+            raise FineclassError(
+                f"`config` has unknown settings: {', '.join(unknown)}. Known settings: {', '.join(sorted(known))}.",
+                "config",
+            )
         return cls(**dict(d))
 
     def resolved(self, **defaults) -> "TrainConfig":
-        """A copy with the ``None`` settings filled in from a method's defaults."""
+        """A copy with the ``None`` settings filled in from a method's defaults.
+
+        Args:
+            **defaults: ``{setting: value}`` (``Method.defaults``).
+
+        Returns:
+            A new TrainConfig.
+        """
         values = self.to_dict()
         for k, v in defaults.items():
             if values.get(k) is None:

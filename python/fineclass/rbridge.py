@@ -25,6 +25,7 @@ replaces every table inside a nested result by a marked dict that the R side reb
 Nothing here models anything: it converts, and :func:`call` turns exceptions into values so that R can
 raise them as R errors with the Python message.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,8 +45,8 @@ from .errors import FineclassError
 TABLE = "table"
 COLUMN = "column"
 MARK = "__fineclass__"
-_INT32_MIN = -(2 ** 31)  # R's NA_integer_: not a valid R integer value
-_INT32_MAX = 2 ** 31 - 1
+_INT32_MIN = -(2**31)  # R's NA_integer_: not a valid R integer value
+_INT32_MAX = 2**31 - 1
 
 
 # --------------------------------------------------------------------------------------------- R -> Arrow
@@ -72,8 +73,11 @@ def _strings(spec: dict, name: str = "", argument: str = "data") -> pa.Array:
         chunks = spec["raw"]
         if not isinstance(chunks, (list, tuple)):
             chunks = [chunks]
-        raw = np.frombuffer(b"".join(bytes(c) for c in chunks), dtype=np.uint8) if len(chunks) != 1 \
+        raw = (
+            np.frombuffer(b"".join(bytes(c) for c in chunks), dtype=np.uint8)
+            if len(chunks) != 1
             else np.frombuffer(chunks[0], dtype=np.uint8)
+        )
         n = int(spec["n"])
         ends = np.flatnonzero(raw == 0)
         if len(ends) != n:
@@ -97,16 +101,22 @@ def _strings(spec: dict, name: str = "", argument: str = "data") -> pa.Array:
         np.cumsum(nbytes, out=offsets[1:])
     mask = _mask(spec, n)
     typ = pa.large_string() if large else pa.string()
-    arr = pa.Array.from_buffers(typ, n, [_validity(mask), pa.py_buffer(offsets), pa.py_buffer(data)],
-                                null_count=int(mask.sum()) if mask is not None else 0)
+    arr = pa.Array.from_buffers(
+        typ,
+        n,
+        [_validity(mask), pa.py_buffer(offsets), pa.py_buffer(data)],
+        null_count=int(mask.sum()) if mask is not None else 0,
+    )
     try:
         arr.validate(full=True)
     except pa.ArrowInvalid:
-        bad = [i + 1 for i in range(n) if not _utf8(data[offsets[i]:offsets[i + 1]])]
+        bad = [i + 1 for i in range(n) if not _utf8(data[offsets[i] : offsets[i + 1]])]
         shown = ", ".join(str(i) for i in bad[:10]) + (f" (and {len(bad) - 10} more)" if len(bad) > 10 else "")
         raise FineclassError(
             f"column `{name}` in `{argument}` holds text that is not valid UTF-8 (rows {shown}). Convert it "
-            f"first, e.g. with iconv(x, from = \"latin1\", to = \"UTF-8\").", argument) from None
+            f'first, e.g. with iconv(x, from = "latin1", to = "UTF-8").',
+            argument,
+        ) from None
     return arr
 
 
@@ -124,8 +134,13 @@ def array_from_r(spec: dict, name: str = "", argument: str = "data") -> pa.Array
     if kind == "character":
         return _strings(spec, name, argument)
     if kind in ("integer", "double", "logical", "Date", "POSIXct"):
-        dtype = {"integer": np.int32, "double": np.float64, "logical": np.bool_,
-                 "Date": np.float64, "POSIXct": np.float64}[kind]
+        dtype = {
+            "integer": np.int32,
+            "double": np.float64,
+            "logical": np.bool_,
+            "Date": np.float64,
+            "POSIXct": np.float64,
+        }[kind]
         values = np.asarray(spec["values"], dtype=dtype).reshape(-1)
         mask = _mask(spec, len(values))
         if kind == "Date":
@@ -220,25 +235,29 @@ def column_to_r(arr: pa.Array | pa.ChunkedArray) -> dict:
         return _strings_to_r(arr, mask)
     if pa.types.is_boolean(t):
         filled = pc.fill_null(arr, False) if mask is not None else arr
-        return {"kind": "logical", "values": np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool),
-                "mask": mask}
+        return {
+            "kind": "logical",
+            "values": np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool),
+            "mask": mask,
+        }
     if pa.types.is_integer(t):
         small = t in (pa.int8(), pa.int16(), pa.uint8(), pa.uint16())
         if small or _ints_fit(arr):
             filled = pc.fill_null(arr, 0) if mask is not None else arr
-            return {"kind": "integer", "values": filled.cast(pa.int32()).to_numpy(zero_copy_only=False),
-                    "mask": mask}
+            return {"kind": "integer", "values": filled.cast(pa.int32()).to_numpy(zero_copy_only=False), "mask": mask}
         t = pa.float64()
         arr = arr.cast(t)
     if pa.types.is_floating(t) or pa.types.is_decimal(t):
         filled = pc.fill_null(arr, 0) if mask is not None else arr
-        return {"kind": "double", "values": filled.cast(pa.float64()).to_numpy(zero_copy_only=False),
-                "mask": mask}
+        return {"kind": "double", "values": filled.cast(pa.float64()).to_numpy(zero_copy_only=False), "mask": mask}
     if pa.types.is_date(t):
         days = arr.cast(pa.date32()) if pa.types.is_date64(t) else arr
         days = pc.fill_null(days, 0) if mask is not None else days
-        return {"kind": "Date", "values": days.cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.float64),
-                "mask": mask}
+        return {
+            "kind": "Date",
+            "values": days.cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.float64),
+            "mask": mask,
+        }
     if pa.types.is_timestamp(t):
         us = arr.cast(pa.timestamp("us", tz=t.tz))
         us = pc.fill_null(us, 0) if mask is not None else us
@@ -250,11 +269,17 @@ def column_to_r(arr: pa.Array | pa.ChunkedArray) -> dict:
         levels = arr.dictionary
         if not (pa.types.is_string(levels.type) or pa.types.is_large_string(levels.type)):
             levels = pc.cast(levels, pa.string())
-        return {"kind": "factor", "codes": indices.cast(pa.int32()).to_numpy(zero_copy_only=False),
-                "mask": mask, "levels": column_to_r(levels), "ordered": bool(t.ordered)}
+        return {
+            "kind": "factor",
+            "codes": indices.cast(pa.int32()).to_numpy(zero_copy_only=False),
+            "mask": mask,
+            "levels": column_to_r(levels),
+            "ordered": bool(t.ordered),
+        }
     if pa.types.is_map(t):
-        arr = pa.ListArray.from_arrays(arr.offsets, pa.StructArray.from_arrays(
-            [arr.keys, arr.items], names=["key", "value"]), mask=arr.is_null())
+        arr = pa.ListArray.from_arrays(
+            arr.offsets, pa.StructArray.from_arrays([arr.keys, arr.items], names=["key", "value"]), mask=arr.is_null()
+        )
         t = arr.type
     if pa.types.is_fixed_size_list(t):
         arr = arr.cast(pa.list_(t.value_type))
@@ -275,8 +300,11 @@ def column_to_r(arr: pa.Array | pa.ChunkedArray) -> dict:
 
 
 def _is_text(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or \
-        (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(t))
+    return (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or (hasattr(pa.types, "is_string_view") and pa.types.is_string_view(t))
+    )
 
 
 def _strings_to_r(arr: pa.Array, mask: np.ndarray | None) -> dict:
@@ -290,9 +318,12 @@ def _strings_to_r(arr: pa.Array, mask: np.ndarray | None) -> dict:
     if not (pa.types.is_string(filled.type) or pa.types.is_large_string(filled.type)):
         filled = filled.cast(pa.large_string())
     width = np.int64 if pa.types.is_large_string(filled.type) else np.int32
-    offsets = np.frombuffer(filled.buffers()[1], dtype=width)[filled.offset:filled.offset + n + 1]
-    data = np.frombuffer(filled.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]] \
-        if n and filled.buffers()[2] is not None else np.zeros(0, dtype=np.uint8)
+    offsets = np.frombuffer(filled.buffers()[1], dtype=width)[filled.offset : filled.offset + n + 1]
+    data = (
+        np.frombuffer(filled.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+        if n and filled.buffers()[2] is not None
+        else np.zeros(0, dtype=np.uint8)
+    )
     if data.size and not data.all():
         values = filled.to_numpy(zero_copy_only=False)
         return {"kind": "character", "values": values, "mask": mask}
@@ -313,8 +344,12 @@ def table_to_r(table: pa.Table | pa.RecordBatch) -> dict:
     """A marked dict the R package turns into a tibble (or a data.frame): names, nrow and column specs."""
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
-    return {MARK: TABLE, "names": list(table.column_names), "nrow": table.num_rows,
-            "columns": [column_to_r(table.column(i)) for i in range(table.num_columns)]}
+    return {
+        MARK: TABLE,
+        "names": list(table.column_names),
+        "nrow": table.num_rows,
+        "columns": [column_to_r(table.column(i)) for i in range(table.num_columns)],
+    }
 
 
 def _as_arrow(obj: Any) -> pa.Table | None:
@@ -384,9 +419,13 @@ def call(fn: Any, args: Sequence[Any] | None = None, kwargs: dict | None = None,
     try:
         if isinstance(fn, str):
             import fineclass
+
             if not hasattr(fineclass, fn):
-                raise FineclassError(f"this fineclass core ({getattr(fineclass, '__version__', '?')}) has no "
-                                     f"function `{fn}`; update the Python package (ft_install()).", None)
+                raise FineclassError(
+                    f"this fineclass core ({getattr(fineclass, '__version__', '?')}) has no "
+                    f"function `{fn}`; update the Python package (ft_install()).",
+                    None,
+                )
             fn = getattr(fineclass, fn)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -401,10 +440,11 @@ def call(fn: Any, args: Sequence[Any] | None = None, kwargs: dict | None = None,
         tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
         message = str(e) if str(e) else type(e).__name__
         if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
-            message = (f"{message or 'out of memory'}. Use a smaller batch size (config = list(batch_size = ...)) "
-                       f"or a smaller model.")
-        return ("error", type(e).__name__, message, argument, tb, _warning_texts(caught),
-                isinstance(e, FineclassError))
+            message = (
+                f"{message or 'out of memory'}. Use a smaller batch size (config = list(batch_size = ...)) "
+                f"or a smaller model."
+            )
+        return ("error", type(e).__name__, message, argument, tb, _warning_texts(caught), isinstance(e, FineclassError))
 
 
 def _warning_texts(caught: list) -> list[str]:
@@ -474,6 +514,7 @@ def train_config(values: dict | None):
     if values is None:
         return None
     import fineclass
+
     cls = fineclass.TrainConfig
     if not isinstance(values, dict):
         return values
@@ -481,8 +522,11 @@ def train_config(values: dict | None):
     if known is not None:
         unknown = sorted(set(values) - known)
         if unknown:
-            raise FineclassError(f"`config` has no setting {', '.join(repr(u) for u in unknown)}; settings are: "
-                                 f"{', '.join(sorted(known))}.", "config")
+            raise FineclassError(
+                f"`config` has no setting {', '.join(repr(u) for u in unknown)}; settings are: "
+                f"{', '.join(sorted(known))}.",
+                "config",
+            )
     values = coerce_fields(cls, values)
     if hasattr(cls, "from_dict"):
         return cls.from_dict(values)

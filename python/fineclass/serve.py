@@ -5,12 +5,13 @@ client as a closed model. Standard library only (``http.server``).
 
 - ``GET /v1/models``: the served model.
 - ``POST /v1/chat/completions``: the last user message is the document; the answer's content is the
-  classifier's label(s) as JSON, in the form :func:`fineclass.client.parse_answer` reads, with ``usage``.
+  classifier's label(s) as JSON, in the form :func:`fineclass.protocol.parse_answer` reads, with ``usage``.
 - ``GET /health``: ``{"status": "ok"}`` (no key needed).
 
 The server binds 127.0.0.1 unless told otherwise. With a key, every ``/v1`` request must carry
 ``Authorization: Bearer <key>`` (401 otherwise). Request headers and bodies are never logged.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -28,10 +29,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from .client import format_answer
+from .classifier import load
 from .errors import FineclassError, warn_user
+from .protocol import format_answer, predictions_to_proposals
 
-__all__ = ["serve", "start_server", "ServerHandle", "add_cli", "predictions_to_proposals"]
+__all__ = ["serve", "start_server", "ServerHandle"]
 
 MAX_BODY = 4 * 1024 * 1024
 
@@ -42,38 +44,15 @@ def _load(model_or_path: Any):
     if isinstance(model_or_path, (str, Path)):
         p = Path(model_or_path)
         if not p.exists():
-            raise FineclassError(f"`model` {str(p)!r} does not exist. Pass a fitted Classifier or the folder "
-                                 f"a Classifier was saved to.", "model")
-        import fineclass
-        return fineclass.load(p)
-    raise FineclassError(f"`model` must be a fitted Classifier or the folder it was saved to; got "
-                         f"{type(model_or_path).__name__}.", "model")
-
-
-def predictions_to_proposals(spec, predictions: pa.Table) -> list[list[dict]]:
-    """Per document, the proposals of a classifier's prediction table (see :func:`client.parse_answer`)."""
-    n = predictions.num_rows
-    out: list[list[dict]] = [[] for _ in range(n)]
-    cols = predictions.column_names
-    if spec.kind == "single":
-        labels = predictions.column("label").to_pylist()
-        confs = predictions.column("confidence").to_pylist() if "confidence" in cols else [None] * n
-        for i in range(n):
-            if labels[i] is not None:
-                out[i].append({"label": str(labels[i]), "confidence": confs[i]})
-        return out
-    labels = predictions.column("labels").to_pylist()
-    if spec.kind == "multi":
-        for i in range(n):
-            for lab in labels[i] or []:
-                col = f"p_{lab}"
-                c = predictions.column(col)[i].as_py() if col in cols else None
-                out[i].append({"label": str(lab), "confidence": c})
-        return out
-    for i in range(n):
-        for s in labels[i] or []:
-            out[i].append({"dimension": s["dimension"], "level": s["level"], "confidence": s.get("confidence")})
-    return out
+            raise FineclassError(
+                f"`model` {str(p)!r} does not exist. Pass a fitted Classifier or the folder a Classifier was saved to.",
+                "model",
+            )
+        return load(p)
+    raise FineclassError(
+        f"`model` must be a fitted Classifier or the folder it was saved to; got {type(model_or_path).__name__}.",
+        "model",
+    )
 
 
 def _last_user_text(messages) -> str | None:
@@ -125,6 +104,7 @@ class ServerHandle:
         return self._state["completions"]
 
     def stop(self) -> None:
+        """Stop the server and wait for its thread (at most 5 s)."""
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -149,8 +129,10 @@ def _make_handler(model, name: str, key: str | None, state: dict, lock: threadin
 
         def log_message(self, format, *args):  # method, path and status only; never headers or bodies
             if not quiet:
-                sys.stderr.write(f"{self.address_string()} {self.command} {self.path.split('?')[0]} "
-                                 f"{args[1] if len(args) > 1 else ''}\n")
+                sys.stderr.write(
+                    f"{self.address_string()} {self.command} {self.path.split('?')[0]} "
+                    f"{args[1] if len(args) > 1 else ''}\n"
+                )
 
         def _reply(self, status: int, payload: dict, extra_headers: dict | None = None):
             body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -176,8 +158,12 @@ def _make_handler(model, name: str, key: str | None, state: dict, lock: threadin
             token = given[7:].strip() if given[:7].lower() == "bearer " else ""
             if token and hmac.compare_digest(token.encode("utf-8"), key.encode("utf-8")):
                 return True
-            self._error(401, "a valid bearer key is required: send 'Authorization: Bearer <key>'.",
-                        "invalid_request_error", {"WWW-Authenticate": "Bearer"})
+            self._error(
+                401,
+                "a valid bearer key is required: send 'Authorization: Bearer <key>'.",
+                "invalid_request_error",
+                {"WWW-Authenticate": "Bearer"},
+            )
             return False
 
         def do_GET(self):
@@ -188,17 +174,26 @@ def _make_handler(model, name: str, key: str | None, state: dict, lock: threadin
             if path in ("/v1/models", "/models"):
                 if not self._authorised():
                     return
-                return self._reply(200, {"object": "list", "data": [
-                    {"id": name, "object": "model", "created": state["created"], "owned_by": "fineclass"}]})
+                return self._reply(
+                    200,
+                    {
+                        "object": "list",
+                        "data": [{"id": name, "object": "model", "created": state["created"], "owned_by": "fineclass"}],
+                    },
+                )
             if path.startswith(("/v1/models/", "/models/")):
                 if not self._authorised():
                     return
                 wanted = path.split("/models/", 1)[1]
                 if wanted != name:
-                    return self._error(404, f"model {wanted!r} is not served here; this server serves {name!r}.",
-                                       "invalid_request_error")
-                return self._reply(200, {"id": name, "object": "model", "created": state["created"],
-                                         "owned_by": "fineclass"})
+                    return self._error(
+                        404,
+                        f"model {wanted!r} is not served here; this server serves {name!r}.",
+                        "invalid_request_error",
+                    )
+                return self._reply(
+                    200, {"id": name, "object": "model", "created": state["created"], "owned_by": "fineclass"}
+                )
             self._error(404, f"no such path: {path}", "invalid_request_error")
 
         def do_POST(self):
@@ -216,8 +211,7 @@ def _make_handler(model, name: str, key: str | None, state: dict, lock: threadin
                 length = -1
             if length < 0 or length > MAX_BODY:
                 self.close_connection = True
-                return self._error(413, f"the request body must be at most {MAX_BODY} bytes.",
-                                   "invalid_request_error")
+                return self._error(413, f"the request body must be at most {MAX_BODY} bytes.", "invalid_request_error")
             raw = self.rfile.read(length)
             try:
                 req = json.loads(raw.decode("utf-8"))
@@ -228,33 +222,48 @@ def _make_handler(model, name: str, key: str | None, state: dict, lock: threadin
                 return self._error(400, "streaming is not supported; send stream=false.", "invalid_request_error")
             wanted = req.get("model")
             if wanted not in (None, name):
-                return self._error(404, f"model {wanted!r} is not served here; this server serves {name!r}.",
-                                   "invalid_request_error")
+                return self._error(
+                    404, f"model {wanted!r} is not served here; this server serves {name!r}.", "invalid_request_error"
+                )
             text = _last_user_text(req.get("messages"))
             if text is None or not text.strip():
-                return self._error(400, "`messages` needs a user message with the document's text.",
-                                   "invalid_request_error")
+                return self._error(
+                    400, "`messages` needs a user message with the document's text.", "invalid_request_error"
+                )
             try:
                 with lock:
-                    preds = model.predict(pa.table({"id": pa.array([0], pa.int64()), "text": [text]}),
-                                          text="text", id="id")
+                    preds = model.predict(
+                        pa.table({"id": pa.array([0], pa.int64()), "text": [text]}), text="text", id="id"
+                    )
                 proposals = predictions_to_proposals(spec, preds)[0]
                 content = format_answer(spec, proposals)
             except Exception as e:  # the model failed on this input: a 500, the server stays up
                 return self._error(500, f"the classifier failed: {type(e).__name__}: {e}", "server_error")
-            prompt_tokens = sum(_tokens(m.get("content", "")) for m in req.get("messages", [])
-                                if isinstance(m, dict) and isinstance(m.get("content"), str))
+            prompt_tokens = sum(
+                _tokens(m.get("content", ""))
+                for m in req.get("messages", [])
+                if isinstance(m, dict) and isinstance(m.get("content"), str)
+            )
             completion_tokens = _tokens(content)
             with lock:
                 state["completions"] += 1
-            self._reply(200, {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
-                "created": int(time.time()), "model": name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens},
-            })
+            self._reply(
+                200,
+                {
+                    "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": name,
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": completion_tokens,
+                        "total_tokens": prompt_tokens + completion_tokens,
+                    },
+                },
+            )
 
         def _drain(self):
             try:
@@ -284,48 +293,105 @@ def _resolve_key(key: str | None, key_env: str | None) -> str | None:
     if key_env is not None:
         key = os.environ.get(key_env)
         if not key:
-            raise FineclassError(f"the environment variable {key_env} that should hold the server's key is not "
-                                 f"set. Set it, or leave `key_env` out to serve without a key.", "key_env")
+            raise FineclassError(
+                f"the environment variable {key_env} that should hold the server's key is not "
+                f"set. Set it, or leave `key_env` out to serve without a key.",
+                "key_env",
+            )
     if key is not None and (not isinstance(key, str) or not key.strip()):
         raise FineclassError("`key` must be a non-empty string.", "key")
     return key
 
 
-def start_server(model_or_path: Any, host: str = "127.0.0.1", port: int = 0, *, key: str | None = None,
-                 key_env: str | None = None, name: str | None = None, quiet: bool = True) -> ServerHandle:
-    """Serve a classifier from a background thread; returns a handle with ``.url`` and ``.stop()``.
+def start_server(
+    model_or_path: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    key: str | None = None,
+    key_env: str | None = None,
+    name: str | None = None,
+    quiet: bool = True,
+) -> ServerHandle:
+    """Serve a classifier from a background thread.
 
-    ``port=0`` picks a free port. ``key`` (or ``key_env``, the name of a variable holding it) turns on
-    bearer-key checks. Binding anything but a loopback address without a key warns.
+    Binding anything but a loopback address without a key warns.
+
+    Args:
+        model_or_path: a fitted Classifier or a saved model's folder.
+        host: the address to bind.
+        port: the port (0: a free one).
+        key: a bearer key clients must send.
+        key_env: the name of an environment variable holding the key (instead of ``key``).
+        name: the model name served (default: the folder's name).
+        quiet: do not log requests.
+
+    Returns:
+        A :class:`ServerHandle` with ``.url`` (ending in ``/v1``) and ``.stop()``.
+
+    Raises:
+        FineclassError: naming ``model``, ``key``, ``key_env`` or ``port`` when they do not fit.
+
+    Example:
+        >>> with start_server("models/topics") as server:  # doctest: +SKIP
+        ...     fineclass.propose(docs, [fineclass.Endpoint(server.url, "topics", key_env=None)], spec="models/topics")
     """
     model = _load(model_or_path)
     key = _resolve_key(key, key_env)
     if name is None:
-        name = Path(model_or_path).name if isinstance(model_or_path, (str, Path)) else \
-            (getattr(model, "name_", None) or "fineclass")
+        name = (
+            Path(model_or_path).name
+            if isinstance(model_or_path, (str, Path))
+            else (getattr(model, "name_", None) or "fineclass")
+        )
     if not _is_loopback(host) and key is None:
-        warn_user(f"serving on {host} without a key: anyone who can reach this machine can use the model. "
-                  f"Pass a key (`--key-env`) or bind 127.0.0.1.")
+        warn_user(
+            f"serving on {host} without a key: anyone who can reach this machine can use the model. "
+            f"Pass a key (`--key-env`) or bind 127.0.0.1."
+        )
     state = {"requests": 0, "completions": 0, "created": int(time.time())}
     lock = threading.Lock()
     handler = _make_handler(model, str(name), key, state, lock, quiet)
     try:
         httpd = (_Server6 if ":" in host else _Server)((host, port), handler)
     except OSError as e:
-        raise FineclassError(f"could not listen on {host}:{port} ({e.strerror or e}). Pick another `port` or "
-                             f"`host`.", "port") from None
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                              name=f"fineclass-serve-{port}", daemon=True)
+        raise FineclassError(
+            f"could not listen on {host}:{port} ({e.strerror or e}). Pick another `port` or `host`.", "port"
+        ) from None
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name=f"fineclass-serve-{port}", daemon=True
+    )
     thread.start()
     return ServerHandle(httpd, thread, str(name), state)
 
 
-def serve(model_or_path: Any, host: str = "127.0.0.1", port: int = 8000, *, key: str | None = None,
-          key_env: str | None = None, name: str | None = None, quiet: bool = False) -> None:
-    """Serve a classifier until interrupted (Ctrl-C). See :func:`start_server`."""
+def serve(
+    model_or_path: Any,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    key: str | None = None,
+    key_env: str | None = None,
+    name: str | None = None,
+    quiet: bool = False,
+) -> None:
+    """Serve a classifier until interrupted (Ctrl-C); see :func:`start_server`.
+
+    Args:
+        model_or_path: a fitted Classifier or a saved model's folder.
+        host: the address to bind.
+        port: the port.
+        key: a bearer key clients must send.
+        key_env: the name of an environment variable holding the key.
+        name: the model name served.
+        quiet: do not log requests.
+    """
     handle = start_server(model_or_path, host, port, key=key, key_env=key_env, name=name, quiet=quiet)
-    print(f"fineclass: serving {handle.name!r} at {handle.url} "
-          f"({'bearer key required' if key or key_env else 'no key'}); Ctrl-C stops.", file=sys.stderr)
+    print(
+        f"fineclass: serving {handle.name!r} at {handle.url} "
+        f"({'bearer key required' if key or key_env else 'no key'}); Ctrl-C stops.",
+        file=sys.stderr,
+    )
     try:
         while handle._thread.is_alive():
             handle._thread.join(0.5)
@@ -333,22 +399,3 @@ def serve(model_or_path: Any, host: str = "127.0.0.1", port: int = 8000, *, key:
         pass
     finally:
         handle.stop()
-
-
-def _cli(args) -> int:
-    serve(args.model, host=args.host, port=args.port, key_env=args.key_env, name=args.name, quiet=args.quiet)
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register ``fineclass serve MODEL [--host --port --key-env --name --quiet]``."""
-    p = subparsers.add_parser("serve", help="serve a fitted classifier as an OpenAI-compatible endpoint",
-                              description="Serve a fitted classifier at /v1/chat/completions and /v1/models.")
-    p.add_argument("model", help="folder of a saved classifier")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--key-env", default=None, metavar="VAR",
-                   help="name of an environment variable holding the bearer key clients must send")
-    p.add_argument("--name", default=None, help="model name to serve (default: the folder's name)")
-    p.add_argument("--quiet", action="store_true", help="do not log requests")
-    p.set_defaults(func=_cli)

@@ -1,5 +1,10 @@
-"""One training loop for every method: seeds, a validation split, early stopping, class weights,
-a checkpoint per epoch (resumable after a crash) and threshold tuning for multi-label shapes."""
+"""One training loop for every method.
+
+Seeds, a validation split, early stopping, class weights, a checkpoint per epoch (resumable after a crash) and
+threshold tuning for the multi-label shapes. ``fit`` returns a ``Trained`` record; ``classifier.train()`` makes a
+Classifier of it (this module never imports ``classifier``).
+"""
+
 from __future__ import annotations
 
 import json
@@ -7,42 +12,42 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ._fs import atomic_folder
 from .config import TrainConfig
 from .data import Labelled, labelled
 from .errors import FineclassError, preview, warn_user
+from .labels import LabelSpec
 from .manifest import hash_model_folder, hash_rows, now, versions, write_json_atomic
-
-
-def train(data: Any, *, text: str = "text", label: Any = "label", id: str | None = None, labels: Any = None,
-          model: str = "minilm", method: str = "head", codebook: Any = None, config: Any = None,
-          kind: str | None = None, levels=None, spec=None, trust_remote_code: bool = False,
-          progress: bool = True, resume: bool = False, **settings) -> "Classifier":
-    """Fine-tune ``model`` to predict ``label`` from ``text``; returns a fitted Classifier.
-
-    ``config`` is a TrainConfig or a dict; settings may also be passed as keywords (``epochs=2``).
-    ``spec`` fixes the label set (a LabelSpec), e.g. so that runs on subsets share one set of classes.
-    """
-    from .classifier import Classifier
-    cfg = TrainConfig.from_dict(config).to_dict() if config is not None else {}
-    if settings:
-        TrainConfig.from_dict(settings)  # names an unknown or invalid setting
-        cfg.update(settings)
-    clf = Classifier(model=model, method=method, config=TrainConfig.from_dict(cfg or None),
-                     trust_remote_code=trust_remote_code)
-    return clf.fit(data, text=text, label=label, id=id, labels=labels, codebook=codebook, kind=kind,
-                   levels=levels, spec=spec, progress=progress, resume=resume)
+from .methods import Method, get_method
+from .methods.base import pick_device
+from .models import resolve
+from .scoring import Scorer
 
 
 # ---------------------------------------------------------------------- splits
 def split(ds: Labelled, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation documents: a seeded split, stratified by class for single-label tasks.
+
+    Args:
+        ds: the training set.
+        share: the share held out (0: none).
+        seed: the seed.
+
+    Returns:
+        ``(train_idx, val_idx)``.
+
+    Raises:
+        FineclassError: naming ``label`` when a class has fewer than two documents, ``validation`` when no document
+            is left for training.
+    """
     n = len(ds)
     idx = np.arange(n)
     if share <= 0:
@@ -57,7 +62,8 @@ def split(ds: Labelled, share: float, seed: int) -> tuple[np.ndarray, np.ndarray
             raise FineclassError(
                 f"classes {preview(too_few)} have fewer than 2 examples, too few for a validation split "
                 f"(validation={share}). Add examples, merge these classes, or pass validation=0 in `config`.",
-                "label")
+                "label",
+            )
         val = []
         for c in np.flatnonzero(counts):
             members = rng.permutation(np.flatnonzero(strata == c))
@@ -69,8 +75,10 @@ def split(ds: Labelled, share: float, seed: int) -> tuple[np.ndarray, np.ndarray
         val = np.sort(rng.permutation(n)[:n_val])
     train_idx = np.setdiff1d(idx, val)
     if len(train_idx) == 0:
-        raise FineclassError("no documents are left for training after the validation split; lower "
-                             "`validation` or add documents.", "validation")
+        raise FineclassError(
+            "no documents are left for training after the validation split; lower `validation` or add documents.",
+            "validation",
+        )
     return train_idx, val
 
 
@@ -80,10 +88,35 @@ def _group_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
     group = batch_size * 50
     batches = []
     for s in range(0, len(order), group):
-        g = order[s:s + group]
+        g = order[s : s + group]
         g = g[np.argsort(-lengths[g], kind="stable")]
-        batches.extend(g[i:i + batch_size] for i in range(0, len(g), batch_size))
+        batches.extend(g[i : i + batch_size] for i in range(0, len(g), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def class_weights(targets: np.ndarray, spec) -> torch.Tensor:
+    """Weights against class imbalance in the loss.
+
+    Args:
+        targets: the encoded labels of the training documents.
+        spec: the label set.
+
+    Returns:
+        Balanced class weights (single); pos_weight per class, capped at 50 (multi); square-root balanced weights
+        of absent and the levels, relative to absent (dimlevel).
+    """
+    if spec.kind == "single":
+        counts = np.bincount(targets, minlength=len(spec.classes)).astype(np.float64)
+        w = len(targets) / (len(counts) * np.maximum(counts, 1))
+    elif spec.kind == "multi":
+        pos = targets.sum(axis=0)
+        w = np.clip((len(targets) - pos) / np.maximum(pos, 1), 1.0, 50.0)
+    else:
+        l1 = len(spec.levels) + 1
+        counts = np.bincount(targets.reshape(-1), minlength=l1).astype(np.float64)
+        w = np.sqrt(counts.sum() / (l1 * np.maximum(counts, 1)))
+        w = w / w[0]
+    return torch.tensor(w, dtype=torch.float32)
 
 
 # ---------------------------------------------------------------------- thresholds
@@ -105,7 +138,16 @@ def _jaccard_at(probs: np.ndarray, targets: np.ndarray, spec, t: float) -> float
 
 
 def tune_threshold(probs: np.ndarray, targets: np.ndarray, spec) -> tuple[float, float]:
-    """The presence threshold that maximises mean per-document Jaccard on the validation split."""
+    """The presence threshold that maximises mean per-document Jaccard on the validation split.
+
+    Args:
+        probs: the validation documents' probabilities.
+        targets: their encoded labels.
+        spec: the label set (multi or dimlevel).
+
+    Returns:
+        ``(threshold, jaccard)``.
+    """
     grid = np.round(np.arange(0.05, 0.951, 0.025), 3)
     scores = [_jaccard_at(probs, targets, spec, t) for t in grid]
     best = int(np.argmax(scores))
@@ -126,8 +168,6 @@ def _load_trainable(module, state: dict) -> None:
 
 def _optimizer_tensors(opt) -> tuple[dict, dict]:
     tensors, scalars = {}, {}
-    for i, (p, st) in enumerate(opt.state.items()):
-        pass
     sd = opt.state_dict()
     for pid, st in sd["state"].items():
         for key, v in st.items():
@@ -150,33 +190,49 @@ def _restore_optimizer(opt, tensors: dict, meta: dict) -> None:
 
 
 def save_checkpoint(folder: Path, epoch: int, module, opt, sched, best_state, info: dict) -> None:
+    """Write an epoch's checkpoint atomically and point ``latest.json`` at it (the newest two are kept).
+
+    Args:
+        folder: the checkpoint folder.
+        epoch: the epoch just finished (0-based).
+        module: the model (its trainable parameters are saved).
+        opt: the optimiser.
+        sched: the learning-rate schedule.
+        best_state: the best epoch's trainable parameters.
+        info: the run's fingerprint, history and best-epoch record.
+    """
     from safetensors.torch import save_file
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".epoch-{epoch}.", dir=str(folder)))
-    try:
+
+    final = folder / f"epoch-{epoch}"
+    with atomic_folder(final) as tmp:
         save_file(_trainable_state(module), str(tmp / "trainable.safetensors"))
         save_file(best_state, str(tmp / "best.safetensors"))
         tensors, meta = _optimizer_tensors(opt)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
-        write_json_atomic(tmp / "state.json", dict(info, epoch=epoch, optimizer=meta,
-                                                   scheduler=sched.state_dict()))
-        final = folder / f"epoch-{epoch}"
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        write_json_atomic(folder / "latest.json", {"epoch": epoch, "folder": final.name})
-        keep = {final.name, f"epoch-{epoch - 1}"}  # the newest two only, so checkpoints take bounded space
-        for old in folder.glob("epoch-*"):
-            if old.name not in keep and old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        write_json_atomic(tmp / "state.json", dict(info, epoch=epoch, optimizer=meta, scheduler=sched.state_dict()))
+    write_json_atomic(folder / "latest.json", {"epoch": epoch, "folder": final.name})
+    keep = {final.name, f"epoch-{epoch - 1}"}  # the newest two only, so checkpoints take bounded space
+    for old in folder.glob("epoch-*"):
+        if old.name not in keep and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def load_checkpoint(folder: Path, fingerprint: str):
+    """The newest checkpoint of a run, if there is one.
+
+    Args:
+        folder: the checkpoint folder.
+        fingerprint: this run's fingerprint; a checkpoint of another run is refused.
+
+    Returns:
+        ``(info, tensors)``, or None when the folder holds no checkpoint.
+
+    Raises:
+        FineclassError: naming ``checkpoint_dir`` when the checkpoint is damaged or belongs to another run.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
     latest = folder / "latest.json"
     if not latest.exists():
         return None
@@ -194,11 +250,17 @@ def load_checkpoint(folder: Path, fingerprint: str):
             current = ck / f"{part}.safetensors"
             tensors[part] = load_file(str(current))
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
-        raise FineclassError(f"`checkpoint_dir`: the checkpoint file {str(current)!r} is damaged or missing ({e}). "
-                             f"Delete the folder {str(folder)!r} to train from the start.", "checkpoint_dir") from None
+        raise FineclassError(
+            f"`checkpoint_dir`: the checkpoint file {str(current)!r} is damaged or missing ({e}). "
+            f"Delete the folder {str(folder)!r} to train from the start.",
+            "checkpoint_dir",
+        ) from None
     if not isinstance(info, dict) or info.get("fingerprint") != fingerprint:
-        raise FineclassError(f"`checkpoint_dir` {str(folder)!r} holds a checkpoint of another run (different data, "
-                             f"model or settings). Use another folder, or delete it to start over.", "checkpoint_dir")
+        raise FineclassError(
+            f"`checkpoint_dir` {str(folder)!r} holds a checkpoint of another run (different data, "
+            f"model or settings). Use another folder, or delete it to start over.",
+            "checkpoint_dir",
+        )
     return info, tensors
 
 
@@ -212,38 +274,95 @@ def _check_state(module, state: dict) -> None:
 
 
 # ---------------------------------------------------------------------- the loop
-def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels, spec, progress, resume):
-    from .infer import score_ids
-    from .methods import get_method
-    from .methods.base import pick_device
-    from .models import resolve
+@dataclass
+class Trained:
+    """What a training run produces: the fitted parts of a Classifier, and its manifest."""
+
+    method: Method
+    module: Any
+    tokenizer: Any
+    spec: LabelSpec
+    device: torch.device
+    config: TrainConfig
+    thresholds: dict
+    history: list
+    manifest: dict
+
+
+def fit(
+    data: Any,
+    *,
+    model: str,
+    method: str,
+    config: Any,
+    trust_remote_code: bool,
+    text: str,
+    label: Any,
+    id: str | None,
+    labels: Any,
+    codebook: Any,
+    kind: str | None,
+    levels: Any,
+    spec: LabelSpec | None,
+    progress: bool,
+    resume: bool,
+) -> Trained:
+    """Fine-tune ``model`` with ``method`` on ``data``: the one training loop of every method.
+
+    Args:
+        data: the training table (any input ``tables.read_table`` reads).
+        model: a built-in alias, a local folder or a hub id.
+        method: a registered method's name.
+        config: a ``TrainConfig``, its dict, or None (the defaults).
+        trust_remote_code: let transformers run the model's own code.
+        text: the text column.
+        label: the label column, or a (dimension, level) pair with ``labels``.
+        id: the id column (None: a column named ``id``, else the row number).
+        labels: a long label table (see ``data.labelled``), or None.
+        codebook: names and descriptions of the classes, or None.
+        kind: ``"single"``, ``"multi"`` or ``"dimlevel"``; inferred when None.
+        levels: the ordered levels of the dimension->level shape.
+        spec: a fixed label set, or None (inferred from the data).
+        progress: show a progress bar and a closing line.
+        resume: continue from the checkpoint in ``config.checkpoint_dir``.
+
+    Returns:
+        A :class:`Trained`: the best epoch's model (on the validation split), tuned thresholds, the history and
+        the manifest.
+
+    Raises:
+        FineclassError: naming the argument at fault.
+    """
     from transformers import get_linear_schedule_with_warmup
 
+    name = method
     t_start = time.time()
-    cfg = TrainConfig.from_dict(clf.config)
-    ds = labelled(data, text=text, label=label, id=id, labels=labels, spec=spec, kind=kind, codebook=codebook,
-                  levels=levels)
+    cfg = TrainConfig.from_dict(config)
+    ds = labelled(
+        data, text=text, label=label, id=id, labels=labels, spec=spec, kind=kind, codebook=codebook, levels=levels
+    )
     if ds.spec.kind == "single" and len(ds.spec.classes) < 2:
         raise FineclassError("the label column holds a single class; a classifier needs at least two.", "label")
-    method = get_method(clf.method)
-    model_path = resolve(clf.model)
+    method = get_method(name)
+    model_path = resolve(model)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-    module, tok, finetune = method.build(model_path, ds.spec, cfg, device, clf.trust_remote_code)
+    module, tok, finetune = method.build(model_path, ds.spec, cfg, device, trust_remote_code)
     cfg = cfg.resolved(**method.defaults(finetune))
 
     train_idx, val_idx = split(ds, cfg.validation, cfg.seed)
     enc = method.encode(tok, ds.texts, cfg.max_length)
     n_truncated = int(enc.truncated.sum())
     if n_truncated:
-        warn_user(f"{n_truncated} of {len(ds)} training documents are longer than max_length={cfg.max_length} "
-                  f"tokens and were truncated (the same rule applies when classifying).")
+        warn_user(
+            f"{n_truncated} of {len(ds)} training documents are longer than max_length={cfg.max_length} "
+            f"tokens and were truncated (the same rule applies when classifying)."
+        )
     lengths = enc.lengths()
     targets = torch.from_numpy(ds.targets)
     weights = None
     if cfg.class_weights == "balanced":
-        from .methods.head import class_weights
         weights = class_weights(ds.targets[train_idx], ds.spec).to(device)
 
     trainable = [p for p in module.parameters() if p.requires_grad]
@@ -253,9 +372,13 @@ def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total_steps), total_steps)
 
     settings = {k: v for k, v in cfg.to_dict().items() if k != "checkpoint_dir"}  # a moved folder still resumes
-    fingerprint = hash_rows(ds.ids, ds.texts, [t.tolist() for t in ds.targets]) + ":" + json.dumps(
-        {"model": str(clf.model), "method": clf.method, "config": settings}, sort_keys=True, default=str)
+    fingerprint = (
+        hash_rows(ds.ids, ds.texts, [t.tolist() for t in ds.targets])
+        + ":"
+        + json.dumps({"model": str(model), "method": name, "config": settings}, sort_keys=True, default=str)
+    )
     import hashlib
+
     fingerprint = hashlib.sha256(fingerprint.encode()).hexdigest()
     ck_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
     start_epoch, history, best = 0, [], {"loss": float("inf"), "epoch": -1, "bad_epochs": 0}
@@ -272,21 +395,34 @@ def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels
                 sched.load_state_dict(info["scheduler"])
                 start_epoch, history, best = info["epoch"] + 1, info["history"], info["best"]
             except (KeyError, ValueError, TypeError, RuntimeError) as e:
-                raise FineclassError(f"`checkpoint_dir`: the checkpoint in {str(ck_dir)!r} does not fit this model "
-                                     f"({e}). Delete it to train from the start.", "checkpoint_dir") from None
+                raise FineclassError(
+                    f"`checkpoint_dir`: the checkpoint in {str(ck_dir)!r} does not fit this model "
+                    f"({e}). Delete it to train from the start.",
+                    "checkpoint_dir",
+                ) from None
             best_state = tensors["best"]
             if progress:
-                print(f"fineclass: resuming from the checkpoint of epoch {info['epoch'] + 1} in {ck_dir}",
-                      file=sys.stderr)
+                print(
+                    f"fineclass: resuming from the checkpoint of epoch {info['epoch'] + 1} in {ck_dir}", file=sys.stderr
+                )
     elif ck_dir is not None and (ck_dir / "latest.json").exists():
-        raise FineclassError(f"`checkpoint_dir` {str(ck_dir)!r} already holds a checkpoint; pass resume=True to "
-                             f"continue it, or use an empty folder.", "checkpoint_dir")
+        raise FineclassError(
+            f"`checkpoint_dir` {str(ck_dir)!r} already holds a checkpoint; pass resume=True to "
+            f"continue it, or use an empty folder.",
+            "checkpoint_dir",
+        )
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=steps_per_epoch * cfg.gradient_accumulation * (cfg.epochs - start_epoch), unit="batch",
-                   desc="training", dynamic_ncols=True, file=sys.stderr)
+
+        bar = tqdm(
+            total=steps_per_epoch * cfg.gradient_accumulation * (cfg.epochs - start_epoch),
+            unit="batch",
+            desc="training",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
         if best["bad_epochs"] >= (cfg.early_stopping or 10**9):
@@ -317,8 +453,9 @@ def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels
         row = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
         if len(val_idx):
             module.eval()
-            row["val_loss"] = _validation_loss(method, module, tok, enc, val_idx, targets, ds.spec, weights,
-                                               device, cfg.batch_size)
+            row["val_loss"] = _validation_loss(
+                method, module, tok, enc, val_idx, targets, ds.spec, weights, device, cfg.batch_size
+            )
             if row["val_loss"] < best["loss"] - 1e-6:
                 best = {"loss": row["val_loss"], "epoch": epoch + 1, "bad_epochs": 0}
                 best_state = _trainable_state(module)
@@ -329,49 +466,70 @@ def fit_classifier(clf, data, *, text, label, id, labels, codebook, kind, levels
             best_state = _trainable_state(module)
         history.append(row)
         if ck_dir is not None:
-            save_checkpoint(ck_dir, epoch, module, opt, sched, best_state,
-                            {"fingerprint": fingerprint, "history": history, "best": best})
+            save_checkpoint(
+                ck_dir,
+                epoch,
+                module,
+                opt,
+                sched,
+                best_state,
+                {"fingerprint": fingerprint, "history": history, "best": best},
+            )
     if bar is not None:
         bar.close()
     _load_trainable(module, best_state)
     module.eval()
 
-    clf.module_, clf.tokenizer_, clf.spec_, clf.device_, clf.method_ = module, tok, ds.spec, device, method
-    clf.thresholds_ = {}
-    clf.manifest_ = {"config": cfg.to_dict()}  # score_ids reads max_length from here
+    thresholds = {}
     val_score = None
     if ds.spec.kind in ("multi", "dimlevel"):
         if isinstance(cfg.threshold, (int, float)) and not isinstance(cfg.threshold, bool):
-            clf.thresholds_ = {"presence": float(cfg.threshold)}
+            thresholds = {"presence": float(cfg.threshold)}
         elif len(val_idx):
-            probs = score_ids(clf, [enc.ids[i] for i in val_idx])
+            scorer = Scorer(method, module, tok, ds.spec, device, cfg.max_length)
+            probs = scorer.score_ids([enc.ids[i] for i in val_idx])
             t, val_score = tune_threshold(probs, ds.targets[val_idx], ds.spec)
-            clf.thresholds_ = {"presence": t}
+            thresholds = {"presence": t}
         else:
-            clf.thresholds_ = {"presence": 0.5}
-    clf.config = cfg
-    clf.history_ = history
-    clf.manifest_ = {
-        "method": clf.method, "model": str(clf.model), "model_resolved": model_path,
-        "model_hash": hash_model_folder(model_path), "finetune": finetune, "spec": ds.spec.to_dict(),
-        "config": cfg.to_dict(), "seed": cfg.seed, "thresholds": clf.thresholds_, "history": history,
-        "best_epoch": best["epoch"], "stopped_early": stopped_early, "n_train": int(len(train_idx)),
-        "n_validation": int(len(val_idx)), "n_truncated": n_truncated, "data_hash": hash_rows(ds.ids, ds.texts),
-        "validation_jaccard": val_score, "device": str(device), "trained_at": now(),
-        "seconds": round(time.time() - t_start, 1), "versions": versions(),
+            thresholds = {"presence": 0.5}
+    manifest = {
+        "method": name,
+        "model": str(model),
+        "model_resolved": model_path,
+        "model_hash": hash_model_folder(model_path),
+        "finetune": finetune,
+        "spec": ds.spec.to_dict(),
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "thresholds": thresholds,
+        "history": history,
+        "best_epoch": best["epoch"],
+        "stopped_early": stopped_early,
+        "n_train": int(len(train_idx)),
+        "n_validation": int(len(val_idx)),
+        "n_truncated": n_truncated,
+        "data_hash": hash_rows(ds.ids, ds.texts),
+        "validation_jaccard": val_score,
+        "device": str(device),
+        "trained_at": now(),
+        "seconds": round(time.time() - t_start, 1),
+        "versions": versions(),
+        "fingerprint": fingerprint,
     }
-    clf.manifest_["fingerprint"] = fingerprint
     if progress:
-        print(f"fineclass: trained {clf.method} on {clf.model} ({finetune}) with {len(train_idx)} documents in "
-              f"{clf.manifest_['seconds']} s; best epoch {best['epoch']}", file=sys.stderr)
-    return clf
+        print(
+            f"fineclass: trained {name} on {model} ({finetune}) with {len(train_idx)} documents in "
+            f"{manifest['seconds']} s; best epoch {best['epoch']}",
+            file=sys.stderr,
+        )
+    return Trained(method, module, tok, ds.spec, device, cfg, thresholds, history, manifest)
 
 
 @torch.no_grad()
 def _validation_loss(method, module, tok, enc, val_idx, targets, spec, weights, device, batch_size) -> float:
     total = 0.0
     for s in range(0, len(val_idx), batch_size * 2):
-        idx = val_idx[s:s + batch_size * 2]
+        idx = val_idx[s : s + batch_size * 2]
         batch = method.collate(tok, [enc.ids[i] for i in idx], device)
         total += float(method.loss(module, batch, targets[idx].to(device), spec, weights)) * len(idx)
     return total / len(val_idx)

@@ -1,4 +1,5 @@
 """Helpers for the reliability tests: fresh interpreters, a small disk, damaged files."""
+
 from __future__ import annotations
 
 import errno
@@ -22,16 +23,28 @@ def _env(extra: dict | None) -> dict:
 
 def run_python(code: str, *, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a Python snippet in a fresh interpreter (the same venv), offline, and return the finished process."""
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, env=_env(env), cwd=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_env(env),
+        cwd=str(REPO),
+    )
 
 
 def popen_python(code: str, log: Path, *, env: dict | None = None) -> subprocess.Popen:
     """Start a Python snippet in a fresh interpreter; its stdout and stderr go to ``log``."""
     out = open(log, "w")
     try:
-        return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=out, stderr=subprocess.STDOUT,
-                                text=True, env=_env(env), cwd=str(REPO))
+        return subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=_env(env),
+            cwd=str(REPO),
+        )
     finally:
         out.close()
 
@@ -43,8 +56,12 @@ def mount_tmpfs(folder: Path, size: str) -> str | None:
     if sys.platform != "linux":
         return f"a tmpfs needs Linux (this is {sys.platform})"
     try:
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"mount could not run ({e})"
     if r.returncode != 0:
@@ -76,5 +93,3 @@ def fill_disk(folder: Path, leave: int) -> Path:
 def free_bytes(folder: Path) -> int:
     st = os.statvfs(folder)
     return st.f_bavail * st.f_frsize
-
-

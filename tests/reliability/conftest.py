@@ -4,12 +4,12 @@ Every test module in this folder carries ``pytestmark = pytest.mark.reliability`
 runs the suite alone. Property-based tests call ``hypothesis_examples.add(name)`` once per example; the total
 is printed at the end of the run, so the README can say how many bad inputs were tried.
 """
+
 from __future__ import annotations
 
 import collections
 
 import pytest
-
 
 
 class ExampleCounter:

@@ -10,6 +10,7 @@ Documented results checked here:
   that cannot become a table (``data``); otherwise learns exactly the classes it was given.
 - ``evaluate``: scores every document of ``truth`` or says why not.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -26,14 +27,17 @@ from hypothesis import strategies as st
 
 import fineclass
 from fineclass import FineclassError
-from fineclass.data import as_table, labelled
+from fineclass.data import labelled
 from fineclass.infer import read_output
-from fineclass.labels import _canon
+from fineclass.labels import canon
+from fineclass.tables import as_table
 
 pytestmark = pytest.mark.reliability
 
-MODEL_RUNS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                        HealthCheck.large_base_example])
+MODEL_RUNS = dict(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 MEGABYTE = ("a somewhat long review of a film that goes on and on " * 20000)[:1_000_000]
 
 # texts: any Unicode, blanks of several kinds, nulls, control characters, emoji, and now and then a lone surrogate
@@ -79,8 +83,12 @@ def call(fn, *args, **kwargs):
 
 # ---------------------------------------------------------------------- as_table
 @settings(max_examples=150, deadline=None)
-@given(texts=st.lists(TEXT_MAYBE_SURROGATE, max_size=12), data=st.data(),
-       kind=st.sampled_from(["dict", "pandas"]), on_empty=st.sampled_from(["error", "flag"]))
+@given(
+    texts=st.lists(TEXT_MAYBE_SURROGATE, max_size=12),
+    data=st.data(),
+    kind=st.sampled_from(["dict", "pandas"]),
+    on_empty=st.sampled_from(["error", "flag"]),
+)
 def test_as_table_keeps_every_row_or_names_the_argument(hypothesis_examples, texts, data, kind, on_empty):
     hypothesis_examples.add("as_table: random texts, ids, containers")
     ids = data.draw(st.one_of(st.none(), st.lists(IDS, min_size=len(texts), max_size=len(texts))))
@@ -101,10 +109,18 @@ def test_as_table_keeps_every_row_or_names_the_argument(hypothesis_examples, tex
 
 
 @settings(max_examples=50, deadline=None)
-@given(rows=st.lists(st.tuples(st.text("abc xyz", min_size=1, max_size=8),
-                               st.binary(max_size=6).map(lambda b: b.replace(b",", b"").replace(b"\n", b"")
-                                                         .replace(b"\r", b"").replace(b'"', b""))),
-                     min_size=1, max_size=8))
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.text("abc xyz", min_size=1, max_size=8),
+            st.binary(max_size=6).map(
+                lambda b: b.replace(b",", b"").replace(b"\n", b"").replace(b"\r", b"").replace(b'"', b"")
+            ),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_csv_with_bytes_that_are_not_utf8(hypothesis_examples, rows):
     hypothesis_examples.add("CSV with random bytes (non-UTF-8)")
     lines = [b"id,text"] + [f"{i},".encode() + b"w" + word.encode() + raw for i, (word, raw) in enumerate(rows)]
@@ -144,29 +160,42 @@ def check_predictions(out: pa.Table, texts: list, ids: list | None, clf) -> None
 @example(texts=[MEGABYTE, "short", None], data=None, kind="dict")
 def test_predict_keeps_every_row_and_id(hypothesis_examples, tiny_classifier, texts, data, kind):
     hypothesis_examples.add("predict: random texts and ids")
-    ids = data.draw(st.one_of(st.none(), st.lists(st.integers(0, 3), min_size=len(texts),
-                                                  max_size=len(texts)))) if data is not None else None
+    ids = (
+        data.draw(st.one_of(st.none(), st.lists(st.integers(0, 3), min_size=len(texts), max_size=len(texts))))
+        if data is not None
+        else None
+    )
     columns = {"text": texts} if ids is None else {"doc": ids, "text": texts}
     out, err = call(tiny_classifier.predict, container(kind, columns), id=None if ids is None else "doc")
     assert err is None, err
     check_predictions(out, texts, ids, tiny_classifier)
-    again, err = call(fineclass.classify, container(kind, columns), model=tiny_classifier,
-                      id=None if ids is None else "doc", progress=False)
+    again, err = call(
+        fineclass.classify,
+        container(kind, columns),
+        model=tiny_classifier,
+        id=None if ids is None else "doc",
+        progress=False,
+    )
     assert err is None, err
     assert again.equals(out)
 
 
 @settings(max_examples=20, **MODEL_RUNS)
-@given(texts=st.lists(TEXT, min_size=1, max_size=12), shard_rows=st.integers(1, 5),
-       with_ids=st.booleans())
-def test_classify_to_shards_keeps_every_row_and_id(hypothesis_examples, tiny_classifier, texts, shard_rows,
-                                                   with_ids):
+@given(texts=st.lists(TEXT, min_size=1, max_size=12), shard_rows=st.integers(1, 5), with_ids=st.booleans())
+def test_classify_to_shards_keeps_every_row_and_id(hypothesis_examples, tiny_classifier, texts, shard_rows, with_ids):
     hypothesis_examples.add("classify to Parquet shards: random texts")
     ids = [f"doc-{i % 4}" for i in range(len(texts))] if with_ids else None  # repeated ids are carried as given
     columns = {"text": texts} if ids is None else {"doc": ids, "text": texts}
     with tempfile.TemporaryDirectory() as d:
-        summary, err = call(fineclass.classify, pa.table(columns), model=tiny_classifier, output=Path(d) / "out",
-                            id=None if ids is None else "doc", shard_rows=shard_rows, progress=False)
+        summary, err = call(
+            fineclass.classify,
+            pa.table(columns),
+            model=tiny_classifier,
+            output=Path(d) / "out",
+            id=None if ids is None else "doc",
+            shard_rows=shard_rows,
+            progress=False,
+        )
         assert err is None, err
         assert summary["rows_total"] == len(texts)
         check_predictions(read_output(Path(d) / "out"), texts, ids, tiny_classifier)
@@ -175,8 +204,10 @@ def test_classify_to_shards_keeps_every_row_and_id(hypothesis_examples, tiny_cla
 # ---------------------------------------------------------------------- train
 GOOD_TEXT = st.text(min_size=1, max_size=40).filter(lambda t: t.strip() != "")
 LABELS = {  # families of label columns, from clean to hopeless
-    "int": st.sampled_from([0, 1, 2]), "str": st.sampled_from(["pos", "neg", " neg ", "Ünï"]),
-    "float": st.sampled_from([1.0, 2.5]), "bool": st.booleans(),
+    "int": st.sampled_from([0, 1, 2]),
+    "str": st.sampled_from(["pos", "neg", " neg ", "Ünï"]),
+    "float": st.sampled_from([1.0, 2.5]),
+    "bool": st.booleans(),
     "mixed": st.one_of(st.sampled_from([0, 1]), st.sampled_from(["pos", "neg"])),
     "missing": st.one_of(st.sampled_from([0, 1]), st.none()),
     "nan": st.sampled_from([0.0, 1.0, float("nan")]),
@@ -184,21 +215,31 @@ LABELS = {  # families of label columns, from clean to hopeless
 
 
 @settings(max_examples=25, **MODEL_RUNS)
-@given(data=st.data(), n=st.one_of(st.integers(4, 10), st.integers(0, 3)),
-       clean=st.sampled_from([True, True, False]),  # weighted, so that a fair share of examples trains a model
-       family=st.sampled_from(["int", "str", "float", "bool", "int", "str", "mixed", "missing", "nan"]),
-       duplicate_ids=st.sampled_from([False, False, True]), kind=st.sampled_from(["dict", "pandas"]),
-       validation=st.sampled_from([0.0, 0.0, 0.3]))
-def test_train_learns_what_it_was_given_or_names_the_argument(hypothesis_examples, tiny_bert, data, n, clean,
-                                                              family, duplicate_ids, kind, validation):
+@given(
+    data=st.data(),
+    n=st.one_of(st.integers(4, 10), st.integers(0, 3)),
+    clean=st.sampled_from([True, True, False]),  # weighted, so that a fair share of examples trains a model
+    family=st.sampled_from(["int", "str", "float", "bool", "int", "str", "mixed", "missing", "nan"]),
+    duplicate_ids=st.sampled_from([False, False, True]),
+    kind=st.sampled_from(["dict", "pandas"]),
+    validation=st.sampled_from([0.0, 0.0, 0.3]),
+)
+def test_train_learns_what_it_was_given_or_names_the_argument(
+    hypothesis_examples, tiny_bert, data, n, clean, family, duplicate_ids, kind, validation
+):
     hypothesis_examples.add("train: random texts, labels of mixed types, duplicate ids")
     texts = data.draw(st.lists(GOOD_TEXT if clean else TEXT, min_size=n, max_size=n))
     labels = data.draw(st.lists(LABELS[family], min_size=n, max_size=n))
     columns = {"text": texts, "label": labels}
     if duplicate_ids:
         columns["id"] = [i // 2 for i in range(n)]  # every id twice
-    clf, err = call(fineclass.train, container(kind, columns), model=tiny_bert, progress=False,
-                    config={"epochs": 1, "max_length": 16, "batch_size": 4, "validation": validation})
+    clf, err = call(
+        fineclass.train,
+        container(kind, columns),
+        model=tiny_bert,
+        progress=False,
+        config={"epochs": 1, "max_length": 16, "batch_size": 4, "validation": validation},
+    )
     blank = any(is_blank(t) for t in texts)
     if err is not None:
         hypothesis_examples.outcome(f"train refused: argument `{err.argument}`")
@@ -214,31 +255,48 @@ def test_train_learns_what_it_was_given_or_names_the_argument(hypothesis_example
         return
     hypothesis_examples.outcome("train succeeded")
     assert not blank and not (duplicate_ids and n >= 2)
-    assert {str(c) for c in clf.classes_} == {_canon(lab) for lab in labels}  # exactly the classes given
+    assert {str(c) for c in clf.classes_} == {canon(lab) for lab in labels}  # exactly the classes given
     out = clf.predict(columns)
     assert out.num_rows == n and out.column("id").to_pylist() == columns.get("id", list(range(n)))
 
 
 @settings(max_examples=20, **MODEL_RUNS)
-@given(data=st.data(), n=st.integers(4, 12), family=st.sampled_from(["int", "str", "float", "bool"]),
-       id_kind=st.sampled_from(["none", "int", "str"]), kind=st.sampled_from(["dict", "pandas", "polars"]))
-def test_train_on_any_clean_input_learns_exactly_its_classes(hypothesis_examples, tiny_bert, data, n, family,
-                                                             id_kind, kind):
+@given(
+    data=st.data(),
+    n=st.integers(4, 12),
+    family=st.sampled_from(["int", "str", "float", "bool"]),
+    id_kind=st.sampled_from(["none", "int", "str"]),
+    kind=st.sampled_from(["dict", "pandas", "polars"]),
+)
+def test_train_on_any_clean_input_learns_exactly_its_classes(
+    hypothesis_examples, tiny_bert, data, n, family, id_kind, kind
+):
     """Random Unicode texts (none blank), unique ids of any kind, at least two classes: training must succeed."""
     hypothesis_examples.add("train: random Unicode texts that must train")
     texts = data.draw(st.lists(GOOD_TEXT, min_size=n, max_size=n))
-    labels = data.draw(st.lists(LABELS[family], min_size=2, max_size=2, unique_by=_canon))
+    labels = data.draw(st.lists(LABELS[family], min_size=2, max_size=2, unique_by=canon))
     labels += data.draw(st.lists(LABELS[family], min_size=n - 2, max_size=n - 2))
     columns = {"text": texts, "label": labels}
     if id_kind != "none":
-        ids = data.draw(st.lists(st.integers(-10**12, 10**12) if id_kind == "int" else st.text(max_size=6),
-                                 min_size=n, max_size=n, unique=True))
+        ids = data.draw(
+            st.lists(
+                st.integers(-(10**12), 10**12) if id_kind == "int" else st.text(max_size=6),
+                min_size=n,
+                max_size=n,
+                unique=True,
+            )
+        )
         columns["doc"] = ids
-    clf, err = call(fineclass.train, container(kind, columns), id=None if id_kind == "none" else "doc",
-                    model=tiny_bert, progress=False, config={"epochs": 1, "max_length": 16, "batch_size": 4,
-                                                             "validation": 0})
+    clf, err = call(
+        fineclass.train,
+        container(kind, columns),
+        id=None if id_kind == "none" else "doc",
+        model=tiny_bert,
+        progress=False,
+        config={"epochs": 1, "max_length": 16, "batch_size": 4, "validation": 0},
+    )
     assert err is None, err
-    assert {str(c) for c in clf.classes_} == {_canon(lab) for lab in labels}
+    assert {str(c) for c in clf.classes_} == {canon(lab) for lab in labels}
     out = clf.predict(container(kind, columns), id=None if id_kind == "none" else "doc")
     assert out.num_rows == n and out.column("id").to_pylist() == columns.get("doc", list(range(n)))
     assert set(out.column("label").to_pylist()) <= set(clf.classes_)
@@ -246,8 +304,11 @@ def test_train_on_any_clean_input_learns_exactly_its_classes(hypothesis_examples
 
 def test_duplicate_ids_policy(tiny_bert, tiny_classifier):
     """Training refuses repeated ids (a document's labels would be ambiguous); predict and classify carry them."""
-    data = {"id": ["a", "b", "b", "c", "d", "d"], "text": ["good", "bad", "fine", "awful", "great", "poor"],
-            "label": [1, 0, 1, 0, 1, 0]}
+    data = {
+        "id": ["a", "b", "b", "c", "d", "d"],
+        "text": ["good", "bad", "fine", "awful", "great", "poor"],
+        "label": [1, 0, 1, 0, 1, 0],
+    }
     with pytest.raises(FineclassError, match="'b', 'd'") as e:
         fineclass.train(data, model=tiny_bert, config={"epochs": 1, "validation": 0}, progress=False)
     assert e.value.argument == "id"
@@ -269,8 +330,12 @@ CODE = st.one_of(st.sampled_from([0, 1, 2, "a", "b"]), st.none(), st.floats(allo
 
 
 @settings(max_examples=100, deadline=None)
-@given(truth=st.lists(st.tuples(IDS, CODE), max_size=8), pred=st.lists(st.tuples(IDS, CODE), max_size=8),
-       kind=st.sampled_from(["dict", "pandas"]), on_mismatch=st.sampled_from(["error", "intersect"]))
+@given(
+    truth=st.lists(st.tuples(IDS, CODE), max_size=8),
+    pred=st.lists(st.tuples(IDS, CODE), max_size=8),
+    kind=st.sampled_from(["dict", "pandas"]),
+    on_mismatch=st.sampled_from(["error", "intersect"]),
+)
 def test_evaluate_scores_every_document_or_names_the_argument(hypothesis_examples, truth, pred, kind, on_mismatch):
     hypothesis_examples.add("evaluate: random ids and codes of mixed types")
     t = container(kind, {"id": [i for i, _ in truth], "label": [c for _, c in truth]})

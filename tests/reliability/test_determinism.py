@@ -5,6 +5,7 @@ tests/test_train.py checks two runs in one process; tests/test_infer.py checks t
 shards of one run and a few batch budgets. Here: separate interpreters, and the extremes (one document per batch,
 one row per shard, four jobs) at once against one in-memory predict() that scores everything in one batch.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,13 @@ def assert_close(reference: pa.Table, other: pa.Table, what: str) -> None:
 def test_same_seed_same_predictions_in_two_processes(tiny_bert, reviews_small, reviews_parquet, tmp_path):
     procs = []
     for run in ("a", "b"):  # two fresh interpreters, side by side
-        code = CHILD.format(data=reviews_parquet, model=tiny_bert, config=CFG, out=str(tmp_path / f"{run}.parquet"),
-                            meta=str(tmp_path / f"{run}.json"))
+        code = CHILD.format(
+            data=reviews_parquet,
+            model=tiny_bert,
+            config=CFG,
+            out=str(tmp_path / f"{run}.parquet"),
+            meta=str(tmp_path / f"{run}.json"),
+        )
         procs.append(popen_python(code, tmp_path / f"{run}.log"))
     for run, proc in zip("ab", procs):
         assert proc.wait(timeout=600) == 0, (tmp_path / f"{run}.log").read_text()[-3000:]
@@ -99,12 +105,21 @@ def test_row_order_does_not_change_predictions(tiny_classifier, mixed_lengths, r
 
 
 @pytest.mark.parametrize("shard_rows,jobs,batch_tokens", [(7, 3, 64), (1, 4, 1)])
-def test_shards_and_jobs_do_not_change_predictions(tiny_classifier, mixed_lengths, reference, shard_rows, jobs,
-                                                   batch_tokens):
+def test_shards_and_jobs_do_not_change_predictions(
+    tiny_classifier, mixed_lengths, reference, shard_rows, jobs, batch_tokens
+):
     with tempfile.TemporaryDirectory() as d:
         source = Path(d) / "corpus.parquet"
         mixed_lengths.write_parquet(source)  # a path: streamed, as a cluster job would read it
         for i in range(jobs):
-            fineclass.classify(str(source), model=tiny_classifier, output=Path(d) / "out", id="doc",
-                               shard=f"{i}/{jobs}", shard_rows=shard_rows, batch_tokens=batch_tokens, progress=False)
+            fineclass.classify(
+                str(source),
+                model=tiny_classifier,
+                output=Path(d) / "out",
+                id="doc",
+                shard=f"{i}/{jobs}",
+                shard_rows=shard_rows,
+                batch_tokens=batch_tokens,
+                progress=False,
+            )
         assert_close(reference, read_output(Path(d) / "out"), f"{jobs} jobs, shards of {shard_rows}")

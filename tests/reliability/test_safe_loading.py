@@ -6,6 +6,7 @@ Elsewhere: tests/test_train.py (a pickle file in a saved model is refused), test
 cannot escape their folder), tests/test_serve.py (the server binds to loopback and enforces its key),
 tests/test_generative.py (instructions inside a text cannot produce a label outside the label set).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,21 +23,25 @@ from ._helpers import run_python
 
 pytestmark = pytest.mark.reliability
 
-PICKLE_MAGIC = b"\x80"          # pickle protocol 2+
-ZIP_MAGIC = b"PK\x03\x04"       # torch.save's zip container (pickle inside)
-SMALL = {"text": ["a good film", "a bad film", "good acting", "bad acting", "great", "awful"],
-         "label": [1, 0, 1, 0, 1, 0]}
+PICKLE_MAGIC = b"\x80"  # pickle protocol 2+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip container (pickle inside)
+SMALL = {
+    "text": ["a good film", "a bad film", "good acting", "bad acting", "great", "awful"],
+    "label": [1, 0, 1, 0, 1, 0],
+}
 
 
 @pytest.fixture(scope="module")
 def lora_classifier(tiny_bert):
-    return fineclass.train(SMALL, model=tiny_bert, config={"epochs": 1, "validation": 0, "finetune": "lora",
-                                                           "lora_r": 2}, progress=False)
+    return fineclass.train(
+        SMALL, model=tiny_bert, config={"epochs": 1, "validation": 0, "finetune": "lora", "lora_r": 2}, progress=False
+    )
 
 
 @pytest.mark.parametrize("which", ["full", "lora"])
 def test_saved_models_are_safetensors_and_json(tiny_classifier, lora_classifier, tmp_path, which):
     from safetensors import safe_open
+
     clf = tiny_classifier if which == "full" else lora_classifier
     folder = Path(clf.save(tmp_path / "m"))
     files = [p for p in folder.rglob("*") if p.is_file()]
@@ -61,12 +66,22 @@ def _booby_trapped_pickle(path: Path, marker: Path) -> None:
     class Trap:
         def __reduce__(self):
             return open, (str(marker), "w")
+
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"weight": Trap()}, str(path))
 
 
-@pytest.mark.parametrize("name", ["model/pytorch_model.bin", "model/training_args.bin", "extra/weights.pt",
-                                  "model/optimizer.pth", "state.pkl", "model/last.ckpt"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "model/pytorch_model.bin",
+        "model/training_args.bin",
+        "extra/weights.pt",
+        "model/optimizer.pth",
+        "state.pkl",
+        "model/last.ckpt",
+    ],
+)
 def test_pickle_in_a_saved_model_is_refused_and_never_unpickled(tiny_classifier, tmp_path, name):
     folder = Path(tiny_classifier.save(tmp_path / "m"))
     marker = tmp_path / "UNPICKLED"
@@ -87,8 +102,9 @@ def test_pickle_in_a_base_model_is_refused(tiny_bert, tmp_path):
     with pytest.raises(FineclassError, match="pickle") as e:
         fineclass.train(SMALL, model=str(base), config={"epochs": 1, "validation": 0}, progress=False)
     assert e.value.argument == "model" and not marker.exists()
-    fineclass.train(SMALL, model=str(base), config={"epochs": 1, "validation": 0, "extra": {"allow_pickle": True}},
-                    progress=False)
+    fineclass.train(
+        SMALL, model=str(base), config={"epochs": 1, "validation": 0, "extra": {"allow_pickle": True}}, progress=False
+    )
     assert not marker.exists()  # safetensors are still preferred when both are there
 
 
@@ -102,8 +118,9 @@ def test_weights_that_are_pickle_in_disguise_are_not_unpickled(tiny_classifier, 
 
 
 # ---------------------------------------------------------------------- remote code
-def _remote_code_folder(source: str, folder: Path, marker: Path, model_type: str = "bert",
-                        tokenizer: bool = False) -> Path:
+def _remote_code_folder(
+    source: str, folder: Path, marker: Path, model_type: str = "bert", tokenizer: bool = False
+) -> Path:
     """A model folder whose config asks transformers to import its own evil.py, which writes ``marker``."""
     shutil.copytree(source, folder)
     (folder / "evil.py").write_text(
@@ -112,10 +129,13 @@ def _remote_code_folder(source: str, folder: Path, marker: Path, model_type: str
         "from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast\n"
         f"class EvilConfig(BertConfig):\n    model_type = {model_type!r}\n"
         "class EvilModel(BertForSequenceClassification):\n    config_class = EvilConfig\n"
-        "class EvilTokenizer(PreTrainedTokenizerFast):\n    pass\n")
+        "class EvilTokenizer(PreTrainedTokenizerFast):\n    pass\n"
+    )
     config = json.loads((folder / "config.json").read_text())
-    config.update(model_type=model_type, auto_map={"AutoConfig": "evil.EvilConfig",
-                                                    "AutoModelForSequenceClassification": "evil.EvilModel"})
+    config.update(
+        model_type=model_type,
+        auto_map={"AutoConfig": "evil.EvilConfig", "AutoModelForSequenceClassification": "evil.EvilModel"},
+    )
     (folder / "config.json").write_text(json.dumps(config))
     if tokenizer:
         tc = json.loads((folder / "tokenizer_config.json").read_text())
@@ -152,11 +172,14 @@ def test_the_remote_code_trap_works_when_trusted(tiny_bert, tmp_path):
     """The control: with trust_remote_code=True the same folder does run its code (so the tests above can fail)."""
     marker = tmp_path / "REMOTE_CODE_RAN"
     folder = _remote_code_folder(tiny_bert, tmp_path / "evil", marker)
-    r = run_python(f"""
+    r = run_python(
+        f"""
         import fineclass
         fineclass.train({SMALL!r}, model={str(folder)!r}, config={{"epochs": 1, "validation": 0}},
                         trust_remote_code=True, progress=False)
-        """, env={"HF_MODULES_CACHE": str(tmp_path / "modules")})
+        """,
+        env={"HF_MODULES_CACHE": str(tmp_path / "modules")},
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert marker.read_text() == "remote code ran"
 
@@ -170,8 +193,9 @@ def finished_output(tiny_classifier, tmp_path_factory):
     return data, out
 
 
-@pytest.mark.parametrize("name", ["../../x.parquet", "/etc/passwd", "part-000000.parquet/../../x.parquet",
-                                  "..", "sub/part-000001.parquet"])
+@pytest.mark.parametrize(
+    "name", ["../../x.parquet", "/etc/passwd", "part-000000.parquet/../../x.parquet", "..", "sub/part-000001.parquet"]
+)
 def test_a_ledger_cannot_name_a_file_outside_its_folder(finished_output, tiny_classifier, tmp_path, name):
     data, source = finished_output
     out = tmp_path / "a" / "b" / "out"
@@ -216,8 +240,13 @@ def test_a_checkpoint_pointer_cannot_name_a_folder_outside(checkpoint, tiny_bert
     shutil.copytree(ck, tmp_path / "ck-copy")
     (ck / "latest.json").write_text(json.dumps({"epoch": 1, "folder": name}))
     with pytest.raises(FineclassError) as e:
-        fineclass.train(SMALL, model=tiny_bert, config={**config, "epochs": 3, "checkpoint_dir": str(ck)},
-                        resume=True, progress=False)
+        fineclass.train(
+            SMALL,
+            model=tiny_bert,
+            config={**config, "epochs": 3, "checkpoint_dir": str(ck)},
+            resume=True,
+            progress=False,
+        )
     assert e.value.argument == "checkpoint_dir" and "latest.json" in str(e.value)
 
 

@@ -1,31 +1,259 @@
-"""Pieces shared by the methods: tokenising with a truncation count, devices, LoRA set-up, safe loading."""
+"""The Method interface and its registry, and pieces shared by the methods.
+
+Shared pieces: tokenising with a truncation count, devices, LoRA set-up, safe loading.
+"""
+
 from __future__ import annotations
 
+import abc
+import contextlib
 import logging
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import torch
 
 from ..errors import FineclassError, warn_user
+from ..labels import LabelSpec
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
 @dataclass
 class Encoded:
-    ids: list            # list of lists of token ids, truncated to max_length
+    """Documents as token ids, with a flag per document that was cut to ``max_length``.
+
+    Attributes:
+        ids: a list of token ids per document.
+        truncated: a bool per document.
+    """
+
+    ids: list  # list of lists of token ids, truncated to max_length
     truncated: np.ndarray  # bool per document
 
     def lengths(self) -> np.ndarray:
+        """Tokens per document.
+
+        Returns:
+            An int64 array.
+        """
         return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
 
 
+class Method(abc.ABC):
+    """How a backbone turns text into label probabilities: what the training loop and the scorer call.
+
+    A method registers itself under a name with :func:`register`; ``TrainConfig``'s callers and saved models
+    name it (``method="head"``), and :func:`get_method` makes a fresh instance. Probabilities share one layout
+    for every method: single (n, K) summing to one per row; multi (n, K) per-class probabilities; dimlevel
+    (n, D * (L + 1)): for each dimension, P(absent), P(level 1), ..., P(level L).
+    """
+
+    name: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def build(
+        self, model_path: str, spec: LabelSpec, config: Any, device: torch.device, trust_remote_code: bool = False
+    ) -> tuple[Any, Any, str]:
+        """A fresh trainable model.
+
+        Args:
+            model_path: a local folder or hub id (see ``models.resolve``).
+            spec: the label set.
+            config: the run's ``TrainConfig``.
+            device: where the model goes.
+            trust_remote_code: let transformers run the model's own code.
+
+        Returns:
+            ``(module, tokenizer, finetune)``, ``finetune`` being what was chosen: ``"full"``, ``"lora"`` or
+            ``"qlora"``.
+        """
+
+    @abc.abstractmethod
+    def defaults(self, finetune: str) -> dict:
+        """The settings this method uses where ``TrainConfig`` leaves them at ``None``.
+
+        Args:
+            finetune: the fine-tuning mode :meth:`build` chose.
+
+        Returns:
+            ``{setting: value}`` (learning_rate, warmup_ratio, max_grad_norm, lora_r, lora_alpha, ...).
+        """
+
+    @abc.abstractmethod
+    def encode(self, tokenizer: Any, texts: list[str], max_length: int) -> "Encoded":
+        """Token ids per document, cut to ``max_length``, with a flag per document that was cut.
+
+        Args:
+            tokenizer: the model's tokenizer.
+            texts: the documents.
+            max_length: the most tokens of a document the model reads.
+
+        Returns:
+            An :class:`Encoded`.
+        """
+
+    @abc.abstractmethod
+    def collate(self, tokenizer: Any, ids_list: list, device: torch.device) -> Any:
+        """One batch for :meth:`loss` and :meth:`probabilities`, from encoded documents.
+
+        Args:
+            tokenizer: the model's tokenizer.
+            ids_list: token ids per document, as :meth:`encode` made them.
+            device: where the batch goes.
+
+        Returns:
+            Whatever this method's :meth:`loss` and :meth:`probabilities` take.
+        """
+
+    @abc.abstractmethod
+    def loss(
+        self, module: Any, batch: Any, targets: torch.Tensor, spec: LabelSpec, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The training loss of one batch.
+
+        Args:
+            module: the model.
+            batch: from :meth:`collate`.
+            targets: the encoded labels (``LabelSpec.encode``).
+            spec: the label set.
+            weights: class weights against imbalance, or None.
+
+        Returns:
+            A scalar tensor.
+        """
+
+    @abc.abstractmethod
+    def probabilities(self, module: Any, batch: Any, spec: LabelSpec) -> np.ndarray:
+        """Label probabilities of one batch, in the layout described on the class.
+
+        Args:
+            module: the model.
+            batch: from :meth:`collate`.
+            spec: the label set.
+
+        Returns:
+            An array (documents, ``spec.n_outputs``).
+        """
+
+    @abc.abstractmethod
+    def save(self, module: Any, tokenizer: Any, folder: Path) -> dict:
+        """Write the weights and tokenizer into ``folder``.
+
+        Args:
+            module: the model.
+            tokenizer: its tokenizer.
+            folder: the model folder being written.
+
+        Returns:
+            Entries for the manifest, at least ``{"weights": "model" | "adapter"}``.
+        """
+
+    @abc.abstractmethod
+    def load(
+        self,
+        folder: Path,
+        manifest: dict,
+        spec: LabelSpec,
+        device: torch.device,
+        base_path: str | None,
+        trust_remote_code: bool = False,
+        allow_pickle: bool = False,
+    ) -> tuple[Any, Any]:
+        """Read back what :meth:`save` wrote.
+
+        Args:
+            folder: the saved model's folder.
+            manifest: its ``fineclass.json``.
+            spec: its label set.
+            device: where the model goes.
+            base_path: the base model (for an adapter), or None.
+            trust_remote_code: let transformers run the model's own code.
+            allow_pickle: accept pickle weight files.
+
+        Returns:
+            ``(module, tokenizer)``, the module in evaluation mode.
+        """
+
+    @contextlib.contextmanager
+    def scoring_session(self) -> Iterator[None]:
+        """The span of one ``predict()`` or ``classify()`` call: work shared by all its batches may be kept here.
+
+        Nothing by default; the generative method computes the prompt head once per session.
+
+        Yields:
+            Nothing.
+        """
+        yield
+
+
+_METHODS: dict[str, type[Method]] = {}
+
+
+def register(name: str) -> Callable[[type[Method]], type[Method]]:
+    """A class decorator: make a :class:`Method` available under ``name``.
+
+    Args:
+        name: what users pass as ``method=`` and what saved models record.
+
+    Returns:
+        The decorator, which returns the class unchanged (with ``name`` set).
+
+    Example:
+        >>> @register("head")  # doctest: +SKIP
+        ... class HeadMethod(Method): ...
+    """
+
+    def add(cls: type[Method]) -> type[Method]:
+        cls.name = name
+        _METHODS[name] = cls
+        return cls
+
+    return add
+
+
+def method_names() -> tuple[str, ...]:
+    """The names of the registered methods.
+
+    Returns:
+        The names, in the order they were registered.
+    """
+    return tuple(_METHODS)
+
+
+def get_method(name: str) -> Method:
+    """A fresh instance of the method registered as ``name``.
+
+    Args:
+        name: the method's name (``"head"``, ``"generative"``).
+
+    Returns:
+        A new :class:`Method` instance.
+
+    Raises:
+        FineclassError: naming ``method`` when no method has that name.
+    """
+    cls = _METHODS.get(name)
+    if cls is None:
+        raise FineclassError(f"`method` must be one of {', '.join(_METHODS)}; got {name!r}.", "method")
+    return cls()
+
+
 def encode_texts(tokenizer, texts: list[str], max_length: int, add_special_tokens: bool = True) -> Encoded:
-    """Token ids per text, truncated to ``max_length``; which documents were cut is recorded, never hidden."""
+    """Token ids per text, cut to ``max_length``; which documents were cut is recorded, never hidden.
+
+    Args:
+        tokenizer: a transformers tokenizer.
+        texts: the documents.
+        max_length: the most tokens kept per document.
+        add_special_tokens: add the model's special tokens ([CLS], BOS...).
+
+    Returns:
+        An :class:`Encoded`.
+    """
     if len(texts) == 0:  # tokenizers fail on an empty batch; no documents, no tokens
         return Encoded([], np.zeros(0, dtype=bool))
     enc = tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=add_special_tokens)
@@ -39,28 +267,50 @@ def encode_texts(tokenizer, texts: list[str], max_length: int, add_special_token
 
 
 def pad_batch(ids_list: list, pad_id: int, device, side: str = "right") -> dict:
+    """Token ids padded into a batch of tensors.
+
+    Args:
+        ids_list: token ids per document.
+        pad_id: the padding token.
+        device: where the tensors go.
+        side: ``"right"`` or ``"left"`` padding.
+
+    Returns:
+        ``{"input_ids": (n, width), "attention_mask": (n, width)}``.
+    """
     n = len(ids_list)
     width = max(len(x) for x in ids_list)
     input_ids = np.full((n, width), pad_id, dtype=np.int64)
     mask = np.zeros((n, width), dtype=np.int64)
     for i, x in enumerate(ids_list):
         if side == "right":
-            input_ids[i, :len(x)] = x
-            mask[i, :len(x)] = 1
+            input_ids[i, : len(x)] = x
+            mask[i, : len(x)] = 1
         else:
-            input_ids[i, width - len(x):] = x
-            mask[i, width - len(x):] = 1
+            input_ids[i, width - len(x) :] = x
+            mask[i, width - len(x) :] = 1
     return {"input_ids": torch.from_numpy(input_ids).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """CUDA, then Apple MPS, then CPU; or what the user asked for."""
+    """The device to run on: CUDA, then Apple MPS, then CPU; or what the user asked for.
+
+    Args:
+        requested: ``"auto"`` or a torch device name (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
+
+    Returns:
+        A ``torch.device``.
+
+    Raises:
+        FineclassError: naming ``device`` when the name is not a device, or asks for CUDA where there is none.
+    """
     if requested and requested != "auto":
         try:
             dev = torch.device(requested)
         except RuntimeError:
-            raise FineclassError(f"`device` {requested!r} is not a device name (use 'auto', 'cpu', 'cuda', "
-                                 f"'cuda:1' or 'mps').", "device") from None
+            raise FineclassError(
+                f"`device` {requested!r} is not a device name (use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps').", "device"
+            ) from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise FineclassError("`device` asks for CUDA but no CUDA GPU is visible. Use device='auto'.", "device")
         return dev
@@ -72,7 +322,14 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 def inference_dtype(device: torch.device):
-    """bf16 on GPUs that support it, fp32 elsewhere."""
+    """The dtype a model is loaded in for prediction.
+
+    Args:
+        device: where it runs.
+
+    Returns:
+        bf16 on GPUs that support it, fp32 elsewhere.
+    """
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
@@ -82,6 +339,7 @@ def quiet_transformers():
     """Keep transformers' load reports out of a user's console; our own messages say what matters."""
     try:
         from transformers.utils import logging as tlog
+
         tlog.set_verbosity_error()
         tlog.disable_progress_bar()
     except Exception:
@@ -91,7 +349,16 @@ def quiet_transformers():
 
 
 def check_no_pickle(folder: str | Path, allow_pickle: bool = False, argument: str = "path") -> None:
-    """Refuse a model folder whose weights are pickle files (they can run code when loaded)."""
+    """Refuse a model folder whose weights are pickle files (they can run code when loaded).
+
+    Args:
+        folder: the model's folder (a hub id is not checked).
+        allow_pickle: let them through.
+        argument: the argument that named the folder, for the error.
+
+    Raises:
+        FineclassError: naming ``argument`` when the folder holds pickle files and ``allow_pickle`` is false.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return
@@ -100,25 +367,60 @@ def check_no_pickle(folder: str | Path, allow_pickle: bool = False, argument: st
         raise FineclassError(
             f"`{argument}`: the folder {str(folder)!r} holds pickle files ({', '.join(sorted(pickles)[:5])}), which "
             f"can run code when loaded. fineclass loads safetensors only; convert the weights, or pass "
-            f"allow_pickle=True if you trust their source.", argument)
+            f"allow_pickle=True if you trust their source.",
+            argument,
+        )
 
 
 def count_parameters(module: torch.nn.Module) -> tuple[int, int]:
+    """A model's parameters.
+
+    Args:
+        module: the model.
+
+    Returns:
+        ``(total, trainable)``.
+    """
     total = sum(p.numel() for p in module.parameters())
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     return total, trainable
 
 
 def is_decoder(config) -> bool:
+    """Whether a model is a causal (decoder) language model, by its config.
+
+    Args:
+        config: a transformers config.
+
+    Returns:
+        True for decoders (``is_decoder``, a ``*CausalLM`` architecture, or a known decoder family).
+    """
     archs = getattr(config, "architectures", None) or []
-    return bool(getattr(config, "is_decoder", False)) or any("CausalLM" in a for a in archs) or \
-        getattr(config, "model_type", "") in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gpt2", "phi3")
+    return (
+        bool(getattr(config, "is_decoder", False))
+        or any("CausalLM" in a for a in archs)
+        or getattr(config, "model_type", "")
+        in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gpt2", "phi3")
+    )
 
 
 def resolve_finetune(finetune: str, module, device: torch.device) -> str:
+    """The fine-tuning mode a run uses.
+
+    Args:
+        finetune: ``"auto"``, ``"full"``, ``"lora"`` or ``"qlora"``.
+        module: the freshly loaded model.
+        device: where it trains.
+
+    Returns:
+        ``"auto"`` resolved (LoRA for decoders and models above 300M parameters, else full); QLoRA becomes LoRA,
+        with a warning, off CUDA.
+    """
     if finetune == "qlora" and device.type != "cuda":
-        warn_user("QLoRA's 4-bit base needs a CUDA GPU and bitsandbytes; on this device fineclass trains "
-                  "the same LoRA adapter on the unquantized model instead.")
+        warn_user(
+            "QLoRA's 4-bit base needs a CUDA GPU and bitsandbytes; on this device fineclass trains "
+            "the same LoRA adapter on the unquantized model instead."
+        )
         return "lora"
     if finetune != "auto":
         return finetune
@@ -127,16 +429,25 @@ def resolve_finetune(finetune: str, module, device: torch.device) -> str:
 
 
 def quantization_config():
-    """The paper's 4-bit NF4 base for QLoRA (CUDA + bitsandbytes only)."""
+    """The paper's 4-bit NF4 base for QLoRA (CUDA and bitsandbytes only).
+
+    Returns:
+        A transformers ``BitsAndBytesConfig``.
+
+    Raises:
+        FineclassError: naming ``finetune`` when bitsandbytes is missing.
+    """
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
-        raise FineclassError("finetune='qlora' needs bitsandbytes on a CUDA machine: pip install bitsandbytes",
-                             "finetune") from None
+        raise FineclassError(
+            "finetune='qlora' needs bitsandbytes on a CUDA machine: pip install bitsandbytes", "finetune"
+        ) from None
     from transformers import BitsAndBytesConfig
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)
 
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )

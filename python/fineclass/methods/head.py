@@ -3,6 +3,7 @@
 Trained fully or with LoRA (peft). For the dimension->level shape the head has D * (L + 1) outputs: for each
 dimension a softmax over (absent, level 1, ..., level L).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,19 +15,36 @@ import torch.nn.functional as F
 from ..errors import FineclassError
 from ..labels import LabelSpec
 from ..models import load_error
-from .base import (Encoded, check_no_pickle, encode_texts, pad_batch, quantization_config, quiet_transformers,
-                   resolve_finetune)
+from .base import (
+    Encoded,
+    Method,
+    check_no_pickle,
+    encode_texts,
+    pad_batch,
+    quantization_config,
+    quiet_transformers,
+    register,
+    resolve_finetune,
+)
 
-HEAD_DEFAULTS = {"learning_rate_full": 5e-5, "learning_rate_lora": 2e-4, "warmup_ratio": 0.06,
-                 "max_grad_norm": 1.0, "lora_r": 16, "lora_alpha": 32}
+HEAD_DEFAULTS = {
+    "learning_rate_full": 5e-5,
+    "learning_rate_lora": 2e-4,
+    "warmup_ratio": 0.06,
+    "max_grad_norm": 1.0,
+    "lora_r": 16,
+    "lora_alpha": 32,
+}
 
 
-class HeadMethod:
-    name = "head"
+@register("head")
+class HeadMethod(Method):
+    """A sequence-classification head on the backbone (see the module's description)."""
 
     # ------------------------------------------------------------------ model
     def build(self, model_path: str, spec: LabelSpec, config, device, trust_remote_code: bool = False):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
         quiet_transformers()
         check_no_pickle(model_path, config.extra.get("allow_pickle", False), "model")
         kwargs = {}
@@ -35,8 +53,12 @@ class HeadMethod:
         try:
             tok = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
             module = AutoModelForSequenceClassification.from_pretrained(
-                model_path, num_labels=spec.n_outputs, trust_remote_code=trust_remote_code,
-                ignore_mismatched_sizes=True, **kwargs)
+                model_path,
+                num_labels=spec.n_outputs,
+                trust_remote_code=trust_remote_code,
+                ignore_mismatched_sizes=True,
+                **kwargs,
+            )
         except (OSError, ValueError) as e:
             raise load_error(model_path, e) from None
         if tok.pad_token is None:
@@ -49,18 +71,27 @@ class HeadMethod:
 
     def _lora(self, module, config):
         from peft import LoraConfig, TaskType, get_peft_model
+
         save = [n for n in ("pooler",) if any(name.endswith(n) for name, _ in module.named_modules())]
-        lcfg = LoraConfig(task_type=TaskType.SEQ_CLS, r=config.lora_r or HEAD_DEFAULTS["lora_r"],
-                          lora_alpha=config.lora_alpha or HEAD_DEFAULTS["lora_alpha"],
-                          lora_dropout=config.lora_dropout, target_modules=config.lora_targets or "all-linear",
-                          modules_to_save=save or None)
+        lcfg = LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=config.lora_r or HEAD_DEFAULTS["lora_r"],
+            lora_alpha=config.lora_alpha or HEAD_DEFAULTS["lora_alpha"],
+            lora_dropout=config.lora_dropout,
+            target_modules=config.lora_targets or "all-linear",
+            modules_to_save=save or None,
+        )
         return get_peft_model(module, lcfg)
 
     def defaults(self, finetune: str) -> dict:
         lr = HEAD_DEFAULTS["learning_rate_lora" if finetune in ("lora", "qlora") else "learning_rate_full"]
-        return {"learning_rate": lr, "warmup_ratio": HEAD_DEFAULTS["warmup_ratio"],
-                "max_grad_norm": HEAD_DEFAULTS["max_grad_norm"], "lora_r": HEAD_DEFAULTS["lora_r"],
-                "lora_alpha": HEAD_DEFAULTS["lora_alpha"]}
+        return {
+            "learning_rate": lr,
+            "warmup_ratio": HEAD_DEFAULTS["warmup_ratio"],
+            "max_grad_norm": HEAD_DEFAULTS["max_grad_norm"],
+            "lora_r": HEAD_DEFAULTS["lora_r"],
+            "lora_alpha": HEAD_DEFAULTS["lora_alpha"],
+        }
 
     # ------------------------------------------------------------------ data
     def encode(self, tokenizer, texts: list[str], max_length: int) -> Encoded:
@@ -71,6 +102,15 @@ class HeadMethod:
 
     # ------------------------------------------------------------------ maths
     def logits(self, module, batch) -> torch.Tensor:
+        """The head's raw outputs for one batch, in fp32.
+
+        Args:
+            module: the model.
+            batch: from :meth:`collate`.
+
+        Returns:
+            (documents, outputs) logits.
+        """
         return module(**batch).logits.float()
 
     def loss(self, module, batch, targets: torch.Tensor, spec: LabelSpec, weights=None) -> torch.Tensor:
@@ -84,6 +124,7 @@ class HeadMethod:
     # ------------------------------------------------------------------ persistence
     def save(self, module, tokenizer, folder: Path) -> dict:
         from peft import PeftModel
+
         if isinstance(module, PeftModel):
             module.save_pretrained(str(folder / "adapter"), safe_serialization=True)
             tokenizer.save_pretrained(str(folder / "adapter"))
@@ -92,25 +133,39 @@ class HeadMethod:
         tokenizer.save_pretrained(str(folder / "model"))
         return {"weights": "model"}
 
-    def load(self, folder: Path, manifest: dict, spec: LabelSpec, device, base_path: str | None,
-             trust_remote_code: bool = False, allow_pickle: bool = False):
+    def load(
+        self,
+        folder: Path,
+        manifest: dict,
+        spec: LabelSpec,
+        device,
+        base_path: str | None,
+        trust_remote_code: bool = False,
+        allow_pickle: bool = False,
+    ):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
         quiet_transformers()
         check_no_pickle(folder, allow_pickle, "path")
         if manifest["weights"] == "model":
             tok = AutoTokenizer.from_pretrained(str(folder / "model"))
             module = AutoModelForSequenceClassification.from_pretrained(
-                str(folder / "model"), use_safetensors=True, trust_remote_code=trust_remote_code)
+                str(folder / "model"), use_safetensors=True, trust_remote_code=trust_remote_code
+            )
         else:
             from peft import PeftModel
+
             if base_path is None:
-                raise FineclassError("this model is a LoRA adapter and its base model could not be found; pass "
-                                     "`base_model=` with the base model's folder or hub id.", "base_model")
+                raise FineclassError(
+                    "this model is a LoRA adapter and its base model could not be found; pass "
+                    "`base_model=` with the base model's folder or hub id.",
+                    "base_model",
+                )
             check_no_pickle(base_path, allow_pickle, "base_model")
             tok = AutoTokenizer.from_pretrained(str(folder / "adapter"))
             base = AutoModelForSequenceClassification.from_pretrained(
-                base_path, num_labels=spec.n_outputs, trust_remote_code=trust_remote_code,
-                ignore_mismatched_sizes=True)
+                base_path, num_labels=spec.n_outputs, trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True
+            )
             base.config.pad_token_id = tok.pad_token_id
             module = PeftModel.from_pretrained(base, str(folder / "adapter"))
         module.config.pad_token_id = tok.pad_token_id
@@ -118,6 +173,18 @@ class HeadMethod:
 
 
 def head_loss(logits: torch.Tensor, targets: torch.Tensor, spec: LabelSpec, weights=None) -> torch.Tensor:
+    """The loss of the head method for one batch.
+
+    Args:
+        logits: (documents, outputs).
+        targets: the encoded labels.
+        spec: the label set.
+        weights: class weights, or None.
+
+    Returns:
+        Cross-entropy (single; per dimension over absent and the levels, dimlevel) or binary cross-entropy
+        (multi).
+    """
     if spec.kind == "single":
         return F.cross_entropy(logits, targets, weight=weights)
     if spec.kind == "multi":
@@ -127,25 +194,18 @@ def head_loss(logits: torch.Tensor, targets: torch.Tensor, spec: LabelSpec, weig
 
 
 def head_probabilities(logits: torch.Tensor, spec: LabelSpec) -> torch.Tensor:
+    """The head's logits as probabilities in the layout of ``Method.probabilities``.
+
+    Args:
+        logits: (documents, outputs).
+        spec: the label set.
+
+    Returns:
+        Softmax (single; per dimension, dimlevel) or sigmoid (multi) probabilities.
+    """
     if spec.kind == "single":
         return torch.softmax(logits, dim=-1)
     if spec.kind == "multi":
         return torch.sigmoid(logits)
     d, l1 = len(spec.classes), len(spec.levels) + 1
     return torch.softmax(logits.view(-1, d, l1), dim=-1).reshape(logits.shape[0], d * l1)
-
-
-def class_weights(targets: np.ndarray, spec: LabelSpec) -> torch.Tensor:
-    """Weights against imbalance: balanced for single-label; pos_weight for multi; sqrt-balanced for levels."""
-    if spec.kind == "single":
-        counts = np.bincount(targets, minlength=len(spec.classes)).astype(np.float64)
-        w = len(targets) / (len(counts) * np.maximum(counts, 1))
-    elif spec.kind == "multi":
-        pos = targets.sum(axis=0)
-        w = np.clip((len(targets) - pos) / np.maximum(pos, 1), 1.0, 50.0)
-    else:
-        l1 = len(spec.levels) + 1
-        counts = np.bincount(targets.reshape(-1), minlength=l1).astype(np.float64)
-        w = np.sqrt(counts.sum() / (l1 * np.maximum(counts, 1)))
-        w = w / w[0]
-    return torch.tensor(w, dtype=torch.float32)
