@@ -178,6 +178,80 @@ class Method(abc.ABC):
             ``(module, tokenizer)``, the module in evaluation mode.
         """
 
+    # ------------------------------------------------------------------ optional hooks
+    #: False for a method fitted in closed form on frozen features (``features`` and ``fit_direct``) instead of
+    #: the epoch loop.
+    trains_by_gradient: ClassVar[bool] = True
+    #: the fewest optimiser steps of a run, however few the documents (``TrainConfig.extra["min_steps"]`` wins).
+    min_steps: ClassVar[int] = 0
+
+    def prepare(self, module: Any, tokenizer: Any, ids_list: list, targets: np.ndarray, spec: LabelSpec) -> None:
+        """Initialise the model from the training documents before the first step (nothing by default).
+
+        Called once per run, also before a checkpoint is resumed, so it must not depend on training.
+
+        Args:
+            module: the model :meth:`build` made.
+            tokenizer: its tokenizer.
+            ids_list: the training documents' token ids (the validation documents excluded).
+            targets: their encoded labels.
+            spec: the label set.
+        """
+        return None
+
+    def param_groups(self, module: Any, config: Any) -> list[dict] | None:
+        """The optimiser's parameter groups, when parts of the model train at their own learning rate.
+
+        Args:
+            module: the model.
+            config: the resolved ``TrainConfig``.
+
+        Returns:
+            A list of ``{"params": [...], "lr": ...}``, or None: every trainable parameter at
+            ``config.learning_rate``.
+        """
+        return None
+
+    def monitor(self, spec: LabelSpec) -> str:
+        """What picks the best epoch on the validation split, and stops a run early.
+
+        Args:
+            spec: the label set.
+
+        Returns:
+            ``"loss"`` (the validation loss; the default) or ``"jaccard"`` (the mean per-document Jaccard of the
+            multi-label shapes, with thresholds tuned on the validation documents each epoch).
+        """
+        return "loss"
+
+    def features(self, module: Any, batch: Any) -> np.ndarray:
+        """Frozen features of one batch (only for methods with ``trains_by_gradient = False``).
+
+        Args:
+            module: the model.
+            batch: from :meth:`collate`.
+
+        Returns:
+            An array (documents, features).
+        """
+        raise NotImplementedError(f"the {self.name!r} method trains by gradient and has no frozen features")
+
+    def fit_direct(self, module: Any, features: np.ndarray, targets: np.ndarray, spec: LabelSpec, config: Any):
+        """Fit the model in closed form on the training documents' features (``trains_by_gradient = False``).
+
+        Args:
+            module: the model (fitted in place).
+            features: (documents, features) from :meth:`features`.
+            targets: the encoded labels.
+            spec: the label set.
+            config: the resolved ``TrainConfig``.
+
+        Returns:
+            ``(oof, info)``: out-of-fold probabilities of the training documents (documents, ``spec.n_outputs``)
+            for threshold tuning, or None; and a dict for the run's history.
+        """
+        raise NotImplementedError(f"the {self.name!r} method trains by gradient")
+
     @contextlib.contextmanager
     def scoring_session(self) -> Iterator[None]:
         """The span of one ``predict()`` or ``classify()`` call: work shared by all its batches may be kept here.
