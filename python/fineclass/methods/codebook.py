@@ -140,8 +140,10 @@ def fit_logistic(
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Multinomial logistic regressions, one per column of ``y``, fitted together by L-BFGS.
 
-    Each minimises ``C * sum_i CE_i + ||W||^2 / 2`` (scikit-learn's ``LogisticRegression(C=C)``; the bias is not
-    penalised); their sum has the same optimum, and one L-BFGS run over all of them is faster than one each.
+    Each minimises ``C * sum_i CE_i + ||W||^2 / 2`` (the bias is not penalised): scikit-learn's
+    ``LogisticRegression(C=C)`` for three answers or more; for two, the penalty falls on both rows of the softmax,
+    which is scikit-learn's binary regression at ``2 C``. Their sum has the same optimum as each alone, and one
+    L-BFGS run over all of them is faster than one each.
 
     Args:
         x: (documents, features).

