@@ -11,20 +11,20 @@ scored once per candidate.
 
     python bench/accuracy/codebook_lr.py [--configs base,maxsim,...] [--out bench/results/accuracy]
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
-import frozen  # noqa: E402
+import common as C
+import frozen
 
 
 # ---------------------------------------------------------------------- features
@@ -37,8 +37,10 @@ def frozen_features(f: C.Flourishing, max_length: int = 128, unlabelled: int = 0
     splits = {"train": f.train, "test": f.test} | ({"unlabelled": un} if unlabelled else {})
     for name, df in splits.items():
         texts = df["text"].to_list()
-        out[name] = C.cached(lambda: C.layer_features(enc, texts, anchors, max_length),
-                             f"layer_features|{max_length}|" + "\x00".join(texts) + f"|{len(anchors)}")
+        out[name] = C.cached(
+            lambda texts=texts: C.layer_features(enc, texts, anchors, max_length),
+            f"layer_features|{max_length}|" + "\x00".join(texts) + f"|{len(anchors)}",
+        )
     return out
 
 
@@ -92,12 +94,25 @@ def score_both(name: str, p_oof, p_te, f: C.Flourishing, extra: dict) -> list:
     pres_t, lv_t = C.split_probs(p_te)
     th, val, alo = C.tune_thresholds(pres, lv, f.y_train, per_class=True)
     pred = C.decode(pres_t, lv_t, th, alo)
-    rows = [{"candidate": name + " | thresholds per dimension", "oof_jaccard": round(val, 3), **extra,
-             **C.score_dimlevel(C.to_long(ids, pred, f.dims), f.test_labels, ids)}]
+    rows = [
+        {
+            "candidate": name + " | thresholds per dimension",
+            "oof_jaccard": round(val, 3),
+            **extra,
+            **C.score_dimlevel(C.to_long(ids, pred, f.dims), f.test_labels, ids),
+        }
+    ]
     g, val_g = tune_gamma(pres, lv, f.y_train)
     pred = decode_expected_jaccard(pres_t, lv_t, g)
-    rows.append({"candidate": name + " | expected-Jaccard sets", "oof_jaccard": round(val_g, 3), "gamma": g, **extra,
-                 **C.score_dimlevel(C.to_long(ids, pred, f.dims), f.test_labels, ids)})
+    rows.append(
+        {
+            "candidate": name + " | expected-Jaccard sets",
+            "oof_jaccard": round(val_g, 3),
+            "gamma": g,
+            **extra,
+            **C.score_dimlevel(C.to_long(ids, pred, f.dims), f.test_labels, ids),
+        }
+    )
     for r in rows:
         print(r, flush=True)
     return rows
@@ -110,7 +125,9 @@ def second_stage(x_tr, x_te, p_oof, p_te, y, c, folds):
     return fit_candidate(s_tr, y, s_te, c, folds)
 
 
-def knn_rates(e_ref: np.ndarray, y_ref: np.ndarray, e_q: np.ndarray, k: int = 20, exclude_self: bool = False) -> np.ndarray:
+def knn_rates(
+    e_ref: np.ndarray, y_ref: np.ndarray, e_q: np.ndarray, k: int = 20, exclude_self: bool = False
+) -> np.ndarray:
     """Per query, the similarity-weighted share of its k nearest reference tweets that have each dimension."""
     sim = e_q @ e_ref.T
     if exclude_self:
@@ -125,6 +142,7 @@ def with_knn(x_tr, e_tr, y, x_te, e_te, c, folds, k: int = 20):
     """kNN presence rates as extra features: out of fold they come from the fold's training tweets only
     (leave-one-out inside it), for the test split from all train tweets."""
     from sklearn.model_selection import KFold
+
     out = np.zeros((len(x_tr), y.shape[1], 4))
     for tr, va in KFold(folds, shuffle=True, random_state=0).split(np.arange(len(x_tr))):
         a = np.c_[x_tr[tr], knn_rates(e_tr[tr], y[tr], e_tr[tr], k, exclude_self=True)]
@@ -148,6 +166,7 @@ def self_train(x_tr, y, x_te, x_un, c, folds, min_presence: float = 0.5):
     x_aug = np.r_[x_tr, x_un[keep]]
     y_aug = np.r_[y, y_un]
     from sklearn.model_selection import KFold
+
     out = np.zeros((len(x_tr), y.shape[1], 4))
     for tr, va in KFold(folds, shuffle=True, random_state=0).split(np.arange(len(x_tr))):
         idx = np.r_[tr, np.arange(len(x_tr), len(x_aug))]
@@ -164,10 +183,13 @@ def main():
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--out", default=str(C.REPO / "bench" / "results" / "accuracy"))
     ap.add_argument("--tag", default="")
-    ap.add_argument("--unlabelled-n", type=int, default=7591, help="self-training: a seeded sample of unlabelled tweets")
+    ap.add_argument(
+        "--unlabelled-n", type=int, default=7591, help="self-training: a seeded sample of unlabelled tweets"
+    )
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     import torch
+
     torch.set_num_threads(int(os.environ.get("ACCURACY_THREADS", "2")))
     f = C.load_flourishing()
     configs = args.configs.split(",")
@@ -188,8 +210,9 @@ def main():
             extra["pseudo_labelled"] = n_pseudo
         else:
             if "knn" in cfg:
-                p_oof, p_te = with_knn(x_tr, feat["train"]["pooled"][-1], f.y_train, x_te, feat["test"]["pooled"][-1],
-                                       args.c, args.folds)
+                p_oof, p_te = with_knn(
+                    x_tr, feat["train"]["pooled"][-1], f.y_train, x_te, feat["test"]["pooled"][-1], args.c, args.folds
+                )
             else:
                 p_oof, p_te = fit_candidate(x_tr, f.y_train, x_te, args.c, args.folds)
             if "stack" in cfg:
@@ -197,8 +220,14 @@ def main():
         extra["cost"] = t.stop()
         rows += score_both(f"codebook features [{cfg}] + LR per dimension", p_oof, p_te, f, extra)
         np.savez(Path("/tmp") / f"codebook-lr-{cfg}.npz", oof=p_oof, test=p_te)
-        C.write_json(out_path, {"command": "python bench/accuracy/codebook_lr.py " + " ".join(sys.argv[1:]),
-                                "feature_cost": feat_cost, "rows": rows})
+        C.write_json(
+            out_path,
+            {
+                "command": "python bench/accuracy/codebook_lr.py " + " ".join(sys.argv[1:]),
+                "feature_cost": feat_cost,
+                "rows": rows,
+            },
+        )
 
 
 if __name__ == "__main__":

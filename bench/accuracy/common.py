@@ -4,6 +4,7 @@ Everything here is self-contained (transformers, torch, sklearn, polars) and use
 (`fineclass.evaluate`, `fineclass.models.resolve`), so the prototypes keep working while the package is
 restructured. Targets for the flourishing data are an (n, D) integer matrix: 0 = absent, 1..L = level index.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,13 +30,13 @@ def data_dir() -> Path:
 
 @dataclass
 class Flourishing:
-    train: pl.DataFrame          # id, text (1,600 tweets, sorted by id)
-    test: pl.DataFrame           # id, text (400)
-    unlabelled: pl.DataFrame     # id, text (7,591)
-    train_labels: pl.DataFrame   # id, dimension, level (long)
+    train: pl.DataFrame  # id, text (1,600 tweets, sorted by id)
+    test: pl.DataFrame  # id, text (400)
+    unlabelled: pl.DataFrame  # id, text (7,591)
+    train_labels: pl.DataFrame  # id, dimension, level (long)
     test_labels: pl.DataFrame
-    dims: list                   # the 46 dimensions, sorted
-    definitions: dict            # dimension -> the coders' one-line definition
+    dims: list  # the 46 dimensions, sorted
+    definitions: dict  # dimension -> the coders' one-line definition
     y_train: np.ndarray = field(default=None)  # (n_train, D) 0 = absent, 1..3 = low/medium/high
     y_test: np.ndarray = field(default=None)
 
@@ -53,8 +54,15 @@ def load_flourishing() -> Flourishing:
     definitions = dict(zip(cb["dimension"].to_list(), cb["definition"].to_list()))
     missing = [x for x in dims if x not in definitions]
     assert not missing, f"codebook lacks {missing}"
-    f = Flourishing(train, test, unlabelled, labels.filter(pl.col("split") == "train").select("id", "dimension", "level"),
-                    labels.filter(pl.col("split") == "test").select("id", "dimension", "level"), dims, definitions)
+    f = Flourishing(
+        train,
+        test,
+        unlabelled,
+        labels.filter(pl.col("split") == "train").select("id", "dimension", "level"),
+        labels.filter(pl.col("split") == "test").select("id", "dimension", "level"),
+        dims,
+        definitions,
+    )
     f.y_train = target_matrix(train["id"].to_list(), f.train_labels, dims)
     f.y_test = target_matrix(test["id"].to_list(), f.test_labels, dims)
     return f
@@ -73,14 +81,20 @@ def target_matrix(ids: list, long: pl.DataFrame, dims: list) -> np.ndarray:
 def to_long(ids: list, pred: np.ndarray, dims: list) -> pl.DataFrame:
     """(n, D) level indices -> the long (id, dimension, level) table fineclass.evaluate reads."""
     r, c = np.nonzero(pred)
-    return pl.DataFrame({"id": [ids[i] for i in r], "dimension": [dims[j] for j in c],
-                         "level": [LEVELS[pred[i, j] - 1] for i, j in zip(r, c)]},
-                        schema={"id": pl.String, "dimension": pl.String, "level": pl.String})
+    return pl.DataFrame(
+        {
+            "id": [ids[i] for i in r],
+            "dimension": [dims[j] for j in c],
+            "level": [LEVELS[pred[i, j] - 1] for i, j in zip(r, c)],
+        },
+        schema={"id": pl.String, "dimension": pl.String, "level": pl.String},
+    )
 
 
 def score_dimlevel(pred_long: pl.DataFrame, truth_long: pl.DataFrame, ids: list) -> dict:
     """Jaccard, presence micro-F1, accD (and pair micro-F1) with 95% bootstrap intervals (1,000 resamples, seed 0)."""
     import fineclass
+
     ev = fineclass.evaluate(pred_long, truth_long, ids=ids, kind="dimlevel", seed=0)
     out = {}
     for r in ev.metrics.to_pylist():
@@ -115,8 +129,14 @@ def decode(presence: np.ndarray, level_probs: np.ndarray, thresholds, at_least_o
 GRID = np.round(np.arange(0.02, 0.96, 0.02), 3)
 
 
-def tune_thresholds(presence: np.ndarray, level_probs: np.ndarray, truth: np.ndarray, per_class: bool = True,
-                    shrink: int = 5, at_least_one: bool = True) -> tuple[np.ndarray, float, bool]:
+def tune_thresholds(
+    presence: np.ndarray,
+    level_probs: np.ndarray,
+    truth: np.ndarray,
+    per_class: bool = True,
+    shrink: int = 5,
+    at_least_one: bool = True,
+) -> tuple[np.ndarray, float, bool]:
     """Thresholds that maximise mean per-document Jaccard on held-out documents.
 
     First one global threshold (grid search); then, if ``per_class``, coordinate ascent over dimensions, one
@@ -125,7 +145,7 @@ def tune_thresholds(presence: np.ndarray, level_probs: np.ndarray, truth: np.nda
     whether the at-least-one rule helps. Returns (thresholds (D,), held-out Jaccard, at_least_one).
     """
     best = (-1.0, 0.5, True)
-    for alo in ((True, False) if at_least_one else (False,)):
+    for alo in (True, False) if at_least_one else (False,):
         for t in GRID:
             s = jaccard_rows(decode(presence, level_probs, t, alo), truth).mean()
             if s > best[0]:
@@ -158,6 +178,7 @@ def split_probs(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------- encoders
 def model_path(name: str = "minilm") -> str:
     from fineclass.models import resolve
+
     return resolve(name)
 
 
@@ -171,8 +192,16 @@ def data_max_length(tokenizer, texts: list, q: float = 95, cap: int = 256, floor
     lens = token_lengths(tokenizer, texts)
     limit = min(cap, getattr(tokenizer, "model_max_length", cap) or cap)
     m = int(min(limit, max(floor, int(np.ceil(np.percentile(lens, q) / 8) * 8))))
-    rep = {"max_length": m, "percentile": q, "cap": cap, "p50": int(np.median(lens)), "p95": int(np.percentile(lens, 95)),
-           "max": int(lens.max()), "truncated": int((lens > m).sum()), "n": len(lens)}
+    rep = {
+        "max_length": m,
+        "percentile": q,
+        "cap": cap,
+        "p50": int(np.median(lens)),
+        "p95": int(np.percentile(lens, 95)),
+        "max": int(lens.max()),
+        "truncated": int((lens > m).sum()),
+        "n": len(lens),
+    }
     return m, rep
 
 
@@ -188,6 +217,7 @@ class Encoder(torch.nn.Module):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as tlog
+
         tlog.set_verbosity_error()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.backbone = AutoModel.from_pretrained(path)
@@ -196,8 +226,11 @@ class Encoder(torch.nn.Module):
         return self.tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
 
     def forward(self, batch: dict, normalize: bool = True) -> torch.Tensor:
-        out = self.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            token_type_ids=batch.get("token_type_ids"))
+        out = self.backbone(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            token_type_ids=batch.get("token_type_ids"),
+        )
         e = mean_pool(out.last_hidden_state, batch["attention_mask"])
         return torch.nn.functional.normalize(e, dim=-1) if normalize else e
 
@@ -210,15 +243,16 @@ class Encoder(torch.nn.Module):
         order = np.argsort(-lens, kind="stable")
         out = np.zeros((len(texts), self.backbone.config.hidden_size), dtype=np.float32)
         for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             out[idx] = self(self.tokens([texts[i] for i in idx], max_length)).numpy()
         self.train(was)
         return out
 
 
 @torch.no_grad()
-def layer_features(encoder: Encoder, texts: list, anchors: np.ndarray, max_length: int = 128, layers=(-1, -2),
-                   batch_size: int = 64) -> dict:
+def layer_features(
+    encoder: Encoder, texts: list, anchors: np.ndarray, max_length: int = 128, layers=(-1, -2), batch_size: int = 64
+) -> dict:
     """Frozen features in one pass: the normalised mean-pooled states of ``layers`` and, for each anchor
     (e.g. a definition's embedding), the largest cosine between it and any single token's last-layer state
     (a phrase that matches a definition counts even in a long tweet). Returned in input order."""
@@ -229,13 +263,13 @@ def layer_features(encoder: Encoder, texts: list, anchors: np.ndarray, max_lengt
     pooled = {k: np.zeros((len(texts), encoder.backbone.config.hidden_size), dtype=np.float32) for k in layers}
     maxsim = np.zeros((len(texts), len(anchors)), dtype=np.float32)
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         b = encoder.tokens([texts[i] for i in idx], max_length)
         out = encoder.backbone(**b, output_hidden_states=True)
         mask = b["attention_mask"]
         for k in layers:
             pooled[k][idx] = torch.nn.functional.normalize(mean_pool(out.hidden_states[k], mask), dim=-1).numpy()
-        tok = torch.nn.functional.normalize(out.hidden_states[-1], dim=-1) @ a.T        # (n, t, A)
+        tok = torch.nn.functional.normalize(out.hidden_states[-1], dim=-1) @ a.T  # (n, t, A)
         tok = tok.masked_fill(mask.unsqueeze(-1) == 0, -1.0)
         maxsim[idx] = tok.max(1).values.numpy()
     return {"pooled": pooled, "maxsim": maxsim}
@@ -245,6 +279,7 @@ def cached(fn, key: str):
     """fn() cached on disk under a hash of ``key`` (for frozen features of the untrained packaged encoder)."""
     import hashlib
     import pickle
+
     h = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = Path(os.environ.get("ACCURACY_CACHE", "/tmp/accuracy-cache")) / f"{h}.pkl"
     if path.exists():
@@ -258,6 +293,7 @@ def cached(fn, key: str):
 def cached_embed(encoder: Encoder, texts: list, max_length: int = 128, tag: str = "minilm") -> np.ndarray:
     """Frozen embeddings, cached on disk by a hash of the texts (only for the untrained packaged encoder)."""
     import hashlib
+
     h = hashlib.sha256(("\x00".join(texts) + f"|{max_length}|{tag}").encode()).hexdigest()[:16]
     path = Path(os.environ.get("ACCURACY_CACHE", "/tmp/accuracy-cache")) / f"{h}.npy"
     if path.exists():
@@ -271,7 +307,9 @@ def cached_embed(encoder: Encoder, texts: list, max_length: int = 128, tag: str 
 # ---------------------------------------------------------------------- cost
 def load_average() -> str:
     try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip().split("load average:")[1].strip()
+        return (
+            subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip().split("load average:")[1].strip()
+        )
     except Exception:
         return "?"
 
@@ -286,8 +324,12 @@ class Timer:
         self.load_start = load_average()
 
     def stop(self) -> dict:
-        return {"seconds": round(time.time() - self.t, 1), "load_start": self.load_start, "load_end": load_average(),
-                "peak_rss_mb": round(peak_rss_mb(), 0)}
+        return {
+            "seconds": round(time.time() - self.t, 1),
+            "load_start": self.load_start,
+            "load_end": load_average(),
+            "peak_rss_mb": round(peak_rss_mb(), 0),
+        }
 
 
 def write_json(path: Path, obj) -> None:

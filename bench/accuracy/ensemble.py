@@ -9,6 +9,7 @@ description head's validation and test probabilities, finetune.py --save-probs),
 160 validation tweets (the frozen members' out-of-fold probabilities of those tweets), since the fine-tuned
 encoder has seen the other 1,440.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,14 +19,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import codebook_lr as K  # noqa: E402
-import common as C  # noqa: E402
+import codebook_lr as K
+import common as C
 
 
 def validation_index(n: int, share: float = 0.1, seed: int = 0) -> np.ndarray:
     """finetune.py's validation tweets (the same seeded permutation)."""
     perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[:int(round(share * n))])
+    return np.sort(perm[: int(round(share * n))])
 
 
 def main():
@@ -55,14 +56,26 @@ def main():
     pres_t, lv_t = C.split_probs(test)
     rows = []
     th, val_j, alo = C.tune_thresholds(pres, lv, y, per_class=not args.finetuned)
-    rows.append({"candidate": f"{args.name} | thresholds" + (" per dimension" if not args.finetuned else " (one)"),
-                 "tuned_jaccard": round(val_j, 3), "members": files, "finetuned": args.finetuned,
-                 **C.score_dimlevel(C.to_long(ids, C.decode(pres_t, lv_t, th, alo), f.dims), f.test_labels, ids)})
+    rows.append(
+        {
+            "candidate": f"{args.name} | thresholds" + (" per dimension" if not args.finetuned else " (one)"),
+            "tuned_jaccard": round(val_j, 3),
+            "members": files,
+            "finetuned": args.finetuned,
+            **C.score_dimlevel(C.to_long(ids, C.decode(pres_t, lv_t, th, alo), f.dims), f.test_labels, ids),
+        }
+    )
     g, val_g = K.tune_gamma(pres, lv, y)
-    rows.append({"candidate": f"{args.name} | expected-Jaccard sets", "tuned_jaccard": round(val_g, 3), "gamma": g,
-                 "members": files, "finetuned": args.finetuned,
-                 **C.score_dimlevel(C.to_long(ids, K.decode_expected_jaccard(pres_t, lv_t, g), f.dims),
-                                    f.test_labels, ids)})
+    rows.append(
+        {
+            "candidate": f"{args.name} | expected-Jaccard sets",
+            "tuned_jaccard": round(val_g, 3),
+            "gamma": g,
+            "members": files,
+            "finetuned": args.finetuned,
+            **C.score_dimlevel(C.to_long(ids, K.decode_expected_jaccard(pres_t, lv_t, g), f.dims), f.test_labels, ids),
+        }
+    )
     for r in rows:
         print(r, flush=True)
     out = Path(args.out)

@@ -11,6 +11,7 @@ Presence uses binary cross-entropy over all 46 dimensions (all dimensions of eve
 afford it because the tweet is encoded once); levels use cross-entropy on the present dimensions only.
 Thresholds (global, then per dimension) are tuned on the 10% validation split; the test split is scored once.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+import common as C
 
 
 # ---------------------------------------------------------------------- model
@@ -36,8 +37,15 @@ class DescriptionHead(torch.nn.Module):
     presence logit[d] = scale * cos(e(text), w_d) + bias_d; level logits[d] = V_d e(text) + c_d.
     """
 
-    def __init__(self, encoder: C.Encoder, class_init: torch.Tensor, n_levels: int = 3, scale: float = 20.0,
-                 bias_init: torch.Tensor | None = None, level_prior: torch.Tensor | None = None):
+    def __init__(
+        self,
+        encoder: C.Encoder,
+        class_init: torch.Tensor,
+        n_levels: int = 3,
+        scale: float = 20.0,
+        bias_init: torch.Tensor | None = None,
+        level_prior: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.encoder = encoder
         d, h = class_init.shape
@@ -47,18 +55,22 @@ class DescriptionHead(torch.nn.Module):
         self.level = torch.nn.Linear(h, d * n_levels)
         torch.nn.init.zeros_(self.level.weight)
         with torch.no_grad():  # level logits start at the log of each dimension's level shares
-            self.level.bias.copy_(torch.log(level_prior).reshape(-1) if level_prior is not None else torch.zeros(d * n_levels))
+            self.level.bias.copy_(
+                torch.log(level_prior).reshape(-1) if level_prior is not None else torch.zeros(d * n_levels)
+            )
         self.n_levels = n_levels
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        e = self.encoder(batch)                                  # (n, h), unit norm
+        e = self.encoder(batch)  # (n, h), unit norm
         w = F.normalize(self.classes, dim=-1)
-        presence = self.log_scale.exp() * e @ w.T + self.bias     # (n, D)
+        presence = self.log_scale.exp() * e @ w.T + self.bias  # (n, D)
         level = self.level(e).view(e.shape[0], -1, self.n_levels)  # (n, D, L)
         return presence, level
 
 
-def loss_fn(presence: torch.Tensor, level: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor | None) -> torch.Tensor:
+def loss_fn(
+    presence: torch.Tensor, level: torch.Tensor, y: torch.Tensor, pos_weight: torch.Tensor | None
+) -> torch.Tensor:
     """BCE on presence (all dimensions) + CE on the level of the present dimensions."""
     present = (y > 0).float()
     l_p = F.binary_cross_entropy_with_logits(presence, present, pos_weight=pos_weight)
@@ -76,7 +88,7 @@ def probabilities(model: DescriptionHead, texts: list, max_length: int, batch_si
     order = np.argsort(-lens, kind="stable")
     out = None
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         pres, lev = model(model.encoder.tokens([texts[i] for i in idx], max_length))
         p = torch.sigmoid(pres).unsqueeze(-1)
         q = torch.softmax(lev, -1)
@@ -92,24 +104,40 @@ def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
     order = rng.permutation(len(lengths))
     batches = []
     for s in range(0, len(order), batch_size * 50):
-        g = order[s:s + batch_size * 50]
+        g = order[s : s + batch_size * 50]
         g = g[np.argsort(-lengths[g], kind="stable")]
-        batches += [g[i:i + batch_size] for i in range(0, len(g), batch_size)]
+        batches += [g[i : i + batch_size] for i in range(0, len(g), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def train_loop(model, texts: list, y: np.ndarray, val_texts: list, y_val: np.ndarray, *, epochs: int, lr: float,
-               head_lr: float, batch_size: int, max_length: int, seed: int = 0, patience: int = 2,
-               time_budget: float = 1500.0, log=print) -> tuple[dict, list]:
+def train_loop(
+    model,
+    texts: list,
+    y: np.ndarray,
+    val_texts: list,
+    y_val: np.ndarray,
+    *,
+    epochs: int,
+    lr: float,
+    head_lr: float,
+    batch_size: int,
+    max_length: int,
+    seed: int = 0,
+    patience: int = 2,
+    time_budget: float = 1500.0,
+    log=print,
+) -> tuple[dict, list]:
     """AdamW with linear warm-up/decay; the encoder at ``lr``, the class vectors and heads at ``head_lr``;
     keeps the state with the best validation Jaccard (thresholds tuned on validation each epoch)."""
     from transformers import get_linear_schedule_with_warmup
+
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     enc_params = list(model.encoder.parameters())
     head_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
-    opt = torch.optim.AdamW([{"params": enc_params, "lr": lr}, {"params": head_params, "lr": head_lr}],
-                            weight_decay=0.01)
+    opt = torch.optim.AdamW(
+        [{"params": enc_params, "lr": lr}, {"params": head_params, "lr": head_lr}], weight_decay=0.01
+    )
     steps = math.ceil(len(texts) / batch_size) * epochs
     sched = get_linear_schedule_with_warmup(opt, int(0.06 * steps), steps)
     present = (y > 0).mean(0)
@@ -136,14 +164,22 @@ def train_loop(model, texts: list, y: np.ndarray, val_texts: list, y_val: np.nda
             val_loss = float(loss_fn(*_logits_from_probs(p_val), torch.from_numpy(y_val), pos_weight))
         pres_v, lv_v = C.split_probs(p_val)
         th, jac, alo = C.tune_thresholds(pres_v, lv_v, y_val, per_class=False)
-        row = {"epoch": epoch + 1, "train_loss": round(total / len(texts), 4), "val_loss": round(val_loss, 4),
-               "val_jaccard_global_threshold": round(jac, 4), "train_seconds": round(train_s, 1),
-               "load": C.load_average()}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": round(total / len(texts), 4),
+            "val_loss": round(val_loss, 4),
+            "val_jaccard_global_threshold": round(jac, 4),
+            "train_seconds": round(train_s, 1),
+            "load": C.load_average(),
+        }
         history.append(row)
         log(row)
         if jac > best["jaccard"]:
-            best = {"jaccard": jac, "epoch": epoch + 1,
-                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            best = {
+                "jaccard": jac,
+                "epoch": epoch + 1,
+                "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            }
         elif epoch + 1 - best["epoch"] >= patience:
             break
         if time.time() - t0 > time_budget:
@@ -199,7 +235,7 @@ def main():
     f = C.load_flourishing()
     texts, y = f.train["text"].to_list(), f.y_train
     if args.train_n:
-        keep = np.sort(np.random.default_rng(0).permutation(len(texts))[:args.train_n])
+        keep = np.sort(np.random.default_rng(0).permutation(len(texts))[: args.train_n])
         texts, y = [texts[i] for i in keep], y[keep]
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(texts))
@@ -207,19 +243,35 @@ def main():
     val, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     timer = C.Timer()
     model = build(f, args.init, 128)
-    max_length, length_report = (args.max_length, None) if args.max_length else \
-        C.data_max_length(model.encoder.tokenizer, [texts[i] for i in tr])
+    max_length, length_report = (
+        (args.max_length, None)
+        if args.max_length
+        else C.data_max_length(model.encoder.tokenizer, [texts[i] for i in tr])
+    )
     print("max_length", max_length, length_report, flush=True)
     test_texts = f.test["text"].to_list()
     ids = f.test["id"].to_list()
     # the zero-shot start, before any step (scored on the test split for the table; thresholds from validation)
-    p0_val, p0_te = probabilities(model, [texts[i] for i in val], max_length), probabilities(model, test_texts, max_length)
+    p0_val, p0_te = (
+        probabilities(model, [texts[i] for i in val], max_length),
+        probabilities(model, test_texts, max_length),
+    )
     zs = _score(p0_val, y[val], p0_te, f, ids)
     print("zero-shot start", zs, flush=True)
-    best, history = train_loop(model, [texts[i] for i in tr], y[tr], [texts[i] for i in val], y[val],
-                               epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, batch_size=args.batch_size,
-                               max_length=max_length, time_budget=args.time_budget,
-                               log=lambda r: print(r, flush=True))
+    best, history = train_loop(
+        model,
+        [texts[i] for i in tr],
+        y[tr],
+        [texts[i] for i in val],
+        y[val],
+        epochs=args.epochs,
+        lr=args.lr,
+        head_lr=args.head_lr,
+        batch_size=args.batch_size,
+        max_length=max_length,
+        time_budget=args.time_budget,
+        log=lambda r: print(r, flush=True),
+    )
     cost = timer.stop()
     tp = time.time()
     p_te = probabilities(model, test_texts, max_length)
@@ -236,20 +288,38 @@ def main():
     lr_row["cost"] = t_lr.stop()
     print("fine-tuned features + LR", lr_row, flush=True)
     name = f"description head ({args.init} init), fine-tuned MiniLM, {len(tr)} train + {len(val)} validation tweets"
-    out = {"command": "python bench/accuracy/finetune.py " + " ".join(sys.argv[1:]), "candidate": name,
-           "max_length": max_length, "length_report": length_report, "zero_shot_start": zs, "best_epoch": best["epoch"],
-           "history": history, "train_cost": cost, "predict_seconds_400": round(predict_s, 1),
-           "test": res, "test_global_threshold": res_global, "finetuned_features_lr": lr_row}
+    out = {
+        "command": "python bench/accuracy/finetune.py " + " ".join(sys.argv[1:]),
+        "candidate": name,
+        "max_length": max_length,
+        "length_report": length_report,
+        "zero_shot_start": zs,
+        "best_epoch": best["epoch"],
+        "history": history,
+        "train_cost": cost,
+        "predict_seconds_400": round(predict_s, 1),
+        "test": res,
+        "test_global_threshold": res_global,
+        "finetuned_features_lr": lr_row,
+    }
     tag = f"flourishing-description-head-{args.init}" + (f"-{args.train_n}" if args.train_n else "")
     C.write_json(Path(args.out) / f"{tag}.json", out)
 
 
-def refit_lr(model: DescriptionHead, f: C.Flourishing, texts_tr: list, y_tr: np.ndarray, texts_val: list,
-             y_val: np.ndarray, max_length: int) -> dict:
+def refit_lr(
+    model: DescriptionHead,
+    f: C.Flourishing,
+    texts_tr: list,
+    y_tr: np.ndarray,
+    texts_val: list,
+    y_val: np.ndarray,
+    max_length: int,
+) -> dict:
     """Per-dimension logistic regressions on the fine-tuned encoder's embeddings and its class-vector
     similarities, fitted on the tweets the encoder trained on; thresholds tuned on the validation tweets
     (which the encoder never saw: out-of-fold scores on its own training tweets would be over-confident)."""
     import frozen
+
     model.eval()
     w = F.normalize(model.classes.detach(), dim=-1).numpy()
     feats = []
@@ -257,9 +327,11 @@ def refit_lr(model: DescriptionHead, f: C.Flourishing, texts_tr: list, y_tr: np.
         e = model.encoder.embed(texts, max_length)
         feats.append(np.c_[e, e @ w.T])
     p = frozen.fit_predict_per_dim(feats[0], y_tr, np.r_[feats[1], feats[2]], c=1.0)
-    p_val, p_te = p[:len(texts_val)], p[len(texts_val):]
-    return {"candidate": "fine-tuned description-head features + LR per dimension",
-            **_score(p_val, y_val, p_te, f, f.test["id"].to_list())}
+    p_val, p_te = p[: len(texts_val)], p[len(texts_val) :]
+    return {
+        "candidate": "fine-tuned description-head features + LR per dimension",
+        **_score(p_val, y_val, p_te, f, f.test["id"].to_list()),
+    }
 
 
 def _score(p_val, y_val, p_te, f, ids, per_class=True) -> dict:
@@ -267,8 +339,11 @@ def _score(p_val, y_val, p_te, f, ids, per_class=True) -> dict:
     th, jac, alo = C.tune_thresholds(pres, lv, y_val, per_class=per_class)
     pres_t, lv_t = C.split_probs(p_te)
     pred = C.decode(pres_t, lv_t, th, alo)
-    return {"val_jaccard": round(jac, 3), "at_least_one": alo,
-            **C.score_dimlevel(C.to_long(ids, pred, f.dims), f.test_labels, ids)}
+    return {
+        "val_jaccard": round(jac, 3),
+        "at_least_one": alo,
+        **C.score_dimlevel(C.to_long(ids, pred, f.dims), f.test_labels, ids),
+    }
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
     python bench/accuracy/mlp.py [--config base] [--hidden 512] [--epochs 300] [--seeds 0,1,2,3,4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,12 +15,21 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import codebook_lr as K  # noqa: E402
-import common as C  # noqa: E402
+import codebook_lr as K
+import common as C
 
 
-def fit_predict_mlp(x_tr: np.ndarray, y: np.ndarray, x_te: np.ndarray, hidden: int = 512, epochs: int = 300,
-                    lr: float = 1e-3, weight_decay: float = 1e-2, dropout: float = 0.5, seed: int = 0) -> np.ndarray:
+def fit_predict_mlp(
+    x_tr: np.ndarray,
+    y: np.ndarray,
+    x_te: np.ndarray,
+    hidden: int = 512,
+    epochs: int = 300,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-2,
+    dropout: float = 0.5,
+    seed: int = 0,
+) -> np.ndarray:
     """Full-batch AdamW on cross-entropy over the 4 values of every dimension -> (n_te, D, 4) probabilities."""
     torch.manual_seed(seed)
     d = y.shape[1]
@@ -27,8 +37,13 @@ def fit_predict_mlp(x_tr: np.ndarray, y: np.ndarray, x_te: np.ndarray, hidden: i
     xt = torch.tensor((x_tr - mu) / sd, dtype=torch.float32)
     xe = torch.tensor((x_te - mu) / sd, dtype=torch.float32)
     yt = torch.tensor(y)
-    net = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(x_tr.shape[1], hidden), torch.nn.GELU(),
-                              torch.nn.Dropout(dropout), torch.nn.Linear(hidden, d * 4))
+    net = torch.nn.Sequential(
+        torch.nn.Dropout(0.1),
+        torch.nn.Linear(x_tr.shape[1], hidden),
+        torch.nn.GELU(),
+        torch.nn.Dropout(dropout),
+        torch.nn.Linear(hidden, d * 4),
+    )
     counts = np.stack([np.bincount(y[:, j], minlength=4) + 0.5 for j in range(d)])
     with torch.no_grad():  # start at the marginal shares of each dimension's values
         net[-1].bias.copy_(torch.tensor(np.log(counts / counts.sum(1, keepdims=True)).reshape(-1), dtype=torch.float32))
@@ -62,6 +77,7 @@ def main():
     feat = K.frozen_features(f)
     x_tr, x_te = K.design(feat, "train", args.config, D), K.design(feat, "test", args.config, D)
     from sklearn.model_selection import KFold
+
     t = C.Timer()
     seeds = [int(s) for s in args.seeds.split(",")]
     kw = dict(hidden=args.hidden, epochs=args.epochs, dropout=args.dropout, weight_decay=args.weight_decay)
@@ -73,8 +89,10 @@ def main():
     fit_cost = t_fit.stop()
     if args.save:
         np.savez(args.save, oof=p_oof, test=p_te)
-    name = f"multi-task MLP on codebook features [{args.config}] (hidden {args.hidden}, {args.epochs} epochs, " \
-           f"{len(seeds)} seed(s))"
+    name = (
+        f"multi-task MLP on codebook features [{args.config}] (hidden {args.hidden}, {args.epochs} epochs, "
+        f"{len(seeds)} seed(s))"
+    )
     rows = K.score_both(name, p_oof, p_te, f, {"cost_with_folds": t.stop(), "final_fit_cost": fit_cost, **kw})
     out = Path(args.out)
     old = __import__("json").loads(out.read_text())["rows"] if out.exists() else []

