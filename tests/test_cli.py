@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ ALL = [
     "export",
     "propose",
     "review",
+    "sample",
+    "estimate",
     "serve",
     "demo",
     "doctor",
@@ -60,3 +63,15 @@ def test_the_command_reaches_the_generative_subcommands():
             [sys.executable, "-m", "fineclass.cli", name, "--help"], capture_output=True, text=True, timeout=120
         )
         assert out.returncode == 0 and f"usage: fineclass {name}" in out.stdout, out.stderr
+
+
+def test_python_dash_m_fineclass_is_the_command():
+    out = subprocess.run(
+        [sys.executable, "-m", "fineclass", "doctor", "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "python" in json.loads(out.stdout)
+    bad = subprocess.run(
+        [sys.executable, "-m", "fineclass", "no-such-command"], capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2 and "usage: fineclass" in bad.stderr

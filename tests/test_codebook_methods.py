@@ -8,6 +8,8 @@ expected-Jaccard sets) and ``max_length="auto"`` are checked on their own.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import polars as pl
 import pytest
@@ -161,12 +163,28 @@ def test_bad_settings_name_the_argument(reviews, tmp_path):
 
 
 def test_a_saved_codebook_model_without_its_regressions_is_refused(reviews, tmp_path):
+    from safetensors.torch import load_file, save_file
+
     clf = fineclass.train(reviews[0].head(16), model="minilm", method="codebook", progress=False)
     clf.save(tmp_path / "m")
-    (tmp_path / "m" / "codebook.safetensors").unlink()
-    with pytest.raises(FineclassError) as e:
+    head_file = tmp_path / "m" / "codebook.safetensors"
+    head = load_file(str(head_file))
+    head_file.unlink()
+    with pytest.raises(FineclassError) as e:  # the weights digest save() recorded no longer matches
+        fineclass.load(tmp_path / "m")
+    assert e.value.argument == "path" and "do not match the hash" in str(e.value)
+    # a model saved without the digest (an older fineclass) is still checked by the method itself
+    manifest_file = tmp_path / "m" / "fineclass.json"
+    manifest = json.loads(manifest_file.read_text())
+    del manifest["weights_sha256"]
+    manifest_file.write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="older fineclass"), pytest.raises(FineclassError) as e:
         fineclass.load(tmp_path / "m")
     assert e.value.argument == "path" and "codebook.safetensors" in str(e.value)
+    save_file({k: v for k, v in head.items() if k != "bias"}, str(head_file))  # one regression tensor lost
+    with pytest.warns(UserWarning, match="older fineclass"), pytest.raises(FineclassError) as e:
+        fineclass.load(tmp_path / "m")
+    assert e.value.argument == "path" and "bias" in str(e.value) and "random values" in str(e.value)
 
 
 # ---------------------------------------------------------------------- decision rules, max_length

@@ -175,8 +175,8 @@ def test_rules_for_coder_disagreement():
     assert cells(assemble_training_set(d, rule="unanimous")) == {("t3", "anxiety")}
     empty = assemble_training_set(d, rule="unanimous")
     assert [r for r in empty.to_pylist() if r["dimension"] is None] == [
-        {"id": "t1", "dimension": None, "level": None, "accepts": 0, "rejects": 0},
-        {"id": "t2", "dimension": None, "level": None, "accepts": 0, "rejects": 0},
+        {"id": "t1", "dimension": None, "level": None, "accepts": 0, "rejects": 0, "source": None, "coders": None},
+        {"id": "t2", "dimension": None, "level": None, "accepts": 0, "rejects": 0, "source": None, "coders": None},
     ]
     assert assemble_training_set(d, rule="unanimous", keep_empty=False).num_rows == 1
     with pytest.raises(FineclassError) as e:
@@ -263,7 +263,21 @@ def test_export_assigns_documents_with_an_overlap(sample, tmp_path):
     n_rows = 0
     for p in paths:
         header, rows = _read_csv(p)
-        assert header == ["item", "coder", "id", "text", "dimension", "level", "accept", "comment", "check"]
+        assert header == [
+            "item",
+            "coder",
+            "id",
+            "text",
+            "dimension",
+            "level",
+            "accept",
+            "correction",
+            "addition",
+            "comment",
+            "started",
+            "finished",
+            "check",
+        ]
         assert all(r[header.index("accept")] == "" for r in rows)
         n_rows += len(rows)
         for r in rows:
@@ -419,10 +433,10 @@ def test_sheet_names_cannot_escape_the_folder(sample, tmp_path):
 @settings(max_examples=100, deadline=None)
 @given(st.text(max_size=20))
 def test_csv_guard_is_reversible(value):
-    from fineclass.crowd.review import _csv_guard, _csv_unguard
+    from fineclass.sheets import csv_cell, csv_unguard
 
-    guarded = _csv_guard(value)
-    assert _csv_unguard(guarded) == value and not guarded.startswith(("=", "+", "-", "@"))
+    guarded = csv_cell(value)
+    assert csv_unguard(guarded) == value and not guarded.startswith(("=", "+", "-", "@"))
 
 
 def test_csv_guards_formulas(tmp_path):

@@ -167,3 +167,28 @@ def test_curve_command_line_writes_runs_and_plot(tiny_bert, reviews_small, tmp_p
     assert _png(png)
     rc = cli_main(["curve", str(data), "--model", tiny_bert, "--sizes", "1,2", "--plot", str(png)])
     assert rc == 2 and "`sizes`" in capsys.readouterr().err
+
+
+def test_the_result_keeps_its_metric_target_and_fitted_curve():
+    import numpy as np
+    import pyarrow as pa
+
+    from fineclass.curve import LearningCurve
+    from fineclass.evaluation import fit_curve, labels_needed
+
+    sizes = np.repeat([100, 200, 400, 800], 2)
+    scores = 0.9 - 2.0 * sizes**-0.5 + np.tile([0.01, -0.01], 4)
+    runs = pa.table({"size": sizes, "seed": np.tile([0, 1], 4), "score": scores})
+    fit = fit_curve(sizes, scores, seed=0)
+    lc = LearningCurve(runs, "macro_f1", fit, labels_needed(fit, 0.85), None, target=0.85)
+    out = lc.to_dict()
+    assert out["metric"] == "macro_f1" and out["target"] == 0.85
+    assert out["fit"]["a"] == pytest.approx(fit.a) and out["fit"]["model"] == "a - b * n^(-c)"
+    grid = out["fitted"]
+    assert grid.column("size")[0].as_py() == pytest.approx(100) and grid.column("size")[-1].as_py() == pytest.approx(
+        3200
+    )
+    assert np.allclose(grid.column("score").to_numpy(), fit.predict(grid.column("size").to_numpy()))
+    assert out["needed"].num_rows == 1
+    short = LearningCurve(runs.slice(0, 4), "accuracy", None, None, None).to_dict()
+    assert short["metric"] == "accuracy" and "fitted" not in short and short["target"] is None

@@ -22,7 +22,7 @@ LAYERS = [
         "L0 utilities",
         ["fineclass.errors", "fineclass._blas", "fineclass.manifest", "fineclass._checks", "fineclass._fs"],
     ),
-    ("L1 data model", ["fineclass.tables", "fineclass.labels"]),
+    ("L1 data model", ["fineclass.tables", "fineclass.labels", "fineclass.sheets"]),
     (
         "L2 task definitions",
         [
@@ -47,7 +47,7 @@ LAYERS = [
             "fineclass.curve",
             "fineclass.crowd",
             "fineclass.serve",
-            "fineclass.estimate",
+            "fineclass.estimation",
         ],
     ),
     ("L7 front ends", ["fineclass", "fineclass.doctor", "fineclass.demo", "fineclass.rbridge", "fineclass.cli"]),
@@ -130,6 +130,8 @@ def imports(mods: dict[str, Path]) -> list[tuple[str, str, str | None]]:
                 for alias in node.names:
                     if f"{base}.{alias.name}" in mods:  # a submodule, imported by name
                         out.append((name, f"{base}.{alias.name}", None))
+                        if base != PACKAGE and base in mods:  # `from .pkg import mod` imports pkg's __init__ too
+                            out.append((name, base, None))
                         continue
                     target = base
                     while target and target not in mods:

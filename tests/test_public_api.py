@@ -28,6 +28,17 @@ ROOT_NAMES = [
     "read_output",
     "merge_for_inference",
     "generate",
+    # the R package's verbs reach the core through these root names (r-package/README.md)
+    "zero_shot_classifier",
+    "read_table",
+    "paired_bootstrap",
+    "export_review",
+    "import_review",
+    "acceptance_report",
+    "assemble_training_set",
+    "estimate",
+    "draw_sample",
+    "plan_budget",
 ]
 
 # (module, name): the deep paths the R package, the vignettes and the README reach
@@ -49,7 +60,12 @@ DEEP_PATHS = [
     ("fineclass.evaluation", "agreement"),
     ("fineclass.crowd", "acceptance_report"),
     ("fineclass.crowd", "assemble_training_set"),
+    ("fineclass.crowd", "export_review"),
+    ("fineclass.crowd", "import_review"),
     ("fineclass.classifier", "to_long"),
+    ("fineclass.estimation", "estimate"),
+    ("fineclass.estimation", "draw_sample"),
+    ("fineclass.estimation", "plan_budget"),
 ]
 
 

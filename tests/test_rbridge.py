@@ -183,12 +183,13 @@ def test_call_returns_errors_as_values_with_the_argument():
     def bad(data, text="text"):
         raise FineclassError(f"column `{text}` not found in `data`.", "text")
 
-    status, kind, message, argument, tb, warns, user_error = rbridge.call(bad, [None], {"text": "txt"})
-    assert (status, kind, argument, user_error) == ("error", "FineclassError", "text", True)
-    assert message == "column `txt` not found in `data`."
-    assert "Traceback" in tb
-    status, kind, message, *_ = rbridge.call(int, ["nope"])
-    assert (status, kind) == ("error", "ValueError") and "invalid literal" in message
+    res = rbridge.call(bad, [None], {"text": "txt"})
+    assert (res["status"], res["type"], res["argument"], res["user_error"]) == ("error", "FineclassError", "text", True)
+    assert res["message"] == "column `txt` not found in `data`."
+    assert "Traceback" in res["traceback"] and res["warnings"] == []
+    res = rbridge.call(int, ["nope"])
+    assert (res["status"], res["type"], res["user_error"]) == ("error", "ValueError", False)
+    assert "invalid literal" in res["message"]
 
 
 def test_call_passes_results_and_warnings_and_resolves_names():
@@ -196,12 +197,45 @@ def test_call_passes_results_and_warnings_and_resolves_names():
         warnings.warn("extrapolating far beyond the data")
         return pa.table({"x": [x]})
 
-    status, value, warns = rbridge.call(noisy, [3])
-    assert status == "ok" and value[rbridge.MARK] == "table" and warns == ["extrapolating far beyond the data"]
-    status, value, _ = rbridge.call(noisy, [3], None, False)
-    assert isinstance(value, pa.Table)
-    status, _, message, *_ = rbridge.call("no_such_function")
-    assert status == "error" and "no function `no_such_function`" in message
+    res = rbridge.call(noisy, [3])
+    assert res["status"] == "ok" and res["value"][rbridge.MARK] == "table"
+    assert res["warnings"] == ["extrapolating far beyond the data"]
+    assert isinstance(rbridge.call(noisy, [3], None, False)["value"], pa.Table)
+    res = rbridge.call("no_such_function")
+    assert res["status"] == "error" and "no function `no_such_function`" in res["message"]
+
+
+def test_call_hands_progress_bars_and_notices_to_the_reporter(capfd):
+    import sys
+
+    def work(n):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc="training", unit="batch", file=sys.stderr)
+        for _ in range(n):
+            bar.update(1)
+        bar.close()
+        print("fineclass: trained in 0.1 s", file=sys.stderr)
+        print("no newline at the end", file=sys.stderr, end="")
+        return n
+
+    events = []
+    res = rbridge.call(work, [5], reporter=events.append)
+    assert res["status"] == "ok" and res["value"] == 5
+    bars = [e for e in events if e["event"] == "bar"]
+    assert bars[0]["stage"] == "update" and bars[0]["total"] == 5 and bars[0]["desc"] == "training"
+    assert bars[-1]["stage"] == "done" and bars[-1]["n"] == 5 and len({e["id"] for e in bars}) == 1
+    assert [e["text"] for e in events if e["event"] == "message"] == [
+        "fineclass: trained in 0.1 s",
+        "no newline at the end",
+    ]
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""  # nothing reached the process's own streams
+    import tqdm.auto
+
+    assert tqdm.auto.tqdm.__module__.startswith("tqdm")  # the patch is undone
+    rbridge.call(work, [2])  # without a reporter, the bar and the lines go to stderr as before
+    assert "fineclass: trained in 0.1 s" in capfd.readouterr().err
 
 
 def test_train_config_coerces_r_doubles_by_field_type():
@@ -225,3 +259,49 @@ def test_describe_a_fitted_classifier(tiny_classifier):
     assert info["config"]["epochs"] == 1
     assert info["history"][rbridge.MARK] == "table"
     assert info["manifest"]["n_train"] > 0
+
+
+def test_train_keeps_the_order_of_an_r_factor(reviews_small, tiny_bert):
+    tbl = reviews_small.head(40).to_arrow()
+    label = pa.array(["pos" if i % 2 else "neg" for i in range(tbl.num_rows)])
+    levels = pa.array(["pos", "unused", "neg"])
+    indices = pa.array([0 if v == "pos" else 2 for v in label.to_pylist()], pa.int32())
+    data = pa.table({"text": tbl.column("text"), "label": pa.DictionaryArray.from_arrays(indices, levels)})
+    clf = rbridge.train(
+        data, label="label", model=tiny_bert, config={"epochs": 1, "max_length": 16, "validation": 0}, progress=False
+    )
+    assert clf.spec_.classes == ["pos", "neg"]  # the factor's order, unused level dropped; sorted would be neg, pos
+
+
+def test_train_takes_the_levels_of_an_ordered_level_column():
+    levels = rbridge._ordered_levels(
+        pa.table(
+            {
+                "level": pa.DictionaryArray.from_arrays(
+                    pa.array([0, 1], pa.int32()), pa.array(["weak", "strong", "extreme"]), ordered=True
+                )
+            }
+        ),
+        "level",
+    )
+    assert levels == ["weak", "strong", "extreme"]
+    plain = pa.table({"level": pa.array(["b", "a"]).dictionary_encode()})
+    assert rbridge._ordered_levels(plain, "level") is None
+
+
+def test_evaluate_adds_krippendorffs_alpha_beside_kappa():
+    from fineclass.evaluation import agreement
+
+    pred = pa.table({"id": [1, 2, 3, 4, 5, 6], "label": ["a", "b", "a", "a", "b", "b"]})
+    truth = pa.table({"id": [1, 2, 3, 4, 5, 6], "label": ["a", "b", "b", "a", "b", "a"]})
+    ev = rbridge.evaluate(pred, truth, bootstrap=0)
+    names = ev.metrics.column("metric").to_pylist()
+    assert names[names.index("kappa") + 1] == "krippendorff_alpha"
+    alpha = ev.get("krippendorff_alpha")
+    wide = pa.table({"id": [1, 2, 3, 4, 5, 6], "truth": truth.column("label"), "model": pred.column("label")})
+    ref = [
+        r["estimate"]
+        for r in agreement(wide, unit="id", coder=["truth", "model"]).to_pylist()
+        if r["statistic"].startswith("krippendorff")
+    ][0]
+    assert alpha == pytest.approx(ref) and -1 < alpha < 1

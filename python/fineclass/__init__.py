@@ -28,6 +28,16 @@ _LAZY = {
     "read_output": ".ledger",
     "merge_for_inference": ".methods.generative",
     "generate": ".methods.generative",
+    "zero_shot_classifier": ".zeroshot",
+    "read_table": ".tables",
+    "paired_bootstrap": ".evaluation",
+    "export_review": ".crowd",
+    "import_review": ".crowd",
+    "acceptance_report": ".crowd",
+    "assemble_training_set": ".crowd",
+    "estimate": ".estimation",
+    "draw_sample": ".estimation",
+    "plan_budget": ".estimation",
 }
 
 __all__ = ["FineclassError", "LabelSpec", *_LAZY]

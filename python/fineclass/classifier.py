@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ._fs import atomic_folder, check_replaceable
+from ._fs import atomic_folder, check_folder_files, check_replaceable, read_small_file
 from .config import TrainConfig
-from .errors import FineclassError
+from .errors import FineclassError, warn_user
 from .labels import LabelSpec
-from .manifest import write_json_atomic
+from .manifest import weights_digest, write_json_atomic
 from .methods import Method, get_method
-from .methods.base import pick_device
-from .models import resolve
+from .methods.base import check_no_pickle, pick_device
+from .models import resolve_base
 from .scoring import Scorer, probability_names
 from .tables import read_table
 from .training import fit
@@ -263,6 +263,7 @@ class Classifier:
             self.spec_.save(tmp / "labels.json")
             manifest = dict(self.manifest_)
             manifest.update(weights)
+            manifest["weights_sha256"] = weights_digest(tmp)  # load() refuses weights that do not match
             manifest["format_version"] = FORMAT_VERSION
             write_json_atomic(tmp / "fineclass.json", manifest)
         return str(path)
@@ -356,8 +357,14 @@ def load(
     device: str = "auto",
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    trust_hub: bool = False,
 ) -> Classifier:
     """Load a Classifier saved with ``save()``.
+
+    The folder is checked before anything is used: it must hold regular files only (no pipe, device or link out
+    of the folder), its weight files must match the SHA-256 ``save()`` recorded, and they must hold every tensor
+    the model needs. A LoRA adapter's base is the folder it was trained on (by absolute path) or the hub model at
+    the revision it was trained on.
 
     Args:
         path: the saved model's folder.
@@ -365,13 +372,16 @@ def load(
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
         trust_remote_code: let transformers run a model's own Python code.
         allow_pickle: accept pickle weight files (they can run code when loaded; refused by default).
+        trust_hub: download a hub base model that is not the pinned one the adapter was trained on (an old
+            manifest without a revision, or a hub id given as ``base_model``).
 
     Returns:
         A fitted :class:`Classifier`, predicting as the saved one did.
 
     Raises:
-        FineclassError: naming ``path`` when the folder is not a saved model or its files are damaged;
-            ``base_model`` when the base of an adapter is missing.
+        FineclassError: naming ``path`` when the folder is not a saved model, holds something other than regular
+            files, or its files are damaged, changed or incomplete; ``base_model`` when the base of an adapter
+            is missing; ``trust_hub`` when a hub base needs consent.
 
     Example:
         >>> clf = fineclass.load("models/topics")  # doctest: +SKIP
@@ -379,11 +389,14 @@ def load(
     folder = Path(path)
     if not folder.exists():
         raise FineclassError(f"`path` {str(path)!r} does not exist.", "path")
+    if not folder.is_dir():
+        raise FineclassError(f"`path` {str(path)!r} is not a folder; pass the folder save() wrote.", "path")
+    check_folder_files(folder, "path")
     if not (folder / "fineclass.json").exists():
         raise FineclassError(f"`path` {str(path)!r} is not a saved fineclass model (no fineclass.json).", "path")
     try:
-        manifest = json.loads((folder / "fineclass.json").read_text(encoding="utf-8"))
-        spec = LabelSpec.load(folder / "labels.json")
+        manifest = json.loads(read_small_file(folder / "fineclass.json").decode("utf-8"))
+        spec = LabelSpec.from_dict(json.loads(read_small_file(folder / "labels.json").decode("utf-8")))
         if not isinstance(manifest, dict) or "method" not in manifest:
             raise ValueError("fineclass.json is not a fineclass manifest")
     except FineclassError:
@@ -397,16 +410,24 @@ def load(
         raise FineclassError(
             f"`path` {str(path)!r}: the manifest names weights {weights!r} that are not in the folder.", "path"
         )
+    check_no_pickle(folder, allow_pickle, "path")  # named first: a pickle file also changes the weights' hash
+    check_weights(folder, manifest)
     dev = pick_device(device)
-    base = None
+    base, revision = None, None
     if weights == "adapter":
-        base = resolve(base_model or manifest.get("model"))
+        base, revision = resolve_base(manifest, base_model, trust_hub)
     method = get_method(manifest["method"])
     from safetensors import SafetensorError
 
     try:
         module, tok = method.load(
-            folder, manifest, spec, dev, base, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+            folder,
+            {**manifest, "base_revision": revision},
+            spec,
+            dev,
+            base,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
         )
     except FineclassError:
         raise
@@ -432,6 +453,31 @@ def load(
         manifest=manifest,
         history=manifest.get("history", []),
     )
+
+
+def check_weights(folder: str | Path, manifest: dict) -> None:
+    """Refuse a saved model whose weight files are not the ones ``save()`` wrote (changed, damaged or swapped).
+
+    Args:
+        folder: the saved model's folder.
+        manifest: its ``fineclass.json``.
+
+    Raises:
+        FineclassError: naming ``path`` when the weights' SHA-256 differs from the manifest's ``weights_sha256``.
+            A model saved before the hash was recorded loads with a warning.
+    """
+    if "weights_sha256" not in manifest:
+        warn_user(
+            f"the model in {str(folder)!r} was saved by an older fineclass without a hash of its weights, so they "
+            f"cannot be checked; load it and save() it again to record one."
+        )
+        return
+    if weights_digest(folder) != manifest["weights_sha256"]:
+        raise FineclassError(
+            f"`path` {str(folder)!r}: the weight files do not match the hash save() recorded in fineclass.json; they "
+            f"were changed or damaged after saving. Restore the saved folder, or train and save the model again.",
+            "path",
+        )
 
 
 def to_long(predictions: Any) -> pa.Table:

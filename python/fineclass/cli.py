@@ -45,13 +45,18 @@ class Command:
 
 # ---------------------------------------------------------------------- shared helpers
 def _write_table(table: Any, path: str) -> None:
-    """A table to a .csv file, or else a Parquet file."""
-    import pyarrow.csv as pcsv
+    """A table to a .csv file (through the one CSV writer: formulas neutralised), or else a Parquet file."""
     import pyarrow.parquet as pq
 
+    from ._fs import atomic_file
+    from .sheets import write_table_csv
+
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    (pcsv.write_csv if p.suffix.lower() == ".csv" else pq.write_table)(table, str(p))
+    if p.suffix.lower() == ".csv":
+        write_table_csv(table, p)  # atomic too
+    else:
+        with atomic_file(p) as tmp:  # a failed write leaves an earlier file as it was
+            pq.write_table(table, str(tmp))
 
 
 def _write_or_print(table: Any, output: str | None) -> None:
@@ -80,11 +85,36 @@ def _label_arg(label: str, long_table: Any) -> Any:
     return label.split(",") if long_table and label and "," in label else label
 
 
+def _config_arg(value: str | None) -> dict | None:
+    """``--config``: TrainConfig settings as a JSON object; anything else is an error naming ``config``."""
+    from .errors import FineclassError
+
+    if not value:
+        return None
+    try:
+        config = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise FineclassError(
+            f"--config is not valid JSON ({e.msg} at character {e.pos}): {value!r}. Pass an object, e.g. "
+            f'--config \'{{"epochs": 2, "learning_rate": 5e-5}}\' (keys and strings in double quotes).',
+            "config",
+        ) from None
+    if not isinstance(config, dict):
+        raise FineclassError(
+            f"--config must be a JSON object of settings, e.g. '{{\"epochs\": 2}}'; got {value!r}.", "config"
+        )
+    return config
+
+
 # ---------------------------------------------------------------------- handlers
 def _train(args) -> int:
+    from ._fs import check_can_write_folder, check_replaceable
     from .classifier import train
 
-    config = json.loads(args.config) if args.config else {}
+    # the output folder is checked before training, so that a trained model is never lost to it
+    check_replaceable(args.output, args.overwrite, "fineclass.json", "a fineclass model", "output")
+    check_can_write_folder(args.output, "output")
+    config = _config_arg(args.config) or {}
     for key in ("epochs", "max_length", "batch_size", "seed"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
@@ -152,6 +182,9 @@ def _evaluate(args) -> int:
     from .evaluation import EvaluationWarning, evaluate
     from .tables import read_table
 
+    out = Path(args.output) if args.output else None
+    if out is not None and out.suffix.lower() not in (".csv", ".json"):  # before the work, not after it
+        raise FineclassError(f"--output must end in .csv or .json; got {str(out)!r}.", "output")
     truth = _split_filter(read_table(args.truth, "truth"), args.split, "TRUTH")
     ids = None
     if args.ids_from:
@@ -176,16 +209,20 @@ def _evaluate(args) -> int:
             cluster=args.cluster,
         )
     print(repr(ev))
-    if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix.lower() == ".json":
-            payload = {name: t.to_pylist() for name, t in ev.to_dict().items()}
-            out.write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
-        elif out.suffix.lower() == ".csv":
-            _write_table(ev.metrics, str(out))
-        else:
-            raise FineclassError(f"--output must end in .csv or .json; got {str(out)!r}.", "output")
+    if out is not None:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if out.suffix.lower() == ".json":
+                payload = {name: t.to_pylist() for name, t in ev.to_dict().items()}
+                out.write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False), encoding="utf-8")
+            else:
+                _write_table(ev.metrics, str(out))
+        except OSError as e:
+            raise FineclassError(
+                f"--output {str(out)!r} could not be written ({e.strerror or e}); choose a path in a folder you "
+                f"can write to.",
+                "output",
+            ) from None
         print(f"written to {out}")
     return 0
 
@@ -206,7 +243,7 @@ def _curve(args) -> int:
         labels=args.labels,
         model=args.model,
         method=args.method,
-        config=json.loads(args.config) if args.config else None,
+        config=_config_arg(args.config),
         target=args.target,
         plot=args.plot,
         checkpoint=args.checkpoint,
@@ -317,6 +354,7 @@ def _review_export(args) -> int:
         texts=args.texts,
         text=args.text,
         id=args.id,
+        documents=args.documents,
         overwrite=args.overwrite,
     ):
         print(f"wrote {p}")
@@ -326,10 +364,13 @@ def _review_export(args) -> int:
 def _review_import(args) -> int:
     from .crowd import acceptance_report, import_review
 
-    decisions = import_review(args.sheets, args.proposals, complete=not args.partial)
+    decisions = import_review(
+        args.sheets, args.proposals, complete=not args.partial, spec=args.spec, documents=args.documents
+    )
     _write_table(decisions, args.output)
     for name, t in acceptance_report(decisions).items():
-        _print_table(t, f"acceptance by {name}" if name != "agreement" else "agreement on the overlap")
+        titles = {"agreement": "agreement on the overlap", "additions": "codes added by coders"}
+        _print_table(t, titles.get(name, f"acceptance by {name}"))
     print(f"\nwrote {decisions.num_rows} decisions to {args.output}")
     return 0
 
@@ -345,10 +386,85 @@ def _review_assemble(args) -> int:
     return 0
 
 
+def _sample(args) -> int:
+    from .estimation import draw_sample
+    from .tables import read_table
+
+    data = read_table(args.data, "data")  # read once: the sample and, with --rows-output, its rows
+    table = draw_sample(
+        data,
+        args.size,
+        method=args.method,
+        strata=args.strata,
+        allocation=args.allocation,
+        uncertainty=args.uncertainty,
+        seed=args.seed,
+        id=args.id or "id",
+    )
+    _write_or_print(table, args.output)
+    if args.rows_output:  # the drawn documents' rows of DATA: their codes, to export for review
+        import pyarrow as pa
+
+        from .evaluation.coded import id_array
+
+        drawn = set(id_array(table, "id", "sample").to_pylist())
+        keep = pa.array([k in drawn for k in id_array(data, args.id or "id", "data").to_pylist()])
+        _write_table(data.filter(keep), args.rows_output)
+        print(f"wrote the {table.num_rows} drawn documents' rows of {args.data} to {args.rows_output}")
+    return 0
+
+
+def _estimate(args) -> int:
+    from .estimation import estimate
+
+    table = estimate(
+        args.codes,
+        args.human,
+        data=args.data,
+        sample=args.sample,
+        by=args.by,
+        labels=args.labels,
+        regression=args.regression,
+        outcome=args.outcome,
+        covariates=args.covariates,
+        method=args.method,
+        population=args.population,
+        confidence=args.confidence,
+        spec=args.spec,
+        id=args.id or "id",
+    )
+    if args.output:
+        _write_table(table, args.output)
+        print(f"wrote {table.num_rows} estimates to {args.output}")
+    shown = [c for c in table.column_names if c in (args.by or [])] + [
+        "term",
+        "estimate",
+        "conf_low",
+        "conf_high",
+        "model_estimate",
+        "human_estimate",
+        "effective_n",
+    ]
+    _print_table(table.select(shown), f"{args.method} estimates ({args.population} population)")
+    return 0
+
+
 def _serve(args) -> int:
     from .serve import serve
 
-    serve(args.model, host=args.host, port=args.port, key_env=args.key_env, name=args.name, quiet=args.quiet)
+    serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        key_env=args.key_env,
+        name=args.name,
+        quiet=args.quiet,
+        allow_remote=args.allow_remote,
+        workers=args.workers,
+        max_connections=args.max_connections,
+        read_timeout=args.read_timeout,
+        idle_timeout=args.idle_timeout,
+    )
     return 0
 
 
@@ -558,6 +674,11 @@ COMMANDS = [
                     arg("--seed", type=int, default=0),
                     arg("--texts", default=None, help="documents, to show each text beside its proposals"),
                     *COLUMNS,
+                    arg(
+                        "--documents",
+                        default=None,
+                        help="file with an `id` column: documents to review even without proposals (a human sample)",
+                    ),
                     arg("--overwrite", action="store_true"),
                 ],
             ),
@@ -570,6 +691,12 @@ COMMANDS = [
                     arg("--proposals", required=True),
                     arg("-o", "--output", required=True, help="decisions file (.parquet or .csv)"),
                     arg("--partial", action="store_true", help="allow proposals that are in no sheet"),
+                    arg(
+                        "--spec",
+                        default=None,
+                        help="label set (JSON file or model folder) that corrections and additions must belong to",
+                    ),
+                    arg("--documents", default=None, help="the --documents file given to `review export`"),
                 ],
             ),
             Command(
@@ -589,6 +716,51 @@ COMMANDS = [
         description="Review sheets for the hybrid workflow.",
     ),
     Command(
+        "sample",
+        "draw the documents for human coding, with their probabilities",
+        _sample,
+        [
+            arg("data", help="one row per document of the corpus (predictions, or any table with ids)"),
+            arg("-n", "--size", type=int, required=True, help="documents to draw (expected number: uncertainty)"),
+            arg("--method", choices=["simple", "stratified", "uncertainty"], default="simple"),
+            arg("--strata", default=None, help="stratum column for --method stratified"),
+            arg("--allocation", default="proportional", choices=["proportional", "equal"]),
+            arg("--uncertainty", default=None, help="uncertainty column (default 1 - confidence)"),
+            arg("--seed", type=int, default=0),
+            arg("--id", default=None, help="the id column (default: id)"),
+            arg("-o", "--output", default=None, help="sample file (.parquet or .csv); printed when absent"),
+            arg(
+                "--rows-output",
+                default=None,
+                help="also write the drawn documents' rows of DATA (e.g. their codes, for `review export`)",
+            ),
+        ],
+        description="Draw a random sample to code by hand; `fineclass estimate` needs its probabilities.",
+    ),
+    Command(
+        "estimate",
+        "label shares or regression coefficients from model codes plus a human sample",
+        _estimate,
+        [
+            arg("codes", help="the model's codes for every document (predictions, or a long table with --data)"),
+            arg("human", help="the coders' codes for the sampled documents"),
+            arg("--data", default=None, help="one row per document (needed when codes is a long table)"),
+            arg("--sample", default=None, help="the file from `fineclass sample` (needed when human is long)"),
+            arg("--by", nargs="+", default=None, help="column(s) of the documents to estimate shares by group"),
+            arg("--labels", nargs="+", default=None, help="labels whose shares to estimate (default: all)"),
+            arg("--regression", choices=["ols", "logistic"], default=None),
+            arg("--outcome", default=None, help="the regression's outcome: a column or a label"),
+            arg("--covariates", nargs="+", default=None, help="the regression's covariates: columns or labels"),
+            arg("--method", choices=["ppi++", "ppi", "dsl"], default="ppi++"),
+            arg("--population", choices=["finite", "superpopulation"], default="finite"),
+            arg("--confidence", type=float, default=0.95),
+            arg("--spec", default=None, help="label set (JSON file or model folder)"),
+            arg("--id", default=None, help="the id column (default: id)"),
+            arg("-o", "--output", default=None, help="estimates file (.parquet or .csv)"),
+        ],
+        description="Estimates whose intervals stay valid whatever the model's errors (PPI, PPI++, DSL).",
+    ),
+    Command(
         "serve",
         "serve a fitted classifier as an OpenAI-compatible endpoint",
         _serve,
@@ -604,6 +776,15 @@ COMMANDS = [
             ),
             arg("--name", default=None, help="model name to serve (default: the folder's name)"),
             arg("--quiet", action="store_true", help="do not log requests"),
+            arg(
+                "--allow-remote",
+                action="store_true",
+                help="allow a --host other machines can reach (a --key-env key is required too)",
+            ),
+            arg("--workers", type=int, default=None, help="threads serving connections (default 16)"),
+            arg("--max-connections", type=int, default=None, help="open connections at most (default 64)"),
+            arg("--read-timeout", type=float, default=None, help="seconds a request may take to arrive (default 10)"),
+            arg("--idle-timeout", type=float, default=None, help="seconds one read may wait (default 5)"),
         ],
         description="Serve a fitted classifier at /v1/chat/completions and /v1/models.",
     ),

@@ -34,10 +34,14 @@ class LearningCurve:
         fit: the fitted ``CurveFit`` (None with fewer than three sizes).
         needed: the labels needed for ``target`` (``labels_needed``'s table), or None.
         plot: the plot's path, or None.
+        target: the target score asked for, or None.
     """
 
-    def __init__(self, table: pa.Table, metric: str, fit, needed: pa.Table | None, plot: str | None):
+    def __init__(
+        self, table: pa.Table, metric: str, fit, needed: pa.Table | None, plot: str | None, target: float | None = None
+    ):
         self.table, self.metric, self.fit, self.needed, self.plot = table, metric, fit, needed, plot
+        self.target = target
 
     def summary(self) -> pa.Table:
         """The metric per training size.
@@ -60,13 +64,32 @@ class LearningCurve:
             .to_arrow()
         )
 
-    def to_dict(self) -> dict:
-        """Every table by name (for R: a named list of data frames).
+    def fitted(self, points: int = 100) -> pa.Table | None:
+        """The fitted curve on a grid of sizes, log-spaced from the smallest size to 4 times the largest.
+
+        Args:
+            points: how many sizes on the grid.
 
         Returns:
-            ``{"runs": ..., "summary": ..., "needed": ...}`` (``needed`` only with a target).
+            A table (size, score), or None when fewer than three sizes were trained (no curve is fitted).
         """
-        out = {"runs": self.table, "summary": self.summary()}
+        if self.fit is None:
+            return None
+        sizes = self.table.column("size").to_numpy()
+        grid = np.geomspace(float(sizes.min()), float(sizes.max()) * 4, points)
+        return pa.table({"size": grid, "score": np.asarray(self.fit.predict(grid), dtype=float)})
+
+    def to_dict(self) -> dict:
+        """Every result by name, for R (a named list of data frames and values).
+
+        Returns:
+            ``{"runs", "summary", "metric", "target"}``; with a fitted curve also ``fit`` (its parameters)
+            and ``fitted`` (the curve on a grid); with a target also ``needed``.
+        """
+        out = {"runs": self.table, "summary": self.summary(), "metric": self.metric, "target": self.target}
+        if self.fit is not None:
+            out["fit"] = self.fit.to_dict()
+            out["fitted"] = self.fitted()
         if self.needed is not None:
             out["needed"] = self.needed
         return out
@@ -240,7 +263,7 @@ def learning_curve(
     elif target is not None:
         raise FineclassError("estimating the labels needed for `target` takes at least 3 training sizes.", "sizes")
     plot_path = _plot(result, fit, metric, target, plot) if plot else None
-    return LearningCurve(result, metric, fit, needed, plot_path)
+    return LearningCurve(result, metric, fit, needed, plot_path, target=None if target is None else float(target))
 
 
 def _fingerprint(all_ids, test_ids, model, method, config, metric, text, label) -> str:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import FineclassError, preview
-from .labels import LabelSpec, canon, read_codebook
+from .labels import LabelSpec, canon, is_missing, read_codebook
 from .tables import ID, check_column, check_text, read_table, with_id
 
 
@@ -51,18 +51,19 @@ def _fold_long(table: pa.Table, labels: Any, label: Any, argument: str = "labels
         if p is None:
             unknown.add(i)
             continue
-        if dims[k] is None:
+        if is_missing(dims[k]):  # a row without a label (null or blank): the document has no label from it
             continue
         if level_col:
             d = canon(dims[k])
+            level = None if is_missing(levels[k]) else levels[k]
             prev = values[p].get(d)
-            if prev is not None and prev != levels[k]:
+            if prev is not None and prev != level:
                 raise FineclassError(
                     f"document {i!r} has two levels for dimension {d!r} in `{argument}` "
-                    f"({prev!r} and {levels[k]!r}); keep one.",
+                    f"({prev!r} and {level!r}); keep one.",
                     argument,
                 )
-            values[p][d] = levels[k]
+            values[p][d] = level
         else:
             values[p].append(dims[k])
     return values, unknown
@@ -153,18 +154,21 @@ def labelled(
         if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
             kind = kind or "multi"
             values = [list(v or []) for v in col.to_pylist()]
+            blank = [i for i, v in zip(table.column(ID).to_pylist(), values) if any(is_missing(x) for x in v)]
+            if blank:
+                raise FineclassError(
+                    f"{len(blank)} documents have a missing or blank entry in their label list in column "
+                    f"`{label}` (ids: {preview(blank)}). Remove those entries (an empty list means no label).",
+                    "label",
+                )
         else:
             kind = kind or "single"
             values = col.to_pylist()
-            missing = [
-                i
-                for i, v in zip(table.column(ID).to_pylist(), values)
-                if v is None or (isinstance(v, float) and np.isnan(v))
-            ]
+            missing = [i for i, v in zip(table.column(ID).to_pylist(), values) if is_missing(v)]
             if missing:
                 raise FineclassError(
-                    f"{len(missing)} documents have no label in column `{label}` (ids: "
-                    f"{preview(missing)}). Remove them, or classify them after training.",
+                    f"{len(missing)} documents have no label (a missing or blank value) in column `{label}` (ids: "
+                    f"{preview(missing)}). Remove them (or fill in their labels), or classify them after training.",
                     "label",
                 )
             types = {type(v).__name__ for v in values}

@@ -24,9 +24,11 @@ from .ledger import (
     RUN_FILE,
     Run,
     model_identity,
+    output_errors,
     parse_shard,
     read_output,
     report,
+    weights_identity,
     write_shard,
 )
 from .ray_engine import classify_ray
@@ -67,14 +69,19 @@ def _classify_local(
     def mine(k: int) -> bool:
         return k % n == i
 
+    # a folder was loaded just now, and load() checked its weights against the manifest's hash: no second read
+    verified = clf.manifest_.get("weights_sha256") if clf is not model else None
     fingerprint = {
         "model": model_identity(clf.manifest_),
+        "weights": verified or weights_identity(model),
         "input": source.identity(shard_rows),
         "text": text,
         "id": id,
         "shard_rows": shard_rows,
     }
-    run = Run.start(output, fingerprint, resume, mine)
+    source.check_output(output)
+    source.check_rows()
+    run = Run.start(output, fingerprint, resume, mine, share=(i, n))
     scorer = clf.scorer()
     total = source.total
     n_shards = math.ceil(total / shard_rows) if total is not None else None
@@ -92,10 +99,15 @@ def _classify_local(
         for k, chunk in source.shards(shard_rows, lambda k: mine(k) and k not in run.done, passed):
             docs, input_hash = source.documents(k, chunk, shard_rows)
             out = scorer.predict_batch(docs, batch_tokens, probabilities, bar)
-            run.record(write_shard(run.folder, k, out, input_hash))
+            with output_errors(run.folder):
+                run.record(write_shard(run.folder, k, out, input_hash))
     finally:
         if bar is not None:
             bar.close()
+        run.close()
+    source.check_rows()  # a CSV file or a stream: its rows are known now
+    if n_shards is None and source.seen is not None:
+        n_shards = math.ceil(source.seen / shard_rows)
     summary = run.summary(n_shards, n, f"{i}/{n}", time.time() - t0)
     if progress:
         report(summary)

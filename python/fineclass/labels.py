@@ -45,6 +45,24 @@ def canon(value: Any) -> str:
     return str(value).strip()
 
 
+def is_missing(value: Any) -> bool:
+    """Whether a label value is missing: None, NaN, or a string that is empty or only whitespace.
+
+    Blank and null labels are the same thing in every reader (a blank CSV cell is never a class ``""``).
+
+    Args:
+        value: a label value as read.
+
+    Returns:
+        True for a missing value.
+    """
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    return isinstance(value, str) and not value.strip()
+
+
 def value_type(values: Iterable[Any]) -> str:
     """``"int"`` when every value is a whole number (5, 5.0, numpy ints), else ``"str"``.
 
@@ -150,9 +168,9 @@ class LabelSpec:
             FineclassError: naming ``levels`` or ``kind`` when they do not fit the values.
         """
         if kind == "single":
-            flat = [v for v in values if v is not None]
+            flat = [v for v in values if not is_missing(v)]
         elif kind == "multi":
-            flat = [v for vs in values for v in (vs or [])]
+            flat = [v for vs in values for v in (vs or []) if not is_missing(v)]
         elif kind == "dimlevel":
             flat = [d for m in values for d in (m or {})]
             seen_levels = {canon(lv) for m in values for lv in (m or {}).values()}

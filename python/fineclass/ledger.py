@@ -6,21 +6,27 @@ input). A rerun with ``resume=True`` skips the shards in the ledger whose files 
 so each id is written exactly once. ``shard="i/n"`` keeps the shards whose number is ``i`` modulo ``n``: ``n``
 jobs together produce exactly the shards of one run, in one output folder or several.
 
-An output folder belongs to one run: ``_run.json`` records the model, the input's identity, the text and id
-columns and the shard size. A folder holding finished shards of another run is refused, so results of two runs
-are never mixed. Every engine (``infer.ENGINES``) writes the same folder through this module.
+An output folder belongs to one run: ``_run.json`` records the model (its training record and a hash of its
+weights), the input's identity, the text and id columns and the shard size; the ledger's per-shard input hashes
+are compared as a CSV file or a stream passes finished shards (an in-place edit keeps a file's size). A folder
+holding finished shards of another run is refused, so results of two runs are never mixed. Every engine
+(``infer.ENGINES``) writes the same folder through this module.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import socket
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,10 +34,11 @@ import pyarrow.parquet as pq
 
 from ._fs import atomic_file
 from .errors import FineclassError, warn_user
-from .manifest import now, versions, write_json_atomic
+from .manifest import now, versions, weights_digest, write_json_atomic
 
 LEDGER = "_ledger.jsonl"
 RUN_FILE = "_run.json"
+LOCK_PREFIX = "_lock-"  # one advisory lock file per job share: _lock-{i}-of-{n}.json
 DEFAULT_SHARD_ROWS = 20_000
 
 
@@ -76,6 +83,29 @@ def model_identity(manifest: dict) -> str:
     """
     m = manifest
     return m.get("fingerprint") or hashlib.sha256(json.dumps(m, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def weights_identity(model: Any) -> str | None:
+    """The model's weights in a run's identity: two models whose training records agree still differ here.
+
+    A saved model and the same model in memory give the same digest (the one of the files ``save()`` writes), so
+    a run begun with either can be finished with the other.
+
+    Args:
+        model: the folder of a saved model, or a fitted classifier in memory (saved to a temporary folder to be
+            hashed).
+
+    Returns:
+        The SHA-256 of the weight files (``manifest.weights_digest``), or None when there are none.
+    """
+    if isinstance(model, (str, Path)):
+        return weights_digest(model)
+    if not callable(getattr(model, "save", None)):
+        return None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="fineclass-weights-") as tmp:
+        return weights_digest(model.save(Path(tmp) / "model"))
 
 
 def read_ledger(folder: Path) -> dict[int, dict]:
@@ -171,6 +201,8 @@ def _describe_difference(old: dict, new: dict) -> str:
     what = []
     if old.get("model") != new.get("model"):
         what.append("a different model")
+    elif old.get("weights") != new.get("weights"):
+        what.append("a different model (the same training record, but other weights)")
     if old.get("input") != new.get("input"):
         oi, ni = old.get("input") or {}, new.get("input") or {}
         if isinstance(oi, dict) and isinstance(ni, dict) and oi.get("kind") == ni.get("kind") == "files":
@@ -200,7 +232,8 @@ def claim_folder(folder: Path, fingerprint: dict, resume: bool) -> None:
     """
     if folder.exists() and not folder.is_dir():
         raise FineclassError(f"`output` {str(folder)!r} is a file; pass a folder for the Parquet shards.", "output")
-    folder.mkdir(parents=True, exist_ok=True)
+    with output_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
     run_file = folder / RUN_FILE
     work = _has_work(folder)
     if run_file.exists():
@@ -237,7 +270,165 @@ def claim_folder(folder: Path, fingerprint: dict, resume: bool) -> None:
             f" use an empty folder.",
             "output",
         )
-    write_json_atomic(run_file, {"fingerprint": fingerprint, "started": now(), "versions": versions()})
+    with output_errors(folder):
+        write_json_atomic(run_file, {"fingerprint": fingerprint, "started": now(), "versions": versions()})
+
+
+@contextlib.contextmanager
+def output_errors(folder: Path) -> Iterator[None]:
+    """Turn the file system's refusals (read-only, full, no permission, not a folder) into a FineclassError.
+
+    Args:
+        folder: the output folder, named in the error.
+
+    Yields:
+        Nothing; an ``OSError`` raised inside becomes a FineclassError naming ``output``.
+
+    Raises:
+        FineclassError: naming ``output``, with the cause and the fix.
+    """
+    try:
+        yield
+    except FineclassError:
+        raise
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            fix = "free some space (or choose a folder on another disk), then rerun with resume=True to continue"
+        elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = "choose a folder you can write to"
+        else:
+            fix = "choose another folder"
+        raise FineclassError(
+            f"`output` {str(folder)!r} could not be written ({e.strerror or e}): {fix}.", "output"
+        ) from None
+
+
+# ---------------------------------------------------------------------- the advisory lock of a job share
+def _start_ticks(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot (Linux), so that a reused pid is not taken for the owner."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(owner: dict) -> bool:
+    """Whether the process that wrote a lock on this host still runs (the same pid and start time)."""
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it runs, under another user
+    ticks = owner.get("start_ticks")
+    return ticks is None or _start_ticks(pid) in (None, ticks)
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether two job shares ``i/n`` hold a shard in common (k = i mod n and k = i' mod n' for some k)."""
+    return (a[0] - b[0]) % math.gcd(a[1], b[1]) == 0
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        owner = json.loads(path.read_text(encoding="utf-8"))
+        return owner if isinstance(owner, dict) else {}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # half written by a process killed at that moment: no pid, so stale on this host
+
+
+def lock_folder(folder: Path, share: tuple[int, int]) -> Path:
+    """Take the advisory lock of this job's share of an output folder.
+
+    The lock is a file ``_lock-{i}-of-{n}.json`` holding the owner's pid, host and start time. A lock of a
+    process that is gone (its pid is not running on this host) is stale and taken over; a live one of a share
+    that overlaps this one is refused, so two processes never write the same shards.
+
+    Args:
+        folder: the output folder (it exists).
+        share: ``(i, n)`` of ``shard="i/n"``.
+
+    Returns:
+        The lock file (give it to :func:`unlock_folder` when the job ends).
+
+    Raises:
+        FineclassError: naming ``output`` when another live process holds this share or one that overlaps it.
+    """
+    host = socket.gethostname()
+    me = {"pid": os.getpid(), "host": host, "start_ticks": _start_ticks(os.getpid()), "since": now()}
+    mine = folder / f"{LOCK_PREFIX}{share[0]}-of-{share[1]}.json"
+
+    def refuse(path: Path, owner: dict) -> FineclassError:
+        return FineclassError(
+            f"`output` {str(folder)!r} is being written by another process (pid {owner.get('pid')} on "
+            f"{owner.get('host')!r}, since {owner.get('since')}). Wait for it to finish, or use another output "
+            f"folder (or another shard='i/n'). If that process is gone (e.g. it ran on another machine), delete "
+            f"{str(path)!r} and rerun.",
+            "output",
+        )
+
+    def stale(owner: dict) -> bool:
+        if not owner:  # no owner written: being written this instant, or left half-written by a killed process
+            try:
+                return time.time() - mine.stat().st_mtime > 10
+            except OSError:
+                return True
+        return owner.get("host") == host and not _alive(owner)
+
+    with output_errors(folder):
+        for _ in range(3):
+            try:
+                fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                owner = _read_lock(mine)
+                if owner is None:
+                    continue  # released meanwhile: try again
+                if not stale(owner):
+                    raise refuse(mine, owner) from None
+                try:
+                    mine.unlink()  # a dead process's lock: taken over
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(me, f)
+            break
+        else:
+            raise refuse(mine, _read_lock(mine) or {})
+        for other in folder.glob(f"{LOCK_PREFIX}*-of-*.json"):  # live locks of overlapping shares
+            if other == mine:
+                continue
+            try:
+                i, n = (int(x) for x in other.name[len(LOCK_PREFIX) : -len(".json")].split("-of-"))
+            except ValueError:
+                continue
+            owner = _read_lock(other)
+            if owner is not None and _overlap(share, (i, n)) and not stale(owner):
+                unlock_folder(mine)
+                raise refuse(other, owner)
+    return mine
+
+
+def unlock_folder(lock: Path | None) -> None:
+    """Release a lock taken by :func:`lock_folder` (only this process's own).
+
+    Args:
+        lock: the lock file, or None.
+    """
+    if lock is None:
+        return
+    owner = _read_lock(lock)
+    if owner is not None and owner.get("pid") == os.getpid():
+        try:
+            lock.unlink()
+        except OSError:
+            pass
 
 
 def remove_stale_temporaries(folder: Path, mine: Callable[[int], bool]) -> None:
@@ -308,45 +499,69 @@ class Run:
     done: dict = field(default_factory=dict)  # this job's finished shards that were found intact
     damaged: list = field(default_factory=list)  # the files of finished shards that must be redone
     ledger: dict = field(default_factory=dict)  # the ledger as it was at the start
+    lock: Path | None = None  # this job's lock file (released by close())
     rows: int = 0
     truncated: int = 0
     empty: int = 0
     written: int = 0
 
     @classmethod
-    def start(cls, output: str | Path, fingerprint: dict, resume: bool, mine: Callable[[int], bool]) -> "Run":
-        """Claim the folder for this run, and find this job's finished shards.
+    def start(
+        cls,
+        output: str | Path,
+        fingerprint: dict,
+        resume: bool,
+        mine: Callable[[int], bool],
+        share: tuple[int, int] = (0, 1),
+    ) -> "Run":
+        """Lock this job's share of the folder, claim the folder for this run, and find this job's finished shards.
 
         Args:
             output: the output folder.
-            fingerprint: the run's identity (model, input, text and id columns, shard_rows).
+            fingerprint: the run's identity (model, weights, input, text and id columns, shard_rows).
             resume: whether a folder that holds shards of this run may be continued.
             mine: which shard numbers this job writes.
+            share: ``(i, n)`` of ``shard="i/n"`` (which lock this job takes).
 
         Returns:
-            The run, with ``done`` (intact finished shards) and ``damaged`` (files to redo, with a warning).
+            The run, with ``done`` (intact finished shards) and ``damaged`` (files to redo, with a warning); call
+            :meth:`close` when the job ends.
 
         Raises:
             FineclassError: naming ``output`` when it holds another run's shards, or this run's without
-                ``resume``.
+                ``resume``, when another live process writes the same shards, or the folder cannot be written.
         """
         folder = Path(output)
-        claim_folder(folder, fingerprint, resume)
-        run = cls(folder, mine, ledger=read_ledger(folder))
-        for k, e in run.ledger.items():
-            if mine(k):
-                if check_shard(folder, e):
-                    run.done[k] = e
-                else:
-                    run.damaged.append(e.get("file", str(k)))
-        if run.damaged:
-            warn_user(
-                f"{len(run.damaged)} finished shard file(s) in {str(folder)!r} are missing or damaged "
-                f"({', '.join(run.damaged[:3])}); they are classified again.",
-                RuntimeWarning,
-            )
-        remove_stale_temporaries(folder, mine)
+        if folder.exists() and not folder.is_dir():
+            raise FineclassError(f"`output` {str(folder)!r} is a file; pass a folder for the Parquet shards.", "output")
+        with output_errors(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+        lock = lock_folder(folder, share)
+        try:
+            claim_folder(folder, fingerprint, resume)
+            run = cls(folder, mine, ledger=read_ledger(folder), lock=lock)
+            for k, e in run.ledger.items():
+                if mine(k):
+                    if check_shard(folder, e):
+                        run.done[k] = e
+                    else:
+                        run.damaged.append(e.get("file", str(k)))
+            if run.damaged:
+                warn_user(
+                    f"{len(run.damaged)} finished shard file(s) in {str(folder)!r} are missing or damaged "
+                    f"({', '.join(run.damaged[:3])}); they are classified again.",
+                    RuntimeWarning,
+                )
+            remove_stale_temporaries(folder, mine)
+        except BaseException:
+            unlock_folder(lock)
+            raise
         return run
+
+    def close(self) -> None:
+        """Release this job's lock on the folder (a killed job's lock is found stale by the next one)."""
+        unlock_folder(self.lock)
+        self.lock = None
 
     def check_input(self, k: int, input_hash: str) -> None:
         """A finished shard of a stream must hold the same input as this run's shard ``k``.
@@ -394,6 +609,8 @@ class Run:
         """
         ledger = read_ledger(self.folder)
         complete = len(ledger) == n_shards if n_shards is not None else jobs == 1
+        if n_shards is not None:
+            record_shards_total(self.folder, n_shards)
         return {
             "output": str(self.folder.resolve()),
             "rows_written": self.rows,
@@ -412,6 +629,28 @@ class Run:
             "shard": shard,
             **extra,
         }
+
+
+def record_shards_total(folder: Path, n_shards: int) -> None:
+    """Keep the input's number of shards in the run record, where the input did not say it at the start.
+
+    A CSV file or a stream is counted only by reading it whole; once a job has, :func:`read_output` can tell a
+    finished run from an unfinished one.
+
+    Args:
+        folder: the output folder.
+        n_shards: the input's number of shards.
+    """
+    run_file = folder / RUN_FILE
+    try:
+        record = json.loads(run_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(record, dict) or record.get("shards_total") == n_shards:
+        return
+    record["shards_total"] = n_shards
+    with output_errors(folder):
+        write_json_atomic(run_file, record)
 
 
 def report(summary: dict, how: str = "") -> None:
@@ -470,9 +709,17 @@ def read_output(output: str | Path) -> pa.Table:
         run = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
         rows = run["fingerprint"]["input"].get("rows")
         expected = math.ceil(rows / run["fingerprint"]["shard_rows"]) if rows is not None else None
+        if expected is None:  # a CSV file or a stream: counted by the first job that read it whole
+            expected = run.get("shards_total", -1)
     except (OSError, KeyError, TypeError, ValueError, AttributeError):
         expected = None
-    if expected is not None and len(entries) < expected:
+    if expected == -1:
+        warn_user(
+            f"{str(folder)!r} holds {len(entries)} shards, but no job has read the whole input yet, so the run "
+            f"is not finished (rerun classify with resume=True).",
+            RuntimeWarning,
+        )
+    elif expected is not None and len(entries) < expected:
         warn_user(
             f"{str(folder)!r} holds {len(entries)} of {expected} shards; the run is not finished "
             f"(rerun classify with resume=True).",

@@ -70,6 +70,38 @@ def hash_model_folder(path: str) -> str | None:
     return h.hexdigest()
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def weights_digest(path: str | Path) -> str | None:
+    """A SHA-256 over the contents of a model folder's weight files, in a fixed order.
+
+    Unlike :func:`hash_model_folder` (names and sizes only, for speed), this reads every byte of every weight file
+    (``.safetensors``, ``.bin``, ``.pt``, ``.pth``, ``.gguf``), so two folders with the same layout but different
+    weights never share a digest. ``save()`` records it in the manifest; ``load()`` and resumed runs compare it.
+
+    Args:
+        path: the model folder (a hub id or a missing path gives None).
+
+    Returns:
+        The hex digest, or None when ``path`` is not a folder or holds no weight file.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    files = sorted(f for f in p.rglob("*") if f.is_file() and not f.is_symlink() and f.suffix in WEIGHT_SUFFIXES)
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(p).as_posix().encode("utf-8") + b"\x00")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
 def now() -> str:
     """The time now, in UTC, as ISO 8601 to the second.
 

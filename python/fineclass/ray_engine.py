@@ -38,7 +38,16 @@ import pyarrow as pa
 from ._checks import whole_number
 from .classifier import Classifier, load
 from .errors import FineclassError
-from .ledger import DEFAULT_SHARD_ROWS, Run, model_identity, parse_shard, remove_stale_temporaries, report, write_shard
+from .ledger import (
+    DEFAULT_SHARD_ROWS,
+    Run,
+    model_identity,
+    parse_shard,
+    remove_stale_temporaries,
+    report,
+    weights_identity,
+    write_shard,
+)
 from .scoring import check_batch_tokens, progress_bar
 from .sources import FileSource, TableSource, hash_input, in_memory, open_source
 
@@ -62,15 +71,20 @@ def _import_ray():
 
 
 # ---------------------------------------------------------------------- driver side
-def _model_source(model: Any, ray) -> tuple[dict, str | None, Any]:
-    """The manifest (for the run fingerprint), and a model folder path or the saved files in the object store."""
+def _model_source(model: Any, ray) -> tuple[dict, str | None, Any, str | None]:
+    """What the driver needs of the model: its manifest, where actors find it, and a saved copy's weight digest.
+
+    Returns the manifest (for the run fingerprint), the model folder's path or the saved files in the object store,
+    and for a classifier in memory its weights' digest (``ledger.weights_identity``) from the one copy saved here.
+    """
     if model is None:
         raise FineclassError("`model` is required: a fitted Classifier or the folder of a saved one.", "model")
     if isinstance(model, Classifier):
         with tempfile.TemporaryDirectory(prefix="fineclass-ray-") as tmp:
             folder = Path(model.save(Path(tmp) / "model"))
             files = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-        return model.manifest_, None, ray.put(files)
+            weights = weights_identity(folder)
+        return model.manifest_, None, ray.put(files), weights
     if not isinstance(model, (str, Path)):
         raise FineclassError(
             f"`model` must be a fitted Classifier or the folder of a saved one; got {type(model).__name__}.", "model"
@@ -84,7 +98,7 @@ def _model_source(model: Any, ray) -> tuple[dict, str | None, Any]:
         )
     manifest = json.loads((folder / "fineclass.json").read_text(encoding="utf-8"))
     # actors load the model by path: on a cluster, the folder must be on a file system every node sees
-    return manifest, str(folder.resolve()), None
+    return manifest, str(folder.resolve()), None, None
 
 
 def _reader_source(source, shard_rows: int, ray) -> tuple[dict, TableSource | None]:
@@ -312,11 +326,15 @@ def classify_ray(
         )
     i, n = parse_shard(shard)
     source = open_source(data, text, id)  # bad input fails here, before Ray starts
+    if output is not None:
+        source.check_output(output)
+        source.check_rows()
 
     def mine(k: int) -> bool:
         return k % n == i
 
     started = False
+    run = None
     if not ray.is_initialized():
         init = {"include_dashboard": False}
         init.update(ray_init or {})
@@ -331,23 +349,26 @@ def classify_ray(
             ) from None
         started = True
     try:
-        manifest, model_path, model_files = _model_source(model, ray)
+        manifest, model_path, model_files, weights = _model_source(model, ray)
         n_actors, gpus = _resources(ray, num_actors, gpus_per_actor, cpus_per_actor)
         # the input's identity first: a stream's is its first shard, read ahead before the rest is read
         identity = source.identity(shard_rows) if output is not None else None
         reader, whole = _reader_source(source, shard_rows, ray)
         total = reader.pop("total")
         n_shards = math.ceil(total / shard_rows)
-        run = None
+        if output is not None and total == 0:  # a CSV file or a stream, read whole now
+            source.seen = 0
+            source.check_rows()
         if output is not None:
             fingerprint = {
                 "model": model_identity(manifest),
+                "weights": weights if isinstance(model, Classifier) else weights_identity(model),
                 "input": identity,
                 "text": text,
                 "id": id,
                 "shard_rows": shard_rows,
             }
-            run = Run.start(output, fingerprint, resume, mine)
+            run = Run.start(output, fingerprint, resume, mine, share=(i, n))
             if source.total is None and whole is not None:  # a stream's finished shards must hold the same input
                 for k in run.done:
                     run.check_input(k, hash_input(whole.table.slice(k * shard_rows, shard_rows), source.columns))
@@ -399,6 +420,8 @@ def classify_ray(
         if run is not None:  # left by actors that died while writing (their shards are done)
             remove_stale_temporaries(run.folder, mine)
     finally:
+        if run is not None:
+            run.close()
         if started:
             ray.shutdown()
 

@@ -28,6 +28,7 @@ raise them as R errors with the Python message.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import traceback
@@ -407,13 +408,27 @@ def export(obj: Any, _depth: int = 0) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- calls
-def call(fn: Any, args: Sequence[Any] | None = None, kwargs: dict | None = None, convert: bool = True):
+def call(
+    fn: Any, args: Sequence[Any] | None = None, kwargs: dict | None = None, convert: bool = True, reporter: Any = None
+) -> dict:
     """Call ``fn`` (a callable, or the name of a function of the ``fineclass`` module) for R.
 
-    Returns ``("ok", value, warnings)`` or ``("error", type, message, argument, traceback, warnings)``;
-    nothing is raised, so R can turn a FineclassError into an R error that carries its message and the
-    argument it names, without a page of traceback. ``value`` passes through :func:`export` when
-    ``convert`` is true.
+    Nothing is raised, so R can turn a FineclassError into an R error that carries its message and the
+    argument it names, without a page of traceback. The answer is a dict that R reads by name:
+
+    - ``{"status": "ok", "value": ..., "warnings": [...]}``; ``value`` passes through :func:`export` when
+      ``convert`` is true;
+    - ``{"status": "error", "type": ..., "message": ..., "argument": ..., "traceback": ..., "warnings": [...],
+      "user_error": bool}`` (``user_error``: the core's own FineclassError, whose message is for the user).
+
+    ``reporter``: a callable (an R function, through reticulate) that receives the core's progress bars and
+    notices while ``fn`` runs, instead of the process's stderr: ``{"event": "bar", "id", "stage" ("update" or
+    "done"), "n", "total", "desc", "unit"}`` and ``{"event": "message", "text"}``. ``None`` leaves them as they
+    are.
+
+    Example:
+        >>> call("no_such_function")["status"]
+        'error'
     """
     caught: list = []
     try:
@@ -427,12 +442,12 @@ def call(fn: Any, args: Sequence[Any] | None = None, kwargs: dict | None = None,
                     None,
                 )
             fn = getattr(fineclass, fn)
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, _reporting(reporter):
             warnings.simplefilter("always")
             value = fn(*(args or []), **(kwargs or {}))
             if convert:
                 value = export(value)
-        return ("ok", value, _warning_texts(caught))
+        return {"status": "ok", "value": value, "warnings": _warning_texts(caught)}
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # every failure goes back to R as a value
@@ -440,11 +455,135 @@ def call(fn: Any, args: Sequence[Any] | None = None, kwargs: dict | None = None,
         tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
         message = str(e) if str(e) else type(e).__name__
         if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
-            message = (
-                f"{message or 'out of memory'}. Use a smaller batch size (config = list(batch_size = ...)) "
-                f"or a smaller model."
-            )
-        return ("error", type(e).__name__, message, argument, tb, _warning_texts(caught), isinstance(e, FineclassError))
+            message = f"{message or 'out of memory'}. Use a smaller batch size (batch_size = ...) or a smaller model."
+        return {
+            "status": "error",
+            "type": type(e).__name__,
+            "message": message,
+            "argument": argument,
+            "traceback": tb,
+            "warnings": _warning_texts(caught),
+            "user_error": isinstance(e, FineclassError),
+        }
+
+
+class _Lines:
+    """A text stream that hands each complete line to the reporter (the core's notices on stderr)."""
+
+    def __init__(self, send):
+        self._send, self._buffer = send, ""
+
+    def write(self, s: str) -> int:
+        self._buffer += str(s)
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            line = line.rstrip("\r")
+            if line.strip():
+                self._send({"event": "message", "text": line})
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._buffer.strip():
+            self._send({"event": "message", "text": self._buffer.rstrip()})
+        self._buffer = ""
+
+    def isatty(self) -> bool:
+        return False
+
+
+class _Discard:
+    def write(self, s: str) -> int:
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+def _reporter_bar(send, made: list):
+    """A tqdm class whose bars go to ``send`` as events instead of drawing on a terminal; ``made`` collects
+    them, so that bars left open are silenced when the call ends (R's side of them ends with it)."""
+    from tqdm.std import tqdm as base
+
+    class Bar(base):
+        monitor_interval = 0  # no monitor thread: R may only be called from the main thread
+
+        def __init__(self, *args, **kwargs):
+            kwargs["file"] = _Discard()
+            kwargs.setdefault("mininterval", 0.5)
+            self._fc_sent_done = False
+            made.append(self)
+            super().__init__(*args, **kwargs)
+
+        def display(self, msg=None, pos=None):
+            if not self._fc_sent_done:
+                send(
+                    {
+                        "event": "bar",
+                        "id": id(self),
+                        "stage": "update",
+                        "n": int(self.n),
+                        "total": None if self.total is None else int(self.total),
+                        "desc": self.desc or "",
+                        "unit": self.unit or "",
+                    }
+                )
+            return True
+
+        def close(self):
+            if self.disable or self._fc_sent_done:
+                return super().close()
+            self.display()
+            self._fc_sent_done = True
+            try:
+                super().close()
+            finally:
+                send(
+                    {
+                        "event": "bar",
+                        "id": id(self),
+                        "stage": "done",
+                        "n": int(self.n),
+                        "total": None if self.total is None else int(self.total),
+                        "desc": self.desc or "",
+                        "unit": self.unit or "",
+                    }
+                )
+
+    return Bar
+
+
+@contextlib.contextmanager
+def _reporting(reporter: Any):
+    """While the core runs: its tqdm bars and its stderr lines go to ``reporter`` (nothing changes without one)."""
+    if reporter is None:
+        yield
+        return
+    import tqdm
+    import tqdm.auto
+
+    def send(event: dict) -> None:
+        reporter(event)
+
+    made: list = []
+    bar = _reporter_bar(send, made)
+    saved = [(tqdm.auto, tqdm.auto.tqdm), (tqdm, tqdm.tqdm)]
+    lines = _Lines(send)
+    stderr = sys.stderr
+    for module, _ in saved:
+        module.tqdm = bar
+    sys.stderr = lines
+    try:
+        yield
+    finally:
+        sys.stderr = stderr
+        for module, original in saved:
+            module.tqdm = original
+        for b in made:  # a bar never closed must not call R after the call (e.g. from tqdm.__del__)
+            b._fc_sent_done = True
+        lines.close()
 
 
 def _warning_texts(caught: list) -> list[str]:
@@ -563,3 +702,117 @@ def describe(clf: Any) -> dict:
         if isinstance(value, (str, int, float, bool, dict, list)):  # plain data and tables, not live objects
             out[name.rstrip("_")] = value
     return out
+
+
+# --------------------------------------------------------------------------------------------- R's factors
+def _used_levels(column: pa.ChunkedArray) -> list[str]:
+    """The levels of a dictionary column that occur in it, in the dictionary's order (R's level order)."""
+    column = pa.table({"x": column}).unify_dictionaries().column(0)
+    chunks = [c for c in column.chunks if len(c)]
+    if not chunks:
+        return []
+    dictionary = chunks[0].dictionary.to_pylist()
+    used = set()
+    for c in chunks:
+        used.update(pc.unique(c.indices.drop_null()).to_pylist())
+    return [str(dictionary[i]) for i in sorted(used)]
+
+
+def _ordered_levels(table: Any, column: str) -> list[str] | None:
+    """All levels of an ordered dictionary column (an R ordered factor), or None."""
+    if not isinstance(table, pa.Table) or column not in table.column_names:
+        return None
+    t = table.schema.field(column).type
+    if not (pa.types.is_dictionary(t) and t.ordered):
+        return None
+    col = table.column(column)
+    if not col.num_chunks:
+        return None
+    return [str(v) for v in pa.table({"x": col}).unify_dictionaries().column(0).chunk(0).dictionary.to_pylist()]
+
+
+def train(data: Any, **kwargs: Any):
+    """``fineclass.train`` as R calls it: R's factors set the order of classes and levels.
+
+    - A single-label ``label`` column that is a factor (an Arrow dictionary) gives the classes in the factor's
+      level order (the levels that occur), instead of sorted: predictions come back as factors with the
+      training factor's levels.
+    - With a long ``labels`` table and ``label = (dimension, level)``, an ordered factor as the level column
+      gives the order of ``levels`` (all its levels, lowest first).
+
+    Everything else is ``fineclass.train(data, **kwargs)``.
+
+    Example:
+        >>> tbl = pa.table({"text": ["a", "b"], "label": pa.array(["pos", "neg"]).dictionary_encode()})
+        >>> # train(tbl, label="label", model="minilm") learns classes in the order pos, neg
+    """
+    import fineclass
+
+    from .labels import LabelSpec, read_codebook
+
+    label = kwargs.get("label", "label")
+    labels = kwargs.get("labels")
+    if (
+        kwargs.get("spec") is None
+        and labels is None
+        and isinstance(label, str)
+        and isinstance(data, pa.Table)
+        and label in data.column_names
+        and pa.types.is_dictionary(data.schema.field(label).type)
+        and kwargs.get("kind") in (None, "single")
+    ):
+        order = _used_levels(data.column(label))
+        if len(order) >= 2:
+            inferred = LabelSpec.infer(order, kind="single", codebook=read_codebook(kwargs.get("codebook")))
+            classes = order + [c for c in inferred.classes if c not in order]
+            kwargs["spec"] = dataclasses.replace(inferred, classes=classes)
+    if kwargs.get("levels") is None and isinstance(label, (list, tuple)) and len(label) == 2:
+        levels = _ordered_levels(labels, label[1])
+        if levels is not None:
+            kwargs["levels"] = levels
+    return fineclass.train(data, **kwargs)
+
+
+def evaluate(predictions: Any, truth: Any, **kwargs: Any):
+    """``fineclass.evaluate`` for R, with Krippendorff's alpha beside Cohen's kappa for single-label tasks.
+
+    The alpha (nominal, model and truth as two coders, computed by ``fineclass.evaluation.agreement``) is one
+    more row of ``metrics``, ``krippendorff_alpha``, without an interval.
+
+    Example:
+        >>> ev = evaluate(pa.table({"id": [1, 2, 3], "label": ["a", "b", "a"]}),
+        ...               pa.table({"id": [1, 2, 3], "label": ["a", "b", "b"]}), bootstrap=0)
+        >>> "krippendorff_alpha" in ev.metrics.column("metric").to_pylist()
+        True
+    """
+    import fineclass
+
+    from .evaluation import agreement
+
+    ev = fineclass.evaluate(predictions, truth, **kwargs)
+    names = ev.metrics.column("metric").to_pylist()
+    if ev.kind == "single" and ev.per_document is not None and "kappa" in names:
+        docs = ev.per_document.select(["id", "truth", "predicted"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an undefined alpha is reported as null, as kappa is
+            stats = agreement(docs, unit="id", coder=["truth", "predicted"], level="nominal")
+        row = [r for r in stats.to_pylist() if r["statistic"].startswith("krippendorff_alpha")][0]
+        alpha = pa.table(
+            {
+                "metric": ["krippendorff_alpha"],
+                "estimate": pa.array([row["estimate"]], pa.float64()),
+                "lower": pa.array([None], pa.float64()),
+                "upper": pa.array([None], pa.float64()),
+                "n": pa.array([ev.metrics.column("n")[0].as_py()], pa.int64()),
+            }
+        )
+        at = names.index("kappa") + 1
+        ev.metrics = pa.concat_tables([ev.metrics.slice(0, at), alpha.cast(ev.metrics.schema), ev.metrics.slice(at)])
+    return ev
+
+
+def version() -> str:
+    """The core's version, as R compares it with the R package's."""
+    import fineclass
+
+    return str(fineclass.__version__)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -20,7 +21,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import FineclassError
-from .tables import ID, check_text, column_error, file_format, is_path, read_table, resolve_files, with_id
+from .tables import (
+    ID,
+    check_csv_utf8,
+    check_id_types,
+    check_text,
+    column_error,
+    csv_error,
+    csv_format,
+    file_format,
+    is_path,
+    read_table,
+    resolve_files,
+    with_id,
+)
 
 READ_BATCH_ROWS = 8_192
 _TAIL_BYTES = 65_536
@@ -90,14 +104,36 @@ class Source:
         columns: the columns read: the text column, then the id column when there is one.
         id_column: the id column's name, or None (the id is then the row number in the input).
         total: the number of rows, or None where it is only known at the end (CSV files, streams).
+        seen: for those, the number of rows once :meth:`shards` has read the whole input (else None).
     """
 
     kind: str = "table"
     total: int | None = None
+    seen: int | None = None
 
     def __init__(self, columns: list[str]):
         self.columns = list(columns)
         self.id_column = self.columns[1] if len(self.columns) > 1 else None
+
+    def check_output(self, output: str | Path) -> None:
+        """Refuse an output folder that the input would read (only a folder of files can hold one).
+
+        Args:
+            output: the output folder.
+        """
+
+    def check_rows(self) -> None:
+        """Refuse an input without rows (there would be a run with no shard to read back).
+
+        Raises:
+            FineclassError: naming ``data`` when the input is known to have no rows.
+        """
+        rows = self.total if self.total is not None else self.seen
+        if rows == 0:
+            raise FineclassError(
+                "`data` has no rows: there is nothing to classify (nothing is written). Check the path or filter.",
+                "data",
+            )
 
     def identity(self, shard_rows: int) -> dict:
         """What the run record keeps to recognise this input again.
@@ -118,8 +154,8 @@ class Source:
         Args:
             shard_rows: the rows per shard.
             wanted: which shard numbers to yield.
-            check: called with the shards a stream passes without yielding them (to check that finished
-                shards of an earlier run hold the same input).
+            check: called with the shards a stream or a CSV file passes without yielding them (to check that
+                finished shards of an earlier run hold the same input: a CSV file edited in place keeps its size).
 
         Yields:
             ``(k, table)``: the shard's number and its rows (the ``columns`` only).
@@ -189,11 +225,7 @@ class StreamSource(Source):
             self.identity(shard_rows)
         chunks = self._chunks if self._head is None else _chain([self._head], self._chunks)
         self._head = None
-        for k, chunk in enumerate(chunks):
-            if wanted(k):
-                yield k, chunk
-            elif check is not None:
-                check(k, chunk)
+        yield from _pass(self, chunks, wanted, check)
 
 
 def _chain(first, rest):
@@ -204,8 +236,9 @@ def _chain(first, rest):
 class FileSource(Source):
     """Parquet files read row group by row group (only the groups that hold wanted shards), or CSV files."""
 
-    def __init__(self, path, columns: list[str], argument: str = "data"):
+    def __init__(self, path, columns: list[str], argument: str = "data", id: str | None = None):
         super().__init__(columns)
+        self.path = str(path)
         self.files = resolve_files(path, argument)
         self.format = file_format(self.files, argument)
         self.argument = argument
@@ -235,20 +268,84 @@ class FileSource(Source):
                 for c in columns:
                     if c not in schema.names:
                         raise column_error(c, schema.names, "text" if c == columns[0] else "id", f"the file {f!r}")
+            check_id_types(self.schemas, self.files, id, argument)
             self.total = sum(sum(g) for g in self.row_groups)
         else:
             import pyarrow.dataset as ds
 
-            try:
-                self.dataset = ds.dataset(self.files, format="csv")
-                names = self.dataset.schema.names
-                self.schemas.append(self.dataset.schema)
-            except (pa.ArrowInvalid, OSError) as e:
-                raise FineclassError(f"`{argument}`: the CSV files could not be read ({e}).", argument) from None
-            for c in columns:
-                if c not in names:
-                    raise column_error(c, names, "text" if c == columns[0] else "id", f"`{argument}`")
+            for f in self.files:  # each file's own schema: its encoding, columns and id type
+                try:
+                    schema = ds.dataset(f, format=csv_format([f], argument)).schema
+                except (pa.ArrowInvalid, OSError) as e:
+                    raise csv_error(f, e, argument) from None
+                check_csv_utf8(schema, [f], argument)
+                for c in columns:
+                    if c not in schema.names:
+                        raise column_error(c, schema.names, "text" if c == columns[0] else "id", f"the file {f!r}")
+                self.schemas.append(schema)
+            check_id_types(self.schemas, self.files, id, argument)
+            # the text is text in every file, even where one file's texts all look like numbers
+            fmt = csv_format(self.files, argument, {columns[0]: pa.string()})
+            self.dataset = ds.dataset(self.files, format=fmt)
             self.total = None
+        self._check_read_ahead()
+
+    def _check_read_ahead(self) -> None:
+        """Read the id column (and a CSV file's text) once before any work.
+
+        A missing id, an id a file cannot hold in its column's type, or bytes that are not UTF-8 are so refused
+        before the first shard, not after some shards are written.
+        """
+        if self.format == "parquet" and self.id_column is None:
+            return
+        position, missing = 0, []
+        for f, batches in self._read_ahead_batches():
+            try:
+                for batch in batches:
+                    if self.id_column is not None and batch.column(self.id_column).null_count:
+                        nulls = np.flatnonzero(batch.column(self.id_column).is_null().to_numpy(zero_copy_only=False))
+                        missing.extend((nulls + position).tolist()[: 5 - len(missing)])
+                    position += batch.num_rows
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, UnicodeDecodeError) as e:
+                raise (self._read_error(f, e) if f else csv_error(None, e, self.argument)) from None
+        if missing:
+            raise FineclassError(
+                f"the id column `{self.id_column}` has missing values (rows {', '.join(map(str, missing))} of "
+                f"`{self.argument}`, counted from 0 over its files in order); every row needs an id.",
+                "id",
+            )
+
+    def _read_ahead_batches(self):
+        """(file, batches) of the columns read ahead: Parquet's id column file by file, CSV's columns at once."""
+        if self.format != "parquet":
+            yield None, self.dataset.scanner(columns=self.columns, batch_size=READ_BATCH_ROWS).to_batches()
+            return
+        for f in self.files:
+            try:
+                pf = pq.ParquetFile(f)
+            except Exception as e:
+                raise self._read_error(f, e) from None
+            yield f, pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=[self.id_column], use_threads=False)
+
+    def check_output(self, output: str | Path) -> None:
+        """An output folder inside the input folder would be read as input by the next run: refuse it.
+
+        Args:
+            output: the output folder.
+
+        Raises:
+            FineclassError: naming ``output`` when it lies inside the input folder.
+        """
+        if not os.path.isdir(self.path):
+            return
+        inside = os.path.realpath(self.path)
+        out = os.path.realpath(output)
+        if os.path.commonpath([inside, out]) == inside:
+            raise FineclassError(
+                f"`output` {str(output)!r} lies inside the input folder {self.path!r}: its shards would be read "
+                f"as input by the next run. Choose an output folder outside the input folder.",
+                "output",
+            )
 
     def has_column(self, name: str) -> bool:
         """Whether every file has a column.
@@ -277,7 +374,7 @@ class FileSource(Source):
 
     def shards(self, shard_rows, wanted, check=None):
         if self.format != "parquet":
-            yield from self._csv_shards(shard_rows, wanted)
+            yield from self._csv_shards(shard_rows, wanted, check)
             return
         total, R = self.total, shard_rows
         buf: list = []
@@ -321,7 +418,7 @@ class FileSource(Source):
                 if pf is not None:
                     pf.close()
 
-    def _csv_shards(self, shard_rows, wanted):
+    def _csv_shards(self, shard_rows, wanted, check=None):
         scanner = self.dataset.scanner(columns=self.columns, batch_size=READ_BATCH_ROWS)
 
         def batches():
@@ -332,15 +429,22 @@ class FileSource(Source):
                 except StopIteration:
                     return
                 except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as e:
-                    raise FineclassError(
-                        f"`{self.argument}`: a CSV file could not be read ({e}). Save it as "
-                        f"UTF-8 with one header row, or convert it to Parquet.",
-                        self.argument,
-                    ) from None
+                    raise csv_error(None, e, self.argument) from None
 
-        for k, chunk in enumerate(_rechunk(batches(), shard_rows)):
-            if wanted(k):
-                yield k, chunk
+        # a CSV file is read whole anyway: finished shards are checked as they pass
+        yield from _pass(self, _rechunk(batches(), shard_rows), wanted, check)
+
+
+def _pass(source: Source, chunks, wanted, check):
+    """Yield the wanted shards of a one-pass input, check the others, and count the rows (``source.seen``)."""
+    rows = 0
+    for k, chunk in enumerate(chunks):
+        rows += chunk.num_rows
+        if wanted(k):
+            yield k, chunk
+        elif check is not None:
+            check(k, chunk)
+    source.seen = rows
 
 
 def _concat(pieces: list) -> pa.Table:
@@ -366,9 +470,9 @@ def open_source(data: Any, text: str, id: str | None) -> Source:
         FineclassError: naming ``text``, ``id`` or ``data`` for a missing column or an unreadable file.
     """
     if is_path(data):
-        source = FileSource(data, [text] + ([id] if id else []))
+        source = FileSource(data, [text] + ([id] if id else []), id=id)
         if id is None and source.has_column(ID):
-            source = FileSource(data, [text, ID])
+            source = FileSource(data, [text, ID], id=id)
     else:
         if isinstance(data, pa.RecordBatchReader):
             names, table = data.schema.names, None

@@ -58,9 +58,9 @@ def resolve_files(path: str | Path, argument: str = "data") -> list[str]:
             f"`{argument}`: the path {s!r} does not exist. Check the spelling, or pass a table.", argument
         )
     if p.is_dir():
-        files = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix in (".parquet", ".pq", ".csv"))
+        files = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix in (".parquet", ".pq", ".csv", ".tsv"))
         if not files:
-            raise FineclassError(f"the folder {s!r} in `{argument}` holds no .parquet or .csv file.", argument)
+            raise FineclassError(f"the folder {s!r} in `{argument}` holds no .parquet, .csv or .tsv file.", argument)
         return files
     return [str(p)]
 
@@ -78,10 +78,78 @@ def file_format(files: list[str], argument: str) -> str:
     Raises:
         FineclassError: naming ``argument`` when the files mix both.
     """
-    kinds = {("csv" if f.lower().endswith((".csv", ".tsv", ".csv.gz")) else "parquet") for f in files}
+    kinds = {("csv" if f.lower().endswith(TEXT_SUFFIXES) else "parquet") for f in files}
     if len(kinds) > 1:
         raise FineclassError(f"`{argument}` mixes CSV and Parquet files; pass one kind.", argument)
     return kinds.pop()
+
+
+TEXT_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
+
+
+def csv_format(files: list[str], argument: str, column_types: dict | None = None) -> ds.CsvFileFormat:
+    """How to parse a set of delimited text files: ``.tsv`` files by tabs, the others by commas.
+
+    Args:
+        files: the files (all CSV or all TSV).
+        argument: the argument's name, for errors.
+        column_types: Arrow types for some columns (others are inferred).
+
+    Returns:
+        A ``pyarrow.dataset.CsvFileFormat``.
+
+    Raises:
+        FineclassError: naming ``argument`` when the files mix CSV and TSV.
+    """
+    import pyarrow.csv as pcsv
+
+    tabs = {f.lower().endswith((".tsv", ".tsv.gz")) for f in files}
+    if len(tabs) > 1:
+        raise FineclassError(f"`{argument}` mixes .csv and .tsv files; pass one kind.", argument)
+    return ds.CsvFileFormat(
+        parse_options=pcsv.ParseOptions(delimiter="\t" if tabs.pop() else ",", newlines_in_values=True),
+        convert_options=pcsv.ConvertOptions(column_types=column_types or {}),
+    )
+
+
+def check_id_types(schemas: Sequence[pa.Schema], files: Sequence[str], id: str | None, argument: str) -> None:
+    """The files of one input must agree on their id column: all have it with one type, or none has it.
+
+    Args:
+        schemas: each file's schema.
+        files: the files, in the same order.
+        id: the id column asked for, or None (a column named ``id`` is used when the files have one).
+        argument: the argument's name, for errors.
+
+    Raises:
+        FineclassError: naming ``id`` when some files have the id column and others do not, or when its type
+            differs between files.
+    """
+    name = id or ID
+    having = [f for f, s in zip(files, schemas) if name in s.names]
+    if having and len(having) < len(files):
+        lacking = [f for f, s in zip(files, schemas) if name not in s.names]
+        raise FineclassError(
+            f"`{argument}`: {len(having)} files have an id column `{name}` but {len(lacking)} do not "
+            f"(e.g. {lacking[0]!r}); their rows would get row numbers instead of ids. Add the column to every "
+            f"file, or remove it from all.",
+            "id",
+        )
+    types: dict = {}
+    for f, s in zip(files, schemas):
+        if name in s.names:
+            t = s.field(name).type
+            t = t.value_type if pa.types.is_dictionary(t) else t
+            t = pa.string() if pa.types.is_large_string(t) else t
+            if not pa.types.is_null(t):
+                types.setdefault(str(t), f)
+    if len(types) > 1:
+        (t1, f1), (t2, f2) = list(types.items())[:2]
+        raise FineclassError(
+            f"`{argument}`: the id column `{name}` is {t1} in {f1!r} but {t2} in {f2!r}. Give the ids one type in "
+            f"every file (e.g. write them all as text).",
+            "id",
+        )
 
 
 def open_dataset(path: str | Path, argument: str = "data") -> ds.Dataset:
@@ -101,8 +169,8 @@ def open_dataset(path: str | Path, argument: str = "data") -> ds.Dataset:
     files = resolve_files(path, argument)
     fmt = file_format(files, argument)
     if fmt == "csv":
-        dset = ds.dataset(files, format="csv")
-        _check_csv_utf8(dset.schema, files, argument)
+        dset = ds.dataset(files, format=csv_format(files, argument))
+        check_csv_utf8(dset.schema, files, argument)
         return dset
     fragments_ok = []
     for f in files:
@@ -215,30 +283,67 @@ def _read_csv(files: list[str], argument: str) -> pa.Table:
 
     tables = []
     for f in files:
+        delimiter = "\t" if f.lower().endswith((".tsv", ".tsv.gz")) else ","
         try:
-            tables.append(pcsv.read_csv(f, read_options=pcsv.ReadOptions(encoding="utf8")))
+            tables.append(
+                pcsv.read_csv(
+                    f,
+                    read_options=pcsv.ReadOptions(encoding="utf8"),
+                    parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                )
+            )
         except (pa.ArrowInvalid, UnicodeDecodeError) as e:
-            raise FineclassError(
-                f"`{argument}`: could not read the CSV file {f!r} ({e}). Save it as UTF-8, or "
-                f"read it yourself and pass a table.",
-                argument,
-            ) from None
-        _check_csv_utf8(tables[-1].schema, [f], argument)
+            raise csv_error(f, e, argument) from None
+        check_csv_utf8(tables[-1].schema, [f], argument)
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except pa.ArrowInvalid as e:
         raise FineclassError(f"`{argument}`: the CSV files do not share one schema ({e}).", argument) from None
 
 
-def _check_csv_utf8(schema: pa.Schema, files: list[str], argument: str) -> None:
-    """Arrow reads a CSV column with bytes that are not UTF-8 as binary: say so, rather than 'not text' later."""
+def csv_error(file: str | None, error: Exception, argument: str) -> FineclassError:
+    """The error for a CSV file Arrow could not read: "not UTF-8" when that is the cause, with the fix.
+
+    Args:
+        file: the file, or None when it is not known (one of several).
+        error: what Arrow raised.
+        argument: the argument's name.
+
+    Returns:
+        A FineclassError naming ``argument``.
+    """
+    where = f"the CSV file {file!r}" if file else "one of its CSV files"
+    if isinstance(error, UnicodeDecodeError) or "utf8" in str(error).lower() or "utf-8" in str(error).lower():
+        return FineclassError(
+            f"`{argument}`: {where} is not UTF-8 ({error}). Save it as UTF-8 (e.g. from Latin-1: "
+            f"`iconv -f latin1 -t utf-8`), or read it yourself with its encoding and pass a table.",
+            argument,
+        )
+    return FineclassError(
+        f"`{argument}`: could not read {where} ({error}). Save it as UTF-8 with one header row, "
+        f"or convert it to Parquet.",
+        argument,
+    )
+
+
+def check_csv_utf8(schema: pa.Schema, files: list[str], argument: str) -> None:
+    """Arrow reads a CSV column with bytes that are not UTF-8 as binary: say so, rather than 'not text' later.
+
+    Args:
+        schema: the schema Arrow inferred.
+        files: the files it was inferred from (the first is named).
+        argument: the argument's name.
+
+    Raises:
+        FineclassError: naming ``argument`` when a column was read as binary.
+    """
     bad = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
     if bad:
         others = " (or another of its files)" if len(files) > 1 else ""
         raise FineclassError(
-            f"`{argument}`: the CSV file {files[0]!r}{others} "
-            f"holds bytes that are not UTF-8 in column `{bad[0]}`. Save it as UTF-8, or read it "
-            f"yourself with its encoding and pass a table.",
+            f"`{argument}`: the CSV file {files[0]!r}{others} is not UTF-8: "
+            f"its column `{bad[0]}` holds bytes that are not UTF-8. Save it as UTF-8 (e.g. from Latin-1: "
+            f"`iconv -f latin1 -t utf-8`), or read it yourself with its encoding and pass a table.",
             argument,
         )
 

@@ -29,7 +29,7 @@ from .labels import LabelSpec
 from .manifest import hash_model_folder, hash_rows, now, versions, write_json_atomic
 from .methods import Method, get_method
 from .methods.base import pick_device
-from .models import resolve
+from .models import base_record, resolve
 from .scoring import Scorer, answer_scores, choose, presence_levels, progress_bar
 
 
@@ -470,7 +470,7 @@ def fit(
     manifest = {
         "method": name,
         "model": str(model),
-        "model_resolved": model_path,
+        **base_record(model_path, getattr(module, "config", None)),
         "model_hash": hash_model_folder(model_path),
         "finetune": finetune,
         "spec": ds.spec.to_dict(),

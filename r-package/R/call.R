@@ -1,4 +1,5 @@
-# One way into Python for every verb: arguments converted, errors and warnings turned into R conditions.
+# One way into Python for every verb: arguments converted, errors and warnings turned into R conditions,
+# the core's progress bars and notices turned into cli progress bars and messages.
 
 # An R error of class `fineclass_error`; `argument` names the argument at fault (as the user typed it).
 fineclass_error <- function(message, argument = NULL, python_type = NULL, traceback = NULL,
@@ -14,18 +15,22 @@ fineclass_error <- function(message, argument = NULL, python_type = NULL, traceb
 
 #' Call a Python function of the fineclass core from R
 #'
-#' The one wrapper every verb uses. Arguments are converted for Python: data
-#' frames become Arrow tables through the NA-safe conversion layer
-#' ([r_to_arrow()]), `ft_model` objects become their Python classifier, named
-#' vectors become dictionaries, and `NULL` arguments are left out (so the
-#' Python default applies). The result comes back converted: tables as tibbles
-#' (or data frames when tibble is not installed), dictionaries as named lists.
+#' The one wrapper every verb uses, exported for advanced use (a core
+#' function this package has no verb for yet). Arguments are converted for
+#' Python: data frames become Arrow tables through the NA-safe conversion
+#' layer ([r_to_arrow()]), `ft_model` objects become their Python classifier,
+#' named vectors become dictionaries, and `NULL` arguments are left out (so
+#' the Python default applies). The result comes back converted: tables as
+#' tibbles (or data frames when tibble is not installed), dictionaries as
+#' named lists.
 #'
 #' A Python exception becomes an R error of class `fineclass_error` whose
 #' message is the Python message (for the core's `FineclassError`, it names
 #' the argument and says the fix) and whose field `argument` holds the name of
 #' the argument at fault. The full Python traceback is kept for
-#' [ft_last_error()]. Python warnings become R warnings.
+#' [ft_last_error()]. Python warnings become R warnings; the core's progress
+#' bars become cli progress bars and its notices become messages, so
+#' `suppressMessages()` silences them.
 #'
 #' @param fn A Python callable, or the name of a function of the `fineclass`
 #'   module (`"train"`, `"classify"`, ...).
@@ -36,15 +41,12 @@ fineclass_error <- function(message, argument = NULL, python_type = NULL, traceb
 #' @param .convert Convert the result for R (`TRUE`), or return the Python
 #'   object (`FALSE`).
 #' @param .call The call to report in an error (the verb that called).
+#' @param .quiet Drop the core's progress bars and notices.
 #' @return The converted result, or a Python object when `.convert = FALSE`.
-#' @examples
-#' \donttest{
-#' if (ft_available()) {
-#'   try(ft_call("load", "no/such/folder"))
-#' }
-#' }
+#' @examplesIf ft_available()
+#' try(ft_call("load", "no/such/folder"))
 #' @export
-ft_call <- function(fn, ..., .args = NULL, .convert = TRUE, .call = sys.call(-1)) {
+ft_call <- function(fn, ..., .args = NULL, .convert = TRUE, .call = sys.call(-1), .quiet = default_quiet()) {
   force(.call)
   args <- c(list(...), .args)
   nms <- names(args) %||% rep("", length(args))
@@ -52,30 +54,76 @@ ft_call <- function(fn, ..., .args = NULL, .convert = TRUE, .call = sys.call(-1)
   args <- args[keep]
   nms <- nms[keep]
   args <- lapply(args, to_py_arg)
-  py_invoke(fn, unname(args[!nzchar(nms)]), args[nzchar(nms)], convert = .convert, call = .call)
+  py_invoke(fn, unname(args[!nzchar(nms)]), args[nzchar(nms)], convert = .convert, call = .call,
+    quiet = .quiet)
 }
 
-# The call itself, with arguments already made ready for Python.
-py_invoke <- function(fn, positional = list(), keywords = list(), convert = TRUE, call = NULL) {
+# The call itself, with arguments already made ready for Python. rbridge.call() answers with named fields.
+py_invoke <- function(fn, positional = list(), keywords = list(), convert = TRUE, call = NULL,
+                      quiet = TRUE) {
   if (!is.character(fn)) fn <- reticulate::r_to_py(fn)
-  res <- rb()$call(fn, positional, keywords, isTRUE(convert))
-  status <- reticulate::py_to_r(reticulate::py_get_item(res, 0L))
+  reporter <- if (isTRUE(quiet)) NULL else new_reporter(environment())
+  res <- rb()$call(fn, positional, keywords, isTRUE(convert),
+    if (is.null(reporter)) reticulate::py_none() else reporter)
+  field <- function(name) reticulate::py_get_item(res, name)
+  status <- reticulate::py_to_r(field("status"))
+  warn_all <- function() {
+    for (w in as.character(unlist(reticulate::py_to_r(field("warnings"))))) warning(w, call. = FALSE)
+  }
   if (identical(status, "ok")) {
-    for (w in as.character(unlist(reticulate::py_to_r(reticulate::py_get_item(res, 2L))))) {
-      warning(w, call. = FALSE)
-    }
-    value <- reticulate::py_get_item(res, 1L)
+    warn_all()
+    value <- field("value")
     if (!isTRUE(convert)) {
       return(value)
     }
     return(from_py(reticulate::py_to_r(value)))
   }
-  err <- reticulate::py_to_r(res)
-  for (w in as.character(unlist(err[[6]]))) warning(w, call. = FALSE)
+  warn_all()
+  text <- function(name) {
+    v <- reticulate::py_to_r(field(name))
+    if (is.null(v)) NULL else as.character(v)
+  }
   stop(python_error(
-    type = err[[2]], message = err[[3]], argument = err[[4]], traceback = err[[5]],
-    user_error = isTRUE(err[[7]]), call = call
+    type = text("type"), message = text("message"), argument = text("argument"),
+    traceback = text("traceback"), user_error = isTRUE(reticulate::py_to_r(field("user_error"))),
+    call = call
   ))
+}
+
+# An R function the core reports to while it runs: bars become cli progress bars that live as long as
+# `frame` (the py_invoke() call), lines become messages. Called from Python, on R's main thread. A bar cli
+# has already closed (it closes one that reaches its total) is simply forgotten: showing progress must
+# never stop the work.
+new_reporter <- function(frame) {
+  bars <- new.env(parent = emptyenv())
+  function(event) {
+    if (inherits(event, "python.builtin.object")) event <- reticulate::py_to_r(event)
+    if (identical(event$event, "message")) {
+      message(event$text)
+      return(invisible())
+    }
+    key <- format(event$id)
+    if (identical(event$stage, "done")) {
+      if (!is.null(bars[[key]])) try(cli::cli_progress_done(id = bars[[key]], .envir = frame), silent = TRUE)
+      bars[[key]] <- "closed"
+      return(invisible())
+    }
+    if (identical(bars[[key]], "closed")) {
+      return(invisible())
+    }
+    if (is.null(bars[[key]])) {
+      bars[[key]] <- cli::cli_progress_bar(
+        name = if (nzchar(event$desc %||% "")) event$desc else NULL,
+        total = if (is.null(event$total)) NA else event$total, .envir = frame
+      )
+    }
+    ok <- tryCatch({
+      cli::cli_progress_update(id = bars[[key]], set = event$n, .envir = frame)
+      TRUE
+    }, error = function(e) FALSE)
+    if (!ok) bars[[key]] <- "closed"
+    invisible()
+  }
 }
 
 python_error <- function(type, message, argument, traceback, user_error, call) {
@@ -115,7 +163,10 @@ ft_last_error <- function(print = TRUE) {
 # One argument made ready for Python.
 to_py_arg <- function(x) {
   if (inherits(x, "ft_model")) {
-    return(x$py)
+    return(model_py(x))
+  }
+  if (inherits(x, "ft_label_spec")) {
+    return(label_spec_py(x))
   }
   if (inherits(x, "python.builtin.object")) {
     return(x)
@@ -140,4 +191,9 @@ to_py_arg <- function(x) {
     return(lapply(seq_along(x), function(i) if (is.na(x[[i]])) NULL else x[[i]]))
   }
   x
+}
+
+# Every verb's `quiet` default.
+default_quiet <- function() {
+  isTRUE(getOption("fineclass.quiet", FALSE))
 }

@@ -14,17 +14,22 @@
 #' list columns of vectors -> list arrays, data frame columns -> structs.
 #' [arrow_to_r()] brings a table back; the round trip is exact.
 #'
+#' Columns of other classes are converted where R has a clear equivalent:
+#' `glue` strings become character, `haven_labelled` values (from a `.dta`,
+#' `.sav` or `.sas7bdat` file read with haven) become factors with their value
+#' labels as levels, `integer64` (bit64, e.g. tweet ids read by
+#' `data.table::fread()`) becomes character, `POSIXlt` becomes `POSIXct`.
+#' Any other class is an error naming the column; the verbs of this package
+#' send only the columns a call needs, so such a column elsewhere in the data
+#' frame does no harm.
+#'
 #' @param x A data frame or tibble.
 #' @param arg The name of the argument `x` came from, for error messages.
 #' @return A Python `pyarrow.Table` (a reticulate object).
-#' @examples
-#' \donttest{
-#' if (ft_available()) {
-#'   df <- data.frame(text = c("a", NA), n = c(1L, NA))
-#'   tbl <- r_to_arrow(df)
-#'   identical(arrow_to_r(tbl), tibble::as_tibble(df))
-#' }
-#' }
+#' @examplesIf ft_available()
+#' df <- data.frame(text = c("a", NA), n = c(1L, NA))
+#' tbl <- r_to_arrow(df)
+#' identical(arrow_to_r(tbl), tibble::as_tibble(df))
 #' @export
 r_to_arrow <- function(x, arg = "data") {
   if (!is.data.frame(x)) {
@@ -43,14 +48,15 @@ r_to_arrow <- function(x, arg = "data") {
 #' The inverse of [r_to_arrow()]: nulls become `NA`, dictionary columns become
 #' factors, date32 becomes Date, timestamps become POSIXct, list columns become
 #' list columns. 64-bit integers come back as integers when every value fits,
-#' as doubles otherwise. Tables become tibbles when the tibble package is
-#' installed, data frames otherwise, with no `pandas.index` attribute.
+#' as doubles otherwise. Tables become tibbles, with no `pandas.index`
+#' attribute.
 #'
 #' @param x A Python object: a `pyarrow.Table`, a pandas or polars data
 #'   frame, or a result holding tables (a dict, an object with `to_dict()`).
 #' @param unnest The name of a list column to unnest into long rows (see
 #'   [ft_classify()]), or `NULL`.
-#' @return A tibble, a data frame, or a list of them.
+#' @return A tibble, or a list of them.
+#' @inherit r_to_arrow examples
 #' @export
 arrow_to_r <- function(x, unnest = NULL) {
   if (!inherits(x, "python.builtin.object")) {
@@ -83,6 +89,7 @@ from_py <- function(x, unnest = NULL) {
 # ------------------------------------------------------------------------------------ R -> Python
 
 column_spec <- function(x, name = "x", arg = "data") {
+  x <- coerce_column(x)
   if (is.factor(x)) {
     codes <- as.integer(unclass(x)) - 1L
     return(list(
@@ -130,6 +137,41 @@ column_spec <- function(x, name = "x", arg = "data") {
       "e.g. with as.character() or as.numeric()."
     ), name, arg, paste(class(x), collapse = "/")
   ), argument = arg))
+}
+
+# Column classes with a clear R equivalent that Arrow can carry.
+coerce_column <- function(x) {
+  if (inherits(x, "glue")) {
+    return(as.character(unclass(x)))
+  }
+  if (inherits(x, "haven_labelled")) {
+    return(labelled_to_factor(x))
+  }
+  if (inherits(x, "integer64")) {
+    if (!requireNamespace("bit64", quietly = TRUE)) {
+      stop(fineclass_error("an integer64 column needs the bit64 package to be read: install.packages(\"bit64\")."))
+    }
+    return(as.character(x))  # bit64's method, registered with its namespace
+  }
+  if (inherits(x, "POSIXlt")) {
+    return(as.POSIXct(x))
+  }
+  x
+}
+
+# haven's labelled vectors as a factor: value labels where there are some, the values elsewhere, in the
+# order of the values (as haven::as_factor(levels = "default") does)
+labelled_to_factor <- function(x) {
+  labels <- attr(x, "labels", exact = TRUE)
+  values <- unclass(x)
+  attributes(values) <- NULL
+  known <- sort(unique(c(values[!is.na(values)], unname(labels))))
+  shown <- as.character(known)
+  if (length(labels)) {
+    hit <- match(known, unname(labels))
+    shown[!is.na(hit)] <- names(labels)[hit[!is.na(hit)]]
+  }
+  factor(shown[match(values, known)], levels = unique(shown))
 }
 
 # a plain 1-d array: reticulate turns it into a numpy array (a bare vector would become a list)
@@ -238,10 +280,7 @@ build_table <- function(t, unnest = NULL) {
 }
 
 new_frame <- function(cols, n) {
-  if (requireNamespace("tibble", quietly = TRUE)) {
-    return(tibble::new_tibble(cols, nrow = n))
-  }
-  structure(cols, class = "data.frame", row.names = c(NA_integer_, -n))
+  tibble::new_tibble(cols, nrow = n)
 }
 
 build_column <- function(s, n = NULL, split = TRUE) {

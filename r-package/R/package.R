@@ -11,8 +11,13 @@
 #' [ft_install()] (default name `"fineclass"`), else whatever reticulate finds.
 #' [ft_doctor()] says which one was chosen and what is missing.
 #'
+#' Options: `fineclass.quiet` (default `FALSE`) is the default of every
+#' `quiet` argument.
+#'
 #' @keywords internal
 #' @importFrom stats predict
+#' @importFrom generics tidy glance augment
+#' @importFrom rlang .data
 "_PACKAGE"
 
 # package state: the lazily imported module, the bridge module, the last Python error
@@ -67,7 +72,7 @@ choose_python <- function() {
 
 missing_module_message <- function() {
   paste0(
-    "The Python module 'fineclass' is not available",
+    "The fineclass Python core is not available",
     python_hint(), ". Run ft_install() to set it up ",
     "(or set FINECLASS_PYTHON to a Python that has it, then restart R); ",
     "ft_doctor() shows what is missing."
@@ -82,10 +87,15 @@ python_hint <- function() {
   if (is.null(cfg)) "" else sprintf(" in the Python R is using (%s)", cfg$python)
 }
 
-#' Is the fineclass Python module available?
+#' Is the fineclass Python core available?
 #'
-#' `TRUE` when R can reach a Python that imports the `fineclass` module. This
-#' starts Python (once per R session) if it is not running yet.
+#' `TRUE` when R can reach a Python that imports the real `fineclass` core
+#' (the module and its R bridge, `fineclass.rbridge`), `FALSE` otherwise; never
+#' an error. A folder called `fineclass` in the working directory (such as an
+#' installed copy of this R package) is not mistaken for the core. This starts
+#' Python (once per R session) if it is not running yet, and imports the core.
+#'
+#' Examples and tests of this package run only when it is `TRUE`.
 #'
 #' @return `TRUE` or `FALSE`.
 #' @examples
@@ -95,21 +105,33 @@ ft_available <- function() {
   if (!is.null(.fc$python_problem)) {
     return(FALSE)
   }
-  isTRUE(tryCatch(reticulate::py_module_available("fineclass"), error = function(e) FALSE))
+  if (!is.null(.fc$available)) {
+    return(.fc$available)
+  }
+  ok <- isTRUE(tryCatch(
+    reticulate::py_module_available("fineclass") && reticulate::py_module_available("fineclass.rbridge"),
+    error = function(e) FALSE
+  ))
+  # remembered only when found: a failed look-up may succeed after the user fixes the setup
+  if (ok) .fc$available <- TRUE
+  ok
 }
 
 # The fineclass module (a lazily imported reticulate proxy, convert = FALSE).
 fc <- function() {
   if (!is.null(.fc$python_problem)) {
-    stop(fineclass_error(paste(.fc$python_problem, "Fix it, restart R, then see ft_doctor()."),
-      argument = NULL
-    ))
+    stop(fineclass_error(paste(.fc$python_problem, "Fix it, restart R, then see ft_doctor().")))
   }
   if (!ft_available()) {
-    stop(fineclass_error(missing_module_message(), argument = NULL))
+    stop(fineclass_error(missing_module_message()))
   }
   if (is.null(.fc$module)) {
     .fc$module <- reticulate::import("fineclass", convert = FALSE)
+  }
+  if (is.null(.fc$version_checked)) {
+    .fc$version_checked <- TRUE
+    problem <- version_problem(core_version(), r_version())
+    if (!is.null(problem)) warning(problem, call. = FALSE)
   }
   .fc$module
 }
@@ -118,19 +140,29 @@ fc <- function() {
 rb <- function() {
   if (is.null(.fc$bridge)) {
     fc()
-    .fc$bridge <- tryCatch(
-      reticulate::import("fineclass.rbridge", convert = FALSE),
-      error = function(e) {
-        stop(fineclass_error(paste0(
-          "The installed Python core has no fineclass.rbridge module (it is older than this R ",
-          "package). Update it with ft_install()."
-        )), call. = FALSE)
-      }
-    )
+    .fc$bridge <- reticulate::import("fineclass.rbridge", convert = FALSE)
   }
   .fc$bridge
 }
 
+r_version <- function() {
+  as.character(utils::packageVersion("fineclass"))
+}
+
+core_version <- function() {
+  tryCatch(as.character(reticulate::py_to_r(.fc$module$`__version__`)), error = function(e) NA_character_)
+}
+
+# NULL when the core and this R package are the same version, else a sentence saying what to run.
+version_problem <- function(core, r) {
+  if (is.na(core) || identical(core, r)) {
+    return(NULL)
+  }
+  sprintf(paste0(
+    "The fineclass Python core is version %s but this R package is version %s. Run ft_install() to ",
+    "install the core this R package carries (%s), then restart R."
+  ), core, r, r)
+}
+
 `%||%` <- function(x, y) if (is.null(x)) y else x
 
-utils::globalVariables(".data")

@@ -1,10 +1,13 @@
 #' Plot a learning curve
 #'
 #' Scores against training-set size: one point per run (size x seed), the
-#' mean per size joined by a line, sizes on a log2 axis.
+#' mean per size joined by a line, sizes on a log2 axis; for the result of
+#' [ft_learning_curve()] also the fitted curve `a - b * n^(-c)` (dashed,
+#' extended to four times the largest size) and the target (dotted).
+#' `autoplot(curve)` draws the same.
 #'
-#' @param curve The result of [ft_learning_curve()] (a tibble, or a list
-#'   holding one), or any data frame with a size column and a score column.
+#' @param curve The result of [ft_learning_curve()], or any data frame with a
+#'   size column and a score column.
 #' @param metric The score column to plot (or, in a long table with `metric`
 #'   and `value` columns, the metric to keep). `NULL` picks the first of
 #'   score, macro_f1, f1_macro, jaccard, accuracy, f1 that is present.
@@ -45,12 +48,24 @@ ft_plot_learning_curve <- function(curve, metric = NULL, size = NULL) {
   means <- stats::aggregate(runs[[y]], list(size = runs[[size]]), mean, na.rm = TRUE)
   names(means) <- c("size", "mean")
   points <- data.frame(size = runs[[size]], score = runs[[y]])
-  ggplot2::ggplot(points, ggplot2::aes(x = .data$size, y = .data$score)) +
+  if (identical(y, "score") && is.list(curve) && is.character(curve$metric)) metric <- curve$metric
+  g <- ggplot2::ggplot(points, ggplot2::aes(x = .data$size, y = .data$score)) +
     ggplot2::geom_point(alpha = 0.5) +
     ggplot2::geom_line(data = means, ggplot2::aes(x = .data$size, y = .data$mean)) +
-    ggplot2::geom_point(data = means, ggplot2::aes(x = .data$size, y = .data$mean), size = 2.5) +
+    ggplot2::geom_point(data = means, ggplot2::aes(x = .data$size, y = .data$mean), size = 2.5)
+  fitted <- if (is.list(curve) && !is.data.frame(curve)) curve$fitted else NULL
+  if (is.data.frame(fitted)) {
+    g <- g + ggplot2::geom_line(data = as.data.frame(fitted), ggplot2::aes(x = .data$size, y = .data$score),
+      linetype = "dashed", colour = "#cb181d")
+  }
+  target <- if (is.list(curve) && !is.data.frame(curve)) curve$target else NULL
+  if (is.numeric(target) && length(target) == 1 && !is.na(target)) {
+    g <- g + ggplot2::geom_hline(yintercept = target, linetype = "dotted", colour = "grey40")
+  }
+  g +
     ggplot2::scale_x_continuous(trans = "log2") +
-    ggplot2::labs(x = "training documents", y = metric, title = "Learning curve") +
+    ggplot2::labs(x = "training documents", y = metric, title = "Learning curve",
+      caption = if (is.data.frame(fitted)) "dashed: fitted a - b n^-c; dotted: target" else NULL) +
     ggplot2::theme_minimal()
 }
 

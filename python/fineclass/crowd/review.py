@@ -1,37 +1,31 @@
-"""Review sheets: one per coder, written safely for spreadsheet programs, read back and checked row by row."""
+"""Review sheets: one per coder, written safely for spreadsheet programs, read back and checked row by row.
+
+A sheet row holds one proposal (document + label) and the coder's columns: ``accept`` (Y or N), ``correction``
+(when rejecting: the coder's own code in place of the proposal), ``addition`` (codes that no proposer gave for
+the document), ``comment``, and ``started`` / ``finished`` (timestamps, for the time per item). A document
+without proposals (in a drawn sample) gets one row without a label, for its additions.
+"""
 
 from __future__ import annotations
 
-import csv
-import glob
 import json
 import re
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from .._fs import atomic_file
 from ..errors import FineclassError, preview
+from ..sheets import xlsx_cell
 from ..tables import ID, check_text, read_table, with_id
-from .items import key_str, parse_accept, proposal_items, shape, text_check
+from .items import LabelSet, document_item, key_str, parse_accept, parse_time, proposal_items, shape, text_check
+from .sheets import expand_paths, read_sheet, safe_sheet_path, write_sheet
 
 _CODER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _safe_sheet_path(folder: Path, stem: str, coder: str | None, ext: str) -> Path:
-    name = f"{stem}{ext}" if coder is None else f"{stem}-{coder}{ext}"
-    target = (folder / name).resolve()
-    if target.parent != folder.resolve() or "/" in name or "\\" in name or name.startswith("."):
-        raise FineclassError(
-            f"coder name {coder!r} would write outside the folder {str(folder)!r}. Use letters, "
-            f"digits, '_', '-' and '.'.",
-            "coders",
-        )
-    return target
+CODER_COLUMNS = ("accept", "correction", "addition", "comment", "started", "finished")
 
 
 def export_review(
@@ -44,9 +38,10 @@ def export_review(
     texts: Any = None,
     text: str = "text",
     id: str | None = None,
+    documents: Any = None,
     overwrite: bool = False,
 ) -> list[Path]:
-    """Write review sheets for coders: one file per coder, one row per proposal, an empty ``accept`` column.
+    """Write review sheets for coders: one file per coder, one row per proposal, the coder's columns empty.
 
     In CSV sheets a cell that starts with ``= + - @`` (or ``'``) gets a leading ``'`` so spreadsheet programs do not
     run it as a formula; :func:`import_review` removes it. XLSX cells are written as text, never as formulas.
@@ -57,7 +52,8 @@ def export_review(
             same label proposed by several proposers is one row: each proposal is reviewed once, blind to who
             proposed it, and the decision counts for every proposer that made it.
         path: ``folder/review.csv`` or ``folder/review.xlsx``; each coder's sheet is ``folder/review-<coder>.ext``.
-        coders: coder names (letters, digits, ``_ - .``); default one sheet without a coder name.
+        coders: coder names (letters, digits, ``_ - .``); default one sheet without a coder name (coders then
+            write their id in the ``coder`` column of the rows they review).
         overlap: the share of documents (rounded, at least one when > 0) that a second coder also reviews.
             Documents, not single proposals, are assigned, so a coder sees all proposals for a text together.
             Needs two or more coders; with one it is ignored.
@@ -66,19 +62,34 @@ def export_review(
             then detects edited texts on import.
         text: the text column of ``texts``.
         id: the id column of ``texts``.
+        documents: ids (a list, or a table or path with an ``id`` column) of documents to review whether or not
+            a proposer coded them: each one without proposals gets a row without a label, for the coder's
+            additions (a drawn human sample: see :func:`fineclass.draw_sample`).
         overwrite: replace existing sheets (off by default, so a re-export cannot destroy filled sheets).
 
     Returns:
         The paths written. Sheets have columns ``item, coder, id, [text], dimension, level`` (or ``label``),
-        ``accept`` (fill with Y or N), ``comment`` (free), ``[check]``.
+        ``accept`` (Y or N), ``correction`` (with N: the coder's own code; for dimension->level the right level of
+        the row's dimension), ``addition`` (codes no proposer gave, separated by ``;``; ``dimension: level`` for
+        dimension->level), ``comment``, ``started``, ``finished`` (timestamps such as ``2026-05-04 10:31:07``),
+        ``[check]``.
 
     Raises:
-        FineclassError: naming ``path``, ``coders``, ``overlap``, ``texts`` or ``proposals`` when they do not fit.
+        FineclassError: naming ``path``, ``coders``, ``overlap``, ``texts``, ``documents`` or ``proposals`` when
+            they do not fit.
+
+    Example:
+        >>> export_review(proposals, "review/review.csv", coders=["ana", "ben"], texts=tweets)  # doctest: +SKIP
     """
     props = read_table(proposals, "proposals")
     fields = shape(props, "proposals")
     items = proposal_items(props, fields)
-    if not items:
+    extra = _document_ids(documents)
+    by_doc: dict[str, list[str]] = {}
+    for item, e in items.items():
+        by_doc.setdefault(e["doc"], []).append(item)
+    bare = {key_str(v): v for v in extra if key_str(v) not in by_doc}
+    if not items and not bare:
         raise FineclassError("`proposals` holds no proposal with a label; nothing to review.", "proposals")
     path = Path(path)
     ext = path.suffix.lower()
@@ -87,25 +98,8 @@ def export_review(
     if not 0 <= overlap <= 1:
         raise FineclassError(f"`overlap` is a share of documents between 0 and 1; got {overlap!r}.", "overlap")
     folder = path.parent
-    coder_list: list[str | None]
-    if coders is None:
-        coder_list = [None]
-    else:
-        if isinstance(coders, str):
-            coders = [coders]
-        coder_list = [str(c) for c in coders]
-        if not coder_list:
-            raise FineclassError("`coders` is empty; name at least one coder.", "coders")
-        bad = [c for c in coder_list if not _CODER.match(c) or ".." in c]
-        if bad:
-            raise FineclassError(
-                f"coder names {preview(bad)} cannot be used in file names: use letters, digits, "
-                f"'_', '-' and '.' (no path separators, no leading dot).",
-                "coders",
-            )
-        if len({c.casefold() for c in coder_list}) != len(coder_list):  # one file each, also on Windows/macOS
-            raise FineclassError(f"`coders` holds duplicates: {preview(coder_list)}.", "coders")
-    targets = {c: _safe_sheet_path(folder, path.stem, c, ext) for c in coder_list}
+    coder_list = _coder_list(coders)
+    targets = {c: safe_sheet_path(folder, path.stem, c, ext) for c in coder_list}
     existing = [str(t) for t in targets.values() if t.exists()]
     if existing and not overwrite:
         raise FineclassError(
@@ -118,15 +112,14 @@ def export_review(
         tt = with_id(read_table(texts, "texts"), id)
         tt, _ = check_text(tt, text, on_empty="flag")
         text_of = dict(zip((key_str(v) for v in tt.column(ID).to_pylist()), tt.column("text").to_pylist()))
-        missing = sorted({e["doc"] for e in items.values()} - set(text_of))
+        missing = sorted((set(by_doc) | set(bare)) - set(text_of))
         if missing:
             raise FineclassError(
-                f"`texts` has no text for {len(missing)} proposed documents (ids: {preview(missing)}).", "texts"
+                f"`texts` has no text for {len(missing)} documents to review (ids: {preview(missing)}).", "texts"
             )
+    for doc in bare:
+        by_doc[doc] = []
     # assign documents to coders
-    by_doc: dict[str, list[str]] = {}
-    for item, e in items.items():
-        by_doc.setdefault(e["doc"], []).append(item)
     docs = sorted(by_doc)
     rng = np.random.default_rng(seed)
     order = [docs[k] for k in rng.permutation(len(docs))]
@@ -148,27 +141,24 @@ def export_review(
         ["item", "coder", "id"]
         + (["text"] if text_of else [])
         + list(fields)
-        + ["accept", "comment"]
+        + list(CODER_COLUMNS)
         + (["check"] if text_of else [])
     )
+    blank = [""] * len(CODER_COLUMNS)
     written = []
     for coder, target in targets.items():
         rows = []
         for doc in assign[coder]:
+            shown = text_of[doc] if text_of else None
+            cells = [(document_item(doc), bare[doc], [""] * len(fields))] if doc in bare else []
             for item in sorted(by_doc[doc], key=lambda it: items[it]["label"]):
-                e = items[item]
-                row = [item, coder or "", e["doc"]]
-                if text_of:
-                    row.append(text_of[e["doc"]])
-                row += list(e["label"]) + ["", ""]
-                if text_of:
-                    row.append(text_check(text_of[e["doc"]]))
-                rows.append(row)
+                cells.append((item, items[item]["id"], list(items[item]["label"])))
+            for item, doc_id, label in cells:
+                row = [item, coder or "", key_str(doc_id)] + ([shown] if text_of else []) + label + blank
+                # the check is over the text as the sheet holds it (XLSX: control characters shown as pictures)
+                rows.append(row + ([text_check(shown if ext == ".csv" else xlsx_cell(shown))] if text_of else []))
         folder.mkdir(parents=True, exist_ok=True)
-        if ext == ".csv":
-            _write_csv(target, header, rows)
-        else:
-            _write_xlsx(target, header, rows, coder)
+        write_sheet(target, header, rows, coder or "review", {"accept": "Y,N"})
         written.append(target)
     manifest = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -177,6 +167,7 @@ def export_review(
         "overlap": overlap,
         "seed": seed,
         "documents": len(docs),
+        "documents_without_proposals": len(bare),
         "overlap_documents": n_overlap,
         "items": len(items),
         "shape": list(fields),
@@ -185,236 +176,105 @@ def export_review(
     return written
 
 
-def _csv_guard(v: str) -> str:
-    """A leading ' keeps spreadsheet programs from running a cell as a formula.
-
-    A cell that starts with ' gets one too, so that :func:`_csv_unguard` (drop one leading ') restores every
-    value exactly.
-    """
-    return "'" + v if isinstance(v, str) and v.startswith(_FORMULA + ("'",)) else v
-
-
-def _csv_unguard(v: str) -> str:
-    return v[1:] if v.startswith("'") else v
-
-
-def _write_csv(target: Path, header: list[str], rows: list[list]) -> None:
-    with atomic_file(target) as tmp, open(tmp, "w", newline="", encoding="utf-8-sig") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for r in rows:
-            w.writerow([_csv_guard(v) for v in r])
-
-
-def _write_xlsx(target: Path, header: list[str], rows: list[list], coder: str | None) -> None:
-    try:
-        from openpyxl import Workbook
-        from openpyxl.worksheet.datavalidation import DataValidation
-    except ImportError:  # pragma: no cover
+def _coder_list(coders: Sequence[str] | None) -> list[str | None]:
+    if coders is None:
+        return [None]
+    if isinstance(coders, str):
+        coders = [coders]
+    coder_list = [str(c) for c in coders]
+    if not coder_list:
+        raise FineclassError("`coders` is empty; name at least one coder.", "coders")
+    bad = [c for c in coder_list if not _CODER.match(c) or ".." in c]
+    if bad:
         raise FineclassError(
-            "writing .xlsx needs openpyxl: pip install openpyxl, or use a .csv path.", "path"
-        ) from None
-    wb = Workbook()
-    ws = wb.active
-    ws.title = (coder or "review")[:31]
-    ws.append(header)
-    for r in rows:
-        ws.append(r)
-    for row in ws.iter_rows(min_row=2):
-        for cell in row:  # every value is text: ids keep their digits, a text starting with '=' stays text
-            if cell.value is not None:
-                cell.value = str(cell.value)
-                cell.data_type = "s"
-    acc = header.index("accept") + 1
-    from openpyxl.utils import get_column_letter
-
-    col = get_column_letter(acc)
-    dv = DataValidation(
-        type="list",
-        formula1='"Y,N"',
-        allow_blank=True,
-        showErrorMessage=True,
-        errorTitle="Y or N",
-        error="Enter Y (accept) or N (reject).",
-    )
-    ws.add_data_validation(dv)
-    if rows:
-        dv.add(f"{col}2:{col}{len(rows) + 1}")
-    ws.freeze_panes = "A2"
-    with atomic_file(target) as tmp:
-        wb.save(tmp)
+            f"coder names {preview(bad)} cannot be used in file names: use letters, digits, "
+            f"'_', '-' and '.' (no path separators, no leading dot).",
+            "coders",
+        )
+    if len({c.casefold() for c in coder_list}) != len(coder_list):  # one file each, also on Windows/macOS
+        raise FineclassError(f"`coders` holds duplicates: {preview(coder_list)}.", "coders")
+    return coder_list
 
 
-def _read_sheet(path: Path) -> tuple[list[str], list[list[str]]]:
-    ext = path.suffix.lower()
-    if ext == ".csv":
-        try:
-            with open(path, newline="", encoding="utf-8-sig") as f:
-                data = [[_csv_unguard(v) for v in row] for row in csv.reader(f)]
-        except UnicodeDecodeError:
-            raise FineclassError(
-                f"the review sheet {str(path)!r} is not UTF-8 text. Save it as CSV UTF-8 (or as .xlsx).", "paths"
-            ) from None
-    elif ext == ".xlsx":
-        from openpyxl import load_workbook
-
-        try:
-            wb = load_workbook(path, read_only=True, data_only=True)
-        except Exception as e:
-            raise FineclassError(f"the review sheet {str(path)!r} could not be read as .xlsx ({e}).", "paths") from None
-        ws = wb.worksheets[0]
-        data = [[_cell_str(v) for v in row] for row in ws.iter_rows(values_only=True)]
-        wb.close()
+def _document_ids(documents: Any) -> list:
+    """The ids of ``documents``: a list of ids, or a table (or path) with an ``id`` column."""
+    if documents is None:
+        return []
+    if isinstance(documents, (list, tuple)):
+        ids = list(documents)
     else:
-        raise FineclassError(f"review sheets are .csv or .xlsx files; got {str(path)!r}.", "paths")
-    while data and not any((v or "").strip() for v in data[-1]):
-        data.pop()
-    if not data:
-        raise FineclassError(f"the review sheet {str(path)!r} is empty.", "paths")
-    header = [(h or "").strip().lower() for h in data[0]]
-    return header, [[(v if v is not None else "") for v in row] for row in data[1:]]
+        t = read_table(documents, "documents")
+        if ID not in t.column_names:
+            raise FineclassError(
+                f"`documents` has no `id` column; columns are: {', '.join(t.column_names)}.", "documents"
+            )
+        ids = t.column(ID).to_pylist()
+    if any(v is None for v in ids):
+        raise FineclassError("`documents` holds missing ids.", "documents")
+    return ids
 
 
-def _cell_str(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
-def _expand_paths(paths: Any) -> list[Path]:
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    out = []
-    for p in paths:
-        s = str(p)
-        if any(ch in s for ch in "*?["):
-            hits = sorted(glob.glob(s))
-            if not hits:
-                raise FineclassError(f"no review sheet matches {s!r}.", "paths")
-            out += [Path(h) for h in hits]
-        else:
-            if not Path(s).exists():
-                raise FineclassError(f"the review sheet {s!r} does not exist.", "paths")
-            out.append(Path(s))
-    if not out:
-        raise FineclassError("`paths` is empty; pass the filled review sheets.", "paths")
-    return out
-
-
-def import_review(paths: Any, proposals: Any, *, complete: bool = True, errors: str = "raise"):
+def import_review(
+    paths: Any,
+    proposals: Any,
+    *,
+    complete: bool = True,
+    errors: str = "raise",
+    spec: Any = None,
+    documents: Any = None,
+):
     """Read filled review sheets into a decisions table, checking every row.
 
-    ``accept`` takes Y or N; yes/no, 1/0 and true/false are read as Y/N too, in any case. Reported problems (never
-    guessed): a missing column, an unknown ``item``, an edited id, label or text (the ``check`` column), an empty,
-    invalid or duplicate decision (the same item decided twice by one coder), a row without a coder, and - with
-    ``complete=True`` - proposals that are in no sheet.
+    ``accept`` takes Y or N; yes/no, 1/0 and true/false are read as Y/N too, in any case. ``correction`` (only with
+    N) and ``addition`` are matched against the label set, as written or without case. Reported problems (never
+    guessed), each naming its sheet and row: a missing column, an unknown ``item``, an edited id, label or text
+    (the ``check`` column), an empty, invalid or duplicate decision (the same item decided twice by one coder), a
+    correction or addition outside the label set, a correction with Y, an addition that a proposer gave for that
+    document, a code both rejected and given by one coder, a bad or backward timestamp, a formula in a cell, and -
+    with ``complete=True`` - proposals (and ``documents``) that are in no sheet. With any problem nothing is
+    imported (``errors="raise"``).
+
+    Time per item: ``finished - started``; a row with only ``finished`` is timed from the same coder's previous
+    ``finished`` (the time since their last decision).
 
     Args:
         paths: the filled sheets (.csv or .xlsx; globs allowed).
         proposals: the proposals the sheets were exported from.
-        complete: report proposals that are in no sheet.
+        complete: report proposals (and ``documents``) that are in no sheet.
         errors: ``"raise"`` raises one error listing the problems by file and row; ``"report"`` returns them.
+        spec: the label set that corrections and additions must belong to (a LabelSpec, its dict or JSON file, a
+            saved model's folder); default: the labels (or dimensions and levels) that the proposals hold.
+        documents: the documents exported without proposals (``export_review(documents=...)``), to check that
+            each was reviewed.
 
     Returns:
-        ``id, dimension, level`` (or ``id, label``), ``proposer, coder, accepted`` (Y/N), ``item``, ``sheet``,
-        ``row``: one row per decision and proposer (a proposal made by two proposers gives two rows with the same
-        decision). With ``errors="report"``: ``(decisions, problems)``, ``decisions`` holding the valid rows.
+        ``id, dimension, level`` (or ``id, label``), ``proposer, coder, accepted`` (Y/N), ``correction`` (the
+        coder's code in place of a rejected proposal: a level for dimension->level, else a label), ``added``
+        (True: a code the coder added, with no proposer and no decision), ``item``, ``sheet``, ``row``,
+        ``started``, ``finished``, ``seconds``: one row per decision and proposer (a proposal made by two proposers
+        gives two rows with the same decision), one per added code, and one without a label for a document that
+        had no proposals. With ``errors="report"``: ``(decisions, problems)``, ``decisions`` holding the valid
+        rows.
 
     Raises:
         FineclassError: naming ``paths`` with every problem found (``errors="raise"``).
+
+    Example:
+        >>> decisions = import_review("review/review-*.csv", proposals, spec="model/")  # doctest: +SKIP
     """
     if errors not in ("raise", "report"):
         raise FineclassError(f"`errors` must be 'raise' or 'report'; got {errors!r}.", "errors")
     props = read_table(proposals, "proposals")
     fields = shape(props, "proposals")
     items = proposal_items(props, fields)
-    problems: list[dict] = []
-
-    def problem(sheet, row, item, column, message):
-        problems.append({"sheet": sheet, "row": row, "item": item, "column": column, "problem": message})
-
-    seen: dict[tuple[str, str], tuple[str, int]] = {}
-    out = []
-    for path in _expand_paths(paths):
-        sheet = path.name
-        header, rows = _read_sheet(path)
-        need = ["item", "coder", "id", *fields, "accept"]
-        missing = [c for c in need if c not in header]
-        if missing:
-            problem(
-                sheet,
-                1,
-                None,
-                ", ".join(missing),
-                f"missing column(s) {', '.join(missing)}; do not rename or delete the sheet's columns",
-            )
-            continue
-        col = {h: k for k, h in enumerate(header) if h}
-        for r, values in enumerate(rows, start=2):
-
-            def get(name, values=values, col=col):
-                k = col.get(name)
-                return (values[k] if k is not None and k < len(values) else "") or ""
-
-            if not any(v.strip() for v in values):
-                continue  # a blank line
-            item = get("item").strip()
-            e = items.get(item)
-            if e is None:
-                problem(sheet, r, item or None, "item", f"unknown item {item!r}: not among `proposals`")
-                continue
-            ok = True
-            if get("id").strip() != e["doc"]:
-                problem(sheet, r, item, "id", f"edited id: was {e['doc']!r}, now {get('id').strip()!r}")
-                ok = False
-            for f, v in zip(fields, e["label"]):
-                if get(f).strip() != v:
-                    problem(sheet, r, item, f, f"edited proposal: {f} was {v!r}, now {get(f).strip()!r}")
-                    ok = False
-            if "check" in col and "text" in col and get("check").strip():
-                if text_check(get("text")) != get("check").strip():
-                    problem(sheet, r, item, "text", "edited text: the document's text differs from the one exported")
-                    ok = False
-            coder = get("coder").strip()
-            decision = parse_accept(get("accept"))
-            if not get("accept").strip():
-                problem(sheet, r, item, "accept", "missing decision: fill in Y or N")
-                ok = False
-            elif decision is None:
-                problem(sheet, r, item, "accept", f"accept value {get('accept').strip()!r} is not Y or N")
-                ok = False
-            key = (item, coder)
-            if key in seen:
-                s0, r0 = seen[key]
-                problem(
-                    sheet,
-                    r,
-                    item,
-                    "item",
-                    f"duplicate decision: coder {coder or '(none)'!r} already decided this item in {s0} row {r0}",
-                )
-                ok = False
-            else:
-                seen[key] = (sheet, r)
-            if ok:
-                out.append((item, coder, decision, sheet, r))
+    reader = _SheetReader(fields, items, LabelSet(fields, spec, items))
+    for path in expand_paths(paths):
+        reader.read(path)
+    reader.check_codes()
+    reader.time_rows()
     if complete:
-        decided = {k[0] for k in seen}
-        for item in items:
-            if item not in decided:
-                e = items[item]
-                problem(
-                    None,
-                    None,
-                    item,
-                    None,
-                    f"proposal {e['doc']!r} {'/'.join(e['label'])} is in no sheet "
-                    f"(pass every filled sheet, or complete=False)",
-                )
+        reader.check_complete(_document_ids(documents))
+    problems = reader.problems
     prob_table = pa.Table.from_pylist(
         problems,
         schema=pa.schema(
@@ -431,48 +291,270 @@ def import_review(paths: Any, proposals: Any, *, complete: bool = True, errors: 
         lines = [f"{p['sheet']} row {p['row']}: {p['problem']}" if p["sheet"] else p["problem"] for p in problems[:25]]
         more = f"\n... and {len(problems) - 25} more" if len(problems) > 25 else ""
         raise FineclassError(
-            f"the review sheets have {len(problems)} problem(s); fix them and import again "
+            f"the review sheets have {len(problems)} problem(s); nothing was imported. Fix them and import again "
             f"(or pass errors='report' to get them as a table):\n  " + "\n  ".join(lines) + more,
             "paths",
         )
-    id_type = props.column(ID).type
-    rec: dict[str, list] = {
-        "id": [],
-        **{f: [] for f in fields},
-        "proposer": [],
-        "coder": [],
-        "accepted": [],
-        "item": [],
-        "sheet": [],
-        "row": [],
-    }
-    for item, coder, decision, sheet, r in out:
-        e = items[item]
-        for proposer in e["proposers"] or [None]:
-            rec["id"].append(e["id"])
-            for f, v in zip(fields, e["label"]):
-                rec[f].append(v)
-            rec["proposer"].append(proposer)
-            rec["coder"].append(coder or None)
-            rec["accepted"].append(decision)
-            rec["item"].append(item)
-            rec["sheet"].append(sheet)
-            rec["row"].append(r)
-    cols = {"id": pa.array(rec["id"], id_type)}
-    if "label" in fields:
-        cols["label"] = pa.array([_restore(props, v) for v in rec["label"]], props.column("label").type)
-    else:
-        cols["dimension"] = pa.array(rec["dimension"], pa.string())
-        cols["level"] = pa.array(rec["level"], pa.string())
-    for name in ("proposer", "coder", "accepted", "item", "sheet"):
-        cols[name] = pa.array(rec[name], pa.string())
-    cols["row"] = pa.array(rec["row"], pa.int64())
-    decisions = pa.table(cols)
+    decisions = reader.table(props)
     if errors == "report":
         return decisions, prob_table
     return decisions
 
 
-def _restore(props: pa.Table, v: str):
+class _SheetReader:
+    """Reads sheets row by row into decisions, collecting every problem."""
+
+    def __init__(self, fields: tuple[str, ...], items: dict, labels: LabelSet):
+        self.fields, self.items, self.labels = fields, items, labels
+        self.proposed: dict[str, set] = {}
+        for e in items.values():
+            self.proposed.setdefault(e["doc"], set()).add(e["label"])
+        self.problems: list[dict] = []
+        self.seen: dict[tuple[str, str], tuple[str, int]] = {}
+        self.rows: list[dict] = []  # one per valid sheet row
+
+    def problem(self, sheet, row, item, column, message) -> None:
+        self.problems.append({"sheet": sheet, "row": row, "item": item, "column": column, "problem": message})
+
+    def read(self, path: Path) -> None:
+        sheet = path.name
+        header, rows, formulas = read_sheet(path)
+        need = ["item", "coder", "id", *self.fields, "accept"]
+        missing = [c for c in need if c not in header]
+        if missing:
+            self.problem(
+                sheet,
+                1,
+                None,
+                ", ".join(missing),
+                f"missing column(s) {', '.join(missing)}; do not rename or delete the sheet's columns",
+            )
+            return
+        col = {h: k for k, h in enumerate(header) if h}
+        for r, values in enumerate(rows, start=2):
+            if any(v.strip() for v in values):  # else a blank line
+                self._row(sheet, r, values, col, sorted(c for rr, c in formulas if rr == r))
+
+    def _row(self, sheet: str, r: int, values: list[str], col: dict, formulas: list[str]) -> None:
+        def get(name):
+            k = col.get(name)
+            return ((values[k] if k is not None and k < len(values) else "") or "").strip()
+
+        item = get("item")
+        e = self.items.get(item)
+        doc_row = e is None and item.startswith("d") and document_item(get("id")) == item
+        if e is None and not doc_row:
+            self.problem(sheet, r, item or None, "item", f"unknown item {item!r}: not among `proposals`")
+            return
+        ok = True
+
+        def bad(column, message):
+            nonlocal ok
+            self.problem(sheet, r, item, column, message)
+            ok = False
+
+        for c in formulas:
+            bad(c, f"a formula in column {c}: type the value itself (formulas are never evaluated)")
+        doc = get("id") if doc_row else e["doc"]
+        if not doc_row and get("id") != e["doc"]:
+            bad("id", f"edited id: was {e['doc']!r}, now {get('id')!r}")
+        label = tuple("" for _ in self.fields) if doc_row else e["label"]
+        for f, v in zip(self.fields, label):
+            if get(f) != v:
+                what = "a row without a proposal" if doc_row else "proposal"
+                bad(f, f"edited {what}: {f} was {v!r}, now {get(f)!r}")
+        if "check" in col and "text" in col and get("check"):
+            text = values[col["text"]] if col["text"] < len(values) else ""
+            if text_check(text) != get("check"):
+                bad("text", "edited text: the document's text differs from the one exported")
+        coder = get("coder")
+        decision, correction = None, None
+        if doc_row:
+            if get("accept") or get("correction"):
+                bad("accept", "this row has no proposal to accept, reject or correct; write codes in `addition`")
+        else:
+            decision = parse_accept(get("accept"))
+            if not get("accept"):
+                bad("accept", "missing decision: fill in Y or N")
+            elif decision is None:
+                bad("accept", f"accept value {get('accept')!r} is not Y or N")
+            if get("correction"):
+                try:
+                    correction = self.labels.correction(get("correction"), label)
+                except ValueError as err:
+                    bad("correction", str(err))
+                else:
+                    if decision == "Y":
+                        bad("correction", "a correction replaces a rejected proposal: set accept to N, or clear it")
+                    elif correction == label:
+                        bad("correction", "the correction repeats the proposal: accept it instead")
+        additions: list[tuple[str, ...]] = []
+        if get("addition"):
+            try:
+                additions = self.labels.additions(get("addition"))
+            except ValueError as err:
+                bad("addition", str(err))
+            for a in additions:
+                if a in self.proposed.get(doc, ()):
+                    bad("addition", f"{'/'.join(a)} was proposed for this document: decide it in its own row")
+        times = []
+        for c in ("started", "finished"):
+            try:
+                times.append(parse_time(get(c)))
+            except ValueError:
+                times.append(None)
+                bad(c, f"{c} {get(c)!r} is not a timestamp such as 2026-05-04 10:31:07")
+        if times[0] is not None and times[1] is not None and times[1] < times[0]:
+            bad("finished", "finished is before started")
+        key = (item, coder)
+        if key in self.seen:
+            s0, r0 = self.seen[key]
+            bad("item", f"duplicate decision: coder {coder or '(none)'!r} already decided this item in {s0} row {r0}")
+        else:
+            self.seen[key] = (sheet, r)
+        if ok:
+            self.rows.append(
+                {
+                    "item": item,
+                    "doc": doc,
+                    "coder": coder,
+                    "decision": decision,
+                    "correction": correction,
+                    "additions": additions,
+                    "sheet": sheet,
+                    "row": r,
+                    "started": times[0],
+                    "finished": times[1],
+                    "seconds": None,
+                }
+            )
+
+    def check_codes(self) -> None:
+        """A code that one coder both rejected and gave (by a correction or an addition) for one document."""
+        rejected: dict[tuple, tuple[str, int]] = {}
+        for row in self.rows:
+            if row["decision"] == "N":
+                rejected[(row["coder"], row["doc"], self.items[row["item"]]["label"])] = (row["sheet"], row["row"])
+        for row in self.rows:
+            given = ([row["correction"]] if row["correction"] else []) + row["additions"]
+            for code in given:
+                hit = rejected.get((row["coder"], row["doc"], code))
+                if hit:
+                    self.problem(
+                        row["sheet"],
+                        row["row"],
+                        row["item"],
+                        "correction" if code == row["correction"] else "addition",
+                        f"{'/'.join(code)} is given here but rejected by the same coder in {hit[0]} row {hit[1]}",
+                    )
+
+    def time_rows(self) -> None:
+        """Seconds per row: finished - started, or the time since the coder's previous finished."""
+        by_coder: dict[str, list[dict]] = {}
+        for row in self.rows:
+            if row["finished"] is not None:
+                by_coder.setdefault(row["coder"], []).append(row)
+        for rows in by_coder.values():
+            rows.sort(key=lambda x: x["finished"])
+            previous: datetime | None = None
+            for row in rows:
+                start = row["started"] if row["started"] is not None else previous
+                if start is not None:
+                    row["seconds"] = (row["finished"] - start).total_seconds()
+                previous = row["finished"]
+
+    def check_complete(self, documents: list) -> None:
+        decided = {k[0] for k in self.seen}
+        for item, e in self.items.items():
+            if item not in decided:
+                self.problem(
+                    None,
+                    None,
+                    item,
+                    None,
+                    f"proposal {e['doc']!r} {'/'.join(e['label'])} is in no sheet "
+                    f"(pass every filled sheet, or complete=False)",
+                )
+        seen_docs = {row["doc"] for row in self.rows} | {self.items[i]["doc"] for i in decided if i in self.items}
+        for v in documents:
+            doc = key_str(v)
+            if doc not in seen_docs:
+                self.problem(
+                    None, None, document_item(doc), None, f"document {doc!r} is in no sheet (pass every filled sheet)"
+                )
+
+    def table(self, props: pa.Table) -> pa.Table:
+        fields = self.fields
+        rec: dict[str, list] = {
+            "id": [],
+            **{f: [] for f in fields},
+            "proposer": [],
+            "coder": [],
+            "accepted": [],
+            "correction": [],
+            "added": [],
+            "item": [],
+            "sheet": [],
+            "row": [],
+            "started": [],
+            "finished": [],
+            "seconds": [],
+        }
+        original = {e["doc"]: e["id"] for e in self.items.values()}
+
+        def add(row, doc_id, label, proposer, accepted, correction, added, timed):
+            rec["id"].append(doc_id)
+            for f, v in zip(fields, label):
+                rec[f].append(v)
+            rec["proposer"].append(proposer)
+            rec["coder"].append(row["coder"] or None)
+            rec["accepted"].append(accepted)
+            rec["correction"].append(correction)
+            rec["added"].append(added)
+            rec["item"].append(row["item"])
+            rec["sheet"].append(row["sheet"])
+            rec["row"].append(row["row"])
+            for c in ("started", "finished", "seconds"):
+                rec[c].append(row[c] if timed else None)
+
+        for row in self.rows:
+            e = self.items.get(row["item"])
+            doc_id = e["id"] if e else original.get(row["doc"], row["doc"])
+            if e is None:  # a document without proposals: reviewed, with or without additions
+                add(row, doc_id, [None] * len(fields), None, None, None, False, True)
+            else:
+                corr = row["correction"][-1] if row["correction"] else None
+                for proposer in e["proposers"] or [None]:
+                    add(row, doc_id, e["label"], proposer, row["decision"], corr, False, True)
+            for code in row["additions"]:
+                add(row, doc_id, code, None, None, None, True, False)
+        id_type = props.column(ID).type
+        ids = [_restore_id(v, id_type) for v in rec["id"]]
+        cols = {"id": pa.array(ids, id_type)}
+        if "label" in fields:
+            cols["label"] = pa.array([_restore(props, v) for v in rec["label"]], props.column("label").type)
+        else:
+            cols["dimension"] = pa.array(rec["dimension"], pa.string())
+            cols["level"] = pa.array(rec["level"], pa.string())
+        for name in ("proposer", "coder", "accepted", "correction"):
+            cols[name] = pa.array(rec[name], pa.string())
+        cols["added"] = pa.array(rec["added"], pa.bool_())
+        cols["item"] = pa.array(rec["item"], pa.string())
+        cols["sheet"] = pa.array(rec["sheet"], pa.string())
+        cols["row"] = pa.array(rec["row"], pa.int64())
+        cols["started"] = pa.array(rec["started"], pa.timestamp("us"))
+        cols["finished"] = pa.array(rec["finished"], pa.timestamp("us"))
+        cols["seconds"] = pa.array(rec["seconds"], pa.float64())
+        return pa.table(cols)
+
+
+def _restore_id(v: Any, id_type: pa.DataType) -> Any:
+    """An id read from a sheet (text) in the proposals' id type."""
+    if isinstance(v, str) and pa.types.is_integer(id_type):
+        return int(v)
+    return v
+
+
+def _restore(props: pa.Table, v: Any):
     t = props.column("label").type
-    return int(v) if pa.types.is_integer(t) else v
+    return int(v) if v is not None and pa.types.is_integer(t) else v

@@ -84,6 +84,7 @@ def prepare(
             if id in ttab.column_names and pc.count_distinct(key_array(ttab.column(id))).as_py() < ttab.num_rows:
                 kind = "multi"
                 tlay = Layout("multi", "long", tlay.columns)
+                _warn_read_as_multi(ttab, id)
             else:
                 kind = "single"
         tlay = Layout(kind, tlay.fmt, tlay.columns)
@@ -277,6 +278,18 @@ def prepare(
         n_empty=n_empty,
         spec=spec,
         cluster=clusters,
+    )
+
+
+def _warn_read_as_multi(ttab: pa.Table, id: str) -> None:
+    """Say that repeated ids in ``truth`` made it a long multi-label table: they may be conflicting duplicates."""
+    counts = pc.value_counts(key_array(ttab.column(id)))
+    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
+    warn(
+        f"`truth` has {plural(len(repeated), 'id')} on more than one row (ids: {preview(repeated)}), so it is read "
+        f"as a long multi-label table (one row per label) and scored with multi-label metrics. If each document "
+        f"has one label, these rows are conflicting duplicates: pass kind='single' to have them named as an "
+        f"error. Pass kind='multi' to confirm the multi-label reading and silence this warning."
     )
 
 

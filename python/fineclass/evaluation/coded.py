@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import FineclassError
-from ..labels import canon
+from ..labels import canon, is_missing
 from .common import read
 
 
@@ -35,6 +35,35 @@ def key_array(col: pa.ChunkedArray | pa.Array) -> pa.Array:
     if pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", bool)(t):
         return pc.utf8_trim_whitespace(col.cast(pa.string()))
     return pa.array([None if v is None else canon(v) for v in col.to_pylist()], pa.string())
+
+
+def id_array(table: pa.Table, id: str, argument: str) -> pa.Array:
+    """A table's id column as canonical strings (see :func:`key_array`), checked for presence and missing values.
+
+    Args:
+        table: the table.
+        id: the name of its id column.
+        argument: the table's argument name, for errors.
+
+    Returns:
+        One key per row.
+
+    Raises:
+        FineclassError: naming ``id`` when the column is missing, or ``argument`` when it has missing values.
+    """
+    if id not in table.column_names:
+        raise FineclassError(
+            f"column `{id}` not found in `{argument}`; columns are: "
+            f"{', '.join(table.column_names)}. Pass `id=` with the name of the id column.",
+            "id",
+        )
+    col = table.column(id)
+    if col.null_count:
+        raise FineclassError(
+            f"`{argument}`: the id column `{id}` holds {col.null_count} missing values; every row needs an id.",
+            argument,
+        )
+    return key_array(col)
 
 
 def _float_or_nan(v: Any) -> float:
@@ -186,19 +215,7 @@ def read_coded(
     Raises:
         FineclassError: naming ``id`` or ``argument`` for a missing id column, missing ids, or conflicts in truth.
     """
-    if id not in table.column_names:
-        raise FineclassError(
-            f"column `{id}` not found in `{argument}`; columns are: "
-            f"{', '.join(table.column_names)}. Pass `id=` with the name of the id column.",
-            "id",
-        )
-    idcol = table.column(id)
-    if idcol.null_count:
-        raise FineclassError(
-            f"`{argument}`: the id column `{id}` holds {idcol.null_count} missing values; every row needs an id.",
-            argument,
-        )
-    keys = key_array(idcol)
+    keys = id_array(table, id, argument)
     outside: list = []
     if scored is not None:
         value_set = pa.array(sorted(scored), pa.string())
@@ -242,7 +259,7 @@ def read_coded(
         col = table.column(layout.columns[0]).to_pylist()
         best_conf: dict = {}
         for r, (k, v) in enumerate(zip(key_list, col)):
-            code = None if v is None or (isinstance(v, float) and math.isnan(v)) else canon(v)
+            code = None if is_missing(v) else canon(v)
             c = conf[r] if conf else float("nan")
             if k in out.values:
                 if out.values[k] != code:
@@ -258,14 +275,14 @@ def read_coded(
         col = table.column(layout.columns[0]).to_pylist()
         for k, v in zip(key_list, col):
             if layout.fmt == "document":
-                codes = {canon(x) for x in (v or []) if x is not None}
+                codes = {canon(x) for x in (v or []) if not is_missing(x)}
                 if k in out.values and out.values[k] != codes:
                     conflict(f"document {out.original[k]!r}", sorted(out.values[k]), sorted(codes))
                     continue  # document-level duplicates: the first row wins
                 out.values.setdefault(k, codes)
             else:
                 s = out.values.setdefault(k, set())
-                if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                if not is_missing(v):
                     s.add(canon(v))
         return out
     # dimlevel
@@ -288,10 +305,10 @@ def read_coded(
         )
     for k, d, lv, c in rows:
         m = out.values.setdefault(k, {})
-        if d is None:
+        if is_missing(d):
             continue
         d = canon(d)
-        lv = None if lv is None else canon(lv)
+        lv = None if is_missing(lv) else canon(lv)
         if d in m:
             if m[d] != lv:
                 conflict(f"document {out.original[k]!r}, dimension {d!r}", m[d], lv)

@@ -410,6 +410,9 @@ def paired_bootstrap(
 
     Raises:
         FineclassError: naming the argument at fault.
+
+    Example:
+        >>> fineclass.paired_bootstrap(pred_a, pred_b, truth, metric="macro_f1")  # doctest: +SKIP
     """
     resamples = whole_number(bootstrap, "bootstrap", minimum=1)
     conf = check_confidence(confidence)

@@ -446,6 +446,77 @@ def check_no_pickle(folder: str | Path, allow_pickle: bool = False, argument: st
         )
 
 
+def check_complete(missing: list, folder: str | Path, argument: str = "path") -> None:
+    """Refuse a model whose weight files lack tensors its architecture needs (they would start random).
+
+    Args:
+        missing: the names of the tensors the architecture needs and the files lack (``from_pretrained``'s
+            ``missing_keys``, or :func:`missing_adapter_tensors`).
+        folder: the weights' folder, for the error.
+        argument: the argument that named the model.
+
+    Raises:
+        FineclassError: naming ``argument`` and the first missing tensors when any is missing.
+    """
+    missing = sorted(missing)
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise FineclassError(
+            f"`{argument}`: the weights in {str(folder)!r} lack {len(missing)} tensor(s) the model needs ({shown}); "
+            f"loading would give them random values. The folder is incomplete: save the model again.",
+            argument,
+        )
+
+
+def missing_adapter_tensors(module: Any, adapter_folder: str | Path) -> list[str]:
+    """The tensors a loaded LoRA model needs from its adapter file (LoRA matrices, saved heads) that the file lacks.
+
+    peft itself warns only about missing LoRA matrices; a missing classification head would silently keep the
+    base model's random one. This compares every tensor peft would save for the adapter with the file's.
+
+    Args:
+        module: the loaded ``PeftModel``.
+        adapter_folder: the folder holding ``adapter_model.safetensors``.
+
+    Returns:
+        The missing names, sorted (empty when the file is complete).
+    """
+    from peft.utils import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    expected = set(get_peft_model_state_dict(module).keys())
+    weights = Path(adapter_folder) / "adapter_model.safetensors"
+    if not weights.is_file():
+        return sorted(expected)
+    with safe_open(str(weights), "pt") as f:
+        present = set(f.keys())
+    return sorted(expected - present)
+
+
+def load_adapter(base: Any, adapter_folder: str | Path) -> Any:
+    """Apply a saved LoRA adapter to its base model, refusing an adapter file that lacks a tensor it needs.
+
+    Args:
+        base: the loaded base model.
+        adapter_folder: the folder ``save_pretrained`` wrote (``adapter_config.json``, ``adapter_model.safetensors``).
+
+    Returns:
+        The ``PeftModel``.
+
+    Raises:
+        FineclassError: naming ``path`` when a LoRA matrix or a saved module (the classification head) is missing.
+    """
+    from peft import PeftModel
+
+    try:
+        module = PeftModel.from_pretrained(base, str(adapter_folder))
+    except KeyError as e:  # peft's own reaction to a missing saved module (modules_to_save)
+        check_complete([str(e.args[0]) if e.args else "a saved module"], adapter_folder)
+        raise
+    check_complete(missing_adapter_tensors(module, adapter_folder), adapter_folder)
+    return module
+
+
 def count_parameters(module: torch.nn.Module) -> tuple[int, int]:
     """A model's parameters.
 

@@ -276,7 +276,9 @@ class CodebookMethod(Method):
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
     ):
-        backbone, tok, head = load_encoder(folder, manifest, trust_remote_code, allow_pickle)
+        backbone, tok, head = load_encoder(
+            folder, manifest, trust_remote_code, allow_pickle, ("anchors", "weight", "bias")
+        )
         groups, outputs = layout(spec)
         if tuple(head["weight"].shape[:2]) != (groups, outputs):
             raise ValueError(f"{HEAD_FILE} holds regressions of shape {tuple(head['weight'].shape)} for {spec!r}")

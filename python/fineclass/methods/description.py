@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..labels import LabelSpec
-from .base import Encoded, Method, encode_texts, pad_batch, register
+from .base import Encoded, Method, check_complete, encode_texts, pad_batch, register
 from .encoder import (
     check_full,
     class_texts,
@@ -223,11 +223,11 @@ class DescriptionMethod(Method):
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
     ):
-        backbone, tok, head = load_encoder(folder, manifest, trust_remote_code, allow_pickle)
+        backbone, tok, head = load_encoder(folder, manifest, trust_remote_code, allow_pickle, ("classes",))
         self.kind = spec.kind
         module = DescriptionModel(backbone, head["classes"], spec.kind, len(spec.levels or []))
         missing, unexpected = module.load_state_dict(head, strict=False)
-        missing = [k for k in missing if not k.startswith("backbone.")]
-        if missing or unexpected:
-            raise ValueError(f"{HEAD_FILE} does not fit {spec!r} (missing {missing}, unexpected {unexpected})")
+        check_complete([k for k in missing if not k.startswith("backbone.")], folder / HEAD_FILE)
+        if unexpected:
+            raise ValueError(f"{HEAD_FILE} does not fit {spec!r} (unexpected {unexpected})")
         return module.to(device).eval(), tok

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..errors import FineclassError
 from ..labels import LabelSpec
 from ..models import load_error
-from .base import check_no_pickle, encode_texts, pad_batch, quiet_transformers
+from .base import check_complete, check_no_pickle, encode_texts, pad_batch, quiet_transformers
 
 
 def class_texts(spec: LabelSpec) -> tuple[list[str], list[str]]:
@@ -35,7 +35,9 @@ def class_texts(spec: LabelSpec) -> tuple[list[str], list[str]]:
     return described, names
 
 
-def load_backbone(path: str, trust_remote_code: bool = False, allow_pickle: bool = False, argument: str = "model"):
+def load_backbone(
+    path: str, trust_remote_code: bool = False, allow_pickle: bool = False, argument: str = "model", complete=False
+):
     """A transformers backbone without a head, and its tokenizer.
 
     Args:
@@ -43,12 +45,14 @@ def load_backbone(path: str, trust_remote_code: bool = False, allow_pickle: bool
         trust_remote_code: let transformers run the model's own code.
         allow_pickle: accept pickle weight files.
         argument: the argument that named the model, for errors.
+        complete: refuse weights that lack a tensor of the architecture (a saved model's backbone must be whole).
 
     Returns:
         ``(backbone, tokenizer)``; the tokenizer has a padding token.
 
     Raises:
-        FineclassError: naming ``argument`` when the model cannot be loaded or holds pickle files.
+        FineclassError: naming ``argument`` when the model cannot be loaded, holds pickle files, or (``complete``)
+            lacks tensors.
     """
     from transformers import AutoModel, AutoTokenizer
 
@@ -56,9 +60,11 @@ def load_backbone(path: str, trust_remote_code: bool = False, allow_pickle: bool
     check_no_pickle(path, allow_pickle, argument)
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        backbone = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+        backbone, info = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, output_loading_info=True)
     except (OSError, ValueError) as e:
         raise load_error(path, e) from None
+    if complete:
+        check_complete(info["missing_keys"], path, argument)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     backbone.config.pad_token_id = tok.pad_token_id
@@ -126,7 +132,7 @@ def save_encoder(backbone, tokenizer, folder: Path, head: dict, head_file: str) 
     return {"weights": "model", "head_file": head_file}
 
 
-def load_encoder(folder: Path, manifest: dict, trust_remote_code: bool, allow_pickle: bool):
+def load_encoder(folder: Path, manifest: dict, trust_remote_code: bool, allow_pickle: bool, needs=()):
     """Read back what :func:`save_encoder` wrote.
 
     Args:
@@ -134,12 +140,14 @@ def load_encoder(folder: Path, manifest: dict, trust_remote_code: bool, allow_pi
         manifest: its ``fineclass.json``.
         trust_remote_code: let transformers run the model's own code.
         allow_pickle: accept pickle weight files.
+        needs: the names of the method's tensors that the file must hold.
 
     Returns:
         ``(backbone, tokenizer, head)``: the method's tensors by name.
 
     Raises:
-        FineclassError: naming ``path`` when the method's tensor file is missing.
+        FineclassError: naming ``path`` when the method's tensor file is missing or lacks a tensor of ``needs``,
+            or the backbone's weights lack a tensor.
     """
     from safetensors.torch import load_file
 
@@ -151,8 +159,10 @@ def load_encoder(folder: Path, manifest: dict, trust_remote_code: bool, allow_pi
             f"({manifest.get('head_file')!r}) are missing. Save the model again.",
             "path",
         )
-    backbone, tok = load_backbone(str(folder / "model"), trust_remote_code, allow_pickle, "path")
-    return backbone, tok, load_file(str(head_file))
+    head = load_file(str(head_file))
+    check_complete([k for k in needs if k not in head], head_file)
+    backbone, tok = load_backbone(str(folder / "model"), trust_remote_code, allow_pickle, "path", complete=True)
+    return backbone, tok, head
 
 
 def check_full(finetune: str, method: str) -> str:

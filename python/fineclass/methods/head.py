@@ -18,8 +18,10 @@ from ..models import load_error
 from .base import (
     Encoded,
     Method,
+    check_complete,
     check_no_pickle,
     encode_texts,
+    load_adapter,
     pad_batch,
     quantization_config,
     quiet_transformers,
@@ -147,14 +149,17 @@ class HeadMethod(Method):
 
         quiet_transformers()
         check_no_pickle(folder, allow_pickle, "path")
+        revision = manifest.get("base_revision")
         if manifest["weights"] == "model":
             tok = AutoTokenizer.from_pretrained(str(folder / "model"))
-            module = AutoModelForSequenceClassification.from_pretrained(
-                str(folder / "model"), use_safetensors=True, trust_remote_code=trust_remote_code
+            module, info = AutoModelForSequenceClassification.from_pretrained(
+                str(folder / "model"),
+                use_safetensors=True,
+                trust_remote_code=trust_remote_code,
+                output_loading_info=True,
             )
+            check_complete(info["missing_keys"], folder / "model")
         else:
-            from peft import PeftModel
-
             if base_path is None:
                 raise FineclassError(
                     "this model is a LoRA adapter and its base model could not be found; pass "
@@ -164,10 +169,14 @@ class HeadMethod(Method):
             check_no_pickle(base_path, allow_pickle, "base_model")
             tok = AutoTokenizer.from_pretrained(str(folder / "adapter"))
             base = AutoModelForSequenceClassification.from_pretrained(
-                base_path, num_labels=spec.n_outputs, trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True
+                base_path,
+                num_labels=spec.n_outputs,
+                trust_remote_code=trust_remote_code,
+                ignore_mismatched_sizes=True,
+                **({"revision": revision} if revision else {}),
             )
             base.config.pad_token_id = tok.pad_token_id
-            module = PeftModel.from_pretrained(base, str(folder / "adapter"))
+            module = load_adapter(base, folder / "adapter")
         module.config.pad_token_id = tok.pad_token_id
         return module.to(device).eval(), tok
 

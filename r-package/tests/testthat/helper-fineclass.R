@@ -5,13 +5,21 @@ skip_if_no_fineclass <- function() {
     return(invisible(TRUE))
   }
   if (nzchar(Sys.getenv("FINECLASS_PYTHON"))) {
-    stop("FINECLASS_PYTHON is set (", Sys.getenv("FINECLASS_PYTHON"), ") but the fineclass Python module ",
+    stop("FINECLASS_PYTHON is set (", Sys.getenv("FINECLASS_PYTHON"), ") but the fineclass Python core ",
          "cannot be used from it: see fineclass::ft_doctor().")
   }
-  testthat::skip("the fineclass Python module is not available (set FINECLASS_PYTHON to run these tests)")
+  testthat::skip("the fineclass Python core is not available (set FINECLASS_PYTHON to run these tests)")
 }
 
-# The reviews every model test uses: 12 positive and 12 negative, written for these tests.
+skip_if_not_slow <- function() {
+  testthat::skip_if_not(identical(Sys.getenv("FINECLASS_SLOW_TESTS"), "true"), "set FINECLASS_SLOW_TESTS=true")
+}
+
+# The reviews every model test uses: 12 positive and 12 negative, written for these tests. The sentiment
+# factor's levels are not in alphabetical order (pos before neg), so that a model that sorted its classes
+# would be caught. The data frame also holds the column classes R users meet in real data, which the
+# package must convert or leave alone: the text is a glue string, `stars` comes from haven (a .dta file,
+# value labels), `tweet` is a 64-bit id as data.table::fread() reads it, `took` a difftime.
 reviews <- function() {
   pos <- c("a wonderful film", "great acting and a moving story", "loved every minute of it",
            "superb, funny and warm", "a joy to watch", "brilliant direction and a great cast",
@@ -20,21 +28,29 @@ reviews <- function() {
   neg <- c("a boring mess", "awful plot and bad acting", "I hated it", "dull and far too long",
            "a waste of time", "terrible script", "painfully slow and flat", "the worst film this year",
            "clumsy and tedious", "nothing works here", "a tiresome, ugly film", "bad jokes and no story")
-  data.frame(
+  docs <- data.frame(
     doc = sprintf("r%02d", seq_len(24)), review = c(pos, neg),
-    sentiment = factor(rep(c("pos", "neg"), each = 12), levels = c("neg", "pos")),
+    sentiment = factor(rep(c("pos", "neg"), each = 12), levels = c("pos", "neg")),
     stringsAsFactors = FALSE
   )
+  docs$took <- as.difftime(seq_len(24), units = "mins")
+  if (requireNamespace("glue", quietly = TRUE)) docs$review <- glue::as_glue(docs$review)
+  if (requireNamespace("haven", quietly = TRUE)) {
+    docs$stars <- haven::labelled(rep(c(5, 1), each = 12), labels = c(awful = 1, great = 5))
+  }
+  if (requireNamespace("bit64", quietly = TRUE)) {
+    docs$tweet <- bit64::as.integer64("1626583539423780870") + seq_len(24)
+  }
+  docs
 }
 
-# One fitted model shared by the test files (training the packaged MiniLM takes seconds, not minutes).
+# One fitted model shared by the test files (training the packaged MiniLM on 24 short reviews).
 fitted_model <- local({
   cache <- NULL
   function() {
     if (is.null(cache)) {
       cache <<- fineclass::ft_train(reviews(), text = "review", label = "sentiment", id = "doc",
-        model = "minilm", config = list(epochs = 2, max_length = 32, seed = 7, validation = 0),
-        progress = FALSE
+        model = "minilm", epochs = 2, max_length = 32, seed = 7, validation = 0, quiet = TRUE
       )
     }
     cache
@@ -48,4 +64,15 @@ pyarrow <- function() reticulate::import("pyarrow", convert = FALSE)
 py_table <- function(...) {
   cols <- list(...)
   pyarrow()$table(reticulate::py_dict(names(cols), unname(cols)))
+}
+
+# Run `code` (a function) in a fresh R process with this session's library paths; returns its result and
+# everything it wrote to stdout and stderr (Python's writes included, which R's sinks never see).
+in_fresh_r <- function(fn, args = list(), env = character()) {
+  testthat::skip_if_not_installed("callr")
+  out <- tempfile()
+  err <- tempfile()
+  value <- callr::r(fn, args = args, stdout = out, stderr = err, libpath = .libPaths(),
+                    env = c(callr::rcmd_safe_env(), env))
+  list(value = value, stdout = readLines(out, warn = FALSE), stderr = readLines(err, warn = FALSE))
 }

@@ -6,17 +6,21 @@ test_that("a wrong text column name is an error naming `text`", {
   err <- expect_error(ft_train(docs, text = "txt", label = "sentiment", model = "minilm"),
                       class = "fineclass_error")
   expect_identical(err$argument, "text")
-  expect_match(conditionMessage(err), "column `txt` not found")
+  expect_match(conditionMessage(err), "column `txt` not found in `data`; columns are: doc, review, sentiment")
   expect_no_match(conditionMessage(err), "Traceback")
-  expect_identical(err$python_type, "FineclassError")
+  # the columns listed are the user's own: no `id` column the package would have added
+  err <- expect_error(ft_classify(data.frame(review = "a"), fitted_model(), text = "txt"),
+                      class = "fineclass_error")
+  expect_identical(err$argument, "text")
+  expect_match(conditionMessage(err), "columns are: review\\.")
 })
 
 test_that("a wrong label column name is an error naming `label`", {
   skip_if_no_fineclass()
-  err <- expect_error(ft_train(reviews(), text = "review", label = "stars", model = "minilm"),
+  err <- expect_error(ft_train(reviews(), text = "review", label = "rating", model = "minilm"),
                       class = "fineclass_error")
   expect_identical(err$argument, "label")
-  expect_match(conditionMessage(err), "`stars`")
+  expect_match(conditionMessage(err), "`rating`")
 })
 
 test_that("a numeric text column is an error naming `text`", {
@@ -42,15 +46,17 @@ test_that("a model path that does not exist is an error naming the argument", {
   expect_identical(err$argument, "model")
 })
 
-test_that("an unknown training setting is an error naming `config`", {
-  skip_if_no_fineclass()
+test_that("an unknown training setting is an error naming `config`; a wrong value names the setting", {
   err <- expect_error(ft_train(reviews(), text = "review", label = "sentiment", config = list(epoch = 1)),
                       class = "fineclass_error")
   expect_identical(err$argument, "config")
-  expect_match(conditionMessage(err), "epoch")
+  expect_match(conditionMessage(err), "`epoch`")
   err <- expect_error(ft_train(reviews(), text = "review", label = "sentiment", config = list(epochs = 1.5)),
                       class = "fineclass_error")
   expect_identical(err$argument, "epochs")
+  err <- expect_error(ft_train(reviews(), text = "review", label = "sentiment", learning_rate = 2),
+                      class = "fineclass_error")
+  expect_identical(err$argument, "learning_rate")
 })
 
 test_that("a Python exception that is not a FineclassError keeps its type and leaves the traceback aside", {
@@ -68,6 +74,8 @@ test_that("Python warnings become R warnings", {
   skip_if_no_fineclass()
   warnings_mod <- reticulate::import("warnings", convert = FALSE)
   expect_warning(ft_call(warnings_mod$warn, "careful: extrapolating"), "careful: extrapolating")
+  # rb() never calls stop() with `call.` on a condition (that warns); errors come back as conditions
+  expect_no_warning(try(ft_call("no_such_function"), silent = TRUE))
 })
 
 test_that("the wrong kind of input names the argument", {

@@ -12,13 +12,14 @@ import torch.nn.functional as F
 from ..._checks import whole_number
 from ...errors import FineclassError, warn_user
 from ...labels import LabelSpec
-from ...manifest import hash_model_folder
 from ...prompts import check_codebook_covers, default_template
 from ..base import (
     Encoded,
     Method,
+    check_complete,
     check_no_pickle,
     inference_dtype,
+    load_adapter,
     quantization_config,
     quiet_transformers,
     register,
@@ -292,7 +293,10 @@ class GenerativeMethod(Method):
         dtype = inference_dtype(device)
         if manifest["weights"] == "model":
             tok = load_tokenizer(str(folder / "model"), trust_remote_code)
-            module = load_causal_lm(str(folder / "model"), dtype, trust_remote_code, "path")
+            module, info = load_causal_lm(
+                str(folder / "model"), dtype, trust_remote_code, "path", output_loading_info=True
+            )
+            check_complete(info["missing_keys"], folder / "model")
         else:
             if base_path is None:
                 raise FineclassError(
@@ -301,12 +305,6 @@ class GenerativeMethod(Method):
                     "base_model",
                 )
             check_no_pickle(base_path, allow_pickle, "base_model")
-            expected = manifest.get("model_hash")
-            if expected and hash_model_folder(base_path) not in (None, expected):
-                warn_user(
-                    f"the base model in {base_path!r} differs from the one this classifier was made with "
-                    f"(its files changed); predictions may differ."
-                )
             tok = load_tokenizer(str(folder / "adapter"), trust_remote_code)
             kwargs = {}
             if manifest.get("finetune") == "qlora":  # the adapter was trained on the 4-bit base: use it again
@@ -317,11 +315,11 @@ class GenerativeMethod(Method):
                         "this adapter was trained with QLoRA on a 4-bit base; without a CUDA GPU it is "
                         "applied to the unquantized base, so predictions can differ slightly."
                     )
+            if manifest.get("base_revision"):
+                kwargs["revision"] = manifest["base_revision"]
             base = load_causal_lm(base_path, dtype, trust_remote_code, "base_model", **kwargs)
             if (folder / "adapter" / "adapter_config.json").exists():
-                from peft import PeftModel
-
-                module = PeftModel.from_pretrained(base, str(folder / "adapter"))
+                module = load_adapter(base, folder / "adapter")
             else:
                 module = base
                 module._fineclass_zero_shot = True
