@@ -187,6 +187,98 @@ def test_a_saved_codebook_model_without_its_regressions_is_refused(reviews, tmp_
     assert e.value.argument == "path" and "bias" in str(e.value) and "random values" in str(e.value)
 
 
+# ---------------------------------------------------------------------- ensemble
+def _probs(clf, data) -> np.ndarray:
+    pred = clf.predict(data)
+    return np.column_stack([pred.column(c).to_numpy() for c in pred.column_names if c.startswith("p_")])
+
+
+def test_ensemble_on_tweets_averages_its_members_and_round_trips(tweets, tmp_path):
+    from fineclass.methods.codebook import CodebookMethod
+    from fineclass.methods.description import DescriptionMethod
+    from fineclass.methods.ensemble import WEIGHTS
+
+    tw, labels, codebook = tweets
+    clf = fineclass.train(
+        tw, labels=labels, label=("dimension", "level"), model="minilm", method="ensemble", codebook=codebook,
+        config={"epochs": 1, "validation": 0.25, "extra": {"min_steps": 0}}, progress=False,
+    )  # fmt: skip
+    m = clf.manifest_
+    assert m["method"] == "ensemble" and m["n_validation"] == 16 and "validation split" in m["threshold_source"]
+    # the weight is the best of the grid on the 16 validation tweets (1/2 unless another scores strictly better)
+    w, scores = m["closed_form"]["description_weight"], m["closed_form"]["validation_by_weight"]
+    assert w in WEIGHTS and set(scores) == {str(x) for x in WEIGHTS}
+    assert scores[str(w)] == max(scores.values()) and (w == 0.5 or scores[str(w)] > scores["0.5"])
+    assert float(clf.module_.mix) == w and clf.thresholds_
+    # the members: a fine-tuned description model and the frozen codebook regressions, fitted
+    module = clf.module_
+    assert module.codebook.weight.abs().sum() > 0
+    assert all(not p.requires_grad for p in module.codebook.parameters())
+    batch = clf.method_.collate(
+        clf.tokenizer_, [clf.tokenizer_(t)["input_ids"][:96] for t in tw["text"].head(8)], "cpu"
+    )
+    d = DescriptionMethod().probabilities(module.description, batch, clf.spec_)
+    c = CodebookMethod().probabilities(module.codebook, batch, clf.spec_)
+    assert np.abs(d - c).max() > 0.05  # two different models
+    with torch.no_grad():
+        module.mix.fill_(0.25)
+    np.testing.assert_allclose(clf.method_.probabilities(module, batch, clf.spec_), 0.25 * d + 0.75 * c, atol=1e-6)
+    # what predict() reports is that mixture, and a saved and loaded model gives the same
+    mixed = _probs(clf, tw)
+    with torch.no_grad():
+        module.mix.fill_(1.0)
+    only_d = _probs(clf, tw)
+    with torch.no_grad():
+        module.mix.fill_(0.0)
+    only_c = _probs(clf, tw)
+    np.testing.assert_allclose(mixed, 0.25 * only_d + 0.75 * only_c, atol=1e-5)
+    with torch.no_grad():
+        module.mix.fill_(w)
+    pred = clf.predict(tw)
+    clf.save(tmp_path / "m")
+    for f in ("description.safetensors", "codebook.safetensors", "model", "codebook-model"):
+        assert (tmp_path / "m" / f).exists(), f
+    loaded = fineclass.load(tmp_path / "m")
+    assert float(loaded.module_.mix) == w
+    _same(pred, loaded.predict(tw))
+
+
+def test_ensemble_learns_sentiment_on_held_out_reviews(reviews):
+    train, test = reviews
+    clf = fineclass.train(
+        train, model="minilm", method="ensemble", codebook=SENTIMENT, progress=False,
+        config={"epochs": 1, "batch_size": 16, "validation": 0.25, "extra": {"min_steps": 12}},
+    )  # fmt: skip
+    record = clf.manifest_["closed_form"]
+    assert set(record["validation_by_weight"]) and clf.thresholds_ == {}
+    assert record["description_weight"] == float(clf.module_.mix)
+    assert _accuracy(clf, test) >= 0.68
+
+
+def test_ensemble_weight_choice_and_fixed_weight(reviews):
+    from fineclass.methods.ensemble import choose_weight, mix
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, 50)
+    good = np.eye(2)[truth] * 0.8 + 0.1
+    noise = rng.dirichlet([1, 1], 50)
+
+    def likelihood(p):
+        return float(np.log(p[np.arange(len(truth)), truth]).mean())
+
+    w, scores = choose_weight(good, noise, likelihood)
+    assert w == 1.0 and scores["1.0"] == pytest.approx(np.log(0.9), abs=1e-4)  # the better member alone
+    assert choose_weight(noise, good, likelihood)[0] == 0.0
+    assert choose_weight(good, good, likelihood)[0] == 0.5  # ties keep the even mixture
+    np.testing.assert_allclose(mix(good, noise, 0.25), 0.25 * good + 0.75 * noise)
+    with pytest.raises(FineclassError) as e:
+        fineclass.train(
+            reviews[0].head(16), model="minilm", method="ensemble", progress=False,
+            config={"extra": {"description_weight": 2}},
+        )  # fmt: skip
+    assert e.value.argument == "config" and "description_weight" in str(e.value)
+
+
 # ---------------------------------------------------------------------- decision rules, max_length
 def test_per_class_thresholds_and_at_least_one():
     spec = LabelSpec(kind="multi", classes=["a", "b", "c"])

@@ -453,6 +453,8 @@ def fit(
         loop = _epochs(
             method, module, tok, ds, enc, train_idx, val_idx, cfg, device, scorer, fingerprint, progress, resume
         )
+        if method.finishes_in_closed_form:
+            loop = _finish(method, module, ds, enc, val_idx, cfg, scorer, progress, loop)
     else:
         loop = _closed_form(method, module, ds, enc, cfg, scorer, progress)
     module.eval()
@@ -482,6 +484,7 @@ def fit(
         "best_epoch": loop["best_epoch"],
         "epochs_run": loop["epochs_run"],
         "stopped_early": loop["stopped_early"],
+        "closed_form": loop.get("closed_form"),
         "n_train": int(len(train_idx)),
         "n_validation": int(len(val_idx)),
         "n_truncated": n_truncated,
@@ -526,12 +529,7 @@ def _report_length(report: dict, n: int, progress: bool) -> None:
 def _closed_form(method: Method, module, ds: Labelled, enc, cfg: TrainConfig, scorer: Scorer, progress: bool) -> dict:
     """A method fitted without gradient steps: its features of every document, then ``Method.fit_direct``."""
     t0 = time.time()
-    bar = progress_bar(len(ds), progress, desc="encoding")
-    try:
-        features = scorer.features_ids(enc.ids, progress=bar)
-    finally:
-        if bar is not None:
-            bar.close()
+    features = _all_features(scorer, enc, progress)
     t1 = time.time()
     oof, info = method.fit_direct(module, features, ds.targets, ds.spec, cfg)
     row = {"epoch": 1, **info, "seconds_features": round(t1 - t0, 1), "seconds_fit": round(time.time() - t1, 1)}
@@ -543,6 +541,44 @@ def _closed_form(method: Method, module, ds: Labelled, enc, cfg: TrainConfig, sc
         "held_out": None if oof is None else (oof, np.arange(len(ds))),
         "threshold_source": f"out of fold ({info.get('folds')} folds of the training documents)",
     }
+
+
+def _finish(method: Method, module, ds: Labelled, enc, val_idx, cfg: TrainConfig, scorer: Scorer, progress, loop):
+    """After the epoch loop, the closed-form part of a method (``Method.finish``).
+
+    Returns the loop's record with ``closed_form`` (for the manifest) and the whole model's held-out probabilities.
+    """
+    t0 = time.time()
+    val_probs = loop["held_out"][0] if loop["held_out"] is not None else None
+    if val_probs is None and len(val_idx):
+        val_probs = scorer.score_ids([enc.ids[i] for i in val_idx])
+    truth = ds.targets[val_idx]
+
+    def score(probs: np.ndarray) -> float:
+        if ds.spec.kind == "single":
+            return float((probs.argmax(1) == truth).mean())
+        return tune_thresholds(probs, truth, ds.spec, per_class=False)[1]
+
+    features = _all_features(scorer, enc, progress)
+    t1 = time.time()
+    held, info = method.finish(module, features, ds.targets, ds.spec, cfg, val_idx, val_probs, score)
+    module.eval()
+    record = {**info, "seconds_features": round(t1 - t0, 1), "seconds_fit": round(time.time() - t1, 1)}
+    return dict(
+        loop,
+        closed_form=record,
+        held_out=(held, val_idx) if loop["held_out"] is not None and held is not None else None,
+    )
+
+
+def _all_features(scorer: Scorer, enc, progress: bool) -> np.ndarray:
+    """The method's features of every document, with an "encoding" bar."""
+    bar = progress_bar(len(enc.ids), progress, desc="encoding")
+    try:
+        return scorer.features_ids(enc.ids, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _epochs(

@@ -252,6 +252,39 @@ class Method(abc.ABC):
         """
         raise NotImplementedError(f"the {self.name!r} method trains by gradient")
 
+    #: True for a method that, after its epoch loop, fits a part of itself in closed form (:meth:`finish`).
+    finishes_in_closed_form: ClassVar[bool] = False
+
+    def finish(
+        self,
+        module: Any,
+        features: np.ndarray,
+        targets: np.ndarray,
+        spec: LabelSpec,
+        config: Any,
+        val_idx: np.ndarray,
+        val_probs: np.ndarray | None,
+        score: Callable[[np.ndarray], float],
+    ) -> tuple[np.ndarray | None, dict]:
+        """Fit the closed-form part after the epoch loop (only where ``finishes_in_closed_form``).
+
+        Args:
+            module: the model, its gradient-trained part at its best epoch (fitted in place).
+            features: (documents, features) from :meth:`features`, for every training document.
+            targets: the encoded labels of every training document.
+            spec: the label set.
+            config: the resolved ``TrainConfig``.
+            val_idx: the validation documents (possibly none).
+            val_probs: the gradient-trained part's probabilities of the validation documents, or None.
+            score: probabilities of the validation documents -> how well they score (higher is better: mean
+                Jaccard with tuned thresholds for the multi-label shapes, accuracy for single-label data).
+
+        Returns:
+            ``(val_probs, info)``: the whole model's probabilities of the validation documents, with no validation
+            document in the closed-form part's fit (for threshold tuning), or None; and a dict for the history.
+        """
+        raise NotImplementedError(f"the {self.name!r} method has no closed-form part")
+
     @contextlib.contextmanager
     def scoring_session(self) -> Iterator[None]:
         """The span of one ``predict()`` or ``classify()`` call: work shared by all its batches may be kept here.

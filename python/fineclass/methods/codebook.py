@@ -136,7 +136,7 @@ def as_probabilities(logits: torch.Tensor, spec: LabelSpec) -> torch.Tensor:
 
 
 def fit_logistic(
-    x: np.ndarray, y: np.ndarray, outputs: int, c: float = 1.0, max_iter: int = 500
+    x: np.ndarray, y: np.ndarray, outputs: int, c: float = 1.0, max_iter: int = 500, start=None
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Multinomial logistic regressions, one per column of ``y``, fitted together by L-BFGS.
 
@@ -151,6 +151,8 @@ def fit_logistic(
         outputs: the answers of each regression.
         c: the inverse L2 penalty.
         max_iter: L-BFGS iterations at most.
+        start: ``(weight, bias)`` to start from (a fit on part of the same documents converges sooner), or None:
+            zero weights and each answer's share as bias.
 
     Returns:
         ``(weight, bias, loss)``: (groups, outputs, features) and (groups, outputs) float32 tensors, and the mean
@@ -161,8 +163,12 @@ def fit_logistic(
     n, width = xt.shape
     groups = yt.shape[1]
     counts = F.one_hot(yt, outputs).sum(0).double() + 0.5  # start at each answer's share
-    weight = torch.zeros(groups, outputs, width, dtype=torch.float64, requires_grad=True)
-    bias = torch.log(counts / counts.sum(1, keepdim=True)).requires_grad_(True)
+    if start is None:
+        weight = torch.zeros(groups, outputs, width, dtype=torch.float64, requires_grad=True)
+        bias = torch.log(counts / counts.sum(1, keepdim=True)).requires_grad_(True)
+    else:
+        weight = start[0].detach().double().clone().requires_grad_(True)
+        bias = start[1].detach().double().clone().requires_grad_(True)
     opt = torch.optim.LBFGS(
         [weight, bias],
         lr=1.0,
@@ -189,6 +195,40 @@ def fit_logistic(
     return weight.detach().float(), bias.detach().float(), ce
 
 
+def new_codebook_model(backbone: torch.nn.Module, tokenizer, spec: LabelSpec) -> CodebookModel:
+    """An unfitted codebook model: the backbone frozen, the class texts embedded (described and by name).
+
+    Args:
+        backbone: a transformers backbone.
+        tokenizer: its tokenizer.
+        spec: the label set.
+
+    Returns:
+        The model, its regressions at zero.
+    """
+    described, names = class_texts(spec)
+    texts = described + names if described != names else names
+    return CodebookModel(backbone, embed_texts(backbone, tokenizer, texts), *layout(spec))
+
+
+def regression_c(config) -> float:
+    """The inverse L2 penalty of the regressions, ``extra["C"]`` (default 1).
+
+    Args:
+        config: the resolved ``TrainConfig``.
+
+    Returns:
+        C.
+
+    Raises:
+        FineclassError: naming ``config`` when it is not a positive number.
+    """
+    c = config.extra.get("C", 1.0)
+    if isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0:
+        raise FineclassError(f"`config`: extra['C'] must be a positive number; got {c!r}.", "config")
+    return float(c)
+
+
 def fold_index(n: int, folds: int, seed: int) -> np.ndarray:
     """A seeded fold number per document.
 
@@ -213,11 +253,7 @@ class CodebookMethod(Method):
 
     def build(self, model_path: str, spec: LabelSpec, config, device, trust_remote_code: bool = False):
         backbone, tok = load_backbone(model_path, trust_remote_code, config.extra.get("allow_pickle", False))
-        backbone = backbone.to(device)
-        described, names = class_texts(spec)
-        texts = described + names if described != names else names
-        anchors = embed_texts(backbone, tok, texts)
-        return CodebookModel(backbone, anchors, *layout(spec)).to(device), tok, "frozen"
+        return new_codebook_model(backbone.to(device), tok, spec).to(device), tok, "frozen"
 
     def defaults(self, finetune: str) -> dict:
         return {}
@@ -232,10 +268,8 @@ class CodebookMethod(Method):
         return module.features(batch).cpu().numpy()
 
     def fit_direct(self, module, features: np.ndarray, targets: np.ndarray, spec: LabelSpec, config):
-        c = float(config.extra.get("C", 1.0))
+        c = regression_c(config)
         folds = int(config.extra.get("folds", 5))
-        if not c > 0:
-            raise FineclassError(f"`config`: extra['C'] must be a positive number; got {c!r}.", "config")
         groups, outputs = layout(spec)
         y = group_targets(targets, spec)
         oof = None
@@ -276,13 +310,32 @@ class CodebookMethod(Method):
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
     ):
-        backbone, tok, head = load_encoder(
-            folder, manifest, trust_remote_code, allow_pickle, ("anchors", "weight", "bias")
-        )
-        groups, outputs = layout(spec)
-        if tuple(head["weight"].shape[:2]) != (groups, outputs):
-            raise ValueError(f"{HEAD_FILE} holds regressions of shape {tuple(head['weight'].shape)} for {spec!r}")
-        module = CodebookModel(backbone, head["anchors"], groups, outputs)
+        backbone, tok, head = load_encoder(folder, manifest, trust_remote_code, allow_pickle, HEAD_TENSORS)
+        return codebook_model(backbone, head, spec).to(device).eval(), tok
+
+
+HEAD_TENSORS = ("anchors", "weight", "bias")
+
+
+def codebook_model(backbone: torch.nn.Module, head: dict, spec: LabelSpec) -> CodebookModel:
+    """A saved codebook model from its backbone and tensors.
+
+    Args:
+        backbone: the (frozen) backbone.
+        head: the tensors :meth:`CodebookMethod.save` wrote (``anchors``, ``weight``, ``bias``).
+        spec: the label set.
+
+    Returns:
+        The model.
+
+    Raises:
+        ValueError: when the regressions do not fit the label set.
+    """
+    groups, outputs = layout(spec)
+    if tuple(head["weight"].shape[:2]) != (groups, outputs):
+        raise ValueError(f"{HEAD_FILE} holds regressions of shape {tuple(head['weight'].shape)} for {spec!r}")
+    module = CodebookModel(backbone, head["anchors"], groups, outputs)
+    with torch.no_grad():
         module.weight.copy_(head["weight"])
         module.bias.copy_(head["bias"])
-        return module.to(device).eval(), tok
+    return module

@@ -108,6 +108,21 @@ class DescriptionModel(torch.nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
 
 
+def new_description_model(backbone: torch.nn.Module, tokenizer, spec: LabelSpec) -> DescriptionModel:
+    """An untrained description model: one class vector per class, at the embedding of its text.
+
+    Args:
+        backbone: a transformers backbone.
+        tokenizer: its tokenizer.
+        spec: the label set.
+
+    Returns:
+        The model.
+    """
+    described, _ = class_texts(spec)
+    return DescriptionModel(backbone, embed_texts(backbone, tokenizer, described), spec.kind, len(spec.levels or []))
+
+
 @register("description")
 class DescriptionMethod(Method):
     """A fine-tuned encoder with class vectors that start at the class descriptions (see the module's description)."""
@@ -121,10 +136,8 @@ class DescriptionMethod(Method):
         finetune = check_full(config.finetune, "description")
         backbone, tok = load_backbone(model_path, trust_remote_code, config.extra.get("allow_pickle", False))
         backbone = backbone.to(device)
-        described, _ = class_texts(spec)
         self.kind = spec.kind
-        module = DescriptionModel(backbone, embed_texts(backbone, tok, described), spec.kind, len(spec.levels or []))
-        return module.to(device), tok, finetune
+        return new_description_model(backbone, tok, spec).to(device), tok, finetune
 
     def defaults(self, finetune: str) -> dict:
         d = DEFAULTS["single" if self.kind == "single" else "multi"]
@@ -225,9 +238,28 @@ class DescriptionMethod(Method):
     ):
         backbone, tok, head = load_encoder(folder, manifest, trust_remote_code, allow_pickle, ("classes",))
         self.kind = spec.kind
-        module = DescriptionModel(backbone, head["classes"], spec.kind, len(spec.levels or []))
-        missing, unexpected = module.load_state_dict(head, strict=False)
-        check_complete([k for k in missing if not k.startswith("backbone.")], folder / HEAD_FILE)
-        if unexpected:
-            raise ValueError(f"{HEAD_FILE} does not fit {spec!r} (unexpected {unexpected})")
-        return module.to(device).eval(), tok
+        return description_model(backbone, head, spec, folder / HEAD_FILE).to(device).eval(), tok
+
+
+def description_model(backbone: torch.nn.Module, head: dict, spec: LabelSpec, head_file: Path) -> DescriptionModel:
+    """A saved description model from its backbone and tensors.
+
+    Args:
+        backbone: the fine-tuned backbone.
+        head: the tensors besides the backbone's (:meth:`DescriptionModel.head_state`).
+        spec: the label set.
+        head_file: the file they were read from, for errors.
+
+    Returns:
+        The model.
+
+    Raises:
+        FineclassError: naming ``path`` when a tensor is missing.
+        ValueError: when the file holds tensors the model does not have.
+    """
+    module = DescriptionModel(backbone, head["classes"], spec.kind, len(spec.levels or []))
+    missing, unexpected = module.load_state_dict(head, strict=False)
+    check_complete([k for k in missing if not k.startswith("backbone.")], head_file)
+    if unexpected:
+        raise ValueError(f"{head_file.name} does not fit {spec!r} (unexpected {unexpected})")
+    return module

@@ -111,7 +111,7 @@ def embed_texts(backbone: torch.nn.Module, tokenizer, texts: list[str], max_leng
     return torch.cat(out)
 
 
-def save_encoder(backbone, tokenizer, folder: Path, head: dict, head_file: str) -> dict:
+def save_encoder(backbone, tokenizer, folder: Path, head: dict, head_file: str, sub: str = "model") -> dict:
     """Write the backbone and tokenizer (``model/``) and the method's own tensors (one safetensors file).
 
     Args:
@@ -120,19 +120,20 @@ def save_encoder(backbone, tokenizer, folder: Path, head: dict, head_file: str) 
         folder: the model folder being written.
         head: the method's tensors by name.
         head_file: their file's name inside ``folder``.
+        sub: the backbone's folder inside ``folder``.
 
     Returns:
         The manifest entries ``{"weights": "model", "head_file": head_file}``.
     """
     from safetensors.torch import save_file
 
-    backbone.save_pretrained(str(folder / "model"), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder / "model"))
+    backbone.save_pretrained(str(folder / sub), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder / sub))
     save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, str(folder / head_file))
     return {"weights": "model", "head_file": head_file}
 
 
-def load_encoder(folder: Path, manifest: dict, trust_remote_code: bool, allow_pickle: bool, needs=()):
+def load_encoder(folder: Path, manifest: dict, trust_remote_code: bool, allow_pickle: bool, needs=(), sub="model"):
     """Read back what :func:`save_encoder` wrote.
 
     Args:
@@ -141,6 +142,7 @@ def load_encoder(folder: Path, manifest: dict, trust_remote_code: bool, allow_pi
         trust_remote_code: let transformers run the model's own code.
         allow_pickle: accept pickle weight files.
         needs: the names of the method's tensors that the file must hold.
+        sub: the backbone's folder inside ``folder``.
 
     Returns:
         ``(backbone, tokenizer, head)``: the method's tensors by name.
@@ -161,7 +163,7 @@ def load_encoder(folder: Path, manifest: dict, trust_remote_code: bool, allow_pi
         )
     head = load_file(str(head_file))
     check_complete([k for k in needs if k not in head], head_file)
-    backbone, tok = load_backbone(str(folder / "model"), trust_remote_code, allow_pickle, "path", complete=True)
+    backbone, tok = load_backbone(str(folder / sub), trust_remote_code, allow_pickle, "path", complete=True)
     return backbone, tok, head
 
 
