@@ -7,10 +7,11 @@ intervals). The GPT-4 zero-shot and fine-tuned Llama-2-7B rows score the paper's
     python bench/flourishing.py [--model minilm] [--epochs 8] [--max-length 64] [--out bench/results]
 
 --method takes a comma-separated list; the methods then run one after the other in one run, each scored on the
-same test tweets beside TF-IDF (issue 19). The codebook-aware methods (``codebook``, ``description``) read the
+same test tweets beside TF-IDF (issue 19), each in a process of its own (its peak memory is its own). The
+codebook-aware methods (``codebook``, ``description``, ``ensemble``) read the
 dimensions' definitions from codebook.csv in the data folder; --epochs, --max-length, --lr and --batch-size
-apply to the head and generative methods, the others keep their own defaults (``description``:
---description-epochs, max_length "auto"):
+apply to the head and generative methods, the others keep their own defaults (``description`` and
+``ensemble``: --description-epochs, max_length "auto"):
 
     python bench/flourishing.py --method head,codebook --epochs 10 --max-length 64 --lr 2e-4
 
@@ -83,7 +84,7 @@ def method_config(method: str, args) -> dict:
     """The training settings of one method: the command line's for head and generative, their own defaults else."""
     if method == "codebook":  # no epochs: one encoder pass, logistic regressions, out-of-fold thresholds
         return {"seed": 0}
-    if method == "description":
+    if method in ("description", "ensemble"):  # ensemble: the description member's epochs, then the codebook's fit
         return {"epochs": args.description_epochs, "validation": 0.1, "batch_size": args.batch_size, "seed": 0}
     config = {
         "epochs": args.epochs,
@@ -99,11 +100,40 @@ def method_config(method: str, args) -> dict:
     return config
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MB (Linux reports kilobytes)."""
+def train_and_predict(method: str, args, train, train_labels, test, spec: dict) -> dict:
+    """One method's row, run in a process of its own so that its peak memory is its own.
+
+    Returns the test predictions, the seconds of training and predicting, and what the row records.
+    """
     import resource
 
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    t = time.time()
+    clf = fineclass.train(
+        train,
+        labels=train_labels,
+        label=("dimension", "level"),
+        model=args.model,
+        method=method,
+        config=method_config(method, args),
+        spec=fineclass.LabelSpec.from_dict(spec),
+    )
+    seconds_train = round(time.time() - t, 1)
+    t_pred = time.time()
+    pred = pl.from_arrow(clf.predict(test))
+    seconds_predict = round(time.time() - t_pred, 1)
+    m = clf.manifest_
+    return {
+        "pred": pred,
+        "finetune": m["finetune"],
+        "seconds_train": seconds_train,
+        "seconds_predict": seconds_predict,
+        "max_length": m["config"]["max_length"],
+        "history": clf.history_,
+        "closed_form": m.get("closed_form"),
+        "threshold": clf.thresholds_,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "load_average": os.getloadavg(),
+    }
 
 
 def main():
@@ -172,32 +202,17 @@ def main():
     spec = fineclass.LabelSpec(
         kind="dimlevel", classes=all_dims, levels=["low", "medium", "high"], descriptions=definitions(d)
     )
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     for method in methods:
         t = time.time()
-        clf = fineclass.train(
-            train,
-            labels=train_labels,
-            label=("dimension", "level"),
-            model=args.model,
-            method=method,
-            config=method_config(method, args),
-            spec=spec,
-        )
-        seconds_train = round(time.time() - t, 1)
-        t_pred = time.time()
-        pred = clf.predict(test)
-        seconds_predict = round(time.time() - t_pred, 1)
-        name = f"fineclass {method} ({args.model}, {clf.manifest_['finetune']}, {train.height} train tweets)"
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            got = pool.submit(train_and_predict, method, args, train, train_labels, test, spec.to_dict()).result()
+        pred = got.pop("pred")
+        name = f"fineclass {method} ({args.model}, {got.pop('finetune')}, {train.height} train tweets)"
         score(name, pred, round(time.time() - t, 1))
-        results[name].update(
-            seconds_train=seconds_train,
-            seconds_predict=seconds_predict,
-            max_length=clf.manifest_["config"]["max_length"],
-            history=clf.history_,
-            threshold=clf.thresholds_,
-            peak_rss_mb=peak_rss_mb(),
-            load_average=os.getloadavg(),
-        )
+        results[name].update(got)  # peak_rss_mb: this method's own process (spawned), libraries included
         write()
     print(f"written to {out / (tag + '.json')}")
 

@@ -116,6 +116,11 @@ def test_fit_logistic_matches_scikit_learn():
     # fitted together, the three-answer regression is the one fitted alone
     joint = torch.softmax(torch.from_numpy(x).float() @ w[1].T + b[1], dim=-1).numpy()
     np.testing.assert_allclose(joint, mine, atol=1e-4)
+    # a fit on part of the documents started from the fit on all of them reaches its own optimum (the folds)
+    cold_w, cold_b, cold_loss = fit_logistic(x[:120], y[:120], 3, c=0.5)
+    warm_w, warm_b, warm_loss = fit_logistic(x[:120], y[:120], 3, c=0.5, start=(w, b))
+    assert abs(warm_loss - cold_loss) < 1e-6 and not torch.allclose(w, cold_w, atol=1e-2)
+    np.testing.assert_allclose(warm_w.numpy(), cold_w.numpy(), atol=2e-3)
 
 
 # ---------------------------------------------------------------------- description
