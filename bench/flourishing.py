@@ -1,10 +1,19 @@
-"""Flourishing benchmark: fineclass's head method vs TF-IDF + logistic regression, beside the paper's anchors.
+"""Flourishing benchmark: fineclass's methods vs TF-IDF + logistic regression, beside the paper's anchors.
 
 Train on the 1,600 train tweets, score the 400 test tweets of ../shared/data/flourishing with
 fineclass.evaluate (per-tweet Jaccard of (dimension, level) pairs, presence micro-F1, accD; 95% bootstrap
 intervals). The GPT-4 zero-shot and fine-tuned Llama-2-7B rows score the paper's own outputs.
 
     python bench/flourishing.py [--model minilm] [--epochs 8] [--max-length 64] [--out bench/results]
+
+--method takes a comma-separated list; the methods then run one after the other in one run, each scored on the
+same test tweets beside TF-IDF (issue 19), each in a process of its own (its peak memory is its own). The
+codebook-aware methods (``codebook``, ``description``, ``ensemble``) read the
+dimensions' definitions from codebook.csv in the data folder; --epochs, --max-length, --lr and --batch-size
+apply to the head and generative methods, the others keep their own defaults (``description`` and
+``ensemble``: --description-epochs, max_length "auto"):
+
+    python bench/flourishing.py --method head,codebook --epochs 10 --max-length 64 --lr 2e-4
 
 The generative method costs a CPU several seconds per tweet (46 dimensions x 4 levels are scored and trained
 on); --train-n and --test-n take seeded samples of the splits so that it runs in minutes (every row is then
@@ -62,10 +71,76 @@ def tfidf_per_dimension(train, test, train_labels) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"id": pl.String, "dimension": pl.String, "level": pl.String})
 
 
+def definitions(d: Path) -> dict:
+    """The coders' definition of each dimension (codebook.csv: dimension, definition); {} when absent."""
+    path = d / "codebook.csv"
+    if not path.exists():
+        return {}
+    book = pl.read_csv(path)
+    return dict(zip(book["dimension"].to_list(), book["definition"].to_list()))
+
+
+def method_config(method: str, args) -> dict:
+    """The training settings of one method: the command line's for head and generative, their own defaults else."""
+    if method == "codebook":  # no epochs: one encoder pass, logistic regressions, out-of-fold thresholds
+        return {"seed": 0}
+    if method in ("description", "ensemble"):  # ensemble: the description member's epochs, then the codebook's fit
+        return {"epochs": args.description_epochs, "validation": 0.1, "batch_size": args.batch_size, "seed": 0}
+    config = {
+        "epochs": args.epochs,
+        "max_length": args.max_length,
+        "learning_rate": args.lr,
+        "finetune": args.finetune,
+        "validation": 0.1,
+        "early_stopping": 3,
+        "batch_size": args.batch_size,
+    }
+    if args.absent_blocks is not None:
+        config["extra"] = {"absent_blocks": args.absent_blocks}
+    return config
+
+
+def train_and_predict(method: str, args, train, train_labels, test, spec: dict) -> dict:
+    """One method's row, run in a process of its own so that its peak memory is its own.
+
+    Returns the test predictions, the seconds of training and predicting, and what the row records.
+    """
+    import resource
+
+    t = time.time()
+    clf = fineclass.train(
+        train,
+        labels=train_labels,
+        label=("dimension", "level"),
+        model=args.model,
+        method=method,
+        config=method_config(method, args),
+        spec=fineclass.LabelSpec.from_dict(spec),
+    )
+    seconds_train = round(time.time() - t, 1)
+    t_pred = time.time()
+    pred = pl.from_arrow(clf.predict(test))
+    seconds_predict = round(time.time() - t_pred, 1)
+    m = clf.manifest_
+    return {
+        "pred": pred,
+        "finetune": m["finetune"],
+        "seconds_train": seconds_train,
+        "seconds_predict": seconds_predict,
+        "max_length": m["config"]["max_length"],
+        "history": clf.history_,
+        "closed_form": m.get("closed_form"),
+        "threshold": clf.thresholds_,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "load_average": os.getloadavg(),
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="minilm")
-    ap.add_argument("--method", default="head")
+    ap.add_argument("--method", default="head", help="one method, or several separated by commas")
+    ap.add_argument("--description-epochs", type=int, default=2, help="epochs of the description method")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -90,6 +165,16 @@ def main():
         test = test.sample(n=min(args.test_n, test.height), seed=0).sort("id")
     test_ids = test["id"].to_list()
     results = {}
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"flourishing-{'+'.join(methods)}-{args.model}".replace("/", "_")
+    results["command"] = "python bench/flourishing.py " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None
+    )
+
+    def write():  # after every row, so that a run stopped half-way keeps what it measured
+        (out / f"{tag}.json").write_text(json.dumps(results, indent=2))
 
     def score(name, pred, seconds=None):
         ev = fineclass.evaluate(pred, test_labels, ids=test_ids, kind="dimlevel", seed=0)
@@ -99,6 +184,7 @@ def main():
             row[m] = [round(r["estimate"], 3), round(r["lower"], 3), round(r["upper"], 3)]
         row["seconds"] = seconds
         results[name] = row
+        write()
         print(json.dumps(row), flush=True)
 
     import warnings
@@ -112,41 +198,22 @@ def main():
         tfidf_per_dimension(train, test, train_labels),
         round(time.time() - t, 1),
     )
-    t = time.time()
     all_dims = sorted(pl.read_parquet(d / "labels.parquet")["dimension"].unique().to_list())
-    spec = fineclass.LabelSpec(kind="dimlevel", classes=all_dims, levels=["low", "medium", "high"])
-    config = {
-        "epochs": args.epochs,
-        "max_length": args.max_length,
-        "learning_rate": args.lr,
-        "finetune": args.finetune,
-        "validation": 0.1,
-        "early_stopping": 3,
-        "batch_size": args.batch_size,
-    }
-    if args.absent_blocks is not None:
-        config["extra"] = {"absent_blocks": args.absent_blocks}
-    clf = fineclass.train(
-        train,
-        labels=train_labels,
-        label=("dimension", "level"),
-        model=args.model,
-        method=args.method,
-        config=config,
-        spec=spec,
+    spec = fineclass.LabelSpec(
+        kind="dimlevel", classes=all_dims, levels=["low", "medium", "high"], descriptions=definitions(d)
     )
-    pred = clf.predict(test)
-    name = f"fineclass {args.method} ({args.model}, {clf.manifest_['finetune']}, {train.height} train tweets)"
-    score(name, pred, round(time.time() - t, 1))
-    results[name]["history"] = clf.history_
-    results[name]["threshold"] = clf.thresholds_
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tag = f"flourishing-{args.method}-{args.model}".replace("/", "_")
-    results["command"] = "python bench/flourishing.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None
-    )
-    (out / f"{tag}.json").write_text(json.dumps(results, indent=2))
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    for method in methods:
+        t = time.time()
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            got = pool.submit(train_and_predict, method, args, train, train_labels, test, spec.to_dict()).result()
+        pred = got.pop("pred")
+        name = f"fineclass {method} ({args.model}, {got.pop('finetune')}, {train.height} train tweets)"
+        score(name, pred, round(time.time() - t, 1))
+        results[name].update(got)  # peak_rss_mb: this method's own process (spawned), libraries included
+        write()
     print(f"written to {out / (tag + '.json')}")
 
 

@@ -65,7 +65,7 @@ def test_multi_label_on_minilm(flourishing_train, tmp_path):
     assert clf.spec_.kind == "multi"
     pred = clf.predict(data)
     assert pred.schema.field("labels").type == pa.list_(pa.string())
-    assert 0.05 <= clf.thresholds_["presence"] <= 0.95
+    assert 0.025 <= clf.thresholds_["presence"] <= 0.95  # the tuning grid (training.GRID)
     counts = pred.column("n_labels").to_pylist()
     assert counts == [len(x) for x in pred.column("labels").to_pylist()]
     clf.save(tmp_path / "m")

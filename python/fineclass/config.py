@@ -14,6 +14,7 @@ from ._checks import whole_number
 from .errors import FineclassError
 
 FINETUNE = ("auto", "full", "lora", "qlora")
+MAX_LENGTH_CAP = 256  # the most tokens max_length="auto" chooses (pass a number for longer documents)
 
 
 @dataclass
@@ -32,7 +33,10 @@ class TrainConfig:
         warmup_ratio: the share of steps spent warming up, in [0, 1); None: the method's default.
         max_grad_norm: the gradient norm clipped to; None: the method's default.
         max_length: the most tokens of a document the model reads, in training and prediction (longer ones are
-            cut, and flagged ``truncated``).
+            cut, and flagged ``truncated``): a whole number, or ``"auto"`` (the default): the 95th percentile of
+            the training documents' token lengths, rounded up to a multiple of 8, at least 16 and at most
+            ``MAX_LENGTH_CAP`` (256) and the model's own limit. The chosen length, the length percentiles and the
+            documents cut are reported when training and recorded in the manifest.
         finetune: ``"auto"`` (LoRA for decoders and models above 300M parameters, else full), ``"full"``,
             ``"lora"`` or ``"qlora"`` (LoRA on a 4-bit base; CUDA and bitsandbytes only).
         lora_r: LoRA's rank; None: the method's default (head 16, generative 64).
@@ -43,8 +47,9 @@ class TrainConfig:
         validation: the share of training documents held out for early stopping and threshold tuning, in
             [0, 0.9); 0 trains on every document and keeps the last epoch.
         early_stopping: stop after this many epochs without a better validation loss; None: never.
-        threshold: the presence threshold of the multi-label shapes: ``"tune"`` (best mean Jaccard on the
-            validation split) or a number in (0, 1).
+        threshold: the presence thresholds of the multi-label shapes: ``"tune"`` (best mean Jaccard on held-out
+            documents: one threshold, then one per class where the class occurs often enough there, and whether
+            each document gets at least one label) or a number in (0, 1) (one threshold for every class).
         seed: the seed of every random step (split, shuffling, dropout, initialisation).
         device: ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
         gradient_accumulation: batches whose gradients are summed before each optimiser step.
@@ -53,7 +58,10 @@ class TrainConfig:
         prompt: the generative method's prompt template, with the slot ``{text}`` (and optionally
             ``{codebook}``, ``{labels}``, ``{levels}``); None: the default prompt.
         extra: method-specific settings: ``allow_pickle`` (accept pickle weights), ``scoring`` (generative:
-            ``"prefix"`` or ``"full"``), ``absent_blocks`` (generative: absent classes trained per document).
+            ``"prefix"`` or ``"full"``), ``absent_blocks`` (generative: absent classes trained per document),
+            ``head_learning_rate`` and ``min_steps`` (description: the class vectors' learning rate, the fewest
+            optimiser steps however few the documents), ``C`` and ``folds`` (codebook: the inverse L2 penalty of
+            its logistic regressions, the folds of its out-of-fold thresholds).
 
     Example:
         >>> TrainConfig(epochs=2.0, finetune="lora").epochs
@@ -66,7 +74,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_ratio: Optional[float] = None
     max_grad_norm: Optional[float] = None
-    max_length: int = 128
+    max_length: Any = "auto"
     finetune: str = "auto"
     lora_r: Optional[int] = None
     lora_alpha: Optional[int] = None
@@ -84,8 +92,10 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "max_length", "gradient_accumulation"):
+        for name in ("epochs", "batch_size", "gradient_accumulation"):
             setattr(self, name, whole_number(getattr(self, name), name))
+        if self.max_length != "auto":
+            self.max_length = whole_number(self.max_length, "max_length", hint=" (tokens per document, or 'auto')")
         for name in ("lora_r", "lora_alpha", "early_stopping"):
             setattr(self, name, whole_number(getattr(self, name), name, allow_none=True))
         self.seed = whole_number(self.seed, "seed", minimum=None)

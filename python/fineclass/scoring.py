@@ -166,13 +166,105 @@ def probability_names(spec: LabelSpec) -> list[str]:
     return [f"p_{c}" for c in spec.classes]
 
 
+def presence_levels(probs: np.ndarray, spec: LabelSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    """The presence probability of each class, and the most probable level of each dimension.
+
+    Args:
+        probs: (documents, ``spec.n_outputs``) in the layout of ``methods.Method`` (multi or dimlevel).
+        spec: the label set.
+
+    Returns:
+        ``(presence, level)``: presence (documents, classes); level (documents, dimensions), the index of the most
+        probable level (0 = the first level) for dimlevel, None for multi.
+    """
+    if spec.kind == "multi":
+        return probs, None
+    d, l1 = len(spec.classes), len(spec.levels) + 1
+    p = probs.reshape(probs.shape[0], d, l1)
+    return 1.0 - p[:, :, 0], p[:, :, 1:].argmax(axis=2)
+
+
+def class_thresholds(thresholds: dict, spec: LabelSpec) -> np.ndarray:
+    """One presence threshold per class: the class's own (``per_class``) or the shared one (``presence``).
+
+    Args:
+        thresholds: a fitted model's thresholds (see :func:`choose`).
+        spec: the label set.
+
+    Returns:
+        An array (classes,).
+    """
+    t = float(thresholds.get("presence", 0.5))
+    own = thresholds.get("per_class") or {}
+    return np.array([float(own.get(c, t)) for c in spec.classes])
+
+
+def choose(presence: np.ndarray, thresholds: dict, spec: LabelSpec, scores: np.ndarray | None = None) -> np.ndarray:
+    """Which classes each document gets, under a fitted model's decision rule.
+
+    The rule is ``thresholds``: ``{"presence": t}`` (one threshold, the form of older saved models), with
+    optionally ``"per_class": {class: t}`` (a class's own threshold), ``"at_least_one": true`` (a document with no
+    class above its threshold gets its most probable one) or ``"decoder": "expected_jaccard"`` with ``"gamma"``
+    (each document gets the k most probable classes for the k that maximises its expected Jaccard
+    ``sum_S r / (k + gamma * sum_all p - sum_S r)``).
+
+    Args:
+        presence: (documents, classes) presence probabilities.
+        thresholds: the decision rule.
+        spec: the label set (its ``max_labels`` caps the classes per document).
+        scores: (documents, classes) the probability of each class's predicted answer (for dimlevel: presence x
+            the probability of the best level given presence), used by the expected-Jaccard rule; None: presence.
+
+    Returns:
+        A bool array (documents, classes).
+    """
+    n, k = presence.shape
+    if thresholds.get("decoder") == "expected_jaccard":
+        r = presence if scores is None else scores
+        order = np.argsort(-r, axis=1, kind="stable")
+        cum = np.cumsum(np.take_along_axis(r, order, axis=1), axis=1)
+        size = np.arange(1, k + 1)[None, :]
+        expected = cum / (size + float(thresholds.get("gamma", 1.0)) * presence.sum(1, keepdims=True) - cum)
+        best = expected.argmax(axis=1) + 1
+        chosen = np.zeros((n, k), dtype=bool)
+        np.put_along_axis(chosen, order, np.arange(k)[None, :] < best[:, None], axis=1)
+    else:
+        chosen = presence >= class_thresholds(thresholds, spec)[None, :]
+        if thresholds.get("at_least_one") and n:
+            empty = np.flatnonzero(~chosen.any(axis=1))
+            chosen[empty, presence[empty].argmax(axis=1)] = True
+    if spec.kind == "multi" and spec.max_labels:
+        top = np.argsort(-presence, axis=1, kind="stable")[:, : spec.max_labels]
+        keep = np.zeros_like(chosen)
+        np.put_along_axis(keep, top, True, axis=1)
+        chosen &= keep
+    return chosen
+
+
+def answer_scores(probs: np.ndarray, spec: LabelSpec) -> np.ndarray:
+    """The probability of each class's predicted answer: presence (multi), P(the best level) (dimlevel).
+
+    Args:
+        probs: (documents, ``spec.n_outputs``).
+        spec: the label set (multi or dimlevel).
+
+    Returns:
+        An array (documents, classes).
+    """
+    if spec.kind == "multi":
+        return probs
+    d, l1 = len(spec.classes), len(spec.levels) + 1
+    return probs.reshape(probs.shape[0], d, l1)[:, :, 1:].max(axis=2)
+
+
 def decode(probs: np.ndarray, spec: LabelSpec, thresholds: dict) -> dict:
     """Probabilities -> prediction columns for one of the three label shapes.
 
     Args:
         probs: (documents, ``spec.n_outputs``) in the layout of ``methods.Method``.
         spec: the label set.
-        thresholds: ``{"presence": t}`` for the multi-label and dimension->level shapes (default 0.5).
+        thresholds: the decision rule of the multi-label and dimension->level shapes (see :func:`choose`;
+            ``{"presence": 0.5}`` when empty).
 
     Returns:
         pyarrow arrays by column: ``label``, ``confidence`` (single); ``labels``, ``n_labels`` (multi: a list of
@@ -186,24 +278,16 @@ def decode(probs: np.ndarray, spec: LabelSpec, thresholds: dict) -> dict:
             "label": pa.array(labels, type=spec.arrow_type()),
             "confidence": pa.array(probs[np.arange(n), idx].astype(np.float64)),
         }
-    t = float(thresholds.get("presence", 0.5))
+    presence, level = presence_levels(probs, spec)
+    chosen = choose(presence, thresholds, spec, answer_scores(probs, spec))
     if spec.kind == "multi":
-        chosen = probs >= t
-        if spec.max_labels:
-            order = np.argsort(-probs, axis=1)[:, : spec.max_labels]
-            keep = np.zeros_like(chosen)
-            np.put_along_axis(keep, order, True, axis=1)
-            chosen &= keep
         labels = [[spec.decode_value(spec.classes[j]) for j in np.flatnonzero(row)] for row in chosen]
         return {
             "labels": pa.array(labels, type=pa.list_(spec.arrow_type())),
             "n_labels": pa.array(chosen.sum(axis=1).astype(np.int64)),
         }
-    d, l1 = len(spec.classes), len(spec.levels) + 1
-    p = probs.reshape(n, d, l1)
-    presence = 1.0 - p[:, :, 0]
-    level = p[:, :, 1:].argmax(axis=2)
-    chosen = presence >= t
+    l1 = len(spec.levels) + 1
+    p = probs.reshape(n, len(spec.classes), l1)
     rows = []
     for i in range(n):
         rows.append(
@@ -233,7 +317,7 @@ class Scorer:
         spec: its label set.
         device: where it runs.
         max_length: the most tokens of a document the model reads (longer ones are cut, and flagged).
-        thresholds: ``{"presence": t}`` for the multi-label shapes (see :func:`decode`).
+        thresholds: the decision rule of the multi-label shapes (see :func:`choose`).
     """
 
     method: Method
@@ -259,12 +343,52 @@ class Scorer:
         Raises:
             FineclassError: naming ``batch_tokens`` when a single document does not fit in the device's memory.
         """
+        return self.map_ids(ids_list, self.method.probabilities, batch_tokens, progress, self.spec.n_outputs)
+
+    def features_ids(self, ids_list: list, batch_tokens: int | None = None, progress: Any = None) -> np.ndarray:
+        """The method's features of pre-tokenised documents (``Method.features``), in their original order.
+
+        Args:
+            ids_list: token ids per document.
+            batch_tokens: see :meth:`score_ids`.
+            progress: see :meth:`score_ids`.
+
+        Returns:
+            An array (documents, features).
+        """
+        return self.map_ids(
+            ids_list, lambda module, batch, spec: self.method.features(module, batch), batch_tokens, progress
+        )
+
+    def map_ids(
+        self,
+        ids_list: list,
+        fn: Any,
+        batch_tokens: int | None = None,
+        progress: Any = None,
+        width: int | None = None,
+    ) -> np.ndarray:
+        """``fn(module, batch, spec)`` over token-budget batches of documents, rows back in input order.
+
+        Args:
+            ids_list: token ids per document.
+            fn: returns an array (batch rows, width) for one collated batch.
+            batch_tokens: see :meth:`score_ids`.
+            progress: see :meth:`score_ids`.
+            width: the columns of the result (None: those of the first batch).
+
+        Returns:
+            An array (documents, width).
+
+        Raises:
+            FineclassError: naming ``batch_tokens`` when a single document does not fit in the device's memory.
+        """
         method, module, device = self.method, self.module, self.device
         budget = int(batch_tokens or default_batch_tokens(device))
         n = len(ids_list)
-        out = np.zeros((n, self.spec.n_outputs), dtype=np.float64)
+        out = None if width is None else np.zeros((n, width), dtype=np.float64)
         if n == 0:
-            return out
+            return out if out is not None else np.zeros((0, 0), dtype=np.float64)
         lengths = np.fromiter((len(x) for x in ids_list), dtype=np.int64, count=n)
         module.eval()
         pending = deque(token_budget_batches(lengths, budget))
@@ -279,7 +403,7 @@ class Scorer:
                 idx = pending.popleft()
                 try:
                     batch = method.collate(self.tokenizer, [ids_list[i] for i in idx], device)
-                    probs = method.probabilities(module, batch, self.spec)
+                    values = np.asarray(fn(module, batch, self.spec))
                 except (RuntimeError, MemoryError) as e:
                     if not is_oom(e):
                         raise
@@ -299,7 +423,9 @@ class Scorer:
                         f"out of memory on {device}: the token budget is now {budget} tokens per batch.", RuntimeWarning
                     )
                     continue
-                out[idx] = probs
+                if out is None:
+                    out = np.zeros((n, values.shape[1]), dtype=np.float64)
+                out[idx] = values
                 if progress is not None:
                     progress.update(len(idx))
         return out

@@ -7,6 +7,7 @@ Classifier of it (this module never imports ``classifier``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from ._fs import atomic_folder
-from .config import TrainConfig
+from .config import MAX_LENGTH_CAP, TrainConfig
 from .data import Labelled, labelled
 from .errors import FineclassError, preview, warn_user
 from .labels import LabelSpec
@@ -29,7 +30,7 @@ from .manifest import hash_model_folder, hash_rows, now, versions, write_json_at
 from .methods import Method, get_method
 from .methods.base import pick_device
 from .models import base_record, resolve
-from .scoring import Scorer
+from .scoring import Scorer, answer_scores, choose, presence_levels, progress_bar
 
 
 # ---------------------------------------------------------------------- splits
@@ -120,38 +121,120 @@ def class_weights(targets: np.ndarray, spec) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------- thresholds
-def _jaccard_at(probs: np.ndarray, targets: np.ndarray, spec, t: float) -> float:
-    if spec.kind == "multi":
-        pred = probs >= t
-        truth = targets > 0.5
-        inter = (pred & truth).sum(1)
-        union = (pred | truth).sum(1)
-        return float(np.where(union == 0, 1.0, inter / np.maximum(union, 1)).mean())
-    d, l1 = len(spec.classes), len(spec.levels) + 1
-    p = probs.reshape(len(probs), d, l1)
-    present = (1 - p[:, :, 0]) >= t
-    level = p[:, :, 1:].argmax(2) + 1
-    pred = np.where(present, level, 0)
-    inter = ((pred == targets) & (targets > 0)).sum(1)
-    union = (pred > 0).sum(1) + (targets > 0).sum(1) - inter
+GRID = np.round(np.arange(0.025, 0.951, 0.025), 3)
+GAMMAS = np.round(np.arange(0.3, 2.51, 0.1), 2)
+MIN_SUPPORT = 5  # a class gets its own threshold only where it occurs this often in the held-out documents
+
+
+def _truth(targets: np.ndarray, spec) -> np.ndarray:
+    """Held-out labels as (documents, classes) answers: 0 absent, else 1 (multi) or the level index (dimlevel)."""
+    return (targets > 0.5).astype(np.int64) if spec.kind == "multi" else np.asarray(targets, dtype=np.int64)
+
+
+def _jaccards(chosen: np.ndarray, level: np.ndarray | None, truth: np.ndarray) -> float:
+    """Mean per-document Jaccard of the chosen (class, answer) pairs against the truth."""
+    pred = np.where(chosen, 1 if level is None else level + 1, 0)
+    inter = ((pred == truth) & (truth > 0)).sum(1)
+    union = (pred > 0).sum(1) + (truth > 0).sum(1) - inter
     return float(np.where(union == 0, 1.0, inter / np.maximum(union, 1)).mean())
 
 
-def tune_threshold(probs: np.ndarray, targets: np.ndarray, spec) -> tuple[float, float]:
-    """The presence threshold that maximises mean per-document Jaccard on the validation split.
+def tune_thresholds(probs: np.ndarray, targets: np.ndarray, spec, per_class: bool = True) -> tuple[dict, float]:
+    """The decision rule that maximises mean per-document Jaccard on held-out documents.
+
+    First one presence threshold and whether every document gets at least one label (grid search); then, if
+    ``per_class``, one pass over the classes, most frequent first, moving a class's own threshold where the class
+    occurs at least ``MIN_SUPPORT`` times among the held-out documents (rarer classes keep the shared threshold:
+    their own optimum would be noise). The expected-Jaccard rule (see ``scoring.choose``) is tried too, with its
+    ``gamma`` on a grid; the better of the two is kept.
 
     Args:
-        probs: the validation documents' probabilities.
+        probs: the held-out documents' probabilities (validation split, or out of fold).
         targets: their encoded labels.
         spec: the label set (multi or dimlevel).
+        per_class: tune a threshold per class.
 
     Returns:
-        ``(threshold, jaccard)``.
+        ``(thresholds, jaccard)``: the rule ``scoring.decode`` reads (``{"presence": t, "per_class": {...},
+        "at_least_one": bool}`` or ``{"decoder": "expected_jaccard", "gamma": g, "presence": t}``) and its mean
+        Jaccard on these documents.
     """
-    grid = np.round(np.arange(0.05, 0.951, 0.025), 3)
-    scores = [_jaccard_at(probs, targets, spec, t) for t in grid]
-    best = int(np.argmax(scores))
-    return float(grid[best]), float(scores[best])
+    presence, level = presence_levels(probs, spec)
+    truth = _truth(targets, spec)
+    scores = answer_scores(probs, spec)
+
+    def score(rule: dict) -> float:
+        return _jaccards(choose(presence, rule, spec, scores), level, truth)
+
+    best, best_score = {"presence": 0.5, "at_least_one": False}, -1.0
+    for alo in (False, True):
+        for t in GRID:
+            rule = {"presence": float(t), "at_least_one": alo}
+            v = score(rule)
+            if v > best_score + 1e-12:
+                best, best_score = rule, v
+    if per_class:
+        support = (truth > 0).sum(0)
+        own: dict = {}
+        for j in np.argsort(-support, kind="stable"):
+            if support[j] < MIN_SUPPORT:
+                break
+            code = spec.classes[j]
+            for t in GRID:
+                rule = dict(best, per_class={**own, code: float(t)})
+                v = score(rule)
+                if v > best_score + 1e-12:
+                    best_score, own = v, rule["per_class"]
+            best = dict(best, per_class=own) if own else best
+    for g in GAMMAS:
+        rule = {"decoder": "expected_jaccard", "gamma": float(g), "presence": best["presence"]}
+        v = score(rule)
+        if v > best_score + 1e-12:
+            best, best_score = rule, v
+    return best, float(best_score)
+
+
+# ---------------------------------------------------------------------- max_length
+def choose_max_length(tokenizer, module, texts: list[str], setting) -> tuple[int, dict]:
+    """The tokens per document a run reads: ``max_length`` as given, or chosen from the data for ``"auto"``.
+
+    ``"auto"``: the 95th percentile of the documents' token lengths, rounded up to a multiple of 8, at least 16,
+    at most ``config.MAX_LENGTH_CAP`` and the model's own limit.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        module: the model (its config's ``max_position_embeddings`` bounds the choice).
+        texts: the training documents.
+        setting: ``TrainConfig.max_length``.
+
+    Returns:
+        ``(max_length, report)``: the report holds the rule, the length percentiles and the documents cut.
+    """
+    lengths = np.fromiter(
+        (len(x) for x in tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]),
+        dtype=np.int64,
+        count=len(texts),
+    )
+    if setting == "auto":
+        limit = MAX_LENGTH_CAP
+        for obj in (getattr(module, "config", None), getattr(getattr(module, "backbone", None), "config", None)):
+            limit = min(limit, int(getattr(obj, "max_position_embeddings", None) or limit))
+        model_max = getattr(tokenizer, "model_max_length", None)
+        if model_max and model_max < 10**6:
+            limit = min(limit, int(model_max))
+        p95 = float(np.percentile(lengths, 95)) if len(lengths) else 16.0
+        chosen = int(min(limit, max(16, int(np.ceil(p95 / 8) * 8))))
+    else:
+        chosen = int(setting)
+    report = {
+        "rule": "auto: the 95th percentile of the training documents' token lengths" if setting == "auto" else "given",
+        "max_length": chosen,
+        "length_p50": int(np.median(lengths)) if len(lengths) else 0,
+        "length_p95": int(np.ceil(np.percentile(lengths, 95))) if len(lengths) else 0,
+        "length_max": int(lengths.max()) if len(lengths) else 0,
+        "n_truncated": int((lengths > chosen).sum()),
+    }
+    return chosen, report
 
 
 # ---------------------------------------------------------------------- checkpoints
@@ -334,8 +417,6 @@ def fit(
     Raises:
         FineclassError: naming the argument at fault.
     """
-    from transformers import get_linear_schedule_with_warmup
-
     name = method
     t_start = time.time()
     cfg = TrainConfig.from_dict(config)
@@ -351,15 +432,175 @@ def fit(
     np.random.seed(cfg.seed % 2**32)
     module, tok, finetune = method.build(model_path, ds.spec, cfg, device, trust_remote_code)
     cfg = cfg.resolved(**method.defaults(finetune))
+    max_length, lengths_report = choose_max_length(tok, module, ds.texts, cfg.max_length)
+    cfg = TrainConfig(**dict(cfg.to_dict(), max_length=max_length))
+    _report_length(lengths_report, len(ds), progress)
 
-    train_idx, val_idx = split(ds, cfg.validation, cfg.seed)
+    if method.trains_by_gradient:
+        train_idx, val_idx = split(ds, cfg.validation, cfg.seed)
+    else:  # fitted in closed form on every document; thresholds come out of fold
+        train_idx, val_idx = np.arange(len(ds)), np.arange(0)
     enc = method.encode(tok, ds.texts, cfg.max_length)
     n_truncated = int(enc.truncated.sum())
-    if n_truncated:
-        warn_user(
-            f"{n_truncated} of {len(ds)} training documents are longer than max_length={cfg.max_length} "
-            f"tokens and were truncated (the same rule applies when classifying)."
+    scorer = Scorer(method, module, tok, ds.spec, device, cfg.max_length)
+    settings = {k: v for k, v in cfg.to_dict().items() if k != "checkpoint_dir"}  # a moved folder still resumes
+    fingerprint = (
+        hash_rows(ds.ids, ds.texts, [t.tolist() for t in ds.targets])
+        + ":"
+        + json.dumps({"model": str(model), "method": name, "config": settings}, sort_keys=True, default=str)
+    )
+    fingerprint = hashlib.sha256(fingerprint.encode()).hexdigest()
+    if method.trains_by_gradient:
+        loop = _epochs(
+            method, module, tok, ds, enc, train_idx, val_idx, cfg, device, scorer, fingerprint, progress, resume
         )
+        if method.finishes_in_closed_form:
+            loop = _finish(method, module, ds, enc, val_idx, cfg, scorer, progress, loop)
+    else:
+        loop = _closed_form(method, module, ds, enc, cfg, scorer, progress)
+    module.eval()
+
+    thresholds = {}
+    val_score = None
+    if ds.spec.kind in ("multi", "dimlevel"):
+        if isinstance(cfg.threshold, (int, float)) and not isinstance(cfg.threshold, bool):
+            thresholds = {"presence": float(cfg.threshold)}
+        elif loop["held_out"] is not None:
+            held_probs, held_idx = loop["held_out"]
+            thresholds, val_score = tune_thresholds(held_probs, ds.targets[held_idx], ds.spec)
+        else:
+            thresholds = {"presence": 0.5}
+    manifest = {
+        "method": name,
+        "model": str(model),
+        **base_record(model_path, getattr(module, "config", None)),
+        "model_hash": hash_model_folder(model_path),
+        "finetune": finetune,
+        "spec": ds.spec.to_dict(),
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "thresholds": thresholds,
+        "threshold_source": loop["threshold_source"] if thresholds and cfg.threshold == "tune" else None,
+        "history": loop["history"],
+        "best_epoch": loop["best_epoch"],
+        "epochs_run": loop["epochs_run"],
+        "stopped_early": loop["stopped_early"],
+        "closed_form": loop.get("closed_form"),
+        "n_train": int(len(train_idx)),
+        "n_validation": int(len(val_idx)),
+        "n_truncated": n_truncated,
+        "lengths": lengths_report,
+        "data_hash": hash_rows(ds.ids, ds.texts),
+        "validation_jaccard": val_score,
+        "device": str(device),
+        "trained_at": now(),
+        "seconds": round(time.time() - t_start, 1),
+        "versions": versions(),
+        "fingerprint": fingerprint,
+    }
+    if progress:
+        print(
+            f"fineclass: trained {name} on {model} ({finetune}) with {len(train_idx)} documents in "
+            f"{manifest['seconds']} s; best epoch {loop['best_epoch']}",
+            file=sys.stderr,
+        )
+    return Trained(method, module, tok, ds.spec, device, cfg, thresholds, loop["history"], manifest, ds.table(val_idx))
+
+
+def _report_length(report: dict, n: int, progress: bool) -> None:
+    """Say how long documents are and how many are cut: a message for "auto", a warning for a given length."""
+    cut = report["n_truncated"]
+    if report["rule"] == "given":
+        if cut:
+            warn_user(
+                f"{cut} of {n} training documents are longer than max_length={report['max_length']} "
+                f"tokens and were truncated (the same rule applies when classifying)."
+            )
+        return
+    if progress:
+        print(
+            f"fineclass: max_length='auto' chose {report['max_length']} tokens (the training documents' median "
+            f"length is {report['length_p50']}, their 95th percentile {report['length_p95']}, the longest "
+            f"{report['length_max']}); {cut} of {n} documents are longer and are cut, here and when classifying. "
+            f"Pass max_length= to choose another length.",
+            file=sys.stderr,
+        )
+
+
+def _closed_form(method: Method, module, ds: Labelled, enc, cfg: TrainConfig, scorer: Scorer, progress: bool) -> dict:
+    """A method fitted without gradient steps: its features of every document, then ``Method.fit_direct``."""
+    t0 = time.time()
+    features = _all_features(scorer, enc, progress)
+    t1 = time.time()
+    oof, info = method.fit_direct(module, features, ds.targets, ds.spec, cfg)
+    row = {"epoch": 1, **info, "seconds_features": round(t1 - t0, 1), "seconds_fit": round(time.time() - t1, 1)}
+    return {
+        "history": [row],
+        "best_epoch": 1,
+        "epochs_run": 1,
+        "stopped_early": False,
+        "held_out": None if oof is None else (oof, np.arange(len(ds))),
+        "threshold_source": f"out of fold ({info.get('folds')} folds of the training documents)",
+    }
+
+
+def _finish(method: Method, module, ds: Labelled, enc, val_idx, cfg: TrainConfig, scorer: Scorer, progress, loop):
+    """After the epoch loop, the closed-form part of a method (``Method.finish``).
+
+    Returns the loop's record with ``closed_form`` (for the manifest) and the whole model's held-out probabilities.
+    """
+    t0 = time.time()
+    val_probs = loop["held_out"][0] if loop["held_out"] is not None else None
+    if val_probs is None and len(val_idx):
+        val_probs = scorer.score_ids([enc.ids[i] for i in val_idx])
+    truth = ds.targets[val_idx]
+
+    def score(probs: np.ndarray) -> float:
+        if ds.spec.kind == "single":
+            return float((probs.argmax(1) == truth).mean())
+        return tune_thresholds(probs, truth, ds.spec, per_class=False)[1]
+
+    features = _all_features(scorer, enc, progress)
+    t1 = time.time()
+    held, info = method.finish(module, features, ds.targets, ds.spec, cfg, val_idx, val_probs, score)
+    module.eval()
+    record = {**info, "seconds_features": round(t1 - t0, 1), "seconds_fit": round(time.time() - t1, 1)}
+    return dict(
+        loop,
+        closed_form=record,
+        held_out=(held, val_idx) if loop["held_out"] is not None and held is not None else None,
+    )
+
+
+def _all_features(scorer: Scorer, enc, progress: bool) -> np.ndarray:
+    """The method's features of every document, with an "encoding" bar."""
+    bar = progress_bar(len(enc.ids), progress, desc="encoding")
+    try:
+        return scorer.features_ids(enc.ids, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _epochs(
+    method: Method,
+    module,
+    tok,
+    ds: Labelled,
+    enc,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: TrainConfig,
+    device,
+    scorer: Scorer,
+    fingerprint: str,
+    progress: bool,
+    resume: bool,
+) -> dict:
+    """The epoch loop of a gradient-trained method; the best epoch's weights are left in ``module``."""
+    from transformers import get_linear_schedule_with_warmup
+
+    method.prepare(module, tok, [enc.ids[i] for i in train_idx], ds.targets[train_idx], ds.spec)
     lengths = enc.lengths()
     targets = torch.from_numpy(ds.targets)
     weights = None
@@ -367,20 +608,15 @@ def fit(
         weights = class_weights(ds.targets[train_idx], ds.spec).to(device)
 
     trainable = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    groups = method.param_groups(module, cfg) or [{"params": trainable}]
+    opt = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(math.ceil(len(train_idx) / cfg.batch_size) / cfg.gradient_accumulation)
-    total_steps = steps_per_epoch * cfg.epochs
+    min_steps = int(cfg.extra.get("min_steps", method.min_steps) or 0)
+    n_epochs = max(cfg.epochs, math.ceil(min_steps / steps_per_epoch))
+    total_steps = steps_per_epoch * n_epochs
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total_steps), total_steps)
+    monitor = method.monitor(ds.spec) if len(val_idx) else "loss"
 
-    settings = {k: v for k, v in cfg.to_dict().items() if k != "checkpoint_dir"}  # a moved folder still resumes
-    fingerprint = (
-        hash_rows(ds.ids, ds.texts, [t.tolist() for t in ds.targets])
-        + ":"
-        + json.dumps({"model": str(model), "method": name, "config": settings}, sort_keys=True, default=str)
-    )
-    import hashlib
-
-    fingerprint = hashlib.sha256(fingerprint.encode()).hexdigest()
     ck_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
     start_epoch, history, best = 0, [], {"loss": float("inf"), "epoch": -1, "bad_epochs": 0}
     best_state = _trainable_state(module)
@@ -418,17 +654,20 @@ def fit(
         from tqdm.auto import tqdm
 
         bar = tqdm(
-            total=steps_per_epoch * cfg.gradient_accumulation * (cfg.epochs - start_epoch),
+            total=steps_per_epoch * cfg.gradient_accumulation * (n_epochs - start_epoch),
             unit="batch",
             desc="training",
             dynamic_ncols=True,
             file=sys.stderr,
         )
     stopped_early = False
-    for epoch in range(start_epoch, cfg.epochs):
-        if best["bad_epochs"] >= (cfg.early_stopping or 10**9):
+    epochs_run = start_epoch
+    for epoch in range(start_epoch, n_epochs):
+        # early stopping never cuts a run below its minimum number of steps
+        if best["bad_epochs"] >= (cfg.early_stopping or 10**9) and epoch * steps_per_epoch >= min_steps:
             stopped_early = True
             break
+        t_epoch = time.time()
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 1000 + epoch)  # dropout: the same per epoch, so a resumed run matches
         module.train()
@@ -451,14 +690,20 @@ def fit(
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{total / count:.4f}")
-        row = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
+        row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "seconds": round(time.time() - t_epoch, 1)}
+        epochs_run = epoch + 1
         if len(val_idx):
             module.eval()
             row["val_loss"] = _validation_loss(
                 method, module, tok, enc, val_idx, targets, ds.spec, weights, device, cfg.batch_size
             )
-            if row["val_loss"] < best["loss"] - 1e-6:
-                best = {"loss": row["val_loss"], "epoch": epoch + 1, "bad_epochs": 0}
+            value = row["val_loss"]
+            if monitor == "jaccard":  # higher is better: compared as its negative
+                probs = scorer.score_ids([enc.ids[i] for i in val_idx])
+                row["val_jaccard"] = tune_thresholds(probs, ds.targets[val_idx], ds.spec, per_class=False)[1]
+                value = -row["val_jaccard"]
+            if value < best["loss"] - 1e-6:
+                best = {"loss": value, "epoch": epoch + 1, "bad_epochs": 0}
                 best_state = _trainable_state(module)
             else:
                 best["bad_epochs"] += 1
@@ -480,50 +725,17 @@ def fit(
         bar.close()
     _load_trainable(module, best_state)
     module.eval()
-
-    thresholds = {}
-    val_score = None
-    if ds.spec.kind in ("multi", "dimlevel"):
-        if isinstance(cfg.threshold, (int, float)) and not isinstance(cfg.threshold, bool):
-            thresholds = {"presence": float(cfg.threshold)}
-        elif len(val_idx):
-            scorer = Scorer(method, module, tok, ds.spec, device, cfg.max_length)
-            probs = scorer.score_ids([enc.ids[i] for i in val_idx])
-            t, val_score = tune_threshold(probs, ds.targets[val_idx], ds.spec)
-            thresholds = {"presence": t}
-        else:
-            thresholds = {"presence": 0.5}
-    manifest = {
-        "method": name,
-        "model": str(model),
-        **base_record(model_path, getattr(module, "config", None)),
-        "model_hash": hash_model_folder(model_path),
-        "finetune": finetune,
-        "spec": ds.spec.to_dict(),
-        "config": cfg.to_dict(),
-        "seed": cfg.seed,
-        "thresholds": thresholds,
+    held_out = None
+    if len(val_idx) and ds.spec.kind != "single" and cfg.threshold == "tune":
+        held_out = (scorer.score_ids([enc.ids[i] for i in val_idx]), val_idx)
+    return {
         "history": history,
         "best_epoch": best["epoch"],
+        "epochs_run": epochs_run,
         "stopped_early": stopped_early,
-        "n_train": int(len(train_idx)),
-        "n_validation": int(len(val_idx)),
-        "n_truncated": n_truncated,
-        "data_hash": hash_rows(ds.ids, ds.texts),
-        "validation_jaccard": val_score,
-        "device": str(device),
-        "trained_at": now(),
-        "seconds": round(time.time() - t_start, 1),
-        "versions": versions(),
-        "fingerprint": fingerprint,
+        "held_out": held_out,
+        "threshold_source": f"the validation split ({len(val_idx)} documents)",
     }
-    if progress:
-        print(
-            f"fineclass: trained {name} on {model} ({finetune}) with {len(train_idx)} documents in "
-            f"{manifest['seconds']} s; best epoch {best['epoch']}",
-            file=sys.stderr,
-        )
-    return Trained(method, module, tok, ds.spec, device, cfg, thresholds, history, manifest, ds.table(val_idx))
 
 
 @torch.no_grad()

@@ -54,6 +54,8 @@ class SavedModel:
         device: where the model goes.
         base_path: the base model (for an adapter), or None.
         trust_remote_code: let transformers run the model's own code.
+        allow_pickle: accept pickle weight files (``load`` checked the folder already; methods that read a
+            backbone of their own pass it on).
     """
 
     folder: Path
@@ -62,6 +64,7 @@ class SavedModel:
     device: torch.device
     base_path: str | None
     trust_remote_code: bool = False
+    allow_pickle: bool = False
 
 
 class Method(abc.ABC):
@@ -250,7 +253,7 @@ class Method(abc.ABC):
                     "base_model",
                 )
             check_no_pickle(base_path, allow_pickle, "base_model")
-        return self.read(SavedModel(folder, manifest, spec, device, base_path, trust_remote_code))
+        return self.read(SavedModel(folder, manifest, spec, device, base_path, trust_remote_code, allow_pickle))
 
     def read(self, saved: SavedModel) -> tuple[Any, Any]:
         """Build the model from a saved folder that :meth:`load` checked; every method that saves defines it.
@@ -262,6 +265,113 @@ class Method(abc.ABC):
             ``(module, tokenizer)``, the module in evaluation mode.
         """
         raise NotImplementedError(f"the {self.name!r} method cannot read a saved model")
+
+    # ------------------------------------------------------------------ optional hooks
+    #: False for a method fitted in closed form on frozen features (``features`` and ``fit_direct``) instead of
+    #: the epoch loop.
+    trains_by_gradient: ClassVar[bool] = True
+    #: the fewest optimiser steps of a run, however few the documents (``TrainConfig.extra["min_steps"]`` wins).
+    min_steps: ClassVar[int] = 0
+
+    def prepare(self, module: Any, tokenizer: Any, ids_list: list, targets: np.ndarray, spec: LabelSpec) -> None:
+        """Initialise the model from the training documents before the first step (nothing by default).
+
+        Called once per run, also before a checkpoint is resumed, so it must not depend on training.
+
+        Args:
+            module: the model :meth:`build` made.
+            tokenizer: its tokenizer.
+            ids_list: the training documents' token ids (the validation documents excluded).
+            targets: their encoded labels.
+            spec: the label set.
+        """
+        return None
+
+    def param_groups(self, module: Any, config: Any) -> list[dict] | None:
+        """The optimiser's parameter groups, when parts of the model train at their own learning rate.
+
+        Args:
+            module: the model.
+            config: the resolved ``TrainConfig``.
+
+        Returns:
+            A list of ``{"params": [...], "lr": ...}``, or None: every trainable parameter at
+            ``config.learning_rate``.
+        """
+        return None
+
+    def monitor(self, spec: LabelSpec) -> str:
+        """What picks the best epoch on the validation split, and stops a run early.
+
+        Args:
+            spec: the label set.
+
+        Returns:
+            ``"loss"`` (the validation loss; the default) or ``"jaccard"`` (the mean per-document Jaccard of the
+            multi-label shapes, with thresholds tuned on the validation documents each epoch).
+        """
+        return "loss"
+
+    def features(self, module: Any, batch: Any) -> np.ndarray:
+        """Frozen features of one batch (only for methods with ``trains_by_gradient = False``).
+
+        Args:
+            module: the model.
+            batch: from :meth:`collate`.
+
+        Returns:
+            An array (documents, features).
+        """
+        raise NotImplementedError(f"the {self.name!r} method trains by gradient and has no frozen features")
+
+    def fit_direct(self, module: Any, features: np.ndarray, targets: np.ndarray, spec: LabelSpec, config: Any):
+        """Fit the model in closed form on the training documents' features (``trains_by_gradient = False``).
+
+        Args:
+            module: the model (fitted in place).
+            features: (documents, features) from :meth:`features`.
+            targets: the encoded labels.
+            spec: the label set.
+            config: the resolved ``TrainConfig``.
+
+        Returns:
+            ``(oof, info)``: out-of-fold probabilities of the training documents (documents, ``spec.n_outputs``)
+            for threshold tuning, or None; and a dict for the run's history.
+        """
+        raise NotImplementedError(f"the {self.name!r} method trains by gradient")
+
+    #: True for a method that, after its epoch loop, fits a part of itself in closed form (:meth:`finish`).
+    finishes_in_closed_form: ClassVar[bool] = False
+
+    def finish(
+        self,
+        module: Any,
+        features: np.ndarray,
+        targets: np.ndarray,
+        spec: LabelSpec,
+        config: Any,
+        val_idx: np.ndarray,
+        val_probs: np.ndarray | None,
+        score: Callable[[np.ndarray], float],
+    ) -> tuple[np.ndarray | None, dict]:
+        """Fit the closed-form part after the epoch loop (only where ``finishes_in_closed_form``).
+
+        Args:
+            module: the model, its gradient-trained part at its best epoch (fitted in place).
+            features: (documents, features) from :meth:`features`, for every training document.
+            targets: the encoded labels of every training document.
+            spec: the label set.
+            config: the resolved ``TrainConfig``.
+            val_idx: the validation documents (possibly none).
+            val_probs: the gradient-trained part's probabilities of the validation documents, or None.
+            score: probabilities of the validation documents -> how well they score (higher is better: mean
+                Jaccard with tuned thresholds for the multi-label shapes, accuracy for single-label data).
+
+        Returns:
+            ``(val_probs, info)``: the whole model's probabilities of the validation documents, with no validation
+            document in the closed-form part's fit (for threshold tuning), or None; and a dict for the history.
+        """
+        raise NotImplementedError(f"the {self.name!r} method has no closed-form part")
 
     @contextlib.contextmanager
     def scoring_session(self) -> Iterator[None]:

@@ -1,0 +1,229 @@
+"""The ensemble method: the description method and the codebook method, their probabilities averaged.
+
+Two members read every document: a fine-tuned encoder whose class vectors start at the codebook's definitions
+(``methods.description``), trained by the epoch loop on the training split, and a frozen encoder with cosines to
+the definitions and logistic regressions (``methods.codebook``), fitted in closed form after the loop. A
+document's probabilities are ``w * description + (1 - w) * codebook``.
+
+The weight ``w`` and the decision rule are chosen on the validation split: the codebook member is first fitted
+on the training split alone, so that its probabilities of the validation documents are held out like the
+description member's; ``w`` is the one of 0, 1/4, 1/2, 3/4 and 1 whose mixture scores best there (mean
+per-document Jaccard with tuned thresholds for the multi-label shapes, accuracy for single-label data; 1/2 on
+ties); then the codebook member is fitted again on every training document, starting from the first fit.
+``extra["description_weight"]`` fixes ``w`` instead. Without a validation split ``w`` is 1/2.
+
+On the flourishing tweets this combination was the strongest of the candidates of issue 19 (BENCHMARKS.md,
+"Accuracy on a laptop"). It costs both members' training and two encoder passes per document when predicting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import FineclassError
+from ..labels import LabelSpec
+from .base import Encoded, Method, SavedModel, encode_texts, pad_batch, register
+from .codebook import (
+    HEAD_TENSORS,
+    CodebookMethod,
+    as_probabilities,
+    codebook_model,
+    fit_logistic,
+    group_targets,
+    layout,
+    new_codebook_model,
+    regression_c,
+)
+from .description import DescriptionMethod, description_model, new_description_model
+from .encoder import check_full, load_backbone, load_encoder, save_encoder
+
+DESCRIPTION_FILE = "description.safetensors"
+CODEBOOK_FILE = "codebook.safetensors"
+CODEBOOK_FOLDER = "codebook-model"
+WEIGHTS = (0.5, 0.25, 0.75, 0.0, 1.0)  # tried in this order; a later one must score strictly better
+
+
+class EnsembleModel(torch.nn.Module):
+    """The two members and the description member's share of the mixture.
+
+    Args:
+        description: a ``DescriptionModel`` (trained by gradient).
+        codebook: a ``CodebookModel`` (frozen encoder, regressions fitted in closed form).
+    """
+
+    def __init__(self, description: torch.nn.Module, codebook: torch.nn.Module):
+        super().__init__()
+        self.description = description
+        self.codebook = codebook
+        #: the description member's weight; below 0 until the codebook member is fitted (description alone)
+        self.register_buffer("mix", torch.tensor(-1.0))
+
+
+def mix(description: np.ndarray | None, codebook: np.ndarray | None, w: float) -> np.ndarray:
+    """The ensemble's probabilities from its members'.
+
+    Args:
+        description: the description member's probabilities (documents, outputs); unused (may be None) when w = 0.
+        codebook: the codebook member's; unused (may be None) when w = 1.
+        w: the description member's weight in [0, 1].
+
+    Returns:
+        ``w * description + (1 - w) * codebook``.
+    """
+    if w >= 1.0:
+        return description
+    if w <= 0.0:
+        return codebook
+    return w * description + (1.0 - w) * codebook
+
+
+@register("ensemble")
+class EnsembleMethod(Method):
+    """The description and codebook methods averaged, their weight chosen on validation (see the module)."""
+
+    min_steps = DescriptionMethod.min_steps
+    finishes_in_closed_form = True
+
+    def __init__(self):
+        self.desc = DescriptionMethod()
+        self.cb = CodebookMethod()
+
+    def build(self, model_path: str, spec: LabelSpec, config, device, trust_remote_code: bool = False):
+        finetune = check_full(config.finetune, "ensemble")
+        regression_c(config), fixed_weight(config)  # bad settings are refused before the encoder is trained
+        self.desc.kind = spec.kind
+        allow_pickle = config.extra.get("allow_pickle", False)
+        members = []
+        for make in (new_description_model, new_codebook_model):
+            backbone, tok = load_backbone(model_path, trust_remote_code, allow_pickle)
+            members.append(make(backbone.to(device), tok, spec))
+        return EnsembleModel(*members).to(device), tok, finetune
+
+    def defaults(self, finetune: str) -> dict:
+        return self.desc.defaults(finetune)
+
+    def prepare(self, module, tokenizer, ids_list: list, targets: np.ndarray, spec: LabelSpec) -> None:
+        self.desc.prepare(module.description, tokenizer, ids_list, targets, spec)
+
+    def param_groups(self, module, config) -> list[dict]:
+        return self.desc.param_groups(module.description, config)
+
+    def monitor(self, spec: LabelSpec) -> str:
+        return self.desc.monitor(spec)
+
+    def encode(self, tokenizer, texts: list[str], max_length: int) -> Encoded:
+        return encode_texts(tokenizer, texts, max_length)
+
+    def collate(self, tokenizer, ids_list: list, device) -> dict:
+        return pad_batch(ids_list, tokenizer.pad_token_id, device, side="right")
+
+    def loss(self, module, batch, targets: torch.Tensor, spec: LabelSpec, weights=None) -> torch.Tensor:
+        return self.desc.loss(module.description, batch, targets, spec, weights)
+
+    @torch.no_grad()
+    def probabilities(self, module, batch, spec: LabelSpec) -> np.ndarray:
+        w = float(module.mix)
+        if w < 0:  # during the epoch loop: the description member alone
+            w = 1.0
+        d = self.desc.probabilities(module.description, batch, spec) if w > 0 else None
+        c = self.cb.probabilities(module.codebook, batch, spec) if w < 1 else None
+        return mix(d, c, w)
+
+    def features(self, module, batch) -> np.ndarray:
+        return self.cb.features(module.codebook, batch)
+
+    def finish(self, module, features, targets, spec, config, val_idx, val_probs, score):
+        c = regression_c(config)
+        fixed = fixed_weight(config)
+        _, outputs = layout(spec)
+        y = group_targets(targets, spec)
+        info: dict = {"C": c}
+        start, held = None, None
+        if len(val_idx) and val_probs is not None:
+            train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
+            w0, b0, _ = fit_logistic(features[train_idx], y[train_idx], outputs, c)
+            start = (w0, b0)
+            logits = torch.einsum("nf,gcf->ngc", torch.from_numpy(features[val_idx]).float(), w0) + b0
+            cb_val = as_probabilities(logits, spec).numpy()
+            w, scores = (float(fixed), {}) if fixed is not None else choose_weight(val_probs, cb_val, score)
+            held = mix(val_probs, cb_val, w)
+            info["validation_by_weight"] = scores
+        else:
+            w = 0.5 if fixed is None else float(fixed)
+        weight, bias, loss = fit_logistic(features, y, outputs, c, start=start)
+        with torch.no_grad():
+            module.codebook.weight.copy_(weight.to(module.codebook.weight.device))
+            module.codebook.bias.copy_(bias.to(module.codebook.bias.device))
+            module.mix.fill_(w)
+        info.update({"codebook_train_loss": loss, "description_weight": w})
+        return held, info
+
+    def save(self, module, tokenizer, folder: Path) -> dict:
+        cb = module.codebook
+        head = {"anchors": cb.anchors, "weight": cb.weight, "bias": cb.bias, "mix": module.mix.reshape(1)}
+        save_encoder(cb.backbone, tokenizer, folder, head, CODEBOOK_FILE, sub=CODEBOOK_FOLDER)
+        entries = save_encoder(
+            module.description.backbone, tokenizer, folder, module.description.head_state(), DESCRIPTION_FILE
+        )
+        return dict(entries, codebook_file=CODEBOOK_FILE, codebook_folder=CODEBOOK_FOLDER)
+
+    def read(self, saved: SavedModel):
+        folder, manifest, spec = saved.folder, saved.manifest, saved.spec
+        trust_remote_code, allow_pickle = saved.trust_remote_code, saved.allow_pickle
+        self.desc.kind = spec.kind
+        backbone, tok, head = load_encoder(folder, manifest, trust_remote_code, allow_pickle, ("classes",))
+        description = description_model(backbone, head, spec, folder / DESCRIPTION_FILE)
+        cb_manifest = {**manifest, "head_file": manifest.get("codebook_file")}
+        backbone, _, head = load_encoder(
+            folder,
+            cb_manifest,
+            trust_remote_code,
+            allow_pickle,
+            (*HEAD_TENSORS, "mix"),
+            sub=str(manifest.get("codebook_folder", CODEBOOK_FOLDER)),
+        )
+        module = EnsembleModel(description, codebook_model(backbone, head, spec))
+        module.mix.fill_(float(head["mix"].reshape(-1)[0]))
+        return module.to(saved.device).eval(), tok
+
+
+def fixed_weight(config) -> float | None:
+    """The description member's weight as set in ``extra["description_weight"]``, or None (chosen on validation).
+
+    Args:
+        config: the resolved ``TrainConfig``.
+
+    Returns:
+        The weight, or None.
+
+    Raises:
+        FineclassError: naming ``config`` when it is not a number from 0 to 1.
+    """
+    fixed = config.extra.get("description_weight")
+    if fixed is not None and (isinstance(fixed, bool) or not isinstance(fixed, (int, float)) or not 0 <= fixed <= 1):
+        raise FineclassError(
+            f"`config`: extra['description_weight'] must be a number from 0 to 1; got {fixed!r}.", "config"
+        )
+    return None if fixed is None else float(fixed)
+
+
+def choose_weight(description: np.ndarray, codebook: np.ndarray, score) -> tuple[float, dict]:
+    """The description member's weight whose mixture scores best on held-out documents.
+
+    Args:
+        description: the description member's probabilities of the held-out documents.
+        codebook: the codebook member's (fitted without them).
+        score: held-out probabilities -> a score, higher is better.
+
+    Returns:
+        ``(w, scores)``: the weight (the first of ``WEIGHTS`` among the best), and each weight's score.
+    """
+    scores = {w: float(score(mix(description, codebook, w))) for w in WEIGHTS}
+    best = WEIGHTS[0]
+    for w in WEIGHTS[1:]:
+        if scores[w] > scores[best] + 1e-12:
+            best = w
+    return best, {str(w): round(v, 4) for w, v in scores.items()}

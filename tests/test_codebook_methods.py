@@ -1,0 +1,325 @@
+"""The codebook-aware methods (issue 19) on the packaged MiniLM and real data, and the decision rules they brought.
+
+``codebook``: a frozen encoder, cosines to the codebook's definitions, logistic regressions fitted in closed form;
+``description``: a fine-tuned encoder whose class vectors start at the definitions. Both train, predict, save and
+load in the label shapes they serve; the multi-label decision rules (per-class thresholds, at least one label,
+expected-Jaccard sets) and ``max_length="auto"`` are checked on their own.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+import fineclass
+from fineclass import FineclassError
+from fineclass.labels import LabelSpec
+from fineclass.methods.codebook import fit_logistic
+from fineclass.scoring import choose
+from fineclass.training import choose_max_length, tune_thresholds
+
+SENTIMENT = {
+    0: {"name": "negative", "description": "a negative movie review: the critic disliked the film"},
+    1: {"name": "positive", "description": "a positive movie review: the critic liked the film"},
+}
+
+
+@pytest.fixture(scope="module")
+def tweets(flourishing):
+    """64 training tweets, their (dimension, level) codes, and the coders' codebook of the 46 dimensions."""
+    tw = pl.read_parquet(flourishing / "tweets.parquet")
+    labels = pl.read_parquet(flourishing / "labels.parquet").filter(pl.col("split") == "train")
+    ids = labels["id"].unique(maintain_order=True).head(64)
+    book = pl.read_csv(flourishing / "codebook.csv")
+    codebook = {r["dimension"]: {"name": r["dimension"], "description": r["definition"]} for r in book.to_dicts()}
+    return tw.filter(pl.col("id").is_in(ids.implode())), labels.filter(pl.col("id").is_in(ids.implode())), codebook
+
+
+@pytest.fixture(scope="module")
+def reviews(movie_reviews):
+    """96 training and 120 test Rotten Tomatoes reviews, balanced, shuffled with a seed."""
+    rt = movie_reviews.filter(pl.col("source") == "rotten_tomatoes").with_row_index("id")
+    both = pl.concat([rt.filter(pl.col("label") == y).head(108) for y in (0, 1)])
+    both = both.sample(fraction=1.0, seed=5, shuffle=True)
+    return both.head(96), both.tail(120)
+
+
+def _accuracy(clf, test) -> float:
+    return float(np.mean(np.array(clf.predict(test).column("label").to_pylist()) == test["label"].to_numpy()))
+
+
+def _same(a, b):
+    assert a.column_names == b.column_names
+    for name in a.column_names:
+        if name.startswith("p_"):
+            np.testing.assert_allclose(a.column(name).to_numpy(), b.column(name).to_numpy(), atol=1e-5)
+        else:
+            assert a.column(name).to_pylist() == b.column(name).to_pylist(), name
+
+
+# ---------------------------------------------------------------------- codebook
+def test_codebook_method_on_tweets_reads_the_definitions_and_round_trips(tweets, tmp_path):
+    tw, labels, codebook = tweets
+    clf = fineclass.train(
+        tw, labels=labels, label=("dimension", "level"), model="minilm", method="codebook", codebook=codebook,
+        config={"extra": {"folds": 2}}, progress=False,
+    )  # fmt: skip
+    m = clf.manifest_
+    assert m["method"] == "codebook" and m["finetune"] == "frozen" and m["n_validation"] == 0
+    assert m["history"][0]["folds"] == 2 and "out of fold (2 folds" in m["threshold_source"]
+    k = len(clf.spec_.classes)
+    # the regressions read the embedding and its cosines to each dimension's "name: definition" and its name
+    assert clf.module_.anchors.shape == (2 * k, 384)
+    assert clf.module_.weight.shape == (k, 4, 384 + 2 * k)
+    # max_length="auto": the 95th percentile of these tweets' token lengths, reported
+    assert m["lengths"]["max_length"] == m["config"]["max_length"] >= m["lengths"]["length_p95"]
+    pred = clf.predict(tw)
+    p = np.column_stack([pred.column(c).to_numpy() for c in pred.column_names if c.startswith("p_")])
+    np.testing.assert_allclose(p.reshape(len(p), k, 4).sum(2), 1.0, atol=1e-5)
+    # fitted on these tweets, it codes them far better than chance: most coded dimensions are found
+    truth = {(r["id"], r["dimension"]) for r in labels.to_dicts()}
+    found = {(r["id"], r["dimension"]) for r in fineclass.classifier.to_long(pred).to_pylist()}
+    assert len(truth & found) > 0.5 * len(truth)
+    clf.save(tmp_path / "m")
+    assert (tmp_path / "m" / "codebook.safetensors").is_file() and (tmp_path / "m" / "model").is_dir()
+    _same(pred, fineclass.load(tmp_path / "m").predict(tw))
+
+
+def test_codebook_method_learns_sentiment_on_held_out_reviews(reviews):
+    train, test = reviews
+    clf = fineclass.train(train, model="minilm", method="codebook", codebook=SENTIMENT, progress=False)
+    assert clf.spec_.kind == "single" and clf.thresholds_ == {}
+    assert _accuracy(clf, test) >= 0.68  # frozen MiniLM + LR; always-majority is 0.5 here
+
+
+def test_fit_logistic_matches_scikit_learn():
+    """The batched L-BFGS regressions reach scikit-learn's optimum: the same C for three answers or more; for two,
+    the penalty on both rows of the softmax equals scikit-learn's binary regression at 2 C."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6))
+    binary = (x[:, 0] + rng.normal(size=200) > 0).astype(int)
+    three = (x[:, 1] + rng.normal(size=200) > 0).astype(int) + (x[:, 2] > 0.5)
+    y = np.stack([binary, three], axis=1)
+    w, b, _ = fit_logistic(x, y, 3, c=0.5)  # two regressions in one fit (the binary one never sees answer 2)
+    for g, c_ref in ((0, 1.0), (1, 0.5)):
+        outputs = 2 if g == 0 else 3
+        w_g, b_g, _ = fit_logistic(x, y[:, [g]], outputs, c=0.5)
+        mine = torch.softmax(torch.from_numpy(x).float() @ w_g[0].T + b_g[0], dim=-1).numpy()
+        ref = LogisticRegression(C=c_ref, max_iter=5000, tol=1e-8).fit(x, y[:, g]).predict_proba(x)
+        np.testing.assert_allclose(mine, ref, atol=1e-4)
+    # fitted together, the three-answer regression is the one fitted alone
+    joint = torch.softmax(torch.from_numpy(x).float() @ w[1].T + b[1], dim=-1).numpy()
+    np.testing.assert_allclose(joint, mine, atol=1e-4)
+    # a fit on part of the documents started from the fit on all of them reaches its own optimum (the folds)
+    cold_w, cold_b, cold_loss = fit_logistic(x[:120], y[:120], 3, c=0.5)
+    warm_w, warm_b, warm_loss = fit_logistic(x[:120], y[:120], 3, c=0.5, start=(w, b))
+    assert abs(warm_loss - cold_loss) < 1e-6 and not torch.allclose(w, cold_w, atol=1e-2)
+    np.testing.assert_allclose(warm_w.numpy(), cold_w.numpy(), atol=2e-3)
+
+
+# ---------------------------------------------------------------------- description
+def test_description_method_learns_sentiment_and_round_trips(reviews, tmp_path):
+    train, test = reviews
+    clf = fineclass.train(
+        train, model="minilm", method="description", codebook=SENTIMENT, progress=False,
+        config={"epochs": 1, "batch_size": 16, "validation": 0, "extra": {"min_steps": 12}},
+    )  # fmt: skip
+    # 96 reviews are 6 batches an epoch: min_steps makes it 2 epochs
+    assert clf.manifest_["epochs_run"] == 2 and clf.manifest_["finetune"] == "full"
+    assert _accuracy(clf, test) >= 0.68
+    clf.save(tmp_path / "m")
+    assert (tmp_path / "m" / "description.safetensors").is_file()
+    _same(clf.predict(test), fineclass.load(tmp_path / "m").predict(test))
+
+
+def test_description_method_on_tweets_picks_its_epoch_by_validation_jaccard(tweets, tmp_path):
+    tw, labels, codebook = tweets
+    clf = fineclass.train(
+        tw, labels=labels, label=("dimension", "level"), model="minilm", method="description", codebook=codebook,
+        config={"epochs": 1, "validation": 0.2, "extra": {"min_steps": 0}}, progress=False,
+    )  # fmt: skip
+    row = clf.history_[0]
+    assert 0.0 <= row["val_jaccard"] <= 1.0 and row["seconds"] > 0
+    assert "validation split" in clf.manifest_["threshold_source"]
+    pred = clf.predict(tw)
+    assert pred.num_rows == tw.height
+    clf.save(tmp_path / "m")
+    _same(pred, fineclass.load(tmp_path / "m").predict(tw))
+
+
+# ---------------------------------------------------------------------- bad input
+def test_bad_settings_name_the_argument(reviews, tmp_path):
+    train = reviews[0].head(16)
+    with pytest.raises(FineclassError) as e:
+        fineclass.train(train, model="minilm", method="description", config={"finetune": "lora"}, progress=False)
+    assert e.value.argument == "finetune" and "method='head'" in str(e.value)
+    with pytest.raises(FineclassError) as e:
+        fineclass.train(train, model="minilm", method="codebook", config={"extra": {"C": 0}}, progress=False)
+    assert e.value.argument == "config" and "'C'" in str(e.value)
+    with pytest.raises(FineclassError) as e:
+        fineclass.TrainConfig(max_length="long")
+    assert e.value.argument == "max_length" and "'auto'" in str(e.value)
+
+
+def test_a_saved_codebook_model_without_its_regressions_is_refused(reviews, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    clf = fineclass.train(reviews[0].head(16), model="minilm", method="codebook", progress=False)
+    clf.save(tmp_path / "m")
+    head_file = tmp_path / "m" / "codebook.safetensors"
+    head = load_file(str(head_file))
+    head_file.unlink()
+    with pytest.raises(FineclassError) as e:  # the weights digest save() recorded no longer matches
+        fineclass.load(tmp_path / "m")
+    assert e.value.argument == "path" and "do not match the hash" in str(e.value)
+    # a model saved without the digest (an older fineclass) is still checked by the method itself
+    manifest_file = tmp_path / "m" / "fineclass.json"
+    manifest = json.loads(manifest_file.read_text())
+    del manifest["weights_sha256"]
+    manifest_file.write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="older fineclass"), pytest.raises(FineclassError) as e:
+        fineclass.load(tmp_path / "m")
+    assert e.value.argument == "path" and "codebook.safetensors" in str(e.value)
+    save_file({k: v for k, v in head.items() if k != "bias"}, str(head_file))  # one regression tensor lost
+    with pytest.warns(UserWarning, match="older fineclass"), pytest.raises(FineclassError) as e:
+        fineclass.load(tmp_path / "m")
+    assert e.value.argument == "path" and "bias" in str(e.value) and "random values" in str(e.value)
+
+
+# ---------------------------------------------------------------------- ensemble
+def _probs(clf, data) -> np.ndarray:
+    pred = clf.predict(data)
+    return np.column_stack([pred.column(c).to_numpy() for c in pred.column_names if c.startswith("p_")])
+
+
+def test_ensemble_on_tweets_averages_its_members_and_round_trips(tweets, tmp_path):
+    from fineclass.methods.codebook import CodebookMethod
+    from fineclass.methods.description import DescriptionMethod
+    from fineclass.methods.ensemble import WEIGHTS
+
+    tw, labels, codebook = tweets
+    clf = fineclass.train(
+        tw, labels=labels, label=("dimension", "level"), model="minilm", method="ensemble", codebook=codebook,
+        config={"epochs": 1, "validation": 0.25, "extra": {"min_steps": 0}}, progress=False,
+    )  # fmt: skip
+    m = clf.manifest_
+    assert m["method"] == "ensemble" and m["n_validation"] == 16 and "validation split" in m["threshold_source"]
+    # the weight is the best of the grid on the 16 validation tweets (1/2 unless another scores strictly better)
+    w, scores = m["closed_form"]["description_weight"], m["closed_form"]["validation_by_weight"]
+    assert w in WEIGHTS and set(scores) == {str(x) for x in WEIGHTS}
+    assert scores[str(w)] == max(scores.values()) and (w == 0.5 or scores[str(w)] > scores["0.5"])
+    assert float(clf.module_.mix) == w and clf.thresholds_
+    # the members: a fine-tuned description model and the frozen codebook regressions, fitted
+    module = clf.module_
+    assert module.codebook.weight.abs().sum() > 0
+    assert all(not p.requires_grad for p in module.codebook.parameters())
+    batch = clf.method_.collate(
+        clf.tokenizer_, [clf.tokenizer_(t)["input_ids"][:96] for t in tw["text"].head(8)], "cpu"
+    )
+    d = DescriptionMethod().probabilities(module.description, batch, clf.spec_)
+    c = CodebookMethod().probabilities(module.codebook, batch, clf.spec_)
+    assert np.abs(d - c).max() > 0.05  # two different models
+    with torch.no_grad():
+        module.mix.fill_(0.25)
+    np.testing.assert_allclose(clf.method_.probabilities(module, batch, clf.spec_), 0.25 * d + 0.75 * c, atol=1e-6)
+    # what predict() reports is that mixture, and a saved and loaded model gives the same
+    mixed = _probs(clf, tw)
+    with torch.no_grad():
+        module.mix.fill_(1.0)
+    only_d = _probs(clf, tw)
+    with torch.no_grad():
+        module.mix.fill_(0.0)
+    only_c = _probs(clf, tw)
+    np.testing.assert_allclose(mixed, 0.25 * only_d + 0.75 * only_c, atol=1e-5)
+    with torch.no_grad():
+        module.mix.fill_(w)
+    pred = clf.predict(tw)
+    clf.save(tmp_path / "m")
+    for f in ("description.safetensors", "codebook.safetensors", "model", "codebook-model"):
+        assert (tmp_path / "m" / f).exists(), f
+    loaded = fineclass.load(tmp_path / "m")
+    assert float(loaded.module_.mix) == w
+    _same(pred, loaded.predict(tw))
+
+
+def test_ensemble_learns_sentiment_on_held_out_reviews(reviews):
+    train, test = reviews
+    clf = fineclass.train(
+        train, model="minilm", method="ensemble", codebook=SENTIMENT, progress=False,
+        config={"epochs": 1, "batch_size": 16, "validation": 0.25, "extra": {"min_steps": 12}},
+    )  # fmt: skip
+    record = clf.manifest_["closed_form"]
+    assert set(record["validation_by_weight"]) and clf.thresholds_ == {}
+    assert record["description_weight"] == float(clf.module_.mix)
+    assert _accuracy(clf, test) >= 0.68
+
+
+def test_ensemble_weight_choice_and_fixed_weight(reviews):
+    from fineclass.methods.ensemble import choose_weight, mix
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, 50)
+    good = np.eye(2)[truth] * 0.8 + 0.1
+    noise = rng.dirichlet([1, 1], 50)
+
+    def likelihood(p):
+        return float(np.log(p[np.arange(len(truth)), truth]).mean())
+
+    w, scores = choose_weight(good, noise, likelihood)
+    assert w == 1.0 and scores["1.0"] == pytest.approx(np.log(0.9), abs=1e-4)  # the better member alone
+    assert choose_weight(noise, good, likelihood)[0] == 0.0
+    assert choose_weight(good, good, likelihood)[0] == 0.5  # ties keep the even mixture
+    np.testing.assert_allclose(mix(good, noise, 0.25), 0.25 * good + 0.75 * noise)
+    with pytest.raises(FineclassError) as e:
+        fineclass.train(
+            reviews[0].head(16), model="minilm", method="ensemble", progress=False,
+            config={"extra": {"description_weight": 2}},
+        )  # fmt: skip
+    assert e.value.argument == "config" and "description_weight" in str(e.value)
+
+
+# ---------------------------------------------------------------------- decision rules, max_length
+def test_per_class_thresholds_and_at_least_one():
+    spec = LabelSpec(kind="multi", classes=["a", "b", "c"])
+    presence = np.array([[0.9, 0.2, 0.1], [0.3, 0.35, 0.1], [0.1, 0.1, 0.2]])
+    rule = {"presence": 0.5, "per_class": {"b": 0.3}}
+    assert choose(presence, rule, spec).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
+    rule["at_least_one"] = True  # the empty third document gets its most probable class
+    assert choose(presence, rule, spec).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    # expected-Jaccard sets: a document's k most probable classes for the best k
+    sets = choose(presence, {"decoder": "expected_jaccard", "gamma": 1.0}, spec)
+    assert sets.sum(1).min() >= 1 and sets[0].tolist() == [True, False, False]
+
+
+def test_tuned_thresholds_give_a_rare_class_its_own():
+    """Class b is scored low but ranked well: its own threshold finds it, and the held-out Jaccard rises."""
+    rng = np.random.default_rng(1)
+    n = 300
+    truth = rng.random((n, 2)) < [0.5, 0.3]
+    probs = np.where(truth, [0.8, 0.25], [0.2, 0.05]) + rng.normal(0, 0.03, (n, 2))
+    spec = LabelSpec(kind="multi", classes=["a", "b"])
+    shared, shared_score = tune_thresholds(probs, truth.astype(float), spec, per_class=False)
+    rule, score = tune_thresholds(probs, truth.astype(float), spec)
+    assert score > shared_score and score > 0.95
+    assert rule["per_class"]["b"] < rule["per_class"].get("a", rule["presence"])
+
+
+def test_max_length_auto_follows_the_documents():
+    from transformers import AutoTokenizer
+
+    from fineclass.models import resolve
+
+    tok = AutoTokenizer.from_pretrained(resolve("minilm"))
+    short = ["a short review"] * 19 + ["a much longer review " * 10]
+    chosen, report = choose_max_length(tok, None, short, "auto")
+    assert chosen == 16 and report["n_truncated"] == 1  # the floor; the one long review is cut and counted
+    chosen, report = choose_max_length(tok, None, ["word " * 400] * 3, "auto")
+    assert chosen == 256 and report["length_p95"] > 400  # the cap
+    chosen, report = choose_max_length(tok, None, short, 64)
+    assert chosen == 64 and report["rule"] == "given"
