@@ -34,7 +34,9 @@ data = pl.read_parquet({data!r})
 clf = fineclass.train(data, model={model!r}, config={config!r}, progress=False)
 pq.write_table(clf.predict(data), {out!r})
 m = clf.manifest_
-json.dump({{"seed": m["seed"], "data_hash": m["data_hash"], "history": m["history"]}}, open({meta!r}, "w"))
+# each epoch's losses (its wall-clock "seconds" is a timing, not a result)
+history = [{{k: v for k, v in row.items() if k != "seconds"}} for row in m["history"]]
+json.dump({{"seed": m["seed"], "data_hash": m["data_hash"], "history": history}}, open({meta!r}, "w"))
 """
 
 
