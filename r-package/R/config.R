@@ -22,7 +22,9 @@
 #' @param max_grad_norm Gradient clipping norm (> 0); `NULL`: the method's
 #'   default.
 #' @param max_length Tokens kept per document; longer ones are truncated (a
-#'   warning says how many).
+#'   warning says how many). `"auto"` (the default) follows the training
+#'   texts: the 95th percentile of their token lengths, at most 256, reported
+#'   in the model's record; or a whole number.
 #' @param finetune `"auto"` (full fine-tuning for small encoders, LoRA for
 #'   larger models), `"full"`, `"lora"` or `"qlora"` (4-bit, needs a CUDA GPU
 #'   and bitsandbytes).
@@ -58,7 +60,7 @@
 #' try(ft_config(epochs = 1.5))
 #' @export
 ft_config <- function(epochs = 3, batch_size = 16, learning_rate = NULL, weight_decay = 0.01,
-                      warmup_ratio = NULL, max_grad_norm = NULL, max_length = 128,
+                      warmup_ratio = NULL, max_grad_norm = NULL, max_length = "auto",
                       finetune = c("auto", "full", "lora", "qlora"), lora_r = NULL, lora_alpha = NULL,
                       lora_dropout = 0.05, lora_targets = NULL, class_weights = c("balanced", "none"),
                       validation = 0.1, early_stopping = 2, threshold = "tune", seed = 0, device = "auto",
@@ -72,7 +74,8 @@ ft_config <- function(epochs = 3, batch_size = 16, learning_rate = NULL, weight_
     weight_decay = number_arg(weight_decay, "weight_decay", 0, Inf),
     warmup_ratio = number_arg(warmup_ratio, "warmup_ratio", 0, 1, open_high = TRUE, null = TRUE),
     max_grad_norm = number_arg(max_grad_norm, "max_grad_norm", 0, Inf, open_low = TRUE, null = TRUE),
-    max_length = count_arg(max_length, "max_length", 1), finetune = finetune,
+    max_length = if (identical(max_length, "auto")) "auto" else count_arg(max_length, "max_length", 1),
+    finetune = finetune,
     lora_r = count_arg(lora_r, "lora_r", 1, null = TRUE),
     lora_alpha = count_arg(lora_alpha, "lora_alpha", 1, null = TRUE),
     lora_dropout = number_arg(lora_dropout, "lora_dropout", 0, 1, open_high = TRUE),

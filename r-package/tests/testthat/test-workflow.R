@@ -119,7 +119,7 @@ test_that("tidy(), glance() and autoplot() of a model show its training", {
   skip_if_no_fineclass()
   m <- fitted_model()
   td <- tidy(m)
-  expect_identical(names(td), c("epoch", "train_loss"))      # no validation share: no validation loss
+  expect_identical(names(td), c("epoch", "train_loss", "seconds"))  # no validation share: no validation loss
   expect_identical(td$epoch, 1:2)
   gl <- glance(m)
   expect_identical(gl$n_train, 24L)
