@@ -15,6 +15,7 @@ The Classifier these functions return predicts, classifies (with sharding, resum
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import time
@@ -28,6 +29,7 @@ from ..classifier import Classifier, register_reader
 from ..config import TrainConfig
 from ..errors import FineclassError
 from ..labels import LabelSpec
+from ..ledger import sha256_file
 from ..manifest import now, versions
 from ..methods.generative import GenerativeMethod, Plan
 from ..methods.generative.loading import load_tokenizer
@@ -163,22 +165,15 @@ class GGUFClassifier(Classifier):
     """A Classifier whose model is a GGUF file run by llama.cpp (``engine_ == "llamacpp"``)."""
 
     engine_ = "llamacpp"
-    _file_digest: str | None = None
 
-    @property
+    @functools.cached_property
     def weights_sha256_(self) -> str:
         """The SHA-256 of the GGUF file's bytes (read once, then kept): the weights in a run's identity.
 
         A resumed ``classify(..., engine="llamacpp")`` compares it, so a run begun with one quantization is never
         finished with another file.
         """
-        if self._file_digest is None:
-            h = hashlib.sha256()
-            with open(self.gguf_["file"], "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            self._file_digest = h.hexdigest()
-        return self._file_digest
+        return sha256_file(Path(self.gguf_["file"]))
 
     def save(self, path, overwrite: bool = False) -> str:
         """Refused: the exported files are the model (see the error's message).
