@@ -192,3 +192,28 @@ def test_the_result_keeps_its_metric_target_and_fitted_curve():
     assert out["needed"].num_rows == 1
     short = LearningCurve(runs.slice(0, 4), "accuracy", None, None, None).to_dict()
     assert short["metric"] == "accuracy" and "fitted" not in short and short["target"] is None
+
+
+def test_a_curve_passes_the_codebook_and_settings_to_every_run(tiny_bert, reviews_small, tmp_path):
+    """The codebook-aware methods need ``codebook=``; the curve hands it, and any train() keyword, to each run."""
+    book = {
+        0: {"name": "negative", "description": "a negative movie review: the critic disliked the film"},
+        1: {"name": "positive", "description": "a positive movie review: the critic liked the film"},
+    }
+    ck = tmp_path / "runs.jsonl"
+    common = dict(sizes=[20, 40], seeds=[0], model=tiny_bert, method="codebook", plot=None, progress=False)
+    lc = fineclass.learning_curve(reviews_small, codebook=book, max_length=32, checkpoint=ck, **common)
+    assert lc.table.column("size").to_pylist() == [20, 40]
+    assert all(0 <= s <= 1 for s in lc.table.column("score").to_pylist())
+    # the codebook is part of what the checkpoint records: another codebook is another curve
+    other = {k: {**v, "description": v["description"].upper()} for k, v in book.items()}
+    with pytest.raises(FineclassError) as e:
+        fineclass.learning_curve(reviews_small, codebook=other, max_length=32, checkpoint=ck, **common)
+    assert e.value.argument == "checkpoint"
+    # a TrainConfig setting as a keyword is checked like train()'s, and the curve's own arguments are refused
+    with pytest.raises(FineclassError) as e:
+        fineclass.learning_curve(reviews_small, codebook=book, max_lenght=32, **common)
+    assert "max_lenght" in str(e.value)
+    with pytest.raises(FineclassError) as e:
+        fineclass.learning_curve(reviews_small, codebook=book, resume=True, **common)
+    assert e.value.argument == "resume" and "leave it out" in str(e.value)

@@ -225,7 +225,7 @@ def _curve(args) -> int:
         sizes=[int(s) for s in args.sizes.split(",")],
         seeds=[int(s) for s in args.seeds.split(",")],
         test=test,
-        **_named(args, "text id labels model method target plot checkpoint"),
+        **_named(args, "text id labels model method codebook target plot checkpoint"),
         label=_label_arg(args.label, args.labels),
         config=_config_arg(args.config),
     )
@@ -548,7 +548,8 @@ COMMANDS = [
             arg("--seeds", default="0,1,2"),
             arg("--test-ids", dest="test_ids", default=None, help="Parquet/CSV with the test ids (column id)"),
             arg("--model", default="minilm"),
-            arg("--method", default="head", help="head or generative (a registered method)"),
+            arg("--method", default="head", help="head, generative, codebook, description, ensemble"),
+            arg("--codebook", default=None, help="JSON file or table with code, name[, description]"),
             arg("--config", default=None, help="TrainConfig settings as JSON"),
             arg("--target", type=float, default=None),
             arg("--plot", default="learning-curve.png"),

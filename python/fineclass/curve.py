@@ -120,18 +120,12 @@ def learning_curve(
     seeds: Sequence[int] = (0, 1, 2),
     test: Any = None,
     test_share: float = 0.2,
-    text: str = "text",
-    label: Any = "label",
-    id: str | None = None,
-    labels: Any = None,
-    model: str = "minilm",
-    method: str = "head",
-    config: Any = None,
     metric: str | None = None,
     target: float | None = None,
     plot: str | Path | None = "learning-curve.png",
     progress: bool = True,
     checkpoint: str | Path | None = None,
+    **train_args: Any,
 ) -> LearningCurve:
     """How agreement with human coders grows with the number of labelled documents.
 
@@ -146,13 +140,6 @@ def learning_curve(
         test: the test documents (a table with ids, or a list of ids in ``data``); without it, a seeded
             ``test_share`` of ``data`` is held out.
         test_share: the share held out when ``test`` is None.
-        text: the text column.
-        label: the label column (or a (dimension, level) pair with ``labels``).
-        id: the id column.
-        labels: a long label table (see :func:`fineclass.train`).
-        model: the model to fine-tune.
-        method: the method.
-        config: training settings (a TrainConfig or a dict); each run uses its own seed.
         metric: the metric to score (default: accuracy for single-label, jaccard otherwise).
         target: a score to reach; with three sizes or more, the labels it needs are estimated.
         plot: a PNG file for the curve (None: no plot).
@@ -160,15 +147,22 @@ def learning_curve(
         checkpoint: a JSON-lines file that records each finished run as it ends. Run the same call again after
             an interruption and the recorded runs are reused, so only the missing sizes and seeds are trained.
             A checkpoint written with other data, test split, model, method or settings is refused.
+        **train_args: what :func:`fineclass.train` takes, passed to every run: ``text``, ``label``, ``id``,
+            ``labels`` (they also read ``data``), ``model`` (default ``"minilm"``), ``method`` (``"head"``),
+            ``codebook`` (the codebook-aware methods need it), ``config``, ``kind``, ``levels``,
+            ``trust_remote_code`` and ``TrainConfig`` settings as keywords (``epochs=2``). Each run uses its own
+            seed in place of the config's.
 
     Returns:
         A :class:`LearningCurve`.
 
     Raises:
-        FineclassError: naming ``sizes``, ``seeds``, ``test``, ``metric`` or ``checkpoint`` when they do not fit.
+        FineclassError: naming ``sizes``, ``seeds``, ``test``, ``metric`` or ``checkpoint`` when they do not fit,
+            or the training argument at fault (``spec`` and ``resume`` are the curve's own, per run).
 
     Example:
         >>> lc = fineclass.learning_curve(tweets, sizes=[100, 200, 400], seeds=[0, 1], target=0.6)  # doctest: +SKIP
+        >>> lc = fineclass.learning_curve(tweets, method="codebook", codebook=book, epochs=4)  # doctest: +SKIP
     """
     sizes = sorted({int(s) for s in sizes})
     if not sizes or sizes[0] < 2:
@@ -176,8 +170,11 @@ def learning_curve(
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise FineclassError("`seeds` needs at least one seed.", "seeds")
-    table = with_id(read_table(data), id)
-    ds = labelled(table, text=text, label=label, labels=labels)  # checks the data and fixes the label spec once
+    args = _train_args(train_args)
+    text, label, labels = args["text"], args["label"], args["labels"]
+    table = with_id(read_table(data), args["id"])
+    # checks the data and fixes the label spec once, for every run
+    ds = labelled(table, text=text, label=label, labels=labels, kind=args["kind"], levels=args["levels"])
     all_ids = list(ds.ids)
     if test is None:
         rng = np.random.default_rng(12345)
@@ -201,8 +198,8 @@ def learning_curve(
     metric = metric or HEADLINE[ds.spec.kind]
     test_docs = _subset(table, test_ids)
     truth = _truth(table, ds, test_ids, label, labels)
-    base = TrainConfig.from_dict(config).to_dict()
-    key = _fingerprint(all_ids, test_ids, model, method, base, metric, text, label)
+    base = args.pop("config")
+    key = _fingerprint(all_ids, test_ids, args, base, metric)
     done = _read_checkpoint(checkpoint, key) if checkpoint is not None else {}
     rows = []
     t0 = time.time()
@@ -219,15 +216,7 @@ def learning_curve(
                 continue
             ids = [pool[i] for i in order[:size]]
             clf = train(
-                _subset(table, ids),
-                text=text,
-                label=label,
-                labels=labels,
-                model=model,
-                method=method,
-                config={**base, "seed": seed},
-                progress=False,
-                spec=ds.spec,
+                _subset(table, ids), **{**args, "id": "id"}, config={**base, "seed": seed}, progress=False, spec=ds.spec
             )
             pred = clf.predict(test_docs, text=text)
             ev = evaluate(pred, truth, spec=ds.spec, ids=test_ids, bootstrap=0)
@@ -266,27 +255,49 @@ def learning_curve(
     return LearningCurve(result, metric, fit, needed, plot_path, target=None if target is None else float(target))
 
 
-def _fingerprint(all_ids, test_ids, model, method, config, metric, text, label) -> str:
+def _train_args(given: dict) -> dict:
+    """``learning_curve``'s training arguments: train()'s keywords with their defaults, settings folded into config."""
+    import inspect
+
+    own = {"spec": "the curve fixes one label set for all runs", "resume": "each run starts afresh"}
+    for name, why in own.items():
+        if name in given:
+            raise FineclassError(f"`{name}` is not a learning-curve argument ({why}); leave it out.", name)
+    keywords = inspect.signature(train).parameters
+    named = {k: p.default for k, p in keywords.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    for k in (*own, "progress"):
+        named.pop(k)
+    args = {k: given.get(k, default) for k, default in named.items()}
+    settings = {k: v for k, v in given.items() if k not in named}
+    config = TrainConfig.from_dict(args["config"]).to_dict()
+    if settings:
+        TrainConfig.from_dict(settings)  # names an unknown or invalid setting
+        config.update(settings)
+    args["config"] = TrainConfig.from_dict(config).to_dict()
+    return args
+
+
+def _fingerprint(all_ids, test_ids, args: dict, config: dict, metric: str) -> str:
     """What makes two runs comparable: the documents, the test split, the model and every setting."""
     import hashlib
     import json
 
     h = hashlib.sha256()
-    h.update(
-        json.dumps(
-            [
-                [str(i) for i in all_ids],
-                sorted(str(i) for i in test_ids),
-                str(model),
-                str(method),
-                {k: config[k] for k in sorted(config) if k != "seed"},
-                metric,
-                text,
-                str(label),
-            ],
-            default=str,
-        ).encode()
-    )
+    parts = [
+        [str(i) for i in all_ids],
+        sorted(str(i) for i in test_ids),
+        str(args["model"]),
+        str(args["method"]),
+        {k: config[k] for k in sorted(config) if k != "seed"},
+        metric,
+        args["text"],
+        str(args["label"]),
+    ]
+    # added later, and only when set, so that checkpoints written before they existed still match
+    extra = {k: args[k] for k in ("codebook", "kind", "levels", "trust_remote_code") if args[k] not in (None, False)}
+    if extra:
+        parts.append(extra)
+    h.update(json.dumps(parts, default=str, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 

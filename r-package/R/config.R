@@ -226,3 +226,6 @@ shown_value <- function(x) {
   }
   sprintf("%s of length %d", class(x)[1], length(x))
 }
+
+# the training methods of the core, as ft_train() and ft_learning_curve() offer them (the first is the default)
+ft_methods <- c("head", "generative", "codebook", "description", "ensemble")

@@ -184,10 +184,11 @@ scoring_call <- function(fn, predictions, truth, label, id, bootstrap, seed, spe
 #' @export
 ft_learning_curve <- function(data, sizes = c(100, 200, 400, 800), seeds = 0:2, text = "text",
                               label = "label", id = NULL, labels = NULL, model = "minilm",
-                              method = c("head", "generative"), config = ft_config(), test = NULL,
+                              method = c("head", "generative", "codebook", "description", "ensemble"),
+                              codebook = NULL, config = ft_config(), test = NULL,
                               test_share = 0.2, metric = NULL, target = NULL, checkpoint = NULL, plot = NULL,
                               progress = TRUE, quiet = default_quiet()) {
-  method <- one_of(method, c("head", "generative"), "method")
+  method <- one_of(method, ft_methods, "method")
   quiet <- flag_arg(quiet, "quiet")
   config <- as_ft_config(config)
   if (is.atomic(test) && !is.null(test)) test <- as_py_list(test)
@@ -200,7 +201,8 @@ ft_learning_curve <- function(data, sizes = c(100, 200, 400, 800), seeds = 0:2, 
     test_share = number_arg(test_share, "test_share", 0, 1, open_low = TRUE, open_high = TRUE),
     text = text, label = if (length(label) > 1) as.list(label) else label, id = id,
     labels = prepare_table(labels, "labels", columns = c("id", label), required = c("id", label)),
-    model = prepare_model(model), method = method, config = config_py(config), metric = metric,
+    model = prepare_model(model), method = method, codebook = prepare_codebook(codebook),
+    config = config_py(config), metric = metric,
     target = if (is.null(target)) NULL else number_arg(target, "target", -Inf, Inf),
     plot = if (is.null(plot)) reticulate::py_none() else path.expand(plot),
     checkpoint = if (is.null(checkpoint)) reticulate::py_none() else path.expand(checkpoint),

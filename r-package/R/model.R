@@ -31,8 +31,12 @@
 #' @param labels Optional long label table (data frame or path), see above.
 #' @param model A built-in alias (`"minilm"`, `"smollm2-135m"`), a Hugging Face
 #'   model id or a local folder.
-#' @param method `"head"` (a classification head) or `"generative"` (the label
-#'   as text, as in the paper).
+#' @param method `"head"` (a classification head), `"generative"` (the label
+#'   as text, as in the paper), or one of the methods that read the codebook's
+#'   definitions: `"codebook"` (a frozen encoder and the text's likeness to
+#'   each definition), `"description"` (a fine-tuned encoder whose classes
+#'   start at their definitions) or `"ensemble"` (the two and TF-IDF); these
+#'   three need `codebook`. See the README for which suits which task.
 #' @param codebook Optional codebook: a data frame with columns `code`, `name`
 #'   (and `description`), a named character vector (code = name), a named
 #'   list, or a path to a JSON/CSV file.
@@ -65,11 +69,12 @@
 #' predict(m, c("what a great film", "so dull"))
 #' @export
 ft_train <- function(data, text = "text", label = "label", id = NULL, labels = NULL, model = "minilm",
-                     method = c("head", "generative"), codebook = NULL, config = ft_config(), epochs = NULL,
+                     method = c("head", "generative", "codebook", "description", "ensemble"), codebook = NULL,
+                     config = ft_config(), epochs = NULL,
                      learning_rate = NULL, batch_size = NULL, max_length = NULL, seed = NULL,
                      validation = NULL, levels = NULL, spec = NULL, kind = NULL, resume = FALSE,
                      trust_remote_code = FALSE, progress = TRUE, quiet = default_quiet()) {
-  method <- one_of(method, c("head", "generative"), "method")
+  method <- one_of(method, ft_methods, "method")
   config <- as_ft_config(config)
   common <- list(epochs = epochs, learning_rate = learning_rate, batch_size = batch_size,
                  max_length = max_length, seed = seed, validation = validation)

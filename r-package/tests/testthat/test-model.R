@@ -352,3 +352,22 @@ test_that("ft_merge_for_inference gives a generative model bf16 weights that sav
   expect_identical(err$argument, "model")
   expect_match(conditionMessage(err), "generative")
 })
+
+test_that("the codebook methods train from R with a codebook, and a learning curve hands it to every run", {
+  skip_if_no_fineclass()
+  skip_if_not_slow()
+  book <- data.frame(code = c("pos", "neg"), name = c("positive", "negative"),
+                     description = c("a positive review: the critic liked the film",
+                                     "a negative review: the critic disliked the film"))
+  m <- ft_train(reviews(), text = "review", label = "sentiment", id = "doc", model = "minilm",
+                method = "codebook", codebook = book, quiet = TRUE)
+  expect_s3_class(m, "ft_model")
+  pred <- predict(m, c("a wonderful, moving film", "a dull and tedious mess"))
+  expect_s3_class(pred$label, "factor")
+  expect_identical(as.character(pred$label), c("pos", "neg"))
+  curve <- ft_learning_curve(reviews(), sizes = c(8, 16), seeds = 0, text = "review", label = "sentiment",
+                             id = "doc", method = "codebook", codebook = book, test_share = 0.25, quiet = TRUE)
+  expect_identical(curve$runs$size, c(8L, 16L))
+  expect_true(all(curve$runs$score >= 0 & curve$runs$score <= 1))
+  expect_snapshot(ft_train(reviews(), text = "review", label = "sentiment", method = "pairs"), error = TRUE)
+})
