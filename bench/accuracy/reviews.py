@@ -14,6 +14,8 @@ Methods:
 - head: fineclass.train(method="head") with its defaults (max_length from the data, as proposed);
 - description: the description head of finetune.py for one label: a fine-tuned MiniLM whose class vectors
   start at the embeddings of the class descriptions ("a negative review", "a positive review");
+- fineclass-description, fineclass-codebook: the packaged methods, fineclass.train(method=..., codebook=the two
+  descriptions) with their defaults (what a user runs; "description" above is their prototype);
 - setfit: SetFit 1.2 (contrastive fine-tuning, then logistic regression), its documented few-shot settings
   (batch 16, num_iterations 20, one epoch), steps capped by --setfit-max-steps for every size alike.
 """
@@ -213,7 +215,28 @@ def run_setfit(train, test, max_steps: int = 500, **_):
     }
 
 
+def run_packaged(method: str):
+    """fineclass.train(method=...) as a user calls it: the packaged method, its defaults, the two descriptions."""
+
+    def run(train, test, **_):
+        import fineclass
+
+        codebook = {k: {"name": ("negative", "positive")[k], "description": d} for k, d in DESCRIPTIONS.items()}
+        clf = fineclass.train(train, model="minilm", method=method, codebook=codebook, seed=0, progress=False)
+        t = time.time()
+        pred = clf.predict(test)
+        return pred.column("label").to_pylist(), {
+            "predict_seconds": round(time.time() - t, 2),
+            "max_length": clf.manifest_.get("lengths"),
+            "history": clf.history_,
+        }
+
+    return run
+
+
 RUNNERS = {
+    "fineclass-description": run_packaged("description"),
+    "fineclass-codebook": run_packaged("codebook"),
     "tfidf": run_tfidf,
     "frozen": run_frozen,
     "head": run_head,
