@@ -1,11 +1,12 @@
 """Learning curve on the flourishing train split: how Jaccard grows with the number of coded tweets.
 
-Trains the head method on nested subsets of the 1,600 train tweets (sizes x seeds), scores each run on the
-400 test tweets with fineclass.evaluate, fits score = a - b * n^(-c), estimates the labels needed for a
-target Jaccard, and writes the runs table, the summary and the plot.
+Trains a method (the head by default; ``--method codebook`` or ``description`` read the coders' codebook,
+codebook.csv, and keep their own defaults) on nested subsets of the 1,600 train tweets (sizes x seeds),
+scores each run on the 400 test tweets with fineclass.evaluate, fits score = a - b * n^(-c), estimates the
+labels needed for a target Jaccard, and writes the runs table, the summary and the plot.
 
     python bench/learning_curve.py [--sizes 100,200,400,800,1600] [--seeds 0,1,2] [--model minilm]
-                                   [--epochs 4] [--target 0.45] [--out bench/results]
+                                   [--epochs 4] [--target 0.45] [--out bench/results] [--method head]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main():
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--target", type=float, default=0.45)
+    ap.add_argument("--method", default="head", help="head (the settings above) or a codebook method (its defaults)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = ap.parse_args()
     d = Path(os.environ.get("FINECLASS_DATA", REPO.parent / "shared" / "data" / "flourishing"))
@@ -44,6 +46,22 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     warnings.simplefilter("ignore")
+    if args.method == "head":
+        suffix = ""
+        train_args = {
+            "config": {
+                "epochs": args.epochs,
+                "max_length": args.max_length,
+                "learning_rate": args.lr,
+                "validation": 0.1,
+                "early_stopping": 2,
+            }
+        }
+    else:
+        suffix = f"-{args.method}"
+        book = pl.read_csv(d / "codebook.csv")
+        codebook = {r["dimension"]: {"name": r["dimension"], "description": r["definition"]} for r in book.to_dicts()}
+        train_args = {"codebook": codebook}
     t0 = time.time()
     lc = fineclass.learning_curve(
         labelled.select("id", "text"),
@@ -53,16 +71,10 @@ def main():
         sizes=[int(s) for s in args.sizes.split(",")],
         seeds=[int(s) for s in args.seeds.split(",")],
         model=args.model,
-        method="head",
+        method=args.method,
         target=args.target,
-        plot=out / "learning-curve-flourishing.png",
-        config={
-            "epochs": args.epochs,
-            "max_length": args.max_length,
-            "learning_rate": args.lr,
-            "validation": 0.1,
-            "early_stopping": 2,
-        },
+        plot=out / f"learning-curve-flourishing{suffix}.png",
+        **train_args,
     )
     seconds = round(time.time() - t0, 1)
     print(lc)
@@ -71,6 +83,7 @@ def main():
     result = {
         "command": "python bench/learning_curve.py "
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+        "method": args.method,
         "seconds": seconds,
         "metric": lc.metric,
         "runs": lc.table.to_pylist(),
@@ -79,8 +92,9 @@ def main():
         "fit": None if fit is None else {"a": fit.a, "b": fit.b, "c": fit.c},
         "needed": None if lc.needed is None else lc.needed.to_pylist(),
     }
-    (out / "learning-curve-flourishing.json").write_text(json.dumps(result, indent=2, default=str))
-    print(f"written to {out / 'learning-curve-flourishing.json'}")
+    path = out / f"learning-curve-flourishing{suffix}.json"
+    path.write_text(json.dumps(result, indent=2, default=str))
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":
