@@ -330,12 +330,11 @@ def train(
     Example:
         >>> clf = fineclass.train(tweets, label="topic", model="minilm", epochs=2)  # doctest: +SKIP
     """
-    cfg = TrainConfig.from_dict(config).to_dict() if config is not None else {}
-    if settings:
-        TrainConfig.from_dict(settings)  # names an unknown or invalid setting
-        cfg.update(settings)
     clf = Classifier(
-        model=model, method=method, config=TrainConfig.from_dict(cfg or None), trust_remote_code=trust_remote_code
+        model=model,
+        method=method,
+        config=TrainConfig.with_settings(config, settings),
+        trust_remote_code=trust_remote_code,
     )
     return clf.fit(
         data,

@@ -162,6 +162,27 @@ class TrainConfig:
             )
         return cls(**dict(d))
 
+    @classmethod
+    def with_settings(cls, config: Any, settings: Mapping[str, Any]) -> "TrainConfig":
+        """``config`` with settings given as keywords laid over it (``train(..., epochs=2)``).
+
+        Args:
+            config: a TrainConfig, a dict of settings or None (the defaults).
+            settings: ``{setting: value}``, each checked like ``config``'s.
+
+        Returns:
+            The TrainConfig.
+
+        Raises:
+            FineclassError: naming ``config`` for an unknown setting in either, or the setting whose value is
+                invalid.
+        """
+        merged = cls.from_dict(config).to_dict()
+        if settings:
+            cls.from_dict(settings)  # names an unknown or invalid setting
+            merged.update(settings)
+        return cls.from_dict(merged)
+
     def resolved(self, **defaults) -> "TrainConfig":
         """A copy with the ``None`` settings filled in from a method's defaults.
 

@@ -269,11 +269,7 @@ def _train_args(given: dict) -> dict:
         named.pop(k)
     args = {k: given.get(k, default) for k, default in named.items()}
     settings = {k: v for k, v in given.items() if k not in named}
-    config = TrainConfig.from_dict(args["config"]).to_dict()
-    if settings:
-        TrainConfig.from_dict(settings)  # names an unknown or invalid setting
-        config.update(settings)
-    args["config"] = TrainConfig.from_dict(config).to_dict()
+    args["config"] = TrainConfig.with_settings(args["config"], settings).to_dict()
     return args
 
 

@@ -35,7 +35,7 @@
 #'   as text, as in the paper), or one of the methods that read the codebook's
 #'   definitions: `"codebook"` (a frozen encoder and the text's likeness to
 #'   each definition), `"description"` (a fine-tuned encoder whose classes
-#'   start at their definitions) or `"ensemble"` (the two and TF-IDF); these
+#'   start at their definitions) or `"ensemble"` (the two averaged); these
 #'   three need `codebook`. See the README for which suits which task.
 #' @param codebook Optional codebook: a data frame with columns `code`, `name`
 #'   (and `description`), a named character vector (code = name), a named
