@@ -89,6 +89,20 @@ def test_codebook_method_on_tweets_reads_the_definitions_and_round_trips(tweets,
     _same(pred, fineclass.load(tmp_path / "m").predict(tw))
 
 
+def test_a_fixed_label_set_takes_the_codebook_passed_beside_it(tweets):
+    """spec= and codebook= together: the definitions reach the label set (they were silently dropped before)."""
+    from fineclass.data import labelled
+
+    tw, labels, codebook = tweets
+    bare = LabelSpec(kind="dimlevel", classes=sorted(codebook), levels=["low", "medium", "high"])
+    ds = labelled(tw, labels=labels, label=("dimension", "level"), spec=bare, codebook=codebook)
+    assert ds.spec.classes == bare.classes and ds.spec.descriptions["anxiety"].startswith("the text expresses")
+    assert ds.spec.names["anxiety"] == "anxiety" and not bare.descriptions
+    with pytest.raises(FineclassError) as e:
+        labelled(tw, labels=labels, label=("dimension", "level"), spec=bare, codebook={"boredom": "boredom"})
+    assert e.value.argument == "codebook" and "boredom" in str(e.value)
+
+
 def test_codebook_method_learns_sentiment_on_held_out_reviews(reviews):
     train, test = reviews
     clf = fineclass.train(train, model="minilm", method="codebook", codebook=SENTIMENT, progress=False)
@@ -308,6 +322,20 @@ def test_tuned_thresholds_give_a_rare_class_its_own():
     rule, score = tune_thresholds(probs, truth.astype(float), spec)
     assert score > shared_score and score > 0.95
     assert rule["per_class"]["b"] < rule["per_class"].get("a", rule["presence"])
+
+
+def test_per_class_thresholds_are_kept_only_where_they_carry_over():
+    """Ten classes scored alike: a threshold of their own fits the noise of 160 documents, and the check sees it."""
+    rng = np.random.default_rng(3)
+    n, k = 160, 10
+    truth = rng.random((n, k)) < 0.25
+    probs = np.clip(np.where(truth, 0.55, 0.35) + rng.normal(0, 0.15, (n, k)), 0.001, 0.999)
+    spec = LabelSpec(kind="multi", classes=[f"c{j}" for j in range(k)])
+    forced, forced_score = tune_thresholds(probs, truth.astype(float), spec, per_class=True)
+    checked, checked_score = tune_thresholds(probs, truth.astype(float), spec)
+    assert forced.get("per_class") and forced_score > checked_score  # in sample, noise always "helps"
+    assert "per_class" not in checked
+    assert checked == tune_thresholds(probs, truth.astype(float), spec, per_class=False)[0]
 
 
 def test_max_length_auto_follows_the_documents():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import FineclassError, preview
-from .labels import LabelSpec, canon, is_missing, read_codebook
+from .labels import LabelSpec, canon, is_missing, read_codebook, split_codebook
 from .tables import ID, check_column, check_text, read_table, with_id
 
 
@@ -218,7 +218,33 @@ def labelled(
                 )
     if spec is None:
         spec = LabelSpec.infer(values, kind=kind, levels=levels, codebook=read_codebook(codebook))
+    elif codebook is not None:
+        spec = with_codebook(spec, codebook)
     targets = spec.encode(values, argument="label")
     return Labelled(
         table.column(ID).to_pylist(), table.column("text").to_pylist(), targets, spec, table.column(ID).type
     )
+
+
+def with_codebook(spec: LabelSpec, codebook: Any) -> LabelSpec:
+    """A fixed label set with a codebook's names and descriptions laid over its own.
+
+    Args:
+        spec: the label set.
+        codebook: any form ``labels.read_codebook`` reads.
+
+    Returns:
+        The label set, its classes unchanged.
+
+    Raises:
+        FineclassError: naming ``codebook`` when it names classes the label set does not have.
+    """
+    names, descriptions = split_codebook(read_codebook(codebook))
+    unknown = sorted((set(names) | set(descriptions)) - set(spec.classes))
+    if unknown:
+        raise FineclassError(
+            f"the codebook names classes {preview(unknown)} that are not in `spec` ({len(spec.classes)} classes). "
+            f"Add them to the label set, or drop them from the codebook.",
+            "codebook",
+        )
+    return replace(spec, names={**spec.names, **names}, descriptions={**spec.descriptions, **descriptions})

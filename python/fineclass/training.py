@@ -139,26 +139,39 @@ def _jaccards(chosen: np.ndarray, level: np.ndarray | None, truth: np.ndarray) -
     return float(np.where(union == 0, 1.0, inter / np.maximum(union, 1)).mean())
 
 
-def tune_thresholds(probs: np.ndarray, targets: np.ndarray, spec, per_class: bool = True) -> tuple[dict, float]:
+def tune_thresholds(
+    probs: np.ndarray, targets: np.ndarray, spec, per_class: bool | str = "checked"
+) -> tuple[dict, float]:
     """The decision rule that maximises mean per-document Jaccard on held-out documents.
 
-    First one presence threshold and whether every document gets at least one label (grid search); then, if
-    ``per_class``, one pass over the classes, most frequent first, moving a class's own threshold where the class
-    occurs at least ``MIN_SUPPORT`` times among the held-out documents (rarer classes keep the shared threshold:
-    their own optimum would be noise). The expected-Jaccard rule (see ``scoring.choose``) is tried too, with its
-    ``gamma`` on a grid; the better of the two is kept.
+    First one presence threshold and whether every document gets at least one label (grid search); then, with
+    per-class thresholds, one pass over the classes, most frequent first, moving a class's own threshold where the
+    class occurs at least ``MIN_SUPPORT`` times among the held-out documents (rarer classes keep the shared
+    threshold: their own optimum would be noise). The expected-Jaccard rule (see ``scoring.choose``) is tried
+    too, with its ``gamma`` on a grid; the best rule is kept.
+
+    Per-class thresholds fitted on a few hundred documents can fit their noise, so by default (``"checked"``)
+    they are kept only where they carry over: the held-out documents are split in two halves (seeded), each
+    kind of rule is tuned on one half and scored on the other, both ways, and per-class thresholds are tuned on
+    all the documents only if their cross-fitted Jaccard beats the shared rule's.
 
     Args:
         probs: the held-out documents' probabilities (validation split, or out of fold).
         targets: their encoded labels.
         spec: the label set (multi or dimlevel).
-        per_class: tune a threshold per class.
+        per_class: True (tune a threshold per class), False (one shared threshold), or ``"checked"`` (per
+            class only where that carries over between two halves of the documents).
 
     Returns:
         ``(thresholds, jaccard)``: the rule ``scoring.decode`` reads (``{"presence": t, "per_class": {...},
         "at_least_one": bool}`` or ``{"decoder": "expected_jaccard", "gamma": g, "presence": t}``) and its mean
         Jaccard on these documents.
+
+    Example:
+        >>> rule, jaccard = tune_thresholds(val_probs, val_targets, spec)  # doctest: +SKIP
     """
+    if per_class == "checked":
+        per_class = _per_class_carries_over(probs, targets, spec)
     presence, level = presence_levels(probs, spec)
     truth = _truth(targets, spec)
     scores = answer_scores(probs, spec)
@@ -192,6 +205,23 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray, spec, per_class: boo
         if v > best_score + 1e-12:
             best, best_score = rule, v
     return best, float(best_score)
+
+
+def _per_class_carries_over(probs: np.ndarray, targets: np.ndarray, spec, seed: int = 0) -> bool:
+    """Whether per-class thresholds tuned on one half of the documents beat the shared rule on the other half."""
+    n = len(probs)
+    if n < 4 * MIN_SUPPORT:
+        return False
+    halves = np.array_split(np.random.default_rng(seed).permutation(n), 2)
+    truth = _truth(targets, spec)
+    gains = 0.0
+    for fit, held in (halves, halves[::-1]):
+        presence, level = presence_levels(probs[held], spec)
+        scores = answer_scores(probs[held], spec)
+        for own, sign in ((True, 1.0), (False, -1.0)):
+            rule, _ = tune_thresholds(probs[fit], targets[fit], spec, per_class=own)
+            gains += sign * len(held) * _jaccards(choose(presence, rule, spec, scores), level, truth[held])
+    return gains > 1e-9
 
 
 # ---------------------------------------------------------------------- max_length
