@@ -432,7 +432,7 @@ def _serve(args) -> int:
 def _demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(output=args.output, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs, seed=args.seed)
+    run_demo(**_named(args, "output n_train n_test epochs seed method"))
     return 0
 
 
@@ -806,6 +806,7 @@ COMMANDS = [
             arg("--n-test", dest="n_test", type=int, default=1000),
             arg("--epochs", type=int, default=2),
             arg("--seed", type=int, default=0),
+            arg("--method", default="head", choices=["head", "description"]),
         ],
     ),
     Command(
