@@ -135,13 +135,14 @@ check_rethinking_scale <- function(rec, dir, quick) {
     result_row(name, "paper models scored on the 400 test tweets",
                num(cmp$gpt4$jaccard$n) == 400 && num(cmp$llama2$jaccard$n) == 400)
   )
-  for (model in c("tfidf", "head", "generative")) {
+  for (model in c("tfidf", "head", "codebook", "generative")) {
     out[[length(out) + 1]] <- result_row(name, paste(model, "Jaccard has a 95% interval around it"),
                                          interval_ok(cmp[[model]]$jaccard),
                                          sprintf("%.3f [%.3f, %.3f]", j(model), j(model, "lower"), j(model, "upper")))
   }
-  out[[length(out) + 1]] <- result_row(name, "TF-IDF and head scored on the 400 test tweets",
-                                       num(cmp$tfidf$jaccard$n) == 400 && num(cmp$head$jaccard$n) == 400)
+  out[[length(out) + 1]] <- result_row(name, "TF-IDF, head and codebook scored on the 400 test tweets",
+                                       num(cmp$tfidf$jaccard$n) == 400 && num(cmp$head$jaccard$n) == 400 &&
+                                         num(cmp$codebook$jaccard$n) == 400)
   out[[length(out) + 1]] <- result_row(name, "generative scored on its sample of test tweets",
                                        num(cmp$generative$jaccard$n) == num(s$generative_test),
                                        sprintf("n = %s", cmp$generative$jaccard$n))
@@ -150,6 +151,9 @@ check_rethinking_scale <- function(rec, dir, quick) {
   if (!quick) {
     out[[length(out) + 1]] <- result_row(name, "fineclass head (MiniLM) Jaccard > TF-IDF Jaccard",
                                          j("head") > j("tfidf"), sprintf("%.3f vs %.3f", j("head"), j("tfidf")))
+    out[[length(out) + 1]] <- result_row(name, "fineclass codebook (MiniLM, the definitions) Jaccard > head Jaccard",
+                                         j("codebook") > j("head"),
+                                         sprintf("%.3f vs %.3f", j("codebook"), j("head")))
   }
   # paired bootstrap of the two paper models
   pb <- rec$paired_llama2_minus_gpt4
@@ -256,6 +260,7 @@ self_test <- function() {
     comparison = list(gpt4 = metrics(0.48980, 0.4538, 0.5254, accd = 0.9363),
                       llama2 = metrics(0.55945, 0.5227, 0.5960, accd = 0.9382),
                       tfidf = metrics(0.1149, 0.091, 0.137), head = metrics(0.32, 0.29, 0.35),
+                      codebook = metrics(0.36, 0.33, 0.39),
                       generative = metrics(0.05, 0.02, 0.08, n = 40)),
     paired_llama2_minus_gpt4 = list(difference = 0.0696),
     curve = list(runs = lapply(seq_len(6), function(i) list(size = c(100, 200, 400)[(i - 1) %/% 2 + 1], score = 0.1 * i)),
@@ -294,6 +299,10 @@ self_test <- function() {
   expect("Llama-2 off by 0.001", "rethinking-scale", bad, "Llama-2-7B fine-tuned Jaccard")
   bad <- rs; bad$comparison$head$jaccard <- m(0.10, 0.08, 0.12, 400)
   expect("head below TF-IDF", "rethinking-scale", bad, "Jaccard > TF-IDF")
+  bad <- rs; bad$comparison$codebook$jaccard <- m(0.30, 0.27, 0.33, 400)
+  expect("codebook below the head", "rethinking-scale", bad, "Jaccard > head Jaccard")
+  bad <- rs; bad$comparison$codebook$jaccard <- m(0.36, 0.33, 0.39, 380)
+  expect("codebook on fewer tweets", "rethinking-scale", bad, "scored on the 400 test tweets")
   bad <- rs; bad$acceptance$rates$LLAMA2 <- 0.33
   expect("LLAMA2 acceptance too high", "rethinking-scale", bad, "acceptance rate LLAMA2")
   bad <- rs; bad$acceptance$rates$GPT4 <- 0.75
