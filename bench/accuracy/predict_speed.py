@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reviews import DESCRIPTIONS, load_reviews
+from reviews import CODEBOOK, load_reviews
 
 
 def main() -> None:
@@ -33,11 +33,10 @@ def main() -> None:
     torch.set_num_threads(1)
     trains, test = load_reviews(args.n, [args.n_train], 0)
     train = trains[args.n_train]
-    codebook = {k: {"name": ("negative", "positive")[k], "description": d} for k, d in DESCRIPTIONS.items()}
     models = {
         "head": fineclass.train(train, model="minilm", epochs=1, seed=0, progress=False),
         "description": fineclass.train(
-            train, model="minilm", method="description", codebook=codebook, seed=0, progress=False
+            train, model="minilm", method="description", codebook=CODEBOOK, seed=0, progress=False
         ),
     }
     for name, clf in models.items():

@@ -39,10 +39,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C
 
-DESCRIPTIONS = {
-    0: "a negative movie review: the critic disliked the film",
-    1: "a positive movie review: the critic liked the film",
-}
+from fineclass.demo import CODEBOOK  # the two classes' names and descriptions, as the demo has them
+
+DESCRIPTIONS = {k: entry["description"] for k, entry in CODEBOOK.items()}
 
 
 def reviews_csv() -> Path:
@@ -221,8 +220,7 @@ def run_packaged(method: str):
     def run(train, test, **_):
         import fineclass
 
-        codebook = {k: {"name": ("negative", "positive")[k], "description": d} for k, d in DESCRIPTIONS.items()}
-        clf = fineclass.train(train, model="minilm", method=method, codebook=codebook, seed=0, progress=False)
+        clf = fineclass.train(train, model="minilm", method=method, codebook=CODEBOOK, seed=0, progress=False)
         t = time.time()
         pred = clf.predict(test)
         return pred.column("label").to_pylist(), {

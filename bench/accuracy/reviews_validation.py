@@ -24,7 +24,7 @@ import polars as pl
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reviews import DESCRIPTIONS, reviews_csv
+from reviews import CODEBOOK, reviews_csv
 
 CANDIDATES = {
     "packaged": {},
@@ -54,7 +54,6 @@ def main():
     rest = rest[np.random.default_rng(12345).permutation(len(rest))]
     val = t[rest[: args.val_n].tolist()]
     pool = rest[args.val_n :]
-    codebook = {k: {"name": ("negative", "positive")[k], "description": d} for k, d in DESCRIPTIONS.items()}
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         order = pool[np.random.default_rng(100 + seed).permutation(len(pool))]
@@ -63,7 +62,7 @@ def main():
             for name in args.candidates.split(","):
                 t0 = time.time()
                 clf = fineclass.train(
-                    train, model="minilm", method="description", codebook=codebook, seed=0, progress=False,
+                    train, model="minilm", method="description", codebook=CODEBOOK, seed=0, progress=False,
                     **CANDIDATES[name],
                 )  # fmt: skip
                 pred = clf.predict(val).column("label").to_pylist()
