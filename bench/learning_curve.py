@@ -59,8 +59,7 @@ def main():
         }
     else:
         suffix = f"-{args.method}"
-        book = pl.read_csv(d / "codebook.csv")
-        codebook = {r["dimension"]: {"name": r["dimension"], "description": r["definition"]} for r in book.to_dicts()}
+        codebook = fineclass.read_codebook(d / "codebook.csv")  # dimension, definition
         train_args = {"codebook": codebook}
     t0 = time.time()
     lc = fineclass.learning_curve(

@@ -16,7 +16,7 @@ ruff check python tests bench || status=1
 ruff format --check python tests bench || status=1
 
 echo "== pytest"
-python -m pytest -q -p no:cacheprovider tests || status=1
+python -m pytest -q -p no:cacheprovider --durations=20 tests || status=1  # the 20 slowest, for the time budget
 
 echo "== vignettes call only the R package's exported verbs"
 if grep -rnE 'reticulate::import|ft_call\(' vignettes/ r-package/vignettes/ 2>/dev/null; then

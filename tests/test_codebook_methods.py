@@ -34,8 +34,7 @@ def tweets(flourishing):
     tw = pl.read_parquet(flourishing / "tweets.parquet")
     labels = pl.read_parquet(flourishing / "labels.parquet").filter(pl.col("split") == "train")
     ids = labels["id"].unique(maintain_order=True).head(64)
-    book = pl.read_csv(flourishing / "codebook.csv")
-    codebook = {r["dimension"]: {"name": r["dimension"], "description": r["definition"]} for r in book.to_dicts()}
+    codebook = fineclass.read_codebook(flourishing / "codebook.csv")  # the coders' file: dimension, definition
     return tw.filter(pl.col("id").is_in(ids.implode())), labels.filter(pl.col("id").is_in(ids.implode())), codebook
 
 
@@ -165,6 +164,53 @@ def test_description_method_on_tweets_picks_its_epoch_by_validation_jaccard(twee
     assert pred.num_rows == tw.height
     clf.save(tmp_path / "m")
     _same(pred, fineclass.load(tmp_path / "m").predict(tw))
+
+
+def test_a_validation_split_too_small_to_choose_an_epoch_trains_instead(reviews):
+    train, test = reviews
+    settings = {"epochs": 1, "batch_size": 16, "extra": {"min_steps": 12}}
+    # 96 reviews at the default share of 10%: about 10 held out, fewer than the 100 the method needs to choose an
+    # epoch, so they train too and the last epoch is kept
+    clf = fineclass.train(
+        train, model="minilm", method="description", codebook=SENTIMENT, config=settings, progress=False
+    )
+    m = clf.manifest_
+    assert m["n_validation"] == 0 and m["n_train"] == 96
+    assert m["best_epoch"] == m["epochs_run"] == 2 and "val_loss" not in clf.history_[-1]
+    assert "min_validation=0" in m["validation_note"]
+    assert _accuracy(clf, test) >= 0.68
+    # extra min_validation=0 keeps the split, and its loss chooses the epoch
+    kept = dict(settings, extra={"min_steps": 12, "min_validation": 0})
+    clf = fineclass.train(train, model="minilm", method="description", codebook=SENTIMENT, config=kept, progress=False)
+    n_val = clf.manifest_["n_validation"]
+    assert 8 <= n_val <= 12 and clf.manifest_["n_train"] == 96 - n_val and clf.manifest_["validation_note"] is None
+    assert f"a validation split of {n_val} documents is too small" in m["validation_note"]
+    assert "val_loss" in clf.history_[0]
+    with pytest.raises(FineclassError) as e:
+        fineclass.train(
+            train.head(16), model="minilm", method="description", progress=False,
+            config={"extra": {"min_validation": -1}},
+        )  # fmt: skip
+    assert e.value.argument == "config" and "min_validation" in str(e.value)
+
+
+def test_read_codebook_reads_the_coders_file_as_it_is(flourishing, tmp_path):
+    book = pl.read_csv(flourishing / "codebook.csv")
+    assert book.columns[:2] == ["dimension", "definition"]
+    read = fineclass.read_codebook(flourishing / "codebook.csv")
+    assert list(read) == book["dimension"].to_list() and len(read) == 46
+    first = book.row(0, named=True)
+    assert read[first["dimension"]] == {"name": first["dimension"], "description": first["definition"]}
+    # the package's own columns, and a table with codes and names only
+    pl.DataFrame({"code": [1, 2], "name": ["a", "b"]}).write_csv(tmp_path / "cb.csv")
+    assert fineclass.read_codebook(tmp_path / "cb.csv") == {
+        1: {"name": "a", "description": None},
+        2: {"name": "b", "description": None},
+    }
+    pl.DataFrame({"topic": [1], "title": ["a"]}).write_csv(tmp_path / "bad.csv")
+    with pytest.raises(FineclassError) as e:
+        fineclass.read_codebook(tmp_path / "bad.csv")
+    assert e.value.argument == "codebook" and "dimension" in str(e.value) and "topic, title" in str(e.value)
 
 
 # ---------------------------------------------------------------------- bad input

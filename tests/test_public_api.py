@@ -13,6 +13,7 @@ import fineclass
 ROOT_NAMES = [
     "FineclassError",
     "LabelSpec",
+    "read_codebook",
     "TrainConfig",
     "Classifier",
     "train",

@@ -30,6 +30,7 @@ _LAZY = {
     "generate": ".methods.generative",
     "zero_shot_classifier": ".zeroshot",
     "read_table": ".tables",
+    "read_codebook": ".labels",
     "paired_bootstrap": ".evaluation",
     "export_review": ".crowd",
     "import_review": ".crowd",

@@ -399,8 +399,15 @@ def split_codebook(codebook: Mapping[Any, Any] | None) -> tuple[dict[str, str], 
     return names, descriptions
 
 
+CODE_COLUMNS = ("code", "class", "dimension", "label")  # where a codebook table keeps its codes
+
+
 def read_codebook(source: Any) -> dict[str, dict[str, str]]:
-    """A codebook from a mapping, a JSON file, or a table/CSV with columns code, name[, description].
+    """A codebook from a mapping, a JSON file, or a table/CSV of one row per class.
+
+    A table's codes are in its column ``code`` (or ``class``, ``dimension`` or ``label``), their names in
+    ``name`` (the code itself when there is none), their definitions in ``description`` (or ``definition``), so
+    that the coders' own file (``dimension``, ``definition``) is read as it is.
 
     Args:
         source: ``{code: name}`` or ``{code: {"name", "description"}}``, a ``.json`` path, or any table or path
@@ -410,7 +417,13 @@ def read_codebook(source: Any) -> dict[str, dict[str, str]]:
         ``{code: name}`` or ``{code: {"name": ..., "description": ...}}``.
 
     Raises:
-        FineclassError: naming ``codebook`` when the file does not exist or the table lacks ``code`` and ``name``.
+        FineclassError: naming ``codebook`` when the file does not exist, or the table has no column of codes, or
+            neither names nor definitions.
+
+    Example:
+        >>> import polars as pl
+        >>> read_codebook(pl.DataFrame({"dimension": ["Hope"], "definition": ["expecting good things"]}))
+        {'Hope': {'name': 'Hope', 'description': 'expecting good things'}}
     """
     if source is None:
         return {}
@@ -423,14 +436,19 @@ def read_codebook(source: Any) -> dict[str, dict[str, str]]:
         return json.loads(p.read_text(encoding="utf-8"))
     t = read_table(source, argument="codebook")
     cols = t.column_names
-    if "code" not in cols or "name" not in cols:
+    code = next((c for c in CODE_COLUMNS if c in cols), None)
+    text = next((c for c in ("description", "definition") if c in cols), None)
+    if code is None or ("name" not in cols and text is None):
         raise FineclassError(
-            f"a codebook table needs columns `code` and `name` (and optionally "
-            f"`description`); it has: {', '.join(cols)}.",
+            f"a codebook table needs a column of codes ({', '.join(CODE_COLUMNS)}) and one of names (`name`) or "
+            f"definitions (`description` or `definition`); it has: {', '.join(cols)}.",
             "codebook",
         )
     rows = t.to_pylist()
-    return {r["code"]: {"name": r["name"], "description": r.get("description")} for r in rows}
+    return {
+        r[code]: {"name": r["name"] if "name" in cols else str(r[code]), "description": r[text] if text else None}
+        for r in rows
+    }
 
 
 def as_spec(spec: Any, argument: str = "spec") -> LabelSpec | None:

@@ -83,6 +83,44 @@ def split(ds: Labelled, share: float, seed: int) -> tuple[np.ndarray, np.ndarray
     return train_idx, val
 
 
+def fold_small_validation(
+    method: Method, ds: Labelled, cfg: TrainConfig, train_idx: np.ndarray, val_idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Fold a single-label validation split too small to choose an epoch back into training.
+
+    The method's ``min_validation`` (or ``cfg.extra["min_validation"]``) is the fewest held-out documents that
+    may choose the epoch of single-label data; a smaller split trains instead, and the last epoch is kept.
+
+    Args:
+        method: the method.
+        ds: the training set.
+        cfg: the resolved settings.
+        train_idx: the training documents of the split.
+        val_idx: its validation documents.
+
+    Returns:
+        ``(train_idx, val_idx, note)``: unchanged with ``note`` None, or every document, none and a note saying why.
+
+    Raises:
+        FineclassError: naming ``config`` when ``extra["min_validation"]`` is not a whole number of at least 0.
+    """
+    least = cfg.extra.get("min_validation", method.min_validation)
+    if isinstance(least, bool) or not isinstance(least, (int, float)) or least < 0 or least != int(least):
+        raise FineclassError(
+            f"`config`: extra['min_validation'] must be a whole number of documents, at least 0 (0 keeps every "
+            f"validation split); got {least!r}.",
+            "config",
+        )
+    if ds.spec.kind != "single" or not len(val_idx) or len(val_idx) >= least:
+        return train_idx, val_idx, None
+    note = (
+        f"a validation split of {len(val_idx)} documents is too small to choose an epoch (the {method.name} "
+        f"method wants at least {int(least)}): all {len(ds)} documents train and the last epoch is kept; "
+        "extra min_validation=0 keeps the split"
+    )
+    return np.arange(len(ds)), val_idx[:0], note
+
+
 def _group_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Shuffled batches of similar length (less padding), in a shuffled order: fast and still random."""
     order = rng.permutation(len(lengths))
@@ -468,8 +506,11 @@ def fit(
 
     if method.trains_by_gradient:
         train_idx, val_idx = split(ds, cfg.validation, cfg.seed)
+        train_idx, val_idx, validation_note = fold_small_validation(method, ds, cfg, train_idx, val_idx)
+        if validation_note and progress:
+            print(f"fineclass: {validation_note}", file=sys.stderr)
     else:  # fitted in closed form on every document; thresholds come out of fold
-        train_idx, val_idx = np.arange(len(ds)), np.arange(0)
+        train_idx, val_idx, validation_note = np.arange(len(ds)), np.arange(0), None
     enc = method.encode(tok, ds.texts, cfg.max_length)
     n_truncated = int(enc.truncated.sum())
     scorer = Scorer(method, module, tok, ds.spec, device, cfg.max_length)
@@ -518,6 +559,7 @@ def fit(
         "closed_form": loop.get("closed_form"),
         "n_train": int(len(train_idx)),
         "n_validation": int(len(val_idx)),
+        "validation_note": validation_note,
         "n_truncated": n_truncated,
         "lengths": lengths_report,
         "data_hash": hash_rows(ds.ids, ds.texts),

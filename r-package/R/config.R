@@ -36,7 +36,11 @@
 #' @param class_weights `"balanced"` (weights inverse to class frequency) or
 #'   `"none"`.
 #' @param validation Share of the training documents held out for early
-#'   stopping and the choice of thresholds, in \[0, 0.9); 0 for none.
+#'   stopping and the choice of thresholds, in \[0, 0.9); 0 for none. With
+#'   `method = "description"` and single-label data, a share of fewer than 100
+#'   documents cannot choose an epoch: it trains instead and the last epoch is
+#'   kept (the model's manifest says so); `extra = list(min_validation = 0)`
+#'   keeps it.
 #' @param early_stopping Stop after this many epochs without improvement on
 #'   the validation share (whole number), or `NULL` to train every epoch.
 #' @param threshold Presence threshold for multi-label and dimension -> level

@@ -37,9 +37,10 @@
 #'   each definition), `"description"` (a fine-tuned encoder whose classes
 #'   start at their definitions) or `"ensemble"` (the two averaged); these
 #'   three need `codebook`. See the README for which suits which task.
-#' @param codebook Optional codebook: a data frame with columns `code`, `name`
-#'   (and `description`), a named character vector (code = name), a named
-#'   list, or a path to a JSON/CSV file.
+#' @param codebook Optional codebook: a data frame with columns `code` (or
+#'   `class`, `dimension`, `label`), `name` and `description` (or
+#'   `definition`), as the coders' own file has them; a named character vector
+#'   (code = name), a named list, or a path to a JSON/CSV file.
 #' @param config Training settings: [ft_config()] (or a named list of its
 #'   arguments).
 #' @param epochs,learning_rate,batch_size,max_length,seed,validation The most
@@ -281,6 +282,7 @@ print.ft_model <- function(x, ...) {
     cat(sprintf("  trained on %s documents (%s held out for validation), best epoch %s\n",
       format(manifest$n_train, big.mark = ","), format(manifest$n_validation %||% 0, big.mark = ","),
       format(manifest$best_epoch %||% NA)))
+    if (is.character(manifest$validation_note)) cat(sprintf("  note: %s\n", manifest$validation_note))
   }
   path <- .subset2(x, "state")$path
   if (!model_loaded(x)) {

@@ -272,6 +272,9 @@ class Method(abc.ABC):
     trains_by_gradient: ClassVar[bool] = True
     #: the fewest optimiser steps of a run, however few the documents (``TrainConfig.extra["min_steps"]`` wins).
     min_steps: ClassVar[int] = 0
+    #: single-label data: a validation split of fewer documents than this cannot choose an epoch, so it is folded
+    #: back into training and the last epoch is kept (``TrainConfig.extra["min_validation"]`` wins; 0: never).
+    min_validation: ClassVar[int] = 0
 
     def prepare(self, module: Any, tokenizer: Any, ids_list: list, targets: np.ndarray, spec: LabelSpec) -> None:
         """Initialise the model from the training documents before the first step (nothing by default).

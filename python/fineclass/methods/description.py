@@ -13,7 +13,10 @@ shares what the encoder learns about matching a text to a definition.
 
 The encoder trains at ``learning_rate``, the class vectors, scale, biases and level head at
 ``extra["head_learning_rate"]``; a run takes at least ``min_steps`` (100) optimiser steps however few the
-documents; for the multi-label shapes the best epoch is the one with the best validation Jaccard.
+documents; for the multi-label shapes the best epoch is the one with the best validation Jaccard. With
+single-label data a validation split of fewer than ``min_validation`` (100) documents is folded back into
+training and the last epoch is kept: the loss of a few dozen documents cannot choose an epoch (on 256 movie
+reviews it kept epoch 1 of 7; BENCHMARKS.md, "few-label settings").
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ class DescriptionMethod(Method):
     """A fine-tuned encoder with class vectors that start at the class descriptions (see the module's description)."""
 
     min_steps = 100
+    min_validation = 100
 
     def __init__(self):
         self.kind = "single"

@@ -365,6 +365,12 @@ test_that("the codebook methods train from R with a codebook, and a learning cur
   pred <- predict(m, c("a wonderful, moving film", "a dull and tedious mess"))
   expect_s3_class(pred$label, "factor")
   expect_identical(as.character(pred$label), c("pos", "neg"))
+  # the coders' own column names (dimension, definition) are read as they are
+  coders <- data.frame(dimension = book$code, name = book$name, definition = book$description)
+  m2 <- ft_train(reviews(), text = "review", label = "sentiment", id = "doc", model = "minilm",
+                 method = "codebook", codebook = coders, quiet = TRUE)
+  expect_equal(predict(m2, c("a wonderful, moving film", "a dull and tedious mess"), type = "prob"),
+               predict(m, c("a wonderful, moving film", "a dull and tedious mess"), type = "prob"))
   curve <- ft_learning_curve(reviews(), sizes = c(8, 16), seeds = 0, text = "review", label = "sentiment",
                              id = "doc", method = "codebook", codebook = book, test_share = 0.25, quiet = TRUE)
   expect_identical(curve$runs$size, c(8L, 16L))
