@@ -34,6 +34,7 @@ CANDIDATES = {
     "no-validation": {"validation": 0.0},
     "lr-5e-5": {"learning_rate": 5e-5},
     "steps-200": {"extra": {"min_steps": 200}},
+    "head-lr-1e-4": {"extra": {"head_learning_rate": 1e-4}},
 }
 
 
