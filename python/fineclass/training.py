@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._checks import whole_number
 from ._fs import atomic_folder
 from .config import MAX_LENGTH_CAP, TrainConfig
 from .data import Labelled, labelled
@@ -104,18 +105,17 @@ def fold_small_validation(
     Raises:
         FineclassError: naming ``config`` when ``extra["min_validation"]`` is not a whole number of at least 0.
     """
-    least = cfg.extra.get("min_validation", method.min_validation)
-    if isinstance(least, bool) or not isinstance(least, (int, float)) or least < 0 or least != int(least):
-        raise FineclassError(
-            f"`config`: extra['min_validation'] must be a whole number of documents, at least 0 (0 keeps every "
-            f"validation split); got {least!r}.",
-            "config",
-        )
+    least = whole_number(
+        cfg.extra.get("min_validation", method.min_validation),
+        "config",
+        minimum=0,
+        hint=" in its extra['min_validation'] (held-out documents; 0 keeps every validation split)",
+    )
     if ds.spec.kind != "single" or not len(val_idx) or len(val_idx) >= least:
         return train_idx, val_idx, None
     note = (
         f"a validation split of {len(val_idx)} documents is too small to choose an epoch (the {method.name} "
-        f"method wants at least {int(least)}): all {len(ds)} documents train and the last epoch is kept; "
+        f"method wants at least {least}): all {len(ds)} documents train and the last epoch is kept; "
         "extra min_validation=0 keeps the split"
     )
     return np.arange(len(ds)), val_idx[:0], note
