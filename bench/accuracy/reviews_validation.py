@@ -35,6 +35,8 @@ CANDIDATES = {
     "lr-5e-5": {"learning_rate": 5e-5},
     "steps-200": {"extra": {"min_steps": 200}},
     "head-lr-1e-4": {"extra": {"head_learning_rate": 1e-4}},
+    "pair-1": {"extra": {"pair_weight": 1.0}},
+    "pair-0.3": {"extra": {"pair_weight": 0.3}},
 }
 
 

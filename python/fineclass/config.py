@@ -59,10 +59,11 @@ class TrainConfig:
             ``{codebook}``, ``{labels}``, ``{levels}``); None: the default prompt.
         extra: method-specific settings: ``allow_pickle`` (accept pickle weights), ``scoring`` (generative:
             ``"prefix"`` or ``"full"``), ``absent_blocks`` (generative: absent classes trained per document),
-            ``head_learning_rate``, ``min_steps`` and ``min_validation`` (description: the class vectors'
-            learning rate, the fewest optimiser steps however few the documents, the smallest validation split
-            of single-label data that is kept for choosing the epoch, 100), ``C`` and ``folds`` (codebook: the
-            inverse L2 penalty of its logistic regressions, the folds of its out-of-fold thresholds).
+            ``head_learning_rate``, ``min_steps``, ``min_validation`` and ``pair_weight`` (description: the
+            class vectors' learning rate, the fewest optimiser steps however few the documents, the smallest
+            validation split of single-label data that is kept for choosing the epoch, 100, and the weight of
+            SetFit's pair objective beside the cross-entropy for single-label data, 0.3), ``C`` and ``folds``
+            (codebook: the inverse L2 penalty of its logistic regressions, the folds of its out-of-fold thresholds).
 
     Example:
         >>> TrainConfig(epochs=2.0, finetune="lora").epochs

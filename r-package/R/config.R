@@ -56,7 +56,10 @@
 #' @param prompt For the generative method: the prompt template, with the slot
 #'   `{text}` (and optionally `{codebook}`, `{labels}`, `{levels}`); `NULL`:
 #'   the built-in template.
-#' @param extra A named list of further settings for a method.
+#' @param extra A named list of further settings for a method. For
+#'   `method = "description"`: `head_learning_rate` (the class vectors'),
+#'   `min_steps` (100), `min_validation` (100) and `pair_weight` (0.3, the
+#'   weight of SetFit's pair objective for single-label data; 0 for none).
 #' @return A list of class `ft_config`.
 #' @seealso [ft_train()].
 #' @examples

@@ -282,7 +282,10 @@ print.ft_model <- function(x, ...) {
     cat(sprintf("  trained on %s documents (%s held out for validation), best epoch %s\n",
       format(manifest$n_train, big.mark = ","), format(manifest$n_validation %||% 0, big.mark = ","),
       format(manifest$best_epoch %||% NA)))
-    if (is.character(manifest$validation_note)) cat(sprintf("  note: %s\n", manifest$validation_note))
+    if (is.character(manifest$validation_note)) {
+      cat(strwrap(paste("note:", manifest$validation_note), width = getOption("width", 80), indent = 2,
+        exdent = 8), sep = "\n")
+    }
   }
   path <- .subset2(x, "state")$path
   if (!model_loaded(x)) {

@@ -7,7 +7,9 @@ dimension's level. Before the first step the model already ranks the classes by 
 definitions (a zero-shot start), so few labels do not collapse it to the majority class, and every class
 shares what the encoder learns about matching a text to a definition.
 
-- single: cross-entropy over the scaled cosines (class weights against imbalance);
+- single: cross-entropy over the scaled cosines (class weights against imbalance), plus 0.3 x SetFit's pair
+  objective inside each batch (every pair's cosine pulled to 1 within a class, to 0 across; ``extra["pair_weight"]``,
+  0 for none), which was better on six validation samples of 256 movie reviews and level at 64;
 - multi: binary cross-entropy per class, positive weights sqrt((1 - p) / p) clipped to [1, 10];
 - dimlevel: that presence loss, plus 0.1 x the cross-entropy of the level of each present dimension.
 
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import FineclassError
 from ..labels import LabelSpec
 from .base import Encoded, Method, SavedModel, check_complete, encode_texts, pad_batch, register
 from .encoder import (
@@ -44,6 +47,7 @@ from .encoder import (
 HEAD_FILE = "description.safetensors"
 SCALE = 20.0  # the initial scale of the cosines (a cosine difference of 0.1 is a logit difference of 2)
 LEVEL_WEIGHT = 0.1
+PAIR_WEIGHT = 0.3  # single-label: SetFit's pair objective beside the cross-entropy (BENCHMARKS.md)
 # single: few labels, gentle rates, the class vectors kept near their definitions (head 1e-4 rather than 1e-3 was
 # better on all six validation samples of 64 reviews, level at 256: BENCHMARKS.md, "few-label settings");
 # multi-label: many classes to move (issue 19, phase 1)
@@ -98,7 +102,17 @@ class DescriptionModel(torch.nn.Module):
         Returns:
             ``(logits, levels)``: (documents, classes) and (documents, dimensions, levels) or None.
         """
-        e = embed(self.backbone, batch)
+        return self.scores(embed(self.backbone, batch))
+
+    def scores(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Class logits and, for dimlevel, level logits, from document embeddings.
+
+        Args:
+            e: (documents, hidden) unit-length embeddings.
+
+        Returns:
+            ``(logits, levels)`` as :meth:`forward`.
+        """
         logits = self.log_scale.exp() * self.cosines(e) + self.bias
         levels = None
         if self.level is not None:
@@ -138,9 +152,11 @@ class DescriptionMethod(Method):
 
     def __init__(self):
         self.kind = "single"
+        self.pair_weight = 0.0
 
     def build(self, model_path: str, spec: LabelSpec, config, device, trust_remote_code: bool = False):
         finetune = check_full(config.finetune, "description")
+        self.pair_weight = pair_weight(config, spec)
         backbone, tok = load_backbone(model_path, trust_remote_code, config.extra.get("allow_pickle", False))
         backbone = backbone.to(device)
         self.kind = spec.kind
@@ -206,9 +222,13 @@ class DescriptionMethod(Method):
         return pad_batch(ids_list, tokenizer.pad_token_id, device, side="right")
 
     def loss(self, module, batch, targets: torch.Tensor, spec: LabelSpec, weights=None) -> torch.Tensor:
-        logits, levels = module(batch)
+        e = embed(module.backbone, batch)
+        logits, levels = module.scores(e)
         if spec.kind == "single":
-            return F.cross_entropy(logits, targets, weight=weights)
+            loss = F.cross_entropy(logits, targets, weight=weights)
+            if self.pair_weight > 0:
+                loss = loss + self.pair_weight * pair_loss(e, targets)
+            return loss
         present = (targets > 0.5).float() if spec.kind == "multi" else (targets > 0).float()
         loss = F.binary_cross_entropy_with_logits(logits, present, pos_weight=module.pos_weight)
         if levels is not None:
@@ -263,3 +283,41 @@ def description_model(backbone: torch.nn.Module, head: dict, spec: LabelSpec, he
     if unexpected:
         raise ValueError(f"{head_file.name} does not fit {spec!r} (unexpected {unexpected})")
     return module
+
+
+def pair_weight(config, spec: LabelSpec) -> float:
+    """The weight of the pair term (:func:`pair_loss`) for single-label data: ``extra["pair_weight"]`` or 0.
+
+    Args:
+        config: the resolved ``TrainConfig``.
+        spec: the label set (the term applies to single-label data only).
+
+    Returns:
+        The weight (0 for the other shapes).
+
+    Raises:
+        FineclassError: naming ``config`` when it is not a number of at least 0.
+    """
+    w = config.extra.get("pair_weight", PAIR_WEIGHT)
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+        raise FineclassError(f"`config`: extra['pair_weight'] must be a number of at least 0; got {w!r}.", "config")
+    return float(w) if spec.kind == "single" else 0.0
+
+
+def pair_loss(e: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """SetFit's pair objective inside one batch: each pair's cosine should be 1 within a class and 0 across.
+
+    Args:
+        e: (documents, hidden) unit-length embeddings.
+        targets: (documents,) class indices.
+
+    Returns:
+        The mean squared error over the batch's pairs (0 for a batch of one document).
+    """
+    n = e.shape[0]
+    if n < 2:
+        return e.sum() * 0.0
+    i, j = torch.triu_indices(n, n, offset=1, device=e.device)
+    cos = (e[i] * e[j]).sum(-1)
+    same = (targets[i] == targets[j]).to(cos.dtype)
+    return F.mse_loss(cos, same)

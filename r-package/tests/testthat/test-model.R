@@ -377,3 +377,19 @@ test_that("the codebook methods train from R with a codebook, and a learning cur
   expect_true(all(curve$runs$score >= 0 & curve$runs$score <= 1))
   expect_snapshot(ft_train(reviews(), text = "review", label = "sentiment", method = "pairs"), error = TRUE)
 })
+
+test_that("print() wraps a model's validation note to the console's width", {
+  skip_if_no_fineclass()
+  # 24 reviews hold out 2 for validation: too few to choose an epoch, so they train and the model says so
+  m <- ft_train(reviews(), text = "review", label = "sentiment", id = "doc", model = "minilm",
+    method = "description", config = ft_config(extra = list(min_steps = 4)), epochs = 1, max_length = 32,
+    seed = 7, quiet = TRUE)
+  out <- withr::with_options(list(width = 60), capture.output(print(m)))
+  first <- grep("^  note: a validation split of 2 documents", out)
+  expect_length(first, 1)
+  wrapped <- out[first:length(out)]
+  wrapped <- wrapped[seq_len(match(FALSE, startsWith(wrapped[-1], "        "), nomatch = length(wrapped)))]
+  expect_gt(length(wrapped), 2)
+  expect_true(all(nchar(wrapped) <= 60))
+  expect_match(paste(trimws(wrapped), collapse = " "), "min_validation=0 keeps the split", fixed = TRUE)
+})
