@@ -278,6 +278,7 @@ def main():
                 {
                     "command": "python bench/accuracy/reviews.py " + " ".join(sys.argv[1:]),
                     "test_n": args.test_n,
+                    "seed": args.seed,
                     "rows": rows,
                 },
             )
