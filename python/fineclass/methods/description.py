@@ -286,7 +286,7 @@ def description_model(backbone: torch.nn.Module, head: dict, spec: LabelSpec, he
 
 
 def pair_weight(config, spec: LabelSpec) -> float:
-    """The weight of the pair term (:func:`pair_loss`) for single-label data: ``extra["pair_weight"]`` or 0.
+    """The weight of the pair term (:func:`pair_loss`) for single-label data: ``extra["pair_weight"]`` or 0.3.
 
     Args:
         config: the resolved ``TrainConfig``.
