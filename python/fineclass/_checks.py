@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -47,3 +48,55 @@ def whole_number(
             rule = f"a whole number, {minimum} or more"
         raise FineclassError(f"`{name}` must be {rule}{hint}; got {value!r}.", name)
     return int(value)
+
+
+def number(
+    value: Any,
+    name: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    positive: bool = False,
+    finite: bool = False,
+    hint: str = "",
+) -> float:
+    """An argument that must be a real number within bounds, as a ``float``.
+
+    A bool, a string or NaN is an error that names the argument, as is a number outside the bounds.
+
+    Args:
+        value: what the user passed.
+        name: the argument's name, as the user typed it.
+        minimum: the smallest value allowed (``None``: no bound).
+        maximum: the largest value allowed (``None``: no bound).
+        positive: whether the value must be above 0.
+        finite: whether infinity is refused too.
+        hint: words added to the error after the rule, e.g. ``" in its extra['C']"``.
+
+    Returns:
+        The value as a ``float``.
+
+    Raises:
+        FineclassError: when the value is not such a number.
+
+    Example:
+        >>> number(1, "config", minimum=0, maximum=1)
+        1.0
+    """
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and not math.isnan(value)
+    ok = ok and (not finite or math.isfinite(value)) and (not positive or value > 0)
+    ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not ok:
+        kind = "a finite number" if finite else "a number"
+        if positive:
+            rule = f"a positive {kind[2:]}"
+        elif minimum is not None and maximum is not None:
+            rule = f"{kind} from {minimum:g} to {maximum:g}"
+        elif minimum is not None:
+            rule = f"{kind}, {minimum:g} or more"
+        elif maximum is not None:
+            rule = f"{kind}, {maximum:g} or less"
+        else:
+            rule = kind
+        raise FineclassError(f"`{name}` must be {rule}{hint}; got {value!r}.", name)
+    return float(value)

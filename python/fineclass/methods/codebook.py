@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import FineclassError
+from .._checks import number
 from ..labels import LabelSpec
 from .base import Encoded, Method, SavedModel, encode_texts, pad_batch, register
 from .encoder import class_texts, embed, embed_texts, load_backbone, load_encoder, save_encoder
@@ -223,10 +223,7 @@ def regression_c(config) -> float:
     Raises:
         FineclassError: naming ``config`` when it is not a positive number.
     """
-    c = config.extra.get("C", 1.0)
-    if isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0:
-        raise FineclassError(f"`config`: extra['C'] must be a positive number; got {c!r}.", "config")
-    return float(c)
+    return number(config.extra.get("C", 1.0), "config", positive=True, hint=" in its extra['C']")
 
 
 def fold_index(n: int, folds: int, seed: int) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import FineclassError
+from .._checks import number
 from ..labels import LabelSpec
 from .base import Encoded, Method, SavedModel, check_complete, encode_texts, pad_batch, register
 from .encoder import (
@@ -299,9 +299,8 @@ def pair_weight(config, spec: LabelSpec) -> float:
         FineclassError: naming ``config`` when it is not a number of at least 0.
     """
     w = config.extra.get("pair_weight", PAIR_WEIGHT)
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-        raise FineclassError(f"`config`: extra['pair_weight'] must be a number of at least 0; got {w!r}.", "config")
-    return float(w) if spec.kind == "single" else 0.0
+    w = number(w, "config", minimum=0, finite=True, hint=" in its extra['pair_weight']")
+    return w if spec.kind == "single" else 0.0
 
 
 def pair_loss(e: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

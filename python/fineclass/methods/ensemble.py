@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import FineclassError
+from .._checks import number
 from ..labels import LabelSpec
 from .base import Encoded, Method, SavedModel, encode_texts, pad_batch, register
 from .codebook import (
@@ -203,11 +203,9 @@ def fixed_weight(config) -> float | None:
         FineclassError: naming ``config`` when it is not a number from 0 to 1.
     """
     fixed = config.extra.get("description_weight")
-    if fixed is not None and (isinstance(fixed, bool) or not isinstance(fixed, (int, float)) or not 0 <= fixed <= 1):
-        raise FineclassError(
-            f"`config`: extra['description_weight'] must be a number from 0 to 1; got {fixed!r}.", "config"
-        )
-    return None if fixed is None else float(fixed)
+    if fixed is None:
+        return None
+    return number(fixed, "config", minimum=0, maximum=1, hint=" in its extra['description_weight']")
 
 
 def choose_weight(description: np.ndarray, codebook: np.ndarray, score) -> tuple[float, dict]:
