@@ -85,7 +85,10 @@ def method_config(method: str, args) -> dict:
     if method == "codebook":  # no epochs: one encoder pass, logistic regressions, out-of-fold thresholds
         return {"seed": 0}
     if method in ("description", "ensemble"):  # ensemble: the description member's epochs, then the codebook's fit
-        return {"epochs": args.description_epochs, "validation": 0.1, "batch_size": args.batch_size, "seed": 0}
+        config = {"epochs": args.description_epochs, "validation": 0.1, "batch_size": args.batch_size, "seed": 0}
+        if args.extra:
+            config["extra"] = dict(args.extra)
+        return config
     config = {
         "epochs": args.epochs,
         "max_length": args.max_length,
@@ -98,6 +101,17 @@ def method_config(method: str, args) -> dict:
     if args.absent_blocks is not None:
         config["extra"] = {"absent_blocks": args.absent_blocks}
     return config
+
+
+def setting(text: str) -> tuple:
+    """``name=value`` from the command line, the value read as JSON when it can be (``2``, ``0.5``, ``true``)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
 
 
 def train_and_predict(method: str, args, train, train_labels, test, spec: dict) -> dict:
@@ -154,6 +168,14 @@ def main():
         default=None,
         help="generative: absent dimensions trained on per tweet (default: all)",
     )
+    ap.add_argument(
+        "--extra",
+        action="append",
+        type=setting,
+        default=[],
+        help="description and ensemble: a setting of config['extra'] as name=value (JSON value), repeatable",
+    )
+    ap.add_argument("--tag", default="", help="appended to the results file's name")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = ap.parse_args()
     d = data_dir()
@@ -168,7 +190,7 @@ def main():
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tag = f"flourishing-{'+'.join(methods)}-{args.model}".replace("/", "_")
+    tag = f"flourishing-{'+'.join(methods)}-{args.model}{args.tag}".replace("/", "_")
     results["command"] = "python bench/flourishing.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None
     )

@@ -1,7 +1,8 @@
 """Learning curve on the flourishing train split: how Jaccard grows with the number of coded tweets.
 
-Trains a method (the head by default; ``--method codebook`` or ``description`` read the coders' codebook,
-codebook.csv, and keep their own defaults) on nested subsets of the 1,600 train tweets (sizes x seeds),
+Trains a method (the head by default; ``--method codebook``, ``description`` or ``ensemble`` read the coders'
+codebook, codebook.csv, and keep their own defaults; the two trained by epochs take ``--epochs`` and a tenth of
+each subset held out, as bench/flourishing.py trains them) on nested subsets of the 1,600 train tweets (sizes x seeds),
 scores each run on the 400 test tweets with fineclass.evaluate, fits score = a - b * n^(-c), estimates the
 labels needed for a target Jaccard, and writes the runs table, the summary and the plot.
 
@@ -61,6 +62,8 @@ def main():
         suffix = f"-{args.method}"
         codebook = fineclass.read_codebook(d / "codebook.csv")  # dimension, definition
         train_args = {"codebook": codebook}
+        if args.method in ("description", "ensemble"):
+            train_args["config"] = {"epochs": args.epochs, "validation": 0.1}
     t0 = time.time()
     lc = fineclass.learning_curve(
         labelled.select("id", "text"),

@@ -62,13 +62,19 @@ def _same(a, b):
             assert a.column(name).to_pylist() == b.column(name).to_pylist(), name
 
 
+def _on_tweets(tweets, method: str, config: dict, codebook: bool = True):
+    """``method`` trained on the 64 coded tweets (dimension -> level), with the coders' codebook or without."""
+    tw, labels, book = tweets
+    return fineclass.train(
+        tw, labels=labels, label=("dimension", "level"), model="minilm", method=method,
+        codebook=book if codebook else None, config=config, progress=False,
+    )  # fmt: skip
+
+
 # ---------------------------------------------------------------------- codebook
 def test_codebook_method_on_tweets_reads_the_definitions_and_round_trips(tweets, tmp_path):
     tw, labels, codebook = tweets
-    clf = fineclass.train(
-        tw, labels=labels, label=("dimension", "level"), model="minilm", method="codebook", codebook=codebook,
-        config={"extra": {"folds": 2}}, progress=False,
-    )  # fmt: skip
+    clf = _on_tweets(tweets, "codebook", {"extra": {"folds": 2}})
     m = clf.manifest_
     assert m["method"] == "codebook" and m["finetune"] == "frozen" and m["n_validation"] == 0
     assert m["history"][0]["folds"] == 2 and "out of fold (2 folds" in m["threshold_source"]
@@ -154,11 +160,8 @@ def test_description_method_learns_sentiment_and_round_trips(reviews, tmp_path):
 
 
 def test_description_method_on_tweets_picks_its_epoch_by_validation_jaccard(tweets, tmp_path):
-    tw, labels, codebook = tweets
-    clf = fineclass.train(
-        tw, labels=labels, label=("dimension", "level"), model="minilm", method="description", codebook=codebook,
-        config={"epochs": 1, "validation": 0.2, "extra": {"min_steps": 0}}, progress=False,
-    )  # fmt: skip
+    tw = tweets[0]
+    clf = _on_tweets(tweets, "description", {"epochs": 1, "validation": 0.2, "extra": {"min_steps": 0}})
     row = clf.history_[0]
     assert 0.0 <= row["val_jaccard"] <= 1.0 and row["seconds"] > 0
     assert "validation split" in clf.manifest_["threshold_source"]
@@ -297,11 +300,10 @@ def test_ensemble_on_tweets_averages_its_members_and_round_trips(tweets, tmp_pat
     from fineclass.methods.description import DescriptionMethod
     from fineclass.methods.ensemble import WEIGHTS
 
-    tw, labels, codebook = tweets
-    clf = fineclass.train(
-        tw, labels=labels, label=("dimension", "level"), model="minilm", method="ensemble", codebook=codebook,
-        config={"epochs": 1, "validation": 0.25, "extra": {"min_steps": 0}}, progress=False,
-    )  # fmt: skip
+    tw = tweets[0]
+    clf = _on_tweets(
+        tweets, "ensemble", {"epochs": 1, "validation": 0.25, "extra": {"min_steps": 0, "description_members": 1}}
+    )
     m = clf.manifest_
     assert m["method"] == "ensemble" and m["n_validation"] == 16 and "validation split" in m["threshold_source"]
     # the weight is the best of the grid on the 16 validation tweets (1/2 unless another scores strictly better)
@@ -340,6 +342,40 @@ def test_ensemble_on_tweets_averages_its_members_and_round_trips(tweets, tmp_pat
     loaded = fineclass.load(tmp_path / "m")
     assert float(loaded.module_.mix) == w
     _same(pred, loaded.predict(tw))
+
+
+def test_ensemble_trains_two_description_members_by_default_averages_them_and_round_trips(tweets, tmp_path):
+    from fineclass.methods.description import DescriptionMethod
+
+    tw = tweets[0]
+    clf = _on_tweets(tweets, "ensemble", {"epochs": 1, "validation": 0.25, "extra": {"min_steps": 4}})
+    module, m = clf.module_, clf.manifest_
+    assert len(module.others) == 1  # two members by default
+    assert m["config"]["max_grad_norm"] == pytest.approx(1 / np.sqrt(2))  # each member clipped as a lone run
+    # the members started alike and were trained on the same batches; their dropout made them differ
+    a, b = module.description, module.others[0]
+    moved = [(pa - pb).abs().max().item() for pa, pb in zip(a.backbone.parameters(), b.backbone.parameters())]
+    assert max(moved) > 0
+    batch = clf.method_.collate(
+        clf.tokenizer_, [clf.tokenizer_(t)["input_ids"][:96] for t in tw["text"].head(8)], "cpu"
+    )
+    pa, pb = (DescriptionMethod().probabilities(x, batch, clf.spec_) for x in (a, b))
+    assert np.abs(pa - pb).max() > 1e-4
+    with torch.no_grad():
+        module.mix.fill_(1.0)
+    np.testing.assert_allclose(clf.method_.probabilities(module, batch, clf.spec_), (pa + pb) / 2, atol=1e-6)
+    with torch.no_grad():
+        module.mix.fill_(m["closed_form"]["description_weight"])
+    pred = clf.predict(tw)
+    clf.save(tmp_path / "m")
+    assert (tmp_path / "m" / "description-2.safetensors").exists() and (tmp_path / "m" / "description-2-model").is_dir()
+    assert json.loads((tmp_path / "m" / "fineclass.json").read_text())["description_members"] == 2
+    _same(pred, fineclass.load(tmp_path / "m").predict(tw))
+    # a member count that is not a positive whole number is refused before any training
+    for bad in (0, 1.5, "two"):
+        with pytest.raises(FineclassError) as e:
+            _on_tweets(tweets, "ensemble", {"extra": {"description_members": bad}}, codebook=False)
+        assert e.value.argument == "config" and "description_members" in str(e.value)
 
 
 def test_ensemble_learns_sentiment_on_held_out_reviews(reviews):

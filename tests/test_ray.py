@@ -223,6 +223,10 @@ def test_bad_settings_fail_before_any_work(ray_local, corpus, saved_model, tmp_p
         fineclass.classify(str(corpus), model=saved_model, output=tmp_path / "d", engine="ray", num_actors=3)
     with pytest.raises(FineclassError, match="`num_actors` must be a positive whole number"):
         fineclass.classify(str(corpus), model=saved_model, output=tmp_path / "e", engine="ray", num_actors=0)
+    for bad in (-1, float("nan"), "1"):
+        with pytest.raises(FineclassError, match="`gpus_per_actor` must be a finite number, 0 or more") as e:
+            fineclass.classify(str(corpus), model=saved_model, output=tmp_path / "f", engine="ray", gpus_per_actor=bad)
+        assert e.value.argument == "gpus_per_actor"
     assert not (tmp_path / "c" / "_ledger.jsonl").exists()
 
 

@@ -63,7 +63,10 @@ class TrainConfig:
             class vectors' learning rate, the fewest optimiser steps however few the documents, the smallest
             validation split of single-label data that is kept for choosing the epoch, 100, and the weight of
             SetFit's pair objective beside the cross-entropy for single-label data, 0.3), ``C`` and ``folds``
-            (codebook: the inverse L2 penalty of its logistic regressions, the folds of its out-of-fold thresholds).
+            (codebook: the inverse L2 penalty of its logistic regressions, the folds of its out-of-fold thresholds),
+            ``description_weight`` and ``description_members`` (ensemble: the description share of the mixture,
+            from 0 to 1, chosen on validation when unset; how many description members are trained side by side
+            and averaged, 2).
 
     Example:
         >>> TrainConfig(epochs=2.0, finetune="lora").epochs

@@ -36,7 +36,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ._checks import whole_number
+from ._checks import number, whole_number
 from .classifier import Classifier, load
 from .errors import FineclassError
 from .ledger import Run, RunOptions, model_identity, remove_stale_temporaries, report, weights_identity, write_shard
@@ -112,13 +112,8 @@ def _resources(ray, num_actors, gpus_per_actor, cpus_per_actor) -> tuple[int, fl
     gpus, cpus = float(res.get("GPU", 0)), float(res.get("CPU", 0))
     if gpus_per_actor is None:
         gpus_per_actor = 1.0 if gpus >= 1 else 0.0
-    if isinstance(gpus_per_actor, bool) or not isinstance(gpus_per_actor, (int, float)) or gpus_per_actor < 0:
-        raise FineclassError(
-            f"`gpus_per_actor` must be a number, 0 or more (0 for CPU workers, 0.5 for two actors "
-            f"on one GPU); got {gpus_per_actor!r}.",
-            "gpus_per_actor",
-        )
-    gpus_per_actor = float(gpus_per_actor)
+    hint = " (0 for CPU workers, 0.5 for two actors on one GPU)"
+    gpus_per_actor = number(gpus_per_actor, "gpus_per_actor", minimum=0, finite=True, hint=hint)
     if num_actors is None:
         num_actors = int(gpus // gpus_per_actor) if gpus_per_actor > 0 else int(cpus // cpus_per_actor)
         num_actors = max(num_actors, 1)

@@ -60,6 +60,10 @@
 #'   `method = "description"`: `head_learning_rate` (the class vectors'),
 #'   `min_steps` (100), `min_validation` (100) and `pair_weight` (0.3, the
 #'   weight of SetFit's pair objective for single-label data; 0 for none).
+#'   For `method = "ensemble"`: `description_weight` (the description
+#'   share of the mixture, 0 to 1; chosen on validation when unset) and
+#'   `description_members` (how many description members are trained side
+#'   by side and averaged; 2).
 #' @return A list of class `ft_config`.
 #' @seealso [ft_train()].
 #' @examples
