@@ -228,7 +228,14 @@ class EnsembleMethod(Method):
 
 
 def members(module: EnsembleModel) -> list:
-    """The description members of an ensemble, the first one first."""
+    """The description members of an ensemble.
+
+    Args:
+        module: the ensemble.
+
+    Returns:
+        Its ``DescriptionModel``s, the first one first.
+    """
     return [module.description, *module.others]
 
 
