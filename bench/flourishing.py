@@ -191,9 +191,16 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"flourishing-{'+'.join(methods)}-{args.model}{args.tag}".replace("/", "_")
-    results["command"] = "python bench/flourishing.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None
-    )
+    options = []  # the command as it can be typed again: --extra once per setting, a value with a leading dash after =
+    for k, v in vars(args).items():
+        if k == "out" or v is None or v == "" or v == []:
+            continue
+        flag = f"--{k.replace('_', '-')}"
+        if k == "extra":
+            options += [f"{flag} {name}={json.dumps(value)}" for name, value in v]
+        else:
+            options.append(f"{flag}={v}" if str(v).startswith("-") else f"{flag} {v}")
+    results["command"] = "python bench/flourishing.py " + " ".join(options)
 
     def write():  # after every row, so that a run stopped half-way keeps what it measured
         (out / f"{tag}.json").write_text(json.dumps(results, indent=2))

@@ -2,8 +2,8 @@
 
 Trains a method (the head by default; ``--method codebook``, ``description`` or ``ensemble`` read the coders'
 codebook, codebook.csv, and keep their own defaults; the two trained by epochs take ``--epochs`` and a tenth of
-each subset held out, as bench/flourishing.py trains them) on nested subsets of the 1,600 train tweets (sizes x seeds),
-scores each run on the 400 test tweets with fineclass.evaluate, fits score = a - b * n^(-c), estimates the
+each subset held out, as bench/flourishing.py trains them) on nested subsets of the 1,600 train tweets (sizes x
+seeds), scores each run on the 400 test tweets with fineclass.evaluate, fits score = a - b * n^(-c), estimates the
 labels needed for a target Jaccard, and writes the runs table, the summary and the plot.
 
     python bench/learning_curve.py [--sizes 100,200,400,800,1600] [--seeds 0,1,2] [--model minilm]

@@ -148,7 +148,7 @@ class EnsembleMethod(Method):
     @torch.no_grad()
     def probabilities(self, module, batch, spec: LabelSpec) -> np.ndarray:
         w = float(module.mix)
-        if w < 0:  # during the epoch loop: the description member alone
+        if w < 0:  # during the epoch loop: the description members alone
             w = 1.0
         d = None
         if w > 0:
@@ -190,23 +190,28 @@ class EnsembleMethod(Method):
         cb = module.codebook
         head = {"anchors": cb.anchors, "weight": cb.weight, "bias": cb.bias, "mix": module.mix.reshape(1)}
         save_encoder(cb.backbone, tokenizer, folder, head, CODEBOOK_FILE, sub=CODEBOOK_FOLDER)
-        entries = save_encoder(
-            module.description.backbone, tokenizer, folder, module.description.head_state(), DESCRIPTION_FILE
-        )
-        for k, member in enumerate(module.others, start=2):
-            sub = MEMBER_FOLDER.format(k=k)
-            save_encoder(member.backbone, tokenizer, folder, member.head_state(), MEMBER_FILE.format(k=k), sub=sub)
-        extra = {"description_members": 1 + len(module.others)} if len(module.others) else {}
-        return dict(entries, codebook_file=CODEBOOK_FILE, codebook_folder=CODEBOOK_FOLDER, **extra)
+        group = members(module)
+        entries = [
+            save_encoder(m.backbone, tokenizer, folder, m.head_state(), *member_place(k))
+            for k, m in enumerate(group, start=1)
+        ]
+        extra = {"description_members": len(group)} if len(group) > 1 else {}
+        return dict(entries[0], codebook_file=CODEBOOK_FILE, codebook_folder=CODEBOOK_FOLDER, **extra)
 
     def read(self, saved: SavedModel):
         folder, manifest, spec = saved.folder, saved.manifest, saved.spec
         trust_remote_code, allow_pickle = saved.trust_remote_code, saved.allow_pickle
         self.desc.kind = spec.kind
-        backbone, tok, head = load_encoder(folder, manifest, trust_remote_code, allow_pickle, ("classes",))
-        description = description_model(backbone, head, spec, folder / DESCRIPTION_FILE)
+        group = []
+        for k in range(1, int(manifest.get("description_members", 1)) + 1):
+            head_file, sub = member_place(k)
+            member_manifest = {**manifest, "head_file": head_file}
+            backbone, tok, head = load_encoder(
+                folder, member_manifest, trust_remote_code, allow_pickle, ("classes",), sub=sub
+            )
+            group.append(description_model(backbone, head, spec, folder / head_file))
         cb_manifest = {**manifest, "head_file": manifest.get("codebook_file")}
-        backbone_cb, _, head_cb = load_encoder(
+        backbone, _, head = load_encoder(
             folder,
             cb_manifest,
             trust_remote_code,
@@ -214,17 +219,22 @@ class EnsembleMethod(Method):
             (*HEAD_TENSORS, "mix"),
             sub=str(manifest.get("codebook_folder", CODEBOOK_FOLDER)),
         )
-        mix = float(head_cb["mix"].reshape(-1)[0])
-        others = []
-        for k in range(2, int(manifest.get("description_members", 1)) + 1):
-            sub_manifest = {**manifest, "head_file": MEMBER_FILE.format(k=k)}
-            backbone, _, head = load_encoder(
-                folder, sub_manifest, trust_remote_code, allow_pickle, ("classes",), sub=MEMBER_FOLDER.format(k=k)
-            )
-            others.append(description_model(backbone, head, spec, folder / MEMBER_FILE.format(k=k)))
-        module = EnsembleModel(description, codebook_model(backbone_cb, head_cb, spec), others)
-        module.mix.fill_(mix)
+        description, *others = group
+        module = EnsembleModel(description, codebook_model(backbone, head, spec), others)
+        module.mix.fill_(float(head["mix"].reshape(-1)[0]))
         return module.to(saved.device).eval(), tok
+
+
+def member_place(k: int) -> tuple[str, str]:
+    """Where description member ``k`` (1, 2, ...) is saved: its tensors' file and its backbone's folder.
+
+    Args:
+        k: the member's number; the first member keeps the files of a one-member ensemble.
+
+    Returns:
+        ``(head_file, folder)`` inside the model folder.
+    """
+    return (DESCRIPTION_FILE, "model") if k == 1 else (MEMBER_FILE.format(k=k), MEMBER_FOLDER.format(k=k))
 
 
 def members(module: EnsembleModel) -> list:
