@@ -412,6 +412,22 @@ def test_ensemble_weight_choice_and_fixed_weight(reviews):
             config={"extra": {"description_weight": 2}},
         )  # fmt: skip
     assert e.value.argument == "config" and "description_weight" in str(e.value)
+    # the pair term: off unless extra["pair_weight"] is set, then used (it was silently ignored before)
+    from fineclass.config import TrainConfig
+    from fineclass.methods.ensemble import EnsembleMethod
+    from fineclass.models import resolve
+
+    spec = LabelSpec(kind="single", classes=["negative", "positive"])
+    for extra, expected in (({}, 0.0), ({"pair_weight": 0.5}, 0.5)):
+        method = EnsembleMethod()
+        method.build(resolve("minilm"), spec, TrainConfig(extra=dict(extra, description_members=1)), "cpu")
+        assert method.desc.pair_weight == expected
+    with pytest.raises(FineclassError) as e:
+        fineclass.train(
+            reviews[0].head(16), model="minilm", method="ensemble", progress=False,
+            config={"extra": {"pair_weight": -1}},
+        )  # fmt: skip
+    assert e.value.argument == "config" and "pair_weight" in str(e.value)
 
 
 # ---------------------------------------------------------------------- decision rules, max_length

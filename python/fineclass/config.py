@@ -66,7 +66,7 @@ class TrainConfig:
             (codebook: the inverse L2 penalty of its logistic regressions, the folds of its out-of-fold thresholds),
             ``description_weight`` and ``description_members`` (ensemble: the description share of the mixture,
             from 0 to 1, chosen on validation when unset; how many description members are trained side by side
-            and averaged, 2).
+            and averaged, 2); the ensemble's description members use ``pair_weight`` only where it is set.
 
     Example:
         >>> TrainConfig(epochs=2.0, finetune="lora").epochs

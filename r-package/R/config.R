@@ -63,7 +63,8 @@
 #'   For `method = "ensemble"`: `description_weight` (the description
 #'   share of the mixture, 0 to 1; chosen on validation when unset) and
 #'   `description_members` (how many description members are trained side
-#'   by side and averaged; 2).
+#'   by side and averaged; 2); its description members use `pair_weight`
+#'   only where it is set (0 otherwise).
 #' @return A list of class `ft_config`.
 #' @seealso [ft_train()].
 #' @examples
