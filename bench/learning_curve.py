@@ -8,6 +8,10 @@ labels needed for a target Jaccard, and writes the runs table, the summary and t
 
     python bench/learning_curve.py [--sizes 100,200,400,800,1600] [--seeds 0,1,2] [--model minilm]
                                    [--epochs 4] [--target 0.45] [--out bench/results] [--method head]
+                                   [--dev] [--tag=-x]
+
+``--dev`` leaves the test split alone: it scores every run on 400 train-split tweets (seeded) that no subset
+draws from, so that variants of a method can be compared before the test split is read (sizes up to 1,200).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ def main():
     ap.add_argument("--target", type=float, default=0.45)
     ap.add_argument("--method", default="head", help="head (the settings above) or a codebook method (its defaults)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
+    ap.add_argument("--dev", action="store_true", help="score on 400 held-out train tweets, not the test split")
+    ap.add_argument("--tag", default="", help="appended to the output files' names")
     args = ap.parse_args()
     d = Path(os.environ.get("FINECLASS_DATA", REPO.parent / "shared" / "data" / "flourishing"))
     tweets = pl.read_parquet(d / "tweets.parquet")
@@ -44,6 +50,10 @@ def main():
     labels = pl.read_parquet(d / "labels.parquet").select("id", "dimension", "level")
     labelled = tweets.join(split, on="id").sort("id")
     test_ids = labelled.filter(pl.col("split") == "test")["id"].to_list()
+    if args.dev:  # the test split is not read: 400 train tweets, drawn with a fixed seed, are scored instead
+        labelled = labelled.filter(pl.col("split") == "train")
+        test_ids = labelled["id"].sample(400, seed=20261202, shuffle=True).to_list()
+        labels = labels.filter(pl.col("id").is_in(labelled["id"].implode()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     warnings.simplefilter("ignore")
@@ -64,6 +74,7 @@ def main():
         train_args = {"codebook": codebook}
         if args.method in ("description", "ensemble"):
             train_args["config"] = {"epochs": args.epochs, "validation": 0.1}
+    suffix += ("-dev" if args.dev else "") + args.tag
     t0 = time.time()
     lc = fineclass.learning_curve(
         labelled.select("id", "text"),
@@ -84,7 +95,11 @@ def main():
     fit = lc.fit
     result = {
         "command": "python bench/learning_curve.py "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+        + " ".join(
+            f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}")
+            for k, v in vars(args).items()
+            if k != "out" and v not in (False, "")
+        ),
         "method": args.method,
         "seconds": seconds,
         "metric": lc.metric,

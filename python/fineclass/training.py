@@ -245,20 +245,74 @@ def tune_thresholds(
     return best, float(best_score)
 
 
+def rule_jaccard(probs: np.ndarray, targets: np.ndarray, spec, rule: dict) -> float:
+    """Mean per-document Jaccard of a decision rule applied to documents' probabilities.
+
+    Args:
+        probs: the documents' probabilities.
+        targets: their encoded labels.
+        spec: the label set (multi or dimlevel).
+        rule: a rule from :func:`tune_thresholds`.
+
+    Returns:
+        The mean Jaccard.
+    """
+    presence, level = presence_levels(probs, spec)
+    return _jaccards(choose(presence, rule, spec, answer_scores(probs, spec)), level, _truth(targets, spec))
+
+
+class HeldOutScore:
+    """How well held-out probabilities score: accuracy (single-label) or Jaccard with tuned thresholds.
+
+    ``Method.finish`` receives one to choose its settings on the validation documents.
+
+    Args:
+        targets: the held-out documents' encoded labels.
+        spec: the label set.
+    """
+
+    def __init__(self, targets: np.ndarray, spec):
+        self.targets, self.spec = targets, spec
+
+    def __call__(self, probs: np.ndarray) -> float:
+        """The score of every held-out document, the shared decision rule tuned on them all.
+
+        Args:
+            probs: their probabilities.
+
+        Returns:
+            Accuracy, or mean Jaccard.
+        """
+        return self.split(probs, np.arange(len(probs)), np.arange(len(probs)))
+
+    def split(self, probs: np.ndarray, fit: np.ndarray, held: np.ndarray) -> float:
+        """The score of some held-out documents under the shared decision rule tuned on others.
+
+        Args:
+            probs: the probabilities of every held-out document.
+            fit: the rows the rule is tuned on (unused for single-label data).
+            held: the rows scored.
+
+        Returns:
+            Accuracy, or mean Jaccard, on ``held``.
+        """
+        if self.spec.kind == "single":
+            return float((probs[held].argmax(1) == self.targets[held]).mean())
+        rule, _ = tune_thresholds(probs[fit], self.targets[fit], self.spec, per_class=False)
+        return rule_jaccard(probs[held], self.targets[held], self.spec, rule)
+
+
 def _per_class_carries_over(probs: np.ndarray, targets: np.ndarray, spec, seed: int = 0) -> bool:
     """Whether per-class thresholds tuned on one half of the documents beat the shared rule on the other half."""
     n = len(probs)
     if n < 4 * MIN_SUPPORT:
         return False
     halves = np.array_split(np.random.default_rng(seed).permutation(n), 2)
-    truth = _truth(targets, spec)
     gains = 0.0
     for fit, held in (halves, halves[::-1]):
-        presence, level = presence_levels(probs[held], spec)
-        scores = answer_scores(probs[held], spec)
         for own, sign in ((True, 1.0), (False, -1.0)):
             rule, _ = tune_thresholds(probs[fit], targets[fit], spec, per_class=own)
-            gains += sign * len(held) * _jaccards(choose(presence, rule, spec, scores), level, truth[held])
+            gains += sign * len(held) * rule_jaccard(probs[held], targets[held], spec, rule)
     return gains > 1e-9
 
 
@@ -625,16 +679,10 @@ def _finish(method: Method, module, ds: Labelled, enc, val_idx, cfg: TrainConfig
     val_probs = loop["held_out"][0] if loop["held_out"] is not None else None
     if val_probs is None and len(val_idx):
         val_probs = scorer.score_ids([enc.ids[i] for i in val_idx])
-    truth = ds.targets[val_idx]
-
-    def score(probs: np.ndarray) -> float:
-        if ds.spec.kind == "single":
-            return float((probs.argmax(1) == truth).mean())
-        return tune_thresholds(probs, truth, ds.spec, per_class=False)[1]
-
+    score = HeldOutScore(ds.targets[val_idx], ds.spec)
     features = _all_features(scorer, enc, progress)
     t1 = time.time()
-    held, info = method.finish(module, features, ds.targets, ds.spec, cfg, val_idx, val_probs, score)
+    held, info = method.finish(module, features, ds.targets, ds.spec, cfg, val_idx, val_probs, score, enc.ids)
     module.eval()
     record = {**info, "seconds_features": round(t1 - t0, 1), "seconds_fit": round(time.time() - t1, 1)}
     return dict(

@@ -355,7 +355,8 @@ class Method(abc.ABC):
         config: Any,
         val_idx: np.ndarray,
         val_probs: np.ndarray | None,
-        score: Callable[[np.ndarray], float],
+        score: Any,
+        ids_list: list | None = None,
     ) -> tuple[np.ndarray | None, dict]:
         """Fit the closed-form part after the epoch loop (only where ``finishes_in_closed_form``).
 
@@ -367,8 +368,11 @@ class Method(abc.ABC):
             config: the resolved ``TrainConfig``.
             val_idx: the validation documents (possibly none).
             val_probs: the gradient-trained part's probabilities of the validation documents, or None.
-            score: probabilities of the validation documents -> how well they score (higher is better: mean
-                Jaccard with tuned thresholds for the multi-label shapes, accuracy for single-label data).
+            score: a ``training.HeldOutScore``: ``score(probs)`` says how well the validation documents'
+                probabilities score (higher is better: mean Jaccard with tuned thresholds for the multi-label
+                shapes, accuracy for single-label data), ``score.split(probs, fit, held)`` scores the rows
+                ``held`` with the decision rule tuned on the rows ``fit``.
+            ids_list: the token ids of every training document (for parts that read the tokens themselves).
 
         Returns:
             ``(val_probs, info)``: the whole model's probabilities of the validation documents, with no validation
