@@ -682,7 +682,7 @@ def _finish(method: Method, module, ds: Labelled, enc, val_idx, cfg: TrainConfig
     score = HeldOutScore(ds.targets[val_idx], ds.spec)
     features = _all_features(scorer, enc, progress)
     t1 = time.time()
-    held, info = method.finish(module, features, ds.targets, ds.spec, cfg, val_idx, val_probs, score, enc.ids)
+    held, info = method.finish(module, features, ds.targets, ds.spec, cfg, val_idx, val_probs, score)
     module.eval()
     record = {**info, "seconds_features": round(t1 - t0, 1), "seconds_fit": round(time.time() - t1, 1)}
     return dict(

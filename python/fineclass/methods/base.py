@@ -356,7 +356,6 @@ class Method(abc.ABC):
         val_idx: np.ndarray,
         val_probs: np.ndarray | None,
         score: Any,
-        ids_list: list | None = None,
     ) -> tuple[np.ndarray | None, dict]:
         """Fit the closed-form part after the epoch loop (only where ``finishes_in_closed_form``).
 
@@ -372,7 +371,6 @@ class Method(abc.ABC):
                 probabilities score (higher is better: mean Jaccard with tuned thresholds for the multi-label
                 shapes, accuracy for single-label data), ``score.split(probs, fit, held)`` scores the rows
                 ``held`` with the decision rule tuned on the rows ``fit``.
-            ids_list: the token ids of every training document (for parts that read the tokens themselves).
 
         Returns:
             ``(val_probs, info)``: the whole model's probabilities of the validation documents, with no validation

@@ -60,6 +60,7 @@ CODEBOOK_FILE = "codebook.safetensors"
 CODEBOOK_FOLDER = "codebook-model"
 DESCRIPTION_MEMBERS = 2  # chosen on the flourishing validation tweets (see the module)
 WEIGHTS = (0.5, 0.25, 0.75, 0.0, 1.0)  # tried in this order; a later one must score strictly better
+MIN_CHECK = 20  # the fewest validation documents for the split-half check of a weight other than 1/2
 
 
 class EnsembleModel(torch.nn.Module):
@@ -179,6 +180,8 @@ class EnsembleMethod(Method):
             logits = torch.einsum("nf,gcf->ngc", torch.from_numpy(features[val_idx]).float(), w0) + b0
             cb_val = as_probabilities(logits, spec).numpy()
             w, scores = (float(fixed), {}) if fixed is not None else choose_weight(val_probs, cb_val, score)
+            if fixed is None and w != WEIGHTS[0]:
+                w, info["weight_check"] = check_weight(val_probs, cb_val, w, score)
             held = mix(val_probs, cb_val, w)
             info["validation_by_weight"] = scores
         else:
@@ -288,6 +291,55 @@ def fixed_weight(config) -> float | None:
     return number(fixed, "config", minimum=0, maximum=1, hint=" in its extra['description_weight']")
 
 
+def check_weight(description: np.ndarray, codebook: np.ndarray, best: float, score) -> tuple[float, dict]:
+    """Keep a weight other than 1/2 only if a split-half check of the held-out documents agrees.
+
+    The held-out documents are split in two (seeded); on each half the weight is chosen as by
+    :func:`choose_weight` and scored on the other half, the decision rule tuned on the first half. ``best`` is kept
+    only if that cross-fitted score beats the even mixture's under the same protocol; with fewer than
+    ``MIN_CHECK`` held-out documents the even mixture is kept.
+
+    Args:
+        description: the description members' probabilities of the held-out documents.
+        codebook: the codebook member's (fitted without them).
+        best: the weight that scored best on all of them.
+        score: a ``training.HeldOutScore`` of these documents.
+
+    Returns:
+        ``(w, record)``: the weight kept, and the halves' choices and the check's gain per document.
+    """
+    n = len(description)
+    if n < MIN_CHECK:
+        return WEIGHTS[0], {"kept": WEIGHTS[0], "reason": f"fewer than {MIN_CHECK} validation documents"}
+    halves = np.array_split(np.random.default_rng(0).permutation(n), 2)
+    gain, chosen = 0.0, []
+    for fit, held in (halves, halves[::-1]):
+        pick = first_best({w: score.split(mix(description, codebook, w), fit, fit) for w in WEIGHTS})
+        chosen.append(pick)
+        if pick != WEIGHTS[0]:
+            on_held = score.split(mix(description, codebook, pick), fit, held)
+            gain += len(held) * (on_held - score.split(mix(description, codebook, WEIGHTS[0]), fit, held))
+    kept = best if gain > 1e-9 else WEIGHTS[0]
+    return kept, {"kept": kept, "halves_chose": chosen, "split_half_gain": round(gain / n, 4)}
+
+
+def first_best(scores: dict) -> float:
+    """The first key (in insertion order) among those with the highest score; a later one must be strictly better.
+
+    Args:
+        scores: ``{choice: score}``.
+
+    Returns:
+        The choice.
+    """
+    keys = list(scores)
+    best = keys[0]
+    for k in keys[1:]:
+        if scores[k] > scores[best] + 1e-12:
+            best = k
+    return best
+
+
 def choose_weight(description: np.ndarray, codebook: np.ndarray, score) -> tuple[float, dict]:
     """The description member's weight whose mixture scores best on held-out documents.
 
@@ -300,8 +352,4 @@ def choose_weight(description: np.ndarray, codebook: np.ndarray, score) -> tuple
         ``(w, scores)``: the weight (the first of ``WEIGHTS`` among the best), and each weight's score.
     """
     scores = {w: float(score(mix(description, codebook, w))) for w in WEIGHTS}
-    best = WEIGHTS[0]
-    for w in WEIGHTS[1:]:
-        if scores[w] > scores[best] + 1e-12:
-            best = w
-    return best, {str(w): round(v, 4) for w, v in scores.items()}
+    return first_best(scores), {str(w): round(v, 4) for w, v in scores.items()}
