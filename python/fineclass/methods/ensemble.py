@@ -12,6 +12,11 @@ per-document Jaccard with tuned thresholds for the multi-label shapes, accuracy 
 ties); then the codebook member is fitted again on every training document, starting from the first fit.
 ``extra["description_weight"]`` fixes ``w`` instead. Without a validation split ``w`` is 1/2.
 
+A weight other than 1/2 is kept only if it carries over between two halves of the validation split
+(:func:`check_weight`), and never with fewer than ``MIN_CHECK`` validation documents: with a few dozen held-out
+documents a weight that scores best by a fraction of a document is noise (rule 14 in
+bench/PREREGISTRATION.md; BENCHMARKS.md, "the ensemble's weight on small validation splits").
+
 The description members train without the description method's pair term (SetFit's objective, single-label
 data only) unless ``extra["pair_weight"]`` sets its weight; the ensemble's measurements were made without it.
 
