@@ -16,7 +16,10 @@ ruff check python tests bench || status=1
 ruff format --check python tests bench || status=1
 
 echo "== pytest"
-python -m pytest -q -p no:cacheprovider --durations=20 tests || status=1  # the 20 slowest, for the time budget
+# two worker processes (pytest-xdist), a test file each at a time: each runs torch on one thread (tests/conftest.py),
+# so one process left a core idle. FINECLASS_TEST_WORKERS=0 runs in one process.
+python -m pytest -q -p no:cacheprovider -n "${FINECLASS_TEST_WORKERS:-2}" --dist loadfile --durations=20 tests \
+  || status=1  # the 20 slowest, for the time budget
 
 echo "== vignettes call only the R package's exported verbs"
 if grep -rnE 'reticulate::import|ft_call\(' vignettes/ r-package/vignettes/ 2>/dev/null; then

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 from pathlib import Path
 
@@ -22,6 +23,59 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(n)
+
+
+class ExampleCounter:
+    """How many examples each property-based test of the reliability suite ran, and how they ended."""
+
+    def __init__(self):
+        self.counts: collections.Counter = collections.Counter()
+        self.outcomes: collections.Counter = collections.Counter()
+
+    def add(self, name: str) -> None:
+        """Count one example of the property ``name``."""
+        self.counts[name] += 1
+
+    def outcome(self, name: str) -> None:
+        """Count how examples ended (shown apart from the total)."""
+        self.outcomes[name] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+_COUNTER = ExampleCounter()
+
+
+@pytest.fixture(scope="session")
+def hypothesis_examples() -> ExampleCounter:
+    return _COUNTER
+
+
+def pytest_sessionfinish(session):
+    """Under pytest-xdist, each worker hands its counts to the controller (``pytest_testnodedown``)."""
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None:
+        out["hypothesis_counts"] = dict(_COUNTER.counts)
+        out["hypothesis_outcomes"] = dict(_COUNTER.outcomes)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    out = getattr(node, "workeroutput", {})
+    _COUNTER.counts.update(out.get("hypothesis_counts", {}))
+    _COUNTER.outcomes.update(out.get("hypothesis_outcomes", {}))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _COUNTER.total:
+        terminalreporter.write_sep("-", "reliability: hypothesis examples run")
+        for name, n in sorted(_COUNTER.counts.items()):
+            terminalreporter.write_line(f"{n:6d}  {name}")
+        terminalreporter.write_line(f"{_COUNTER.total:6d}  in all")
+        for name, n in sorted(_COUNTER.outcomes.items()):
+            terminalreporter.write_line(f"        {n:6d}  {name}")
 
 
 def flourishing_dir() -> Path:
