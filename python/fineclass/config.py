@@ -65,7 +65,8 @@ class TrainConfig:
             SetFit's pair objective beside the cross-entropy for single-label data, 0.3), ``C`` and ``folds``
             (codebook: the inverse L2 penalty of its logistic regressions, the folds of its out-of-fold thresholds),
             ``description_weight`` and ``description_members`` (ensemble: the description share of the mixture,
-            from 0 to 1, chosen on validation when unset; how many description members are trained side by side
+            from 0 to 1, chosen on validation when unset, and other than 1/2 only where that choice carries over
+            between two halves of the validation split; how many description members are trained side by side
             and averaged, 2); the ensemble's description members use ``pair_weight`` only where it is set.
 
     Example:

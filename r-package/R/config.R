@@ -61,7 +61,9 @@
 #'   `min_steps` (100), `min_validation` (100) and `pair_weight` (0.3, the
 #'   weight of SetFit's pair objective for single-label data; 0 for none).
 #'   For `method = "ensemble"`: `description_weight` (the description
-#'   share of the mixture, 0 to 1; chosen on validation when unset) and
+#'   share of the mixture, 0 to 1; chosen on validation when unset, and
+#'   other than 1/2 only where that choice carries over between two halves
+#'   of the validation split) and
 #'   `description_members` (how many description members are trained side
 #'   by side and averaged; 2); its description members use `pair_weight`
 #'   only where it is set (0 otherwise).
