@@ -245,6 +245,20 @@ def tune_thresholds(
     return best, float(best_score)
 
 
+def split_halves(n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Held-out documents in two seeded halves, for checks that tune on one half and score on the other.
+
+    Args:
+        n: the number of held-out documents.
+        seed: the seed of the split.
+
+    Returns:
+        ``[(first, second), (second, first)]``: (rows tuned on, rows scored), both ways.
+    """
+    first, second = np.array_split(np.random.default_rng(seed).permutation(n), 2)
+    return [(first, second), (second, first)]
+
+
 def rule_jaccard(probs: np.ndarray, targets: np.ndarray, spec, rule: dict) -> float:
     """Mean per-document Jaccard of a decision rule applied to documents' probabilities.
 
@@ -285,6 +299,14 @@ class HeldOutScore:
         """
         return self.split(probs, np.arange(len(probs)), np.arange(len(probs)))
 
+    def halves(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The held-out documents in two seeded halves, both ways (:func:`split_halves`).
+
+        Returns:
+            ``[(rows tuned on, rows scored), ...]``.
+        """
+        return split_halves(len(self.targets))
+
     def split(self, probs: np.ndarray, fit: np.ndarray, held: np.ndarray) -> float:
         """The score of some held-out documents under the shared decision rule tuned on others.
 
@@ -307,9 +329,8 @@ def _per_class_carries_over(probs: np.ndarray, targets: np.ndarray, spec, seed: 
     n = len(probs)
     if n < 4 * MIN_SUPPORT:
         return False
-    halves = np.array_split(np.random.default_rng(seed).permutation(n), 2)
     gains = 0.0
-    for fit, held in (halves, halves[::-1]):
+    for fit, held in split_halves(n, seed):
         for own, sign in ((True, 1.0), (False, -1.0)):
             rule, _ = tune_thresholds(probs[fit], targets[fit], spec, per_class=own)
             gains += sign * len(held) * rule_jaccard(probs[held], targets[held], spec, rule)

@@ -299,7 +299,7 @@ def fixed_weight(config) -> float | None:
 def check_weight(description: np.ndarray, codebook: np.ndarray, best: float, score) -> tuple[float, dict]:
     """Keep a weight other than 1/2 only if a split-half check of the held-out documents agrees.
 
-    The held-out documents are split in two (seeded); on each half the weight is chosen as by
+    The held-out documents are split in two (``score.halves()``); on each half the weight is chosen as by
     :func:`choose_weight` and scored on the other half, the decision rule tuned on the first half. ``best`` is kept
     only if that cross-fitted score beats the even mixture's under the same protocol; with fewer than
     ``MIN_CHECK`` held-out documents the even mixture is kept.
@@ -316,9 +316,8 @@ def check_weight(description: np.ndarray, codebook: np.ndarray, best: float, sco
     n = len(description)
     if n < MIN_CHECK:
         return WEIGHTS[0], {"kept": WEIGHTS[0], "reason": f"fewer than {MIN_CHECK} validation documents"}
-    halves = np.array_split(np.random.default_rng(0).permutation(n), 2)
     gain, chosen = 0.0, []
-    for fit, held in (halves, halves[::-1]):
+    for fit, held in score.halves():
         pick = first_best({w: score.split(mix(description, codebook, w), fit, fit) for w in WEIGHTS})
         chosen.append(pick)
         if pick != WEIGHTS[0]:
