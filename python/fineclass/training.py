@@ -575,6 +575,8 @@ def fit(
     np.random.seed(cfg.seed % 2**32)
     module, tok, finetune = method.build(model_path, ds.spec, cfg, device, trust_remote_code)
     cfg = cfg.resolved(**method.defaults(finetune))
+    refit = refit_setting(cfg, method)
+    start_state = _trainable_state(module) if refit else None  # the refit starts where the first run did
     max_length, lengths_report = choose_max_length(tok, module, ds.texts, cfg.max_length)
     cfg = TrainConfig(**dict(cfg.to_dict(), max_length=max_length))
     _report_length(lengths_report, len(ds), progress)
@@ -600,6 +602,23 @@ def fit(
         loop = _epochs(
             method, module, tok, ds, enc, train_idx, val_idx, cfg, device, scorer, fingerprint, progress, resume
         )
+        if refit:
+            loop = _refit(
+                method,
+                module,
+                tok,
+                ds,
+                enc,
+                val_idx,
+                start_state,
+                cfg,
+                device,
+                scorer,
+                fingerprint,
+                progress,
+                resume,
+                loop,
+            )
         if method.finishes_in_closed_form:
             loop = _finish(method, module, ds, enc, val_idx, cfg, scorer, progress, loop)
     else:
@@ -632,6 +651,7 @@ def fit(
         "epochs_run": loop["epochs_run"],
         "stopped_early": loop["stopped_early"],
         "closed_form": loop.get("closed_form"),
+        "refit": loop.get("refit"),
         "n_train": int(len(train_idx)),
         "n_validation": int(len(val_idx)),
         "validation_note": validation_note,
@@ -652,6 +672,75 @@ def fit(
             file=sys.stderr,
         )
     return Trained(method, module, tok, ds.spec, device, cfg, thresholds, loop["history"], manifest, ds.table(val_idx))
+
+
+def refit_setting(cfg: TrainConfig, method: Method) -> bool:
+    """Whether to refit on every document after the epoch loop: ``extra["refit"]``, else the method's default.
+
+    Args:
+        cfg: the resolved ``TrainConfig``.
+        method: the method (its ``refits`` is the default).
+
+    Returns:
+        True to refit (only methods trained by gradient refit).
+
+    Raises:
+        FineclassError: naming ``config`` when ``extra["refit"]`` is not True or False.
+    """
+    value = cfg.extra.get("refit", method.refits)
+    if not isinstance(value, (bool, np.bool_)):
+        raise FineclassError(
+            f"`config`: extra['refit'] must be True or False; got {value!r}. True trains the model again on "
+            f"every document up to the epoch the validation split chose.",
+            "config",
+        )
+    return bool(value) and method.trains_by_gradient
+
+
+def _refit(
+    method, module, tok, ds, enc, val_idx, start_state, cfg, device, scorer, fingerprint, progress, resume, loop
+):
+    """Train the trainable parts again from their start on every document, up to the epoch the first run chose.
+
+    The first run's held-out probabilities stay in the record (the weight and the decision rule are chosen on
+    them, as without refit); its history stays the run's history. With no validation split there is nothing to
+    add and the first run is kept. Checkpoints go to ``checkpoint_dir/refit``.
+    """
+    best = int(loop["best_epoch"])
+    if best < 1 or not len(val_idx):
+        return dict(loop, refit={"done": False, "reason": "no validation split to add"})
+    t0 = time.time()
+    _load_trainable(module, start_state)
+    ck_cfg = TrainConfig(**dict(cfg.to_dict(), checkpoint_dir=None))
+    if cfg.checkpoint_dir:
+        ck_cfg = TrainConfig(**dict(cfg.to_dict(), checkpoint_dir=str(Path(cfg.checkpoint_dir) / "refit")))
+    everything = np.arange(len(ds))
+    again = _epochs(
+        method,
+        module,
+        tok,
+        ds,
+        enc,
+        everything,
+        np.arange(0),
+        ck_cfg,
+        device,
+        scorer,
+        fingerprint + ":refit",
+        progress,
+        resume,
+        stop_after=best,
+        desc="refitting",
+    )
+    record = {
+        "done": True,
+        "chosen_epoch": best,
+        "epochs": len(again["history"]),  # fewer where the larger set reaches the method's min_steps sooner
+        "documents": len(everything),
+        "history": again["history"],
+        "seconds": round(time.time() - t0, 1),
+    }
+    return dict(loop, refit=record)
 
 
 def _report_length(report: dict, n: int, progress: bool) -> None:
@@ -737,8 +826,13 @@ def _epochs(
     fingerprint: str,
     progress: bool,
     resume: bool,
+    stop_after: int | None = None,
+    desc: str = "training",
 ) -> dict:
-    """The epoch loop of a gradient-trained method; the best epoch's weights are left in ``module``."""
+    """The epoch loop of a gradient-trained method; the best epoch's weights are left in ``module``.
+
+    ``stop_after`` ends the loop after that many epochs of the schedule laid out for all of them (a refit).
+    """
     from transformers import get_linear_schedule_with_warmup
 
     method.prepare(module, tok, [enc.ids[i] for i in train_idx], ds.targets[train_idx], ds.spec)
@@ -755,6 +849,7 @@ def _epochs(
     min_steps = int(cfg.extra.get("min_steps", method.min_steps) or 0)
     n_epochs = max(cfg.epochs, math.ceil(min_steps / steps_per_epoch))
     total_steps = steps_per_epoch * n_epochs
+    last_epoch = n_epochs if stop_after is None else min(n_epochs, stop_after)
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total_steps), total_steps)
     monitor = method.monitor(ds.spec) if len(val_idx) else "loss"
 
@@ -795,15 +890,15 @@ def _epochs(
         from tqdm.auto import tqdm
 
         bar = tqdm(
-            total=steps_per_epoch * cfg.gradient_accumulation * (n_epochs - start_epoch),
+            total=steps_per_epoch * cfg.gradient_accumulation * max(last_epoch - start_epoch, 0),
             unit="batch",
-            desc="training",
+            desc=desc,
             dynamic_ncols=True,
             file=sys.stderr,
         )
     stopped_early = False
     epochs_run = start_epoch
-    for epoch in range(start_epoch, n_epochs):
+    for epoch in range(start_epoch, last_epoch):
         # early stopping never cuts a run below its minimum number of steps
         if best["bad_epochs"] >= (cfg.early_stopping or 10**9) and epoch * steps_per_epoch >= min_steps:
             stopped_early = True

@@ -275,6 +275,9 @@ class Method(abc.ABC):
     #: single-label data: a validation split of fewer documents than this cannot choose an epoch, so it is folded
     #: back into training and the last epoch is kept (``TrainConfig.extra["min_validation"]`` wins; 0: never).
     min_validation: ClassVar[int] = 0
+    #: after the epoch loop, train the trainable parts again from their start on every document (training and
+    #: validation splits) up to the chosen epoch (``TrainConfig.extra["refit"]`` wins; see ``training.fit``).
+    refits: ClassVar[bool] = False
 
     def prepare(self, module: Any, tokenizer: Any, ids_list: list, targets: np.ndarray, spec: LabelSpec) -> None:
         """Initialise the model from the training documents before the first step (nothing by default).
