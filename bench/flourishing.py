@@ -144,6 +144,7 @@ def train_and_predict(method: str, args, train, train_labels, test, spec: dict) 
         "max_length": m["config"]["max_length"],
         "history": clf.history_,
         "closed_form": m.get("closed_form"),
+        "refit": m.get("refit"),
         "threshold": clf.thresholds_,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "load_average": os.getloadavg(),

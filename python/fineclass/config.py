@@ -68,6 +68,10 @@ class TrainConfig:
             from 0 to 1, chosen on validation when unset, and other than 1/2 only where that choice carries over
             between two halves of the validation split; how many description members are trained side by side
             and averaged, 2); the ensemble's description members use ``pair_weight`` only where it is set.
+            ``refit`` (any method trained by epochs; True or False): after the validation split has chosen the
+            epoch (and the ensemble's weight and the decision rule), train the trainable parts again from their
+            start on every document, up to that epoch, so that the validation documents are learnt from too; it
+            takes about twice the training time. Off by default (``Method.refits``).
 
     Example:
         >>> TrainConfig(epochs=2.0, finetune="lora").epochs

@@ -66,7 +66,11 @@
 #'   of the validation split) and
 #'   `description_members` (how many description members are trained side
 #'   by side and averaged; 2); its description members use `pair_weight`
-#'   only where it is set (0 otherwise).
+#'   only where it is set (0 otherwise). For any method trained by epochs:
+#'   `refit` (`TRUE` or `FALSE`): once the validation split has chosen the
+#'   epoch (and the ensemble's weight and decision rule), train again from
+#'   the start on every document up to that epoch, so that the validation
+#'   documents are learnt from too (about twice the training time).
 #' @return A list of class `ft_config`.
 #' @seealso [ft_train()].
 #' @examples
