@@ -71,7 +71,7 @@ class TrainConfig:
             ``refit`` (any method trained by epochs; True or False): after the validation split has chosen the
             epoch (and the ensemble's weight and the decision rule), train the trainable parts again from their
             start on every document, up to that epoch, so that the validation documents are learnt from too; it
-            takes about twice the training time. Off by default (``Method.refits``).
+            takes about twice the training time. The ensemble's default (``Method.refits``); off for the others.
 
     Example:
         >>> TrainConfig(epochs=2.0, finetune="lora").epochs

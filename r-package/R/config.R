@@ -70,7 +70,8 @@
 #'   `refit` (`TRUE` or `FALSE`): once the validation split has chosen the
 #'   epoch (and the ensemble's weight and decision rule), train again from
 #'   the start on every document up to that epoch, so that the validation
-#'   documents are learnt from too (about twice the training time).
+#'   documents are learnt from too (about twice the training time;
+#'   `TRUE` by default for the ensemble, `FALSE` for the others).
 #' @return A list of class `ft_config`.
 #' @seealso [ft_train()].
 #' @examples
