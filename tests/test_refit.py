@@ -37,9 +37,10 @@ def _probs(clf, data) -> np.ndarray:
     return np.column_stack([pred.column(c).to_numpy() for c in pred.column_names if c.startswith("p_")])
 
 
-def test_refit_trains_again_on_every_document_up_to_the_chosen_epoch(tiny_bert, reviews_small):
+def test_refit_trains_again_on_every_document_up_to_the_chosen_epoch(tiny_bert, reviews_small, capsys):
     plain = _train(reviews_small, tiny_bert, CFG)
-    refit = _train(reviews_small, tiny_bert, {**CFG, "extra": {"refit": True}})
+    refit = fineclass.train(reviews_small, model=tiny_bert, config={**CFG, "extra": {"refit": True}}, progress=True)
+    assert "then again on all 240 up to it" in capsys.readouterr().err
     m, record = refit.manifest_, refit.manifest_["refit"]
     assert plain.manifest_["refit"] is None and m["n_validation"] == 60
     # the epoch loop is the same run: the same history and the same chosen epoch

@@ -666,9 +666,11 @@ def fit(
         "fingerprint": fingerprint,
     }
     if progress:
+        refitted = loop.get("refit") or {}
+        again = f", then again on all {refitted['documents']} up to it" if refitted.get("done") else ""
         print(
             f"fineclass: trained {name} on {model} ({finetune}) with {len(train_idx)} documents in "
-            f"{manifest['seconds']} s; best epoch {loop['best_epoch']}",
+            f"{manifest['seconds']} s; best epoch {loop['best_epoch']}{again}",
             file=sys.stderr,
         )
     return Trained(method, module, tok, ds.spec, device, cfg, thresholds, loop["history"], manifest, ds.table(val_idx))
