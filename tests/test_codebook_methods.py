@@ -352,6 +352,7 @@ def test_ensemble_trains_two_description_members_by_default_averages_them_and_ro
     clf = _on_tweets(tweets, "ensemble", {"epochs": 1, "validation": 0.25, "extra": {"min_steps": 4}})
     module, m = clf.module_, clf.manifest_
     assert len(module.others) == 1  # two members by default
+    assert m["refit"]["done"] and m["refit"]["documents"] == 64  # and refitted on every tweet by default (rule 15)
     assert m["config"]["max_grad_norm"] == pytest.approx(1 / np.sqrt(2))  # each member clipped as a lone run
     # the members started alike and were trained on the same batches; their dropout made them differ
     a, b = module.description, module.others[0]
