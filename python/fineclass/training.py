@@ -713,9 +713,8 @@ def _refit(
         return dict(loop, refit={"done": False, "reason": "no validation split to add"})
     t0 = time.time()
     _load_trainable(module, start_state)
-    ck_cfg = TrainConfig(**dict(cfg.to_dict(), checkpoint_dir=None))
-    if cfg.checkpoint_dir:
-        ck_cfg = TrainConfig(**dict(cfg.to_dict(), checkpoint_dir=str(Path(cfg.checkpoint_dir) / "refit")))
+    own_folder = str(Path(cfg.checkpoint_dir) / "refit") if cfg.checkpoint_dir else None
+    ck_cfg = TrainConfig(**dict(cfg.to_dict(), checkpoint_dir=own_folder))
     everything = np.arange(len(ds))
     again = _epochs(
         method,
