@@ -282,6 +282,10 @@ print.ft_model <- function(x, ...) {
     cat(sprintf("  trained on %s documents (%s held out for validation), best epoch %s\n",
       format(manifest$n_train, big.mark = ","), format(manifest$n_validation %||% 0, big.mark = ","),
       format(manifest$best_epoch %||% NA)))
+    if (isTRUE(manifest$refit$done)) {
+      cat(sprintf("  then trained again on all %s documents up to that epoch (refit)\n",
+        format(manifest$refit$documents, big.mark = ",")))
+    }
     if (is.character(manifest$validation_note)) {
       cat(strwrap(paste("note:", manifest$validation_note), width = getOption("width", 80), indent = 2,
         exdent = 8), sep = "\n")

@@ -393,3 +393,19 @@ test_that("print() wraps a model's validation note to the console's width", {
   expect_true(all(nchar(wrapped) <= 60))
   expect_match(paste(trimws(wrapped), collapse = " "), "min_validation=0 keeps the split", fixed = TRUE)
 })
+
+test_that("a refit is shown when printed, and a bad refit setting names config", {
+  skip_if_no_fineclass()
+  m <- ft_train(reviews(), text = "review", label = "sentiment", id = "doc", model = "minilm",
+    config = ft_config(validation = 0.25, extra = list(refit = TRUE)), epochs = 1, max_length = 32,
+    quiet = TRUE)
+  out <- paste(capture.output(print(m)), collapse = "\n")
+  expect_match(out, "trained on 18 documents (6 held out for validation), best epoch 1", fixed = TRUE)
+  expect_match(out, "then trained again on all 24 documents up to that epoch (refit)", fixed = TRUE)
+  expect_true(summary(m)$manifest$refit$done)
+  expect_error(
+    ft_train(reviews(), text = "review", label = "sentiment", id = "doc", model = "minilm",
+      config = ft_config(extra = list(refit = "yes")), epochs = 1, max_length = 32, quiet = TRUE),
+    "extra['refit'] must be True or False", fixed = TRUE
+  )
+})
