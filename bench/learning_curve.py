@@ -30,6 +30,29 @@ import fineclass
 REPO = Path(__file__).resolve().parent.parent
 
 
+def data_folder() -> Path:
+    """The flourishing data folder: ``$FINECLASS_DATA``, else the shared data beside the checkout."""
+    return Path(os.environ.get("FINECLASS_DATA", REPO.parent / "shared" / "data" / "flourishing"))
+
+
+def flourishing_tables(d: Path, dev: bool) -> tuple[pl.DataFrame, pl.DataFrame, list]:
+    """The coded tweets (id, text, split; sorted by id), their long codes, and the ids to score.
+
+    With ``dev`` the test split is not read: only train-split tweets are kept, and 400 of them, drawn with a fixed
+    seed, are the ones scored (no training subset draws from them).
+    """
+    tweets = pl.read_parquet(d / "tweets.parquet")
+    split = pl.read_parquet(d / "labeled_ids.parquet")
+    labels = pl.read_parquet(d / "labels.parquet").select("id", "dimension", "level")
+    labelled = tweets.join(split, on="id").sort("id")
+    test_ids = labelled.filter(pl.col("split") == "test")["id"].to_list()
+    if dev:
+        labelled = labelled.filter(pl.col("split") == "train")
+        test_ids = labelled["id"].sample(400, seed=20261202, shuffle=True).to_list()
+        labels = labels.filter(pl.col("id").is_in(labelled["id"].implode()))
+    return labelled, labels, test_ids
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="100,200,400,800,1600")
@@ -44,16 +67,8 @@ def main():
     ap.add_argument("--dev", action="store_true", help="score on 400 held-out train tweets, not the test split")
     ap.add_argument("--tag", default="", help="appended to the output files' names")
     args = ap.parse_args()
-    d = Path(os.environ.get("FINECLASS_DATA", REPO.parent / "shared" / "data" / "flourishing"))
-    tweets = pl.read_parquet(d / "tweets.parquet")
-    split = pl.read_parquet(d / "labeled_ids.parquet")
-    labels = pl.read_parquet(d / "labels.parquet").select("id", "dimension", "level")
-    labelled = tweets.join(split, on="id").sort("id")
-    test_ids = labelled.filter(pl.col("split") == "test")["id"].to_list()
-    if args.dev:  # the test split is not read: 400 train tweets, drawn with a fixed seed, are scored instead
-        labelled = labelled.filter(pl.col("split") == "train")
-        test_ids = labelled["id"].sample(400, seed=20261202, shuffle=True).to_list()
-        labels = labels.filter(pl.col("id").is_in(labelled["id"].implode()))
+    d = data_folder()
+    labelled, labels, test_ids = flourishing_tables(d, dev=args.dev)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     warnings.simplefilter("ignore")

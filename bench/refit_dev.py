@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import tempfile
 import time
@@ -23,13 +22,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 import fineclass
-from fineclass.curve import HEADLINE, _subset
+from fineclass.curve import HEADLINE, _subset, nested_subset, training_pool
 from fineclass.data import labelled as labelled_set
 from fineclass.tables import read_table
 from fineclass.training import _load_trainable, load_checkpoint
+from learning_curve import data_folder, flourishing_tables
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,25 +42,19 @@ def main():
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
-    d = Path(os.environ.get("FINECLASS_DATA", REPO.parent / "shared" / "data" / "flourishing"))
+    d = data_folder()
     warnings.simplefilter("ignore")
-    tweets = pl.read_parquet(d / "tweets.parquet")
-    split = pl.read_parquet(d / "labeled_ids.parquet")
-    labels = pl.read_parquet(d / "labels.parquet").select("id", "dimension", "level")
-    train_split = tweets.join(split, on="id").sort("id").filter(pl.col("split") == "train")
-    dev_ids = train_split["id"].sample(400, seed=20261202, shuffle=True).to_list()  # learning_curve --dev's draw
-    labels = labels.filter(pl.col("id").is_in(train_split["id"].implode()))
+    train_split, labels, dev_ids = flourishing_tables(d, dev=True)  # learning_curve --dev's tables and draw
     table = read_table(train_split.select("id", "text"))
     long_labels = read_table(labels)
     codebook = fineclass.read_codebook(d / "codebook.csv")
     ds = labelled_set(table, text="text", label=("dimension", "level"), labels=long_labels)
-    dev_set = set(dev_ids)
-    pool = [i for i in ds.ids if i not in dev_set]  # as fineclass.learning_curve forms it
+    pool = training_pool(ds.ids, dev_ids)
     dev_docs = _subset(table, dev_ids)
     metric = HEADLINE[ds.spec.kind]
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
-        ids = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[: args.size]]
+        ids = nested_subset(pool, seed, args.size)
         with tempfile.TemporaryDirectory() as ck:
             t0 = time.time()
             clf = fineclass.train(

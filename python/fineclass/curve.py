@@ -113,6 +113,35 @@ def _subset(table: pa.Table, ids: Sequence) -> pa.Table:
     return table.filter(pa.compute.is_in(table.column("id"), value_set=wanted))
 
 
+def training_pool(all_ids: Sequence, test_ids) -> list:
+    """The documents a learning curve may train on: every id outside the test split, in the data's order.
+
+    Args:
+        all_ids: the data's ids, in its order.
+        test_ids: the test split's ids.
+
+    Returns:
+        The remaining ids, in the data's order.
+    """
+    test_set = set(test_ids)
+    return [i for i in all_ids if i not in test_set]
+
+
+def nested_subset(pool: Sequence, seed: int, size: int) -> list:
+    """A learning curve's training subset: the first ``size`` of ``pool`` in a seeded order (nested across sizes).
+
+    Args:
+        pool: the ids to draw from (:func:`training_pool`).
+        seed: the run's seed; each seed has its own order.
+        size: how many ids.
+
+    Returns:
+        The ids; for one seed, a smaller size's subset is contained in a larger one's.
+    """
+    order = np.random.default_rng(seed).permutation(len(pool))
+    return [pool[i] for i in order[:size]]
+
+
 def learning_curve(
     data: Any,
     *,
@@ -188,7 +217,7 @@ def learning_curve(
     unknown = test_set - set(all_ids)
     if unknown:
         raise FineclassError(f"`test` names {len(unknown)} ids that are not in `data`.", "test")
-    pool = [i for i in all_ids if i not in test_set]
+    pool = training_pool(all_ids, test_set)
     if sizes[-1] > len(pool):
         raise FineclassError(
             f"the largest size ({sizes[-1]}) exceeds the {len(pool)} documents left for training "
@@ -204,7 +233,6 @@ def learning_curve(
     rows = []
     t0 = time.time()
     for seed in seeds:
-        order = np.random.default_rng(seed).permutation(len(pool))
         for size in sizes:
             if (size, seed) in done:
                 rows.append(done[(size, seed)])
@@ -214,7 +242,7 @@ def learning_curve(
                         file=sys.stderr,
                     )
                 continue
-            ids = [pool[i] for i in order[:size]]
+            ids = nested_subset(pool, seed, size)
             clf = train(
                 _subset(table, ids), **{**args, "id": "id"}, config={**base, "seed": seed}, progress=False, spec=ds.spec
             )
