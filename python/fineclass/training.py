@@ -709,8 +709,10 @@ def _refit(
     add and the first run is kept. Checkpoints go to ``checkpoint_dir/refit``.
     """
     best = int(loop["best_epoch"])
-    if best < 1 or not len(val_idx):
+    if not len(val_idx):
         return dict(loop, refit={"done": False, "reason": "no validation split to add"})
+    if best < 1:  # no epoch ever scored better than the start (a validation loss of NaN, say)
+        return dict(loop, refit={"done": False, "reason": "the validation split chose no epoch"})
     t0 = time.time()
     _load_trainable(module, start_state)
     own_folder = str(Path(cfg.checkpoint_dir) / "refit") if cfg.checkpoint_dir else None
