@@ -57,6 +57,11 @@ def test_refit_trains_again_on_every_document_up_to_the_chosen_epoch(tiny_bert, 
     p_plain, p_refit = _probs(plain, held), _probs(refit, held)
     nll = [-np.mean(np.log(p[np.arange(len(truth)), truth])) for p in (p_plain, p_refit)]
     assert nll[1] < nll[0]  # it has now seen them
+    # the refit started from the start, not from the chosen epoch: with the last epoch chosen, it is the model a
+    # run without a validation split trains
+    assert m["best_epoch"] == CFG["epochs"]
+    scratch = _train(reviews_small, tiny_bert, {**CFG, "validation": 0})
+    np.testing.assert_allclose(_probs(refit, reviews_small), _probs(scratch, reviews_small), atol=1e-6)
 
 
 def test_refit_keeps_what_was_chosen_on_held_out_tweets(flourishing):
@@ -87,11 +92,12 @@ def test_refit_keeps_what_was_chosen_on_held_out_tweets(flourishing):
 
 
 def test_a_refit_that_dies_resumes_to_the_same_model(tiny_bert, reviews_small, tmp_path):
-    cfg = {**CFG, "extra": {"refit": True}}
+    cfg = {**CFG, "epochs": 8, "extra": {"refit": True}}  # eight epochs, of which the tiny BERT overfits the last
     full = _train(reviews_small, tiny_bert, {**cfg, "checkpoint_dir": str(tmp_path / "a")})
     assert (tmp_path / "a" / "refit" / "latest.json").exists()
     chosen = full.manifest_["best_epoch"]
-    assert chosen > 1  # so that the refit has an epoch to resume from
+    # an epoch to resume from, and epochs after the chosen one that the refit must not run
+    assert 1 < chosen < cfg["epochs"] and full.manifest_["refit"]["epochs"] == chosen
     # died during the refit's last epoch: its checkpoint is gone
     run = tmp_path / "b"
     _train(reviews_small, tiny_bert, {**cfg, "checkpoint_dir": str(run)})
