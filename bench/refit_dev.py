@@ -8,7 +8,9 @@ then scored too: the epoch loop's best description members, read back from its c
 refitted ones. The codebook member, the weight and the decision rule are shared by both, so this is exactly the
 model that a run without refit gives.
 
-    python bench/refit_dev.py [--seeds 0,1,2] [--size 1200] [--epochs 4] [--tag=-x]
+    python bench/refit_dev.py [--seeds 0,1,2] [--size 1200] [--epochs 4] [--validation 0.1] [--tag=-x]
+
+Rule 16 runs it with ``--validation 0.2`` (a fifth held out) and compares the refit arm with rule 15's.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--size", type=int, default=1200)
     ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--validation", type=float, default=0.1, help="the share held out (rule 16 compares 0.2)")
     ap.add_argument("--model", default="minilm")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--tag", default="")
@@ -69,7 +72,7 @@ def main():
                 spec=ds.spec,
                 config={
                     "epochs": args.epochs,
-                    "validation": 0.1,
+                    "validation": args.validation,
                     "seed": seed,
                     "checkpoint_dir": ck,
                     "extra": {"refit": True},
@@ -89,6 +92,7 @@ def main():
         row = {
             "seed": seed,
             "size": args.size,
+            "validation": args.validation,
             "refit": scores["refit"],
             "no_refit": scores["no refit"],
             "gain": scores["refit"][metric] - scores["no refit"][metric],
