@@ -11,7 +11,8 @@ same test tweets beside TF-IDF (issue 19), each in a process of its own (its pea
 codebook-aware methods (``codebook``, ``description``, ``ensemble``) read the
 dimensions' definitions from codebook.csv in the data folder; --epochs, --max-length, --lr and --batch-size
 apply to the head and generative methods, the others keep their own defaults (``description`` and
-``ensemble``: --description-epochs, max_length "auto"):
+``ensemble``: --description-epochs, --validation (unset: the method's share, a fifth for ``ensemble`` since rule 16
+of PREREGISTRATION.md, a tenth otherwise), max_length "auto"):
 
     python bench/flourishing.py --method head,codebook --epochs 10 --max-length 64 --lr 2e-4
 
@@ -85,7 +86,9 @@ def method_config(method: str, args) -> dict:
     if method == "codebook":  # no epochs: one encoder pass, logistic regressions, out-of-fold thresholds
         return {"seed": 0}
     if method in ("description", "ensemble"):  # ensemble: the description member's epochs, then the codebook's fit
-        config = {"epochs": args.description_epochs, "validation": 0.1, "batch_size": args.batch_size, "seed": 0}
+        config = {"epochs": args.description_epochs, "batch_size": args.batch_size, "seed": 0}
+        if args.validation is not None:  # else the method's share: a tenth, a fifth for the ensemble (rule 16)
+            config["validation"] = args.validation
         if args.extra:
             config["extra"] = dict(args.extra)
         return config
@@ -142,6 +145,8 @@ def train_and_predict(method: str, args, train, train_labels, test, spec: dict) 
         "seconds_train": seconds_train,
         "seconds_predict": seconds_predict,
         "max_length": m["config"]["max_length"],
+        "validation": m["config"]["validation"],
+        "n_validation": m["n_validation"],
         "history": clf.history_,
         "closed_form": m.get("closed_form"),
         "refit": m.get("refit"),
@@ -161,6 +166,12 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--finetune", default="auto")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument(
+        "--validation",
+        type=float,
+        default=None,
+        help="the share held out by description and ensemble (default: the method's, a tenth; a fifth for ensemble)",
+    )
     ap.add_argument("--train-n", type=int, default=None, help="a seeded sample of this many train tweets")
     ap.add_argument("--test-n", type=int, default=None, help="a seeded sample of this many test tweets")
     ap.add_argument(

@@ -295,6 +295,21 @@ def _probs(clf, data) -> np.ndarray:
     return np.column_stack([pred.column(c).to_numpy() for c in pred.column_names if c.startswith("p_")])
 
 
+@pytest.mark.filterwarnings("ignore:.*were truncated")
+def test_the_ensemble_holds_out_a_fifth_unless_told_and_other_methods_a_tenth(tweets, tiny_bert, reviews_small):
+    """Rule 16: the ensemble refits on every document, so by default it holds out a fifth (13 of 64 tweets) to
+    choose its epoch, weight and rule; other methods a tenth. A share given in ``config`` wins (16 of 64 in the
+    test below); a share that is not a number is refused naming ``validation``."""
+    clf = _on_tweets(tweets, "ensemble", {"epochs": 1, "extra": {"min_steps": 0, "description_members": 1}})
+    assert clf.manifest_["n_validation"] == 13 and clf.manifest_["config"]["validation"] == 0.2
+    assert clf.manifest_["refit"]["documents"] == 64
+    head = fineclass.train(reviews_small, model=tiny_bert, config={"epochs": 1, "max_length": 16}, progress=False)
+    assert head.manifest_["n_validation"] == 24 and head.manifest_["config"]["validation"] == 0.1
+    with pytest.raises(FineclassError) as e:
+        fineclass.TrainConfig(validation="a fifth")
+    assert e.value.argument == "validation" and "[0, 0.9)" in str(e.value)
+
+
 def test_ensemble_on_tweets_averages_its_members_and_round_trips(tweets, tmp_path):
     from fineclass.methods.codebook import CodebookMethod
     from fineclass.methods.description import DescriptionMethod

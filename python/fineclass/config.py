@@ -45,7 +45,8 @@ class TrainConfig:
         lora_targets: the modules LoRA adapts (names or one name); None: every linear layer.
         class_weights: ``"balanced"`` (weights against class imbalance in the loss) or None.
         validation: the share of training documents held out for early stopping and threshold tuning, in
-            [0, 0.9); 0 trains on every document and keeps the last epoch.
+            [0, 0.9); 0 trains on every document and keeps the last epoch; None: the method's default (a tenth; a
+            fifth for ``ensemble``, which trains again on every document once the epoch is chosen).
         early_stopping: stop after this many epochs without a better validation loss; None: never.
         threshold: the presence thresholds of the multi-label shapes: ``"tune"`` (best mean Jaccard on held-out
             documents: one threshold, then one per class where the class occurs often enough there, and whether
@@ -91,7 +92,7 @@ class TrainConfig:
     lora_dropout: float = 0.05
     lora_targets: Optional[list] = None
     class_weights: Optional[str] = "balanced"
-    validation: float = 0.1
+    validation: Optional[float] = None
     early_stopping: Optional[int] = 2
     threshold: Any = "tune"
     seed: int = 0
@@ -115,7 +116,9 @@ class TrainConfig:
             )
         if self.warmup_ratio is not None and not (0 <= float(self.warmup_ratio) < 1):
             raise FineclassError(f"`warmup_ratio` must be in [0, 1); got {self.warmup_ratio!r}.", "warmup_ratio")
-        if not (0 <= float(self.validation) < 0.9):
+        if self.validation is not None and not (
+            isinstance(self.validation, (int, float)) and 0 <= float(self.validation) < 0.9
+        ):
             raise FineclassError(
                 f"`validation` is the share of training rows held out for early stopping and "
                 f"must be in [0, 0.9); got {self.validation!r}.",

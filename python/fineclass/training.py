@@ -575,6 +575,8 @@ def fit(
     np.random.seed(cfg.seed % 2**32)
     module, tok, finetune = method.build(model_path, ds.spec, cfg, device, trust_remote_code)
     cfg = cfg.resolved(**method.defaults(finetune))
+    if cfg.validation is None:
+        cfg = TrainConfig(**dict(cfg.to_dict(), validation=method.validation_share))
     refit = refit_setting(cfg, method)
     start_state = _trainable_state(module) if refit else None  # the refit starts where the first run did
     max_length, lengths_report = choose_max_length(tok, module, ds.texts, cfg.max_length)

@@ -36,7 +36,9 @@
 #' @param class_weights `"balanced"` (weights inverse to class frequency) or
 #'   `"none"`.
 #' @param validation Share of the training documents held out for early
-#'   stopping and the choice of thresholds, in \[0, 0.9); 0 for none. With
+#'   stopping and the choice of thresholds, in \[0, 0.9); 0 for none; `NULL`:
+#'   the method's default (a tenth; a fifth for `method = "ensemble"`, which
+#'   trains again on every document once the epoch is chosen). With
 #'   `method = "description"` and single-label data, a share of fewer than 100
 #'   documents cannot choose an epoch: it trains instead and the last epoch is
 #'   kept (the model's manifest says so); `extra = list(min_validation = 0)`
@@ -82,7 +84,7 @@ ft_config <- function(epochs = 3, batch_size = 16, learning_rate = NULL, weight_
                       warmup_ratio = NULL, max_grad_norm = NULL, max_length = "auto",
                       finetune = c("auto", "full", "lora", "qlora"), lora_r = NULL, lora_alpha = NULL,
                       lora_dropout = 0.05, lora_targets = NULL, class_weights = c("balanced", "none"),
-                      validation = 0.1, early_stopping = 2, threshold = "tune", seed = 0, device = "auto",
+                      validation = NULL, early_stopping = 2, threshold = "tune", seed = 0, device = "auto",
                       gradient_accumulation = 1, checkpoint_dir = NULL, prompt = NULL, extra = list()) {
   finetune <- one_of(finetune, c("auto", "full", "lora", "qlora"), "finetune")
   class_weights <- one_of(class_weights, c("balanced", "none"), "class_weights")
@@ -100,7 +102,7 @@ ft_config <- function(epochs = 3, batch_size = 16, learning_rate = NULL, weight_
     lora_dropout = number_arg(lora_dropout, "lora_dropout", 0, 1, open_high = TRUE),
     lora_targets = string_arg(lora_targets, "lora_targets", null = TRUE, many = TRUE),
     class_weights = class_weights,
-    validation = number_arg(validation, "validation", 0, 0.9, open_high = TRUE),
+    validation = number_arg(validation, "validation", 0, 0.9, open_high = TRUE, null = TRUE),
     early_stopping = count_arg(early_stopping, "early_stopping", 1, null = TRUE),
     threshold = threshold_arg(threshold), seed = count_arg(seed, "seed", -.Machine$integer.max),
     device = string_arg(device, "device"),

@@ -278,6 +278,8 @@ class Method(abc.ABC):
     #: after the epoch loop, train the trainable parts again from their start on every document (training and
     #: validation splits) up to the chosen epoch (``TrainConfig.extra["refit"]`` wins; see ``training.fit``).
     refits: ClassVar[bool] = False
+    #: the share of training documents held out when ``TrainConfig.validation`` is None.
+    validation_share: ClassVar[float] = 0.1
 
     def prepare(self, module: Any, tokenizer: Any, ids_list: list, targets: np.ndarray, spec: LabelSpec) -> None:
         """Initialise the model from the training documents before the first step (nothing by default).
