@@ -44,6 +44,9 @@ def main():
     ap.add_argument("--model", default="minilm")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--tag", default="")
+    ap.add_argument(
+        "--codebook", action="store_true", help="also score the codebook method with and without the middle layer"
+    )
     args = ap.parse_args()
     d = data_folder()
     warnings.simplefilter("ignore")
@@ -89,6 +92,18 @@ def main():
                 ev = fineclass.evaluate(pred, long_labels, spec=ds.spec, ids=dev_ids, bootstrap=0)
                 scores[arm] = {m: ev.get(m) for m in (metric, "presence_micro_f1")}
         m = clf.manifest_
+        codebook_arms = {}
+        if args.codebook:  # rule 17: the codebook method alone, on the same subset, with and without the middle layer
+            for middle in (True, False):
+                cb = fineclass.train(
+                    _subset(table, ids), model=args.model, method="codebook", text="text",
+                    label=("dimension", "level"), labels=long_labels, id="id", codebook=codebook, spec=ds.spec,
+                    config={"seed": seed, "extra": {"middle_layer": middle}}, progress=False,
+                )  # fmt: skip
+                ev = fineclass.evaluate(
+                    cb.predict(dev_docs, text="text"), long_labels, spec=ds.spec, ids=dev_ids, bootstrap=0
+                )
+                codebook_arms["middle" if middle else "last"] = {k: ev.get(k) for k in (metric, "presence_micro_f1")}
         row = {
             "seed": seed,
             "size": args.size,
@@ -100,6 +115,8 @@ def main():
             "description_weight": (m.get("closed_form") or {}).get("description_weight"),
             "rule": m["thresholds"],
             "refit_record": m["refit"],
+            "codebook_layers": (m.get("closed_form") or {}).get("codebook_layers"),
+            "codebook_method": codebook_arms or None,
             "seconds_train": round(seconds, 1),
         }
         rows.append(row)

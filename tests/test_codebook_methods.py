@@ -79,9 +79,10 @@ def test_codebook_method_on_tweets_reads_the_definitions_and_round_trips(tweets,
     assert m["method"] == "codebook" and m["finetune"] == "frozen" and m["n_validation"] == 0
     assert m["history"][0]["folds"] == 2 and "out of fold (2 folds" in m["threshold_source"]
     k = len(clf.spec_.classes)
-    # the regressions read the embedding and its cosines to each dimension's "name: definition" and its name
-    assert clf.module_.anchors.shape == (2 * k, 384)
-    assert clf.module_.weight.shape == (k, 4, 384 + 2 * k)
+    # the regressions read, from the last layer and the middle one (3 of 6), the embedding and its cosines to each
+    # dimension's "name: definition" and its name embedded at that layer
+    assert clf.module_.anchors.shape == (2, 2 * k, 384) and clf.module_.layers.tolist() == [-1, 3]
+    assert clf.module_.weight.shape == (k, 4, 2 * (384 + 2 * k))
     # max_length="auto": the 95th percentile of these tweets' token lengths, reported
     assert m["lengths"]["max_length"] == m["config"]["max_length"] >= m["lengths"]["length_p95"]
     pred = clf.predict(tw)
@@ -94,6 +95,50 @@ def test_codebook_method_on_tweets_reads_the_definitions_and_round_trips(tweets,
     clf.save(tmp_path / "m")
     assert (tmp_path / "m" / "codebook.safetensors").is_file() and (tmp_path / "m" / "model").is_dir()
     _same(pred, fineclass.load(tmp_path / "m").predict(tw))
+
+
+def test_the_codebook_reads_the_middle_layer_and_older_models_still_load(tweets, tmp_path):
+    """Rule 17: beside the last layer, the middle layer's pooled embedding and its cosines to the class texts
+    embedded at that layer; ``extra["middle_layer"] = False`` reads the last layer alone, the layout of models
+    saved before, which still load and predict as they did."""
+    import torch.nn.functional as F
+    from safetensors.torch import load_file, save_file
+
+    from fineclass.manifest import weights_digest
+
+    tw = tweets[0]
+    clf = _on_tweets(tweets, "codebook", {"extra": {"folds": 2}})
+    module, tok = clf.module_, clf.tokenizer_
+    texts = tw["text"].head(4).to_list()
+    batch = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    batch = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        out = module.backbone(**batch, output_hidden_states=True)
+        m = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = [F.normalize((h * m).sum(1) / m.sum(1), dim=-1) for h in (out.last_hidden_state, out.hidden_states[3])]
+        x = module.features(batch)
+    k2 = module.anchors.shape[1]
+    want = torch.cat([pooled[0], pooled[0] @ module.anchors[0].T, pooled[1], pooled[1] @ module.anchors[1].T], 1)
+    torch.testing.assert_close(x, want, atol=1e-5, rtol=1e-5)
+    assert (module.anchors[0] - module.anchors[1]).abs().max() > 0.05 and x.shape[1] == 2 * (384 + k2)
+
+    last = _on_tweets(tweets, "codebook", {"extra": {"folds": 2, "middle_layer": False}})
+    assert last.module_.layers.tolist() == [-1] and last.module_.weight.shape[2] == 384 + k2
+    pred = last.predict(tw)
+    last.save(tmp_path / "old")
+    head_file = tmp_path / "old" / "codebook.safetensors"
+    head = load_file(str(head_file))  # as a model saved before the middle layer: 2-D anchors, no layers
+    older = {"anchors": head["anchors"][0].contiguous(), "weight": head["weight"], "bias": head["bias"]}
+    save_file(older, str(head_file))
+    manifest_file = tmp_path / "old" / "fineclass.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest_file.write_text(json.dumps(dict(manifest, weights_sha256=weights_digest(tmp_path / "old"))))
+    old = fineclass.load(tmp_path / "old")
+    assert old.module_.layers.tolist() == [-1]
+    _same(pred, old.predict(tw))
+    with pytest.raises(FineclassError) as e:
+        _on_tweets(tweets, "codebook", {"extra": {"middle_layer": "yes"}})
+    assert e.value.argument == "config" and "middle_layer" in str(e.value)
 
 
 def test_a_fixed_label_set_takes_the_codebook_passed_beside_it(tweets):

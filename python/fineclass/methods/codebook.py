@@ -21,11 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import number
+from ..errors import FineclassError
 from ..labels import LabelSpec
 from .base import Encoded, Method, SavedModel, encode_texts, pad_batch, register
-from .encoder import class_texts, embed, embed_texts, load_backbone, load_encoder, save_encoder
+from .encoder import class_texts, embed_layers, embed_texts, load_backbone, load_encoder, middle_layer, save_encoder
 
 HEAD_FILE = "codebook.safetensors"
+MIDDLE_LAYER = True  # read the middle layer beside the last (rule 17, bench/PREREGISTRATION.md)
 
 
 class CodebookModel(torch.nn.Module):
@@ -33,18 +35,26 @@ class CodebookModel(torch.nn.Module):
 
     Args:
         backbone: a transformers backbone (frozen here).
-        anchors: (texts, hidden) unit-length embeddings of the class texts.
+        anchors: unit-length embeddings of the class texts: (layers, texts, hidden), one block per layer read, or
+            (texts, hidden) for the last layer alone (models saved before the middle layer was read).
         groups: the regressions (1 for single; one per class otherwise).
         outputs: the answers of each regression (the classes; absent/present; absent and the levels).
+        layers: the hidden states read (-1: the last layer), in the order of ``anchors``.
     """
 
-    def __init__(self, backbone: torch.nn.Module, anchors: torch.Tensor, groups: int, outputs: int):
+    def __init__(
+        self, backbone: torch.nn.Module, anchors: torch.Tensor, groups: int, outputs: int, layers: tuple = (-1,)
+    ):
         super().__init__()
         self.backbone = backbone.eval()
         for p in self.backbone.parameters():
             p.requires_grad_(False)
-        width = anchors.shape[1] + anchors.shape[0]
-        self.register_buffer("anchors", anchors.float().clone())
+        anchors = anchors.float().reshape(-1, *anchors.shape[-2:])
+        if anchors.shape[0] != len(layers):
+            raise ValueError(f"{anchors.shape[0]} blocks of class embeddings for the layers {tuple(layers)}")
+        width = anchors.shape[0] * (anchors.shape[2] + anchors.shape[1])
+        self.register_buffer("anchors", anchors.clone())
+        self.register_buffer("layers", torch.tensor([int(x) for x in layers], dtype=torch.int64))
         self.register_buffer("weight", torch.zeros(groups, outputs, width))
         self.register_buffer("bias", torch.zeros(groups, outputs))
 
@@ -62,16 +72,18 @@ class CodebookModel(torch.nn.Module):
         return self
 
     def features(self, batch: dict) -> torch.Tensor:
-        """The embedding and its cosines to the class texts.
+        """Per layer read, the embedding and its cosines to the class texts embedded at that layer.
 
         Args:
             batch: ``input_ids`` and ``attention_mask``.
 
         Returns:
-            (documents, hidden + texts).
+            (documents, layers x (hidden + texts)).
         """
-        e = embed(self.backbone, batch)
-        return torch.cat([e, e @ self.anchors.T], dim=1)
+        parts = []
+        for e, anchors in zip(embed_layers(self.backbone, batch, tuple(self.layers.tolist())), self.anchors):
+            parts += [e, e @ anchors.T]
+        return torch.cat(parts, dim=1)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The regressions' logits.
@@ -195,20 +207,45 @@ def fit_logistic(
     return weight.detach().float(), bias.detach().float(), ce
 
 
-def new_codebook_model(backbone: torch.nn.Module, tokenizer, spec: LabelSpec) -> CodebookModel:
+def new_codebook_model(backbone: torch.nn.Module, tokenizer, spec: LabelSpec, middle: bool = True) -> CodebookModel:
     """An unfitted codebook model: the backbone frozen, the class texts embedded (described and by name).
 
     Args:
         backbone: a transformers backbone.
         tokenizer: its tokenizer.
         spec: the label set.
+        middle: read the middle layer beside the last (see the module's description).
 
     Returns:
         The model, its regressions at zero.
     """
     described, names = class_texts(spec)
     texts = described + names if described != names else names
-    return CodebookModel(backbone, embed_texts(backbone, tokenizer, texts), *layout(spec))
+    layers = (-1, middle_layer(backbone)) if middle else (-1,)
+    anchors = embed_texts(backbone, tokenizer, texts, layers=layers)
+    return CodebookModel(backbone, anchors, *layout(spec), layers=layers)
+
+
+def middle_setting(config) -> bool:
+    """Whether the codebook's regressions read the middle layer too: ``extra["middle_layer"]``, default True.
+
+    Args:
+        config: the resolved ``TrainConfig``.
+
+    Returns:
+        True or False.
+
+    Raises:
+        FineclassError: naming ``config`` when it is not True or False.
+    """
+    value = config.extra.get("middle_layer", MIDDLE_LAYER)
+    if not isinstance(value, (bool, np.bool_)):
+        raise FineclassError(
+            f"`config`: extra['middle_layer'] must be True or False; got {value!r}. True lets the codebook's "
+            f"regressions read the encoder's middle layer beside its last.",
+            "config",
+        )
+    return bool(value)
 
 
 def regression_c(config) -> float:
@@ -249,8 +286,9 @@ class CodebookMethod(Method):
     trains_by_gradient = False
 
     def build(self, model_path: str, spec: LabelSpec, config, device, trust_remote_code: bool = False):
+        middle = middle_setting(config)
         backbone, tok = load_backbone(model_path, trust_remote_code, config.extra.get("allow_pickle", False))
-        return new_codebook_model(backbone.to(device), tok, spec).to(device), tok, "frozen"
+        return new_codebook_model(backbone.to(device), tok, spec, middle).to(device), tok, "frozen"
 
     def defaults(self, finetune: str) -> dict:
         return {}
@@ -282,7 +320,8 @@ class CodebookMethod(Method):
         with torch.no_grad():
             module.weight.copy_(w_all.to(module.weight.device))
             module.bias.copy_(b_all.to(module.bias.device))
-        return oof, {"train_loss": loss, "C": c, "folds": folds if oof is not None else 0}
+        info = {"train_loss": loss, "C": c, "folds": folds if oof is not None else 0}
+        return oof, dict(info, layers=module.layers.tolist())  # the hidden states read; -1: the last layer
 
     def loss(self, module, batch, targets: torch.Tensor, spec: LabelSpec, weights=None) -> torch.Tensor:
         logits = module.logits(module.features(batch))
@@ -294,7 +333,7 @@ class CodebookMethod(Method):
         return as_probabilities(module.logits(module.features(batch)), spec).cpu().numpy()
 
     def save(self, module, tokenizer, folder: Path) -> dict:
-        head = {"anchors": module.anchors, "weight": module.weight, "bias": module.bias}
+        head = {"anchors": module.anchors, "layers": module.layers, "weight": module.weight, "bias": module.bias}
         return save_encoder(module.backbone, tokenizer, folder, head, HEAD_FILE)
 
     def read(self, saved: SavedModel):
@@ -312,7 +351,8 @@ def codebook_model(backbone: torch.nn.Module, head: dict, spec: LabelSpec) -> Co
 
     Args:
         backbone: the (frozen) backbone.
-        head: the tensors :meth:`CodebookMethod.save` wrote (``anchors``, ``weight``, ``bias``).
+        head: the tensors :meth:`CodebookMethod.save` wrote (``anchors``, ``weight``, ``bias``, and ``layers``
+            since the middle layer is read; without it, the last layer alone).
         spec: the label set.
 
     Returns:
@@ -324,7 +364,8 @@ def codebook_model(backbone: torch.nn.Module, head: dict, spec: LabelSpec) -> Co
     groups, outputs = layout(spec)
     if tuple(head["weight"].shape[:2]) != (groups, outputs):
         raise ValueError(f"{HEAD_FILE} holds regressions of shape {tuple(head['weight'].shape)} for {spec!r}")
-    module = CodebookModel(backbone, head["anchors"], groups, outputs)
+    layers = tuple(head["layers"].tolist()) if "layers" in head else (-1,)  # older models: the last layer alone
+    module = CodebookModel(backbone, head["anchors"], groups, outputs, layers)
     with torch.no_grad():
         module.weight.copy_(head["weight"])
         module.bias.copy_(head["bias"])

@@ -87,8 +87,46 @@ def embed(backbone: torch.nn.Module, batch: dict) -> torch.Tensor:
     return F.normalize(pooled.float(), dim=-1)
 
 
+def middle_layer(backbone: torch.nn.Module) -> int:
+    """The index of the encoder's middle layer among its hidden states (0 is the embeddings).
+
+    Args:
+        backbone: a transformers backbone.
+
+    Returns:
+        ``n_layers // 2`` (3 of MiniLM's 6), at least 1.
+    """
+    n = getattr(backbone.config, "num_hidden_layers", None) or getattr(backbone.config, "n_layer", None) or 2
+    return max(1, int(n) // 2)
+
+
+def embed_layers(backbone: torch.nn.Module, batch: dict, layers: tuple) -> list[torch.Tensor]:
+    """Unit-length document embeddings from several layers of one pass, each mean-pooled as :func:`embed`.
+
+    Args:
+        backbone: a transformers backbone.
+        batch: ``input_ids`` and ``attention_mask``.
+        layers: hidden-state indices; -1 is the last layer (``last_hidden_state``).
+
+    Returns:
+        One (documents, hidden) fp32 tensor per layer, in the order of ``layers``.
+    """
+    if tuple(layers) == (-1,):
+        return [embed(backbone, batch)]
+    out = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+    mask = batch["attention_mask"].unsqueeze(-1)
+    pooled = []
+    for layer in layers:
+        hidden = out.last_hidden_state if layer == -1 else out.hidden_states[layer]
+        m = mask.to(hidden.dtype)
+        pooled.append(F.normalize(((hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)).float(), dim=-1))
+    return pooled
+
+
 @torch.no_grad()
-def embed_texts(backbone: torch.nn.Module, tokenizer, texts: list[str], max_length: int = 256) -> torch.Tensor:
+def embed_texts(
+    backbone: torch.nn.Module, tokenizer, texts: list[str], max_length: int = 256, layers: tuple | None = None
+) -> torch.Tensor:
     """Embeddings of a few texts (class descriptions), in one pass without gradients.
 
     Args:
@@ -96,9 +134,10 @@ def embed_texts(backbone: torch.nn.Module, tokenizer, texts: list[str], max_leng
         tokenizer: its tokenizer.
         texts: the texts.
         max_length: the most tokens read per text.
+        layers: None: the last layer; else hidden-state indices (see :func:`embed_layers`).
 
     Returns:
-        (texts, hidden) in fp32, on the backbone's device.
+        (texts, hidden) in fp32, on the backbone's device; (layers, texts, hidden) when ``layers`` is given.
     """
     was = backbone.training
     backbone.eval()
@@ -106,9 +145,10 @@ def embed_texts(backbone: torch.nn.Module, tokenizer, texts: list[str], max_leng
     out = []
     for s in range(0, len(texts), 64):
         enc = encode_texts(tokenizer, texts[s : s + 64], max_length)
-        out.append(embed(backbone, pad_batch(enc.ids, tokenizer.pad_token_id, device)))
+        batch = pad_batch(enc.ids, tokenizer.pad_token_id, device)
+        out.append(embed(backbone, batch) if layers is None else torch.stack(embed_layers(backbone, batch, layers)))
     backbone.train(was)
-    return torch.cat(out)
+    return torch.cat(out, dim=0 if layers is None else 1)
 
 
 def save_encoder(backbone, tokenizer, folder: Path, head: dict, head_file: str, sub: str = "model") -> dict:

@@ -62,6 +62,7 @@ from .codebook import (
     fit_logistic,
     group_targets,
     layout,
+    middle_setting,
     new_codebook_model,
     regression_c,
 )
@@ -138,10 +139,14 @@ class EnsembleMethod(Method):
         # the pair term only where asked for: the ensemble's measurements were made without it
         self.desc.pair_weight = pair_weight(config, spec) if "pair_weight" in config.extra else 0.0
         allow_pickle = config.extra.get("allow_pickle", False)
+        middle = middle_setting(config)
         members = []
-        for make in (new_codebook_model,) + (new_description_model,) * self.n_members:
+        for k in range(1 + self.n_members):
             backbone, tok = load_backbone(model_path, trust_remote_code, allow_pickle)
-            members.append(make(backbone.to(device), tok, spec))
+            if k == 0:
+                members.append(new_codebook_model(backbone.to(device), tok, spec, middle))
+            else:
+                members.append(new_description_model(backbone.to(device), tok, spec))
         codebook, description, *others = members
         return EnsembleModel(description, codebook, others).to(device), tok, finetune
 
@@ -211,11 +216,13 @@ class EnsembleMethod(Method):
             module.codebook.bias.copy_(bias.to(module.codebook.bias.device))
             module.mix.fill_(w)
         info.update({"codebook_train_loss": loss, "description_weight": w})
+        info["codebook_layers"] = module.codebook.layers.tolist()  # -1: the last layer
         return held, info
 
     def save(self, module, tokenizer, folder: Path) -> dict:
         cb = module.codebook
-        head = {"anchors": cb.anchors, "weight": cb.weight, "bias": cb.bias, "mix": module.mix.reshape(1)}
+        head = {"anchors": cb.anchors, "layers": cb.layers, "weight": cb.weight, "bias": cb.bias}
+        head["mix"] = module.mix.reshape(1)
         save_encoder(cb.backbone, tokenizer, folder, head, CODEBOOK_FILE, sub=CODEBOOK_FOLDER)
         group = members(module)
         entries = [
