@@ -63,8 +63,10 @@ class TrainConfig:
             ``head_learning_rate``, ``min_steps``, ``min_validation`` and ``pair_weight`` (description: the
             class vectors' learning rate, the fewest optimiser steps however few the documents, the smallest
             validation split of single-label data that is kept for choosing the epoch, 100, and the weight of
-            SetFit's pair objective beside the cross-entropy for single-label data, 0.3), ``C`` and ``folds``
-            (codebook: the inverse L2 penalty of its logistic regressions, the folds of its out-of-fold thresholds),
+            SetFit's pair objective beside the cross-entropy for single-label data, 0.3), ``C``, ``folds`` and
+            ``middle_layer`` (codebook, and the ensemble's codebook member: the inverse L2 penalty of its logistic
+            regressions, the folds of its out-of-fold thresholds, and whether they read the encoder's middle layer
+            beside its last, True),
             ``description_weight`` and ``description_members`` (ensemble: the description share of the mixture,
             from 0 to 1, chosen on validation when unset, and other than 1/2 only where that choice carries over
             between two halves of the validation split; how many description members are trained side by side

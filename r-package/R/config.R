@@ -62,6 +62,10 @@
 #'   `method = "description"`: `head_learning_rate` (the class vectors'),
 #'   `min_steps` (100), `min_validation` (100) and `pair_weight` (0.3, the
 #'   weight of SetFit's pair objective for single-label data; 0 for none).
+#'   For `method = "codebook"` and the ensemble's codebook member: `C` (the
+#'   inverse penalty of its logistic regressions; 1), `folds` (5) and
+#'   `middle_layer` (`TRUE`: the regressions read the encoder's middle layer
+#'   beside its last; `FALSE`: the last alone).
 #'   For `method = "ensemble"`: `description_weight` (the description
 #'   share of the mixture, 0 to 1; chosen on validation when unset, and
 #'   other than 1/2 only where that choice carries over between two halves
