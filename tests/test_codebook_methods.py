@@ -350,9 +350,11 @@ def test_the_ensemble_holds_out_a_fifth_unless_told_and_other_methods_a_tenth(tw
     assert clf.manifest_["refit"]["documents"] == 64
     head = fineclass.train(reviews_small, model=tiny_bert, config={"epochs": 1, "max_length": 16}, progress=False)
     assert head.manifest_["n_validation"] == 24 and head.manifest_["config"]["validation"] == 0.1
-    with pytest.raises(FineclassError) as e:
-        fineclass.TrainConfig(validation="a fifth")
-    assert e.value.argument == "validation" and "[0, 0.9)" in str(e.value)
+    for bad in ("a fifth", True, 0.95):
+        with pytest.raises(FineclassError) as e:
+            fineclass.TrainConfig(validation=bad)
+        assert e.value.argument == "validation" and "[0, 0.9)" in str(e.value)
+    assert fineclass.TrainConfig(validation=np.float32(0.25)).validation == 0.25  # any real number
 
 
 def test_ensemble_on_tweets_averages_its_members_and_round_trips(tweets, tmp_path):

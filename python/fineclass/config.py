@@ -7,6 +7,7 @@ the model's manifest. R passes a named list through ``TrainConfig.from_dict``.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Optional
 
@@ -119,7 +120,9 @@ class TrainConfig:
         if self.warmup_ratio is not None and not (0 <= float(self.warmup_ratio) < 1):
             raise FineclassError(f"`warmup_ratio` must be in [0, 1); got {self.warmup_ratio!r}.", "warmup_ratio")
         if self.validation is not None and not (
-            isinstance(self.validation, (int, float)) and 0 <= float(self.validation) < 0.9
+            isinstance(self.validation, numbers.Real)
+            and not isinstance(self.validation, bool)
+            and 0 <= float(self.validation) < 0.9
         ):
             raise FineclassError(
                 f"`validation` is the share of training rows held out for early stopping and "
