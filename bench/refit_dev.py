@@ -115,7 +115,7 @@ def main():
             "description_weight": (m.get("closed_form") or {}).get("description_weight"),
             "rule": m["thresholds"],
             "refit_record": m["refit"],
-            "codebook_layers": (m.get("closed_form") or {}).get("codebook_layers"),
+            "codebook_middle_layer": (m.get("closed_form") or {}).get("codebook_middle_layer"),
             "codebook_method": codebook_arms or None,
             "seconds_train": round(seconds, 1),
         }

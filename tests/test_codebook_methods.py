@@ -82,6 +82,7 @@ def test_codebook_method_on_tweets_reads_the_definitions_and_round_trips(tweets,
     # the regressions read, from the last layer and the middle one (3 of 6), the embedding and its cosines to each
     # dimension's "name: definition" and its name embedded at that layer
     assert clf.module_.anchors.shape == (2, 2 * k, 384) and clf.module_.layers.tolist() == [-1, 3]
+    assert m["history"][0]["middle_layer"] == 3  # recorded as one number
     assert clf.module_.weight.shape == (k, 4, 2 * (384 + 2 * k))
     # max_length="auto": the 95th percentile of these tweets' token lengths, reported
     assert m["lengths"]["max_length"] == m["config"]["max_length"] >= m["lengths"]["length_p95"]
@@ -124,6 +125,7 @@ def test_the_codebook_reads_the_middle_layer_and_older_models_still_load(tweets,
 
     last = _on_tweets(tweets, "codebook", {"extra": {"folds": 2, "middle_layer": False}})
     assert last.module_.layers.tolist() == [-1] and last.module_.weight.shape[2] == 384 + k2
+    assert last.manifest_["history"][0]["middle_layer"] is None
     pred = last.predict(tw)
     last.save(tmp_path / "old")
     head_file = tmp_path / "old" / "codebook.safetensors"
@@ -347,6 +349,7 @@ def test_the_ensemble_holds_out_a_fifth_unless_told_and_other_methods_a_tenth(tw
     test below); a share that is not a number is refused naming ``validation``."""
     clf = _on_tweets(tweets, "ensemble", {"epochs": 1, "extra": {"min_steps": 0, "description_members": 1}})
     assert clf.manifest_["n_validation"] == 13 and clf.manifest_["config"]["validation"] == 0.2
+    assert clf.manifest_["closed_form"]["codebook_middle_layer"] == 3
     assert clf.manifest_["refit"]["documents"] == 64
     head = fineclass.train(reviews_small, model=tiny_bert, config={"epochs": 1, "max_length": 16}, progress=False)
     assert head.manifest_["n_validation"] == 24 and head.manifest_["config"]["validation"] == 0.1

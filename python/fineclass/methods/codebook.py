@@ -252,6 +252,19 @@ def middle_setting(config) -> bool:
     return bool(value)
 
 
+def middle_read(module: CodebookModel) -> int | None:
+    """The middle layer a codebook model reads beside the last, for its record (one number, as R reads it).
+
+    Args:
+        module: a codebook model.
+
+    Returns:
+        The hidden-state index, or None when it reads the last layer alone.
+    """
+    middle = [x for x in module.layers.tolist() if x != -1]
+    return int(middle[0]) if middle else None
+
+
 def regression_c(config) -> float:
     """The inverse L2 penalty of the regressions, ``extra["C"]`` (default 1).
 
@@ -325,7 +338,7 @@ class CodebookMethod(Method):
             module.weight.copy_(w_all.to(module.weight.device))
             module.bias.copy_(b_all.to(module.bias.device))
         info = {"train_loss": loss, "C": c, "folds": folds if oof is not None else 0}
-        return oof, dict(info, layers=module.layers.tolist())  # the hidden states read; -1: the last layer
+        return oof, dict(info, middle_layer=middle_read(module))
 
     def loss(self, module, batch, targets: torch.Tensor, spec: LabelSpec, weights=None) -> torch.Tensor:
         logits = module.logits(module.features(batch))

@@ -62,6 +62,7 @@ from .codebook import (
     fit_logistic,
     group_targets,
     layout,
+    middle_read,
     middle_setting,
     new_codebook_model,
     regression_c,
@@ -216,7 +217,7 @@ class EnsembleMethod(Method):
             module.codebook.bias.copy_(bias.to(module.codebook.bias.device))
             module.mix.fill_(w)
         info.update({"codebook_train_loss": loss, "description_weight": w})
-        info["codebook_layers"] = module.codebook.layers.tolist()  # -1: the last layer
+        info["codebook_middle_layer"] = middle_read(module.codebook)
         return held, info
 
     def save(self, module, tokenizer, folder: Path) -> dict:
