@@ -50,6 +50,31 @@ def whole_number(
     return int(value)
 
 
+def flag(value: Any, name: str, *, setting: str = "", why: str = "") -> bool:
+    """An argument that must be True or False (numpy's bools too), as a ``bool``.
+
+    Args:
+        value: what the user passed.
+        name: the argument's name, as the user typed it.
+        setting: the setting inside it, e.g. ``"extra['refit']"`` (then the error reads "`config`: extra['refit']").
+        why: a sentence added to the error, saying what True does.
+
+    Returns:
+        The value as a ``bool``.
+
+    Raises:
+        FineclassError: naming ``name`` when the value is not True or False.
+
+    Example:
+        >>> flag(np.True_, "small_sample")
+        True
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        where = f"`{name}`: {setting}" if setting else f"`{name}`"
+        raise FineclassError(f"{where} must be True or False; got {value!r}.{' ' + why if why else ''}", name)
+    return bool(value)
+
+
 def number(
     value: Any,
     name: str,

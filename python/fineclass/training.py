@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._checks import whole_number
+from ._checks import flag, whole_number
 from ._fs import atomic_folder
 from .config import MAX_LENGTH_CAP, TrainConfig
 from .data import Labelled, labelled
@@ -574,9 +574,7 @@ def fit(
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     module, tok, finetune = method.build(model_path, ds.spec, cfg, device, trust_remote_code)
-    cfg = cfg.resolved(**method.defaults(finetune))
-    if cfg.validation is None:
-        cfg = TrainConfig(**dict(cfg.to_dict(), validation=method.validation_share))
+    cfg = cfg.resolved(**{"validation": method.validation_share, **method.defaults(finetune)})
     refit = refit_setting(cfg, method)
     start_state = _trainable_state(module) if refit else None  # the refit starts where the first run did
     max_length, lengths_report = choose_max_length(tok, module, ds.texts, cfg.max_length)
@@ -691,14 +689,13 @@ def refit_setting(cfg: TrainConfig, method: Method) -> bool:
     Raises:
         FineclassError: naming ``config`` when ``extra["refit"]`` is not True or False.
     """
-    value = cfg.extra.get("refit", method.refits)
-    if not isinstance(value, (bool, np.bool_)):
-        raise FineclassError(
-            f"`config`: extra['refit'] must be True or False; got {value!r}. True trains the model again on "
-            f"every document up to the epoch the validation split chose.",
-            "config",
-        )
-    return bool(value) and method.trains_by_gradient
+    value = flag(
+        cfg.extra.get("refit", method.refits),
+        "config",
+        setting="extra['refit']",
+        why="True trains the model again on every document up to the epoch the validation split chose.",
+    )
+    return value and method.trains_by_gradient
 
 
 def _refit(

@@ -10,7 +10,7 @@ import pyarrow as pa
 import fineclass.estimation._regression as reg  # the module itself: `from . import` would import the package
 import fineclass.estimation._shares as sh
 
-from .._checks import whole_number
+from .._checks import flag, whole_number
 from ..errors import FineclassError, preview, warn_user
 from ..evaluation.coded import id_array
 from ..labels import as_spec, canon
@@ -145,8 +145,7 @@ def estimate(
         raise FineclassError(
             f"`confidence` must be a level between 0 and 1 (e.g. 0.95); got {confidence!r}.", "confidence"
         )
-    if not isinstance(small_sample, (bool, np.bool_)):
-        raise FineclassError(f"`small_sample` must be True or False; got {small_sample!r}.", "small_sample")
+    flag(small_sample, "small_sample")
     folds, seed = whole_number(folds, "folds", minimum=2), whole_number(seed, "seed", minimum=0)
     if regression is not None and regression not in reg.FAMILIES:
         raise FineclassError(

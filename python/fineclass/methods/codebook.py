@@ -24,8 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import number
-from ..errors import FineclassError
+from .._checks import flag, number
 from ..labels import LabelSpec
 from .base import Encoded, Method, SavedModel, encode_texts, pad_batch, register
 from .encoder import class_texts, embed_layers, embed_texts, load_backbone, load_encoder, middle_layer, save_encoder
@@ -242,14 +241,12 @@ def middle_setting(config) -> bool:
     Raises:
         FineclassError: naming ``config`` when it is not True or False.
     """
-    value = config.extra.get("middle_layer", MIDDLE_LAYER)
-    if not isinstance(value, (bool, np.bool_)):
-        raise FineclassError(
-            f"`config`: extra['middle_layer'] must be True or False; got {value!r}. True lets the codebook's "
-            f"regressions read the encoder's middle layer beside its last.",
-            "config",
-        )
-    return bool(value)
+    return flag(
+        config.extra.get("middle_layer", MIDDLE_LAYER),
+        "config",
+        setting="extra['middle_layer']",
+        why="True lets the codebook's regressions read the encoder's middle layer beside its last.",
+    )
 
 
 def middle_read(module: CodebookModel) -> int | None:
@@ -350,8 +347,7 @@ class CodebookMethod(Method):
         return as_probabilities(module.logits(module.features(batch)), spec).cpu().numpy()
 
     def save(self, module, tokenizer, folder: Path) -> dict:
-        head = {"anchors": module.anchors, "layers": module.layers, "weight": module.weight, "bias": module.bias}
-        return save_encoder(module.backbone, tokenizer, folder, head, HEAD_FILE)
+        return save_encoder(module.backbone, tokenizer, folder, head_tensors(module), HEAD_FILE)
 
     def read(self, saved: SavedModel):
         folder, manifest, spec = saved.folder, saved.manifest, saved.spec
@@ -360,7 +356,19 @@ class CodebookMethod(Method):
         return codebook_model(backbone, head, spec).to(saved.device).eval(), tok
 
 
-HEAD_TENSORS = ("anchors", "weight", "bias")
+HEAD_TENSORS = ("anchors", "weight", "bias")  # required; ``layers`` is absent from models saved before it
+
+
+def head_tensors(module: CodebookModel) -> dict:
+    """The tensors a saved codebook model keeps beside its backbone (read back by :func:`codebook_model`).
+
+    Args:
+        module: a codebook model.
+
+    Returns:
+        ``{name: tensor}``: the class texts' embeddings, the layers read, the regressions' weights and biases.
+    """
+    return {"anchors": module.anchors, "layers": module.layers, "weight": module.weight, "bias": module.bias}
 
 
 def codebook_model(backbone: torch.nn.Module, head: dict, spec: LabelSpec) -> CodebookModel:

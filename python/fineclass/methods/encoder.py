@@ -82,7 +82,20 @@ def embed(backbone: torch.nn.Module, batch: dict) -> torch.Tensor:
         (documents, hidden) in fp32.
     """
     hidden = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    return pool(hidden, batch["attention_mask"])
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """One layer's hidden states mean-pooled over each document's tokens and scaled to unit length.
+
+    Args:
+        hidden: (documents, tokens, hidden).
+        attention_mask: (documents, tokens), 1 for a document's tokens.
+
+    Returns:
+        (documents, hidden) in fp32.
+    """
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
     return F.normalize(pooled.float(), dim=-1)
 
@@ -114,13 +127,10 @@ def embed_layers(backbone: torch.nn.Module, batch: dict, layers: tuple) -> list[
     if tuple(layers) == (-1,):
         return [embed(backbone, batch)]
     out = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
-    mask = batch["attention_mask"].unsqueeze(-1)
-    pooled = []
-    for layer in layers:
-        hidden = out.last_hidden_state if layer == -1 else out.hidden_states[layer]
-        m = mask.to(hidden.dtype)
-        pooled.append(F.normalize(((hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)).float(), dim=-1))
-    return pooled
+    return [
+        pool(out.last_hidden_state if layer == -1 else out.hidden_states[layer], batch["attention_mask"])
+        for layer in layers
+    ]
 
 
 @torch.no_grad()

@@ -61,6 +61,7 @@ from .codebook import (
     codebook_model,
     fit_logistic,
     group_targets,
+    head_tensors,
     layout,
     middle_read,
     middle_setting,
@@ -141,14 +142,13 @@ class EnsembleMethod(Method):
         self.desc.pair_weight = pair_weight(config, spec) if "pair_weight" in config.extra else 0.0
         allow_pickle = config.extra.get("allow_pickle", False)
         middle = middle_setting(config)
-        members = []
-        for k in range(1 + self.n_members):
+        backbone, tok = load_backbone(model_path, trust_remote_code, allow_pickle)
+        codebook = new_codebook_model(backbone.to(device), tok, spec, middle)
+        group = []
+        for _ in range(self.n_members):
             backbone, tok = load_backbone(model_path, trust_remote_code, allow_pickle)
-            if k == 0:
-                members.append(new_codebook_model(backbone.to(device), tok, spec, middle))
-            else:
-                members.append(new_description_model(backbone.to(device), tok, spec))
-        codebook, description, *others = members
+            group.append(new_description_model(backbone.to(device), tok, spec))
+        description, *others = group
         return EnsembleModel(description, codebook, others).to(device), tok, finetune
 
     def defaults(self, finetune: str) -> dict:
@@ -222,8 +222,7 @@ class EnsembleMethod(Method):
 
     def save(self, module, tokenizer, folder: Path) -> dict:
         cb = module.codebook
-        head = {"anchors": cb.anchors, "layers": cb.layers, "weight": cb.weight, "bias": cb.bias}
-        head["mix"] = module.mix.reshape(1)
+        head = dict(head_tensors(cb), mix=module.mix.reshape(1))
         save_encoder(cb.backbone, tokenizer, folder, head, CODEBOOK_FILE, sub=CODEBOOK_FOLDER)
         group = members(module)
         entries = [
